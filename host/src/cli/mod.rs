@@ -1,0 +1,149 @@
+//! The `credvault` command line: the only place that uses `anyhow`.
+
+mod flagged;
+mod progress;
+mod show;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Migration;
+use crate::pipeline;
+use crate::runtime::Runtime;
+use crate::state::StateStore;
+
+/// Move data into CredVault through sandboxed wasm plugins.
+#[derive(Parser)]
+#[command(name = "credvault", version, about)]
+struct Cli {
+    /// The state store (runs, checkpoints, flagged rows, audit log).
+    #[arg(long, global = true, env = "CREDVAULT_STATE", default_value = ".credvault/state.db")]
+    state: PathBuf,
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "CREDVAULT_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a migration: copy every table, applying mappings and transforms.
+    Run {
+        /// The migration file.
+        file: PathBuf,
+        /// Print one JSON event per line on stdout instead of progress bars.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a migration file, its connections, mappings and plugins.
+    Check {
+        /// The migration file.
+        file: PathBuf,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the first rows of each table as they will arrive.
+    Preview {
+        /// The migration file.
+        file: PathBuf,
+        /// Rows per table.
+        #[arg(long, default_value_t = 5)]
+        rows: u64,
+        /// Print the preview as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or export rows kept for review under the `flag` policy.
+    Flagged {
+        #[command(subcommand)]
+        command: flagged::FlaggedCommand,
+    },
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { file, json } => {
+            let (m, runtime, state) = open(&file, &cli.state).await?;
+            let mut observer = progress::Reporter::new(json);
+            let result = pipeline::run_migration(&m, &runtime, &state, &mut observer).await;
+            observer.finish();
+            match result {
+                Ok(summary) => {
+                    if !json {
+                        show::summary(&m, &summary, &cli.state);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Check { file, json } => {
+            let m = Migration::load(&file)?;
+            let runtime = runtime(&cli.state)?;
+            let results = pipeline::check(&m, &runtime).await;
+            show::checks(&results, json);
+            Ok(if results.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Preview { file, rows, json } => {
+            let m = Migration::load(&file)?;
+            let runtime = runtime(&cli.state)?;
+            let previews = pipeline::preview(&m, &runtime, rows).await?;
+            show::previews(&previews, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flagged { command } => {
+            let state = StateStore::open(&cli.state).await?;
+            flagged::run(command, &state).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn open(file: &Path, state: &Path) -> anyhow::Result<(Migration, Runtime, StateStore)> {
+    let m = Migration::load(file)?;
+    let runtime = runtime(state)?;
+    let state = StateStore::open(state).await?;
+    Ok((m, runtime, state))
+}
+
+/// The wasm runtime, caching compiled plugins beside the state store.
+fn runtime(state: &Path) -> anyhow::Result<Runtime> {
+    let cache = state.parent().unwrap_or(Path::new(".")).join("cache");
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating the plugin cache {}", cache.display()))?;
+    Ok(Runtime::new(Some(&cache))?)
+}

@@ -1,0 +1,131 @@
+//! Printing check results, previews and run summaries.
+
+use std::path::Path;
+
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::config::Migration;
+use crate::pipeline::{CheckResult, PreviewRow, RunSummary, TablePreview};
+use crate::value::{to_json, to_text, type_name};
+
+pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
+    let c = s.counts;
+    println!(
+        "migration `{}` run {} succeeded: {} read, {} written, {} dropped, {} skipped, {} flagged",
+        m.name, s.run_id, c.read, c.written, c.dropped, c.skipped, c.flagged
+    );
+    if c.flagged > 0 {
+        println!(
+            "review flagged rows: credvault --state {} flagged list --migration {}",
+            state.display(),
+            m.name
+        );
+    }
+}
+
+pub fn checks(results: &[CheckResult], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(results).expect("serializable"));
+        return;
+    }
+    for r in results {
+        let mark = if r.passed { "pass" } else { "FAIL" };
+        println!("[{mark}] {}: {}", r.name, r.detail);
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    match failed {
+        0 => println!("all {} checks passed", results.len()),
+        n => println!("{n} of {} checks failed", results.len()),
+    }
+}
+
+pub fn previews(previews: &[TablePreview], json: bool) {
+    if json {
+        let out: Vec<serde_json::Value> = previews.iter().map(preview_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out).expect("serializable"));
+        return;
+    }
+    for p in previews {
+        let plan = &p.plan;
+        println!(
+            "\n{} → {} ({} rows in source, policy {:?})",
+            plan.spec.source,
+            plan.spec.destination(),
+            p.total,
+            plan.policy
+        );
+        let mut types = new_table(vec!["source column", "source type", "→ column", "type"]);
+        for c in plan.mapping.columns() {
+            types.add_row(vec![
+                c.from.name.clone(),
+                type_name(c.from.type_).into(),
+                c.to.name.clone(),
+                type_name(c.to.type_).into(),
+            ]);
+        }
+        println!("{types}");
+        if !plan.steps.is_empty() {
+            let names: Vec<&str> = plan.steps.iter().map(|s| s.plugin.name()).collect();
+            let out: Vec<String> = plan.output.iter().map(|c| format!("{} {}", c.name, type_name(c.type_))).collect();
+            println!("transforms: {} → {}", names.join(" → "), out.join(", "));
+        }
+        let mut rows = new_table(plan.output.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+        let mut notes = Vec::new();
+        for row in &p.rows {
+            match row {
+                PreviewRow::Row(values) => {
+                    rows.add_row(values.iter().map(|v| to_text(v).unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>());
+                }
+                PreviewRow::Dropped(pos) => notes.push(format!("row {pos}: dropped by a transform")),
+                PreviewRow::Failed(f) => notes.push(format!("would fail: {f}")),
+            }
+        }
+        println!("{rows}");
+        for note in notes {
+            println!("  {note}");
+        }
+    }
+}
+
+fn new_table(header: impl Into<comfy_table::Row>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header);
+    t
+}
+
+fn preview_json(p: &TablePreview) -> serde_json::Value {
+    let plan = &p.plan;
+    let rows: Vec<serde_json::Value> = p
+        .rows
+        .iter()
+        .map(|r| match r {
+            PreviewRow::Row(values) => serde_json::Value::Object(
+                plan.output.iter().zip(values).map(|(c, v)| (c.name.clone(), to_json(v))).collect(),
+            ),
+            PreviewRow::Dropped(pos) => serde_json::json!({ "dropped": pos }),
+            PreviewRow::Failed(f) => serde_json::json!({ "failed": f }),
+        })
+        .collect();
+    let mapping: Vec<serde_json::Value> = plan
+        .mapping
+        .columns()
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "from": c.from.name, "from_type": type_name(c.from.type_),
+                "to": c.to.name, "to_type": type_name(c.to.type_),
+            })
+        })
+        .collect();
+    let output: Vec<serde_json::Value> = plan
+        .output
+        .iter()
+        .map(|c| serde_json::json!({ "name": c.name, "type": type_name(c.type_) }))
+        .collect();
+    serde_json::json!({
+        "source": plan.spec.source, "destination": plan.spec.destination(), "total": p.total,
+        "mapping": mapping, "output": output, "rows": rows,
+    })
+}

@@ -1,0 +1,337 @@
+//! The migration file: a TOML document a person writes and reviews.
+//!
+//! Every table rejects unknown keys, so a typo is an error that points at the
+//! key rather than a setting silently ignored. Relative paths are resolved
+//! against the file's own folder.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::runtime::Limits;
+
+pub use validate::ConfigError;
+
+/// A migration file.
+///
+/// ```toml
+/// name = "crm-to-vault"
+/// [source]
+/// type = "csv"
+/// path = "data/"
+/// [destination]
+/// type = "sqlite"
+/// path = "vault.db"
+/// [[tables]]
+/// source = "customers"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// The migration's name: used in the state store, logs and reports.
+    pub name: String,
+    /// Where rows come from.
+    pub source: Endpoint,
+    /// Where rows go.
+    pub destination: Endpoint,
+    /// Run-wide settings.
+    #[serde(default)]
+    pub settings: Settings,
+    /// Default limits for every plugin (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// The tables to migrate (`[[tables]]`).
+    pub tables: Vec<TableSpec>,
+    /// The folder relative paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// A source or destination (`[source]`, `[destination]`).
+///
+/// ```toml
+/// [source]
+/// type = "csv"        # csv | sqlite
+/// path = "data/"      # a .csv file, or a folder of them (one table each)
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Endpoint {
+    /// CSV files: a file is one table named after the file; a folder holds
+    /// one table per `.csv` file.
+    Csv {
+        /// A `.csv` file or a folder.
+        path: PathBuf,
+        /// The field delimiter (one byte).
+        #[serde(default = "default_delimiter")]
+        delimiter: char,
+        /// The text that stands for NULL (unquoted). Default: the empty field.
+        #[serde(default)]
+        null: String,
+    },
+    /// An SQLite database file.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+/// Run-wide settings (`[settings]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Rows per batch through every stage. Default 1000.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// The error policy for tables that set none. Default `stop`.
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+    /// How many rows a plugin may trap on in one table before the table
+    /// stops whatever its policy. Default 20.
+    #[serde(default = "default_max_plugin_traps")]
+    pub max_plugin_traps: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch_size(),
+            on_error: ErrorPolicy::default(),
+            max_plugin_traps: default_max_plugin_traps(),
+        }
+    }
+}
+
+fn default_batch_size() -> usize {
+    1000
+}
+
+fn default_max_plugin_traps() -> u32 {
+    20
+}
+
+/// What happens to a row that fails (conversion, transform error or trap,
+/// destination constraint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorPolicy {
+    /// Halt the table; nothing of the failing batch is written.
+    #[default]
+    Stop,
+    /// Count and log the row, and go on.
+    Skip,
+    /// Keep the row, its error and its position in the state store for
+    /// review (`credvault flagged list`), and go on.
+    Flag,
+}
+
+/// Limits for plugins; unset fields fall back to the migration's `[limits]`
+/// and then to the built-in defaults.
+///
+/// ```toml
+/// [limits]
+/// fuel = 2_000_000_000   # instructions per call
+/// memory_mb = 128        # linear memory per instance
+/// timeout_ms = 10_000    # wall-clock time per call
+/// ```
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Instructions per call.
+    pub fuel: Option<u64>,
+    /// Linear memory per instance, MiB.
+    pub memory_mb: Option<u32>,
+    /// Wall-clock time per call, ms.
+    pub timeout_ms: Option<u64>,
+}
+
+impl LimitsSpec {
+    /// These limits with gaps filled from `fallback`.
+    pub fn over(&self, fallback: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(fallback.fuel),
+            memory_mb: self.memory_mb.unwrap_or(fallback.memory_mb),
+            timeout_ms: self.timeout_ms.unwrap_or(fallback.timeout_ms),
+        }
+    }
+}
+
+/// One table to migrate (`[[tables]]`).
+///
+/// ```toml
+/// [[tables]]
+/// source = "customers"
+/// destination = "clients"     # default: the source name
+/// on_error = "flag"           # stop | skip | flag
+/// if_exists = "fail"          # fail | append | replace
+/// key = ["customer_id"]       # names rows in error reports
+/// [tables.columns.customer_id]
+/// rename = "id"
+/// type = "int"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// The source table.
+    pub source: String,
+    /// The destination table. Default: the source name.
+    pub destination: Option<String>,
+    /// This table's error policy. Default: `settings.on_error`.
+    pub on_error: Option<ErrorPolicy>,
+    /// What to do when the destination table exists. Default `fail`.
+    #[serde(default)]
+    pub if_exists: IfExists,
+    /// Source columns that identify a row in error reports. Default: the
+    /// source's primary key, else the row's position.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Per-column mapping, by source column name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnSpec>,
+    /// Transforms applied in order after the column mapping.
+    #[serde(default)]
+    pub transforms: Vec<TransformSpec>,
+}
+
+impl TableSpec {
+    /// The destination table's name.
+    pub fn destination(&self) -> &str {
+        self.destination.as_deref().unwrap_or(&self.source)
+    }
+}
+
+/// What to do when a destination table already exists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IfExists {
+    /// Refuse to run: nothing is overwritten by accident.
+    #[default]
+    Fail,
+    /// Add rows to the existing table (its columns must match).
+    Append,
+    /// Drop and recreate the table.
+    Replace,
+}
+
+/// The mapping of one source column (`[tables.columns.NAME]`).
+///
+/// ```toml
+/// [tables.columns.tier]
+/// rename = "level"
+/// type = "int"
+/// map = { gold = 1, silver = 2 }
+/// unmapped = "default"        # error | null | keep | default
+/// default = 0
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    /// The destination column's name.
+    pub rename: Option<String>,
+    /// Leave the column out.
+    #[serde(default)]
+    pub skip: bool,
+    /// The destination type (see the type table in README.md).
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    /// Replace values: keys are the source value's text form.
+    pub map: Option<BTreeMap<String, toml::Value>>,
+    /// What a value missing from `map` becomes. Default `error`.
+    #[serde(default)]
+    pub unmapped: Unmapped,
+    /// The value used when `unmapped = "default"`.
+    pub default: Option<toml::Value>,
+}
+
+/// What a value missing from a column's `map` becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmapped {
+    /// The row fails with an error naming the value.
+    #[default]
+    Error,
+    /// The value becomes null.
+    Null,
+    /// The value passes through unchanged.
+    Keep,
+    /// The value becomes the column's `default`.
+    Default,
+}
+
+/// A transform step (`[[tables.transforms]]`).
+///
+/// ```toml
+/// [[tables.transforms]]
+/// plugin = "expr"                     # built-in name, or a path to a .wasm
+/// config = { expressions = ["email = lower(email)"] }
+/// limits = { timeout_ms = 500 }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    /// A built-in plugin's name (`expr`) or a path to a `.wasm` component.
+    pub plugin: String,
+    /// The plugin's own settings, passed to it as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
+    /// Limits for this plugin, over the migration's `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+fn empty_table() -> toml::Value {
+    toml::Value::Table(toml::Table::new())
+}
+
+impl Migration {
+    /// Reads, parses and validates a migration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, path, base_dir)
+    }
+
+    /// Parses and validates migration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path, base_dir: PathBuf) -> Result<Self, ConfigError> {
+        let mut migration: Migration =
+            toml::from_str(text).map_err(|err| ConfigError::Syntax {
+                path: origin.to_path_buf(),
+                message: err.to_string(),
+            })?;
+        migration.base_dir = base_dir;
+        validate::check(&migration).map_err(|problems| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            problems,
+        })?;
+        Ok(migration)
+    }
+
+    /// A path from the file, resolved against the file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The effective error policy of a table.
+    pub fn policy(&self, table: &TableSpec) -> ErrorPolicy {
+        table.on_error.unwrap_or(self.settings.on_error)
+    }
+
+    /// The effective limits of a transform.
+    pub fn limits(&self, transform: &TransformSpec) -> Limits {
+        transform.limits.over(self.limits.over(Limits::default()))
+    }
+}

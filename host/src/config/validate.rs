@@ -1,0 +1,110 @@
+//! Checks of a parsed migration file that serde cannot express. Each problem
+//! names the key it is about.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use super::{Migration, Unmapped};
+use crate::value::parse_type_name;
+
+/// A migration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read migration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has an unknown or mistyped key.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line, column and the offending key.
+        message: String,
+    },
+    /// The file parses but some settings do not make sense.
+    #[error("{path}: {}", problems.join("\n  "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// One line per problem, each naming its key.
+        problems: Vec<String>,
+    },
+}
+
+pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    if m.name.trim().is_empty() {
+        problems.push("name: must not be empty".to_string());
+    }
+    if m.settings.batch_size == 0 || m.settings.batch_size > 1_000_000 {
+        problems.push(format!(
+            "settings.batch_size: must be between 1 and 1000000, got {}",
+            m.settings.batch_size
+        ));
+    }
+    if m.tables.is_empty() {
+        problems.push("tables: list at least one [[tables]] entry".to_string());
+    }
+    if let super::Endpoint::Csv { delimiter, .. } = &m.source
+        && !delimiter.is_ascii()
+    {
+        problems.push(format!("source.delimiter: must be one ASCII character, got {delimiter:?}"));
+    }
+    let mut destinations = HashSet::new();
+    for (i, table) in m.tables.iter().enumerate() {
+        let at = format!("tables[{i}] ({})", table.source);
+        if !destinations.insert(table.destination()) {
+            problems.push(format!(
+                "{at}.destination: `{}` is the destination of two tables",
+                table.destination()
+            ));
+        }
+        check_columns(&at, table, &mut problems);
+        for (j, t) in table.transforms.iter().enumerate() {
+            if t.plugin.trim().is_empty() {
+                problems.push(format!("{at}.transforms[{j}].plugin: must name a built-in plugin or a .wasm file"));
+            }
+            if !t.config.is_table() {
+                problems.push(format!("{at}.transforms[{j}].config: must be a table"));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>) {
+    let mut targets: HashSet<&str> = HashSet::new();
+    for (name, col) in &table.columns {
+        let at = format!("{at}.columns.{name}");
+        if let Some(t) = &col.type_
+            && parse_type_name(t).is_none()
+        {
+            problems.push(format!(
+                "{at}.type: unknown type `{t}`; use one of boolean, int, float, decimal, text, bytes, date, time, timestamp, timestamptz, uuid, json"
+            ));
+        }
+        if col.skip && (col.rename.is_some() || col.type_.is_some() || col.map.is_some()) {
+            problems.push(format!("{at}: `skip = true` cannot be combined with rename, type or map"));
+        }
+        if col.unmapped == Unmapped::Default && col.default.is_none() {
+            problems.push(format!("{at}.default: `unmapped = \"default\"` needs a `default` value"));
+        }
+        if col.default.is_some() && col.unmapped != Unmapped::Default {
+            problems.push(format!("{at}.default: only used with `unmapped = \"default\"`"));
+        }
+        if col.map.is_none() && (col.unmapped != Unmapped::Error || col.default.is_some()) {
+            problems.push(format!("{at}.unmapped: only used together with `map`"));
+        }
+        if !col.skip {
+            let target = col.rename.as_deref().unwrap_or(name);
+            if !targets.insert(target) {
+                problems.push(format!("{at}.rename: two columns are mapped onto `{target}`"));
+            }
+        }
+    }
+}

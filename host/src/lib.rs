@@ -1,0 +1,13 @@
+//! CredVault Migrations: moves data between databases through sandboxed
+//! WebAssembly plugins. This crate holds the host runtime, the native
+//! connectors, the pipeline, the state store and the `credvault` CLI.
+
+pub mod bindings;
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod pipeline;
+pub mod plugins;
+pub mod runtime;
+pub mod state;
+pub mod value;

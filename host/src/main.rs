@@ -1,0 +1,5 @@
+//! The `credvault` command.
+
+fn main() -> std::process::ExitCode {
+    credvault::cli::main()
+}

@@ -1,0 +1,83 @@
+//! Pre-run checks: each one passes or fails with a reason.
+
+use serde::Serialize;
+
+use super::plan::plan;
+use crate::config::{IfExists, Migration};
+use crate::connectors::{Sink, Source};
+use crate::runtime::Runtime;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Why, or what to do.
+    pub detail: String,
+}
+
+impl CheckResult {
+    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), passed: true, detail: detail.into() }
+    }
+    fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), passed: false, detail: detail.into() }
+    }
+}
+
+/// Checks the source, every table's mapping and plugins against the real
+/// schemas, and the destination.
+pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
+    let mut results = vec![CheckResult::pass("migration file", format!("`{}` parsed, {} table(s)", m.name, m.tables.len()))];
+    let source = match Source::open(m).await {
+        Ok(source) => source,
+        Err(e) => {
+            results.push(CheckResult::fail("source reachable", e.to_string()));
+            return results;
+        }
+    };
+    match source.discover().await {
+        Ok(tables) => results.push(CheckResult::pass("source reachable", format!("{}: {} table(s)", source.describe(), tables.len()))),
+        Err(e) => {
+            results.push(CheckResult::fail("source reachable", e.to_string()));
+            return results;
+        }
+    }
+    match plan(m, &source, runtime, chrono::Utc::now().timestamp_micros()).await {
+        Ok(plans) => results.extend(plans.iter().map(|p| {
+            CheckResult::pass(
+                format!("table {} mapping", p.spec.source),
+                format!("{} column(s) → `{}`, {} transform(s)", p.output.len(), p.spec.destination(), p.steps.len()),
+            )
+        })),
+        Err(errors) => results.extend(
+            errors
+                .into_iter()
+                .map(|e| CheckResult::fail(format!("table {} mapping", e.table), e.problems.join("; "))),
+        ),
+    }
+    let sink = match Sink::open(m).await {
+        Ok(sink) => sink,
+        Err(e) => {
+            results.push(CheckResult::fail("destination reachable", e.to_string()));
+            return results;
+        }
+    };
+    results.push(CheckResult::pass("destination reachable", sink.describe()));
+    for t in &m.tables {
+        let name = format!("destination table {}", t.destination());
+        results.push(match (sink.existing_rows(t.destination()).await, t.if_exists) {
+            (Err(e), _) => CheckResult::fail(name, e.to_string()),
+            (Ok(None), _) => CheckResult::pass(name, "does not exist yet; it will be created"),
+            (Ok(Some(rows)), IfExists::Fail) => CheckResult::fail(
+                name,
+                format!("already exists with {rows} rows; set if_exists = \"append\" or \"replace\", or choose another table"),
+            ),
+            (Ok(Some(rows)), IfExists::Append) => CheckResult::pass(name, format!("exists with {rows} rows; rows will be appended")),
+            (Ok(Some(rows)), IfExists::Replace) => CheckResult::pass(name, format!("exists with {rows} rows; it will be replaced")),
+        });
+    }
+    results
+}

@@ -1,0 +1,195 @@
+//! Type conversion between column types. A conversion either keeps the
+//! value exactly or fails with a message saying what was expected: nothing
+//! is rounded, truncated or shifted silently.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+
+use crate::value::{
+    ColumnType, Value, days_from_date, describe, micros_from_time, micros_from_timestamp,
+    parse_uuid, to_text, type_name, value_type,
+};
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Converts `value` to type `to`; null stays null.
+pub fn convert(value: Value, to: ColumnType) -> Result<Value, String> {
+    match value_type(&value) {
+        None => Ok(Value::Null),
+        Some(from) if from == to => Ok(value),
+        Some(_) => convert_ref(&value, to).ok_or_else(|| mismatch(&value, to)),
+    }
+}
+
+/// The message for a value that cannot become `to`.
+pub fn mismatch(value: &Value, to: ColumnType) -> String {
+    let hint = match to {
+        ColumnType::Date => " like 2024-01-31",
+        ColumnType::Time => " like 13:45:00",
+        ColumnType::Timestamp => " like 2024-01-31 13:45:00",
+        ColumnType::Timestamptz => " like 2024-01-31T13:45:00+02:00",
+        ColumnType::Boolean => " (true/false, yes/no, 1/0)",
+        ColumnType::Int => " (a whole number that fits in 64 bits)",
+        _ => "",
+    };
+    format!("expected {}{hint}, got {}", type_name(to), describe(value))
+}
+
+fn convert_ref(value: &Value, to: ColumnType) -> Option<Value> {
+    match (value, to) {
+        (Value::Bytes(b), ColumnType::Text) => String::from_utf8(b.clone()).ok().map(Value::Text),
+        (value, ColumnType::Text) => to_text(value).map(Value::Text),
+        (Value::Text(text), to) => from_text(text, to),
+        (Value::Int(i), ColumnType::Float) => exact_float(*i).map(Value::Float),
+        (Value::Int(i), ColumnType::Decimal) => Some(Value::Decimal(i.to_string())),
+        (Value::Int(0), ColumnType::Boolean) => Some(Value::Boolean(false)),
+        (Value::Int(1), ColumnType::Boolean) => Some(Value::Boolean(true)),
+        (Value::Boolean(b), ColumnType::Int) => Some(Value::Int(i64::from(*b))),
+        (Value::Float(f), ColumnType::Int) => exact_int(*f).map(Value::Int),
+        (Value::Float(f), ColumnType::Decimal) => f.is_finite().then(|| Value::Decimal(f.to_string())),
+        (Value::Decimal(d), ColumnType::Float) => decimal_to_float(d).map(Value::Float),
+        (Value::Decimal(d), ColumnType::Int) => canonical_decimal(d)?.parse().ok().map(Value::Int),
+        (Value::Date(d), ColumnType::Timestamp) => Some(Value::Timestamp(i64::from(*d) * MICROS_PER_DAY)),
+        (Value::Timestamp(t), ColumnType::Date) => (t.rem_euclid(MICROS_PER_DAY) == 0)
+            .then(|| Value::Date(t.div_euclid(MICROS_PER_DAY) as i32)),
+        (Value::Timestamp(t), ColumnType::Timestamptz) => Some(Value::Timestamptz(*t)),
+        (Value::Timestamptz(t), ColumnType::Timestamp) => Some(Value::Timestamp(*t)),
+        _ => None,
+    }
+}
+
+/// Parses text as a value of type `to`.
+pub fn from_text(text: &str, to: ColumnType) -> Option<Value> {
+    let t = text.trim();
+    Some(match to {
+        ColumnType::Text => Value::Text(text.to_string()),
+        ColumnType::Boolean => Value::Boolean(parse_bool(t)?),
+        ColumnType::Int => Value::Int(t.parse().ok()?),
+        ColumnType::Float => Value::Float(t.parse().ok()?),
+        ColumnType::Decimal => Value::Decimal(canonical_decimal(t)?),
+        ColumnType::Bytes => Value::Bytes(match t.strip_prefix("\\x") {
+            Some(h) => hex::decode(h).ok()?,
+            None => text.as_bytes().to_vec(),
+        }),
+        ColumnType::Date => Value::Date(days_from_date(NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?)),
+        ColumnType::Time => Value::Time(micros_from_time(NaiveTime::parse_from_str(t, "%H:%M:%S%.f").ok()?)),
+        ColumnType::Timestamp => Value::Timestamp(micros_from_timestamp(parse_naive_timestamp(t)?)),
+        ColumnType::Timestamptz => Value::Timestamptz(parse_timestamptz(t)?),
+        ColumnType::Uuid => Value::Uuid(parse_uuid(t)?),
+        ColumnType::Json => {
+            serde_json::from_str::<serde_json::Value>(t).ok()?;
+            Value::Json(t.to_string())
+        }
+    })
+}
+
+fn parse_bool(t: &str) -> Option<bool> {
+    match t.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" | "on" => Some(true),
+        "false" | "f" | "no" | "n" | "0" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_naive_timestamp(t: &str) -> Option<NaiveDateTime> {
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| Some(NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?))
+}
+
+/// An instant needs a zone: text without one is refused rather than guessed.
+fn parse_timestamptz(t: &str) -> Option<i64> {
+    let parsed = DateTime::parse_from_rfc3339(t)
+        .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .ok()?;
+    Some(parsed.timestamp_micros())
+}
+
+/// Canonical decimal text: optional sign, digits, optional fraction; the
+/// scale (trailing zeros) is kept because it is part of the value's meaning.
+fn canonical_decimal(t: &str) -> Option<String> {
+    let (sign, digits) = match t.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !all_digits(int) || !all_digits(frac) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    Some(match frac.is_empty() {
+        true => format!("{sign}{int}"),
+        false => format!("{sign}{int}.{frac}"),
+    })
+}
+
+/// A decimal becomes a float only if the float holds it exactly.
+fn decimal_to_float(d: &str) -> Option<f64> {
+    let f: f64 = d.parse().ok()?;
+    let canonical = canonical_decimal(d)?;
+    let trimmed = match canonical.split_once('.') {
+        Some((i, frac)) if frac.trim_end_matches('0').is_empty() => i.to_string(),
+        Some((i, frac)) => format!("{i}.{}", frac.trim_end_matches('0')),
+        None => canonical,
+    };
+    (f.to_string() == trimmed).then_some(f)
+}
+
+fn exact_float(i: i64) -> Option<f64> {
+    let f = i as f64;
+    (f as i64 == i && i.unsigned_abs() <= 1 << 53).then_some(f)
+}
+
+fn exact_int(f: f64) -> Option<i64> {
+    (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
+}
+
+/// A value written in the migration file (a `map` entry or a `default`).
+pub fn from_toml(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::Text(s.clone()),
+        toml::Value::Integer(i) => Value::Int(*i),
+        toml::Value::Float(f) => Value::Float(*f),
+        toml::Value::Boolean(b) => Value::Boolean(*b),
+        other => Value::Text(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_converts_to_every_type_or_says_why_not() {
+        assert_eq!(convert(Value::Text(" 42 ".into()), ColumnType::Int), Ok(Value::Int(42)));
+        assert_eq!(convert(Value::Text("yes".into()), ColumnType::Boolean), Ok(Value::Boolean(true)));
+        assert_eq!(convert(Value::Text("007.50".into()), ColumnType::Decimal), Ok(Value::Decimal("7.50".into())));
+        let err = convert(Value::Text("12x".into()), ColumnType::Int).unwrap_err();
+        assert!(err.contains("expected int") && err.contains("\"12x\""), "{err}");
+        assert!(convert(Value::Text("2024-01-31 10:00".into()), ColumnType::Timestamptz).is_err(), "a zone is required");
+        assert_eq!(
+            convert(Value::Text("2024-01-31T10:00:00.000001+01:00".into()), ColumnType::Timestamptz),
+            Ok(Value::Timestamptz(1_706_691_600_000_001))
+        );
+    }
+
+    #[test]
+    fn lossy_conversions_are_refused() {
+        assert!(convert(Value::Float(1.5), ColumnType::Int).is_err());
+        assert_eq!(convert(Value::Float(2.0), ColumnType::Int), Ok(Value::Int(2)));
+        assert!(convert(Value::Int(i64::MAX), ColumnType::Float).is_err());
+        assert!(convert(Value::Decimal("0.1000000000000000000001".into()), ColumnType::Float).is_err());
+        assert_eq!(convert(Value::Decimal("2.50".into()), ColumnType::Float), Ok(Value::Float(2.5)));
+        assert!(convert(Value::Timestamp(1), ColumnType::Date).is_err());
+        assert!(convert(Value::Int(2), ColumnType::Boolean).is_err());
+    }
+
+    #[test]
+    fn null_stays_null() {
+        for t in crate::value::ALL_TYPES {
+            assert_eq!(convert(Value::Null, t), Ok(Value::Null));
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The pipeline: plan, column mapping, type conversion, the transform chain
+//! and the executor that streams batches between source and sink.
+
+mod check;
+pub mod convert;
+mod mapping;
+mod plan;
+mod preview;
+mod run;
+mod transforms;
+
+pub use check::{CheckResult, check};
+pub use mapping::{MapError, MappedColumn, Mapping};
+pub use plan::{PlanError, TablePlan, plan};
+pub use preview::{PreviewRow, TablePreview, preview};
+pub use run::{Observer, RowFailure, RunError, RunEvent, RunSummary, run_migration};
+pub use transforms::{Chain, ChainError, ChainOutcome, TransformStep};

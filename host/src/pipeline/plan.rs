@@ -1,0 +1,197 @@
+//! Planning: every table's mapping and transform chain, checked against the
+//! real source schema before a single row moves.
+
+use std::path::Path;
+
+use super::mapping::Mapping;
+use super::transforms::TransformStep;
+use crate::bindings::TransformContext;
+use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
+use crate::connectors::Source;
+use crate::plugins;
+use crate::runtime::Runtime;
+use super::run::RowFailure;
+use crate::value::{Column, Row, TableInfo, to_json, to_text};
+
+/// Everything needed to move one table.
+#[derive(Clone)]
+pub struct TablePlan {
+    /// The table's settings from the migration file.
+    pub spec: TableSpec,
+    /// The source table as discovered.
+    pub source: TableInfo,
+    /// Source → mapped columns.
+    pub mapping: Mapping,
+    /// Transform steps, in order.
+    pub steps: Vec<TransformStep>,
+    /// The schema written to the destination.
+    pub output: Vec<Column>,
+    /// The row-error policy.
+    pub policy: ErrorPolicy,
+    /// Source column indices that name a row in error reports.
+    pub key: Vec<usize>,
+    /// What the transforms are told about this run.
+    pub ctx: TransformContext,
+}
+
+/// A problem found while planning, naming the table and the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("table `{table}`: {}", problems.join("\n  "))]
+pub struct PlanError {
+    /// The source table.
+    pub table: String,
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+/// Plans every table of a migration; all problems are collected.
+pub async fn plan(
+    m: &Migration,
+    source: &Source,
+    runtime: &Runtime,
+    run_started_at: i64,
+) -> Result<Vec<TablePlan>, Vec<PlanError>> {
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for spec in &m.tables {
+        match plan_table(m, spec, source, runtime, run_started_at).await {
+            Ok(plan) => plans.push(plan),
+            Err(problems) => errors.push(PlanError {
+                table: spec.source.clone(),
+                problems,
+            }),
+        }
+    }
+    if errors.is_empty() { Ok(plans) } else { Err(errors) }
+}
+
+async fn plan_table(
+    m: &Migration,
+    spec: &TableSpec,
+    source: &Source,
+    runtime: &Runtime,
+    run_started_at: i64,
+) -> Result<TablePlan, Vec<String>> {
+    let info = source.table(&spec.source).await.map_err(|e| vec![e.to_string()])?;
+    let mapping = Mapping::new(spec, &info)?;
+    let key = key_columns(spec, &info)?;
+    let ctx = TransformContext {
+        migration: m.name.clone(),
+        table: spec.destination().to_string(),
+        run_started_at,
+    };
+    let mut schema = mapping.output.clone();
+    let mut steps = Vec::new();
+    for (i, t) in spec.transforms.iter().enumerate() {
+        let at = format!("transforms[{i}] ({})", t.plugin);
+        let step = plan_step(m, t, &ctx, schema, runtime).await.map_err(|e| vec![format!("{at}: {e}")])?;
+        schema = step.output.clone();
+        steps.push(step);
+    }
+    Ok(TablePlan {
+        spec: spec.clone(),
+        source: info,
+        policy: m.policy(spec),
+        mapping,
+        steps,
+        output: schema,
+        key,
+        ctx,
+    })
+}
+
+/// Loads a plugin and configures it once against its input schema, which
+/// checks its settings and yields its output schema.
+async fn plan_step(
+    m: &Migration,
+    t: &TransformSpec,
+    ctx: &TransformContext,
+    input: Vec<Column>,
+    runtime: &Runtime,
+) -> Result<TransformStep, String> {
+    let limits = m.limits(t);
+    let plugin = match plugins::builtin(&t.plugin) {
+        Some(wasm) => runtime.load_transform(&t.plugin, wasm, limits),
+        None if t.plugin.ends_with(".wasm") => {
+            runtime.load_transform_file(&t.plugin, &m.resolve(Path::new(&t.plugin)), limits)
+        }
+        None => {
+            return Err(format!(
+                "no built-in plugin `{}` (built-ins: {}); give a path ending in .wasm for your own",
+                t.plugin,
+                plugins::BUILTIN_NAMES.join(", ")
+            ));
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let config = serde_json::to_string(&t.config).expect("TOML values serialize to JSON");
+    let instance = plugin
+        .instantiate(ctx, &config, &input)
+        .await
+        .map_err(|e| e.to_string())?;
+    let output = instance.output_schema().to_vec();
+    Ok(TransformStep {
+        plugin,
+        config,
+        input,
+        output,
+    })
+}
+
+fn key_columns(spec: &TableSpec, info: &TableInfo) -> Result<Vec<usize>, Vec<String>> {
+    let names = if spec.key.is_empty() { &info.primary_key } else { &spec.key };
+    names
+        .iter()
+        .map(|k| {
+            info.columns.iter().position(|c| &c.name == k).ok_or_else(|| {
+                vec![format!(
+                    "key: the source table has no column `{k}`{}",
+                    super::mapping::suggestion(k, info.columns.iter().map(|c| c.name.as_str()))
+                )]
+            })
+        })
+        .collect()
+}
+
+impl TablePlan {
+    /// Describes a failed row for reports, flagging and the stop policy.
+    pub fn failure(
+        &self,
+        row: &Row,
+        position: u64,
+        stage: String,
+        column: Option<String>,
+        value: Option<String>,
+        message: String,
+    ) -> RowFailure {
+        let columns = &self.source.columns;
+        let key = (!self.key.is_empty()).then(|| {
+            self.key
+                .iter()
+                .map(|&k| format!("{}={}", columns[k].name, to_text(&row[k]).unwrap_or_else(|| "null".into())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let json = columns
+            .iter()
+            .zip(row)
+            .map(|(c, v)| (c.name.clone(), to_json(v)))
+            .collect::<serde_json::Map<_, _>>();
+        RowFailure {
+            table: self.spec.destination().to_string(),
+            position,
+            key,
+            stage,
+            column,
+            value,
+            message,
+            row: json.into(),
+        }
+    }
+
+    /// The source value behind a mapped column, for error reports.
+    pub fn source_value(&self, row: &Row, column: &str) -> Option<String> {
+        let mapped = self.mapping.columns().iter().find(|c| c.to.name == column)?;
+        to_text(&row[mapped.source])
+    }
+}

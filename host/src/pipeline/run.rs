@@ -1,0 +1,384 @@
+//! The executor: streams each table from source through mapping and
+//! transforms into the sink in bounded batches, applying the row-error
+//! policy and recording progress, checkpoints and flagged rows.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::plan::{PlanError, TablePlan, plan};
+use super::transforms::{Chain, ChainError, ChainOutcome};
+use crate::config::{ErrorPolicy, Migration};
+use crate::connectors::{ConnectorError, Sink, Source};
+use crate::runtime::Runtime;
+use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
+use crate::value::Row;
+
+/// Batches buffered between the reader and the writer: memory stays
+/// bounded by this many batches whatever the table's size.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A row that failed, with everything needed to find and fix it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RowFailure {
+    /// The destination table.
+    pub table: String,
+    /// The row's 1-based position in its source table.
+    pub position: u64,
+    /// The row's key, e.g. `id=42`.
+    pub key: Option<String>,
+    /// `mapping`, `transform <plugin>` or `destination`.
+    pub stage: String,
+    /// The column at fault, when known.
+    pub column: Option<String>,
+    /// The offending value, when known.
+    pub value: Option<String>,
+    /// What went wrong and what was expected.
+    pub message: String,
+    /// The source row as a JSON object.
+    pub row: serde_json::Value,
+}
+
+impl fmt::Display for RowFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "table `{}`, row {}", self.table, self.position)?;
+        if let Some(key) = &self.key {
+            write!(f, " ({key})")?;
+        }
+        write!(f, ", {}", self.stage)?;
+        if let Some(column) = &self.column {
+            write!(f, ", column `{column}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The migration does not fit the real schemas or plugins.
+    #[error("the migration cannot be planned:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Plan(Vec<PlanError>),
+    /// A source or destination failed.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A row failed in a table whose policy is `stop`.
+    #[error("stopped on a failed row (policy `stop`): {0}. Rows before its batch are committed; fix the row or choose on_error = \"skip\" or \"flag\", then run again")]
+    Stopped(Box<RowFailure>),
+    /// A plugin failed beyond what a row policy covers.
+    #[error("table `{table}`: {source}")]
+    Plugin {
+        /// The table.
+        table: String,
+        /// What failed.
+        source: ChainError,
+    },
+}
+
+/// What a run reports as it goes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run started.
+    RunStarted {
+        /// The run's id in the state store.
+        run_id: i64,
+        /// The migration.
+        migration: String,
+        /// Tables to move.
+        tables: usize,
+    },
+    /// A table started.
+    TableStarted {
+        /// The destination table.
+        table: String,
+        /// Rows in the source table.
+        total: u64,
+    },
+    /// A batch was committed.
+    Progress {
+        /// The destination table.
+        table: String,
+        /// Rows processed so far.
+        done: u64,
+        /// Rows in the source table.
+        total: u64,
+        /// Rows written so far.
+        written: u64,
+        /// Rows skipped or flagged so far.
+        errors: u64,
+        /// Seconds since the table started.
+        elapsed_s: f64,
+    },
+    /// A row failed and its policy was applied.
+    RowFailed {
+        /// The failure.
+        failure: RowFailure,
+        /// The policy applied.
+        policy: ErrorPolicy,
+    },
+    /// A table finished.
+    TableFinished {
+        /// The destination table.
+        table: String,
+        /// Its counts.
+        counts: RunCounts,
+        /// Seconds it took.
+        elapsed_s: f64,
+    },
+    /// The run ended.
+    RunFinished {
+        /// The run's id.
+        run_id: i64,
+        /// `succeeded` or `failed`.
+        status: String,
+        /// Totals.
+        counts: RunCounts,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+}
+
+/// Receives run events (the CLI draws progress bars or prints JSON).
+pub trait Observer: Send {
+    /// Called for each event, in order.
+    fn on(&mut self, event: &RunEvent);
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run_id: i64,
+    /// Totals over all tables.
+    pub counts: RunCounts,
+}
+
+/// Runs a migration: plans every table, then moves them one by one.
+pub async fn run_migration(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, RunError> {
+    let started_at = chrono::Utc::now().timestamp_micros();
+    let source = Arc::new(Source::open(m).await?);
+    let plans = plan(m, &source, runtime, started_at).await.map_err(RunError::Plan)?;
+    let mut sink = Sink::open(m).await?;
+    let run_id = state.start_run(&m.name).await?;
+    state
+        .event(&m.name, Some(run_id), "run_started", &serde_json::json!({ "tables": plans.len() }))
+        .await?;
+    observer.on(&RunEvent::RunStarted {
+        run_id,
+        migration: m.name.clone(),
+        tables: plans.len(),
+    });
+    let mut totals = RunCounts::default();
+    let mut result = Ok(());
+    for table in &plans {
+        let mut run = TableRun::new(m, table, run_id, state);
+        let outcome = run.run(&source, &mut sink, observer).await;
+        add(&mut totals, &run.counts);
+        if let Err(err) = outcome {
+            result = Err(err);
+            break;
+        }
+    }
+    let (status, error) = match &result {
+        Ok(()) => ("succeeded", None),
+        Err(err) => ("failed", Some(err.to_string())),
+    };
+    state.finish_run(run_id, status, totals, error.as_deref()).await?;
+    let detail = serde_json::json!({ "status": status, "counts": totals, "error": error });
+    state.event(&m.name, Some(run_id), "run_finished", &detail).await?;
+    observer.on(&RunEvent::RunFinished {
+        run_id,
+        status: status.to_string(),
+        counts: totals,
+        error,
+    });
+    result.map(|()| RunSummary { run_id, counts: totals })
+}
+
+fn add(total: &mut RunCounts, c: &RunCounts) {
+    total.read += c.read;
+    total.written += c.written;
+    total.dropped += c.dropped;
+    total.skipped += c.skipped;
+    total.flagged += c.flagged;
+}
+
+/// One table's run.
+struct TableRun<'a> {
+    m: &'a Migration,
+    plan: &'a TablePlan,
+    run_id: i64,
+    state: &'a StateStore,
+    counts: RunCounts,
+}
+
+impl<'a> TableRun<'a> {
+    fn new(m: &'a Migration, plan: &'a TablePlan, run_id: i64, state: &'a StateStore) -> Self {
+        Self {
+            m,
+            plan,
+            run_id,
+            state,
+            counts: RunCounts::default(),
+        }
+    }
+
+    fn table(&self) -> &str {
+        self.plan.spec.destination()
+    }
+
+    async fn run(
+        &mut self,
+        source: &Arc<Source>,
+        sink: &mut Sink,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let table = self.table().to_string();
+        let total = source.count(&self.plan.source.name).await?;
+        sink.prepare(&table, &self.plan.output, self.plan.spec.if_exists).await?;
+        observer.on(&RunEvent::TableStarted {
+            table: table.clone(),
+            total,
+        });
+        let (tx, mut rx) = mpsc::channel(BATCHES_IN_FLIGHT);
+        let reader = {
+            let source = Arc::clone(source);
+            let info = self.plan.source.clone();
+            let batch_size = self.m.settings.batch_size;
+            tokio::spawn(async move { source.read(&info, batch_size, None, tx).await })
+        };
+        let mut chain = Chain::new(self.plan.ctx.clone(), self.plan.steps.clone(), self.m.settings.max_plugin_traps);
+        while let Some(batch) = rx.recv().await {
+            let batch = batch?;
+            self.counts.read += batch.rows.len() as u64;
+            let last = batch.first + batch.rows.len() as u64 - 1;
+            let rows = self.process(&mut chain, &batch.rows, batch.first, observer).await?;
+            self.write(sink, rows, &batch.rows, batch.first, observer).await?;
+            self.state.checkpoint(&self.m.name, &table, self.run_id, last).await?;
+            observer.on(&RunEvent::Progress {
+                table: table.clone(),
+                done: self.counts.read,
+                total,
+                written: self.counts.written,
+                errors: self.counts.skipped + self.counts.flagged,
+                elapsed_s: started.elapsed().as_secs_f64(),
+            });
+        }
+        reader.await.expect("reader task panicked");
+        sink.finish(&table).await?;
+        observer.on(&RunEvent::TableFinished {
+            table,
+            counts: self.counts,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    /// Maps and transforms a batch; returns surviving rows with their index
+    /// in the batch.
+    async fn process(
+        &mut self,
+        chain: &mut Chain,
+        rows: &[Row],
+        first: u64,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<(usize, Row)>, RunError> {
+        let mut mapped = Vec::with_capacity(rows.len());
+        let mut index = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            match self.plan.mapping.apply(row) {
+                Ok(out) => {
+                    mapped.push(out);
+                    index.push(i);
+                }
+                Err(e) => {
+                    let failure = self.plan.failure(row, first + i as u64, "mapping".into(), Some(e.column), e.value, e.message);
+                    self.apply_policy(failure, observer).await?;
+                }
+            }
+        }
+        let outcomes = chain.run(mapped, first).await.map_err(|source| RunError::Plugin {
+            table: self.table().to_string(),
+            source,
+        })?;
+        let mut survivors = Vec::with_capacity(outcomes.len());
+        for (i, outcome) in index.into_iter().zip(outcomes) {
+            match outcome {
+                ChainOutcome::Row(row) => survivors.push((i, row)),
+                ChainOutcome::Dropped => self.counts.dropped += 1,
+                ChainOutcome::Failed { plugin, column, message } => {
+                    let value = column.as_ref().and_then(|c| self.plan.source_value(&rows[i], c));
+                    let failure =
+                        self.plan.failure(&rows[i], first + i as u64, format!("transform `{plugin}`"), column, value, message);
+                    self.apply_policy(failure, observer).await?;
+                }
+            }
+        }
+        Ok(survivors)
+    }
+
+    async fn write(
+        &mut self,
+        sink: &mut Sink,
+        rows: Vec<(usize, Row)>,
+        source_rows: &[Row],
+        first: u64,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let (index, rows): (Vec<usize>, Vec<Row>) = rows.into_iter().unzip();
+        let stop = self.plan.policy == ErrorPolicy::Stop;
+        let rejected = sink.write(self.table(), &self.plan.output, &rows, stop).await?;
+        let written = rows.len() - if stop && !rejected.is_empty() { rows.len() } else { rejected.len() };
+        self.counts.written += written as u64;
+        for (i, message) in rejected {
+            let at = index[i];
+            let failure = self.plan.failure(&source_rows[at], first + at as u64, "destination".into(), None, None, message);
+            self.apply_policy(failure, observer).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_policy(&mut self, failure: RowFailure, observer: &mut dyn Observer) -> Result<(), RunError> {
+        let policy = self.plan.policy;
+        match policy {
+            ErrorPolicy::Stop => return Err(RunError::Stopped(Box::new(failure))),
+            ErrorPolicy::Skip => self.counts.skipped += 1,
+            ErrorPolicy::Flag => {
+                self.state.flag(&flagged(&failure, self.run_id, &self.m.name)).await?;
+                self.counts.flagged += 1;
+            }
+        }
+        observer.on(&RunEvent::RowFailed { failure, policy });
+        Ok(())
+    }
+}
+
+fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
+    FlaggedRow {
+        id: 0,
+        run_id,
+        migration: migration.to_string(),
+        table: f.table.clone(),
+        position: f.position as i64,
+        key: f.key.clone(),
+        stage: f.stage.clone(),
+        column: f.column.clone(),
+        value: f.value.clone(),
+        error: f.message.clone(),
+        row: f.row.clone(),
+        flagged_at: String::new(),
+    }
+}

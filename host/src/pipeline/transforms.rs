@@ -1,0 +1,200 @@
+//! Runs a table's transform chain over a batch. Row errors come back as
+//! values; a trap kills the instance, and the batch is bisected on fresh
+//! instances until the row that causes it stands alone.
+
+use crate::runtime::{PluginFailure, TransformInstance, TransformPlugin};
+use crate::value::{Column, Row, RowError};
+use crate::bindings::{RowResult, TransformContext};
+
+/// One configured step of a chain.
+#[derive(Clone)]
+pub struct TransformStep {
+    /// The loaded plugin.
+    pub plugin: TransformPlugin,
+    /// Its settings as JSON.
+    pub config: String,
+    /// The schema it receives.
+    pub input: Vec<Column>,
+    /// The schema it emits.
+    pub output: Vec<Column>,
+}
+
+/// What became of one row in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainOutcome {
+    /// The transformed row.
+    Row(Row),
+    /// A transform filtered it out.
+    Dropped,
+    /// A transform failed on it.
+    Failed {
+        /// The plugin at fault.
+        plugin: String,
+        /// The column at fault, when known.
+        column: Option<String>,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// A failure that ends the table whatever its row policy.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// A plugin could not be (re)started or configured.
+    #[error("{0}")]
+    Plugin(#[from] PluginFailure),
+    /// A plugin trapped on too many rows.
+    #[error("plugin `{plugin}` failed on {traps} rows in this table (limit {limit}); the last: {last}. Fix the plugin or raise settings.max_plugin_traps")]
+    TooManyTraps {
+        /// The plugin.
+        plugin: String,
+        /// Rows it trapped on.
+        traps: u32,
+        /// The limit.
+        limit: u32,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// A transform chain with its live instances.
+pub struct Chain {
+    ctx: TransformContext,
+    steps: Vec<(TransformStep, Option<TransformInstance>)>,
+    traps: u32,
+    max_traps: u32,
+    /// Fuel spent by each step so far.
+    pub fuel: Vec<u64>,
+}
+
+impl Chain {
+    /// A chain ready to run; instances start on first use.
+    pub fn new(ctx: TransformContext, steps: Vec<TransformStep>, max_traps: u32) -> Self {
+        let fuel = vec![0; steps.len()];
+        Self {
+            ctx,
+            steps: steps.into_iter().map(|s| (s, None)).collect(),
+            traps: 0,
+            max_traps,
+            fuel,
+        }
+    }
+
+    /// Runs every step over `rows`; one outcome per input row.
+    pub async fn run(&mut self, rows: Vec<Row>, batch_first: u64) -> Result<Vec<ChainOutcome>, ChainError> {
+        let mut outcomes: Vec<ChainOutcome> = rows.into_iter().map(ChainOutcome::Row).collect();
+        for step in 0..self.steps.len() {
+            let (alive, inputs): (Vec<usize>, Vec<Row>) = outcomes
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, o)| match o {
+                    ChainOutcome::Row(row) => Some((i, std::mem::take(row))),
+                    _ => None,
+                })
+                .unzip();
+            if inputs.is_empty() {
+                break;
+            }
+            let results = self.run_step(step, &inputs, batch_first).await?;
+            for (i, result) in alive.into_iter().zip(results) {
+                outcomes[i] = result;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Runs one step, isolating trapping rows by bisection.
+    async fn run_step(&mut self, step: usize, rows: &[Row], batch_first: u64) -> Result<Vec<ChainOutcome>, ChainError> {
+        let mut results: Vec<Option<ChainOutcome>> = vec![None; rows.len()];
+        let mut pending = vec![(0, rows.len())];
+        while let Some((start, end)) = pending.pop() {
+            match self.call(step, &rows[start..end]).await? {
+                Ok(batch) => {
+                    for (slot, result) in results[start..end].iter_mut().zip(batch) {
+                        *slot = Some(self.outcome(step, result));
+                    }
+                }
+                Err(failure) if end - start == 1 => {
+                    self.count_trap(&failure)?;
+                    tracing::warn!(
+                        table = %self.ctx.table,
+                        "{failure} on row {} (batch rows {}–{})",
+                        batch_first + start as u64,
+                        batch_first,
+                        batch_first + rows.len() as u64 - 1
+                    );
+                    results[start] = Some(ChainOutcome::Failed {
+                        plugin: failure.plugin.clone(),
+                        column: None,
+                        message: format!(
+                            "{} (isolated from the batch of rows {}–{})",
+                            failure.kind,
+                            batch_first,
+                            batch_first + rows.len() as u64 - 1
+                        ),
+                    });
+                }
+                Err(failure) => {
+                    tracing::debug!(table = %self.ctx.table, "{failure}; bisecting rows {start}..{end} to isolate the cause");
+                    let mid = start + (end - start) / 2;
+                    pending.push((mid, end));
+                    pending.push((start, mid));
+                }
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("every row gets an outcome")).collect())
+    }
+
+    /// Calls a step on a live instance (starting one if needed). The outer
+    /// error ends the table; the inner one is a trap to isolate.
+    async fn call(
+        &mut self,
+        step: usize,
+        rows: &[Row],
+    ) -> Result<Result<Vec<RowResult>, PluginFailure>, ChainError> {
+        let (spec, slot) = &mut self.steps[step];
+        if slot.is_none() {
+            match spec.plugin.instantiate(&self.ctx, &spec.config, &spec.input).await {
+                Ok(instance) => *slot = Some(instance),
+                Err(failure) if failure.kind.is_trap() => return Ok(Err(failure)),
+                Err(failure) => return Err(failure.into()),
+            }
+        }
+        let instance = slot.as_mut().expect("instance just started");
+        match instance.transform(rows).await {
+            Ok((results, stats)) => {
+                self.fuel[step] += stats.fuel;
+                Ok(Ok(results))
+            }
+            Err(failure) => {
+                *slot = None;
+                Ok(Err(failure))
+            }
+        }
+    }
+
+    fn outcome(&self, step: usize, result: RowResult) -> ChainOutcome {
+        match result {
+            RowResult::Ok(row) => ChainOutcome::Row(row),
+            RowResult::Drop => ChainOutcome::Dropped,
+            RowResult::Error(RowError { column, message }) => ChainOutcome::Failed {
+                plugin: self.steps[step].0.plugin.name().to_string(),
+                column,
+                message,
+            },
+        }
+    }
+
+    fn count_trap(&mut self, failure: &PluginFailure) -> Result<(), ChainError> {
+        self.traps += 1;
+        if self.traps > self.max_traps {
+            return Err(ChainError::TooManyTraps {
+                plugin: failure.plugin.clone(),
+                traps: self.traps,
+                limit: self.max_traps,
+                last: failure.kind.to_string(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! What a plugin's store holds: a deny-by-default WASI context, the memory
+//! guard, captured stderr and the log target.
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::LogLevel;
+use crate::bindings::credvault::migrate::log;
+
+/// How much of a plugin's stderr is kept to explain a panic.
+const STDERR_CAPTURE: usize = 64 * 1024;
+/// Log lines a plugin may write per instance before the host drops the rest.
+const MAX_LOG_LINES: u32 = 1_000;
+/// Longest log line kept, in bytes.
+const MAX_LOG_LINE: usize = 2_000;
+
+/// Per-instance state of a plugin store.
+pub(crate) struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryGuard,
+    pub(crate) stderr: MemoryOutputPipe,
+    plugin: String,
+    scope: String,
+    log_lines: u32,
+}
+
+impl PluginState {
+    /// A state with no files, network, environment or real clock.
+    pub(crate) fn new(plugin: &str, scope: &str, memory_cap: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryGuard::new(memory_cap),
+            stderr,
+            plugin: plugin.to_string(),
+            scope: scope.to_string(),
+            log_lines: 0,
+        }
+    }
+
+    /// What the plugin printed to stderr, lossily decoded.
+    pub(crate) fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl log::Host for PluginState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            return;
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let cut = message.floor_char_boundary(MAX_LOG_LINE);
+            message.truncate(cut);
+            message.push('…');
+        }
+        let (plugin, scope) = (&self.plugin, &self.scope);
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, scope, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, scope, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, scope, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, scope, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, scope, "{message}"),
+        }
+        if self.log_lines == MAX_LOG_LINES {
+            tracing::warn!(plugin, scope, "plugin log limit reached; further lines dropped");
+        }
+    }
+}
+
+impl crate::bindings::credvault::migrate::types::Host for PluginState {}
+
+/// Caps linear memory and remembers when the cap was hit, so the host can
+/// report "memory cap" instead of the guest's own abort message.
+pub(crate) struct MemoryGuard {
+    cap: usize,
+    pub(crate) peak: usize,
+    pub(crate) refused: Option<usize>,
+}
+
+impl MemoryGuard {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            peak: 0,
+            refused: None,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryGuard {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A table element is a pointer: bound tables by the same memory cap.
+        Ok(desired.saturating_mul(size_of::<usize>()) <= self.cap)
+    }
+}
+
+/// Plugins get no clock unless granted: time stands still at 1970-01-01.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}

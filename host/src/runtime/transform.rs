@@ -1,0 +1,274 @@
+//! Transform plugins: pre-linked components and the live instances that
+//! process batches under limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap};
+
+use super::limits::{FailureKind, Limits, PluginFailure};
+use super::state::PluginState;
+use super::{EPOCH_TICK, deadline_ticks};
+use crate::bindings::{self, Column, RowResult, TransformContext, Value};
+use crate::value::conforms;
+
+/// A loaded transform plugin, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct TransformPlugin {
+    name: Arc<str>,
+    pre: bindings::TransformPluginPre<PluginState>,
+    limits: Limits,
+}
+
+/// Resources one call consumed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Fuel spent.
+    pub fuel: u64,
+    /// Time in the plugin.
+    pub elapsed: Duration,
+}
+
+/// A live, configured instance. After any failure it must be dropped.
+pub struct TransformInstance {
+    name: Arc<str>,
+    store: Store<PluginState>,
+    bindings: bindings::TransformPlugin,
+    limits: Limits,
+    output: Vec<Column>,
+}
+
+impl TransformPlugin {
+    pub(super) fn new(
+        name: &str,
+        pre: bindings::TransformPluginPre<PluginState>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            pre,
+            limits,
+        }
+    }
+
+    /// The plugin's name in the migration file.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Starts a fresh instance and configures it for `input` rows.
+    pub async fn instantiate(
+        &self,
+        ctx: &TransformContext,
+        config_json: &str,
+        input: &[Column],
+    ) -> Result<TransformInstance, PluginFailure> {
+        let scope = format!("{}/{}", ctx.migration, ctx.table);
+        let state = PluginState::new(&self.name, &scope, self.limits.memory_bytes());
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        arm(&mut store, self.limits);
+        let started = Instant::now();
+        let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
+        let bindings = match instantiated {
+            Ok(bindings) => bindings,
+            Err(err) => return Err(self.failure(classify(&store, self.limits, err, started))),
+        };
+        arm(&mut store, self.limits);
+        let guest = bindings.credvault_migrate_transform();
+        let configured = with_timeout(
+            self.limits,
+            guest.call_configure(&mut store, ctx, config_json, &input.to_vec()),
+        )
+        .await;
+        let output = match configured {
+            Ok(Ok(output)) => output,
+            Ok(Err(message)) => return Err(self.failure(FailureKind::Config { message })),
+            Err(err) => return Err(self.failure(classify(&store, self.limits, err, started))),
+        };
+        Ok(TransformInstance {
+            name: self.name.clone(),
+            store,
+            bindings,
+            limits: self.limits,
+            output,
+        })
+    }
+
+    fn failure(&self, kind: FailureKind) -> PluginFailure {
+        PluginFailure {
+            plugin: self.name.to_string(),
+            kind,
+        }
+    }
+}
+
+impl TransformInstance {
+    /// The schema of the rows this instance emits.
+    pub fn output_schema(&self) -> &[Column] {
+        &self.output
+    }
+
+    /// Peak linear memory of this instance so far, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().memory.peak
+    }
+
+    /// Transforms a batch: one result per row, checked against the contract.
+    pub async fn transform(
+        &mut self,
+        rows: &[Vec<Value>],
+    ) -> Result<(Vec<RowResult>, CallStats), PluginFailure> {
+        arm(&mut self.store, self.limits);
+        let started = Instant::now();
+        let guest = self.bindings.credvault_migrate_transform();
+        let called = with_timeout(self.limits, guest.call_transform(&mut self.store, rows)).await;
+        let results = called.map_err(|err| {
+            let kind = classify(&self.store, self.limits, err, started);
+            self.failure(kind)
+        })?;
+        let stats = CallStats {
+            fuel: self.limits.fuel - self.store.get_fuel().unwrap_or(0),
+            elapsed: started.elapsed(),
+        };
+        self.check_contract(rows.len(), &results)
+            .map_err(|message| self.failure(FailureKind::Contract { message }))?;
+        Ok((results, stats))
+    }
+
+    fn check_contract(&self, sent: usize, results: &[RowResult]) -> Result<(), String> {
+        if results.len() != sent {
+            return Err(format!("returned {} results for {sent} rows", results.len()));
+        }
+        for (i, result) in results.iter().enumerate() {
+            let RowResult::Ok(row) = result else { continue };
+            if row.len() != self.output.len() {
+                return Err(format!(
+                    "row {i} has {} values but the declared output schema has {} columns",
+                    row.len(),
+                    self.output.len()
+                ));
+            }
+            for (value, column) in row.iter().zip(&self.output) {
+                if !conforms(value, column) {
+                    return Err(format!(
+                        "row {i}: column `{}` is declared {:?} but got {}",
+                        column.name,
+                        column.type_,
+                        crate::value::describe(value)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn failure(&self, kind: FailureKind) -> PluginFailure {
+        PluginFailure {
+            plugin: self.name.to_string(),
+            kind,
+        }
+    }
+}
+
+/// Refills fuel and resets the deadline before a call.
+fn arm(store: &mut Store<PluginState>, limits: Limits) {
+    store
+        .set_fuel(limits.fuel)
+        .expect("fuel is enabled on every engine");
+    store.set_epoch_deadline(deadline_ticks(limits.timeout_ms));
+}
+
+/// The epoch deadline stops busy guests; this timeout also stops a guest
+/// blocked in a host call (a sleep, say), where epochs are not checked.
+async fn with_timeout<T>(
+    limits: Limits,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let grace = EPOCH_TICK * 2;
+    match tokio::time::timeout(Duration::from_millis(limits.timeout_ms) + grace, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(Trap::Interrupt)),
+    }
+}
+
+/// Tells the true cause of a failed call.
+fn classify(
+    store: &Store<PluginState>,
+    limits: Limits,
+    err: wasmtime::Error,
+    _started: Instant,
+) -> FailureKind {
+    let state = store.data();
+    if let Some(requested) = state.memory.refused {
+        return FailureKind::MemoryCap {
+            limit_mb: limits.memory_mb,
+            requested,
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => FailureKind::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => FailureKind::Deadline {
+            timeout_ms: limits.timeout_ms,
+        },
+        Some(Trap::StackOverflow) => FailureKind::StackOverflow,
+        Some(trap) => match panic_message(&state.stderr_text()) {
+            Some(message) => FailureKind::Panic { message },
+            None => FailureKind::Trap {
+                message: with_stderr(trap.to_string(), &state.stderr_text()),
+            },
+        },
+        None => FailureKind::Trap {
+            message: format!("{err:#}"),
+        },
+    }
+}
+
+/// Pulls "message (at file:line:col)" out of a Rust panic printed to stderr.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("panicked at ")?;
+    let rest = &stderr[start + "panicked at ".len()..];
+    let (location, message) = rest.split_once(":\n").unwrap_or((rest, ""));
+    let message: Vec<&str> = message
+        .lines()
+        .take_while(|line| !line.starts_with("note: "))
+        .collect();
+    Some(format!("{} (at {location})", message.join(" ").trim()))
+}
+
+fn with_stderr(message: String, stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        return message;
+    }
+    let tail: String = stderr
+        .chars()
+        .rev()
+        .take(500)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{message}; plugin stderr: {tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn panic_message_is_extracted() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom here\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("boom here (at src/lib.rs:10:5)")
+        );
+        assert_eq!(panic_message("memory allocation failed"), None);
+    }
+}

@@ -1,0 +1,325 @@
+//! The state store: runs, checkpoints, flagged rows and the audit log, in an
+//! embedded SQLite file by default.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Row as _, SqlitePool};
+
+/// A state-store failure.
+#[derive(Debug, thiserror::Error)]
+#[error("state store {path}: {message}")]
+pub struct StateError {
+    /// The store's file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A row held for review under the `flag` policy.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlaggedRow {
+    /// The flagged row's id in the store.
+    pub id: i64,
+    /// The run that flagged it.
+    pub run_id: i64,
+    /// The migration's name.
+    pub migration: String,
+    /// The destination table.
+    pub table: String,
+    /// The row's 1-based position in its source table.
+    pub position: i64,
+    /// The row's key (`id=42`), when the table has one.
+    pub key: Option<String>,
+    /// The stage that failed: `mapping`, `transform <plugin>`, `destination`.
+    pub stage: String,
+    /// The column at fault, when known.
+    pub column: Option<String>,
+    /// The offending value, when known.
+    pub value: Option<String>,
+    /// The error.
+    pub error: String,
+    /// The source row as a JSON object.
+    pub row: serde_json::Value,
+    /// When it was flagged (RFC 3339).
+    pub flagged_at: String,
+}
+
+/// Counters of a run, as stored.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Rows read from the source.
+    pub read: u64,
+    /// Rows written to the destination.
+    pub written: u64,
+    /// Rows dropped by a transform on purpose.
+    pub dropped: u64,
+    /// Rows skipped under the `skip` policy.
+    pub skipped: u64,
+    /// Rows flagged under the `flag` policy.
+    pub flagged: u64,
+}
+
+/// Filters for listing flagged rows.
+#[derive(Debug, Clone, Default)]
+pub struct FlaggedFilter {
+    /// Only this migration.
+    pub migration: Option<String>,
+    /// Only this run.
+    pub run_id: Option<i64>,
+    /// Only this destination table.
+    pub table: Option<String>,
+}
+
+/// The state store.
+#[derive(Clone)]
+pub struct StateStore {
+    path: PathBuf,
+    pool: SqlitePool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    migration TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    rows_read INTEGER NOT NULL DEFAULT 0,
+    rows_written INTEGER NOT NULL DEFAULT 0,
+    rows_dropped INTEGER NOT NULL DEFAULT 0,
+    rows_skipped INTEGER NOT NULL DEFAULT 0,
+    rows_flagged INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    migration TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (migration, table_name)
+);
+CREATE TABLE IF NOT EXISTS flagged_rows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL,
+    migration TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    row_key TEXT,
+    stage TEXT NOT NULL,
+    column_name TEXT,
+    value TEXT,
+    error TEXT NOT NULL,
+    row_json TEXT NOT NULL,
+    flagged_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flagged_rows_by_migration ON flagged_rows (migration, run_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    migration TEXT NOT NULL,
+    run_id INTEGER,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+";
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StateError> {
+        let fail = |message: String| StateError {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create its folder: {e}")))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .expect("static url")
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(|e| fail(format!("cannot create its tables: {e}")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            pool,
+        })
+    }
+
+    fn error(&self, err: sqlx::Error) -> StateError {
+        StateError {
+            path: self.path.clone(),
+            message: err.to_string(),
+        }
+    }
+
+    /// Records the start of a run and returns its id.
+    pub async fn start_run(&self, migration: &str) -> Result<i64, StateError> {
+        let id = sqlx::query("INSERT INTO runs (migration, started_at, status) VALUES (?, ?, 'running')")
+            .bind(migration)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?
+            .last_insert_rowid();
+        Ok(id)
+    }
+
+    /// Records how a run ended.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        counts: RunCounts,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, status = ?, rows_read = ?, rows_written = ?, rows_dropped = ?, rows_skipped = ?, rows_flagged = ?, error = ? WHERE id = ?",
+        )
+        .bind(now())
+        .bind(status)
+        .bind(counts.read as i64)
+        .bind(counts.written as i64)
+        .bind(counts.dropped as i64)
+        .bind(counts.skipped as i64)
+        .bind(counts.flagged as i64)
+        .bind(error)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Records how far a table has been committed to the destination.
+    pub async fn checkpoint(
+        &self,
+        migration: &str,
+        table: &str,
+        run_id: i64,
+        position: u64,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (migration, table_name, run_id, position, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (migration, table_name) DO UPDATE SET run_id = excluded.run_id, position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(migration)
+        .bind(table)
+        .bind(run_id)
+        .bind(position as i64)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Keeps a row for review.
+    pub async fn flag(&self, row: &FlaggedRow) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO flagged_rows (run_id, migration, table_name, position, row_key, stage, column_name, value, error, row_json, flagged_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(row.run_id)
+        .bind(&row.migration)
+        .bind(&row.table)
+        .bind(row.position)
+        .bind(&row.key)
+        .bind(&row.stage)
+        .bind(&row.column)
+        .bind(&row.value)
+        .bind(&row.error)
+        .bind(row.row.to_string())
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Lists flagged rows, oldest first.
+    pub async fn flagged(&self, filter: &FlaggedFilter) -> Result<Vec<FlaggedRow>, StateError> {
+        let rows = sqlx::query(
+            "SELECT * FROM flagged_rows
+             WHERE (?1 IS NULL OR migration = ?1) AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
+             ORDER BY id",
+        )
+        .bind(&filter.migration)
+        .bind(filter.run_id)
+        .bind(&filter.table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| FlaggedRow {
+                id: r.get("id"),
+                run_id: r.get("run_id"),
+                migration: r.get("migration"),
+                table: r.get("table_name"),
+                position: r.get("position"),
+                key: r.get("row_key"),
+                stage: r.get("stage"),
+                column: r.get("column_name"),
+                value: r.get("value"),
+                error: r.get("error"),
+                row: serde_json::from_str(r.get::<&str, _>("row_json")).unwrap_or_default(),
+                flagged_at: r.get("flagged_at"),
+            })
+            .collect())
+    }
+
+    /// Appends an event to the audit log.
+    pub async fn event(
+        &self,
+        migration: &str,
+        run_id: Option<i64>,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StateError> {
+        sqlx::query("INSERT INTO events (at, migration, run_id, actor, kind, detail) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(now())
+            .bind(migration)
+            .bind(run_id)
+            .bind(actor())
+            .bind(kind)
+            .bind(detail.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The status of a run.
+    pub async fn run_status(&self, run_id: i64) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// Who is acting: the OS user running the tool.
+fn actor() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}

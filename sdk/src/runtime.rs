@@ -1,0 +1,109 @@
+//! The batch loop behind [`export_transform!`](crate::export_transform): the
+//! state a configured transform keeps between calls. Not part of the API.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::bindings::exports::credvault::migrate::transform::RowResult;
+use crate::row::Columns;
+use crate::{Context, Outcome, Row, RowError, Schema, Transform, Value};
+
+/// A configured transform and the column index its rows share.
+struct State<T> {
+    transform: T,
+    columns: Rc<Columns>,
+}
+
+/// Where an instance keeps its transform: empty until `configure` succeeds.
+pub struct Slot<T> {
+    state: RefCell<Option<State<T>>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Slot<T> {
+    /// An unconfigured slot.
+    pub const fn new() -> Self {
+        Slot {
+            state: RefCell::new(None),
+        }
+    }
+}
+
+/// Parses the config text; an empty config means `{}`. Errors name the field.
+pub fn parse_config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, String> {
+    let text = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            format!("invalid config: {inner}")
+        } else {
+            format!("invalid config at `{path}`: {inner}")
+        }
+    })
+}
+
+impl<T: Transform> Slot<T> {
+    /// Implements the `configure` export: parses the config, configures the
+    /// transform and keeps it. A failed configure leaves the slot empty.
+    pub fn configure(&self, ctx: &Context, config: &str, input: Schema) -> Result<Schema, String> {
+        *self.state.borrow_mut() = None;
+        let config: T::Config = parse_config(config)?;
+        let (transform, output) = T::configure(ctx, config, &input)?;
+        *self.state.borrow_mut() = Some(State {
+            transform,
+            columns: Rc::new(Columns::new(input)),
+        });
+        Ok(output)
+    }
+
+    /// Runs the transform over a batch, one outcome per row.
+    pub fn transform_outcomes(&self, rows: Vec<Vec<Value>>) -> Vec<Outcome> {
+        let mut guard = self.state.borrow_mut();
+        let Some(state) = guard.as_mut() else {
+            return rows
+                .iter()
+                .map(|_| {
+                    Outcome::Error(RowError::new(
+                        "the transform is not configured: the host must call configure first",
+                    ))
+                })
+                .collect();
+        };
+        let width = state.columns.len();
+        rows.into_iter()
+            .map(|values| {
+                if values.len() != width {
+                    return Outcome::Error(RowError::new(format!(
+                        "the row has {} values but the input schema has {width} columns",
+                        values.len()
+                    )));
+                }
+                let row = Row::from_parts(Rc::clone(&state.columns), values);
+                state.transform.transform_row(row)
+            })
+            .collect()
+    }
+
+    /// Implements the `transform` export.
+    pub fn transform(&self, rows: Vec<Vec<Value>>) -> Vec<RowResult> {
+        self.transform_outcomes(rows)
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Keep(values) => RowResult::Ok(values),
+                Outcome::Drop => RowResult::Drop,
+                Outcome::Error(e) => RowResult::Error(e),
+            })
+            .collect()
+    }
+}
