@@ -64,7 +64,7 @@ pub mod testing;
 mod value;
 
 pub use credvault_sdk_macros::transform;
-pub use row::{Columns, Row};
+pub use row::{ColumnRef, Columns, Row};
 /// Re-exported so configs can derive `Deserialize` without a direct dependency
 /// (`#[serde(crate = "credvault_sdk::serde")]`).
 pub use serde;
@@ -101,8 +101,11 @@ pub trait Transform: Sized + 'static {
     /// Validates `config` against the `input` schema; returns the transform
     /// and the schema of the rows it emits. An `Err` is shown to the user as a
     /// configuration error, so say what is wrong and how to fix it.
-    fn configure(ctx: &Context, config: Self::Config, input: &Schema)
-    -> Result<(Self, Schema), String>;
+    fn configure(
+        ctx: &Context,
+        config: Self::Config,
+        input: &Schema,
+    ) -> Result<(Self, Schema), String>;
 
     /// Transforms one row (laid out like the input schema) into an outcome
     /// whose row, if kept, is laid out like the output schema.

@@ -93,13 +93,13 @@ macro_rules! __log_error {
     ($($arg:tt)*) => { $crate::log::error(&::std::format!($($arg)*)) };
 }
 
-/// `trace!("fmt", args…)`: formats and writes a trace line.
-pub use crate::__log_trace as trace;
 /// `debug!("fmt", args…)`: formats and writes a debug line.
 pub use crate::__log_debug as debug;
-/// `info!("fmt", args…)`: formats and writes an info line.
-pub use crate::__log_info as info;
-/// `warn!("fmt", args…)`: formats and writes a warning line.
-pub use crate::__log_warn as warn;
 /// `error!("fmt", args…)`: formats and writes an error line.
 pub use crate::__log_error as error;
+/// `info!("fmt", args…)`: formats and writes an info line.
+pub use crate::__log_info as info;
+/// `trace!("fmt", args…)`: formats and writes a trace line.
+pub use crate::__log_trace as trace;
+/// `warn!("fmt", args…)`: formats and writes a warning line.
+pub use crate::__log_warn as warn;

@@ -186,11 +186,10 @@ impl Row {
         }
         match pick(value) {
             Some(v) => Ok(Some(v)),
-            None => Err(RowError::new(format!(
-                "expected {expected}, got {}",
-                value.describe()
-            ))
-            .column(self.columns.name_of(i))),
+            None => Err(
+                RowError::new(format!("expected {expected}, got {}", value.describe()))
+                    .column(self.columns.name_of(i)),
+            ),
         }
     }
 

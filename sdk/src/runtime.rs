@@ -45,7 +45,9 @@ pub fn parse_config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, S
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path.is_empty() {
+        if inner.is_syntax() || inner.is_eof() {
+            format!("invalid config: not valid JSON: {inner}")
+        } else if matches!(path.as_str(), "" | "." | "?") {
             format!("invalid config: {inner}")
         } else {
             format!("invalid config at `{path}`: {inner}")

@@ -158,9 +158,9 @@ impl TransformInstance {
             for (value, column) in row.iter().zip(&self.output) {
                 if !conforms(value, column) {
                     return Err(format!(
-                        "row {i}: column `{}` is declared {:?} but got {}",
+                        "row {i}: column `{}` is declared {} but got {}",
                         column.name,
-                        column.type_,
+                        crate::value::type_name(column.type_),
                         crate::value::describe(value)
                     ));
                 }
@@ -218,6 +218,9 @@ fn classify(
             timeout_ms: limits.timeout_ms,
         },
         Some(Trap::StackOverflow) => FailureKind::StackOverflow,
+        Some(Trap::MemoryOutOfBounds) => FailureKind::Trap {
+            message: "out of bounds memory access (a wild pointer, or deep recursion that overflowed the shadow stack in linear memory)".into(),
+        },
         Some(trap) => match panic_message(&state.stderr_text()) {
             Some(message) => FailureKind::Panic { message },
             None => FailureKind::Trap {

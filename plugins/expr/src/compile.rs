@@ -456,11 +456,21 @@ impl Env<'_> {
                 let date = Some(ColumnType::Date);
                 let int = Some(ColumnType::Int);
                 let date_op = match (op, ta.ty, tb.ty) {
-                    (BinOp::Add | BinOp::Sub, d, i) if d == date && i == int => {
-                        Some((if op == BinOp::Add { DateArith::AddDays } else { DateArith::SubDays }, false, date))
+                    (BinOp::Add | BinOp::Sub, d, i) if d == date && i == int => Some((
+                        if op == BinOp::Add {
+                            DateArith::AddDays
+                        } else {
+                            DateArith::SubDays
+                        },
+                        false,
+                        date,
+                    )),
+                    (BinOp::Add, i, d) if d == date && i == int => {
+                        Some((DateArith::AddDays, true, date))
                     }
-                    (BinOp::Add, i, d) if d == date && i == int => Some((DateArith::AddDays, true, date)),
-                    (BinOp::Sub, d1, d2) if d1 == date && d2 == date => Some((DateArith::Diff, false, int)),
+                    (BinOp::Sub, d1, d2) if d1 == date && d2 == date => {
+                        Some((DateArith::Diff, false, int))
+                    }
                     _ => None,
                 };
                 if let Some((kind, swap, ty)) = date_op {
@@ -522,7 +532,9 @@ impl Env<'_> {
                 let takes = match (min, max) {
                     (0, 0) => "no arguments".to_string(),
                     (a, b) if a == b => format!("{a} argument{}", if a == 1 { "" } else { "s" }),
-                    (a, usize::MAX) => format!("at least {a} argument{}", if a == 1 { "" } else { "s" }),
+                    (a, usize::MAX) => {
+                        format!("at least {a} argument{}", if a == 1 { "" } else { "s" })
+                    }
                     (a, b) => format!("{a} or {b} arguments"),
                 };
                 return Err(ExprError::new(
@@ -635,10 +647,20 @@ impl Env<'_> {
                 Ok(make(Func::ToText, ts, ColumnType::Text, nullable))
             }
             "to_int" | "to_float" => {
-                arity(1, 1, if name == "to_int" { "to_int(value)" } else { "to_float(value)" })?;
+                arity(
+                    1,
+                    1,
+                    if name == "to_int" {
+                        "to_int(value)"
+                    } else {
+                        "to_float(value)"
+                    },
+                )?;
                 let ts = compiled(0..1)?;
-                let ok = matches!(ts[0].ty, None | Some(ColumnType::Text | ColumnType::Boolean))
-                    || is_num(ts[0].ty);
+                let ok = matches!(
+                    ts[0].ty,
+                    None | Some(ColumnType::Text | ColumnType::Boolean)
+                ) || is_num(ts[0].ty);
                 if !ok {
                     return Err(ExprError::new(
                         format!(
@@ -661,7 +683,11 @@ impl Env<'_> {
                 let ts = compiled(0..1)?;
                 if ts[0].ty != Some(ColumnType::Text) && ts[0].ty.is_some() {
                     let already = if is_dateish(ts[0].ty) {
-                        format!("; {} is already a {}: drop the {name}", self.text_of(&args[0]), ty_name(ts[0].ty))
+                        format!(
+                            "; {} is already a {}: drop the {name}",
+                            self.text_of(&args[0]),
+                            ty_name(ts[0].ty)
+                        )
                     } else {
                         String::new()
                     };
@@ -679,7 +705,12 @@ impl Env<'_> {
                 Ok(if name == "parse_date" {
                     make(Func::ParseDate(fmt), ts, ColumnType::Date, nullable)
                 } else {
-                    make(Func::ParseTimestamp(fmt), ts, ColumnType::Timestamp, nullable)
+                    make(
+                        Func::ParseTimestamp(fmt),
+                        ts,
+                        ColumnType::Timestamp,
+                        nullable,
+                    )
                 })
             }
             "format_date" => {
@@ -705,19 +736,25 @@ impl Env<'_> {
             "current_year" => {
                 arity(0, 0, "current_year() is the year the run started, in UTC")?;
                 let days = datefmt::days_from_micros(self.now_micros);
-                let year = datefmt::date_from_days(days).map_or(1970, |d| chrono::Datelike::year(&d));
+                let year =
+                    datefmt::date_from_days(days).map_or(1970, |d| chrono::Datelike::year(&d));
                 Ok(constant(Value::Int(year.into())))
             }
             "current_date" => {
                 arity(0, 0, "current_date() is the date the run started, in UTC")?;
-                Ok(constant(Value::Date(datefmt::days_from_micros(self.now_micros))))
+                Ok(constant(Value::Date(datefmt::days_from_micros(
+                    self.now_micros,
+                ))))
             }
             _ => {
                 let hint = closest(name, FUNCTIONS.iter().copied())
                     .map(|c| format!("did you mean {c}? "))
                     .unwrap_or_default();
                 Err(ExprError::new(
-                    format!("unknown function {name} ({hint}functions: {})", FUNCTIONS.join(", ")),
+                    format!(
+                        "unknown function {name} ({hint}functions: {})",
+                        FUNCTIONS.join(", ")
+                    ),
                     call.start,
                 ))
             }
@@ -729,7 +766,10 @@ impl Env<'_> {
             return Ok(());
         }
         let hint = if t.ty == Some(ColumnType::Text) {
-            format!(" (use parse_date({}, 'YYYY-MM-DD') first)", self.text_of(ast))
+            format!(
+                " (use parse_date({}, 'YYYY-MM-DD') first)",
+                self.text_of(ast)
+            )
         } else {
             String::new()
         };

@@ -108,7 +108,8 @@ impl DateFormat {
         for (n, item) in self.items.iter().enumerate() {
             // A field followed directly by another field must have all its
             // digits (YYYYMMDD); otherwise 1 or 2 digits are fine (3/5/2020).
-            let next_is_field = matches!(self.items.get(n + 1), Some(i) if !matches!(i, Item::Literal(_)));
+            let next_is_field =
+                matches!(self.items.get(n + 1), Some(i) if !matches!(i, Item::Literal(_)));
             let mut digits = |min: usize, max: usize| -> Option<u32> {
                 let min = if next_is_field { max } else { min };
                 let mut v = 0u32;
@@ -233,7 +234,10 @@ mod tests {
         let e = DateFormat::parse("YYYY-Mo-DD").unwrap_err();
         assert!(e.contains("unknown token starting at 'M'"), "{e}");
         assert!(DateFormat::parse("").is_err());
-        let e = DateFormat::parse("MM/YYYY").unwrap().check_parses_date().unwrap_err();
+        let e = DateFormat::parse("MM/YYYY")
+            .unwrap()
+            .check_parses_date()
+            .unwrap_err();
         assert_eq!(e, "the date format 'MM/YYYY' lacks a day (DD)");
     }
 

@@ -162,6 +162,8 @@ pub fn write_text(v: &V<'_>, out: &mut String) {
         V::Null => Ok(()),
         V::Bool(b) => write!(out, "{b}"),
         V::Int(i) => write!(out, "{i}"),
+        // Huge floats in exponent form: 1e20, not 100000000000000000000.
+        V::Float(f) if f.is_finite() && f.abs() >= 1e16 => write!(out, "{f:e}"),
         V::Float(f) => write!(out, "{f}"),
         V::Text(s) => {
             out.push_str(s);
@@ -188,7 +190,13 @@ pub fn write_text(v: &V<'_>, out: &mut String) {
             }
             Value::Time(us) => {
                 let (secs, micros) = (us / 1_000_000, us % 1_000_000);
-                let r = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+                let r = write!(
+                    out,
+                    "{:02}:{:02}:{:02}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                );
                 if micros != 0 {
                     let _ = write!(out, ".{micros:06}");
                 }
@@ -279,7 +287,12 @@ fn date_parts(v: &V<'_>) -> Result<chrono::NaiveDateTime> {
         V::Ts(t) | V::Tstz(t) => datefmt::datetime_from_micros(*t),
         other => return Err(unexpected("a date or timestamp", other)),
     };
-    dt.ok_or_else(|| EvalError(format!("{} is out of the supported date range", v.describe())))
+    dt.ok_or_else(|| {
+        EvalError(format!(
+            "{} is out of the supported date range",
+            v.describe()
+        ))
+    })
 }
 
 /// Evaluates `node` against `row`.
@@ -317,7 +330,11 @@ pub fn eval<'a>(node: &'a Node, row: &'a [Value]) -> Result<V<'a>> {
                 (_, V::Null, _) | (_, _, V::Null) => V::Null,
                 (DateArith::Diff, V::Date(x), V::Date(y)) => V::Int(i64::from(x) - i64::from(y)),
                 (DateArith::AddDays | DateArith::SubDays, V::Date(d), V::Int(n)) => {
-                    let n = if *op == DateArith::AddDays { Some(n) } else { n.checked_neg() };
+                    let n = if *op == DateArith::AddDays {
+                        Some(n)
+                    } else {
+                        n.checked_neg()
+                    };
                     let r = n
                         .and_then(|n| i64::from(d).checked_add(n))
                         .and_then(|r| i32::try_from(r).ok())
@@ -406,7 +423,9 @@ fn call<'a>(func: &'a Func, args: &'a [Node], row: &'a [Value]) -> Result<V<'a>>
         Func::Length => V::Int(text(first)?.chars().count() as i64),
         Func::Substr => {
             let s = text(first)?;
-            let Some(start) = arg(1)? else { return Ok(V::Null) };
+            let Some(start) = arg(1)? else {
+                return Ok(V::Null);
+            };
             let start = int(&start)?;
             let len = match args.len() {
                 3 => match arg(2)? {
@@ -498,7 +517,11 @@ fn call<'a>(func: &'a Func, args: &'a [Node], row: &'a [Value]) -> Result<V<'a>>
         }),
         Func::ParseDate(fmt) | Func::ParseTimestamp(fmt) => {
             let s = text(first)?;
-            let what = if matches!(func, Func::ParseDate(_)) { "date" } else { "timestamp" };
+            let what = if matches!(func, Func::ParseDate(_)) {
+                "date"
+            } else {
+                "timestamp"
+            };
             let dt = fmt.parse_datetime(&s).ok_or_else(|| {
                 EvalError(format!(
                     "expected a {what} like {}, got {:?}",

@@ -53,123 +53,125 @@ fn lex(src: &str) -> Result<Vec<Token>> {
             i += 1;
             continue;
         }
-        let tok = if c.is_ascii_alphabetic() || c == b'_' {
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                i += 1;
-            }
-            Tok::Ident(src[start..i].to_string())
-        } else if c.is_ascii_digit() || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
-            let mut float = false;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i < bytes.len() && bytes[i] == b'.' {
-                float = true;
-                i += 1;
+        let tok =
+            if c.is_ascii_alphabetic() || c == b'_' {
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                Tok::Ident(src[start..i].to_string())
+            } else if c.is_ascii_digit()
+                || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+            {
+                let mut float = false;
                 while i < bytes.len() && bytes[i].is_ascii_digit() {
                     i += 1;
                 }
-            }
-            if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
-                let mut j = i + 1;
-                if j < bytes.len() && (bytes[j] == b'+' || bytes[j] == b'-') {
-                    j += 1;
-                }
-                if j < bytes.len() && bytes[j].is_ascii_digit() {
+                if i < bytes.len() && bytes[i] == b'.' {
                     float = true;
-                    i = j;
+                    i += 1;
                     while i < bytes.len() && bytes[i].is_ascii_digit() {
                         i += 1;
                     }
                 }
-            }
-            let text = &src[start..i];
-            if float {
-                Tok::Float(text.parse().map_err(|_| {
-                    ExprError::new(format!("{text} is not a valid number"), start)
-                })?)
-            } else {
-                Tok::Int(text.parse().map_err(|_| {
-                    ExprError::new(
-                        format!("{text} is too large for an int (at most 9223372036854775807)"),
-                        start,
-                    )
-                })?)
-            }
-        } else if c == b'\'' || c == b'"' {
-            let quote = c as char;
-            let mut text = String::new();
-            i += 1;
-            loop {
-                let Some(ch) = src[i..].chars().next() else {
-                    let what = if quote == '\'' { "text" } else { "column name" };
-                    return Err(ExprError::new(
-                        format!("unterminated {what}: add the closing {quote}"),
-                        start,
-                    ));
-                };
-                i += ch.len_utf8();
-                if ch == quote {
-                    if src[i..].starts_with(quote) {
-                        text.push(quote);
-                        i += 1;
-                    } else {
-                        break;
+                if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
+                    let mut j = i + 1;
+                    if j < bytes.len() && (bytes[j] == b'+' || bytes[j] == b'-') {
+                        j += 1;
                     }
-                } else {
-                    text.push(ch);
-                }
-            }
-            if quote == '\'' {
-                Tok::Str(text)
-            } else {
-                Tok::QuotedIdent(text)
-            }
-        } else {
-            i += 1;
-            match c {
-                b'(' => Tok::LParen,
-                b')' => Tok::RParen,
-                b',' => Tok::Comma,
-                b'+' => Tok::Op("+"),
-                b'-' => Tok::Op("-"),
-                b'*' => Tok::Op("*"),
-                b'/' => Tok::Op("/"),
-                b'%' => Tok::Op("%"),
-                b'=' | b'!' | b'<' | b'>' => {
-                    let next = bytes.get(i).copied();
-                    let op = match (c, next) {
-                        (b'=', Some(b'=')) => "==",
-                        (b'!', Some(b'=')) => "!=",
-                        (b'<', Some(b'=')) => "<=",
-                        (b'>', Some(b'=')) => ">=",
-                        (b'<', Some(b'>')) => "!=",
-                        (b'=', _) => "=",
-                        (b'<', _) => "<",
-                        (b'>', _) => ">",
-                        _ => {
-                            return Err(ExprError::new(
-                                "unexpected '!': write != to compare, or `not` to negate",
-                                start,
-                            ));
+                    if j < bytes.len() && bytes[j].is_ascii_digit() {
+                        float = true;
+                        i = j;
+                        while i < bytes.len() && bytes[i].is_ascii_digit() {
+                            i += 1;
                         }
-                    };
-                    if op.len() == 2 || (c == b'<' && next == Some(b'>')) {
-                        i += 1;
                     }
-                    Tok::Op(op)
                 }
-                _ => {
-                    let ch = src[start..].chars().next().unwrap_or('?');
-                    return Err(ExprError::new(format!("unexpected character {ch:?}"), start));
+                let text = &src[start..i];
+                if float {
+                    Tok::Float(text.parse().map_err(|_| {
+                        ExprError::new(format!("{text} is not a valid number"), start)
+                    })?)
+                } else {
+                    Tok::Int(text.parse().map_err(|_| {
+                        ExprError::new(
+                            format!("{text} is too large for an int (at most 9223372036854775807)"),
+                            start,
+                        )
+                    })?)
                 }
-            }
-        };
-        out.push(Token {
-            tok,
-            start,
-            end: i,
-        });
+            } else if c == b'\'' || c == b'"' {
+                let quote = c as char;
+                let mut text = String::new();
+                i += 1;
+                loop {
+                    let Some(ch) = src[i..].chars().next() else {
+                        let what = if quote == '\'' { "text" } else { "column name" };
+                        return Err(ExprError::new(
+                            format!("unterminated {what}: add the closing {quote}"),
+                            start,
+                        ));
+                    };
+                    i += ch.len_utf8();
+                    if ch == quote {
+                        if src[i..].starts_with(quote) {
+                            text.push(quote);
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    } else {
+                        text.push(ch);
+                    }
+                }
+                if quote == '\'' {
+                    Tok::Str(text)
+                } else {
+                    Tok::QuotedIdent(text)
+                }
+            } else {
+                i += 1;
+                match c {
+                    b'(' => Tok::LParen,
+                    b')' => Tok::RParen,
+                    b',' => Tok::Comma,
+                    b'+' => Tok::Op("+"),
+                    b'-' => Tok::Op("-"),
+                    b'*' => Tok::Op("*"),
+                    b'/' => Tok::Op("/"),
+                    b'%' => Tok::Op("%"),
+                    b'=' | b'!' | b'<' | b'>' => {
+                        let next = bytes.get(i).copied();
+                        let op = match (c, next) {
+                            (b'=', Some(b'=')) => "==",
+                            (b'!', Some(b'=')) => "!=",
+                            (b'<', Some(b'=')) => "<=",
+                            (b'>', Some(b'=')) => ">=",
+                            (b'<', Some(b'>')) => "!=",
+                            (b'=', _) => "=",
+                            (b'<', _) => "<",
+                            (b'>', _) => ">",
+                            _ => {
+                                return Err(ExprError::new(
+                                    "unexpected '!': write != to compare, or `not` to negate",
+                                    start,
+                                ));
+                            }
+                        };
+                        if op.len() == 2 || (c == b'<' && next == Some(b'>')) {
+                            i += 1;
+                        }
+                        Tok::Op(op)
+                    }
+                    _ => {
+                        let ch = src[start..].chars().next().unwrap_or('?');
+                        return Err(ExprError::new(
+                            format!("unexpected character {ch:?}"),
+                            start,
+                        ));
+                    }
+                }
+            };
+        out.push(Token { tok, start, end: i });
     }
     out.push(Token {
         tok: Tok::Eof,
@@ -436,7 +438,10 @@ impl Parser {
                 let close = self.next();
                 if close.tok != Tok::RParen {
                     return Err(ExprError::new(
-                        format!("expected ')' to close the '(', found {}", describe(&close.tok)),
+                        format!(
+                            "expected ')' to close the '(', found {}",
+                            describe(&close.tok)
+                        ),
                         close.start,
                     ));
                 }
@@ -462,7 +467,10 @@ impl Parser {
                     let cond = self.expr(0)?;
                     self.expect_keyword("then", "after the condition of `if`")?;
                     let then = self.expr(0)?;
-                    self.expect_keyword("else", "after `if … then …` (every `if` needs an `else`)")?;
+                    self.expect_keyword(
+                        "else",
+                        "after `if … then …` (every `if` needs an `else`)",
+                    )?;
                     let other = self.expr(0)?;
                     return Ok(Ast {
                         start: t.start,
@@ -472,7 +480,9 @@ impl Parser {
                 }
                 Some(kw) => {
                     return Err(ExprError::new(
-                        format!("expected a value, found the keyword `{kw}` (quote a column with this name: \"{name}\")"),
+                        format!(
+                            "expected a value, found the keyword `{kw}` (quote a column with this name: \"{name}\")"
+                        ),
                         t.start,
                     ));
                 }
@@ -550,7 +560,10 @@ pub fn parse_assignment(src: &str) -> Result<Assignment> {
         ));
     }
     if p.peek().tok == Tok::Eof {
-        return Err(ExprError::new("expected an expression after '='", p.peek().start));
+        return Err(ExprError::new(
+            "expected an expression after '='",
+            p.peek().start,
+        ));
     }
     let expr = p.expr(0)?;
     let rest = p.peek();

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn a_bad_config_names_the_field() {
         let err = run_transform::<AddSuffix>(r#"{"suffix": 3}"#, schema(), vec![]).unwrap_err();
-        assert!(err.starts_with("invalid config at `suffix`: invalid type"), "{err}");
+        assert!(
+            err.starts_with("invalid config at `suffix`: invalid type"),
+            "{err}"
+        );
         let err = run_transform::<AddSuffix>("{}", schema(), vec![]).unwrap_err();
         assert!(err.contains("missing field `suffix`"), "{err}");
     }

@@ -1,0 +1,21 @@
+//! Builds the test guests and the example plugin, and tells the tests where
+//! they are: no `.wasm` is checked in, and no guest exists without a test.
+
+use std::path::Path;
+
+fn main() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let workspace = Path::new(&manifest).parent().expect("tests/ sits in the workspace");
+    let packages = ["credvault-hostile-guest", "credvault-example-add-suffix"];
+    let built = credvault_wasm_build::build_components(
+        workspace,
+        &packages,
+        &["tests/guests", "plugins/examples", "sdk"],
+    );
+    let mut code = String::new();
+    for (name, path) in ["HOSTILE", "ADD_SUFFIX"].iter().zip(&built) {
+        code.push_str(&format!("/// A test component.\npub const {name}: &str = {:?};\n", path.display().to_string()));
+    }
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    std::fs::write(Path::new(&out).join("guests.rs"), code).expect("writing guests.rs");
+}

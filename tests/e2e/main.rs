@@ -1,0 +1,39 @@
+//! Scenario tests: real migration files run through the `credvault` binary
+//! on real files and databases. One binary for all scenarios.
+
+mod cli;
+mod config_errors;
+mod limits;
+mod policies;
+
+use credvault_tests::Project;
+
+/// A fresh project for the binary under test.
+fn project() -> Project {
+    Project::new(env!("CARGO_BIN_EXE_credvault"))
+}
+
+/// A CSV → SQLite migration of table `people` with extra `[[tables]]`
+/// settings (policy, columns, transforms) appended.
+fn people_migration(settings: &str, table: &str) -> String {
+    format!(
+        r#"name = "people-move"
+[source]
+type = "csv"
+path = "data"
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+{settings}
+[[tables]]
+source = "people"
+key = ["id"]
+{table}
+[tables.columns.id]
+type = "int"
+[tables.columns.score]
+type = "int"
+"#
+    )
+}

@@ -1,0 +1,126 @@
+//! Helpers for scenario tests: a throwaway project folder with data and a
+//! migration file, the `credvault` binary run on it, and the destination
+//! read back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Paths of the components built for tests (see build.rs).
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// A temporary project: `data/` for CSV sources, `out/` for destinations,
+/// its own state store.
+pub struct Project {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+/// What a CLI run printed.
+pub struct Run {
+    /// The exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Both streams, for assertion messages.
+    pub fn all(&self) -> String {
+        format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Project {
+    /// A new empty project run with the `credvault` binary at `bin`.
+    pub fn new(bin: &str) -> Self {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("creating data/");
+        Self { dir, bin: PathBuf::from(bin) }
+    }
+
+    /// The project's folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file relative to the project.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("creating folders");
+        std::fs::write(&path, text).expect("writing a file");
+        path
+    }
+
+    /// Writes `data/<table>.csv` from a header and rows.
+    pub fn csv(&self, table: &str, header: &str, rows: &[String]) {
+        let mut text = format!("{header}\n");
+        for row in rows {
+            text.push_str(row);
+            text.push('\n');
+        }
+        self.write(&format!("data/{table}.csv"), &text);
+    }
+
+    /// Runs `credvault` with the project's state store.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let state = self.dir.path().join(".credvault/state.db");
+        let output: Output = Command::new(&self.bin)
+            .current_dir(self.dir.path())
+            .arg("--state")
+            .arg(&state)
+            .args(args)
+            .env_remove("CREDVAULT_LOG")
+            .output()
+            .expect("running credvault");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `credvault` and asserts it succeeded.
+    pub fn run_ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "credvault {args:?} failed:\n{}", run.all());
+        run
+    }
+
+    /// Runs an SQL query on an SQLite file of the project; every value as
+    /// text (`None` for NULL).
+    pub fn query(&self, db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+        query_sqlite(&self.dir.path().join(db), sql)
+    }
+}
+
+/// Runs a query on an SQLite file, every value as text.
+pub fn query_sqlite(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    use sqlx::{Connection, Row};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let url = format!("sqlite://{}?mode=ro", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("opening the destination");
+        let rows = sqlx::query(sql).fetch_all(&mut conn).await.expect("querying the destination");
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.try_get::<Option<String>, _>(i)
+                            .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
+                            .or_else(|_| r.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string())))
+                            .expect("a text, integer or real value")
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+/// `n` CSV rows `id,name,score` with ids 1..=n.
+pub fn people(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{i},person {i},{}", i * 10)).collect()
+}
