@@ -5,7 +5,9 @@ use std::path::Path;
 
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let workspace = Path::new(&manifest).parent().expect("tests/ sits in the workspace");
+    let workspace = Path::new(&manifest)
+        .parent()
+        .expect("tests/ sits in the workspace");
     let packages = ["credvault-hostile-guest", "credvault-example-add-suffix"];
     let built = credvault_wasm_build::build_components(
         workspace,
@@ -14,7 +16,10 @@ fn main() {
     );
     let mut code = String::new();
     for (name, path) in ["HOSTILE", "ADD_SUFFIX"].iter().zip(&built) {
-        code.push_str(&format!("/// A test component.\npub const {name}: &str = {:?};\n", path.display().to_string()));
+        code.push_str(&format!(
+            "/// A test component.\npub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
     }
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     std::fs::write(Path::new(&out).join("guests.rs"), code).expect("writing guests.rs");

@@ -14,8 +14,10 @@ mod generated {
     });
 }
 
-pub use generated::*;
+pub use generated::credvault::migrate::{log, types};
+pub use generated::exports::credvault::migrate::transform;
+pub use generated::{TransformPlugin, TransformPluginPre};
 
-pub use credvault::migrate::log::Level as LogLevel;
-pub use credvault::migrate::types::{Column, ColumnType, RowError, TableInfo, Value};
-pub use exports::credvault::migrate::transform::{Context as TransformContext, RowResult};
+pub use log::Level as LogLevel;
+pub use transform::{Context as TransformContext, RowResult};
+pub use types::{Column, ColumnType, RowError, TableInfo, Value};

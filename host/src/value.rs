@@ -117,8 +117,10 @@ pub fn to_text(value: &Value) -> Option<String> {
         Value::Decimal(d) | Value::Text(d) | Value::Json(d) => d.clone(),
         Value::Bytes(b) => format!("\\x{}", hex::encode(b)),
         Value::Date(d) => date_from_days(*d).map_or_else(|| format!("day {d}"), |d| d.to_string()),
-        Value::Time(t) => time_from_micros(*t)
-            .map_or_else(|| format!("{t} µs"), |t| t.format("%H:%M:%S%.f").to_string()),
+        Value::Time(t) => time_from_micros(*t).map_or_else(
+            || format!("{t} µs"),
+            |t| t.format("%H:%M:%S%.f").to_string(),
+        ),
         Value::Timestamp(t) => timestamp_from_micros(*t).map_or_else(
             || format!("{t} µs"),
             |t| t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
@@ -137,7 +139,9 @@ pub fn to_json(value: &Value) -> serde_json::Value {
         Value::Null => serde_json::Value::Null,
         Value::Boolean(b) => (*b).into(),
         Value::Int(i) => (*i).into(),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or_else(|| f.to_string().into(), Into::into),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or_else(|| f.to_string().into(), Into::into)
+        }
         other => to_text(other).into(),
     }
 }
@@ -175,12 +179,24 @@ pub fn micros_from_timestamp(t: NaiveDateTime) -> i64 {
 
 fn format_uuid(hi: u64, lo: u64) -> String {
     let h = format!("{hi:016x}{lo:016x}");
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Parses a UUID in its usual hyphenated (or plain hex) form.
 pub fn parse_uuid(text: &str) -> Option<(u64, u64)> {
-    let hex: String = text.trim().trim_matches(['{', '}']).chars().filter(|c| *c != '-').collect();
+    let hex: String = text
+        .trim()
+        .trim_matches(['{', '}'])
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
     if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }

@@ -53,12 +53,40 @@ config.expressions = [
         "SELECT id, email, tier, signup, birth_year, age IS NULL, typeof(id), typeof(tier) FROM clients ORDER BY id",
     );
     let s = |v: &str| Some(v.to_string());
-    assert_eq!(rows[0], [s("1"), s("ada@example.com"), s("1"), s("2020-01-31"), s("1990"), s("0"), s("integer"), s("integer")]);
+    assert_eq!(
+        rows[0],
+        [
+            s("1"),
+            s("ada@example.com"),
+            s("1"),
+            s("2020-01-31"),
+            s("1990"),
+            s("0"),
+            s("integer"),
+            s("integer")
+        ]
+    );
     assert_eq!(rows[1][4], None, "an empty CSV field stays NULL");
     assert_eq!(rows[1][5], s("1"), "arithmetic on NULL gives NULL");
-    let columns = p.query("out/vault.db", "SELECT name, type FROM pragma_table_info('clients')");
-    let declared: Vec<String> = columns.iter().map(|c| format!("{} {}", c[0].as_deref().unwrap(), c[1].as_deref().unwrap())).collect();
-    assert_eq!(declared, ["id INTEGER", "email TEXT", "tier INTEGER", "signup DATE_TEXT", "birth_year INTEGER", "age INTEGER"]);
+    let columns = p.query(
+        "out/vault.db",
+        "SELECT name, type FROM pragma_table_info('clients')",
+    );
+    let declared: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", c[0].as_deref().unwrap(), c[1].as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            "id INTEGER",
+            "email TEXT",
+            "tier INTEGER",
+            "signup DATE_TEXT",
+            "birth_year INTEGER",
+            "age INTEGER"
+        ]
+    );
 }
 
 #[test]
@@ -72,10 +100,18 @@ fn preview_shows_mapped_rows_and_the_type_mapping_without_writing() {
     let run = p.run_ok(&["preview", "m.toml", "--rows", "2"]);
     assert!(run.stdout.contains("20 rows in source"), "{}", run.all());
     assert!(run.stdout.contains("PERSON 2"), "{}", run.all());
-    assert!(!run.stdout.contains("PERSON 3"), "only two rows: {}", run.all());
-    assert!(!p.path().join("out/vault.db").exists(), "preview must not write");
+    assert!(
+        !run.stdout.contains("PERSON 3"),
+        "only two rows: {}",
+        run.all()
+    );
+    assert!(
+        !p.path().join("out/vault.db").exists(),
+        "preview must not write"
+    );
     let json = p.run_ok(&["preview", "m.toml", "--rows", "1", "--json"]);
-    let parsed: serde_json::Value = serde_json::from_str(&json.stdout).expect("preview --json is JSON");
+    let parsed: serde_json::Value =
+        serde_json::from_str(&json.stdout).expect("preview --json is JSON");
     assert_eq!(parsed[0]["rows"][0]["double"], 20);
     assert_eq!(parsed[0]["mapping"][2]["to_type"], "int");
 }
@@ -86,10 +122,27 @@ fn json_events_report_progress_per_batch() {
     p.csv("people", "id,name,score", &people(250));
     p.write("m.toml", &people_migration("batch_size = 100", ""));
     let run = p.run_ok(&["run", "m.toml", "--json"]);
-    let events: Vec<serde_json::Value> =
-        run.stdout.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["run_started", "table_started", "progress", "progress", "progress", "table_finished", "run_finished"]);
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started",
+            "table_started",
+            "progress",
+            "progress",
+            "progress",
+            "table_finished",
+            "run_finished"
+        ]
+    );
     assert_eq!(events[4]["done"], 250);
     assert_eq!(events[4]["total"], 250);
     assert_eq!(events[6]["status"], "succeeded");
@@ -103,13 +156,24 @@ fn an_existing_destination_table_is_never_overwritten_by_default() {
     p.run_ok(&["run", "m.toml"]);
     let again = p.run(&["run", "m.toml"]);
     assert_eq!(again.code, 1, "{}", again.all());
-    assert!(again.stderr.contains("already exists with 3 rows") && again.stderr.contains("if_exists"), "{}", again.all());
+    assert!(
+        again.stderr.contains("already exists with 3 rows") && again.stderr.contains("if_exists"),
+        "{}",
+        again.all()
+    );
     let check = p.run(&["check", "m.toml"]);
     assert_eq!(check.code, 1);
-    assert!(check.stdout.contains("[FAIL] destination table people"), "{}", check.all());
+    assert!(
+        check.stdout.contains("[FAIL] destination table people"),
+        "{}",
+        check.all()
+    );
     p.write("m.toml", &people_migration("", "if_exists = \"replace\""));
     p.run_ok(&["run", "m.toml"]);
-    assert_eq!(p.query("out/vault.db", "SELECT count(*) FROM people")[0][0].as_deref(), Some("3"));
+    assert_eq!(
+        p.query("out/vault.db", "SELECT count(*) FROM people")[0][0].as_deref(),
+        Some("3")
+    );
 }
 
 #[test]
@@ -123,7 +187,11 @@ fn sqlite_source_to_csv_destination() {
         "name = \"back\"\n[source]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[destination]\ntype = \"csv\"\npath = \"export\"\n[[tables]]\nsource = \"people\"\n",
     );
     let check = p.run_ok(&["check", "back.toml"]);
-    assert!(check.stdout.contains("all 6 checks passed") || check.stdout.contains("checks passed"), "{}", check.all());
+    assert!(
+        check.stdout.contains("all 6 checks passed") || check.stdout.contains("checks passed"),
+        "{}",
+        check.all()
+    );
     p.run_ok(&["run", "back.toml"]);
     let text = std::fs::read_to_string(p.path().join("export/people.csv")).unwrap();
     assert_eq!(text.lines().next(), Some("id,name,score"));
@@ -157,7 +225,12 @@ fn check_reports_mapping_errors_against_the_real_schema() {
     );
     let run = p.run(&["check", "m.toml"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.stdout.contains("no column `nmae`; did you mean `name`?"), "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("no column `nmae`; did you mean `name`?"),
+        "{}",
+        run.all()
+    );
     let run = p.run(&["run", "m.toml"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("cannot be planned"), "{}", run.all());

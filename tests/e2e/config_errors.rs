@@ -14,15 +14,22 @@ const BASE: &str = "name = \"x\"\n[source]\ntype = \"csv\"\npath = \"data\"\n[de
 
 #[test]
 fn an_unknown_key_is_named_with_its_line() {
-    let err = check_error(&format!("{BASE}[settings]\nbatchsize = 10\n[[tables]]\nsource = \"t\"\n"));
+    let err = check_error(&format!(
+        "{BASE}[settings]\nbatchsize = 10\n[[tables]]\nsource = \"t\"\n"
+    ));
     assert!(err.contains("unknown field `batchsize`"), "{err}");
     assert!(err.contains("line 9"), "{err}");
 }
 
 #[test]
 fn an_unknown_endpoint_type_lists_the_known_ones() {
-    let err = check_error("name = \"x\"\n[source]\ntype = \"oracle\"\n[destination]\ntype = \"sqlite\"\npath = \"o\"\n[[tables]]\nsource = \"t\"\n");
-    assert!(err.contains("unknown variant `oracle`, expected `csv` or `sqlite`"), "{err}");
+    let err = check_error(
+        "name = \"x\"\n[source]\ntype = \"oracle\"\n[destination]\ntype = \"sqlite\"\npath = \"o\"\n[[tables]]\nsource = \"t\"\n",
+    );
+    assert!(
+        err.contains("unknown variant `oracle`, expected `csv` or `sqlite`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -30,8 +37,16 @@ fn semantic_problems_name_their_keys() {
     let err = check_error(&format!(
         "{BASE}[[tables]]\nsource = \"t\"\n[tables.columns.a]\ntype = \"money\"\n[tables.columns.b]\nmap = {{ x = 1 }}\nunmapped = \"default\"\n"
     ));
-    assert!(err.contains("tables[0] (t).columns.a.type: unknown type `money`"), "{err}");
-    assert!(err.contains("tables[0] (t).columns.b.default: `unmapped = \"default\"` needs a `default` value"), "{err}");
+    assert!(
+        err.contains("tables[0] (t).columns.a.type: unknown type `money`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "tables[0] (t).columns.b.default: `unmapped = \"default\"` needs a `default` value"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -39,5 +54,9 @@ fn a_missing_file_says_so() {
     let p = project();
     let run = p.run(&["run", "nope.toml"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("cannot read migration file nope.toml"), "{}", run.all());
+    assert!(
+        run.stderr.contains("cannot read migration file nope.toml"),
+        "{}",
+        run.all()
+    );
 }

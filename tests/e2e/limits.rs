@@ -14,7 +14,10 @@ fn hostile(mode: &str, limits: &str) -> (Project, String) {
         "[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = {mode:?}, trigger = \"3\" }}\nlimits = {{ {limits} }}\n",
         guests::HOSTILE
     );
-    p.write("m.toml", &people_migration("batch_size = 6\non_error = \"flag\"", &table));
+    p.write(
+        "m.toml",
+        &people_migration("batch_size = 6\non_error = \"flag\"", &table),
+    );
     let run = p.run(&["run", "m.toml"]);
     assert_eq!(run.code, 0, "the host must finish the run: {}", run.all());
     (p, run.all())
@@ -26,11 +29,22 @@ fn flagged_error(p: &Project) -> String {
     let ids: Vec<&str> = landed.iter().map(|r| r[0].as_deref().unwrap()).collect();
     assert_eq!(ids, ["1", "2", "4", "5", "6"]);
     let list = p.run_ok(&["flagged", "list", "--json"]);
-    let rows: Vec<serde_json::Value> = list.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = list
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 1, "{}", list.stdout);
     assert_eq!(rows[0]["position"], 3);
     assert_eq!(rows[0]["key"], "id=3");
-    assert!(rows[0]["stage"].as_str().unwrap().contains("hostile_guest.wasm"), "names the plugin: {}", rows[0]);
+    assert!(
+        rows[0]["stage"]
+            .as_str()
+            .unwrap()
+            .contains("hostile_guest.wasm"),
+        "names the plugin: {}",
+        rows[0]
+    );
     assert_eq!(rows[0]["table"], "people");
     rows[0]["error"].as_str().unwrap().to_string()
 }
@@ -39,22 +53,34 @@ fn flagged_error(p: &Project) -> String {
 fn infinite_loop_runs_out_of_fuel() {
     let (p, _) = hostile("loop", "fuel = 20_000_000");
     let error = flagged_error(&p);
-    assert!(error.contains("ran out of fuel (limit 20000000 instructions per call)"), "{error}");
-    assert!(error.contains("isolated from the batch of rows 1–6"), "names the batch: {error}");
+    assert!(
+        error.contains("ran out of fuel (limit 20000000 instructions per call)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("isolated from the batch of rows 1–6"),
+        "names the batch: {error}"
+    );
 }
 
 #[test]
 fn busy_loop_with_ample_fuel_hits_the_wall_clock_deadline() {
     let (p, _) = hostile("loop", "fuel = 1_000_000_000_000_000, timeout_ms = 200");
     let error = flagged_error(&p);
-    assert!(error.contains("exceeded its wall-clock deadline (200 ms per call)"), "{error}");
+    assert!(
+        error.contains("exceeded its wall-clock deadline (200 ms per call)"),
+        "{error}"
+    );
 }
 
 #[test]
 fn sleeping_in_a_host_call_hits_the_deadline_too() {
     let (p, _) = hostile("sleep", "timeout_ms = 200");
     let error = flagged_error(&p);
-    assert!(error.contains("exceeded its wall-clock deadline"), "{error}");
+    assert!(
+        error.contains("exceeded its wall-clock deadline"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -68,7 +94,10 @@ fn memory_bomb_hits_the_memory_cap() {
 fn panic_is_reported_with_its_message() {
     let (p, _) = hostile("panic", "");
     let error = flagged_error(&p);
-    assert!(error.contains("panicked: hostile guest panicked on purpose (at"), "{error}");
+    assert!(
+        error.contains("panicked: hostile guest panicked on purpose (at"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -142,6 +171,13 @@ fn a_trapping_plugin_does_not_stop_other_tables() {
     );
     p.write("m.toml", &m);
     let run = p.run_ok(&["run", "m.toml"]);
-    assert!(run.stdout.contains("2 written") && run.stdout.contains("4 flagged"), "{}", run.all());
-    assert_eq!(p.query("out/vault.db", "SELECT count(*) FROM pets")[0][0].as_deref(), Some("2"));
+    assert!(
+        run.stdout.contains("2 written") && run.stdout.contains("4 flagged"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        p.query("out/vault.db", "SELECT count(*) FROM pets")[0][0].as_deref(),
+        Some("2")
+    );
 }

@@ -17,9 +17,14 @@ fn skip_counts_the_row_and_migrates_the_rest() {
     with_bad_score(&p);
     p.write("m.toml", &people_migration("on_error = \"skip\"", ""));
     let run = p.run_ok(&["run", "m.toml"]);
-    assert!(run.stdout.contains("5 written") && run.stdout.contains("1 skipped"), "{}", run.all());
     assert!(
-        run.stderr.contains("table `people`, row 3 (id=3), mapping, column `score`: expected int"),
+        run.stdout.contains("5 written") && run.stdout.contains("1 skipped"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains("table `people`, row 3 (id=3), mapping, column `score`: expected int"),
         "the error names table, row, key, column and expectation: {}",
         run.all()
     );
@@ -35,10 +40,19 @@ fn stop_halts_before_the_failing_batch_and_keeps_earlier_batches() {
     p.write("m.toml", &people_migration("batch_size = 2", ""));
     let run = p.run(&["run", "m.toml"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.stderr.contains("stopped on a failed row (policy `stop`)"), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("stopped on a failed row (policy `stop`)"),
+        "{}",
+        run.all()
+    );
     assert!(run.stderr.contains("row 3 (id=3)"), "{}", run.all());
     let ids = p.query("out/vault.db", "SELECT id FROM people ORDER BY id");
-    assert_eq!(ids.len(), 2, "only the batch before the failure is committed");
+    assert_eq!(
+        ids.len(),
+        2,
+        "only the batch before the failure is committed"
+    );
 }
 
 #[test]
@@ -49,14 +63,35 @@ fn flag_keeps_the_row_its_error_and_position_for_review_and_export() {
     let run = p.run_ok(&["run", "m.toml"]);
     assert!(run.stdout.contains("1 flagged"), "{}", run.all());
     let list = p.run_ok(&["flagged", "list", "--migration", "people-move"]);
-    assert!(list.stdout.contains("people-move.people row 3 (id=3), mapping, column `score`"), "{}", list.all());
+    assert!(
+        list.stdout
+            .contains("people-move.people row 3 (id=3), mapping, column `score`"),
+        "{}",
+        list.all()
+    );
     let jsonl = p.run_ok(&["flagged", "export", "--format", "jsonl"]);
-    let row: serde_json::Value = serde_json::from_str(jsonl.stdout.lines().next().unwrap()).unwrap();
-    assert_eq!(row["row"], serde_json::json!({ "id": "3", "name": "person 3", "score": "thirty" }));
+    let row: serde_json::Value =
+        serde_json::from_str(jsonl.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        row["row"],
+        serde_json::json!({ "id": "3", "name": "person 3", "score": "thirty" })
+    );
     assert_eq!(row["value"], "thirty");
-    p.run_ok(&["flagged", "export", "--format", "csv", "--output", "flagged.csv"]);
+    p.run_ok(&[
+        "flagged",
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        "flagged.csv",
+    ]);
     let csv = std::fs::read_to_string(p.path().join("flagged.csv")).unwrap();
-    assert!(csv.starts_with("id,run_id,migration,table,position,key,stage,column,value,error,id,name,score"), "{csv}");
+    assert!(
+        csv.starts_with(
+            "id,run_id,migration,table,position,key,stage,column,value,error,id,name,score"
+        ),
+        "{csv}"
+    );
     assert!(csv.contains(",thirty\n"), "{csv}");
 }
 
@@ -70,7 +105,11 @@ fn transform_row_errors_follow_the_policy() {
     );
     p.write("m.toml", &people_migration("", &table));
     let run = p.run_ok(&["run", "m.toml"]);
-    assert!(run.stdout.contains("3 written") && run.stdout.contains("1 skipped"), "{}", run.all());
+    assert!(
+        run.stdout.contains("3 written") && run.stdout.contains("1 skipped"),
+        "{}",
+        run.all()
+    );
     assert!(run.stderr.contains("refused on purpose"), "{}", run.all());
 }
 
@@ -82,11 +121,24 @@ fn a_plugin_that_breaks_its_contract_is_stopped_after_the_trap_budget() {
         "[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"extra-rows\" }}\n",
         guests::HOSTILE
     );
-    p.write("m.toml", &people_migration("on_error = \"flag\"\nmax_plugin_traps = 3", &table));
+    p.write(
+        "m.toml",
+        &people_migration("on_error = \"flag\"\nmax_plugin_traps = 3", &table),
+    );
     let run = p.run(&["run", "m.toml"]);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.stderr.contains("broke the plugin contract: returned 2 results for 1 rows"), "{}", run.all());
-    assert!(run.stderr.contains("failed on 4 rows in this table (limit 3)"), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("broke the plugin contract: returned 2 results for 1 rows"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains("failed on 4 rows in this table (limit 3)"),
+        "{}",
+        run.all()
+    );
 }
 
 #[test]
@@ -97,11 +149,17 @@ fn values_of_the_wrong_type_are_a_contract_violation() {
         "[tables.columns.id]\ntype = \"text\"\n[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"wrong-type\" }}\n",
         guests::HOSTILE
     );
-    let m = people_migration("on_error = \"flag\"", &table).replace("[tables.columns.id]\ntype = \"int\"\n", "");
+    let m = people_migration("on_error = \"flag\"", &table)
+        .replace("[tables.columns.id]\ntype = \"int\"\n", "");
     p.write("m.toml", &m);
     p.run_ok(&["run", "m.toml"]);
     let list = p.run_ok(&["flagged", "list"]);
-    assert!(list.stdout.contains("column `id` is declared text but got int \"7\""), "{}", list.all());
+    assert!(
+        list.stdout
+            .contains("column `id` is declared text but got int \"7\""),
+        "{}",
+        list.all()
+    );
 }
 
 #[test]
@@ -115,5 +173,9 @@ fn a_plugin_failing_to_configure_fails_the_check() {
     p.write("m.toml", &people_migration("", &table));
     let run = p.run(&["check", "m.toml"]);
     assert_eq!(run.code, 1);
-    assert!(run.stdout.contains("panicked: configure exploded"), "{}", run.all());
+    assert!(
+        run.stdout.contains("panicked: configure exploded"),
+        "{}",
+        run.all()
+    );
 }

@@ -30,7 +30,10 @@ pub struct Run {
 impl Run {
     /// Both streams, for assertion messages.
     pub fn all(&self) -> String {
-        format!("exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -39,7 +42,10 @@ impl Project {
     pub fn new(bin: &str) -> Self {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         std::fs::create_dir_all(dir.path().join("data")).expect("creating data/");
-        Self { dir, bin: PathBuf::from(bin) }
+        Self {
+            dir,
+            bin: PathBuf::from(bin),
+        }
     }
 
     /// The project's folder.
@@ -100,18 +106,32 @@ impl Project {
 /// Runs a query on an SQLite file, every value as text.
 pub fn query_sqlite(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
     use sqlx::{Connection, Row};
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     runtime.block_on(async {
         let url = format!("sqlite://{}?mode=ro", db.display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("opening the destination");
-        let rows = sqlx::query(sql).fetch_all(&mut conn).await.expect("querying the destination");
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("opening the destination");
+        let rows = sqlx::query(sql)
+            .fetch_all(&mut conn)
+            .await
+            .expect("querying the destination");
         rows.iter()
             .map(|r| {
                 (0..r.len())
                     .map(|i| {
                         r.try_get::<Option<String>, _>(i)
-                            .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
-                            .or_else(|_| r.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string())))
+                            .or_else(|_| {
+                                r.try_get::<Option<i64>, _>(i)
+                                    .map(|v| v.map(|v| v.to_string()))
+                            })
+                            .or_else(|_| {
+                                r.try_get::<Option<f64>, _>(i)
+                                    .map(|v| v.map(|v| v.to_string()))
+                            })
                             .expect("a text, integer or real value")
                     })
                     .collect()
@@ -122,5 +142,7 @@ pub fn query_sqlite(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
 
 /// `n` CSV rows `id,name,score` with ids 1..=n.
 pub fn people(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{i},person {i},{}", i * 10)).collect()
+    (1..=n)
+        .map(|i| format!("{i},person {i},{}", i * 10))
+        .collect()
 }

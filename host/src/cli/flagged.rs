@@ -54,7 +54,11 @@ pub enum Format {
 
 impl From<Filter> for FlaggedFilter {
     fn from(f: Filter) -> Self {
-        FlaggedFilter { migration: f.migration, run_id: f.run, table: f.table }
+        FlaggedFilter {
+            migration: f.migration,
+            run_id: f.run,
+            table: f.table,
+        }
     }
 }
 
@@ -69,8 +73,16 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
                 return Ok(());
             }
             for r in &rows {
-                let key = r.key.as_deref().map(|k| format!(" ({k})")).unwrap_or_default();
-                let column = r.column.as_deref().map(|c| format!(", column `{c}`")).unwrap_or_default();
+                let key = r
+                    .key
+                    .as_deref()
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default();
+                let column = r
+                    .column
+                    .as_deref()
+                    .map(|c| format!(", column `{c}`"))
+                    .unwrap_or_default();
                 println!(
                     "#{} run {} {}.{} row {}{key}, {}{column}: {}",
                     r.id, r.run_id, r.migration, r.table, r.position, r.stage, r.error
@@ -79,10 +91,17 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
             println!("{} flagged row(s)", rows.len());
             Ok(())
         }
-        FlaggedCommand::Export { filter, format, output } => {
+        FlaggedCommand::Export {
+            filter,
+            format,
+            output,
+        } => {
             let rows = state.flagged(&filter.into()).await?;
             let mut out: Box<dyn Write> = match &output {
-                Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                ),
                 None => Box::new(std::io::stdout().lock()),
             };
             match format {
@@ -94,7 +113,11 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
                 Format::Csv => write_csv(&rows, out)?,
             }
             if let Some(path) = output {
-                eprintln!("exported {} flagged row(s) to {}", rows.len(), path.display());
+                eprintln!(
+                    "exported {} flagged row(s) to {}",
+                    rows.len(),
+                    path.display()
+                );
             }
             Ok(())
         }
@@ -113,8 +136,24 @@ fn write_csv(rows: &[FlaggedRow], out: Box<dyn Write>) -> anyhow::Result<()> {
         }
     }
     let mut w = csv::Writer::from_writer(out);
-    let fixed = ["id", "run_id", "migration", "table", "position", "key", "stage", "column", "value", "error"];
-    w.write_record(fixed.iter().map(|s| s.to_string()).chain(columns.iter().cloned()))?;
+    let fixed = [
+        "id",
+        "run_id",
+        "migration",
+        "table",
+        "position",
+        "key",
+        "stage",
+        "column",
+        "value",
+        "error",
+    ];
+    w.write_record(
+        fixed
+            .iter()
+            .map(|s| s.to_string())
+            .chain(columns.iter().cloned()),
+    )?;
     for r in rows {
         let mut record = vec![
             r.id.to_string(),

@@ -20,7 +20,12 @@ use crate::state::StateStore;
 #[command(name = "credvault", version, about)]
 struct Cli {
     /// The state store (runs, checkpoints, flagged rows, audit log).
-    #[arg(long, global = true, env = "CREDVAULT_STATE", default_value = ".credvault/state.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "CREDVAULT_STATE",
+        default_value = ".credvault/state.db"
+    )]
     state: PathBuf,
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "CREDVAULT_LOG", default_value = "warn")]
@@ -117,7 +122,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = runtime(&cli.state)?;
             let results = pipeline::check(&m, &runtime).await;
             show::checks(&results, json);
-            Ok(if results.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if results.iter().all(|r| r.passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Preview { file, rows, json } => {
             let m = Migration::load(&file)?;
@@ -144,6 +153,7 @@ async fn open(file: &Path, state: &Path) -> anyhow::Result<(Migration, Runtime, 
 /// The wasm runtime, caching compiled plugins beside the state store.
 fn runtime(state: &Path) -> anyhow::Result<Runtime> {
     let cache = state.parent().unwrap_or(Path::new(".")).join("cache");
-    std::fs::create_dir_all(&cache).with_context(|| format!("creating the plugin cache {}", cache.display()))?;
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("creating the plugin cache {}", cache.display()))?;
     Ok(Runtime::new(Some(&cache))?)
 }

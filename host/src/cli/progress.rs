@@ -21,8 +21,13 @@ pub struct Reporter {
 
 enum Mode {
     Json,
-    Bars { multi: MultiProgress, bars: HashMap<String, ProgressBar> },
-    Plain { last: Instant },
+    Bars {
+        multi: MultiProgress,
+        bars: HashMap<String, ProgressBar>,
+    },
+    Plain {
+        last: Instant,
+    },
 }
 
 impl Reporter {
@@ -36,9 +41,14 @@ impl Reporter {
                 bars: HashMap::new(),
             }
         } else {
-            Mode::Plain { last: Instant::now() }
+            Mode::Plain {
+                last: Instant::now(),
+            }
         };
-        Self { mode, failures: HashMap::new() }
+        Self {
+            mode,
+            failures: HashMap::new(),
+        }
     }
 
     /// Leaves the terminal tidy.
@@ -69,11 +79,18 @@ fn eta(done: u64, total: u64, elapsed: f64) -> String {
 impl Observer for Reporter {
     fn on(&mut self, event: &RunEvent) {
         if let Mode::Json = self.mode {
-            println!("{}", serde_json::to_string(event).expect("events serialize"));
+            println!(
+                "{}",
+                serde_json::to_string(event).expect("events serialize")
+            );
             return;
         }
         match event {
-            RunEvent::RunStarted { run_id, migration, tables } => {
+            RunEvent::RunStarted {
+                run_id,
+                migration,
+                tables,
+            } => {
                 self.print(&format!("run {run_id} of `{migration}`: {tables} table(s)"));
             }
             RunEvent::TableStarted { table, total } => match &mut self.mode {
@@ -91,7 +108,14 @@ impl Observer for Reporter {
                 }
                 _ => eprintln!("{table}: starting, {total} rows"),
             },
-            RunEvent::Progress { table, done, total, written, errors, elapsed_s } => match &mut self.mode {
+            RunEvent::Progress {
+                table,
+                done,
+                total,
+                written,
+                errors,
+                elapsed_s,
+            } => match &mut self.mode {
                 Mode::Bars { bars, .. } => {
                     if let Some(bar) = bars.get(table) {
                         bar.set_position(*done);
@@ -101,7 +125,11 @@ impl Observer for Reporter {
                 Mode::Plain { last } => {
                     if last.elapsed() >= PLAIN_EVERY || done == total {
                         *last = Instant::now();
-                        let pct = if *total == 0 { 100.0 } else { *done as f64 * 100.0 / *total as f64 };
+                        let pct = if *total == 0 {
+                            100.0
+                        } else {
+                            *done as f64 * 100.0 / *total as f64
+                        };
                         let rate = *done as f64 / elapsed_s.max(1e-6);
                         eprintln!(
                             "{table}: {pct:.1}% {done}/{total} rows, {written} written, {rate:.0} rows/s, ETA {}, errors {errors}",
@@ -119,10 +147,17 @@ impl Observer for Reporter {
                 if seen <= SHOWN_FAILURES {
                     self.print(&format!("{verb}ped: {failure}").replace("flagped", "flagged"));
                 } else if seen == SHOWN_FAILURES + 1 {
-                    self.print(&format!("{}: more failed rows; see the summary", failure.table));
+                    self.print(&format!(
+                        "{}: more failed rows; see the summary",
+                        failure.table
+                    ));
                 }
             }
-            RunEvent::TableFinished { table, counts, elapsed_s } => {
+            RunEvent::TableFinished {
+                table,
+                counts,
+                elapsed_s,
+            } => {
                 if let Mode::Bars { bars, .. } = &mut self.mode
                     && let Some(bar) = bars.remove(table)
                 {

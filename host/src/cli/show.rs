@@ -25,7 +25,10 @@ pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
 
 pub fn checks(results: &[CheckResult], json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(results).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(results).expect("serializable")
+        );
         return;
     }
     for r in results {
@@ -42,7 +45,10 @@ pub fn checks(results: &[CheckResult], json: bool) {
 pub fn previews(previews: &[TablePreview], json: bool) {
     if json {
         let out: Vec<serde_json::Value> = previews.iter().map(preview_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializable")
+        );
         return;
     }
     for p in previews {
@@ -66,17 +72,33 @@ pub fn previews(previews: &[TablePreview], json: bool) {
         println!("{types}");
         if !plan.steps.is_empty() {
             let names: Vec<&str> = plan.steps.iter().map(|s| s.plugin.name()).collect();
-            let out: Vec<String> = plan.output.iter().map(|c| format!("{} {}", c.name, type_name(c.type_))).collect();
+            let out: Vec<String> = plan
+                .output
+                .iter()
+                .map(|c| format!("{} {}", c.name, type_name(c.type_)))
+                .collect();
             println!("transforms: {} → {}", names.join(" → "), out.join(", "));
         }
-        let mut rows = new_table(plan.output.iter().map(|c| c.name.clone()).collect::<Vec<_>>());
+        let mut rows = new_table(
+            plan.output
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>(),
+        );
         let mut notes = Vec::new();
         for row in &p.rows {
             match row {
                 PreviewRow::Row(values) => {
-                    rows.add_row(values.iter().map(|v| to_text(v).unwrap_or_else(|| "NULL".into())).collect::<Vec<_>>());
+                    rows.add_row(
+                        values
+                            .iter()
+                            .map(|v| to_text(v).unwrap_or_else(|| "NULL".into()))
+                            .collect::<Vec<_>>(),
+                    );
                 }
-                PreviewRow::Dropped(pos) => notes.push(format!("row {pos}: dropped by a transform")),
+                PreviewRow::Dropped(pos) => {
+                    notes.push(format!("row {pos}: dropped by a transform"))
+                }
                 PreviewRow::Failed(f) => notes.push(format!("would fail: {f}")),
             }
         }
@@ -102,7 +124,11 @@ fn preview_json(p: &TablePreview) -> serde_json::Value {
         .iter()
         .map(|r| match r {
             PreviewRow::Row(values) => serde_json::Value::Object(
-                plan.output.iter().zip(values).map(|(c, v)| (c.name.clone(), to_json(v))).collect(),
+                plan.output
+                    .iter()
+                    .zip(values)
+                    .map(|(c, v)| (c.name.clone(), to_json(v)))
+                    .collect(),
             ),
             PreviewRow::Dropped(pos) => serde_json::json!({ "dropped": pos }),
             PreviewRow::Failed(f) => serde_json::json!({ "failed": f }),

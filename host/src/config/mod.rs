@@ -303,11 +303,10 @@ impl Migration {
 
     /// Parses and validates migration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path, base_dir: PathBuf) -> Result<Self, ConfigError> {
-        let mut migration: Migration =
-            toml::from_str(text).map_err(|err| ConfigError::Syntax {
-                path: origin.to_path_buf(),
-                message: err.to_string(),
-            })?;
+        let mut migration: Migration = toml::from_str(text).map_err(|err| ConfigError::Syntax {
+            path: origin.to_path_buf(),
+            message: err.to_string(),
+        })?;
         migration.base_dir = base_dir;
         validate::check(&migration).map_err(|problems| ConfigError::Invalid {
             path: origin.to_path_buf(),

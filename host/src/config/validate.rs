@@ -53,7 +53,9 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     if let super::Endpoint::Csv { delimiter, .. } = &m.source
         && !delimiter.is_ascii()
     {
-        problems.push(format!("source.delimiter: must be one ASCII character, got {delimiter:?}"));
+        problems.push(format!(
+            "source.delimiter: must be one ASCII character, got {delimiter:?}"
+        ));
     }
     let mut destinations = HashSet::new();
     for (i, table) in m.tables.iter().enumerate() {
@@ -67,14 +69,20 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         check_columns(&at, table, &mut problems);
         for (j, t) in table.transforms.iter().enumerate() {
             if t.plugin.trim().is_empty() {
-                problems.push(format!("{at}.transforms[{j}].plugin: must name a built-in plugin or a .wasm file"));
+                problems.push(format!(
+                    "{at}.transforms[{j}].plugin: must name a built-in plugin or a .wasm file"
+                ));
             }
             if !t.config.is_table() {
                 problems.push(format!("{at}.transforms[{j}].config: must be a table"));
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>) {
@@ -89,13 +97,19 @@ fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>)
             ));
         }
         if col.skip && (col.rename.is_some() || col.type_.is_some() || col.map.is_some()) {
-            problems.push(format!("{at}: `skip = true` cannot be combined with rename, type or map"));
+            problems.push(format!(
+                "{at}: `skip = true` cannot be combined with rename, type or map"
+            ));
         }
         if col.unmapped == Unmapped::Default && col.default.is_none() {
-            problems.push(format!("{at}.default: `unmapped = \"default\"` needs a `default` value"));
+            problems.push(format!(
+                "{at}.default: `unmapped = \"default\"` needs a `default` value"
+            ));
         }
         if col.default.is_some() && col.unmapped != Unmapped::Default {
-            problems.push(format!("{at}.default: only used with `unmapped = \"default\"`"));
+            problems.push(format!(
+                "{at}.default: only used with `unmapped = \"default\"`"
+            ));
         }
         if col.map.is_none() && (col.unmapped != Unmapped::Error || col.default.is_some()) {
             problems.push(format!("{at}.unmapped: only used together with `map`"));
@@ -103,7 +117,9 @@ fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>)
         if !col.skip {
             let target = col.rename.as_deref().unwrap_or(name);
             if !targets.insert(target) {
-                problems.push(format!("{at}.rename: two columns are mapped onto `{target}`"));
+                problems.push(format!(
+                    "{at}.rename: two columns are mapped onto `{target}`"
+                ));
             }
         }
     }

@@ -25,7 +25,11 @@ impl CsvSource {
                 message: "no such file or folder; check `source.path` (relative paths start at the migration file's folder)".into(),
             });
         }
-        Ok(Self { path, delimiter, null })
+        Ok(Self {
+            path,
+            delimiter,
+            null,
+        })
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -42,7 +46,10 @@ impl CsvSource {
     fn files(&self) -> Result<Vec<(String, PathBuf)>, ConnectorError> {
         let table_of = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned());
         if self.path.is_file() {
-            return Ok(vec![(table_of(&self.path).unwrap_or_default(), self.path.clone())]);
+            return Ok(vec![(
+                table_of(&self.path).unwrap_or_default(),
+                self.path.clone(),
+            )]);
         }
         let entries = std::fs::read_dir(&self.path).map_err(|e| self.error(e.to_string()))?;
         let mut files: Vec<(String, PathBuf)> = entries
@@ -58,7 +65,10 @@ impl CsvSource {
     fn file(&self, table: &str) -> Result<PathBuf, ConnectorError> {
         let files = self.files()?;
         let names: Vec<&str> = files.iter().map(|(t, _)| t.as_str()).collect();
-        let message = format!("no CSV file for table `{table}`; found: {}", names.join(", "));
+        let message = format!(
+            "no CSV file for table `{table}`; found: {}",
+            names.join(", ")
+        );
         files
             .iter()
             .find(|(t, _)| t == table)
@@ -80,7 +90,12 @@ impl CsvSource {
                 let headers = self
                     .reader(&file)?
                     .headers()
-                    .map_err(|e| self.error(format!("{}: cannot read the header row: {e}", file.display())))?
+                    .map_err(|e| {
+                        self.error(format!(
+                            "{}: cannot read the header row: {e}",
+                            file.display()
+                        ))
+                    })?
                     .clone();
                 let columns = headers
                     .iter()
@@ -106,10 +121,13 @@ impl CsvSource {
         tokio::task::spawn_blocking(move || {
             let mut record = csv::ByteRecord::new();
             let mut n = 0;
-            while reader.read_byte_record(&mut record).map_err(|e| ConnectorError {
-                endpoint: endpoint.clone(),
-                message: e.to_string(),
-            })? {
+            while reader
+                .read_byte_record(&mut record)
+                .map_err(|e| ConnectorError {
+                    endpoint: endpoint.clone(),
+                    message: e.to_string(),
+                })?
+            {
                 n += 1;
             }
             Ok(n)
@@ -172,7 +190,13 @@ fn read_batches(
         read += 1;
         let row: Row = record
             .iter()
-            .map(|f| if f == null { Value::Null } else { Value::Text(f.to_string()) })
+            .map(|f| {
+                if f == null {
+                    Value::Null
+                } else {
+                    Value::Text(f.to_string())
+                }
+            })
             .collect();
         batch.rows.push(row);
         if batch.rows.len() == batch_size {
@@ -180,7 +204,10 @@ fn read_batches(
                 rows: Vec::with_capacity(batch_size),
                 first: read + 1,
             };
-            if tx.blocking_send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+            if tx
+                .blocking_send(Ok(std::mem::replace(&mut batch, next)))
+                .is_err()
+            {
                 return;
             }
         }
@@ -260,7 +287,8 @@ impl CsvSink {
         }
         let append = exists && if_exists == IfExists::Append;
         if append {
-            std::fs::copy(self.file(table), self.partial(table)).map_err(|e| self.error(e.to_string()))?;
+            std::fs::copy(self.file(table), self.partial(table))
+                .map_err(|e| self.error(e.to_string()))?;
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -269,7 +297,9 @@ impl CsvSink {
             .truncate(!append)
             .open(self.partial(table))
             .map_err(|e| self.error(e.to_string()))?;
-        let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(file);
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(self.delimiter)
+            .from_writer(file);
         if !append {
             writer
                 .write_record(columns.iter().map(|c| c.name.as_str()))
@@ -286,7 +316,9 @@ impl CsvSink {
         };
         debug_assert_eq!(open, table);
         for row in rows {
-            let fields = row.iter().map(|v| to_text(v).unwrap_or_else(|| null.clone()));
+            let fields = row
+                .iter()
+                .map(|v| to_text(v).unwrap_or_else(|| null.clone()));
             writer.write_record(fields).map_err(|e| ConnectorError {
                 endpoint: String::new(),
                 message: e.to_string(),
@@ -299,7 +331,8 @@ impl CsvSink {
         if let Some((_, mut writer)) = self.open.take() {
             writer.flush().map_err(|e| self.error(e.to_string()))?;
         }
-        std::fs::rename(self.partial(table), self.file(table)).map_err(|e| self.error(e.to_string()))
+        std::fs::rename(self.partial(table), self.file(table))
+            .map_err(|e| self.error(e.to_string()))
     }
 
     pub(super) fn read_back(&self, table: &str, limit: u64) -> Result<Vec<Row>, ConnectorError> {
@@ -313,7 +346,13 @@ impl CsvSink {
             rows.push(
                 record
                     .iter()
-                    .map(|f| if f == self.null { Value::Null } else { Value::Text(f.to_string()) })
+                    .map(|f| {
+                        if f == self.null {
+                            Value::Null
+                        } else {
+                            Value::Text(f.to_string())
+                        }
+                    })
                     .collect(),
             );
         }

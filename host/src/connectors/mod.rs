@@ -39,7 +39,7 @@ pub enum Source {
 /// Where rows go.
 pub enum Sink {
     /// CSV files in a folder.
-    Csv(csv::CsvSink),
+    Csv(Box<csv::CsvSink>),
     /// An SQLite database.
     Sqlite(sqlite::SqliteSink),
 }
@@ -56,8 +56,14 @@ impl Source {
                 path,
                 delimiter,
                 null,
-            } => Source::Csv(csv::CsvSource::new(m.resolve(path), *delimiter as u8, null.clone())?),
-            Endpoint::Sqlite { path } => Source::Sqlite(sqlite::SqliteSource::open(&m.resolve(path)).await?),
+            } => Source::Csv(csv::CsvSource::new(
+                m.resolve(path),
+                *delimiter as u8,
+                null.clone(),
+            )?),
+            Endpoint::Sqlite { path } => {
+                Source::Sqlite(sqlite::SqliteSource::open(&m.resolve(path)).await?)
+            }
         })
     }
 
@@ -73,7 +79,10 @@ impl Source {
     pub async fn table(&self, name: &str) -> Result<TableInfo, ConnectorError> {
         let tables = self.discover().await?;
         let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-        let message = format!("table `{name}` not found; the source has: {}", names.join(", "));
+        let message = format!(
+            "table `{name}` not found; the source has: {}",
+            names.join(", ")
+        );
         tables
             .iter()
             .find(|t| t.name == name)
@@ -121,10 +130,17 @@ impl Sink {
     /// folder if needed).
     pub async fn open(m: &Migration) -> Result<Self, ConnectorError> {
         Ok(match &m.destination {
-            Endpoint::Csv { path, delimiter, null } => {
-                Sink::Csv(csv::CsvSink::new(m.resolve(path), *delimiter as u8, null.clone())?)
+            Endpoint::Csv {
+                path,
+                delimiter,
+                null,
+            } => {
+                let sink = csv::CsvSink::new(m.resolve(path), *delimiter as u8, null.clone())?;
+                Sink::Csv(Box::new(sink))
             }
-            Endpoint::Sqlite { path } => Sink::Sqlite(sqlite::SqliteSink::open(&m.resolve(path)).await?),
+            Endpoint::Sqlite { path } => {
+                Sink::Sqlite(sqlite::SqliteSink::open(&m.resolve(path)).await?)
+            }
         })
     }
 

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use futures_util::TryStreamExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row as _, SqlitePool, TypeInfo, ValueRef};
 use tokio::sync::mpsc;
 
@@ -123,7 +125,9 @@ fn raw_value(row: &SqliteRow, i: usize) -> Value {
     match raw.type_info().name() {
         "INTEGER" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::Int),
         "REAL" => row.try_get::<f64, _>(i).map_or(Value::Null, Value::Float),
-        "BLOB" => row.try_get::<Vec<u8>, _>(i).map_or(Value::Null, Value::Bytes),
+        "BLOB" => row
+            .try_get::<Vec<u8>, _>(i)
+            .map_or(Value::Null, Value::Bytes),
         _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::Text),
     }
 }
@@ -184,7 +188,11 @@ impl SqliteSource {
     ) {
         let columns: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
         let limit = limit.map_or(-1, |l| l as i64);
-        let sql = format!("SELECT {} FROM {} LIMIT ?", columns.join(", "), ident(&table.name));
+        let sql = format!(
+            "SELECT {} FROM {} LIMIT ?",
+            columns.join(", "),
+            ident(&table.name)
+        );
         let mut rows = sqlx::query(&sql).bind(limit).fetch(&self.pool);
         let mut batch = SourceBatch {
             rows: Vec::with_capacity(batch_size),
@@ -195,13 +203,19 @@ impl SqliteSource {
             match rows.try_next().await {
                 Ok(Some(row)) => {
                     read += 1;
-                    batch.rows.push((0..columns.len()).map(|i| raw_value(&row, i)).collect());
+                    batch
+                        .rows
+                        .push((0..columns.len()).map(|i| raw_value(&row, i)).collect());
                     if batch.rows.len() == batch_size {
                         let next = SourceBatch {
                             rows: Vec::with_capacity(batch_size),
                             first: read + 1,
                         };
-                        if tx.send(Ok(std::mem::replace(&mut batch, next))).await.is_err() {
+                        if tx
+                            .send(Ok(std::mem::replace(&mut batch, next)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -312,16 +326,23 @@ impl SqliteSink {
                 format!("{} {}{null}", ident(&c.name), declared_type(c.type_))
             })
             .collect();
-        sqlx::query(&format!("CREATE TABLE {} ({})", ident(table), defs.join(", ")))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
+        sqlx::query(&format!(
+            "CREATE TABLE {} ({})",
+            ident(table),
+            defs.join(", ")
+        ))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql_error(&self.endpoint(), e))?;
         Ok(())
     }
 
     async fn check_append(&self, table: &str, columns: &[Column]) -> Result<(), ConnectorError> {
         let existing = discover(&self.pool, &self.endpoint()).await?;
-        let existing = existing.iter().find(|t| t.name == table).expect("table exists");
+        let existing = existing
+            .iter()
+            .find(|t| t.name == table)
+            .expect("table exists");
         let missing: Vec<&str> = columns
             .iter()
             .filter(|c| !existing.columns.iter().any(|e| e.name == c.name))
@@ -347,21 +368,34 @@ impl SqliteSink {
             return Ok(Vec::new());
         }
         let per_chunk = (MAX_PARAMS / columns.len().max(1)).max(1);
-        let mut tx = self.pool.begin().await.map_err(|e| sql_error(&self.endpoint(), e))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| sql_error(&self.endpoint(), e))?;
         let mut failed = false;
         for chunk in rows.chunks(per_chunk) {
             let sql = insert_sql(table, columns, chunk.len());
-            if bind_rows(sqlx::query(&sql), chunk).execute(&mut *tx).await.is_err() {
+            if bind_rows(sqlx::query(&sql), chunk)
+                .execute(&mut *tx)
+                .await
+                .is_err()
+            {
                 failed = true;
                 break;
             }
         }
         if !failed {
-            tx.commit().await.map_err(|e| sql_error(&self.endpoint(), e))?;
+            tx.commit()
+                .await
+                .map_err(|e| sql_error(&self.endpoint(), e))?;
             return Ok(Vec::new());
         }
-        tx.rollback().await.map_err(|e| sql_error(&self.endpoint(), e))?;
-        self.write_row_by_row(table, columns, rows, all_or_nothing).await
+        tx.rollback()
+            .await
+            .map_err(|e| sql_error(&self.endpoint(), e))?;
+        self.write_row_by_row(table, columns, rows, all_or_nothing)
+            .await
     }
 
     /// Finds the rows the destination refuses. SQLite undoes only the failed
@@ -374,26 +408,46 @@ impl SqliteSink {
         all_or_nothing: bool,
     ) -> Result<Vec<Rejected>, ConnectorError> {
         let sql = insert_sql(table, columns, 1);
-        let mut tx = self.pool.begin().await.map_err(|e| sql_error(&self.endpoint(), e))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| sql_error(&self.endpoint(), e))?;
         let mut rejected = Vec::new();
         for (i, row) in rows.iter().enumerate() {
-            if let Err(err) = bind_rows(sqlx::query(&sql), std::slice::from_ref(row)).execute(&mut *tx).await {
+            if let Err(err) = bind_rows(sqlx::query(&sql), std::slice::from_ref(row))
+                .execute(&mut *tx)
+                .await
+            {
                 let message = match &err {
                     sqlx::Error::Database(db) => db.message().to_string(),
-                    other => return Err(sql_error(&self.endpoint(), sqlx::Error::Protocol(other.to_string()))),
+                    other => {
+                        return Err(sql_error(
+                            &self.endpoint(),
+                            sqlx::Error::Protocol(other.to_string()),
+                        ));
+                    }
                 };
                 rejected.push((i, message));
                 if all_or_nothing {
-                    tx.rollback().await.map_err(|e| sql_error(&self.endpoint(), e))?;
+                    tx.rollback()
+                        .await
+                        .map_err(|e| sql_error(&self.endpoint(), e))?;
                     return Ok(rejected);
                 }
             }
         }
-        tx.commit().await.map_err(|e| sql_error(&self.endpoint(), e))?;
+        tx.commit()
+            .await
+            .map_err(|e| sql_error(&self.endpoint(), e))?;
         Ok(rejected)
     }
 
-    pub(super) async fn read_back(&self, table: &str, limit: u64) -> Result<Vec<Row>, ConnectorError> {
+    pub(super) async fn read_back(
+        &self,
+        table: &str,
+        limit: u64,
+    ) -> Result<Vec<Row>, ConnectorError> {
         let sql = format!("SELECT * FROM {} LIMIT ?", ident(table));
         let rows = sqlx::query(&sql)
             .bind(limit as i64)

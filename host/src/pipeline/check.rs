@@ -20,17 +20,28 @@ pub struct CheckResult {
 
 impl CheckResult {
     fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), passed: true, detail: detail.into() }
+        Self {
+            name: name.into(),
+            passed: true,
+            detail: detail.into(),
+        }
     }
     fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { name: name.into(), passed: false, detail: detail.into() }
+        Self {
+            name: name.into(),
+            passed: false,
+            detail: detail.into(),
+        }
     }
 }
 
 /// Checks the source, every table's mapping and plugins against the real
 /// schemas, and the destination.
 pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
-    let mut results = vec![CheckResult::pass("migration file", format!("`{}` parsed, {} table(s)", m.name, m.tables.len()))];
+    let mut results = vec![CheckResult::pass(
+        "migration file",
+        format!("`{}` parsed, {} table(s)", m.name, m.tables.len()),
+    )];
     let source = match Source::open(m).await {
         Ok(source) => source,
         Err(e) => {
@@ -39,7 +50,10 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
         }
     };
     match source.discover().await {
-        Ok(tables) => results.push(CheckResult::pass("source reachable", format!("{}: {} table(s)", source.describe(), tables.len()))),
+        Ok(tables) => results.push(CheckResult::pass(
+            "source reachable",
+            format!("{}: {} table(s)", source.describe(), tables.len()),
+        )),
         Err(e) => {
             results.push(CheckResult::fail("source reachable", e.to_string()));
             return results;
@@ -49,14 +63,17 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
         Ok(plans) => results.extend(plans.iter().map(|p| {
             CheckResult::pass(
                 format!("table {} mapping", p.spec.source),
-                format!("{} column(s) → `{}`, {} transform(s)", p.output.len(), p.spec.destination(), p.steps.len()),
+                format!(
+                    "{} column(s) → `{}`, {} transform(s)",
+                    p.output.len(),
+                    p.spec.destination(),
+                    p.steps.len()
+                ),
             )
         })),
-        Err(errors) => results.extend(
-            errors
-                .into_iter()
-                .map(|e| CheckResult::fail(format!("table {} mapping", e.table), e.problems.join("; "))),
-        ),
+        Err(errors) => results.extend(errors.into_iter().map(|e| {
+            CheckResult::fail(format!("table {} mapping", e.table), e.problems.join("; "))
+        })),
     }
     let sink = match Sink::open(m).await {
         Ok(sink) => sink,

@@ -45,10 +45,14 @@ fn convert_ref(value: &Value, to: ColumnType) -> Option<Value> {
         (Value::Int(1), ColumnType::Boolean) => Some(Value::Boolean(true)),
         (Value::Boolean(b), ColumnType::Int) => Some(Value::Int(i64::from(*b))),
         (Value::Float(f), ColumnType::Int) => exact_int(*f).map(Value::Int),
-        (Value::Float(f), ColumnType::Decimal) => f.is_finite().then(|| Value::Decimal(f.to_string())),
+        (Value::Float(f), ColumnType::Decimal) => {
+            f.is_finite().then(|| Value::Decimal(f.to_string()))
+        }
         (Value::Decimal(d), ColumnType::Float) => decimal_to_float(d).map(Value::Float),
         (Value::Decimal(d), ColumnType::Int) => canonical_decimal(d)?.parse().ok().map(Value::Int),
-        (Value::Date(d), ColumnType::Timestamp) => Some(Value::Timestamp(i64::from(*d) * MICROS_PER_DAY)),
+        (Value::Date(d), ColumnType::Timestamp) => {
+            Some(Value::Timestamp(i64::from(*d) * MICROS_PER_DAY))
+        }
         (Value::Timestamp(t), ColumnType::Date) => (t.rem_euclid(MICROS_PER_DAY) == 0)
             .then(|| Value::Date(t.div_euclid(MICROS_PER_DAY) as i32)),
         (Value::Timestamp(t), ColumnType::Timestamptz) => Some(Value::Timestamptz(*t)),
@@ -70,8 +74,12 @@ pub fn from_text(text: &str, to: ColumnType) -> Option<Value> {
             Some(h) => hex::decode(h).ok()?,
             None => text.as_bytes().to_vec(),
         }),
-        ColumnType::Date => Value::Date(days_from_date(NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?)),
-        ColumnType::Time => Value::Time(micros_from_time(NaiveTime::parse_from_str(t, "%H:%M:%S%.f").ok()?)),
+        ColumnType::Date => Value::Date(days_from_date(
+            NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?,
+        )),
+        ColumnType::Time => Value::Time(micros_from_time(
+            NaiveTime::parse_from_str(t, "%H:%M:%S%.f").ok()?,
+        )),
         ColumnType::Timestamp => Value::Timestamp(micros_from_timestamp(parse_naive_timestamp(t)?)),
         ColumnType::Timestamptz => Value::Timestamptz(parse_timestamptz(t)?),
         ColumnType::Uuid => Value::Uuid(parse_uuid(t)?),
@@ -91,10 +99,19 @@ fn parse_bool(t: &str) -> Option<bool> {
 }
 
 fn parse_naive_timestamp(t: &str) -> Option<NaiveDateTime> {
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-        .or_else(|| Some(NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?))
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .ok()?
+            .and_hms_opt(0, 0, 0)
+    })
 }
 
 /// An instant needs a zone: text without one is refused rather than guessed.
@@ -163,14 +180,36 @@ mod tests {
 
     #[test]
     fn text_converts_to_every_type_or_says_why_not() {
-        assert_eq!(convert(Value::Text(" 42 ".into()), ColumnType::Int), Ok(Value::Int(42)));
-        assert_eq!(convert(Value::Text("yes".into()), ColumnType::Boolean), Ok(Value::Boolean(true)));
-        assert_eq!(convert(Value::Text("007.50".into()), ColumnType::Decimal), Ok(Value::Decimal("7.50".into())));
-        let err = convert(Value::Text("12x".into()), ColumnType::Int).unwrap_err();
-        assert!(err.contains("expected int") && err.contains("\"12x\""), "{err}");
-        assert!(convert(Value::Text("2024-01-31 10:00".into()), ColumnType::Timestamptz).is_err(), "a zone is required");
         assert_eq!(
-            convert(Value::Text("2024-01-31T10:00:00.000001+01:00".into()), ColumnType::Timestamptz),
+            convert(Value::Text(" 42 ".into()), ColumnType::Int),
+            Ok(Value::Int(42))
+        );
+        assert_eq!(
+            convert(Value::Text("yes".into()), ColumnType::Boolean),
+            Ok(Value::Boolean(true))
+        );
+        assert_eq!(
+            convert(Value::Text("007.50".into()), ColumnType::Decimal),
+            Ok(Value::Decimal("7.50".into()))
+        );
+        let err = convert(Value::Text("12x".into()), ColumnType::Int).unwrap_err();
+        assert!(
+            err.contains("expected int") && err.contains("\"12x\""),
+            "{err}"
+        );
+        assert!(
+            convert(
+                Value::Text("2024-01-31 10:00".into()),
+                ColumnType::Timestamptz
+            )
+            .is_err(),
+            "a zone is required"
+        );
+        assert_eq!(
+            convert(
+                Value::Text("2024-01-31T10:00:00.000001+01:00".into()),
+                ColumnType::Timestamptz
+            ),
             Ok(Value::Timestamptz(1_706_691_600_000_001))
         );
     }
@@ -178,10 +217,22 @@ mod tests {
     #[test]
     fn lossy_conversions_are_refused() {
         assert!(convert(Value::Float(1.5), ColumnType::Int).is_err());
-        assert_eq!(convert(Value::Float(2.0), ColumnType::Int), Ok(Value::Int(2)));
+        assert_eq!(
+            convert(Value::Float(2.0), ColumnType::Int),
+            Ok(Value::Int(2))
+        );
         assert!(convert(Value::Int(i64::MAX), ColumnType::Float).is_err());
-        assert!(convert(Value::Decimal("0.1000000000000000000001".into()), ColumnType::Float).is_err());
-        assert_eq!(convert(Value::Decimal("2.50".into()), ColumnType::Float), Ok(Value::Float(2.5)));
+        assert!(
+            convert(
+                Value::Decimal("0.1000000000000000000001".into()),
+                ColumnType::Float
+            )
+            .is_err()
+        );
+        assert_eq!(
+            convert(Value::Decimal("2.50".into()), ColumnType::Float),
+            Ok(Value::Float(2.5))
+        );
         assert!(convert(Value::Timestamp(1), ColumnType::Date).is_err());
         assert!(convert(Value::Int(2), ColumnType::Boolean).is_err());
     }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use super::convert::{convert, from_toml};
 use crate::config::{ColumnSpec, TableSpec, Unmapped};
-use crate::value::{Column, ColumnType, Row, TableInfo, Value, parse_type_name, to_text, type_name};
+use crate::value::{
+    Column, ColumnType, Row, TableInfo, Value, parse_type_name, to_text, type_name,
+};
 
 /// A mapping from source rows to mapped rows.
 #[derive(Debug, Clone)]
@@ -74,7 +76,11 @@ impl Mapping {
                     col.name
                 ));
             }
-            let to_type = spec.type_.as_deref().and_then(parse_type_name).unwrap_or(col.type_);
+            let to_type = spec
+                .type_
+                .as_deref()
+                .and_then(parse_type_name)
+                .unwrap_or(col.type_);
             let map = match &spec.map {
                 Some(entries) => match value_map(&col.name, entries, spec, to_type) {
                     Ok(map) => Some(map),
@@ -91,7 +97,8 @@ impl Mapping {
                 to: Column {
                     name,
                     type_: to_type,
-                    nullable: col.nullable || map.as_ref().is_some_and(|m| m.unmapped == Unmapped::Null),
+                    nullable: col.nullable
+                        || map.as_ref().is_some_and(|m| m.unmapped == Unmapped::Null),
                 },
                 map,
             });
@@ -167,7 +174,10 @@ fn value_map(
     let mut typed = |key: &str, v: &toml::Value| match convert(from_toml(v), to) {
         Ok(v) => Some(v),
         Err(message) => {
-            problems.push(format!("columns.{column}.{key}: {message} (the column's type is {})", type_name(to)));
+            problems.push(format!(
+                "columns.{column}.{key}: {message} (the column's type is {})",
+                type_name(to)
+            ));
             None
         }
     };
@@ -177,7 +187,11 @@ fn value_map(
             map.insert(k.clone(), v);
         }
     }
-    let default = spec.default.as_ref().and_then(|d| typed("default", d)).unwrap_or(Value::Null);
+    let default = spec
+        .default
+        .as_ref()
+        .and_then(|d| typed("default", d))
+        .unwrap_or(Value::Null);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -205,7 +219,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -242,9 +260,21 @@ mod tests {
         let mapping = Mapping::new(&spec, &table()).unwrap();
         let names: Vec<&str> = mapping.output.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "tier"]);
-        let row = |id: &str, tier: &str| vec![Value::Text(id.into()), Value::Text(tier.into()), Value::Null];
-        assert_eq!(mapping.apply(&row("7", "gold")), Ok(vec![Value::Int(7), Value::Int(1)]));
-        assert_eq!(mapping.apply(&row("8", "bronze")), Ok(vec![Value::Int(8), Value::Int(0)]));
+        let row = |id: &str, tier: &str| {
+            vec![
+                Value::Text(id.into()),
+                Value::Text(tier.into()),
+                Value::Null,
+            ]
+        };
+        assert_eq!(
+            mapping.apply(&row("7", "gold")),
+            Ok(vec![Value::Int(7), Value::Int(1)])
+        );
+        assert_eq!(
+            mapping.apply(&row("8", "bronze")),
+            Ok(vec![Value::Int(8), Value::Int(0)])
+        );
         let err = mapping.apply(&row("x9", "gold")).unwrap_err();
         assert_eq!(err.column, "id");
         assert!(err.message.contains("expected int"), "{}", err.message);
@@ -255,9 +285,18 @@ mod tests {
         let spec = spec("[columns.tier]\nmap = { gold = \"G\" }\n");
         let mapping = Mapping::new(&spec, &table()).unwrap();
         let err = mapping
-            .apply(&vec![Value::Text("1".into()), Value::Text("platinum".into()), Value::Null])
+            .apply(&vec![
+                Value::Text("1".into()),
+                Value::Text("platinum".into()),
+                Value::Null,
+            ])
             .unwrap_err();
-        assert!(err.message.contains("\"platinum\" is not in the value map (known: gold)"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("\"platinum\" is not in the value map (known: gold)"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -267,7 +306,10 @@ mod tests {
         );
         let problems = Mapping::new(&spec, &table()).unwrap_err();
         let all = problems.join("\n");
-        assert!(all.contains("no column `custmer_id`; did you mean `customer_id`?"), "{all}");
+        assert!(
+            all.contains("no column `custmer_id`; did you mean `customer_id`?"),
+            "{all}"
+        );
         assert!(all.contains("already maps onto"), "{all}");
         assert!(all.contains("columns.notes.map.a: expected int"), "{all}");
     }

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use super::mapping::Mapping;
+use super::run::RowFailure;
 use super::transforms::TransformStep;
 use crate::bindings::TransformContext;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
 use crate::connectors::Source;
 use crate::plugins;
 use crate::runtime::Runtime;
-use super::run::RowFailure;
 use crate::value::{Column, Row, TableInfo, to_json, to_text};
 
 /// Everything needed to move one table.
@@ -62,7 +62,11 @@ pub async fn plan(
             }),
         }
     }
-    if errors.is_empty() { Ok(plans) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(plans)
+    } else {
+        Err(errors)
+    }
 }
 
 async fn plan_table(
@@ -72,7 +76,10 @@ async fn plan_table(
     runtime: &Runtime,
     run_started_at: i64,
 ) -> Result<TablePlan, Vec<String>> {
-    let info = source.table(&spec.source).await.map_err(|e| vec![e.to_string()])?;
+    let info = source
+        .table(&spec.source)
+        .await
+        .map_err(|e| vec![e.to_string()])?;
     let mapping = Mapping::new(spec, &info)?;
     let key = key_columns(spec, &info)?;
     let ctx = TransformContext {
@@ -84,7 +91,9 @@ async fn plan_table(
     let mut steps = Vec::new();
     for (i, t) in spec.transforms.iter().enumerate() {
         let at = format!("transforms[{i}] ({})", t.plugin);
-        let step = plan_step(m, t, &ctx, schema, runtime).await.map_err(|e| vec![format!("{at}: {e}")])?;
+        let step = plan_step(m, t, &ctx, schema, runtime)
+            .await
+            .map_err(|e| vec![format!("{at}: {e}")])?;
         schema = step.output.clone();
         steps.push(step);
     }
@@ -139,16 +148,23 @@ async fn plan_step(
 }
 
 fn key_columns(spec: &TableSpec, info: &TableInfo) -> Result<Vec<usize>, Vec<String>> {
-    let names = if spec.key.is_empty() { &info.primary_key } else { &spec.key };
+    let names = if spec.key.is_empty() {
+        &info.primary_key
+    } else {
+        &spec.key
+    };
     names
         .iter()
         .map(|k| {
-            info.columns.iter().position(|c| &c.name == k).ok_or_else(|| {
-                vec![format!(
-                    "key: the source table has no column `{k}`{}",
-                    super::mapping::suggestion(k, info.columns.iter().map(|c| c.name.as_str()))
-                )]
-            })
+            info.columns
+                .iter()
+                .position(|c| &c.name == k)
+                .ok_or_else(|| {
+                    vec![format!(
+                        "key: the source table has no column `{k}`{}",
+                        super::mapping::suggestion(k, info.columns.iter().map(|c| c.name.as_str()))
+                    )]
+                })
         })
         .collect()
 }
@@ -168,7 +184,13 @@ impl TablePlan {
         let key = (!self.key.is_empty()).then(|| {
             self.key
                 .iter()
-                .map(|&k| format!("{}={}", columns[k].name, to_text(&row[k]).unwrap_or_else(|| "null".into())))
+                .map(|&k| {
+                    format!(
+                        "{}={}",
+                        columns[k].name,
+                        to_text(&row[k]).unwrap_or_else(|| "null".into())
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         });
@@ -191,7 +213,11 @@ impl TablePlan {
 
     /// The source value behind a mapped column, for error reports.
     pub fn source_value(&self, row: &Row, column: &str) -> Option<String> {
-        let mapped = self.mapping.columns().iter().find(|c| c.to.name == column)?;
+        let mapped = self
+            .mapping
+            .columns()
+            .iter()
+            .find(|c| c.to.name == column)?;
         to_text(&row[mapped.source])
     }
 }

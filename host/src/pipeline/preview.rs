@@ -33,10 +33,16 @@ pub struct TablePreview {
 }
 
 /// Previews the first `limit` rows of every table.
-pub async fn preview(m: &Migration, runtime: &Runtime, limit: u64) -> Result<Vec<TablePreview>, RunError> {
+pub async fn preview(
+    m: &Migration,
+    runtime: &Runtime,
+    limit: u64,
+) -> Result<Vec<TablePreview>, RunError> {
     let source = Source::open(m).await?;
     let started = chrono::Utc::now().timestamp_micros();
-    let plans = plan(m, &source, runtime, started).await.map_err(RunError::Plan)?;
+    let plans = plan(m, &source, runtime, started)
+        .await
+        .map_err(RunError::Plan)?;
     let mut previews = Vec::new();
     for plan in plans {
         let total = source.count(&plan.source.name).await?;
@@ -53,7 +59,11 @@ pub async fn preview(m: &Migration, runtime: &Runtime, limit: u64) -> Result<Vec
     Ok(previews)
 }
 
-async fn preview_rows(plan: &TablePlan, max_traps: u32, rows: Vec<Row>) -> Result<Vec<PreviewRow>, RunError> {
+async fn preview_rows(
+    plan: &TablePlan,
+    max_traps: u32,
+    rows: Vec<Row>,
+) -> Result<Vec<PreviewRow>, RunError> {
     let mut out: Vec<Option<PreviewRow>> = vec![None; rows.len()];
     let mut mapped = Vec::new();
     let mut index = Vec::new();
@@ -76,18 +86,32 @@ async fn preview_rows(plan: &TablePlan, max_traps: u32, rows: Vec<Row>) -> Resul
         }
     }
     let mut chain = Chain::new(plan.ctx.clone(), plan.steps.clone(), max_traps);
-    let outcomes = chain.run(mapped, 1).await.map_err(|source| RunError::Plugin {
-        table: plan.spec.destination().to_string(),
-        source,
-    })?;
+    let outcomes = chain
+        .run(mapped, 1)
+        .await
+        .map_err(|source| RunError::Plugin {
+            table: plan.spec.destination().to_string(),
+            source,
+        })?;
     for (i, outcome) in index.into_iter().zip(outcomes) {
         let position = i as u64 + 1;
         out[i] = Some(match outcome {
             ChainOutcome::Row(row) => PreviewRow::Row(row),
             ChainOutcome::Dropped => PreviewRow::Dropped(position),
-            ChainOutcome::Failed { plugin, column, message } => {
+            ChainOutcome::Failed {
+                plugin,
+                column,
+                message,
+            } => {
                 let value = column.as_ref().and_then(|c| plan.source_value(&rows[i], c));
-                PreviewRow::Failed(plan.failure(&rows[i], position, format!("transform `{plugin}`"), column, value, message))
+                PreviewRow::Failed(plan.failure(
+                    &rows[i],
+                    position,
+                    format!("transform `{plugin}`"),
+                    column,
+                    value,
+                    message,
+                ))
             }
         });
     }

@@ -69,7 +69,9 @@ pub enum RunError {
     #[error(transparent)]
     State(#[from] StateError),
     /// A row failed in a table whose policy is `stop`.
-    #[error("stopped on a failed row (policy `stop`): {0}. Rows before its batch are committed; fix the row or choose on_error = \"skip\" or \"flag\", then run again")]
+    #[error(
+        "stopped on a failed row (policy `stop`): {0}. Rows before its batch are committed; fix the row or choose on_error = \"skip\" or \"flag\", then run again"
+    )]
     Stopped(Box<RowFailure>),
     /// A plugin failed beyond what a row policy covers.
     #[error("table `{table}`: {source}")]
@@ -169,11 +171,18 @@ pub async fn run_migration(
 ) -> Result<RunSummary, RunError> {
     let started_at = chrono::Utc::now().timestamp_micros();
     let source = Arc::new(Source::open(m).await?);
-    let plans = plan(m, &source, runtime, started_at).await.map_err(RunError::Plan)?;
+    let plans = plan(m, &source, runtime, started_at)
+        .await
+        .map_err(RunError::Plan)?;
     let mut sink = Sink::open(m).await?;
     let run_id = state.start_run(&m.name).await?;
     state
-        .event(&m.name, Some(run_id), "run_started", &serde_json::json!({ "tables": plans.len() }))
+        .event(
+            &m.name,
+            Some(run_id),
+            "run_started",
+            &serde_json::json!({ "tables": plans.len() }),
+        )
         .await?;
     observer.on(&RunEvent::RunStarted {
         run_id,
@@ -195,16 +204,23 @@ pub async fn run_migration(
         Ok(()) => ("succeeded", None),
         Err(err) => ("failed", Some(err.to_string())),
     };
-    state.finish_run(run_id, status, totals, error.as_deref()).await?;
+    state
+        .finish_run(run_id, status, totals, error.as_deref())
+        .await?;
     let detail = serde_json::json!({ "status": status, "counts": totals, "error": error });
-    state.event(&m.name, Some(run_id), "run_finished", &detail).await?;
+    state
+        .event(&m.name, Some(run_id), "run_finished", &detail)
+        .await?;
     observer.on(&RunEvent::RunFinished {
         run_id,
         status: status.to_string(),
         counts: totals,
         error,
     });
-    result.map(|()| RunSummary { run_id, counts: totals })
+    result.map(|()| RunSummary {
+        run_id,
+        counts: totals,
+    })
 }
 
 fn add(total: &mut RunCounts, c: &RunCounts) {
@@ -248,7 +264,8 @@ impl<'a> TableRun<'a> {
         let started = Instant::now();
         let table = self.table().to_string();
         let total = source.count(&self.plan.source.name).await?;
-        sink.prepare(&table, &self.plan.output, self.plan.spec.if_exists).await?;
+        sink.prepare(&table, &self.plan.output, self.plan.spec.if_exists)
+            .await?;
         observer.on(&RunEvent::TableStarted {
             table: table.clone(),
             total,
@@ -260,14 +277,23 @@ impl<'a> TableRun<'a> {
             let batch_size = self.m.settings.batch_size;
             tokio::spawn(async move { source.read(&info, batch_size, None, tx).await })
         };
-        let mut chain = Chain::new(self.plan.ctx.clone(), self.plan.steps.clone(), self.m.settings.max_plugin_traps);
+        let mut chain = Chain::new(
+            self.plan.ctx.clone(),
+            self.plan.steps.clone(),
+            self.m.settings.max_plugin_traps,
+        );
         while let Some(batch) = rx.recv().await {
             let batch = batch?;
             self.counts.read += batch.rows.len() as u64;
             let last = batch.first + batch.rows.len() as u64 - 1;
-            let rows = self.process(&mut chain, &batch.rows, batch.first, observer).await?;
-            self.write(sink, rows, &batch.rows, batch.first, observer).await?;
-            self.state.checkpoint(&self.m.name, &table, self.run_id, last).await?;
+            let rows = self
+                .process(&mut chain, &batch.rows, batch.first, observer)
+                .await?;
+            self.write(sink, rows, &batch.rows, batch.first, observer)
+                .await?;
+            self.state
+                .checkpoint(&self.m.name, &table, self.run_id, last)
+                .await?;
             observer.on(&RunEvent::Progress {
                 table: table.clone(),
                 done: self.counts.read,
@@ -305,24 +331,46 @@ impl<'a> TableRun<'a> {
                     index.push(i);
                 }
                 Err(e) => {
-                    let failure = self.plan.failure(row, first + i as u64, "mapping".into(), Some(e.column), e.value, e.message);
+                    let failure = self.plan.failure(
+                        row,
+                        first + i as u64,
+                        "mapping".into(),
+                        Some(e.column),
+                        e.value,
+                        e.message,
+                    );
                     self.apply_policy(failure, observer).await?;
                 }
             }
         }
-        let outcomes = chain.run(mapped, first).await.map_err(|source| RunError::Plugin {
-            table: self.table().to_string(),
-            source,
-        })?;
+        let outcomes = chain
+            .run(mapped, first)
+            .await
+            .map_err(|source| RunError::Plugin {
+                table: self.table().to_string(),
+                source,
+            })?;
         let mut survivors = Vec::with_capacity(outcomes.len());
         for (i, outcome) in index.into_iter().zip(outcomes) {
             match outcome {
                 ChainOutcome::Row(row) => survivors.push((i, row)),
                 ChainOutcome::Dropped => self.counts.dropped += 1,
-                ChainOutcome::Failed { plugin, column, message } => {
-                    let value = column.as_ref().and_then(|c| self.plan.source_value(&rows[i], c));
-                    let failure =
-                        self.plan.failure(&rows[i], first + i as u64, format!("transform `{plugin}`"), column, value, message);
+                ChainOutcome::Failed {
+                    plugin,
+                    column,
+                    message,
+                } => {
+                    let value = column
+                        .as_ref()
+                        .and_then(|c| self.plan.source_value(&rows[i], c));
+                    let failure = self.plan.failure(
+                        &rows[i],
+                        first + i as u64,
+                        format!("transform `{plugin}`"),
+                        column,
+                        value,
+                        message,
+                    );
                     self.apply_policy(failure, observer).await?;
                 }
             }
@@ -340,24 +388,44 @@ impl<'a> TableRun<'a> {
     ) -> Result<(), RunError> {
         let (index, rows): (Vec<usize>, Vec<Row>) = rows.into_iter().unzip();
         let stop = self.plan.policy == ErrorPolicy::Stop;
-        let rejected = sink.write(self.table(), &self.plan.output, &rows, stop).await?;
-        let written = rows.len() - if stop && !rejected.is_empty() { rows.len() } else { rejected.len() };
+        let rejected = sink
+            .write(self.table(), &self.plan.output, &rows, stop)
+            .await?;
+        let written = rows.len()
+            - if stop && !rejected.is_empty() {
+                rows.len()
+            } else {
+                rejected.len()
+            };
         self.counts.written += written as u64;
         for (i, message) in rejected {
             let at = index[i];
-            let failure = self.plan.failure(&source_rows[at], first + at as u64, "destination".into(), None, None, message);
+            let failure = self.plan.failure(
+                &source_rows[at],
+                first + at as u64,
+                "destination".into(),
+                None,
+                None,
+                message,
+            );
             self.apply_policy(failure, observer).await?;
         }
         Ok(())
     }
 
-    async fn apply_policy(&mut self, failure: RowFailure, observer: &mut dyn Observer) -> Result<(), RunError> {
+    async fn apply_policy(
+        &mut self,
+        failure: RowFailure,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
         let policy = self.plan.policy;
         match policy {
             ErrorPolicy::Stop => return Err(RunError::Stopped(Box::new(failure))),
             ErrorPolicy::Skip => self.counts.skipped += 1,
             ErrorPolicy::Flag => {
-                self.state.flag(&flagged(&failure, self.run_id, &self.m.name)).await?;
+                self.state
+                    .flag(&flagged(&failure, self.run_id, &self.m.name))
+                    .await?;
                 self.counts.flagged += 1;
             }
         }

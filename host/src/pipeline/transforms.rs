@@ -2,9 +2,9 @@
 //! values; a trap kills the instance, and the batch is bisected on fresh
 //! instances until the row that causes it stands alone.
 
+use crate::bindings::{RowResult, TransformContext};
 use crate::runtime::{PluginFailure, TransformInstance, TransformPlugin};
 use crate::value::{Column, Row, RowError};
-use crate::bindings::{RowResult, TransformContext};
 
 /// One configured step of a chain.
 #[derive(Clone)]
@@ -44,7 +44,9 @@ pub enum ChainError {
     #[error("{0}")]
     Plugin(#[from] PluginFailure),
     /// A plugin trapped on too many rows.
-    #[error("plugin `{plugin}` failed on {traps} rows in this table (limit {limit}); the last: {last}. Fix the plugin or raise settings.max_plugin_traps")]
+    #[error(
+        "plugin `{plugin}` failed on {traps} rows in this table (limit {limit}); the last: {last}. Fix the plugin or raise settings.max_plugin_traps"
+    )]
     TooManyTraps {
         /// The plugin.
         plugin: String,
@@ -81,7 +83,11 @@ impl Chain {
     }
 
     /// Runs every step over `rows`; one outcome per input row.
-    pub async fn run(&mut self, rows: Vec<Row>, batch_first: u64) -> Result<Vec<ChainOutcome>, ChainError> {
+    pub async fn run(
+        &mut self,
+        rows: Vec<Row>,
+        batch_first: u64,
+    ) -> Result<Vec<ChainOutcome>, ChainError> {
         let mut outcomes: Vec<ChainOutcome> = rows.into_iter().map(ChainOutcome::Row).collect();
         for step in 0..self.steps.len() {
             let (alive, inputs): (Vec<usize>, Vec<Row>) = outcomes
@@ -104,7 +110,12 @@ impl Chain {
     }
 
     /// Runs one step, isolating trapping rows by bisection.
-    async fn run_step(&mut self, step: usize, rows: &[Row], batch_first: u64) -> Result<Vec<ChainOutcome>, ChainError> {
+    async fn run_step(
+        &mut self,
+        step: usize,
+        rows: &[Row],
+        batch_first: u64,
+    ) -> Result<Vec<ChainOutcome>, ChainError> {
         let mut results: Vec<Option<ChainOutcome>> = vec![None; rows.len()];
         let mut pending = vec![(0, rows.len())];
         while let Some((start, end)) = pending.pop() {
@@ -142,7 +153,10 @@ impl Chain {
                 }
             }
         }
-        Ok(results.into_iter().map(|r| r.expect("every row gets an outcome")).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every row gets an outcome"))
+            .collect())
     }
 
     /// Calls a step on a live instance (starting one if needed). The outer
@@ -154,7 +168,11 @@ impl Chain {
     ) -> Result<Result<Vec<RowResult>, PluginFailure>, ChainError> {
         let (spec, slot) = &mut self.steps[step];
         if slot.is_none() {
-            match spec.plugin.instantiate(&self.ctx, &spec.config, &spec.input).await {
+            match spec
+                .plugin
+                .instantiate(&self.ctx, &spec.config, &spec.input)
+                .await
+            {
                 Ok(instance) => *slot = Some(instance),
                 Err(failure) if failure.kind.is_trap() => return Ok(Err(failure)),
                 Err(failure) => return Err(failure.into()),

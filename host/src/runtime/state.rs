@@ -6,10 +6,12 @@ use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use crate::bindings::LogLevel;
-use crate::bindings::credvault::migrate::log;
+use crate::bindings::log;
 
 /// How much of a plugin's stderr is kept to explain a panic.
 const STDERR_CAPTURE: usize = 64 * 1024;
@@ -88,12 +90,16 @@ impl log::Host for PluginState {
             LogLevel::Error => tracing::error!(plugin, scope, "{message}"),
         }
         if self.log_lines == MAX_LOG_LINES {
-            tracing::warn!(plugin, scope, "plugin log limit reached; further lines dropped");
+            tracing::warn!(
+                plugin,
+                scope,
+                "plugin log limit reached; further lines dropped"
+            );
         }
     }
 }
 
-impl crate::bindings::credvault::migrate::types::Host for PluginState {}
+impl crate::bindings::types::Host for PluginState {}
 
 /// Caps linear memory and remembers when the cap was hit, so the host can
 /// report "memory cap" instead of the guest's own abort message.

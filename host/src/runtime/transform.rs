@@ -144,7 +144,10 @@ impl TransformInstance {
 
     fn check_contract(&self, sent: usize, results: &[RowResult]) -> Result<(), String> {
         if results.len() != sent {
-            return Err(format!("returned {} results for {sent} rows", results.len()));
+            return Err(format!(
+                "returned {} results for {sent} rows",
+                results.len()
+            ));
         }
         for (i, result) in results.iter().enumerate() {
             let RowResult::Ok(row) = result else { continue };

@@ -140,7 +140,8 @@ impl StateStore {
             message,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create its folder: {e}")))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create its folder: {e}")))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")
             .expect("static url")
@@ -172,13 +173,15 @@ impl StateStore {
 
     /// Records the start of a run and returns its id.
     pub async fn start_run(&self, migration: &str) -> Result<i64, StateError> {
-        let id = sqlx::query("INSERT INTO runs (migration, started_at, status) VALUES (?, ?, 'running')")
-            .bind(migration)
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?
-            .last_insert_rowid();
+        let id = sqlx::query(
+            "INSERT INTO runs (migration, started_at, status) VALUES (?, ?, 'running')",
+        )
+        .bind(migration)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?
+        .last_insert_rowid();
         Ok(id)
     }
 

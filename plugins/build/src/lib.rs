@@ -10,8 +10,10 @@ use std::process::Command;
 
 /// The wasm target plugins are built for.
 pub const TARGET: &str = "wasm32-wasip2";
+/// The cargo profile plugins are built with (release, stripped).
+pub const PROFILE: &str = "plugin";
 
-/// Builds `packages` (workspace package names) in release mode and returns
+/// Builds `packages` (workspace package names) with the `plugin` profile and returns
 /// the path of each one's component, in the same order. `watch` lists
 /// folders (relative to the workspace root) whose changes trigger a rebuild.
 ///
@@ -26,7 +28,14 @@ pub fn build_components(workspace: &Path, packages: &[&str], watch: &[&str]) -> 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for package in packages {
         cmd.args(["-p", package]);
@@ -43,7 +52,9 @@ pub fn build_components(workspace: &Path, packages: &[&str], watch: &[&str]) -> 
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo to build wasm components");
+    let status = cmd
+        .status()
+        .expect("running cargo to build wasm components");
     assert!(
         status.success(),
         "building wasm components {packages:?} failed (see the cargo output above)"
@@ -53,7 +64,7 @@ pub fn build_components(workspace: &Path, packages: &[&str], watch: &[&str]) -> 
         .map(|p| {
             let file = target_dir
                 .join(TARGET)
-                .join("release")
+                .join(PROFILE)
                 .join(format!("{}.wasm", p.replace('-', "_")));
             assert!(file.exists(), "{} was not produced", file.display());
             file

@@ -9,6 +9,7 @@
 //! Probes (read-file, env, clock, net) append a `probe` text column saying
 //! what the sandbox let them see.
 #![allow(unsafe_code)] // wit-bindgen's generated exports use unsafe
+#![allow(missing_docs)] // a test guest; its generated bindings are documented in wit/
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -54,7 +55,10 @@ impl Guest for Hostile {
 
     fn transform(rows: Vec<Vec<Value>>) -> Vec<RowResult> {
         let config = CONFIG.with(|c| c.borrow().clone());
-        let mut results: Vec<RowResult> = rows.into_iter().map(|row| misbehave(&config, row)).collect();
+        let mut results: Vec<RowResult> = rows
+            .into_iter()
+            .map(|row| misbehave(&config, row))
+            .collect();
         if config.mode == "extra-rows" {
             results.push(RowResult::Drop);
         }
@@ -145,7 +149,11 @@ fn read_file() -> String {
 
 fn env() -> String {
     let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-    if vars.is_empty() { "denied: no environment".into() } else { format!("allowed: {}", vars.join(",")) }
+    if vars.is_empty() {
+        "denied: no environment".into()
+    } else {
+        format!("allowed: {}", vars.join(","))
+    }
 }
 
 fn clock() -> String {
@@ -153,7 +161,11 @@ fn clock() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    if now == 0 { "denied: clock frozen at 1970".into() } else { format!("allowed: {now}") }
+    if now == 0 {
+        "denied: clock frozen at 1970".into()
+    } else {
+        format!("allowed: {now}")
+    }
 }
 
 fn net() -> String {
