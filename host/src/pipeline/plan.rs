@@ -122,7 +122,11 @@ async fn plan_step(
     let plugin = match plugins::builtin(&t.plugin) {
         Some(wasm) => runtime.load_transform(&t.plugin, wasm, limits),
         None if t.plugin.ends_with(".wasm") => {
-            runtime.load_transform_file(&t.plugin, &m.resolve(Path::new(&t.plugin)), limits)
+            let path = Path::new(&t.plugin);
+            let name = path
+                .file_name()
+                .map_or(t.plugin.clone(), |n| n.to_string_lossy().into_owned());
+            runtime.load_transform_file(&name, &m.resolve(path), limits)
         }
         None => {
             return Err(format!(
