@@ -4,7 +4,9 @@
 mod cli;
 mod config_errors;
 mod limits;
+mod mariadb;
 mod policies;
+mod postgres;
 
 use credvault_tests::Project;
 

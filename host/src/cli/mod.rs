@@ -43,6 +43,9 @@ enum Command {
         /// Print one JSON event per line on stdout instead of progress bars.
         #[arg(long)]
         json: bool,
+        /// Start over instead of resuming an interrupted run.
+        #[arg(long)]
+        restart: bool,
     },
     /// Check a migration file, its connections, mappings and plugins.
     Check {
@@ -99,10 +102,16 @@ fn init_tracing(level: &str) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { file, json } => {
+        Command::Run {
+            file,
+            json,
+            restart,
+        } => {
             let (m, runtime, state) = open(&file, &cli.state).await?;
             let mut observer = progress::Reporter::new(json);
-            let result = pipeline::run_migration(&m, &runtime, &state, &mut observer).await;
+            let options = pipeline::RunOptions { restart };
+            let result =
+                pipeline::run_migration(&m, &runtime, &state, options, &mut observer).await;
             observer.finish();
             match result {
                 Ok(summary) => {

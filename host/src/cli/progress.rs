@@ -90,10 +90,23 @@ impl Observer for Reporter {
                 run_id,
                 migration,
                 tables,
+                resumed_from,
             } => {
-                self.print(&format!("run {run_id} of `{migration}`: {tables} table(s)"));
+                let resumed = resumed_from
+                    .map(|r| format!(", resuming interrupted run {r}"))
+                    .unwrap_or_default();
+                self.print(&format!(
+                    "run {run_id} of `{migration}`: {tables} table(s){resumed}"
+                ));
             }
-            RunEvent::TableStarted { table, total } => match &mut self.mode {
+            RunEvent::TableSkipped { table, reason } => {
+                self.print(&format!("{table}: skipped, {reason}"))
+            }
+            RunEvent::TableStarted {
+                table,
+                total,
+                resumed_at,
+            } => match &mut self.mode {
                 Mode::Bars { multi, bars } => {
                     let bar = multi.add(ProgressBar::new(*total));
                     bar.set_style(
@@ -104,7 +117,11 @@ impl Observer for Reporter {
                         .progress_chars("=> "),
                     );
                     bar.set_prefix(table.clone());
+                    bar.set_position(*resumed_at);
                     bars.insert(table.clone(), bar);
+                }
+                _ if *resumed_at > 0 => {
+                    eprintln!("{table}: resuming after row {resumed_at} of {total}")
                 }
                 _ => eprintln!("{table}: starting, {total} rows"),
             },

@@ -50,6 +50,20 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     if m.tables.is_empty() {
         problems.push("tables: list at least one [[tables]] entry".to_string());
     }
+    for (key, endpoint) in [("source", &m.source), ("destination", &m.destination)] {
+        if let super::Endpoint::Postgres(server) | super::Endpoint::Mysql(server) = endpoint {
+            if server.password.is_some() {
+                problems.push(format!(
+                    "{key}.password: passwords are not kept in migration files; set {key}.password_env = \"VAR\" (an environment variable) or {key}.password_file = \"path\" instead"
+                ));
+            }
+            if server.password_env.is_some() && server.password_file.is_some() {
+                problems.push(format!(
+                    "{key}: set password_env or password_file, not both"
+                ));
+            }
+        }
+    }
     if let super::Endpoint::Csv { delimiter, .. } = &m.source
         && !delimiter.is_ascii()
     {

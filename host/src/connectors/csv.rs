@@ -2,13 +2,19 @@
 //! Every CSV value is text; the column mapping gives it a type.
 
 use std::fs::File;
+use std::io::Seek;
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{ConnectorError, SourceBatch};
+use super::{
+    Batcher, Checkpoint, ConnectorError, Prepare, ReadRequest, Rejected, Sink, Source, SourceBatch,
+    WriteBatch,
+};
 use crate::config::IfExists;
-use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
+use crate::value::{Column, ColumnType, TableInfo, Value, to_text};
 
 /// Reads `.csv` files with a header row.
 pub struct CsvSource {
@@ -20,10 +26,10 @@ pub struct CsvSource {
 impl CsvSource {
     pub(super) fn new(path: PathBuf, delimiter: u8, null: String) -> Result<Self, ConnectorError> {
         if !path.exists() {
-            return Err(ConnectorError {
-                endpoint: format!("source csv {}", path.display()),
-                message: "no such file or folder; check `source.path` (relative paths start at the migration file's folder)".into(),
-            });
+            return Err(ConnectorError::new(
+                format!("source csv {}", path.display()),
+                "no such file or folder; check `source.path` (relative paths start at the migration file's folder)",
+            ));
         }
         Ok(Self {
             path,
@@ -32,15 +38,8 @@ impl CsvSource {
         })
     }
 
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn error(&self, message: impl Into<String>) -> ConnectorError {
-        ConnectorError {
-            endpoint: format!("source csv {}", self.path.display()),
-            message: message.into(),
-        }
+        ConnectorError::new(self.describe(), message)
     }
 
     fn files(&self) -> Result<Vec<(String, PathBuf)>, ConnectorError> {
@@ -64,16 +63,14 @@ impl CsvSource {
 
     fn file(&self, table: &str) -> Result<PathBuf, ConnectorError> {
         let files = self.files()?;
+        if let Some((_, path)) = files.iter().find(|(t, _)| t == table) {
+            return Ok(path.clone());
+        }
         let names: Vec<&str> = files.iter().map(|(t, _)| t.as_str()).collect();
-        let message = format!(
+        Err(self.error(format!(
             "no CSV file for table `{table}`; found: {}",
             names.join(", ")
-        );
-        files
-            .iter()
-            .find(|(t, _)| t == table)
-            .map(|(_, p)| p.clone())
-            .ok_or_else(|| self.error(message))
+        )))
     }
 
     fn reader(&self, file: &Path) -> Result<csv::Reader<File>, ConnectorError> {
@@ -82,8 +79,15 @@ impl CsvSource {
             .from_path(file)
             .map_err(|e| self.error(format!("{}: {e}", file.display())))
     }
+}
 
-    pub(super) fn discover(&self) -> Result<Vec<TableInfo>, ConnectorError> {
+#[async_trait]
+impl Source for CsvSource {
+    fn describe(&self) -> String {
+        format!("source csv {}", self.path.display())
+    }
+
+    async fn discover(&self) -> Result<Vec<TableInfo>, ConnectorError> {
         self.files()?
             .into_iter()
             .map(|(name, file)| {
@@ -115,18 +119,15 @@ impl CsvSource {
             .collect()
     }
 
-    pub(super) async fn count(&self, table: &str) -> Result<u64, ConnectorError> {
-        let mut reader = self.reader(&self.file(table)?)?;
-        let endpoint = self.error("").endpoint;
+    async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError> {
+        let mut reader = self.reader(&self.file(&table.name)?)?;
+        let endpoint = self.describe();
         tokio::task::spawn_blocking(move || {
             let mut record = csv::ByteRecord::new();
             let mut n = 0;
             while reader
                 .read_byte_record(&mut record)
-                .map_err(|e| ConnectorError {
-                    endpoint: endpoint.clone(),
-                    message: e.to_string(),
-                })?
+                .map_err(|e| ConnectorError::new(endpoint.clone(), e.to_string()))?
             {
                 n += 1;
             }
@@ -136,14 +137,12 @@ impl CsvSource {
         .expect("count task panicked")
     }
 
-    pub(super) async fn read(
+    async fn read(
         &self,
-        table: &TableInfo,
-        batch_size: usize,
-        limit: Option<u64>,
+        request: ReadRequest,
         tx: mpsc::Sender<Result<SourceBatch, ConnectorError>>,
     ) {
-        let reader = match self.file(&table.name).and_then(|f| self.reader(&f)) {
+        let reader = match self.file(&request.table.name).and_then(|f| self.reader(&f)) {
             Ok(reader) => reader,
             Err(err) => {
                 let _ = tx.send(Err(err)).await;
@@ -151,10 +150,9 @@ impl CsvSource {
             }
         };
         let null = self.null.clone();
-        let endpoint = self.error("").endpoint;
-        let limit = limit.unwrap_or(u64::MAX);
+        let endpoint = self.describe();
         let task = tokio::task::spawn_blocking(move || {
-            read_batches(reader, &null, batch_size, limit, &tx, &endpoint);
+            read_batches(reader, &null, &request, &tx, &endpoint)
         });
         task.await.expect("csv reader panicked");
     }
@@ -163,32 +161,30 @@ impl CsvSource {
 fn read_batches(
     mut reader: csv::Reader<File>,
     null: &str,
-    batch_size: usize,
-    limit: u64,
+    request: &ReadRequest,
     tx: &mpsc::Sender<Result<SourceBatch, ConnectorError>>,
     endpoint: &str,
 ) {
+    let skip = request.after.as_ref().map_or(0, |c| c.rows);
+    let limit = request.limit.unwrap_or(u64::MAX);
     let mut record = csv::StringRecord::new();
-    let mut read = 0u64;
-    let mut batch = SourceBatch {
-        rows: Vec::with_capacity(batch_size),
-        first: 1,
-    };
-    while read < limit {
+    let mut batches = Batcher::new(request.batch_size, skip + 1);
+    let mut seen = 0u64;
+    while seen < skip + limit {
         match reader.read_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
                 let message = format!("{e}; fix the file or remove the bad line, then run again");
-                let _ = tx.blocking_send(Err(ConnectorError {
-                    endpoint: endpoint.to_string(),
-                    message,
-                }));
+                let _ = tx.blocking_send(Err(ConnectorError::new(endpoint, message)));
                 return;
             }
         }
-        read += 1;
-        let row: Row = record
+        seen += 1;
+        if seen <= skip {
+            continue;
+        }
+        let row = record
             .iter()
             .map(|f| {
                 if f == null {
@@ -198,28 +194,22 @@ fn read_batches(
                 }
             })
             .collect();
-        batch.rows.push(row);
-        if batch.rows.len() == batch_size {
-            let next = SourceBatch {
-                rows: Vec::with_capacity(batch_size),
-                first: read + 1,
-            };
-            if tx
-                .blocking_send(Ok(std::mem::replace(&mut batch, next)))
-                .is_err()
-            {
-                return;
-            }
+        if let Some(batch) = batches.push(row)
+            && tx.blocking_send(Ok(batch)).is_err()
+        {
+            return;
         }
     }
-    if !batch.rows.is_empty() {
+    if let Some(batch) = batches.finish() {
         let _ = tx.blocking_send(Ok(batch));
     }
 }
 
 /// Writes one `.csv` file per table into a folder. A table is written to a
 /// `.partial` file and renamed into place when finished, so a reader never
-/// sees half a file.
+/// sees half a file. After each batch the file's length is recorded with
+/// the checkpoint in `.credvault/`, so a resumed run cuts off anything
+/// written after the last checkpoint and appends from there.
 pub struct CsvSink {
     dir: PathBuf,
     delimiter: u8,
@@ -227,11 +217,20 @@ pub struct CsvSink {
     open: Option<(String, csv::Writer<File>)>,
 }
 
+/// The sidecar state of a table being written.
+#[derive(Serialize, Deserialize)]
+struct Progress {
+    bytes: u64,
+    checkpoint: Checkpoint,
+}
+
 impl CsvSink {
     pub(super) fn new(dir: PathBuf, delimiter: u8, null: String) -> Result<Self, ConnectorError> {
-        std::fs::create_dir_all(&dir).map_err(|e| ConnectorError {
-            endpoint: format!("destination csv {}", dir.display()),
-            message: format!("cannot create the folder: {e}"),
+        std::fs::create_dir_all(dir.join(".credvault")).map_err(|e| {
+            ConnectorError::new(
+                format!("destination csv {}", dir.display()),
+                format!("cannot create the folder: {e}"),
+            )
         })?;
         Ok(Self {
             dir,
@@ -241,15 +240,8 @@ impl CsvSink {
         })
     }
 
-    pub(super) fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    fn error(&self, message: impl Into<String>) -> ConnectorError {
-        ConnectorError {
-            endpoint: format!("destination csv {}", self.dir.display()),
-            message: message.into(),
-        }
+    fn error(&self, message: impl ToString) -> ConnectorError {
+        ConnectorError::new(self.describe(), message.to_string())
     }
 
     fn file(&self, table: &str) -> PathBuf {
@@ -260,7 +252,72 @@ impl CsvSink {
         self.dir.join(format!("{table}.csv.partial"))
     }
 
-    pub(super) fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError> {
+    fn sidecar(&self, migration: &str, table: &str) -> PathBuf {
+        self.dir
+            .join(".credvault")
+            .join(format!("{migration}.{table}.json"))
+    }
+
+    fn save(
+        &self,
+        migration: &str,
+        table: &str,
+        progress: &Progress,
+    ) -> Result<(), ConnectorError> {
+        let path = self.sidecar(migration, table);
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec(progress).expect("progress serializes");
+        std::fs::write(&tmp, text).map_err(|e| self.error(e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| self.error(e))
+    }
+
+    fn load(&self, migration: &str, table: &str) -> Result<Option<Progress>, ConnectorError> {
+        match std::fs::read(self.sidecar(migration, table)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.error(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn open_partial(
+        &mut self,
+        table: &str,
+        columns: &[Column],
+        resume_at: Option<u64>,
+    ) -> Result<(), ConnectorError> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(resume_at.is_none())
+            .open(self.partial(table))
+            .map_err(|e| self.error(e))?;
+        if let Some(bytes) = resume_at {
+            file.set_len(bytes).map_err(|e| self.error(e))?;
+            file.seek(std::io::SeekFrom::End(0))
+                .map_err(|e| self.error(e))?;
+        }
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(self.delimiter)
+            .from_writer(file);
+        if resume_at.is_none() {
+            writer
+                .write_record(columns.iter().map(|c| c.name.as_str()))
+                .map_err(|e| self.error(e))?;
+        }
+        self.open = Some((table.to_string(), writer));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for CsvSink {
+    fn describe(&self) -> String {
+        format!("destination csv {}", self.dir.display())
+    }
+
+    async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError> {
         let file = self.file(table);
         if !file.exists() {
             return Ok(None);
@@ -268,94 +325,115 @@ impl CsvSink {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(self.delimiter)
             .from_path(&file)
-            .map_err(|e| self.error(e.to_string()))?;
+            .map_err(|e| self.error(e))?;
         Ok(Some(reader.byte_records().count() as u64))
     }
 
-    pub(super) fn prepare(
+    async fn prepare(
         &mut self,
+        migration: &str,
         table: &str,
         columns: &[Column],
-        if_exists: IfExists,
+        mode: Prepare,
     ) -> Result<(), ConnectorError> {
-        let exists = self.file(table).exists();
-        if exists && if_exists == IfExists::Fail {
-            return Err(self.error(format!(
-                "{} already exists; set if_exists = \"replace\" or \"append\" for this table, or choose another destination",
-                self.file(table).display()
-            )));
+        match mode {
+            Prepare::Resume => {
+                let progress = self.load(migration, table)?;
+                let Some(progress) = progress.filter(|_| self.partial(table).exists()) else {
+                    return Err(self.error(format!("cannot resume `{table}`: its partial file is gone; run again with --restart")));
+                };
+                self.open_partial(table, columns, Some(progress.bytes))
+            }
+            Prepare::Fresh(if_exists) => {
+                let exists = self.file(table).exists();
+                if exists && if_exists == IfExists::Fail {
+                    return Err(self.error(format!(
+                        "{} already exists; set if_exists = \"replace\" or \"append\" for this table, or choose another destination",
+                        self.file(table).display()
+                    )));
+                }
+                if exists && if_exists == IfExists::Append {
+                    std::fs::copy(self.file(table), self.partial(table))
+                        .map_err(|e| self.error(e))?;
+                    let bytes = std::fs::metadata(self.partial(table))
+                        .map_err(|e| self.error(e))?
+                        .len();
+                    return self.open_partial(table, columns, Some(bytes));
+                }
+                self.open_partial(table, columns, None)
+            }
         }
-        let append = exists && if_exists == IfExists::Append;
-        if append {
-            std::fs::copy(self.file(table), self.partial(table))
-                .map_err(|e| self.error(e.to_string()))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(self.partial(table))
-            .map_err(|e| self.error(e.to_string()))?;
-        let mut writer = csv::WriterBuilder::new()
-            .delimiter(self.delimiter)
-            .from_writer(file);
-        if !append {
-            writer
-                .write_record(columns.iter().map(|c| c.name.as_str()))
-                .map_err(|e| self.error(e.to_string()))?;
-        }
-        self.open = Some((table.to_string(), writer));
-        Ok(())
     }
 
-    pub(super) fn write(&mut self, table: &str, rows: &[Row]) -> Result<(), ConnectorError> {
+    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
         let null = self.null.clone();
-        let Some((open, writer)) = self.open.as_mut().filter(|(t, _)| t == table) else {
-            return Err(self.error(format!("table `{table}` was not prepared")));
+        let Some((_, writer)) = self.open.as_mut().filter(|(t, _)| t == batch.table) else {
+            return Err(self.error(format!("table `{}` was not prepared", batch.table)));
         };
-        debug_assert_eq!(open, table);
-        for row in rows {
+        for row in batch.rows {
             let fields = row
                 .iter()
                 .map(|v| to_text(v).unwrap_or_else(|| null.clone()));
-            writer.write_record(fields).map_err(|e| ConnectorError {
-                endpoint: String::new(),
-                message: e.to_string(),
-            })?;
+            writer
+                .write_record(fields)
+                .map_err(|e| ConnectorError::new("", e.to_string()))?;
         }
-        writer.flush().map_err(|e| self.error(e.to_string()))
+        writer
+            .flush()
+            .map_err(|e| ConnectorError::new("", e.to_string()))?;
+        let file = writer.get_ref();
+        file.sync_data()
+            .map_err(|e| ConnectorError::new("", e.to_string()))?;
+        // The writer appends at the end, so the length is where the next
+        // batch starts.
+        let bytes = file
+            .metadata()
+            .map_err(|e| ConnectorError::new("", e.to_string()))?
+            .len();
+        let progress = Progress {
+            bytes,
+            checkpoint: batch.checkpoint.clone(),
+        };
+        self.save(batch.migration, batch.table, &progress)?;
+        Ok(Vec::new())
     }
 
-    pub(super) fn finish(&mut self, table: &str) -> Result<(), ConnectorError> {
+    async fn finish(
+        &mut self,
+        migration: &str,
+        table: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ConnectorError> {
         if let Some((_, mut writer)) = self.open.take() {
-            writer.flush().map_err(|e| self.error(e.to_string()))?;
+            writer.flush().map_err(|e| self.error(e))?;
         }
-        std::fs::rename(self.partial(table), self.file(table))
-            .map_err(|e| self.error(e.to_string()))
+        std::fs::rename(self.partial(table), self.file(table)).map_err(|e| self.error(e))?;
+        let progress = Progress {
+            bytes: 0,
+            checkpoint: Checkpoint {
+                done: true,
+                ..checkpoint.clone()
+            },
+        };
+        self.save(migration, table, &progress)
     }
 
-    pub(super) fn read_back(&self, table: &str, limit: u64) -> Result<Vec<Row>, ConnectorError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(self.delimiter)
-            .from_path(self.file(table))
-            .map_err(|e| self.error(e.to_string()))?;
-        let mut rows = Vec::new();
-        for record in reader.records().take(limit as usize) {
-            let record = record.map_err(|e| self.error(e.to_string()))?;
-            rows.push(
-                record
-                    .iter()
-                    .map(|f| {
-                        if f == self.null {
-                            Value::Null
-                        } else {
-                            Value::Text(f.to_string())
-                        }
-                    })
-                    .collect(),
-            );
+    async fn committed(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Option<Checkpoint>, ConnectorError> {
+        Ok(self.load(migration, table)?.map(|p| p.checkpoint))
+    }
+
+    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
+        let prefix = format!("{migration}.");
+        let entries = std::fs::read_dir(self.dir.join(".credvault")).map_err(|e| self.error(e))?;
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(entry.path()).map_err(|e| self.error(e))?;
+            }
         }
-        Ok(rows)
+        Ok(())
     }
 }

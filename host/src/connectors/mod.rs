@@ -1,9 +1,20 @@
-//! Native connectors: sources and sinks the host drives directly (CSV files
-//! and SQLite through sqlx). They speak the same row model as wasm plugins.
+//! Native connectors: sources and sinks the host drives directly (CSV files,
+//! SQLite, and database servers through sqlx). They speak the same row model
+//! as wasm plugins.
+//!
+//! Every source reads a table in a stable order (its primary key when it has
+//! one) so a run can resume after the last committed row; every sink commits
+//! each batch together with a [`Checkpoint`] where it can, so a resumed run
+//! neither loses nor repeats a row.
 
 mod csv;
+mod mysql;
+mod postgres;
+pub mod server;
 mod sqlite;
 
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::{Endpoint, IfExists, Migration};
@@ -19,6 +30,16 @@ pub struct ConnectorError {
     pub message: String,
 }
 
+impl ConnectorError {
+    /// An error about `endpoint`.
+    pub fn new(endpoint: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// A batch read from a source table.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
@@ -28,181 +49,213 @@ pub struct SourceBatch {
     pub first: u64,
 }
 
-/// Where rows come from.
-pub enum Source {
-    /// CSV files.
-    Csv(csv::CsvSource),
-    /// An SQLite database.
-    Sqlite(sqlite::SqliteSource),
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    /// The table, as discovered.
+    pub table: TableInfo,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Stop after this many rows.
+    pub limit: Option<u64>,
+    /// Continue after a checkpoint instead of from the start.
+    pub after: Option<Checkpoint>,
 }
 
-/// Where rows go.
-pub enum Sink {
-    /// CSV files in a folder.
-    Csv(Box<csv::CsvSink>),
-    /// An SQLite database.
-    Sqlite(sqlite::SqliteSink),
+/// How far a table has been committed to the destination: the number of
+/// source rows consumed and, for a table with a primary key, the key of the
+/// last one (each value in its text form). Sources order rows by that key,
+/// so reading resumes with `key > last`; tables without a key resume by
+/// skipping `rows` rows of a stable order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Source rows consumed (written, skipped, flagged or dropped).
+    pub rows: u64,
+    /// The primary key of the last row consumed.
+    pub key: Option<Vec<Option<String>>>,
+    /// Whether the table is complete.
+    pub done: bool,
 }
 
 /// A row a destination refused (a constraint, say): its index in the batch
 /// and the destination's message.
 pub type Rejected = (usize, String);
 
-impl Source {
-    /// Opens the migration's source.
-    pub async fn open(m: &Migration) -> Result<Self, ConnectorError> {
-        Ok(match &m.source {
-            Endpoint::Csv {
-                path,
-                delimiter,
-                null,
-            } => Source::Csv(csv::CsvSource::new(
-                m.resolve(path),
-                *delimiter as u8,
-                null.clone(),
-            )?),
-            Endpoint::Sqlite { path } => {
-                Source::Sqlite(sqlite::SqliteSource::open(&m.resolve(path)).await?)
-            }
-        })
-    }
-
-    /// Lists the tables with their columns, keys and approximate row counts.
-    pub async fn discover(&self) -> Result<Vec<TableInfo>, ConnectorError> {
-        match self {
-            Source::Csv(s) => s.discover(),
-            Source::Sqlite(s) => s.discover().await,
-        }
-    }
-
-    /// Finds one table, or says which tables exist.
-    pub async fn table(&self, name: &str) -> Result<TableInfo, ConnectorError> {
-        let tables = self.discover().await?;
-        let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-        let message = format!(
-            "table `{name}` not found; the source has: {}",
-            names.join(", ")
-        );
-        tables
-            .iter()
-            .find(|t| t.name == name)
-            .cloned()
-            .ok_or_else(|| ConnectorError {
-                endpoint: self.describe(),
-                message,
-            })
-    }
-
-    /// The exact number of rows in a table.
-    pub async fn count(&self, table: &str) -> Result<u64, ConnectorError> {
-        match self {
-            Source::Csv(s) => s.count(table).await,
-            Source::Sqlite(s) => s.count(table).await,
-        }
-    }
-
-    /// Streams a table in batches into `tx`, stopping after `limit` rows.
-    /// Memory stays bounded by the channel's capacity.
-    pub async fn read(
-        &self,
-        table: &TableInfo,
-        batch_size: usize,
-        limit: Option<u64>,
-        tx: mpsc::Sender<Result<SourceBatch, ConnectorError>>,
-    ) {
-        match self {
-            Source::Csv(s) => s.read(table, batch_size, limit, tx).await,
-            Source::Sqlite(s) => s.read(table, batch_size, limit, tx).await,
-        }
-    }
-
-    /// A short name for messages: `source csv data/`.
-    pub fn describe(&self) -> String {
-        match self {
-            Source::Csv(s) => format!("source csv {}", s.path().display()),
-            Source::Sqlite(s) => format!("source sqlite {}", s.path().display()),
-        }
-    }
+/// How a sink should make a table ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepare {
+    /// A new load: create the table, honouring `if_exists`.
+    Fresh(IfExists),
+    /// Continue an interrupted load: the table exists and keeps its rows.
+    Resume,
 }
 
-impl Sink {
-    /// Opens the migration's destination (creating an SQLite file or a CSV
-    /// folder if needed).
-    pub async fn open(m: &Migration) -> Result<Self, ConnectorError> {
-        Ok(match &m.destination {
-            Endpoint::Csv {
-                path,
-                delimiter,
-                null,
-            } => {
-                let sink = csv::CsvSink::new(m.resolve(path), *delimiter as u8, null.clone())?;
-                Sink::Csv(Box::new(sink))
-            }
-            Endpoint::Sqlite { path } => {
-                Sink::Sqlite(sqlite::SqliteSink::open(&m.resolve(path)).await?)
-            }
-        })
-    }
+/// One batch to write, with the checkpoint to commit alongside it.
+pub struct WriteBatch<'a> {
+    /// The migration, which owns the checkpoint.
+    pub migration: &'a str,
+    /// The destination table.
+    pub table: &'a str,
+    /// The table's columns.
+    pub columns: &'a [Column],
+    /// The rows.
+    pub rows: &'a [Row],
+    /// Refuse the whole batch if one row is refused (the `stop` policy).
+    pub all_or_nothing: bool,
+    /// Where the source stands once this batch is in.
+    pub checkpoint: &'a Checkpoint,
+}
+
+/// Where rows come from.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// A short name for messages: `source csv data/`.
+    fn describe(&self) -> String;
+
+    /// Lists the tables with their columns, keys and approximate row counts.
+    async fn discover(&self) -> Result<Vec<TableInfo>, ConnectorError>;
+
+    /// The exact number of rows in a table.
+    async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError>;
+
+    /// Streams a table in batches into `tx`, in primary-key order when the
+    /// table has a key. Memory stays bounded by the channel's capacity.
+    async fn read(
+        &self,
+        request: ReadRequest,
+        tx: mpsc::Sender<Result<SourceBatch, ConnectorError>>,
+    );
+}
+
+/// Where rows go.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// A short name for messages: `destination sqlite vault.db`.
+    fn describe(&self) -> String;
 
     /// The number of rows in `table` if it exists.
-    pub async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError> {
-        match self {
-            Sink::Csv(s) => s.existing_rows(table),
-            Sink::Sqlite(s) => s.existing_rows(table).await,
-        }
-    }
+    async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError>;
 
     /// Makes `table` ready for rows of `columns`.
-    pub async fn prepare(
+    async fn prepare(
         &mut self,
+        migration: &str,
         table: &str,
         columns: &[Column],
-        if_exists: IfExists,
-    ) -> Result<(), ConnectorError> {
-        match self {
-            Sink::Csv(s) => s.prepare(table, columns, if_exists),
-            Sink::Sqlite(s) => s.prepare(table, columns, if_exists).await,
-        }
-    }
+        mode: Prepare,
+    ) -> Result<(), ConnectorError>;
 
-    /// Writes and commits a batch. With `all_or_nothing`, a refused row
-    /// rolls the whole batch back and is returned alone; otherwise the good
-    /// rows are committed and the refused ones returned.
-    pub async fn write(
+    /// Writes and commits a batch together with its checkpoint. With
+    /// `all_or_nothing`, a refused row rolls the whole batch back and is
+    /// returned alone; otherwise the good rows are committed and the refused
+    /// ones returned.
+    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError>;
+
+    /// Marks a table complete (and makes it visible, for files).
+    async fn finish(
         &mut self,
+        migration: &str,
         table: &str,
-        columns: &[Column],
-        rows: &[Row],
-        all_or_nothing: bool,
-    ) -> Result<Vec<Rejected>, ConnectorError> {
-        match self {
-            Sink::Csv(s) => s.write(table, rows).map(|()| Vec::new()),
-            Sink::Sqlite(s) => s.write(table, columns, rows, all_or_nothing).await,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ConnectorError>;
+
+    /// The checkpoint last committed for `table` by `migration`.
+    async fn committed(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Option<Checkpoint>, ConnectorError>;
+
+    /// Forgets `migration`'s checkpoints (a fresh run starts over).
+    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError>;
+}
+
+/// Finds one table among a source's tables, or says which exist.
+pub async fn find_table(source: &dyn Source, name: &str) -> Result<TableInfo, ConnectorError> {
+    let tables = source.discover().await?;
+    if let Some(table) = tables.iter().find(|t| t.name == name) {
+        return Ok(table.clone());
+    }
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    Err(ConnectorError::new(
+        source.describe(),
+        format!(
+            "table `{name}` not found; the source has: {}",
+            names.join(", ")
+        ),
+    ))
+}
+
+/// Opens the migration's source.
+pub async fn open_source(m: &Migration) -> Result<Box<dyn Source>, ConnectorError> {
+    Ok(match &m.source {
+        Endpoint::Csv {
+            path,
+            delimiter,
+            null,
+        } => Box::new(csv::CsvSource::new(
+            m.resolve(path),
+            *delimiter as u8,
+            null.clone(),
+        )?),
+        Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSource::open(&m.resolve(path)).await?),
+        Endpoint::Postgres(ep) => return Err(postgres::unavailable(ep, &m.base_dir)),
+        Endpoint::Mysql(ep) => return Err(mysql::unavailable(ep, &m.base_dir)),
+    })
+}
+
+/// Opens the migration's destination (creating an SQLite file or a CSV
+/// folder if needed).
+pub async fn open_sink(m: &Migration) -> Result<Box<dyn Sink>, ConnectorError> {
+    Ok(match &m.destination {
+        Endpoint::Csv {
+            path,
+            delimiter,
+            null,
+        } => Box::new(csv::CsvSink::new(
+            m.resolve(path),
+            *delimiter as u8,
+            null.clone(),
+        )?),
+        Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSink::open(&m.resolve(path)).await?),
+        Endpoint::Postgres(ep) => return Err(postgres::unavailable(ep, &m.base_dir)),
+        Endpoint::Mysql(ep) => return Err(mysql::unavailable(ep, &m.base_dir)),
+    })
+}
+
+/// Sends rows in batches of `batch_size`, numbering them from `first`.
+/// Returns false when the receiver has gone (the run stopped).
+pub(crate) struct Batcher {
+    batch: SourceBatch,
+    size: usize,
+}
+
+impl Batcher {
+    pub(crate) fn new(size: usize, first: u64) -> Self {
+        Self {
+            batch: SourceBatch {
+                rows: Vec::with_capacity(size),
+                first,
+            },
+            size,
         }
     }
 
-    /// Makes a finished table visible (CSV files are renamed into place).
-    pub async fn finish(&mut self, table: &str) -> Result<(), ConnectorError> {
-        match self {
-            Sink::Csv(s) => s.finish(table),
-            Sink::Sqlite(_) => Ok(()),
+    /// Adds a row; returns a full batch to send, if any.
+    pub(crate) fn push(&mut self, row: Row) -> Option<SourceBatch> {
+        self.batch.rows.push(row);
+        if self.batch.rows.len() < self.size {
+            return None;
         }
+        let next = SourceBatch {
+            rows: Vec::with_capacity(self.size),
+            first: self.batch.first + self.size as u64,
+        };
+        Some(std::mem::replace(&mut self.batch, next))
     }
 
-    /// Reads back up to `limit` rows of a destination table (for tests,
-    /// previews of the result and validation).
-    pub async fn read_back(&self, table: &str, limit: u64) -> Result<Vec<Row>, ConnectorError> {
-        match self {
-            Sink::Csv(s) => s.read_back(table, limit),
-            Sink::Sqlite(s) => s.read_back(table, limit).await,
-        }
-    }
-
-    /// A short name for messages: `destination sqlite vault.db`.
-    pub fn describe(&self) -> String {
-        match self {
-            Sink::Csv(s) => format!("destination csv {}", s.path().display()),
-            Sink::Sqlite(s) => format!("destination sqlite {}", s.path().display()),
-        }
+    /// The last, partial batch.
+    pub(crate) fn finish(self) -> Option<SourceBatch> {
+        (!self.batch.rows.is_empty()).then_some(self.batch)
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -11,7 +12,10 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, SqlitePool, TypeInfo, ValueRef};
 use tokio::sync::mpsc;
 
-use super::{ConnectorError, Rejected, SourceBatch};
+use super::{
+    Batcher, Checkpoint, ConnectorError, Prepare, ReadRequest, Rejected, Sink, Source, SourceBatch,
+    WriteBatch,
+};
 use crate::config::IfExists;
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
@@ -73,7 +77,7 @@ fn sql_error(endpoint: &str, err: sqlx::Error) -> ConnectorError {
 
 async fn discover(pool: &SqlitePool, endpoint: &str) -> Result<Vec<TableInfo>, ConnectorError> {
     let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_credvault\\_%' ESCAPE '\\' ORDER BY name",
     )
     .fetch_all(pool)
     .await
@@ -132,20 +136,36 @@ fn raw_value(row: &SqliteRow, i: usize) -> Value {
     }
 }
 
-/// Reads tables from an SQLite file, opened read-only.
-pub struct SqliteSource {
+/// An open SQLite database and how to name it in messages.
+struct Db {
+    role: &'static str,
     path: PathBuf,
     pool: SqlitePool,
+}
+
+impl Db {
+    fn describe(&self) -> String {
+        format!("{} sqlite {}", self.role, self.path.display())
+    }
+
+    fn error(&self, err: impl ToString) -> ConnectorError {
+        ConnectorError::new(self.describe(), err.to_string())
+    }
+}
+
+/// Reads tables from an SQLite file, opened read-only.
+pub struct SqliteSource {
+    db: Db,
 }
 
 impl SqliteSource {
     pub(super) async fn open(path: &Path) -> Result<Self, ConnectorError> {
         let endpoint = format!("source sqlite {}", path.display());
         if !path.exists() {
-            return Err(ConnectorError {
+            return Err(ConnectorError::new(
                 endpoint,
-                message: "no such database file; check `source.path`".into(),
-            });
+                "no such database file; check `source.path`",
+            ));
         }
         let options = SqliteConnectOptions::new().filename(path).read_only(true);
         let pool = SqlitePoolOptions::new()
@@ -153,99 +173,119 @@ impl SqliteSource {
             .connect_with(options)
             .await
             .map_err(|e| sql_error(&endpoint, e))?;
-        Ok(Self {
+        let db = Db {
+            role: "source",
             path: path.to_path_buf(),
             pool,
-        })
+        };
+        Ok(Self { db })
+    }
+}
+
+/// `SELECT … ORDER BY key [WHERE key > after]`: the stable order a resumed
+/// read relies on. Tables without a primary key are ordered by rowid and
+/// resumed by skipping rows.
+fn read_sql(request: &ReadRequest) -> (String, Vec<Option<String>>) {
+    let table = &request.table;
+    let columns: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
+    let key: Vec<String> = table.primary_key.iter().map(|k| ident(k)).collect();
+    let order = if key.is_empty() {
+        "rowid".to_string()
+    } else {
+        key.join(", ")
+    };
+    let mut sql = format!("SELECT {} FROM {}", columns.join(", "), ident(&table.name));
+    let mut binds = Vec::new();
+    let mut offset = 0;
+    match request.after.as_ref() {
+        Some(Checkpoint {
+            key: Some(last), ..
+        }) if !key.is_empty() => {
+            let marks = vec!["?"; key.len()].join(", ");
+            sql.push_str(&format!(" WHERE ({}) > ({marks})", key.join(", ")));
+            binds.clone_from(last);
+        }
+        Some(checkpoint) => offset = checkpoint.rows,
+        None => {}
+    }
+    let limit = request.limit.map_or(-1, |l| l as i64);
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {limit} OFFSET {offset}"));
+    (sql, binds)
+}
+
+#[async_trait]
+impl Source for SqliteSource {
+    fn describe(&self) -> String {
+        self.db.describe()
     }
 
-    pub(super) fn path(&self) -> &Path {
-        &self.path
+    async fn discover(&self) -> Result<Vec<TableInfo>, ConnectorError> {
+        discover(&self.db.pool, &self.describe()).await
     }
 
-    fn endpoint(&self) -> String {
-        format!("source sqlite {}", self.path.display())
-    }
-
-    pub(super) async fn discover(&self) -> Result<Vec<TableInfo>, ConnectorError> {
-        discover(&self.pool, &self.endpoint()).await
-    }
-
-    pub(super) async fn count(&self, table: &str) -> Result<u64, ConnectorError> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", ident(table)))
-            .fetch_one(&self.pool)
+    async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", ident(&table.name)))
+            .fetch_one(&self.db.pool)
             .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
+            .map_err(|e| self.db.error(e))?;
         Ok(n as u64)
     }
 
-    pub(super) async fn read(
+    async fn read(
         &self,
-        table: &TableInfo,
-        batch_size: usize,
-        limit: Option<u64>,
+        request: ReadRequest,
         tx: mpsc::Sender<Result<SourceBatch, ConnectorError>>,
     ) {
-        let columns: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
-        let limit = limit.map_or(-1, |l| l as i64);
-        let sql = format!(
-            "SELECT {} FROM {} LIMIT ?",
-            columns.join(", "),
-            ident(&table.name)
-        );
-        let mut rows = sqlx::query(&sql).bind(limit).fetch(&self.pool);
-        let mut batch = SourceBatch {
-            rows: Vec::with_capacity(batch_size),
-            first: 1,
-        };
-        let mut read = 0u64;
+        let (sql, binds) = read_sql(&request);
+        let mut query = sqlx::query(&sql);
+        for value in &binds {
+            query = query.bind(value.as_deref());
+        }
+        let width = request.table.columns.len();
+        let first = request.after.as_ref().map_or(0, |c| c.rows) + 1;
+        let mut batches = Batcher::new(request.batch_size, first);
+        let mut rows = query.fetch(&self.db.pool);
         loop {
             match rows.try_next().await {
                 Ok(Some(row)) => {
-                    read += 1;
-                    batch
-                        .rows
-                        .push((0..columns.len()).map(|i| raw_value(&row, i)).collect());
-                    if batch.rows.len() == batch_size {
-                        let next = SourceBatch {
-                            rows: Vec::with_capacity(batch_size),
-                            first: read + 1,
-                        };
-                        if tx
-                            .send(Ok(std::mem::replace(&mut batch, next)))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
+                    let row = (0..width).map(|i| raw_value(&row, i)).collect();
+                    if let Some(batch) = batches.push(row)
+                        && tx.send(Ok(batch)).await.is_err()
+                    {
+                        return;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = tx.send(Err(sql_error(&self.endpoint(), e))).await;
+                    let _ = tx.send(Err(self.db.error(e))).await;
                     return;
                 }
             }
         }
-        if !batch.rows.is_empty() {
+        if let Some(batch) = batches.finish() {
             let _ = tx.send(Ok(batch)).await;
         }
     }
 }
 
+/// Where a sink keeps its checkpoints, inside the destination database, so
+/// they commit in the same transaction as the rows.
+const CHECKPOINTS: &str = "_credvault_checkpoints";
+
 /// Writes tables into an SQLite file (created if missing).
 pub struct SqliteSink {
-    path: PathBuf,
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl SqliteSink {
     pub(super) async fn open(path: &Path) -> Result<Self, ConnectorError> {
         let endpoint = format!("destination sqlite {}", path.display());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| ConnectorError {
-                endpoint: endpoint.clone(),
-                message: format!("cannot create folder {}: {e}", dir.display()),
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ConnectorError::new(
+                    &endpoint,
+                    format!("cannot create folder {}: {e}", dir.display()),
+                )
             })?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")
@@ -259,62 +299,142 @@ impl SqliteSink {
             .connect_with(options)
             .await
             .map_err(|e| sql_error(&endpoint, e))?;
-        Ok(Self {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (migration TEXT NOT NULL, table_name TEXT NOT NULL, checkpoint TEXT NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (migration, table_name))"
+        );
+        sqlx::query(&create)
+            .execute(&pool)
+            .await
+            .map_err(|e| sql_error(&endpoint, e))?;
+        let db = Db {
+            role: "destination",
             path: path.to_path_buf(),
             pool,
-        })
+        };
+        Ok(Self { db })
     }
 
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn endpoint(&self) -> String {
-        format!("destination sqlite {}", self.path.display())
-    }
-
-    fn error(&self, message: impl Into<String>) -> ConnectorError {
-        ConnectorError {
-            endpoint: self.endpoint(),
-            message: message.into(),
+    async fn check_append(&self, table: &str, columns: &[Column]) -> Result<(), ConnectorError> {
+        let existing = discover(&self.db.pool, &self.describe()).await?;
+        let existing = existing.iter().find(|t| t.name == table);
+        let Some(existing) = existing else {
+            return Err(self
+                .db
+                .error(format!("table `{table}` is gone; run again with --restart")));
+        };
+        let missing: Vec<&str> = columns
+            .iter()
+            .filter(|c| !existing.columns.iter().any(|e| e.name == c.name))
+            .map(|c| c.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
         }
+        Err(self.db.error(format!(
+            "cannot append to `{table}`: it has no column(s) {}; rename them in the mapping or use if_exists = \"replace\"",
+            missing.join(", ")
+        )))
     }
 
-    pub(super) async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError> {
+    /// Finds the rows the destination refuses. SQLite undoes only the failed
+    /// statement, so the good rows stay in the transaction.
+    async fn write_row_by_row(
+        &mut self,
+        batch: &WriteBatch<'_>,
+    ) -> Result<Vec<Rejected>, ConnectorError> {
+        let sql = insert_sql(batch.table, batch.columns, 1);
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        let mut rejected = Vec::new();
+        for (i, row) in batch.rows.iter().enumerate() {
+            let inserted = bind_rows(sqlx::query(&sql), std::slice::from_ref(row))
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) => {
+                    rejected.push((i, db.message().to_string()));
+                    if batch.all_or_nothing {
+                        tx.rollback().await.map_err(|e| self.db.error(e))?;
+                        return Ok(rejected);
+                    }
+                }
+                Err(other) => return Err(self.db.error(other)),
+            }
+        }
+        save_checkpoint(&mut tx, batch.migration, batch.table, batch.checkpoint)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        tx.commit().await.map_err(|e| self.db.error(e))?;
+        Ok(rejected)
+    }
+}
+
+async fn save_checkpoint(
+    conn: &mut sqlx::SqliteConnection,
+    migration: &str,
+    table: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {CHECKPOINTS} (migration, table_name, checkpoint) VALUES (?, ?, ?)
+         ON CONFLICT (migration, table_name) DO UPDATE SET checkpoint = excluded.checkpoint, updated_at = CURRENT_TIMESTAMP"
+    );
+    let json = serde_json::to_string(checkpoint).expect("checkpoints serialize");
+    sqlx::query(&sql)
+        .bind(migration)
+        .bind(table)
+        .bind(json)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    fn describe(&self) -> String {
+        self.db.describe()
+    }
+
+    async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError> {
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?")
                 .bind(table)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await
-                .map_err(|e| sql_error(&self.endpoint(), e))?;
+                .map_err(|e| self.db.error(e))?;
         if exists.is_none() {
             return Ok(None);
         }
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", ident(table)))
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.pool)
             .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
+            .map_err(|e| self.db.error(e))?;
         Ok(Some(n as u64))
     }
 
-    pub(super) async fn prepare(
+    async fn prepare(
         &mut self,
+        _migration: &str,
         table: &str,
         columns: &[Column],
-        if_exists: IfExists,
+        mode: Prepare,
     ) -> Result<(), ConnectorError> {
+        let if_exists = match mode {
+            Prepare::Resume => return self.check_append(table, columns).await,
+            Prepare::Fresh(if_exists) => if_exists,
+        };
         if let Some(rows) = self.existing_rows(table).await? {
             match if_exists {
                 IfExists::Fail => {
-                    return Err(self.error(format!(
+                    return Err(self.db.error(format!(
                         "table `{table}` already exists with {rows} rows; set if_exists = \"append\" or \"replace\" for it, or choose another destination table"
                     )));
                 }
                 IfExists::Replace => {
                     sqlx::query(&format!("DROP TABLE {}", ident(table)))
-                        .execute(&self.pool)
+                        .execute(&self.db.pool)
                         .await
-                        .map_err(|e| sql_error(&self.endpoint(), e))?;
+                        .map_err(|e| self.db.error(e))?;
                 }
                 IfExists::Append => return self.check_append(table, columns).await,
             }
@@ -331,133 +451,72 @@ impl SqliteSink {
             ident(table),
             defs.join(", ")
         ))
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await
-        .map_err(|e| sql_error(&self.endpoint(), e))?;
+        .map_err(|e| self.db.error(e))?;
         Ok(())
     }
 
-    async fn check_append(&self, table: &str, columns: &[Column]) -> Result<(), ConnectorError> {
-        let existing = discover(&self.pool, &self.endpoint()).await?;
-        let existing = existing
-            .iter()
-            .find(|t| t.name == table)
-            .expect("table exists");
-        let missing: Vec<&str> = columns
-            .iter()
-            .filter(|c| !existing.columns.iter().any(|e| e.name == c.name))
-            .map(|c| c.name.as_str())
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        Err(self.error(format!(
-            "cannot append to `{table}`: it has no column(s) {}; rename them in the mapping or use if_exists = \"replace\"",
-            missing.join(", ")
-        )))
-    }
-
-    pub(super) async fn write(
-        &mut self,
-        table: &str,
-        columns: &[Column],
-        rows: &[Row],
-        all_or_nothing: bool,
-    ) -> Result<Vec<Rejected>, ConnectorError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let per_chunk = (MAX_PARAMS / columns.len().max(1)).max(1);
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
-        let mut failed = false;
-        for chunk in rows.chunks(per_chunk) {
-            let sql = insert_sql(table, columns, chunk.len());
-            if bind_rows(sqlx::query(&sql), chunk)
-                .execute(&mut *tx)
-                .await
-                .is_err()
-            {
-                failed = true;
-                break;
-            }
-        }
-        if !failed {
-            tx.commit()
-                .await
-                .map_err(|e| sql_error(&self.endpoint(), e))?;
-            return Ok(Vec::new());
-        }
-        tx.rollback()
-            .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
-        self.write_row_by_row(table, columns, rows, all_or_nothing)
-            .await
-    }
-
-    /// Finds the rows the destination refuses. SQLite undoes only the failed
-    /// statement, so the good rows stay in the transaction.
-    async fn write_row_by_row(
-        &mut self,
-        table: &str,
-        columns: &[Column],
-        rows: &[Row],
-        all_or_nothing: bool,
-    ) -> Result<Vec<Rejected>, ConnectorError> {
-        let sql = insert_sql(table, columns, 1);
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
-        let mut rejected = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            if let Err(err) = bind_rows(sqlx::query(&sql), std::slice::from_ref(row))
-                .execute(&mut *tx)
-                .await
-            {
-                let message = match &err {
-                    sqlx::Error::Database(db) => db.message().to_string(),
-                    other => {
-                        return Err(sql_error(
-                            &self.endpoint(),
-                            sqlx::Error::Protocol(other.to_string()),
-                        ));
-                    }
+    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
+        let per_chunk = (MAX_PARAMS / batch.columns.len().max(1)).max(1);
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        for chunk in batch.rows.chunks(per_chunk) {
+            let sql = insert_sql(batch.table, batch.columns, chunk.len());
+            if let Err(err) = bind_rows(sqlx::query(&sql), chunk).execute(&mut *tx).await {
+                tx.rollback().await.map_err(|e| self.db.error(e))?;
+                return match err {
+                    sqlx::Error::Database(_) => self.write_row_by_row(&batch).await,
+                    other => Err(self.db.error(other)),
                 };
-                rejected.push((i, message));
-                if all_or_nothing {
-                    tx.rollback()
-                        .await
-                        .map_err(|e| sql_error(&self.endpoint(), e))?;
-                    return Ok(rejected);
-                }
             }
         }
-        tx.commit()
+        save_checkpoint(&mut tx, batch.migration, batch.table, batch.checkpoint)
             .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
-        Ok(rejected)
+            .map_err(|e| self.db.error(e))?;
+        tx.commit().await.map_err(|e| self.db.error(e))?;
+        Ok(Vec::new())
     }
 
-    pub(super) async fn read_back(
-        &self,
+    async fn finish(
+        &mut self,
+        migration: &str,
         table: &str,
-        limit: u64,
-    ) -> Result<Vec<Row>, ConnectorError> {
-        let sql = format!("SELECT * FROM {} LIMIT ?", ident(table));
-        let rows = sqlx::query(&sql)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ConnectorError> {
+        let done = Checkpoint {
+            done: true,
+            ..checkpoint.clone()
+        };
+        let mut conn = self.db.pool.acquire().await.map_err(|e| self.db.error(e))?;
+        save_checkpoint(&mut conn, migration, table, &done)
             .await
-            .map_err(|e| sql_error(&self.endpoint(), e))?;
-        Ok(rows
-            .iter()
-            .map(|r| (0..r.columns().len()).map(|i| raw_value(r, i)).collect())
-            .collect())
+            .map_err(|e| self.db.error(e))
+    }
+
+    async fn committed(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Option<Checkpoint>, ConnectorError> {
+        let sql =
+            format!("SELECT checkpoint FROM {CHECKPOINTS} WHERE migration = ? AND table_name = ?");
+        let json: Option<String> = sqlx::query_scalar(&sql)
+            .bind(migration)
+            .bind(table)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| self.db.error(e)))
+            .transpose()
+    }
+
+    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
+        sqlx::query(&format!("DELETE FROM {CHECKPOINTS} WHERE migration = ?"))
+            .bind(migration)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::plan::plan;
 use crate::config::{IfExists, Migration};
-use crate::connectors::{Sink, Source};
+use crate::connectors::{open_sink, open_source};
 use crate::runtime::Runtime;
 
 /// The outcome of one check.
@@ -42,7 +42,7 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
         "migration file",
         format!("`{}` parsed, {} table(s)", m.name, m.tables.len()),
     )];
-    let source = match Source::open(m).await {
+    let source = match open_source(m).await {
         Ok(source) => source,
         Err(e) => {
             results.push(CheckResult::fail("source reachable", e.to_string()));
@@ -59,7 +59,14 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
             return results;
         }
     }
-    match plan(m, &source, runtime, chrono::Utc::now().timestamp_micros()).await {
+    match plan(
+        m,
+        source.as_ref(),
+        runtime,
+        chrono::Utc::now().timestamp_micros(),
+    )
+    .await
+    {
         Ok(plans) => results.extend(plans.iter().map(|p| {
             CheckResult::pass(
                 format!("table {} mapping", p.spec.source),
@@ -75,7 +82,7 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
             CheckResult::fail(format!("table {} mapping", e.table), e.problems.join("; "))
         })),
     }
-    let sink = match Sink::open(m).await {
+    let sink = match open_sink(m).await {
         Ok(sink) => sink,
         Err(e) => {
             results.push(CheckResult::fail("destination reachable", e.to_string()));

@@ -13,5 +13,5 @@ pub use check::{CheckResult, check};
 pub use mapping::{MapError, MappedColumn, Mapping};
 pub use plan::{PlanError, TablePlan, plan};
 pub use preview::{PreviewRow, TablePreview, preview};
-pub use run::{Observer, RowFailure, RunError, RunEvent, RunSummary, run_migration};
+pub use run::{Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, run_migration};
 pub use transforms::{Chain, ChainError, ChainOutcome, TransformStep};

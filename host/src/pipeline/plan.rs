@@ -8,7 +8,7 @@ use super::run::RowFailure;
 use super::transforms::TransformStep;
 use crate::bindings::TransformContext;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
-use crate::connectors::Source;
+use crate::connectors::{Source, find_table};
 use crate::plugins;
 use crate::runtime::Runtime;
 use crate::value::{Column, Row, TableInfo, to_json, to_text};
@@ -47,7 +47,7 @@ pub struct PlanError {
 /// Plans every table of a migration; all problems are collected.
 pub async fn plan(
     m: &Migration,
-    source: &Source,
+    source: &dyn Source,
     runtime: &Runtime,
     run_started_at: i64,
 ) -> Result<Vec<TablePlan>, Vec<PlanError>> {
@@ -72,12 +72,11 @@ pub async fn plan(
 async fn plan_table(
     m: &Migration,
     spec: &TableSpec,
-    source: &Source,
+    source: &dyn Source,
     runtime: &Runtime,
     run_started_at: i64,
 ) -> Result<TablePlan, Vec<String>> {
-    let info = source
-        .table(&spec.source)
+    let info = find_table(source, &spec.source)
         .await
         .map_err(|e| vec![e.to_string()])?;
     let mapping = Mapping::new(spec, &info)?;
@@ -213,6 +212,22 @@ impl TablePlan {
             message,
             row: json.into(),
         }
+    }
+
+    /// The source primary key of a row, as a checkpoint records it.
+    pub fn order_key(&self, row: &Row) -> Option<Vec<Option<String>>> {
+        if self.source.primary_key.is_empty() {
+            return None;
+        }
+        let columns = &self.source.columns;
+        let key = self.source.primary_key.iter().map(|k| {
+            let i = columns
+                .iter()
+                .position(|c| &c.name == k)
+                .expect("discovered keys are columns");
+            to_text(&row[i])
+        });
+        Some(key.collect())
     }
 
     /// The source value behind a mapped column, for error reports.

@@ -7,7 +7,7 @@ use super::plan::{TablePlan, plan};
 use super::run::{RowFailure, RunError};
 use super::transforms::{Chain, ChainOutcome};
 use crate::config::Migration;
-use crate::connectors::Source;
+use crate::connectors::{ReadRequest, open_source};
 use crate::runtime::Runtime;
 use crate::value::Row;
 
@@ -38,16 +38,22 @@ pub async fn preview(
     runtime: &Runtime,
     limit: u64,
 ) -> Result<Vec<TablePreview>, RunError> {
-    let source = Source::open(m).await?;
+    let source = open_source(m).await?;
     let started = chrono::Utc::now().timestamp_micros();
-    let plans = plan(m, &source, runtime, started)
+    let plans = plan(m, source.as_ref(), runtime, started)
         .await
         .map_err(RunError::Plan)?;
     let mut previews = Vec::new();
     for plan in plans {
-        let total = source.count(&plan.source.name).await?;
+        let total = source.count(&plan.source).await?;
         let (tx, mut rx) = mpsc::channel(1);
-        let reader = source.read(&plan.source, limit.max(1) as usize, Some(limit), tx);
+        let request = ReadRequest {
+            table: plan.source.clone(),
+            batch_size: limit.max(1) as usize,
+            limit: Some(limit),
+            after: None,
+        };
+        let reader = source.read(request, tx);
         let (_, batch) = tokio::join!(reader, rx.recv());
         let rows = match batch {
             Some(batch) => batch?.rows,

@@ -12,7 +12,10 @@ use tokio::sync::mpsc;
 use super::plan::{PlanError, TablePlan, plan};
 use super::transforms::{Chain, ChainError, ChainOutcome};
 use crate::config::{ErrorPolicy, Migration};
-use crate::connectors::{ConnectorError, Sink, Source};
+use crate::connectors::{
+    Checkpoint, ConnectorError, Prepare, ReadRequest, Sink, Source, WriteBatch, open_sink,
+    open_source,
+};
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
 use crate::value::Row;
@@ -95,6 +98,8 @@ pub enum RunEvent {
         migration: String,
         /// Tables to move.
         tables: usize,
+        /// The interrupted run this one continues, if any.
+        resumed_from: Option<i64>,
     },
     /// A table started.
     TableStarted {
@@ -102,6 +107,15 @@ pub enum RunEvent {
         table: String,
         /// Rows in the source table.
         total: u64,
+        /// Rows already committed by an interrupted run.
+        resumed_at: u64,
+    },
+    /// A table needed no work.
+    TableSkipped {
+        /// The destination table.
+        table: String,
+        /// Why.
+        reason: String,
     },
     /// A batch was committed.
     Progress {
@@ -162,38 +176,55 @@ pub struct RunSummary {
     pub counts: RunCounts,
 }
 
-/// Runs a migration: plans every table, then moves them one by one.
+/// How to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Start over even if the last run was interrupted (by default it is
+    /// resumed from its checkpoints).
+    pub restart: bool,
+}
+
+/// Runs a migration: plans every table, then moves them one by one. If the
+/// last run of this migration did not finish, continues after the
+/// destination's last committed checkpoint of each table.
 pub async fn run_migration(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
+    options: RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
     let started_at = chrono::Utc::now().timestamp_micros();
-    let source = Arc::new(Source::open(m).await?);
-    let plans = plan(m, &source, runtime, started_at)
+    let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
+    let plans = plan(m, source.as_ref(), runtime, started_at)
         .await
         .map_err(RunError::Plan)?;
-    let mut sink = Sink::open(m).await?;
+    let mut sink = open_sink(m).await?;
+    let resumed_from = match options.restart {
+        true => None,
+        false => state.unfinished_run(&m.name).await?,
+    };
+    if resumed_from.is_none() {
+        sink.reset(&m.name).await?;
+    }
     let run_id = state.start_run(&m.name).await?;
+    let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
     state
-        .event(
-            &m.name,
-            Some(run_id),
-            "run_started",
-            &serde_json::json!({ "tables": plans.len() }),
-        )
+        .event(&m.name, Some(run_id), "run_started", &detail)
         .await?;
     observer.on(&RunEvent::RunStarted {
         run_id,
         migration: m.name.clone(),
         tables: plans.len(),
+        resumed_from,
     });
     let mut totals = RunCounts::default();
     let mut result = Ok(());
     for table in &plans {
         let mut run = TableRun::new(m, table, run_id, state);
-        let outcome = run.run(&source, &mut sink, observer).await;
+        let outcome = run
+            .run(&source, sink.as_mut(), resumed_from.is_some(), observer)
+            .await;
         add(&mut totals, &run.counts);
         if let Err(err) = outcome {
             result = Err(err);
@@ -255,27 +286,90 @@ impl<'a> TableRun<'a> {
         self.plan.spec.destination()
     }
 
+    /// Prepares the destination table and returns where reading starts:
+    /// after the last committed checkpoint when resuming.
+    async fn start(&self, sink: &mut dyn Sink, resuming: bool) -> Result<Checkpoint, RunError> {
+        let (name, table) = (&self.m.name, self.table());
+        let committed = match resuming {
+            true => sink.committed(name, table).await?,
+            false => None,
+        };
+        if let Some(checkpoint) = committed {
+            if !checkpoint.done {
+                sink.prepare(name, table, &self.plan.output, Prepare::Resume)
+                    .await?;
+            }
+            return Ok(checkpoint);
+        }
+        sink.prepare(
+            name,
+            table,
+            &self.plan.output,
+            Prepare::Fresh(self.plan.spec.if_exists),
+        )
+        .await?;
+        let start = Checkpoint {
+            rows: 0,
+            key: None,
+            done: false,
+        };
+        // Committing an empty first batch records that the table is ours, so
+        // a crash before the first real batch still resumes.
+        self.commit(sink, &[], &start, false).await?;
+        Ok(start)
+    }
+
+    async fn commit(
+        &self,
+        sink: &mut dyn Sink,
+        rows: &[Row],
+        checkpoint: &Checkpoint,
+        all_or_nothing: bool,
+    ) -> Result<Vec<crate::connectors::Rejected>, RunError> {
+        let batch = WriteBatch {
+            migration: &self.m.name,
+            table: self.table(),
+            columns: &self.plan.output,
+            rows,
+            all_or_nothing,
+            checkpoint,
+        };
+        Ok(sink.write(batch).await?)
+    }
+
     async fn run(
         &mut self,
-        source: &Arc<Source>,
-        sink: &mut Sink,
+        source: &Arc<dyn Source>,
+        sink: &mut dyn Sink,
+        resuming: bool,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let table = self.table().to_string();
-        let total = source.count(&self.plan.source.name).await?;
-        sink.prepare(&table, &self.plan.output, self.plan.spec.if_exists)
-            .await?;
+        let mut checkpoint = self.start(sink, resuming).await?;
+        if checkpoint.done {
+            observer.on(&RunEvent::TableSkipped {
+                table,
+                reason: "completed by the interrupted run".into(),
+            });
+            return Ok(());
+        }
+        let total = source.count(&self.plan.source).await?;
         observer.on(&RunEvent::TableStarted {
             table: table.clone(),
             total,
+            resumed_at: checkpoint.rows,
         });
         let (tx, mut rx) = mpsc::channel(BATCHES_IN_FLIGHT);
+        let request = ReadRequest {
+            table: self.plan.source.clone(),
+            batch_size: self.m.settings.batch_size,
+            limit: None,
+            after: (checkpoint.rows > 0).then(|| checkpoint.clone()),
+        };
         let reader = {
             let source = Arc::clone(source);
-            let info = self.plan.source.clone();
-            let batch_size = self.m.settings.batch_size;
-            tokio::spawn(async move { source.read(&info, batch_size, None, tx).await })
+            tokio::spawn(async move { source.read(request, tx).await })
         };
         let mut chain = Chain::new(
             self.plan.ctx.clone(),
@@ -285,18 +379,24 @@ impl<'a> TableRun<'a> {
         while let Some(batch) = rx.recv().await {
             let batch = batch?;
             self.counts.read += batch.rows.len() as u64;
-            let last = batch.first + batch.rows.len() as u64 - 1;
             let rows = self
                 .process(&mut chain, &batch.rows, batch.first, observer)
                 .await?;
-            self.write(sink, rows, &batch.rows, batch.first, observer)
+            checkpoint = Checkpoint {
+                rows: checkpoint.rows + batch.rows.len() as u64,
+                key: self
+                    .plan
+                    .order_key(batch.rows.last().expect("batches are never empty")),
+                done: false,
+            };
+            self.write(sink, rows, &batch.rows, batch.first, &checkpoint, observer)
                 .await?;
             self.state
-                .checkpoint(&self.m.name, &table, self.run_id, last)
+                .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
                 .await?;
             observer.on(&RunEvent::Progress {
                 table: table.clone(),
-                done: self.counts.read,
+                done: checkpoint.rows,
                 total,
                 written: self.counts.written,
                 errors: self.counts.skipped + self.counts.flagged,
@@ -304,7 +404,7 @@ impl<'a> TableRun<'a> {
             });
         }
         reader.await.expect("reader task panicked");
-        sink.finish(&table).await?;
+        sink.finish(&self.m.name, &table, &checkpoint).await?;
         observer.on(&RunEvent::TableFinished {
             table,
             counts: self.counts,
@@ -363,10 +463,11 @@ impl<'a> TableRun<'a> {
                     let value = column
                         .as_ref()
                         .and_then(|c| self.plan.source_value(&rows[i], c));
+                    let stage = format!("transform `{plugin}`");
                     let failure = self.plan.failure(
                         &rows[i],
                         first + i as u64,
-                        format!("transform `{plugin}`"),
+                        stage,
                         column,
                         value,
                         message,
@@ -380,24 +481,22 @@ impl<'a> TableRun<'a> {
 
     async fn write(
         &mut self,
-        sink: &mut Sink,
+        sink: &mut dyn Sink,
         rows: Vec<(usize, Row)>,
         source_rows: &[Row],
         first: u64,
+        checkpoint: &Checkpoint,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
         let (index, rows): (Vec<usize>, Vec<Row>) = rows.into_iter().unzip();
         let stop = self.plan.policy == ErrorPolicy::Stop;
-        let rejected = sink
-            .write(self.table(), &self.plan.output, &rows, stop)
-            .await?;
-        let written = rows.len()
-            - if stop && !rejected.is_empty() {
-                rows.len()
-            } else {
-                rejected.len()
-            };
-        self.counts.written += written as u64;
+        let rejected = self.commit(sink, &rows, checkpoint, stop).await?;
+        let refused = if stop && !rejected.is_empty() {
+            rows.len()
+        } else {
+            rejected.len()
+        };
+        self.counts.written += (rows.len() - refused) as u64;
         for (i, message) in rejected {
             let at = index[i];
             let failure = self.plan.failure(

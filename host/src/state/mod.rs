@@ -310,6 +310,21 @@ impl StateStore {
         Ok(())
     }
 
+    /// The last run of `migration` if it did not succeed (it crashed,
+    /// was killed or stopped): the next run resumes it.
+    pub async fn unfinished_run(&self, migration: &str) -> Result<Option<i64>, StateError> {
+        let last: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, status FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(migration)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(last
+            .filter(|(_, status)| status != "succeeded")
+            .map(|(id, _)| id))
+    }
+
     /// The status of a run.
     pub async fn run_status(&self, run_id: i64) -> Result<Option<String>, StateError> {
         sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")

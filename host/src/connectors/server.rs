@@ -1,0 +1,83 @@
+//! What database-server connectors share: telling connection failures apart
+//! (DNS, refused, timeout, TLS, authentication, missing database, missing
+//! permission) in messages that say what to do, with the password redacted.
+
+use crate::config::{Secret, ServerEndpoint};
+
+use super::ConnectorError;
+
+/// What a driver's own error code says about a failed connection or query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFailure {
+    /// The user name or password was refused.
+    Auth,
+    /// The database does not exist.
+    MissingDatabase,
+    /// The user lacks a privilege.
+    Permission,
+}
+
+/// `role kind user@host:port/database`, for messages (never the password).
+pub fn describe(role: &str, kind: &str, ep: &ServerEndpoint, port: u16) -> String {
+    format!(
+        "{role} {kind} {}@{}:{port}/{}",
+        ep.user, ep.host, ep.database
+    )
+}
+
+/// Turns a driver error into an actionable message. `classify` reads the
+/// driver's own error codes.
+pub fn connect_error(
+    endpoint: &str,
+    err: &sqlx::Error,
+    ep: &ServerEndpoint,
+    port: u16,
+    password: Option<&Secret>,
+    classify: impl Fn(&dyn sqlx::error::DatabaseError) -> Option<DbFailure>,
+) -> ConnectorError {
+    let (host, db, user) = (&ep.host, &ep.database, &ep.user);
+    let message = match err {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "connection refused by {host}:{port}: is the server running and listening on that port? ({io})"
+        ),
+        sqlx::Error::Io(io)
+            if io.to_string().contains("lookup") || io.to_string().contains("resolve") =>
+        {
+            format!("cannot resolve host `{host}` (DNS): check `host` for typos ({io})")
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            format!(
+                "timed out connecting to {host}:{port}: check the address and any firewall ({io})"
+            )
+        }
+        sqlx::Error::PoolTimedOut => {
+            format!("timed out connecting to {host}:{port}: check the address and any firewall")
+        }
+        sqlx::Error::Tls(tls) => format!(
+            "TLS failed with {host}:{port}: {tls}; check `tls` (disable, prefer, require, verify-full) and the server's certificate"
+        ),
+        sqlx::Error::Database(db_err) => match classify(db_err.as_ref()) {
+            Some(DbFailure::Auth) => format!(
+                "authentication failed for user `{user}`: check the user and the password in password_env/password_file ({})",
+                db_err.message()
+            ),
+            Some(DbFailure::MissingDatabase) => {
+                format!(
+                    "database `{db}` does not exist on {host}:{port}: check `database` ({})",
+                    db_err.message()
+                )
+            }
+            Some(DbFailure::Permission) => format!(
+                "user `{user}` lacks a needed privilege: {}; grant it or connect as another user",
+                db_err.message()
+            ),
+            None => db_err.message().to_string(),
+        },
+        other => other.to_string(),
+    };
+    let message = match password {
+        Some(secret) => secret.redact(&message),
+        None => message,
+    };
+    ConnectorError::new(endpoint, message)
+}

@@ -1,0 +1,1 @@
+//! PostgreSQL scenarios against the real server on 127.0.0.1:5432.
