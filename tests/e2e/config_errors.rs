@@ -27,7 +27,7 @@ fn an_unknown_endpoint_type_lists_the_known_ones() {
         "name = \"x\"\n[source]\ntype = \"oracle\"\n[destination]\ntype = \"sqlite\"\npath = \"o\"\n[[tables]]\nsource = \"t\"\n",
     );
     assert!(
-        err.contains("unknown variant `oracle`, expected `csv` or `sqlite`"),
+        err.contains("unknown variant `oracle`, expected one of `csv`, `sqlite`, `postgres`, `mariadb`, `mysql`"),
         "{err}"
     );
 }
