@@ -89,6 +89,20 @@ impl Project {
         }
     }
 
+    /// Starts `credvault` in the background (to kill it mid-run).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let state = self.dir.path().join(".credvault/state.db");
+        Command::new(&self.bin)
+            .current_dir(self.dir.path())
+            .arg("--state")
+            .arg(&state)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting credvault")
+    }
+
     /// Runs `credvault` and asserts it succeeded.
     pub fn run_ok(&self, args: &[&str]) -> Run {
         let run = self.run(args);
@@ -101,6 +115,25 @@ impl Project {
     pub fn query(&self, db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         query_sqlite(&self.dir.path().join(db), sql)
     }
+}
+
+/// Runs SQL statements on an SQLite file.
+pub fn exec_sqlite(db: &Path, sql: &str) {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("opening the database");
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .expect("running SQL");
+    });
 }
 
 /// Runs a query on an SQLite file, every value as text.

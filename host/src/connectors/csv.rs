@@ -170,7 +170,7 @@ fn read_batches(
     let mut record = csv::StringRecord::new();
     let mut batches = Batcher::new(request.batch_size, skip + 1);
     let mut seen = 0u64;
-    while seen < skip + limit {
+    while seen < skip.saturating_add(limit) {
         match reader.read_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,

@@ -1,0 +1,157 @@
+//! A run killed with SIGKILL resumes from its last committed checkpoint:
+//! every row lands exactly once.
+
+use std::time::{Duration, Instant};
+
+use credvault_tests::Project;
+
+use super::project;
+
+/// Waits until `probe` says the run is part-way, then kills it.
+fn kill_midway(p: &Project, args: &[&str], probe: impl Fn() -> bool) {
+    let mut child = p.spawn(args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !probe() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed; make the table bigger"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the run made no progress in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+}
+
+fn committed_rows(p: &Project, db: &str) -> u64 {
+    if !p.path().join(db).exists() {
+        return 0;
+    }
+    let sql =
+        "SELECT coalesce(max(json_extract(checkpoint, '$.rows')), 0) FROM _credvault_checkpoints";
+    let rows = std::panic::catch_unwind(|| p.query(db, sql)).unwrap_or_default();
+    rows.first()
+        .and_then(|r| r[0].as_deref())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+const ROWS: usize = 200_000;
+
+fn big_csv(p: &Project) {
+    let rows: Vec<String> = (1..=ROWS)
+        .map(|i| format!("{i},name {i},{}", i % 97))
+        .collect();
+    p.csv("people", "id,name,score", &rows);
+}
+
+const CSV_TO_SQLITE: &str = r#"name = "resume-me"
+[source]
+type = "csv"
+path = "data"
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+batch_size = 500
+[[tables]]
+source = "people"
+[tables.columns.id]
+type = "int"
+[[tables.transforms]]
+plugin = "expr"
+config.expressions = ["name = upper(name)"]
+"#;
+
+#[test]
+fn a_killed_csv_to_sqlite_run_resumes_without_loss_or_duplicates() {
+    let p = project();
+    big_csv(&p);
+    p.write("m.toml", CSV_TO_SQLITE);
+    kill_midway(&p, &["run", "m.toml"], || {
+        committed_rows(&p, "out/vault.db") >= 20_000
+    });
+    let partial = p.query("out/vault.db", "SELECT count(*) FROM people")[0][0]
+        .clone()
+        .unwrap();
+    assert!(
+        partial.parse::<usize>().unwrap() < ROWS,
+        "killed part-way ({partial} rows)"
+    );
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stderr.contains("resuming interrupted run 1"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("people: resuming after row"),
+        "{}",
+        run.all()
+    );
+    let check = p.query(
+        "out/vault.db",
+        "SELECT count(*), count(DISTINCT id), sum(id), max(name) FROM people",
+    );
+    assert_eq!(
+        check[0][0].as_deref(),
+        Some(ROWS.to_string().as_str()),
+        "every row exactly once"
+    );
+    assert_eq!(check[0][1], check[0][0], "no duplicates");
+    assert_eq!(
+        check[0][2].as_deref(),
+        Some((ROWS * (ROWS + 1) / 2).to_string().as_str())
+    );
+    assert_eq!(check[0][3].as_deref(), Some("NAME 99999"));
+    // A finished migration starts afresh (and refuses to overwrite).
+    let again = p.run(&["run", "m.toml"]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(again.stderr.contains("already exists"), "{}", again.all());
+}
+
+#[test]
+fn a_killed_sqlite_to_csv_run_resumes_by_key() {
+    let p = project();
+    big_csv(&p);
+    p.write("load.toml", &CSV_TO_SQLITE.replace("resume-me", "load"));
+    p.run_ok(&["run", "load.toml"]);
+    // Give the SQLite table a primary key, so reads resume by key.
+    p.write(
+        "keyed.sql",
+        "CREATE TABLE keyed (id INTEGER PRIMARY KEY, name TEXT, score TEXT); INSERT INTO keyed SELECT id, name, score FROM people ORDER BY id DESC;",
+    );
+    credvault_tests::exec_sqlite(
+        &p.path().join("out/vault.db"),
+        &std::fs::read_to_string(p.path().join("keyed.sql")).unwrap(),
+    );
+    p.write(
+        "export.toml",
+        "name = \"export\"\n[source]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[destination]\ntype = \"csv\"\npath = \"export\"\n[settings]\nbatch_size = 500\n[[tables]]\nsource = \"keyed\"\n",
+    );
+    let sidecar = p.path().join("export/.credvault/export.keyed.json");
+    kill_midway(&p, &["run", "export.toml"], || {
+        std::fs::read_to_string(&sidecar)
+            .is_ok_and(|t| t.contains("\"rows\":") && !t.contains("\"rows\":0,"))
+    });
+    assert!(
+        !p.path().join("export/keyed.csv").exists(),
+        "a half-written table is never visible"
+    );
+    let run = p.run_ok(&["run", "export.toml"]);
+    assert!(run.stderr.contains("resuming"), "{}", run.all());
+    let text = std::fs::read_to_string(p.path().join("export/keyed.csv")).unwrap();
+    let ids: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), ROWS, "every row exactly once");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in key order, no duplicates"
+    );
+}
