@@ -111,7 +111,7 @@ impl Observer for Reporter {
                     let bar = multi.add(ProgressBar::new(*total));
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "{prefix:>16} [{bar:30}] {percent:>3}% {human_pos}/{human_len} rows {per_sec} ETA {eta} {msg}",
+                            "{prefix:>16} [{bar:30}] {percent:>3}% {human_pos}/{human_len} rows {per_sec:0} ETA {eta} {msg}",
                         )
                         .expect("valid template")
                         .progress_chars("=> "),

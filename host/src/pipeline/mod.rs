@@ -1,6 +1,7 @@
 //! The pipeline: plan, column mapping, type conversion, the transform chain
 //! and the executor that streams batches between source and sink.
 
+mod batch;
 mod check;
 pub mod convert;
 mod mapping;

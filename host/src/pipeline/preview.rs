@@ -3,11 +3,12 @@
 
 use tokio::sync::mpsc;
 
+use super::batch::process;
 use super::plan::{TablePlan, plan};
 use super::run::{RowFailure, RunError};
-use super::transforms::{Chain, ChainOutcome};
+use super::transforms::Chain;
 use crate::config::Migration;
-use crate::connectors::{ReadRequest, open_source};
+use crate::connectors::{ReadRequest, SourceBatch, open_source};
 use crate::runtime::Runtime;
 use crate::value::Row;
 
@@ -56,70 +57,35 @@ pub async fn preview(
         let reader = source.read(request, tx);
         let (_, batch) = tokio::join!(reader, rx.recv());
         let rows = match batch {
-            Some(batch) => batch?.rows,
+            Some(batch) => preview_rows(&plan, m.settings.max_plugin_traps, batch?).await?,
             None => Vec::new(),
         };
-        let rows = preview_rows(&plan, m.settings.max_plugin_traps, rows).await?;
         previews.push(TablePreview { plan, total, rows });
     }
     Ok(previews)
 }
 
+/// The batch's rows in source order: written, failed or dropped.
 async fn preview_rows(
     plan: &TablePlan,
     max_traps: u32,
-    rows: Vec<Row>,
+    batch: SourceBatch,
 ) -> Result<Vec<PreviewRow>, RunError> {
-    let mut out: Vec<Option<PreviewRow>> = vec![None; rows.len()];
-    let mut mapped = Vec::new();
-    let mut index = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        match plan.mapping.apply(row) {
-            Ok(m) => {
-                mapped.push(m);
-                index.push(i);
-            }
-            Err(e) => {
-                out[i] = Some(PreviewRow::Failed(plan.failure(
-                    row,
-                    i as u64 + 1,
-                    "mapping".into(),
-                    Some(e.column),
-                    e.value,
-                    e.message,
-                )))
-            }
-        }
-    }
+    let first = batch.first;
+    let count = batch.rows.len();
     let mut chain = Chain::new(plan.ctx.clone(), plan.steps.clone(), max_traps);
-    let outcomes = chain
-        .run(mapped, 1)
-        .await
-        .map_err(|source| RunError::Plugin {
-            table: plan.spec.destination().to_string(),
-            source,
-        })?;
-    for (i, outcome) in index.into_iter().zip(outcomes) {
-        let position = i as u64 + 1;
-        out[i] = Some(match outcome {
-            ChainOutcome::Row(row) => PreviewRow::Row(row),
-            ChainOutcome::Dropped => PreviewRow::Dropped(position),
-            ChainOutcome::Failed {
-                plugin,
-                column,
-                message,
-            } => {
-                let value = column.as_ref().and_then(|c| plan.source_value(&rows[i], c));
-                PreviewRow::Failed(plan.failure(
-                    &rows[i],
-                    position,
-                    format!("transform `{plugin}`"),
-                    column,
-                    value,
-                    message,
-                ))
-            }
-        });
+    let processed = process(plan, &mut chain, batch).await?;
+    let mut out: Vec<Option<PreviewRow>> = vec![None; count];
+    for (i, row) in processed.rows {
+        out[i] = Some(PreviewRow::Row(row));
     }
-    Ok(out.into_iter().flatten().collect())
+    for failure in processed.failures {
+        let i = (failure.position - first) as usize;
+        out[i] = Some(PreviewRow::Failed(failure));
+    }
+    Ok(out
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| row.unwrap_or(PreviewRow::Dropped(first + i as u64)))
+        .collect())
 }

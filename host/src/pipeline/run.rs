@@ -8,21 +8,25 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
+use super::batch::{Processed, process};
 use super::plan::{PlanError, TablePlan, plan};
-use super::transforms::{Chain, ChainError, ChainOutcome};
+use super::transforms::{Chain, ChainError};
 use crate::config::{ErrorPolicy, Migration};
 use crate::connectors::{
-    Checkpoint, ConnectorError, Prepare, ReadRequest, Sink, Source, WriteBatch, open_sink,
-    open_source,
+    Checkpoint, ConnectorError, Prepare, ReadRequest, Sink, Source, SourceBatch, WriteBatch,
+    open_sink, open_source,
 };
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
 use crate::value::Row;
 
-/// Batches buffered between the reader and the writer: memory stays
-/// bounded by this many batches whatever the table's size.
+/// Batches buffered between two stages: memory stays bounded by a few
+/// batches whatever the table's size.
 const BATCHES_IN_FLIGHT: usize = 2;
+/// How often a running table's progress is copied to the state store.
+const STATE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A row that failed, with everything needed to find and fix it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -360,40 +364,41 @@ impl<'a> TableRun<'a> {
             total,
             resumed_at: checkpoint.rows,
         });
-        let (tx, mut rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let request = ReadRequest {
             table: self.plan.source.clone(),
             batch_size: self.m.settings.batch_size,
             limit: None,
             after: (checkpoint.rows > 0).then(|| checkpoint.clone()),
         };
-        let reader = {
-            let source = Arc::clone(source);
-            tokio::spawn(async move { source.read(request, tx).await })
-        };
-        let mut chain = Chain::new(
-            self.plan.ctx.clone(),
-            self.plan.steps.clone(),
-            self.m.settings.max_plugin_traps,
-        );
-        while let Some(batch) = rx.recv().await {
+        let (reader, transformer, mut processed) = self.spawn_stages(source, request);
+        let mut last_state_write = Instant::now();
+        while let Some(batch) = processed.recv().await {
             let batch = batch?;
-            self.counts.read += batch.rows.len() as u64;
-            let rows = self
-                .process(&mut chain, &batch.rows, batch.first, observer)
-                .await?;
+            let consumed = batch.source.rows.len() as u64;
+            self.counts.read += consumed;
+            self.counts.dropped += batch.dropped;
+            for failure in batch.failures {
+                self.apply_policy(failure, observer).await?;
+            }
             checkpoint = Checkpoint {
-                rows: checkpoint.rows + batch.rows.len() as u64,
-                key: self
-                    .plan
-                    .order_key(batch.rows.last().expect("batches are never empty")),
+                rows: checkpoint.rows + consumed,
+                key: batch
+                    .source
+                    .rows
+                    .last()
+                    .and_then(|row| self.plan.order_key(row)),
                 done: false,
             };
-            self.write(sink, rows, &batch.rows, batch.first, &checkpoint, observer)
+            self.write(sink, batch.rows, &batch.source, &checkpoint, observer)
                 .await?;
-            self.state
-                .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
-                .await?;
+            // The destination holds the authoritative checkpoint; the state
+            // store's copy is for `status`, so it need not be written per batch.
+            if last_state_write.elapsed() >= STATE_CHECKPOINT_EVERY {
+                self.state
+                    .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
+                    .await?;
+                last_state_write = Instant::now();
+            }
             observer.on(&RunEvent::Progress {
                 table: table.clone(),
                 done: checkpoint.rows,
@@ -404,7 +409,11 @@ impl<'a> TableRun<'a> {
             });
         }
         reader.await.expect("reader task panicked");
+        transformer.await.expect("transform task panicked");
         sink.finish(&self.m.name, &table, &checkpoint).await?;
+        self.state
+            .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
+            .await?;
         observer.on(&RunEvent::TableFinished {
             table,
             counts: self.counts,
@@ -413,78 +422,48 @@ impl<'a> TableRun<'a> {
         Ok(())
     }
 
-    /// Maps and transforms a batch; returns surviving rows with their index
-    /// in the batch.
-    async fn process(
-        &mut self,
-        chain: &mut Chain,
-        rows: &[Row],
-        first: u64,
-        observer: &mut dyn Observer,
-    ) -> Result<Vec<(usize, Row)>, RunError> {
-        let mut mapped = Vec::with_capacity(rows.len());
-        let mut index = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            match self.plan.mapping.apply(row) {
-                Ok(out) => {
-                    mapped.push(out);
-                    index.push(i);
-                }
-                Err(e) => {
-                    let failure = self.plan.failure(
-                        row,
-                        first + i as u64,
-                        "mapping".into(),
-                        Some(e.column),
-                        e.value,
-                        e.message,
-                    );
-                    self.apply_policy(failure, observer).await?;
-                }
-            }
-        }
-        let outcomes = chain
-            .run(mapped, first)
-            .await
-            .map_err(|source| RunError::Plugin {
-                table: self.table().to_string(),
-                source,
-            })?;
-        let mut survivors = Vec::with_capacity(outcomes.len());
-        for (i, outcome) in index.into_iter().zip(outcomes) {
-            match outcome {
-                ChainOutcome::Row(row) => survivors.push((i, row)),
-                ChainOutcome::Dropped => self.counts.dropped += 1,
-                ChainOutcome::Failed {
-                    plugin,
-                    column,
-                    message,
-                } => {
-                    let value = column
-                        .as_ref()
-                        .and_then(|c| self.plan.source_value(&rows[i], c));
-                    let stage = format!("transform `{plugin}`");
-                    let failure = self.plan.failure(
-                        &rows[i],
-                        first + i as u64,
-                        stage,
-                        column,
-                        value,
-                        message,
-                    );
-                    self.apply_policy(failure, observer).await?;
+    /// Starts the reader and the map-and-transform stage on their own tasks,
+    /// joined by bounded channels: reading, transforming and writing overlap,
+    /// and memory stays bounded by the batches in flight.
+    fn spawn_stages(
+        &self,
+        source: &Arc<dyn Source>,
+        request: ReadRequest,
+    ) -> (
+        JoinHandle<()>,
+        JoinHandle<()>,
+        mpsc::Receiver<Result<Processed, RunError>>,
+    ) {
+        let (read_tx, mut read_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
+        let (done_tx, done_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
+        let source = Arc::clone(source);
+        let reader = tokio::spawn(async move { source.read(request, read_tx).await });
+        let plan = self.plan.clone();
+        let mut chain = Chain::new(
+            plan.ctx.clone(),
+            plan.steps.clone(),
+            self.m.settings.max_plugin_traps,
+        );
+        let transformer = tokio::spawn(async move {
+            while let Some(batch) = read_rx.recv().await {
+                let processed = match batch {
+                    Ok(batch) => process(&plan, &mut chain, batch).await,
+                    Err(err) => Err(err.into()),
+                };
+                let failed = processed.is_err();
+                if done_tx.send(processed).await.is_err() || failed {
+                    return;
                 }
             }
-        }
-        Ok(survivors)
+        });
+        (reader, transformer, done_rx)
     }
 
     async fn write(
         &mut self,
         sink: &mut dyn Sink,
         rows: Vec<(usize, Row)>,
-        source_rows: &[Row],
-        first: u64,
+        source: &SourceBatch,
         checkpoint: &Checkpoint,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
@@ -499,9 +478,10 @@ impl<'a> TableRun<'a> {
         self.counts.written += (rows.len() - refused) as u64;
         for (i, message) in rejected {
             let at = index[i];
+            let position = source.first + at as u64;
             let failure = self.plan.failure(
-                &source_rows[at],
-                first + at as u64,
+                &source.rows[at],
+                position,
                 "destination".into(),
                 None,
                 None,

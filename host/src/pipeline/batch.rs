@@ -1,0 +1,85 @@
+//! The middle stage of a table's pipeline: one source batch through the
+//! column mapping and the transform chain. Pure work, no side effects: the
+//! error policy is applied by the writer, so this stage can run on its own
+//! task while the previous batch is being written.
+
+use super::plan::TablePlan;
+use super::run::{RowFailure, RunError};
+use super::transforms::{Chain, ChainOutcome};
+use crate::connectors::SourceBatch;
+use crate::value::Row;
+
+/// A batch after mapping and transforms.
+pub struct Processed {
+    /// The source rows, for failures found later (at the destination).
+    pub source: SourceBatch,
+    /// Rows to write, with their index in the source batch.
+    pub rows: Vec<(usize, Row)>,
+    /// Rows that failed mapping or a transform.
+    pub failures: Vec<RowFailure>,
+    /// Rows a transform filtered out.
+    pub dropped: u64,
+}
+
+/// Maps and transforms one batch.
+pub async fn process(
+    plan: &TablePlan,
+    chain: &mut Chain,
+    source: SourceBatch,
+) -> Result<Processed, RunError> {
+    let first = source.first;
+    let mut failures = Vec::new();
+    let mut mapped = Vec::with_capacity(source.rows.len());
+    let mut index = Vec::with_capacity(source.rows.len());
+    for (i, row) in source.rows.iter().enumerate() {
+        match plan.mapping.apply(row) {
+            Ok(out) => {
+                mapped.push(out);
+                index.push(i);
+            }
+            Err(e) => {
+                let position = first + i as u64;
+                failures.push(plan.failure(
+                    row,
+                    position,
+                    "mapping".into(),
+                    Some(e.column),
+                    e.value,
+                    e.message,
+                ));
+            }
+        }
+    }
+    let outcomes = chain
+        .run(mapped, first)
+        .await
+        .map_err(|source| RunError::Plugin {
+            table: plan.spec.destination().to_string(),
+            source,
+        })?;
+    let mut rows = Vec::with_capacity(outcomes.len());
+    let mut dropped = 0;
+    for (i, outcome) in index.into_iter().zip(outcomes) {
+        match outcome {
+            ChainOutcome::Row(row) => rows.push((i, row)),
+            ChainOutcome::Dropped => dropped += 1,
+            ChainOutcome::Failed {
+                plugin,
+                column,
+                message,
+            } => {
+                let row = &source.rows[i];
+                let value = column.as_ref().and_then(|c| plan.source_value(row, c));
+                let stage = format!("transform `{plugin}`");
+                failures.push(plan.failure(row, first + i as u64, stage, column, value, message));
+            }
+        }
+    }
+    failures.sort_by_key(|f| f.position);
+    Ok(Processed {
+        source,
+        rows,
+        failures,
+        dropped,
+    })
+}
