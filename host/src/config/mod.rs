@@ -174,6 +174,10 @@ pub struct Settings {
     /// stops whatever its policy. Default 20.
     #[serde(default = "default_max_plugin_traps")]
     pub max_plugin_traps: u32,
+    /// Tables moved at the same time, each with its own connections.
+    /// Default 2.
+    #[serde(default = "default_parallel_tables")]
+    pub parallel_tables: usize,
 }
 
 impl Default for Settings {
@@ -182,12 +186,17 @@ impl Default for Settings {
             batch_size: default_batch_size(),
             on_error: ErrorPolicy::default(),
             max_plugin_traps: default_max_plugin_traps(),
+            parallel_tables: default_parallel_tables(),
         }
     }
 }
 
 fn default_batch_size() -> usize {
     1000
+}
+
+fn default_parallel_tables() -> usize {
+    2
 }
 
 fn default_max_plugin_traps() -> u32 {

@@ -47,6 +47,12 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             m.settings.batch_size
         ));
     }
+    if !(1..=64).contains(&m.settings.parallel_tables) {
+        problems.push(format!(
+            "settings.parallel_tables: must be between 1 and 64, got {}",
+            m.settings.parallel_tables
+        ));
+    }
     if m.tables.is_empty() {
         problems.push("tables: list at least one [[tables]] entry".to_string());
     }

@@ -293,7 +293,9 @@ impl SqliteSink {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            // Tables written in parallel take turns on SQLite's one writer.
+            .busy_timeout(std::time::Duration::from_secs(300));
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)

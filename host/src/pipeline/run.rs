@@ -3,9 +3,11 @@
 //! policy and recording progress, checkpoints and flagged rows.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -203,13 +205,12 @@ pub async fn run_migration(
     let plans = plan(m, source.as_ref(), runtime, started_at)
         .await
         .map_err(RunError::Plan)?;
-    let mut sink = open_sink(m).await?;
     let resumed_from = match options.restart {
         true => None,
         false => state.unfinished_run(&m.name).await?,
     };
     if resumed_from.is_none() {
-        sink.reset(&m.name).await?;
+        open_sink(m).await?.reset(&m.name).await?;
     }
     let run_id = state.start_run(&m.name).await?;
     let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
@@ -222,19 +223,18 @@ pub async fn run_migration(
         tables: plans.len(),
         resumed_from,
     });
-    let mut totals = RunCounts::default();
-    let mut result = Ok(());
-    for table in &plans {
-        let mut run = TableRun::new(m, table, run_id, state);
-        let outcome = run
-            .run(&source, sink.as_mut(), resumed_from.is_some(), observer)
-            .await;
-        add(&mut totals, &run.counts);
-        if let Err(err) = outcome {
-            result = Err(err);
-            break;
-        }
-    }
+    let events = Events(Mutex::new(observer));
+    let (totals, result) = run_tables(
+        m,
+        &plans,
+        &source,
+        state,
+        run_id,
+        resumed_from.is_some(),
+        &events,
+    )
+    .await;
+    let observer = events.0.into_inner().expect("observer lock");
     let (status, error) = match &result {
         Ok(()) => ("succeeded", None),
         Err(err) => ("failed", Some(err.to_string())),
@@ -256,6 +256,57 @@ pub async fn run_migration(
         run_id,
         counts: totals,
     })
+}
+
+/// Events from tables running side by side, to one observer.
+struct Events<'a>(Mutex<&'a mut dyn Observer>);
+
+impl Events<'_> {
+    fn on(&self, event: &RunEvent) {
+        self.0.lock().expect("observer lock").on(event);
+    }
+}
+
+/// Moves the tables, `settings.parallel_tables` at a time, each with its
+/// own destination connection. After a table fails no new table starts;
+/// the first failure is the run's.
+async fn run_tables(
+    m: &Migration,
+    plans: &[TablePlan],
+    source: &Arc<dyn Source>,
+    state: &StateStore,
+    run_id: i64,
+    resuming: bool,
+    events: &Events<'_>,
+) -> (RunCounts, Result<(), RunError>) {
+    let failed = AtomicBool::new(false);
+    let outcomes: Vec<(RunCounts, Result<(), RunError>)> = futures_util::stream::iter(plans)
+        .map(|table| async {
+            let mut run = TableRun::new(m, table, run_id, state);
+            if failed.load(Ordering::SeqCst) {
+                return (run.counts, Ok(()));
+            }
+            let outcome = match open_sink(m).await {
+                Ok(mut sink) => run.run(source, sink.as_mut(), resuming, events).await,
+                Err(err) => Err(err.into()),
+            };
+            if outcome.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            (run.counts, outcome)
+        })
+        .buffer_unordered(m.settings.parallel_tables.max(1))
+        .collect()
+        .await;
+    let mut totals = RunCounts::default();
+    let mut result = Ok(());
+    for (counts, outcome) in outcomes {
+        add(&mut totals, &counts);
+        if let (Err(err), Ok(())) = (outcome, &result) {
+            result = Err(err);
+        }
+    }
+    (totals, result)
 }
 
 fn add(total: &mut RunCounts, c: &RunCounts) {
@@ -346,20 +397,20 @@ impl<'a> TableRun<'a> {
         source: &Arc<dyn Source>,
         sink: &mut dyn Sink,
         resuming: bool,
-        observer: &mut dyn Observer,
+        events: &Events<'_>,
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let table = self.table().to_string();
         let mut checkpoint = self.start(sink, resuming).await?;
         if checkpoint.done {
-            observer.on(&RunEvent::TableSkipped {
+            events.on(&RunEvent::TableSkipped {
                 table,
                 reason: "completed by the interrupted run".into(),
             });
             return Ok(());
         }
         let total = source.count(&self.plan.source).await?;
-        observer.on(&RunEvent::TableStarted {
+        events.on(&RunEvent::TableStarted {
             table: table.clone(),
             total,
             resumed_at: checkpoint.rows,
@@ -378,7 +429,7 @@ impl<'a> TableRun<'a> {
             self.counts.read += consumed;
             self.counts.dropped += batch.dropped;
             for failure in batch.failures {
-                self.apply_policy(failure, observer).await?;
+                self.apply_policy(failure, events).await?;
             }
             checkpoint = Checkpoint {
                 rows: checkpoint.rows + consumed,
@@ -389,7 +440,7 @@ impl<'a> TableRun<'a> {
                     .and_then(|row| self.plan.order_key(row)),
                 done: false,
             };
-            self.write(sink, batch.rows, &batch.source, &checkpoint, observer)
+            self.write(sink, batch.rows, &batch.source, &checkpoint, events)
                 .await?;
             // The destination holds the authoritative checkpoint; the state
             // store's copy is for `status`, so it need not be written per batch.
@@ -399,7 +450,7 @@ impl<'a> TableRun<'a> {
                     .await?;
                 last_state_write = Instant::now();
             }
-            observer.on(&RunEvent::Progress {
+            events.on(&RunEvent::Progress {
                 table: table.clone(),
                 done: checkpoint.rows,
                 total,
@@ -414,7 +465,7 @@ impl<'a> TableRun<'a> {
         self.state
             .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
             .await?;
-        observer.on(&RunEvent::TableFinished {
+        events.on(&RunEvent::TableFinished {
             table,
             counts: self.counts,
             elapsed_s: started.elapsed().as_secs_f64(),
@@ -465,7 +516,7 @@ impl<'a> TableRun<'a> {
         rows: Vec<(usize, Row)>,
         source: &SourceBatch,
         checkpoint: &Checkpoint,
-        observer: &mut dyn Observer,
+        events: &Events<'_>,
     ) -> Result<(), RunError> {
         let (index, rows): (Vec<usize>, Vec<Row>) = rows.into_iter().unzip();
         let stop = self.plan.policy == ErrorPolicy::Stop;
@@ -487,7 +538,7 @@ impl<'a> TableRun<'a> {
                 None,
                 message,
             );
-            self.apply_policy(failure, observer).await?;
+            self.apply_policy(failure, events).await?;
         }
         Ok(())
     }
@@ -495,7 +546,7 @@ impl<'a> TableRun<'a> {
     async fn apply_policy(
         &mut self,
         failure: RowFailure,
-        observer: &mut dyn Observer,
+        events: &Events<'_>,
     ) -> Result<(), RunError> {
         let policy = self.plan.policy;
         match policy {
@@ -508,7 +559,7 @@ impl<'a> TableRun<'a> {
                 self.counts.flagged += 1;
             }
         }
-        observer.on(&RunEvent::RowFailed { failure, policy });
+        events.on(&RunEvent::RowFailed { failure, policy });
         Ok(())
     }
 }
