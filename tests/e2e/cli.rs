@@ -235,3 +235,47 @@ fn check_reports_mapping_errors_against_the_real_schema() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("cannot be planned"), "{}", run.all());
 }
+
+#[test]
+fn tables_are_selected_by_pattern_and_discover_shows_the_choice() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(3));
+    p.csv("pets", "id,name", &["1,rex".into()]);
+    p.csv("tmp_scratch", "x", &["1".into()]);
+    p.write(
+        "m.toml",
+        "name = \"all\"\n[source]\ntype = \"csv\"\npath = \"data\"\n[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[select]\ninclude = [\"*\"]\nexclude = [\"tmp_*\"]\n[[tables]]\nsource = \"people\"\n[tables.columns.id]\ntype = \"int\"\n",
+    );
+    let discover = p.run_ok(&["discover", "m.toml"]);
+    assert!(
+        discover.stdout.contains("people (selected)"),
+        "{}",
+        discover.all()
+    );
+    assert!(
+        discover.stdout.contains("pets (selected)"),
+        "{}",
+        discover.all()
+    );
+    assert!(
+        discover.stdout.contains("tmp_scratch (not selected)"),
+        "{}",
+        discover.all()
+    );
+    assert!(
+        discover.stdout.contains("    score text"),
+        "{}",
+        discover.all()
+    );
+    p.run_ok(&["run", "m.toml"]);
+    let tables = p.query(
+        "out/vault.db",
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
+    );
+    let names: Vec<&str> = tables.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(names, ["people", "pets"]);
+    assert_eq!(
+        p.query("out/vault.db", "SELECT typeof(id) FROM people LIMIT 1")[0][0].as_deref(),
+        Some("integer")
+    );
+}

@@ -55,6 +55,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the source's tables (columns, types, keys, approximate rows)
+    /// and which of them the migration selects.
+    Discover {
+        /// The migration file.
+        file: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the first rows of each table as they will arrive.
     Preview {
         /// The migration file.
@@ -136,6 +145,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Discover { file, json } => {
+            let m = Migration::load(&file)?;
+            let source = crate::connectors::open_source(&m).await?;
+            let tables = source.discover().await?;
+            show::discovered(&m, &tables, json);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Preview { file, rows, json } => {
             let m = Migration::load(&file)?;

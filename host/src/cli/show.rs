@@ -6,7 +6,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::config::Migration;
 use crate::pipeline::{CheckResult, PreviewRow, RunSummary, TablePreview};
-use crate::value::{to_json, to_text, type_name};
+use crate::value::{TableInfo, to_json, to_text, type_name};
 
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
     let c = s.counts;
@@ -106,6 +106,63 @@ pub fn previews(previews: &[TablePreview], json: bool) {
         for note in notes {
             println!("  {note}");
         }
+    }
+}
+
+pub fn discovered(m: &Migration, tables: &[TableInfo], json: bool) {
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let selected: Vec<String> = m
+        .selected_tables(&names)
+        .into_iter()
+        .map(|t| t.source)
+        .collect();
+    if json {
+        let out: Vec<serde_json::Value> = tables
+            .iter()
+            .map(|t| {
+                let columns: Vec<serde_json::Value> = t
+                    .columns
+                    .iter()
+                    .map(|c| serde_json::json!({ "name": c.name, "type": type_name(c.type_), "nullable": c.nullable }))
+                    .collect();
+                serde_json::json!({
+                    "table": t.name, "selected": selected.contains(&t.name), "primary_key": t.primary_key,
+                    "approx_rows": t.approx_rows, "columns": columns,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializable")
+        );
+        return;
+    }
+    for t in tables {
+        let mark = if selected.contains(&t.name) {
+            "selected"
+        } else {
+            "not selected"
+        };
+        let rows = t
+            .approx_rows
+            .map(|n| format!("~{n} rows, "))
+            .unwrap_or_default();
+        let key = match t.primary_key.is_empty() {
+            true => "no primary key".to_string(),
+            false => format!("key ({})", t.primary_key.join(", ")),
+        };
+        println!("{} ({mark}): {rows}{key}", t.name);
+        for c in &t.columns {
+            let null = if c.nullable { "" } else { " not null" };
+            println!("    {} {}{null}", c.name, type_name(c.type_));
+        }
+    }
+    let missing: Vec<&String> = selected
+        .iter()
+        .filter(|s| !names.contains(&s.as_str()))
+        .collect();
+    for name in missing {
+        println!("{name}: listed in [[tables]] but not in the source");
     }
 }
 

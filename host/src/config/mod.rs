@@ -45,7 +45,11 @@ pub struct Migration {
     /// Default limits for every plugin (`[limits]`).
     #[serde(default)]
     pub limits: LimitsSpec,
-    /// The tables to migrate (`[[tables]]`).
+    /// Source tables picked by name pattern (`[select]`), besides `[[tables]]`.
+    #[serde(default)]
+    pub select: Selection,
+    /// The tables to migrate with their own settings (`[[tables]]`).
+    #[serde(default)]
     pub tables: Vec<TableSpec>,
     /// The folder relative paths are resolved against.
     #[serde(skip)]
@@ -287,9 +291,53 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// A table with default settings.
+    pub fn new(source: &str) -> Self {
+        Self {
+            source: source.to_string(),
+            destination: None,
+            on_error: None,
+            if_exists: IfExists::default(),
+            key: Vec::new(),
+            columns: BTreeMap::new(),
+            transforms: Vec::new(),
+        }
+    }
+
     /// The destination table's name.
     pub fn destination(&self) -> &str {
         self.destination.as_deref().unwrap_or(&self.source)
+    }
+}
+
+/// Source tables picked by glob pattern (`*`, `?`, `[abc]`); each is
+/// migrated with default settings unless `[[tables]]` lists it.
+///
+/// ```toml
+/// [select]
+/// include = ["*"]
+/// exclude = ["tmp_*", "audit_log"]
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Patterns of tables to migrate.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Patterns of tables to leave out (applies to `include` only).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Selection {
+    /// Whether `table` is picked. Patterns are checked when the file loads.
+    pub fn picks(&self, table: &str) -> bool {
+        let matches = |patterns: &[String]| {
+            patterns
+                .iter()
+                .any(|p| glob::Pattern::new(p).is_ok_and(|p| p.matches(table)))
+        };
+        matches(&self.include) && !matches(&self.exclude)
     }
 }
 
@@ -408,6 +456,18 @@ impl Migration {
         } else {
             self.base_dir.join(path)
         }
+    }
+
+    /// The tables to migrate among the source's: every `[[tables]]` entry,
+    /// then every other table `[select]` picks, in the source's order.
+    pub fn selected_tables(&self, source_tables: &[&str]) -> Vec<TableSpec> {
+        let mut tables = self.tables.clone();
+        for name in source_tables {
+            if self.select.picks(name) && !self.tables.iter().any(|t| t.source == *name) {
+                tables.push(TableSpec::new(name));
+            }
+        }
+        tables
     }
 
     /// The effective error policy of a table.

@@ -53,8 +53,20 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             m.settings.parallel_tables
         ));
     }
-    if m.tables.is_empty() {
-        problems.push("tables: list at least one [[tables]] entry".to_string());
+    if m.tables.is_empty() && m.select.include.is_empty() {
+        problems.push(
+            "tables: list tables in [[tables]] entries, or pick them with [select] include = [\"*\"]".to_string(),
+        );
+    }
+    for (key, patterns) in [
+        ("include", &m.select.include),
+        ("exclude", &m.select.exclude),
+    ] {
+        for p in patterns {
+            if let Err(e) = glob::Pattern::new(p) {
+                problems.push(format!("select.{key}: bad pattern {p:?}: {e}"));
+            }
+        }
     }
     for (key, endpoint) in [("source", &m.source), ("destination", &m.destination)] {
         if let super::Endpoint::Postgres(server) | super::Endpoint::Mysql(server) = endpoint {

@@ -8,7 +8,7 @@ use super::run::RowFailure;
 use super::transforms::TransformStep;
 use crate::bindings::TransformContext;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
-use crate::connectors::{Source, find_table};
+use crate::connectors::Source;
 use crate::plugins;
 use crate::runtime::Runtime;
 use crate::value::{Column, Row, TableInfo, to_json, to_text};
@@ -51,10 +51,17 @@ pub async fn plan(
     runtime: &Runtime,
     run_started_at: i64,
 ) -> Result<Vec<TablePlan>, Vec<PlanError>> {
+    let discovered = source.discover().await.map_err(|e| {
+        vec![PlanError {
+            table: "*".into(),
+            problems: vec![e.to_string()],
+        }]
+    })?;
+    let names: Vec<&str> = discovered.iter().map(|t| t.name.as_str()).collect();
     let mut plans = Vec::new();
     let mut errors = Vec::new();
-    for spec in &m.tables {
-        match plan_table(m, spec, source, runtime, run_started_at).await {
+    for spec in &m.selected_tables(&names) {
+        match plan_table(m, spec, source, &discovered, runtime, run_started_at).await {
             Ok(plan) => plans.push(plan),
             Err(problems) => errors.push(PlanError {
                 table: spec.source.clone(),
@@ -73,12 +80,20 @@ async fn plan_table(
     m: &Migration,
     spec: &TableSpec,
     source: &dyn Source,
+    discovered: &[TableInfo],
     runtime: &Runtime,
     run_started_at: i64,
 ) -> Result<TablePlan, Vec<String>> {
-    let info = find_table(source, &spec.source)
-        .await
-        .map_err(|e| vec![e.to_string()])?;
+    let Some(info) = discovered.iter().find(|t| t.name == spec.source).cloned() else {
+        let names: Vec<&str> = discovered.iter().map(|t| t.name.as_str()).collect();
+        return Err(vec![format!(
+            "{}: table `{}` not found{}; the source has: {}",
+            source.describe(),
+            spec.source,
+            super::mapping::suggestion(&spec.source, names.iter().copied()),
+            names.join(", ")
+        )]);
+    };
     let mapping = Mapping::new(spec, &info)?;
     let key = key_columns(spec, &info)?;
     let ctx = TransformContext {
