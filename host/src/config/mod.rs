@@ -375,6 +375,11 @@ pub struct ColumnSpec {
     /// The destination type (see the type table in README.md).
     #[serde(rename = "type")]
     pub type_: Option<String>,
+    /// Allow a conversion that cannot be exact (float → int rounds, a
+    /// timestamp → date drops the time); without it such a value is a row
+    /// error.
+    #[serde(default)]
+    pub lossy: bool,
     /// Replace values: keys are the source value's text form.
     pub map: Option<BTreeMap<String, toml::Value>>,
     /// What a value missing from `map` becomes. Default `error`.

@@ -20,6 +20,33 @@ pub fn convert(value: Value, to: ColumnType) -> Result<Value, String> {
     }
 }
 
+/// Like [`convert`], but where no exact conversion exists, allows the
+/// nearest one a user opted into with `lossy = true`: floats and decimals
+/// round to the nearest integer, decimals and big integers to the nearest
+/// float, date-times truncate to their (UTC) date.
+pub fn convert_lossy(value: Value, to: ColumnType) -> Result<Value, String> {
+    let nearest = match (&value, to) {
+        (Value::Float(f), ColumnType::Int) if f.is_finite() && f.abs() < 9.2e18 => {
+            Some(Value::Int(f.round() as i64))
+        }
+        (Value::Decimal(d), ColumnType::Int) => d
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.abs() < 9.2e18)
+            .map(|f| Value::Int(f.round() as i64)),
+        (Value::Decimal(d), ColumnType::Float) => d.parse().ok().map(Value::Float),
+        (Value::Int(i), ColumnType::Float) => Some(Value::Float(*i as f64)),
+        (Value::Timestamp(t) | Value::Timestamptz(t), ColumnType::Date) => {
+            Some(Value::Date(t.div_euclid(MICROS_PER_DAY) as i32))
+        }
+        _ => None,
+    };
+    match convert(value, to) {
+        Ok(exact) => Ok(exact),
+        Err(message) => nearest.ok_or(message),
+    }
+}
+
 /// The message for a value that cannot become `to`.
 pub fn mismatch(value: &Value, to: ColumnType) -> String {
     let hint = match to {
@@ -235,6 +262,34 @@ mod tests {
         );
         assert!(convert(Value::Timestamp(1), ColumnType::Date).is_err());
         assert!(convert(Value::Int(2), ColumnType::Boolean).is_err());
+    }
+
+    #[test]
+    fn lossy_conversions_need_the_opt_in() {
+        assert_eq!(
+            convert_lossy(Value::Float(2.5), ColumnType::Int),
+            Ok(Value::Int(3))
+        );
+        assert_eq!(
+            convert_lossy(
+                Value::Decimal("0.1000000000000000000001".into()),
+                ColumnType::Float
+            ),
+            Ok(Value::Float(0.1))
+        );
+        assert_eq!(
+            convert_lossy(Value::Timestamp(86_400_000_001), ColumnType::Date),
+            Ok(Value::Date(1))
+        );
+        assert!(
+            convert_lossy(Value::Text("abc".into()), ColumnType::Int).is_err(),
+            "not a number is never made one"
+        );
+        assert_eq!(
+            convert_lossy(Value::Int(2), ColumnType::Float),
+            Ok(Value::Float(2.0)),
+            "exact stays exact"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::convert::{convert, from_toml};
+use super::convert::{convert, convert_lossy, from_toml};
 use crate::config::{ColumnSpec, TableSpec, Unmapped};
 use crate::value::{
     Column, ColumnType, Row, TableInfo, Value, parse_type_name, to_text, type_name,
@@ -26,6 +26,8 @@ pub struct MappedColumn {
     pub from: Column,
     /// The mapped column.
     pub to: Column,
+    /// Whether a conversion may round or truncate (`lossy = true`).
+    pub lossy: bool,
     map: Option<ValueMap>,
 }
 
@@ -100,6 +102,7 @@ impl Mapping {
                     nullable: col.nullable
                         || map.as_ref().is_some_and(|m| m.unmapped == Unmapped::Null),
                 },
+                lossy: spec.lossy,
                 map,
             });
         }
@@ -130,7 +133,11 @@ impl Mapping {
                     None => value,
                 };
                 let shown = to_text(&value);
-                convert(value, c.to.type_).map_err(|message| MapError {
+                let converted = match c.lossy {
+                    true => convert_lossy(value, c.to.type_),
+                    false => convert(value, c.to.type_),
+                };
+                converted.map_err(|message| MapError {
                     column: c.to.name.clone(),
                     value: shown,
                     message,
