@@ -155,3 +155,50 @@ fn a_killed_sqlite_to_csv_run_resumes_by_key() {
         "in key order, no duplicates"
     );
 }
+
+#[test]
+fn a_large_table_split_into_key_ranges_lands_exactly_once_even_when_killed() {
+    let p = project();
+    big_csv(&p);
+    p.write("load.toml", &CSV_TO_SQLITE.replace("resume-me", "load"));
+    p.run_ok(&["run", "load.toml"]);
+    credvault_tests::exec_sqlite(
+        &p.path().join("out/vault.db"),
+        "CREATE TABLE keyed (id INTEGER PRIMARY KEY, name TEXT, score TEXT); INSERT INTO keyed SELECT id, name, score FROM people;",
+    );
+    p.write(
+        "split.toml",
+        "name = \"split\"\n[source]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[destination]\ntype = \"sqlite\"\npath = \"out/copy.db\"\n[settings]\nbatch_size = 500\nsplit_rows = 40000\nparallel_tables = 3\n[[tables]]\nsource = \"keyed\"\n",
+    );
+    kill_midway(&p, &["run", "split.toml"], || {
+        committed_rows(&p, "out/copy.db") >= 5_000
+    });
+    let run = p.run_ok(&["run", "split.toml", "--json"]);
+    let slices: std::collections::BTreeSet<String> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "progress")
+        .map(|e| e["table"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        slices
+            .iter()
+            .all(|s| s.starts_with("keyed#") && s.ends_with("/5")),
+        "{slices:?}"
+    );
+    let check = p.query(
+        "out/copy.db",
+        "SELECT count(*), count(DISTINCT id), sum(id) FROM keyed",
+    );
+    assert_eq!(
+        check[0][0].as_deref(),
+        Some(ROWS.to_string().as_str()),
+        "every row exactly once"
+    );
+    assert_eq!(check[0][1], check[0][0], "no duplicates");
+    assert_eq!(
+        check[0][2].as_deref(),
+        Some((ROWS * (ROWS + 1) / 2).to_string().as_str())
+    );
+}

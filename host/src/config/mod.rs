@@ -182,6 +182,12 @@ pub struct Settings {
     /// Default 2.
     #[serde(default = "default_parallel_tables")]
     pub parallel_tables: usize,
+    /// Split tables with more rows than this into key ranges moved side by
+    /// side (`parallel_tables` at a time), when the table has a single
+    /// integer primary key and the destination takes concurrent writers.
+    /// 0 (the default) never splits.
+    #[serde(default)]
+    pub split_rows: u64,
 }
 
 impl Default for Settings {
@@ -191,6 +197,7 @@ impl Default for Settings {
             on_error: ErrorPolicy::default(),
             max_plugin_traps: default_max_plugin_traps(),
             parallel_tables: default_parallel_tables(),
+            split_rows: 0,
         }
     }
 }

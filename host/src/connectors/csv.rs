@@ -394,7 +394,7 @@ impl Sink for CsvSink {
             bytes,
             checkpoint: batch.checkpoint.clone(),
         };
-        self.save(batch.migration, batch.table, &progress)?;
+        self.save(batch.migration, batch.checkpoint_name, &progress)?;
         Ok(Vec::new())
     }
 

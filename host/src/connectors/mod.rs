@@ -60,6 +60,60 @@ pub struct ReadRequest {
     pub limit: Option<u64>,
     /// Continue after a checkpoint instead of from the start.
     pub after: Option<Checkpoint>,
+    /// Only this range of the table's integer key (a split table).
+    pub range: Option<KeyRange>,
+}
+
+/// A slice of a table by its single integer primary key: `lo <= key < hi`,
+/// open-ended where a bound is `None` (so rows added beyond the bounds seen
+/// at planning time still land).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRange {
+    /// The first key in the range, if bounded below.
+    pub lo: Option<i64>,
+    /// The first key after the range, if bounded above.
+    pub hi: Option<i64>,
+}
+
+impl KeyRange {
+    /// `n` ranges of about equal key span covering `min..=max`; the first
+    /// and last are open-ended.
+    pub fn split(min: i64, max: i64, n: u64) -> Vec<KeyRange> {
+        let span = (max as i128 - min as i128 + 1).max(1);
+        let n = (n as i128).clamp(1, span);
+        let cut = |i: i128| (min as i128 + span * i / n) as i64;
+        (0..n)
+            .map(|i| KeyRange {
+                lo: (i > 0).then(|| cut(i)),
+                hi: (i < n - 1).then(|| cut(i + 1)),
+            })
+            .collect()
+    }
+
+    /// The ranges as checkpoint text: the inner cut points.
+    pub fn encode(ranges: &[KeyRange]) -> Vec<Option<String>> {
+        ranges
+            .iter()
+            .filter_map(|r| r.hi)
+            .map(|cut| Some(cut.to_string()))
+            .collect()
+    }
+
+    /// The ranges from their cut points.
+    pub fn decode(cuts: &[Option<String>]) -> Vec<KeyRange> {
+        let cuts: Vec<i64> = cuts
+            .iter()
+            .flatten()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let mut bounds = vec![None];
+        bounds.extend(cuts.into_iter().map(Some));
+        bounds.push(None);
+        bounds
+            .windows(2)
+            .map(|w| KeyRange { lo: w[0], hi: w[1] })
+            .collect()
+    }
 }
 
 /// How far a table has been committed to the destination: the number of
@@ -67,7 +121,7 @@ pub struct ReadRequest {
 /// last one (each value in its text form). Sources order rows by that key,
 /// so reading resumes with `key > last`; tables without a key resume by
 /// skipping `rows` rows of a stable order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Source rows consumed (written, skipped, flagged or dropped).
     pub rows: u64,
@@ -96,6 +150,9 @@ pub struct WriteBatch<'a> {
     pub migration: &'a str,
     /// The destination table.
     pub table: &'a str,
+    /// The name the checkpoint is kept under: the table, or for one key
+    /// range of a split table, `table#i/n`.
+    pub checkpoint_name: &'a str,
     /// The table's columns.
     pub columns: &'a [Column],
     /// The rows.
@@ -118,6 +175,13 @@ pub trait Source: Send + Sync {
     /// The exact number of rows in a table.
     async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError>;
 
+    /// The smallest and largest key of a table whose primary key is one
+    /// integer column, so it can be read in ranges; `None` otherwise or if
+    /// the source cannot read ranges (it must then ignore `ReadRequest::range`).
+    async fn key_bounds(&self, _table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {
+        Ok(None)
+    }
+
     /// Streams a table in batches into `tx`, in primary-key order when the
     /// table has a key. Memory stays bounded by the channel's capacity.
     async fn read(
@@ -132,6 +196,12 @@ pub trait Source: Send + Sync {
 pub trait Sink: Send + Sync {
     /// A short name for messages: `destination sqlite vault.db`.
     fn describe(&self) -> String;
+
+    /// Whether several connections may write one table at once (so a large
+    /// table can be split into key ranges moved side by side).
+    fn concurrent_writers(&self) -> bool {
+        false
+    }
 
     /// The number of rows in `table` if it exists.
     async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError>;
@@ -170,22 +240,6 @@ pub trait Sink: Send + Sync {
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError>;
 }
 
-/// Finds one table among a source's tables, or says which exist.
-pub async fn find_table(source: &dyn Source, name: &str) -> Result<TableInfo, ConnectorError> {
-    let tables = source.discover().await?;
-    if let Some(table) = tables.iter().find(|t| t.name == name) {
-        return Ok(table.clone());
-    }
-    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-    Err(ConnectorError::new(
-        source.describe(),
-        format!(
-            "table `{name}` not found; the source has: {}",
-            names.join(", ")
-        ),
-    ))
-}
-
 /// Opens the migration's source.
 pub async fn open_source(m: &Migration) -> Result<Box<dyn Source>, ConnectorError> {
     Ok(match &m.source {
@@ -221,6 +275,44 @@ pub async fn open_sink(m: &Migration) -> Result<Box<dyn Sink>, ConnectorError> {
         Endpoint::Postgres(ep) => return Err(postgres::unavailable(ep, &m.base_dir)),
         Endpoint::Mysql(ep) => return Err(mysql::unavailable(ep, &m.base_dir)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyRange;
+
+    #[test]
+    fn key_ranges_cover_the_keys_and_survive_a_round_trip() {
+        let ranges = KeyRange::split(1, 100, 3);
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(
+            ranges[0],
+            KeyRange {
+                lo: None,
+                hi: Some(34)
+            }
+        );
+        assert_eq!(
+            ranges[1],
+            KeyRange {
+                lo: Some(34),
+                hi: Some(67)
+            }
+        );
+        assert_eq!(
+            ranges[2],
+            KeyRange {
+                lo: Some(67),
+                hi: None
+            }
+        );
+        assert_eq!(KeyRange::decode(&KeyRange::encode(&ranges)), ranges);
+        assert_eq!(
+            KeyRange::split(5, 5, 10),
+            vec![KeyRange { lo: None, hi: None }]
+        );
+        assert_eq!(KeyRange::split(i64::MIN, i64::MAX, 2).len(), 2);
+    }
 }
 
 /// Sends rows in batches of `batch_size`, numbering them from `first`.

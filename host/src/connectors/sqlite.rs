@@ -194,7 +194,7 @@ fn read_sql(request: &ReadRequest) -> (String, Vec<Option<String>>) {
     } else {
         key.join(", ")
     };
-    let mut sql = format!("SELECT {} FROM {}", columns.join(", "), ident(&table.name));
+    let mut conditions = Vec::new();
     let mut binds = Vec::new();
     let mut offset = 0;
     match request.after.as_ref() {
@@ -202,14 +202,26 @@ fn read_sql(request: &ReadRequest) -> (String, Vec<Option<String>>) {
             key: Some(last), ..
         }) if !key.is_empty() => {
             let marks = vec!["?"; key.len()].join(", ");
-            sql.push_str(&format!(" WHERE ({}) > ({marks})", key.join(", ")));
+            conditions.push(format!("({}) > ({marks})", key.join(", ")));
             binds.clone_from(last);
         }
         Some(checkpoint) => offset = checkpoint.rows,
         None => {}
     }
+    if let (Some(range), [k]) = (request.range, key.as_slice()) {
+        conditions.extend(range.lo.map(|lo| format!("{k} >= {lo}")));
+        conditions.extend(range.hi.map(|hi| format!("{k} < {hi}")));
+    }
+    let filter = match conditions.is_empty() {
+        true => String::new(),
+        false => format!(" WHERE {}", conditions.join(" AND ")),
+    };
     let limit = request.limit.map_or(-1, |l| l as i64);
-    sql.push_str(&format!(" ORDER BY {order} LIMIT {limit} OFFSET {offset}"));
+    let sql = format!(
+        "SELECT {} FROM {}{filter} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        columns.join(", "),
+        ident(&table.name)
+    );
     (sql, binds)
 }
 
@@ -229,6 +241,29 @@ impl Source for SqliteSource {
             .await
             .map_err(|e| self.db.error(e))?;
         Ok(n as u64)
+    }
+
+    async fn key_bounds(&self, table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {
+        let [key] = table.primary_key.as_slice() else {
+            return Ok(None);
+        };
+        let integer = table
+            .columns
+            .iter()
+            .any(|c| &c.name == key && c.type_ == ColumnType::Int);
+        if !integer {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT min({0}), max({0}) FROM {1}",
+            ident(key),
+            ident(&table.name)
+        );
+        let bounds: (Option<i64>, Option<i64>) = sqlx::query_as(&sql)
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        Ok(bounds.0.zip(bounds.1))
     }
 
     async fn read(
@@ -363,9 +398,14 @@ impl SqliteSink {
                 Err(other) => return Err(self.db.error(other)),
             }
         }
-        save_checkpoint(&mut tx, batch.migration, batch.table, batch.checkpoint)
-            .await
-            .map_err(|e| self.db.error(e))?;
+        save_checkpoint(
+            &mut tx,
+            batch.migration,
+            batch.checkpoint_name,
+            batch.checkpoint,
+        )
+        .await
+        .map_err(|e| self.db.error(e))?;
         tx.commit().await.map_err(|e| self.db.error(e))?;
         Ok(rejected)
     }
@@ -395,6 +435,10 @@ async fn save_checkpoint(
 impl Sink for SqliteSink {
     fn describe(&self) -> String {
         self.db.describe()
+    }
+
+    fn concurrent_writers(&self) -> bool {
+        true
     }
 
     async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError> {
@@ -472,9 +516,14 @@ impl Sink for SqliteSink {
                 };
             }
         }
-        save_checkpoint(&mut tx, batch.migration, batch.table, batch.checkpoint)
-            .await
-            .map_err(|e| self.db.error(e))?;
+        save_checkpoint(
+            &mut tx,
+            batch.migration,
+            batch.checkpoint_name,
+            batch.checkpoint,
+        )
+        .await
+        .map_err(|e| self.db.error(e))?;
         tx.commit().await.map_err(|e| self.db.error(e))?;
         Ok(Vec::new())
     }

@@ -53,6 +53,7 @@ pub async fn preview(
             batch_size: limit.max(1) as usize,
             limit: Some(limit),
             after: None,
+            range: None,
         };
         let reader = source.read(request, tx);
         let (_, batch) = tokio::join!(reader, rx.recv());

@@ -17,8 +17,8 @@ use super::plan::{PlanError, TablePlan, plan};
 use super::transforms::{Chain, ChainError};
 use crate::config::{ErrorPolicy, Migration};
 use crate::connectors::{
-    Checkpoint, ConnectorError, Prepare, ReadRequest, Sink, Source, SourceBatch, WriteBatch,
-    open_sink, open_source,
+    Checkpoint, ConnectorError, KeyRange, Prepare, ReadRequest, Sink, Source, SourceBatch,
+    WriteBatch, open_sink, open_source,
 };
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
@@ -317,13 +317,22 @@ fn add(total: &mut RunCounts, c: &RunCounts) {
     total.flagged += c.flagged;
 }
 
-/// One table's run.
+/// One table's run, or one key range of a split table.
 struct TableRun<'a> {
     m: &'a Migration,
     plan: &'a TablePlan,
     run_id: i64,
     state: &'a StateStore,
     counts: RunCounts,
+    /// Set when this run moves one key range of a split table.
+    slice: Option<Slice>,
+}
+
+/// A key range of a split table, with the name its checkpoint goes by.
+#[derive(Debug, Clone)]
+struct Slice {
+    checkpoint: String,
+    range: KeyRange,
 }
 
 impl<'a> TableRun<'a> {
@@ -334,11 +343,17 @@ impl<'a> TableRun<'a> {
             run_id,
             state,
             counts: RunCounts::default(),
+            slice: None,
         }
     }
 
     fn table(&self) -> &str {
         self.plan.spec.destination()
+    }
+
+    /// The name this run's checkpoints go by: the table, or the slice.
+    fn checkpoint_name(&self) -> &str {
+        self.slice.as_ref().map_or(self.table(), |s| &s.checkpoint)
     }
 
     /// Prepares the destination table and returns where reading starts:
@@ -356,18 +371,9 @@ impl<'a> TableRun<'a> {
             }
             return Ok(checkpoint);
         }
-        sink.prepare(
-            name,
-            table,
-            &self.plan.output,
-            Prepare::Fresh(self.plan.spec.if_exists),
-        )
-        .await?;
-        let start = Checkpoint {
-            rows: 0,
-            key: None,
-            done: false,
-        };
+        let mode = Prepare::Fresh(self.plan.spec.if_exists);
+        sink.prepare(name, table, &self.plan.output, mode).await?;
+        let start = Checkpoint::default();
         // Committing an empty first batch records that the table is ours, so
         // a crash before the first real batch still resumes.
         self.commit(sink, &[], &start, false).await?;
@@ -384,6 +390,7 @@ impl<'a> TableRun<'a> {
         let batch = WriteBatch {
             migration: &self.m.name,
             table: self.table(),
+            checkpoint_name: self.checkpoint_name(),
             columns: &self.plan.output,
             rows,
             all_or_nothing,
@@ -401,7 +408,7 @@ impl<'a> TableRun<'a> {
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let table = self.table().to_string();
-        let mut checkpoint = self.start(sink, resuming).await?;
+        let checkpoint = self.start(sink, resuming).await?;
         if checkpoint.done {
             events.on(&RunEvent::TableSkipped {
                 table,
@@ -415,11 +422,154 @@ impl<'a> TableRun<'a> {
             total,
             resumed_at: checkpoint.rows,
         });
+        let checkpoint = match self.split(source, sink, total, &checkpoint).await? {
+            Some(ranges) => self.run_slices(source, ranges, total, events).await?,
+            None => {
+                self.move_rows(source, sink, checkpoint, total, started, events)
+                    .await?
+            }
+        };
+        sink.finish(&self.m.name, &table, &checkpoint).await?;
+        self.state
+            .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
+            .await?;
+        events.on(&RunEvent::TableFinished {
+            table,
+            counts: self.counts,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    /// The key ranges to move this table in, when `settings.split_rows`
+    /// asks for it, the table has a single integer key, and the destination
+    /// takes concurrent writers. The ranges are fixed by the first run (and
+    /// kept with the checkpoints), so a resumed run slices the same way.
+    async fn split(
+        &self,
+        source: &Arc<dyn Source>,
+        sink: &mut dyn Sink,
+        total: u64,
+        checkpoint: &Checkpoint,
+    ) -> Result<Option<Vec<KeyRange>>, RunError> {
+        let plan_name = format!("{}#ranges", self.table());
+        if let Some(saved) = sink.committed(&self.m.name, &plan_name).await? {
+            return Ok(Some(KeyRange::decode(
+                saved.key.as_deref().unwrap_or_default(),
+            )));
+        }
+        let split_rows = self.m.settings.split_rows;
+        if split_rows == 0
+            || total <= split_rows
+            || checkpoint.rows > 0
+            || !sink.concurrent_writers()
+        {
+            return Ok(None);
+        }
+        let Some((lo, hi)) = source.key_bounds(&self.plan.source).await? else {
+            return Ok(None);
+        };
+        let ranges = KeyRange::split(lo, hi, total.div_ceil(split_rows));
+        let saved = Checkpoint {
+            key: Some(KeyRange::encode(&ranges)),
+            ..Checkpoint::default()
+        };
+        let batch = WriteBatch {
+            migration: &self.m.name,
+            table: self.table(),
+            checkpoint_name: &plan_name,
+            columns: &self.plan.output,
+            rows: &[],
+            all_or_nothing: false,
+            checkpoint: &saved,
+        };
+        sink.write(batch).await?;
+        Ok(Some(ranges))
+    }
+
+    /// Moves each key range on its own connection, `parallel_tables` at a
+    /// time; returns the table's final checkpoint.
+    async fn run_slices(
+        &mut self,
+        source: &Arc<dyn Source>,
+        ranges: Vec<KeyRange>,
+        total: u64,
+        events: &Events<'_>,
+    ) -> Result<Checkpoint, RunError> {
+        let count = ranges.len();
+        let started = Instant::now();
+        let (m, plan, run_id, state) = (self.m, self.plan, self.run_id, self.state);
+        let table = self.table().to_string();
+        let outcomes: Vec<(RunCounts, Result<Checkpoint, RunError>)> =
+            futures_util::stream::iter(ranges.into_iter().enumerate())
+                .map(|(i, range)| {
+                    let table = &table;
+                    async move {
+                        let mut slice = TableRun::new(m, plan, run_id, state);
+                        slice.slice = Some(Slice {
+                            checkpoint: format!("{table}#{}/{count}", i + 1),
+                            range,
+                        });
+                        let outcome = slice.run_slice(source, total, started, events).await;
+                        (slice.counts, outcome)
+                    }
+                })
+                .buffer_unordered(m.settings.parallel_tables.max(1))
+                .collect()
+                .await;
+        let mut rows = 0;
+        for (counts, outcome) in outcomes {
+            add(&mut self.counts, &counts);
+            rows += outcome?.rows;
+        }
+        Ok(Checkpoint {
+            rows,
+            ..Checkpoint::default()
+        })
+    }
+
+    /// One key range, on its own destination connection.
+    async fn run_slice(
+        &mut self,
+        source: &Arc<dyn Source>,
+        total: u64,
+        started: Instant,
+        events: &Events<'_>,
+    ) -> Result<Checkpoint, RunError> {
+        let mut sink = open_sink(self.m).await?;
+        let name = self.checkpoint_name().to_string();
+        let checkpoint = sink
+            .committed(&self.m.name, &name)
+            .await?
+            .unwrap_or_default();
+        if checkpoint.done {
+            return Ok(checkpoint);
+        }
+        let done = self
+            .move_rows(source, sink.as_mut(), checkpoint, total, started, events)
+            .await?;
+        let done = Checkpoint { done: true, ..done };
+        self.commit(sink.as_mut(), &[], &done, false).await?;
+        Ok(done)
+    }
+
+    /// Streams rows from the checkpoint on: read | map and transform | write.
+    async fn move_rows(
+        &mut self,
+        source: &Arc<dyn Source>,
+        sink: &mut dyn Sink,
+        mut checkpoint: Checkpoint,
+        total: u64,
+        started: Instant,
+        events: &Events<'_>,
+    ) -> Result<Checkpoint, RunError> {
+        let table = self.table().to_string();
         let request = ReadRequest {
             table: self.plan.source.clone(),
             batch_size: self.m.settings.batch_size,
             limit: None,
             after: (checkpoint.rows > 0).then(|| checkpoint.clone()),
+            range: self.slice.as_ref().map(|s| s.range),
         };
         let (reader, transformer, mut processed) = self.spawn_stages(source, request);
         let mut last_state_write = Instant::now();
@@ -444,14 +594,14 @@ impl<'a> TableRun<'a> {
                 .await?;
             // The destination holds the authoritative checkpoint; the state
             // store's copy is for `status`, so it need not be written per batch.
-            if last_state_write.elapsed() >= STATE_CHECKPOINT_EVERY {
+            if self.slice.is_none() && last_state_write.elapsed() >= STATE_CHECKPOINT_EVERY {
                 self.state
                     .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
                     .await?;
                 last_state_write = Instant::now();
             }
             events.on(&RunEvent::Progress {
-                table: table.clone(),
+                table: self.checkpoint_name().to_string(),
                 done: checkpoint.rows,
                 total,
                 written: self.counts.written,
@@ -461,16 +611,7 @@ impl<'a> TableRun<'a> {
         }
         reader.await.expect("reader task panicked");
         transformer.await.expect("transform task panicked");
-        sink.finish(&self.m.name, &table, &checkpoint).await?;
-        self.state
-            .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
-            .await?;
-        events.on(&RunEvent::TableFinished {
-            table,
-            counts: self.counts,
-            elapsed_s: started.elapsed().as_secs_f64(),
-        });
-        Ok(())
+        Ok(checkpoint)
     }
 
     /// Starts the reader and the map-and-transform stage on their own tasks,
