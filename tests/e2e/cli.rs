@@ -279,3 +279,92 @@ fn tables_are_selected_by_pattern_and_discover_shows_the_choice() {
         Some("integer")
     );
 }
+
+#[test]
+fn plugins_are_inspected_installed_by_name_and_pinned_by_sha256() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(2));
+    let inspect = p.run_ok(&["plugin", "inspect", guests::ADD_SUFFIX]);
+    assert!(
+        inspect.stdout.contains("world:    transform-plugin"),
+        "{}",
+        inspect.all()
+    );
+    assert!(
+        inspect
+            .stdout
+            .contains("credvault:migrate@0.1.0 (host 0.1.0: compatible)"),
+        "{}",
+        inspect.all()
+    );
+    let json = p.run_ok(&["plugin", "inspect", guests::ADD_SUFFIX, "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let sha = info["sha256"].as_str().unwrap().to_string();
+    assert_eq!(sha.len(), 64);
+    let install = p.run_ok(&[
+        "plugin",
+        "install",
+        guests::ADD_SUFFIX,
+        "--name",
+        "suffixer",
+    ]);
+    assert!(
+        install.stdout.contains(&format!("sha256 = \"{sha}\"")),
+        "{}",
+        install.all()
+    );
+    let table = |pin: &str| {
+        format!(
+            "[[tables.transforms]]\nplugin = \"suffixer\"\nsha256 = \"{pin}\"\nconfig = {{ suffix = \"!\" }}\n"
+        )
+    };
+    p.write("m.toml", &people_migration("", &table(&sha)));
+    p.run_ok(&["run", "m.toml"]);
+    assert_eq!(
+        p.query("out/vault.db", "SELECT name FROM people WHERE id = 1")[0][0].as_deref(),
+        Some("person 1!")
+    );
+    let wrong = "0".repeat(64);
+    p.write("m.toml", &people_migration("", &table(&wrong)));
+    let check = p.run(&["check", "m.toml"]);
+    assert_eq!(check.code, 1);
+    assert!(
+        check.stdout.contains(&format!(
+            "the plugin's sha256 is {sha} but the migration pins {wrong}"
+        )),
+        "{}",
+        check.all()
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_plugin_of_this_host_is_refused_clearly() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(1));
+    p.write("junk.wasm", "not wasm at all");
+    p.write(
+        "m.toml",
+        &people_migration("", "[[tables.transforms]]\nplugin = \"junk.wasm\"\n"),
+    );
+    let check = p.run(&["check", "m.toml"]);
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check
+            .stdout
+            .contains("plugin `junk.wasm` is not a usable transform-plugin component"),
+        "{}",
+        check.all()
+    );
+    p.write(
+        "m.toml",
+        &people_migration("", "[[tables.transforms]]\nplugin = \"nonexistent\"\n"),
+    );
+    let check = p.run(&["check", "m.toml"]);
+    assert!(
+        check
+            .stdout
+            .contains("no built-in or installed plugin `nonexistent`"),
+        "{}",
+        check.all()
+    );
+}

@@ -1,6 +1,7 @@
 //! The `credvault` command line: the only place that uses `anyhow`.
 
 mod flagged;
+mod plugin;
 mod progress;
 mod show;
 
@@ -74,6 +75,11 @@ enum Command {
         /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Inspect or install plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
     },
     /// List or export rows kept for review under the `flag` policy.
     Flagged {
@@ -160,6 +166,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             show::previews(&previews, json);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin { command } => {
+            plugin::run(command, &runtime(&cli.state)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Flagged { command } => {
             let state = StateStore::open(&cli.state).await?;
             flagged::run(command, &state).await?;
@@ -180,5 +190,6 @@ fn runtime(state: &Path) -> anyhow::Result<Runtime> {
     let cache = state.parent().unwrap_or(Path::new(".")).join("cache");
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("creating the plugin cache {}", cache.display()))?;
-    Ok(Runtime::new(Some(&cache))?)
+    let plugins = state.parent().unwrap_or(Path::new(".")).join("plugins");
+    Ok(Runtime::new(Some(&cache))?.with_plugin_dir(plugins))
 }

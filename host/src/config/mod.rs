@@ -430,6 +430,8 @@ pub struct TransformSpec {
     /// Limits for this plugin, over the migration's `[limits]`.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// The plugin file's SHA-256 (hex): the run refuses a file that differs.
+    pub sha256: Option<String>,
 }
 
 fn empty_table() -> toml::Value {

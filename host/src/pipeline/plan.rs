@@ -1,6 +1,7 @@
 //! Planning: every table's mapping and transform chain, checked against the
 //! real source schema before a single row moves.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::mapping::Mapping;
@@ -10,7 +11,7 @@ use crate::bindings::TransformContext;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
 use crate::connectors::Source;
 use crate::plugins;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, sha256_hex};
 use crate::value::{Column, Row, TableInfo, to_json, to_text};
 
 /// Everything needed to move one table.
@@ -132,25 +133,18 @@ async fn plan_step(
     input: Vec<Column>,
     runtime: &Runtime,
 ) -> Result<TransformStep, String> {
-    let limits = m.limits(t);
-    let plugin = match plugins::builtin(&t.plugin) {
-        Some(wasm) => runtime.load_transform(&t.plugin, wasm, limits),
-        None if t.plugin.ends_with(".wasm") => {
-            let path = Path::new(&t.plugin);
-            let name = path
-                .file_name()
-                .map_or(t.plugin.clone(), |n| n.to_string_lossy().into_owned());
-            runtime.load_transform_file(&name, &m.resolve(path), limits)
-        }
-        None => {
+    let (name, wasm) = plugin_bytes(m, t, runtime)?;
+    if let Some(pin) = &t.sha256 {
+        let actual = sha256_hex(&wasm);
+        if !actual.eq_ignore_ascii_case(pin.trim()) {
             return Err(format!(
-                "no built-in plugin `{}` (built-ins: {}); give a path ending in .wasm for your own",
-                t.plugin,
-                plugins::BUILTIN_NAMES.join(", ")
+                "the plugin's sha256 is {actual} but the migration pins {pin}: the file changed; check where it came from, then update `sha256`"
             ));
         }
     }
-    .map_err(|e| e.to_string())?;
+    let plugin = runtime
+        .load_transform(&name, &wasm, m.limits(t))
+        .map_err(|e| e.to_string())?;
     let config = serde_json::to_string(&t.config).expect("TOML values serialize to JSON");
     let instance = plugin
         .instantiate(ctx, &config, &input)
@@ -163,6 +157,36 @@ async fn plan_step(
         input,
         output,
     })
+}
+
+/// Finds a plugin: a built-in name, a path ending in `.wasm` (relative to
+/// the migration file), or a name installed with `credvault plugin install`.
+fn plugin_bytes(
+    m: &Migration,
+    t: &TransformSpec,
+    runtime: &Runtime,
+) -> Result<(String, Cow<'static, [u8]>), String> {
+    if let Some(wasm) = plugins::builtin(&t.plugin) {
+        return Ok((t.plugin.clone(), Cow::Borrowed(wasm)));
+    }
+    let path = match t.plugin.ends_with(".wasm") {
+        true => m.resolve(Path::new(&t.plugin)),
+        false => match runtime.installed_plugin(&t.plugin) {
+            Some(path) => path,
+            None => {
+                return Err(format!(
+                    "no built-in or installed plugin `{}` (built-ins: {}); give a path ending in .wasm, or install it with `credvault plugin install`",
+                    t.plugin,
+                    plugins::BUILTIN_NAMES.join(", ")
+                ));
+            }
+        },
+    };
+    let name = path
+        .file_name()
+        .map_or(t.plugin.clone(), |n| n.to_string_lossy().into_owned());
+    let wasm = Runtime::read_plugin(&name, &path).map_err(|e| e.to_string())?;
+    Ok((name, Cow::Owned(wasm)))
 }
 
 fn key_columns(spec: &TableSpec, info: &TableInfo) -> Result<Vec<usize>, Vec<String>> {

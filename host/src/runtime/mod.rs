@@ -2,6 +2,7 @@
 //! the engine and its compiled-code cache, per-plugin stores with limits,
 //! instance pre-linking, and the classification of traps into failures.
 
+mod inspect;
 mod limits;
 mod state;
 mod transform;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use inspect::{PluginInfo, WIT_PACKAGE, WIT_VERSION, sha256_hex};
 pub use limits::{FailureKind, Limits, PluginFailure};
 pub use transform::{CallStats, TransformInstance, TransformPlugin};
 
@@ -62,6 +64,7 @@ pub enum RuntimeError {
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<PluginState>>,
+    plugin_dir: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -83,7 +86,25 @@ impl Runtime {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            plugin_dir: None,
         })
+    }
+
+    /// Where `credvault plugin install` puts plugins, found by name.
+    pub fn with_plugin_dir(mut self, dir: PathBuf) -> Self {
+        self.plugin_dir = Some(dir);
+        self
+    }
+
+    /// The folder of installed plugins, if any.
+    pub fn plugin_dir(&self) -> Option<&Path> {
+        self.plugin_dir.as_deref()
+    }
+
+    /// The file of an installed plugin.
+    pub fn installed_plugin(&self, name: &str) -> Option<PathBuf> {
+        let file = self.plugin_dir.as_ref()?.join(format!("{name}.wasm"));
+        file.is_file().then_some(file)
     }
 
     /// Loads a transform plugin from wasm bytes (a file or a built-in).
@@ -99,24 +120,20 @@ impl Runtime {
             message: format!("{err:#}"),
         };
         let component = Component::new(&self.engine, wasm).map_err(invalid)?;
+        self.describe(&component, wasm)
+            .compatible(plugin, "transform-plugin")?;
         let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = bindings::TransformPluginPre::new(pre).map_err(invalid)?;
         Ok(TransformPlugin::new(plugin, pre, limits))
     }
 
-    /// Reads a plugin file and loads it as a transform.
-    pub fn load_transform_file(
-        &self,
-        plugin: &str,
-        path: &Path,
-        limits: Limits,
-    ) -> Result<TransformPlugin, RuntimeError> {
-        let wasm = std::fs::read(path).map_err(|source| RuntimeError::Read {
+    /// Reads a plugin file.
+    pub fn read_plugin(plugin: &str, path: &Path) -> Result<Vec<u8>, RuntimeError> {
+        std::fs::read(path).map_err(|source| RuntimeError::Read {
             plugin: plugin.to_string(),
             path: path.to_path_buf(),
             source,
-        })?;
-        self.load_transform(plugin, &wasm, limits)
+        })
     }
 }
 
