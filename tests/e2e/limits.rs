@@ -92,11 +92,26 @@ fn memory_bomb_hits_the_memory_cap() {
 
 #[test]
 fn panic_is_reported_with_its_message() {
-    let (p, _) = hostile("panic", "");
+    let (p, output) = hostile("panic", "");
     let error = flagged_error(&p);
     assert!(
         error.contains("panicked: hostile guest panicked on purpose (at"),
         "{error}"
+    );
+    // The run report accounts for the plugin: every row in, the poison row
+    // failed, and a fresh instance after each trap of the bisection.
+    let report = output
+        .lines()
+        .find(|l| l.contains("plugin credvault_hostile_guest.wasm:"))
+        .unwrap_or_else(|| panic!("no plugin report in {output}"));
+    assert!(
+        report.contains("rows in 6, out 5, dropped 0, failed 1"),
+        "{report}"
+    );
+    // Bisecting rows 1–6 for row 3 traps 4 times in 7 calls.
+    assert!(
+        report.contains("7 calls, 5 instance(s)"),
+        "one per trap, plus the first: {report}"
     );
 }
 

@@ -173,6 +173,7 @@ impl Observer for Reporter {
             RunEvent::TableFinished {
                 table,
                 counts,
+                plugins,
                 elapsed_s,
             } => {
                 if let Mode::Bars { bars, .. } = &mut self.mode
@@ -185,6 +186,21 @@ impl Observer for Reporter {
                     "{table}: done in {elapsed_s:.2}s, {} read, {} written, {} dropped, {} skipped, {} flagged ({rate:.0} rows/s)",
                     counts.read, counts.written, counts.dropped, counts.skipped, counts.flagged
                 ));
+                for p in plugins {
+                    self.print(&format!(
+                        "  plugin {}: {} calls, {} instance(s), {} fuel, peak memory {:.1} MiB, {:.2}s; rows in {}, out {}, dropped {}, failed {}",
+                        p.plugin,
+                        p.calls,
+                        p.instances,
+                        p.fuel,
+                        p.peak_memory as f64 / (1024.0 * 1024.0),
+                        p.seconds,
+                        p.rows_in,
+                        p.rows_out,
+                        p.rows_dropped,
+                        p.rows_failed
+                    ));
+                }
             }
             RunEvent::RunFinished { .. } => {}
         }

@@ -15,4 +15,4 @@ pub use mapping::{MapError, MappedColumn, Mapping};
 pub use plan::{PlanError, TablePlan, plan};
 pub use preview::{PreviewRow, TablePreview, preview};
 pub use run::{Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, run_migration};
-pub use transforms::{Chain, ChainError, ChainOutcome, TransformStep};
+pub use transforms::{Chain, ChainError, ChainOutcome, PluginStats, TransformStep};

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::batch::{Processed, process};
 use super::plan::{PlanError, TablePlan, plan};
-use super::transforms::{Chain, ChainError};
+use super::transforms::{Chain, ChainError, PluginStats};
 use crate::config::{ErrorPolicy, Migration};
 use crate::connectors::{
     Checkpoint, ConnectorError, KeyRange, Prepare, ReadRequest, Sink, Source, SourceBatch,
@@ -151,6 +151,8 @@ pub enum RunEvent {
         table: String,
         /// Its counts.
         counts: RunCounts,
+        /// What each of its plugins consumed.
+        plugins: Vec<PluginStats>,
         /// Seconds it took.
         elapsed_s: f64,
     },
@@ -309,6 +311,25 @@ async fn run_tables(
     (totals, result)
 }
 
+/// Adds the resource use of a slice's plugins to the table's.
+fn merge(total: &mut Vec<PluginStats>, more: Vec<PluginStats>) {
+    if total.is_empty() {
+        *total = more;
+        return;
+    }
+    for (t, m) in total.iter_mut().zip(more) {
+        t.calls += m.calls;
+        t.instances += m.instances;
+        t.fuel += m.fuel;
+        t.peak_memory = t.peak_memory.max(m.peak_memory);
+        t.seconds += m.seconds;
+        t.rows_in += m.rows_in;
+        t.rows_out += m.rows_out;
+        t.rows_dropped += m.rows_dropped;
+        t.rows_failed += m.rows_failed;
+    }
+}
+
 fn add(total: &mut RunCounts, c: &RunCounts) {
     total.read += c.read;
     total.written += c.written;
@@ -324,6 +345,7 @@ struct TableRun<'a> {
     run_id: i64,
     state: &'a StateStore,
     counts: RunCounts,
+    plugins: Vec<PluginStats>,
     /// Set when this run moves one key range of a split table.
     slice: Option<Slice>,
 }
@@ -343,6 +365,7 @@ impl<'a> TableRun<'a> {
             run_id,
             state,
             counts: RunCounts::default(),
+            plugins: Vec::new(),
             slice: None,
         }
     }
@@ -433,9 +456,15 @@ impl<'a> TableRun<'a> {
         self.state
             .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
             .await?;
+        let detail =
+            serde_json::json!({ "table": table, "counts": self.counts, "plugins": self.plugins });
+        self.state
+            .event(&self.m.name, Some(self.run_id), "table_finished", &detail)
+            .await?;
         events.on(&RunEvent::TableFinished {
             table,
             counts: self.counts,
+            plugins: self.plugins.clone(),
             elapsed_s: started.elapsed().as_secs_f64(),
         });
         Ok(())
@@ -500,7 +529,7 @@ impl<'a> TableRun<'a> {
         let started = Instant::now();
         let (m, plan, run_id, state) = (self.m, self.plan, self.run_id, self.state);
         let table = self.table().to_string();
-        let outcomes: Vec<(RunCounts, Result<Checkpoint, RunError>)> =
+        let outcomes: Vec<(RunCounts, Vec<PluginStats>, Result<Checkpoint, RunError>)> =
             futures_util::stream::iter(ranges.into_iter().enumerate())
                 .map(|(i, range)| {
                     let table = &table;
@@ -511,15 +540,16 @@ impl<'a> TableRun<'a> {
                             range,
                         });
                         let outcome = slice.run_slice(source, total, started, events).await;
-                        (slice.counts, outcome)
+                        (slice.counts, slice.plugins, outcome)
                     }
                 })
                 .buffer_unordered(m.settings.parallel_tables.max(1))
                 .collect()
                 .await;
         let mut rows = 0;
-        for (counts, outcome) in outcomes {
+        for (counts, plugins, outcome) in outcomes {
             add(&mut self.counts, &counts);
+            merge(&mut self.plugins, plugins);
             rows += outcome?.rows;
         }
         Ok(Checkpoint {
@@ -610,7 +640,8 @@ impl<'a> TableRun<'a> {
             });
         }
         reader.await.expect("reader task panicked");
-        transformer.await.expect("transform task panicked");
+        let plugins = transformer.await.expect("transform task panicked");
+        merge(&mut self.plugins, plugins);
         Ok(checkpoint)
     }
 
@@ -623,7 +654,7 @@ impl<'a> TableRun<'a> {
         request: ReadRequest,
     ) -> (
         JoinHandle<()>,
-        JoinHandle<()>,
+        JoinHandle<Vec<PluginStats>>,
         mpsc::Receiver<Result<Processed, RunError>>,
     ) {
         let (read_tx, mut read_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
@@ -644,9 +675,10 @@ impl<'a> TableRun<'a> {
                 };
                 let failed = processed.is_err();
                 if done_tx.send(processed).await.is_err() || failed {
-                    return;
+                    break;
                 }
             }
+            chain.stats().to_vec()
         });
         (reader, transformer, done_rx)
     }

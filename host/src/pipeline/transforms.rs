@@ -59,27 +59,62 @@ pub enum ChainError {
     },
 }
 
+/// What one plugin of a table's chain consumed and produced.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PluginStats {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Calls made (bisection after a trap adds calls).
+    pub calls: u64,
+    /// Instances started (one, plus one after each trap).
+    pub instances: u64,
+    /// Fuel (instructions) spent by calls that returned.
+    pub fuel: u64,
+    /// Highest linear memory of any instance, in bytes.
+    pub peak_memory: usize,
+    /// Wall-clock time inside the plugin, in seconds.
+    pub seconds: f64,
+    /// Rows handed to it.
+    pub rows_in: u64,
+    /// Rows it returned.
+    pub rows_out: u64,
+    /// Rows it filtered out.
+    pub rows_dropped: u64,
+    /// Rows it failed on (errors and traps).
+    pub rows_failed: u64,
+}
+
 /// A transform chain with its live instances.
 pub struct Chain {
     ctx: TransformContext,
     steps: Vec<(TransformStep, Option<TransformInstance>)>,
     traps: u32,
     max_traps: u32,
-    /// Fuel spent by each step so far.
-    pub fuel: Vec<u64>,
+    stats: Vec<PluginStats>,
 }
 
 impl Chain {
     /// A chain ready to run; instances start on first use.
     pub fn new(ctx: TransformContext, steps: Vec<TransformStep>, max_traps: u32) -> Self {
-        let fuel = vec![0; steps.len()];
+        let stats = steps
+            .iter()
+            .map(|s| PluginStats {
+                plugin: s.plugin.name().to_string(),
+                ..PluginStats::default()
+            })
+            .collect();
         Self {
             ctx,
             steps: steps.into_iter().map(|s| (s, None)).collect(),
             traps: 0,
             max_traps,
-            fuel,
+            stats,
         }
+    }
+
+    /// Resource use of each step so far.
+    pub fn stats(&self) -> &[PluginStats] {
+        &self.stats
     }
 
     /// Runs every step over `rows`; one outcome per input row.
@@ -102,6 +137,15 @@ impl Chain {
                 break;
             }
             let results = self.run_step(step, &inputs, batch_first).await?;
+            let stats = &mut self.stats[step];
+            stats.rows_in += inputs.len() as u64;
+            for result in &results {
+                match result {
+                    ChainOutcome::Row(_) => stats.rows_out += 1,
+                    ChainOutcome::Dropped => stats.rows_dropped += 1,
+                    ChainOutcome::Failed { .. } => stats.rows_failed += 1,
+                }
+            }
             for (i, result) in alive.into_iter().zip(results) {
                 outcomes[i] = result;
             }
@@ -167,7 +211,9 @@ impl Chain {
         rows: &[Row],
     ) -> Result<Result<Vec<RowResult>, PluginFailure>, ChainError> {
         let (spec, slot) = &mut self.steps[step];
+        let stats = &mut self.stats[step];
         if slot.is_none() {
+            stats.instances += 1;
             match spec
                 .plugin
                 .instantiate(&self.ctx, &spec.config, &spec.input)
@@ -179,9 +225,14 @@ impl Chain {
             }
         }
         let instance = slot.as_mut().expect("instance just started");
-        match instance.transform(rows).await {
-            Ok((results, stats)) => {
-                self.fuel[step] += stats.fuel;
+        stats.calls += 1;
+        let started = std::time::Instant::now();
+        let called = instance.transform(rows).await;
+        stats.seconds += started.elapsed().as_secs_f64();
+        stats.peak_memory = stats.peak_memory.max(instance.peak_memory());
+        match called {
+            Ok((results, call)) => {
+                stats.fuel += call.fuel;
                 Ok(Ok(results))
             }
             Err(failure) => {
