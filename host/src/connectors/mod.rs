@@ -254,7 +254,7 @@ pub async fn open_source(m: &Migration) -> Result<Box<dyn Source>, ConnectorErro
         )?),
         Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSource::open(&m.resolve(path)).await?),
         Endpoint::Postgres(ep) => return Err(postgres::unavailable(ep, &m.base_dir)),
-        Endpoint::Mysql(ep) => return Err(mysql::unavailable(ep, &m.base_dir)),
+        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSource::open(ep, &m.base_dir).await?),
     })
 }
 
@@ -273,8 +273,45 @@ pub async fn open_sink(m: &Migration) -> Result<Box<dyn Sink>, ConnectorError> {
         )?),
         Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSink::open(&m.resolve(path)).await?),
         Endpoint::Postgres(ep) => return Err(postgres::unavailable(ep, &m.base_dir)),
-        Endpoint::Mysql(ep) => return Err(mysql::unavailable(ep, &m.base_dir)),
+        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSink::open(ep, &m.base_dir).await?),
     })
+}
+
+/// Sends rows in batches of `batch_size`, numbering them from `first`.
+/// Returns false when the receiver has gone (the run stopped).
+pub(crate) struct Batcher {
+    batch: SourceBatch,
+    size: usize,
+}
+
+impl Batcher {
+    pub(crate) fn new(size: usize, first: u64) -> Self {
+        Self {
+            batch: SourceBatch {
+                rows: Vec::with_capacity(size),
+                first,
+            },
+            size,
+        }
+    }
+
+    /// Adds a row; returns a full batch to send, if any.
+    pub(crate) fn push(&mut self, row: Row) -> Option<SourceBatch> {
+        self.batch.rows.push(row);
+        if self.batch.rows.len() < self.size {
+            return None;
+        }
+        let next = SourceBatch {
+            rows: Vec::with_capacity(self.size),
+            first: self.batch.first + self.size as u64,
+        };
+        Some(std::mem::replace(&mut self.batch, next))
+    }
+
+    /// The last, partial batch.
+    pub(crate) fn finish(self) -> Option<SourceBatch> {
+        (!self.batch.rows.is_empty()).then_some(self.batch)
+    }
 }
 
 #[cfg(test)]
@@ -312,42 +349,5 @@ mod tests {
             vec![KeyRange { lo: None, hi: None }]
         );
         assert_eq!(KeyRange::split(i64::MIN, i64::MAX, 2).len(), 2);
-    }
-}
-
-/// Sends rows in batches of `batch_size`, numbering them from `first`.
-/// Returns false when the receiver has gone (the run stopped).
-pub(crate) struct Batcher {
-    batch: SourceBatch,
-    size: usize,
-}
-
-impl Batcher {
-    pub(crate) fn new(size: usize, first: u64) -> Self {
-        Self {
-            batch: SourceBatch {
-                rows: Vec::with_capacity(size),
-                first,
-            },
-            size,
-        }
-    }
-
-    /// Adds a row; returns a full batch to send, if any.
-    pub(crate) fn push(&mut self, row: Row) -> Option<SourceBatch> {
-        self.batch.rows.push(row);
-        if self.batch.rows.len() < self.size {
-            return None;
-        }
-        let next = SourceBatch {
-            rows: Vec::with_capacity(self.size),
-            first: self.batch.first + self.size as u64,
-        };
-        Some(std::mem::replace(&mut self.batch, next))
-    }
-
-    /// The last, partial batch.
-    pub(crate) fn finish(self) -> Option<SourceBatch> {
-        (!self.batch.rows.is_empty()).then_some(self.batch)
     }
 }

@@ -260,6 +260,14 @@ pub async fn run_migration(
     })
 }
 
+/// The reader task, the map-and-transform task (which returns its
+/// plugins' resource use) and the stream of processed batches.
+type Stages = (
+    JoinHandle<()>,
+    JoinHandle<Vec<PluginStats>>,
+    mpsc::Receiver<Result<Processed, RunError>>,
+);
+
 /// Events from tables running side by side, to one observer.
 struct Events<'a>(Mutex<&'a mut dyn Observer>);
 
@@ -648,15 +656,7 @@ impl<'a> TableRun<'a> {
     /// Starts the reader and the map-and-transform stage on their own tasks,
     /// joined by bounded channels: reading, transforming and writing overlap,
     /// and memory stays bounded by the batches in flight.
-    fn spawn_stages(
-        &self,
-        source: &Arc<dyn Source>,
-        request: ReadRequest,
-    ) -> (
-        JoinHandle<()>,
-        JoinHandle<Vec<PluginStats>>,
-        mpsc::Receiver<Result<Processed, RunError>>,
-    ) {
+    fn spawn_stages(&self, source: &Arc<dyn Source>, request: ReadRequest) -> Stages {
         let (read_tx, mut read_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let (done_tx, done_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let source = Arc::clone(source);

@@ -1,0 +1,224 @@
+//! MariaDB and MySQL through sqlx: a source that streams tables in key
+//! order over the binary protocol, and a sink that lands batched multi-row
+//! INSERTs and its checkpoint in one InnoDB transaction.
+//!
+//! Every session is strict (`STRICT_ALL_TABLES`, no zero dates) and in UTC,
+//! so the server neither truncates a value silently nor shifts a
+//! `TIMESTAMP` by a local zone; what strict mode still lets through as a
+//! note (a decimal rounded to the column's scale, say) is caught by checking
+//! the warning count after each statement.
+
+mod decode;
+mod sink;
+mod source;
+mod types;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow, MySqlSslMode,
+};
+use sqlx::{ConnectOptions, Connection, Decode, Executor, MySql, Row as _};
+
+pub use sink::MySqlSink;
+pub use source::MySqlSource;
+
+use super::ConnectorError;
+use super::server::{self, DbFailure};
+use crate::config::{Secret, ServerEndpoint, TlsMode};
+
+/// The port MariaDB and MySQL listen on unless told otherwise.
+const DEFAULT_PORT: u16 = 3306;
+
+/// The session's SQL mode: strict for every table type, no zero or partly
+/// zero dates, and an explicit 0 in an AUTO_INCREMENT column stays 0 (as
+/// `mysqldump` does), so what lands is what was read. A macro so the
+/// session statements can be `concat!`ed constants.
+macro_rules! sql_mode {
+    () => {
+        "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+    };
+}
+use sql_mode;
+
+/// Where the sink keeps its checkpoints, inside the destination database,
+/// so they commit in the same transaction as the rows. Never discovered.
+const CHECKPOINTS: &str = "_credvault_checkpoints";
+
+/// Quotes an identifier for MySQL.
+fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Reads the MySQL error number a driver error carries.
+fn error_number(err: &dyn sqlx::error::DatabaseError) -> Option<u16> {
+    err.try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number)
+}
+
+/// Tells authentication, missing-database and permission failures apart by
+/// the server's error number.
+fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
+    match error_number(err)? {
+        1045 => Some(DbFailure::Auth),
+        1049 => Some(DbFailure::MissingDatabase),
+        1044 | 1142 | 1143 | 1227 => Some(DbFailure::Permission),
+        _ => None,
+    }
+}
+
+/// An open server connection pool and what messages need to name it.
+struct Server {
+    endpoint: String,
+    ep: ServerEndpoint,
+    port: u16,
+    password: Option<Secret>,
+    pool: MySqlPool,
+    /// Whether the server is MariaDB 10.7 or later (it has a `UUID` type).
+    native_uuid: bool,
+}
+
+impl Server {
+    /// Connects once directly (so a refused port, a DNS failure or a wrong
+    /// password is reported at once and told apart, not retried until a
+    /// pool times out), then opens a pool of `connections`.
+    async fn connect(
+        role: &str,
+        ep: &ServerEndpoint,
+        base_dir: &Path,
+        connections: u32,
+        session: &'static str,
+    ) -> Result<Self, ConnectorError> {
+        let port = ep.port.unwrap_or(DEFAULT_PORT);
+        let endpoint = server::describe(role, "mariadb", ep, port);
+        let password = ep
+            .password(base_dir)
+            .map_err(|e| ConnectorError::new(&endpoint, e))?;
+        let options = connect_options(ep, port, password.as_ref());
+        let fail = |e: sqlx::Error| {
+            server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify)
+        };
+        let probe = options.connect().await.map_err(fail)?;
+        probe.close().await.map_err(fail)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(session).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(fail)?;
+        let version: String = sqlx::query_scalar("SELECT VERSION()")
+            .fetch_one(&pool)
+            .await
+            .map_err(fail)?;
+        Ok(Self {
+            endpoint,
+            ep: ep.clone(),
+            port,
+            password,
+            pool,
+            native_uuid: has_native_uuid(&version),
+        })
+    }
+
+    /// A driver error as an actionable message, the password redacted.
+    fn error(&self, err: sqlx::Error) -> ConnectorError {
+        server::connect_error(
+            &self.endpoint,
+            &err,
+            &self.ep,
+            self.port,
+            self.password.as_ref(),
+            classify,
+        )
+    }
+
+    /// A message about this endpoint, the password redacted.
+    fn message(&self, text: impl AsRef<str>) -> ConnectorError {
+        let text = match &self.password {
+            Some(secret) => secret.redact(text.as_ref()),
+            None => text.as_ref().to_string(),
+        };
+        ConnectorError::new(&self.endpoint, text)
+    }
+}
+
+/// Connection options from the endpoint's parts: never a URL, so the
+/// password is not formatted into any string.
+fn connect_options(
+    ep: &ServerEndpoint,
+    port: u16,
+    password: Option<&Secret>,
+) -> MySqlConnectOptions {
+    let ssl = match ep.tls {
+        TlsMode::Disable => MySqlSslMode::Disabled,
+        TlsMode::Prefer => MySqlSslMode::Preferred,
+        TlsMode::Require => MySqlSslMode::Required,
+        TlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+    };
+    let options = MySqlConnectOptions::new()
+        .host(&ep.host)
+        .port(port)
+        .username(&ep.user)
+        .database(&ep.database)
+        .ssl_mode(ssl)
+        .charset("utf8mb4")
+        .timezone(Some("+00:00".to_string()));
+    // An empty password means none (root on a fresh server has none); sent
+    // as a password it would be refused.
+    match password.filter(|p| !p.expose().is_empty()) {
+        Some(secret) => options.password(secret.expose()),
+        None => options,
+    }
+}
+
+/// `10.11.19-MariaDB-0+deb12u1` has a UUID type; MySQL and MariaDB before
+/// 10.7 do not.
+fn has_native_uuid(version: &str) -> bool {
+    if !version.contains("MariaDB") {
+        return false;
+    }
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (10, 7),
+        _ => false,
+    }
+}
+
+/// The raw bytes of column `i` (`None` for NULL). Read without sqlx's type
+/// checks, whose notion of a compatible type varies between MySQL and
+/// MariaDB versions (and which reads a zero date as NULL).
+fn raw(row: &MySqlRow, i: usize) -> Option<&[u8]> {
+    let value = row.try_get_raw(i).ok()?;
+    <&[u8] as Decode<MySql>>::decode(value).ok()
+}
+
+/// Column `i` as text (`None` for NULL); catalogue queries cast what they
+/// select to text so this serves every server version.
+fn text(row: &MySqlRow, i: usize) -> Option<String> {
+    raw(row, i).map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_backticks() {
+        assert_eq!(ident("a`b"), "`a``b`");
+    }
+
+    #[test]
+    fn uuid_support_follows_the_server_version() {
+        assert!(has_native_uuid("10.11.19-MariaDB-0+deb12u1"));
+        assert!(has_native_uuid("11.4.2-MariaDB"));
+        assert!(!has_native_uuid("10.6.4-MariaDB"));
+        assert!(!has_native_uuid("8.0.36"));
+    }
+}
