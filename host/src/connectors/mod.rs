@@ -253,7 +253,7 @@ pub async fn open_source(m: &Migration) -> Result<Box<dyn Source>, ConnectorErro
             null.clone(),
         )?),
         Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSource::open(&m.resolve(path)).await?),
-        Endpoint::Postgres(ep) => return Err(postgres::unavailable(ep, &m.base_dir)),
+        Endpoint::Postgres(ep) => Box::new(postgres::open_source(ep, &m.base_dir).await?),
         Endpoint::Mysql(ep) => Box::new(mysql::MySqlSource::open(ep, &m.base_dir).await?),
     })
 }
@@ -272,7 +272,7 @@ pub async fn open_sink(m: &Migration) -> Result<Box<dyn Sink>, ConnectorError> {
             null.clone(),
         )?),
         Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSink::open(&m.resolve(path)).await?),
-        Endpoint::Postgres(ep) => return Err(postgres::unavailable(ep, &m.base_dir)),
+        Endpoint::Postgres(ep) => Box::new(postgres::open_sink(ep, &m.base_dir).await?),
         Endpoint::Mysql(ep) => Box::new(mysql::MySqlSink::open(ep, &m.base_dir).await?),
     })
 }

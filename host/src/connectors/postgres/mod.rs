@@ -1,0 +1,310 @@
+//! PostgreSQL through sqlx: a source that streams tables with binary
+//! `COPY … TO STDOUT` and a sink that loads each batch with binary
+//! `COPY … FROM STDIN` in one transaction with its checkpoint.
+//!
+//! Connections are built from the endpoint's parts ([`PgConnectOptions`]),
+//! never from a URL, so the password is never in a string that could be
+//! printed; every driver error goes through [`server::connect_error`], which
+//! tells the failure kinds apart and redacts the password.
+
+mod copy;
+mod sink;
+mod source;
+mod types;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::ConnectorError;
+use super::server::{self, DbFailure};
+use crate::config::{Secret, ServerEndpoint, TlsMode};
+use types::PgType;
+
+pub(super) use sink::PgSink;
+pub(super) use source::PgSource;
+
+/// PostgreSQL's default port.
+const DEFAULT_PORT: u16 = 5432;
+
+/// How long to wait for a server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a sink keeps its checkpoints: a table in the destination schema,
+/// so a batch and its checkpoint commit in one transaction.
+const CHECKPOINTS: &str = "_credvault_checkpoints";
+
+/// Session settings every connection gets, so text forms (of casts and of
+/// resume keys) do not depend on the server's configuration.
+/// (sqlx itself sets DateStyle ISO, TimeZone UTC and client_encoding UTF8.)
+const SESSION: [(&str, &str); 2] = [
+    ("IntervalStyle", "postgres"),
+    ("standard_conforming_strings", "on"),
+];
+
+/// Reads SQLSTATE codes: what they say about a failed connection or query.
+fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
+    match err.code()?.as_ref() {
+        "28P01" | "28000" => Some(DbFailure::Auth),
+        "3D000" => Some(DbFailure::MissingDatabase),
+        "42501" => Some(DbFailure::Permission),
+        _ => None,
+    }
+}
+
+/// Quotes an identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal (sessions run with standard_conforming_strings,
+/// so a backslash is an ordinary character).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A connection pool to one endpoint, and how to name it in messages.
+struct Db {
+    /// `source postgres user@host:port/db`.
+    endpoint: String,
+    ep: ServerEndpoint,
+    port: u16,
+    password: Option<Secret>,
+    schema: String,
+    /// Whether text arrives as UTF-8 (binary COPY sends the server's
+    /// encoding unconverted).
+    utf8: bool,
+    pool: PgPool,
+}
+
+impl Db {
+    /// Connects once to test the endpoint (so the first error is the real
+    /// one, not a pool timeout), then keeps a lazy pool of `connections`.
+    async fn open(
+        role: &str,
+        ep: &ServerEndpoint,
+        base_dir: &Path,
+        extra: &[(&str, &str)],
+        connections: u32,
+    ) -> Result<Self, ConnectorError> {
+        let port = ep.port.unwrap_or(DEFAULT_PORT);
+        let endpoint = server::describe(role, "postgres", ep, port);
+        let password = ep
+            .password(base_dir)
+            .map_err(|m| ConnectorError::new(&endpoint, m))?;
+        let options = connect_options(ep, port, password.as_ref(), extra);
+        let fail = |e: &sqlx::Error| {
+            server::connect_error(&endpoint, e, ep, port, password.as_ref(), classify)
+        };
+        let mut probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| fail(&sqlx::Error::PoolTimedOut))?
+            .map_err(|e| fail(&e))?;
+        let schema = ep.schema.clone().unwrap_or_else(|| "public".into());
+        let (encoding, schema_exists): (String, bool) = sqlx::query_as(
+            "SELECT current_setting('server_encoding'), EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+        )
+        .bind(&schema)
+        .fetch_one(&mut probe)
+        .await
+        .map_err(|e| fail(&e))?;
+        let _ = probe.close().await;
+        if !schema_exists {
+            return Err(ConnectorError::new(
+                &endpoint,
+                format!(
+                    "schema `{schema}` does not exist in database `{}`: check `schema`, or create it (CREATE SCHEMA {})",
+                    ep.database,
+                    ident(&schema)
+                ),
+            ));
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options);
+        Ok(Self {
+            endpoint,
+            ep: ep.clone(),
+            port,
+            password,
+            schema,
+            utf8: encoding.eq_ignore_ascii_case("UTF8"),
+            pool,
+        })
+    }
+
+    /// A driver error as an actionable message, password redacted.
+    fn error(&self, err: &sqlx::Error) -> ConnectorError {
+        server::connect_error(
+            &self.endpoint,
+            err,
+            &self.ep,
+            self.port,
+            self.password.as_ref(),
+            classify,
+        )
+    }
+
+    /// A driver error about one table.
+    fn table_error(&self, table: &str, err: &sqlx::Error) -> ConnectorError {
+        let mut e = self.error(err);
+        e.message = format!("table `{table}`: {}", e.message);
+        e
+    }
+
+    /// An error of ours (never holds the password).
+    fn fail(&self, message: impl Into<String>) -> ConnectorError {
+        ConnectorError::new(&self.endpoint, message)
+    }
+
+    /// `"schema"."table"`.
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.schema), ident(table))
+    }
+
+    /// The tables of the schema (or just `only`), their columns in order.
+    async fn catalog(&self, only: Option<&str>) -> Result<Vec<CatalogTable>, ConnectorError> {
+        let rows: Vec<CatalogRow> = sqlx::query_as(CATALOG_SQL)
+            .bind(&self.schema)
+            .bind(only)
+            .bind(CHECKPOINTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(&e))?;
+        let mut tables: Vec<CatalogTable> = Vec::new();
+        for (table, column, oid, typtype, category, type_name, not_null, reltuples, pk_pos) in rows
+        {
+            if tables.last().is_none_or(|t| t.name != table) {
+                tables.push(CatalogTable {
+                    name: table,
+                    columns: Vec::new(),
+                    approx_rows: (reltuples >= 0.0).then_some(reltuples as u64),
+                    primary_key: Vec::new(),
+                });
+            }
+            let Some(t) = tables.last_mut() else { continue };
+            if let Some(pos) = pk_pos {
+                t.primary_key.push((pos, column.clone()));
+            }
+            t.columns.push(CatalogColumn {
+                name: column,
+                pg: PgType {
+                    oid: u32::try_from(oid).unwrap_or(0),
+                    typtype: typtype.chars().next().unwrap_or('b'),
+                    category: category.chars().next().unwrap_or('X'),
+                    name: type_name,
+                },
+                not_null,
+            });
+        }
+        for t in &mut tables {
+            t.primary_key.sort();
+        }
+        Ok(tables)
+    }
+}
+
+/// One catalog row: table, column, base type OID, typtype, typcategory,
+/// declared type name, NOT NULL, reltuples, position in the primary key.
+type CatalogRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    bool,
+    f64,
+    Option<i64>,
+);
+
+/// Columns of ordinary and partitioned tables (not partitions, which their
+/// parent already covers) with domains resolved to their base types.
+const CATALOG_SQL: &str = "
+SELECT c.relname::text, a.attname::text, bt.oid::int8, bt.typtype::text, bt.typcategory::text,
+       format_type(a.atttypid, NULL), a.attnotnull, c.reltuples::float8,
+       (SELECT k.ord FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+         WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND ($2::text IS NULL OR c.relname = $2) AND c.relname <> $3
+ORDER BY c.relname, a.attnum";
+
+/// A table as the catalog describes it.
+struct CatalogTable {
+    name: String,
+    columns: Vec<CatalogColumn>,
+    /// Primary-key columns with their position in the key.
+    primary_key: Vec<(i64, String)>,
+    approx_rows: Option<u64>,
+}
+
+/// A column as the catalog describes it.
+struct CatalogColumn {
+    name: String,
+    pg: PgType,
+    not_null: bool,
+}
+
+/// Connection options from the endpoint's parts. `extra` adds session
+/// settings (the sink's commit mode).
+fn connect_options(
+    ep: &ServerEndpoint,
+    port: u16,
+    password: Option<&Secret>,
+    extra: &[(&str, &str)],
+) -> PgConnectOptions {
+    let ssl = match ep.tls {
+        TlsMode::Disable => PgSslMode::Disable,
+        TlsMode::Prefer => PgSslMode::Prefer,
+        TlsMode::Require => PgSslMode::Require,
+        TlsMode::VerifyFull => PgSslMode::VerifyFull,
+    };
+    let mut options = PgConnectOptions::new_without_pgpass()
+        .host(&ep.host)
+        .port(port)
+        .username(&ep.user)
+        .database(&ep.database)
+        .ssl_mode(ssl)
+        .application_name("credvault")
+        .extra_float_digits(3)
+        .options(SESSION.iter().chain(extra).copied());
+    if let Some(secret) = password {
+        options = options.password(secret.expose());
+    }
+    options
+}
+
+/// Opens a PostgreSQL source.
+pub(super) async fn open_source(
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+) -> Result<PgSource, ConnectorError> {
+    PgSource::open(ep, base_dir).await
+}
+
+/// Opens a PostgreSQL sink.
+pub(super) async fn open_sink(
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+) -> Result<PgSink, ConnectorError> {
+    PgSink::open(ep, base_dir).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's \\x"), "'it''s \\x'");
+    }
+}
