@@ -13,12 +13,22 @@ use crate::value::Row;
 pub struct Processed {
     /// The source rows, for failures found later (at the destination).
     pub source: SourceBatch,
-    /// Rows to write, with their index in the source batch.
-    pub rows: Vec<(usize, Row)>,
+    /// What to write.
+    pub output: Output,
     /// Rows that failed mapping or a transform.
     pub failures: Vec<RowFailure>,
     /// Rows a transform filtered out.
     pub dropped: u64,
+}
+
+/// What a batch writes.
+pub enum Output {
+    /// The source rows themselves: the mapping changes no value, no
+    /// transform runs, and every value already has its column's type, so
+    /// nothing is copied.
+    Source,
+    /// Rows to write, with their index in the source batch.
+    Rows(Vec<(usize, Row)>),
 }
 
 /// Maps and transforms one batch.
@@ -27,6 +37,15 @@ pub async fn process(
     chain: &mut Chain,
     source: SourceBatch,
 ) -> Result<Processed, RunError> {
+    let passes = |row: &Row| plan.mapping.conforms(row);
+    if plan.steps.is_empty() && plan.mapping.is_identity() && source.rows.iter().all(passes) {
+        return Ok(Processed {
+            source,
+            output: Output::Source,
+            failures: Vec::new(),
+            dropped: 0,
+        });
+    }
     let first = source.first;
     let mut failures = Vec::new();
     let mut mapped = Vec::with_capacity(source.rows.len());
@@ -78,7 +97,7 @@ pub async fn process(
     failures.sort_by_key(|f| f.position);
     Ok(Processed {
         source,
-        rows,
+        output: Output::Rows(rows),
         failures,
         dropped,
     })

@@ -16,7 +16,17 @@ pub fn convert(value: Value, to: ColumnType) -> Result<Value, String> {
     match value_type(&value) {
         None => Ok(Value::Null),
         Some(from) if from == to => Ok(value),
-        Some(_) => convert_ref(&value, to).ok_or_else(|| mismatch(&value, to)),
+        Some(_) => convert_other(&value, to).ok_or_else(|| mismatch(&value, to)),
+    }
+}
+
+/// Like [`convert`], for a borrowed value (cloned only when it already has
+/// the type).
+pub fn convert_ref(value: &Value, to: ColumnType) -> Result<Value, String> {
+    match value_type(value) {
+        None => Ok(Value::Null),
+        Some(from) if from == to => Ok(value.clone()),
+        Some(_) => convert_other(value, to).ok_or_else(|| mismatch(value, to)),
     }
 }
 
@@ -61,7 +71,7 @@ pub fn mismatch(value: &Value, to: ColumnType) -> String {
     format!("expected {}{hint}, got {}", type_name(to), describe(value))
 }
 
-fn convert_ref(value: &Value, to: ColumnType) -> Option<Value> {
+fn convert_other(value: &Value, to: ColumnType) -> Option<Value> {
     match (value, to) {
         (Value::Bytes(b), ColumnType::Text) => String::from_utf8(b.clone()).ok().map(Value::Text),
         (value, ColumnType::Text) => to_text(value).map(Value::Text),

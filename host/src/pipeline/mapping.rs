@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::convert::{convert, convert_lossy, from_toml};
+use super::convert::{convert, convert_lossy, convert_ref, from_toml};
 use crate::config::{ColumnSpec, TableSpec, Unmapped};
 use crate::value::{
     Column, ColumnType, Row, TableInfo, Value, parse_type_name, to_text, type_name,
@@ -13,6 +13,8 @@ use crate::value::{
 #[derive(Debug, Clone)]
 pub struct Mapping {
     columns: Vec<MappedColumn>,
+    /// Columns in the source table.
+    width: usize,
     /// The mapped schema.
     pub output: Vec<Column>,
 }
@@ -110,7 +112,11 @@ impl Mapping {
             return Err(problems);
         }
         let output = columns.iter().map(|c| c.to.clone()).collect();
-        Ok(Self { columns, output })
+        Ok(Self {
+            columns,
+            width: source.columns.len(),
+            output,
+        })
     }
 
     /// The mapped columns, in output order.
@@ -120,36 +126,61 @@ impl Mapping {
 
     /// Maps one source row.
     pub fn apply(&self, row: &Row) -> Result<Row, MapError> {
+        let mut out = Vec::with_capacity(self.columns.len());
+        for c in &self.columns {
+            out.push(c.apply(row.get(c.source).unwrap_or(&Value::Null))?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the mapping leaves values as they are (renames aside), so a
+    /// row whose values already have the column types passes unchanged.
+    pub fn is_identity(&self) -> bool {
         self.columns
             .iter()
-            .map(|c| {
-                let value = row.get(c.source).cloned().unwrap_or(Value::Null);
-                let value = match &c.map {
-                    Some(map) => map.apply(value).map_err(|message| MapError {
-                        column: c.to.name.clone(),
-                        value: to_text(&row[c.source]),
-                        message,
-                    })?,
-                    None => value,
-                };
-                let shown = to_text(&value);
-                let converted = match c.lossy {
-                    true => convert_lossy(value, c.to.type_),
-                    false => convert(value, c.to.type_),
-                };
-                converted.map_err(|message| MapError {
-                    column: c.to.name.clone(),
-                    value: shown,
-                    message,
-                })
-            })
-            .collect()
+            .enumerate()
+            .all(|(i, c)| c.source == i && c.map.is_none() && c.from.type_ == c.to.type_)
+            && self.columns.len() == self.width
+    }
+
+    /// Whether every value of `row` already has its column's type.
+    pub fn conforms(&self, row: &Row) -> bool {
+        row.len() == self.columns.len()
+            && row
+                .iter()
+                .zip(&self.columns)
+                .all(|(v, c)| crate::value::conforms(v, &c.to))
+    }
+}
+
+impl MappedColumn {
+    /// Maps one value; the error's text form of the value is only made
+    /// when there is an error.
+    fn apply(&self, source: &Value) -> Result<Value, MapError> {
+        let fail = |value: &Value, message| MapError {
+            column: self.to.name.clone(),
+            value: to_text(value),
+            message,
+        };
+        let mapped;
+        let value = match &self.map {
+            Some(map) => {
+                mapped = map.apply(source).map_err(|m| fail(source, m))?;
+                &mapped
+            }
+            None => source,
+        };
+        match self.lossy {
+            true => convert_lossy(value.clone(), self.to.type_),
+            false => convert_ref(value, self.to.type_),
+        }
+        .map_err(|m| fail(value, m))
     }
 }
 
 impl ValueMap {
-    fn apply(&self, value: Value) -> Result<Value, String> {
-        let Some(key) = to_text(&value) else {
+    fn apply(&self, value: &Value) -> Result<Value, String> {
+        let Some(key) = to_text(value) else {
             return Ok(Value::Null);
         };
         if let Some(mapped) = self.entries.get(&key) {
@@ -165,7 +196,7 @@ impl ValueMap {
                 ))
             }
             Unmapped::Null => Ok(Value::Null),
-            Unmapped::Keep => Ok(value),
+            Unmapped::Keep => Ok(value.clone()),
             Unmapped::Default => Ok(self.default.clone()),
         }
     }

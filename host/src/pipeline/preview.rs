@@ -3,7 +3,7 @@
 
 use tokio::sync::mpsc;
 
-use super::batch::process;
+use super::batch::{Output, process};
 use super::plan::{TablePlan, plan};
 use super::run::{RowFailure, RunError};
 use super::transforms::Chain;
@@ -77,7 +77,11 @@ async fn preview_rows(
     let mut chain = Chain::new(plan.ctx.clone(), plan.steps.clone(), max_traps);
     let processed = process(plan, &mut chain, batch).await?;
     let mut out: Vec<Option<PreviewRow>> = vec![None; count];
-    for (i, row) in processed.rows {
+    let rows = match processed.output {
+        Output::Source => processed.source.rows.into_iter().enumerate().collect(),
+        Output::Rows(rows) => rows,
+    };
+    for (i, row) in rows {
         out[i] = Some(PreviewRow::Row(row));
     }
     for failure in processed.failures {

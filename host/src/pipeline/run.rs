@@ -2,6 +2,7 @@
 //! transforms into the sink in bounded batches, applying the row-error
 //! policy and recording progress, checkpoints and flagged rows.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::batch::{Processed, process};
+use super::batch::{Output, Processed, process};
 use super::plan::{PlanError, TablePlan, plan};
 use super::transforms::{Chain, ChainError, PluginStats};
 use crate::config::{ErrorPolicy, Migration};
@@ -22,7 +23,7 @@ use crate::connectors::{
 };
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
-use crate::value::Row;
+use crate::value::{Row, TableInfo};
 
 /// Batches buffered between two stages: memory stays bounded by a few
 /// batches whatever the table's size.
@@ -319,6 +320,37 @@ async fn run_tables(
     (totals, result)
 }
 
+/// A table's exact row count, counted on its own task alongside the copy
+/// (a full count of a large table takes a while).
+struct Total {
+    counting: Option<JoinHandle<Result<u64, ConnectorError>>>,
+    rows: u64,
+}
+
+impl Total {
+    fn count(source: &Arc<dyn Source>, table: &TableInfo) -> Self {
+        let (source, table) = (Arc::clone(source), table.clone());
+        Self {
+            counting: Some(tokio::spawn(async move { source.count(&table).await })),
+            rows: 0,
+        }
+    }
+
+    fn known(rows: u64) -> Self {
+        Self {
+            counting: None,
+            rows,
+        }
+    }
+
+    async fn get(&mut self) -> Result<u64, RunError> {
+        if let Some(counting) = self.counting.take() {
+            self.rows = counting.await.expect("count task panicked")?;
+        }
+        Ok(self.rows)
+    }
+}
+
 /// Adds the resource use of a slice's plugins to the table's.
 fn merge(total: &mut Vec<PluginStats>, more: Vec<PluginStats>) {
     if total.is_empty() {
@@ -447,16 +479,19 @@ impl<'a> TableRun<'a> {
             });
             return Ok(());
         }
-        let total = source.count(&self.plan.source).await?;
-        events.on(&RunEvent::TableStarted {
-            table: table.clone(),
-            total,
-            resumed_at: checkpoint.rows,
-        });
-        let checkpoint = match self.split(source, sink, total, &checkpoint).await? {
-            Some(ranges) => self.run_slices(source, ranges, total, events).await?,
+        let mut total = Total::count(source, &self.plan.source);
+        let checkpoint = match self.split(source, sink, &mut total, &checkpoint).await? {
+            Some(ranges) => {
+                let total = total.get().await?;
+                events.on(&RunEvent::TableStarted {
+                    table: table.clone(),
+                    total,
+                    resumed_at: checkpoint.rows,
+                });
+                self.run_slices(source, ranges, total, events).await?
+            }
             None => {
-                self.move_rows(source, sink, checkpoint, total, started, events)
+                self.move_rows(source, sink, checkpoint, &mut total, started, events)
                     .await?
             }
         };
@@ -486,7 +521,7 @@ impl<'a> TableRun<'a> {
         &self,
         source: &Arc<dyn Source>,
         sink: &mut dyn Sink,
-        total: u64,
+        total: &mut Total,
         checkpoint: &Checkpoint,
     ) -> Result<Option<Vec<KeyRange>>, RunError> {
         let plan_name = format!("{}#ranges", self.table());
@@ -496,17 +531,20 @@ impl<'a> TableRun<'a> {
             )));
         }
         let split_rows = self.m.settings.split_rows;
-        if split_rows == 0
-            || total <= split_rows
-            || checkpoint.rows > 0
-            || !sink.concurrent_writers()
-        {
+        if split_rows == 0 || checkpoint.rows > 0 || !sink.concurrent_writers() {
+            return Ok(None);
+        }
+        let rows = match self.plan.source.approx_rows {
+            Some(rows) if rows > 0 => rows,
+            _ => total.get().await?,
+        };
+        if rows <= split_rows {
             return Ok(None);
         }
         let Some((lo, hi)) = source.key_bounds(&self.plan.source).await? else {
             return Ok(None);
         };
-        let ranges = KeyRange::split(lo, hi, total.div_ceil(split_rows));
+        let ranges = KeyRange::split(lo, hi, rows.div_ceil(split_rows));
         let saved = Checkpoint {
             key: Some(KeyRange::encode(&ranges)),
             ..Checkpoint::default()
@@ -584,7 +622,14 @@ impl<'a> TableRun<'a> {
             return Ok(checkpoint);
         }
         let done = self
-            .move_rows(source, sink.as_mut(), checkpoint, total, started, events)
+            .move_rows(
+                source,
+                sink.as_mut(),
+                checkpoint,
+                &mut Total::known(total),
+                started,
+                events,
+            )
             .await?;
         let done = Checkpoint { done: true, ..done };
         self.commit(sink.as_mut(), &[], &done, false).await?;
@@ -597,7 +642,7 @@ impl<'a> TableRun<'a> {
         source: &Arc<dyn Source>,
         sink: &mut dyn Sink,
         mut checkpoint: Checkpoint,
-        total: u64,
+        total: &mut Total,
         started: Instant,
         events: &Events<'_>,
     ) -> Result<Checkpoint, RunError> {
@@ -610,6 +655,14 @@ impl<'a> TableRun<'a> {
             range: self.slice.as_ref().map(|s| s.range),
         };
         let (reader, transformer, mut processed) = self.spawn_stages(source, request);
+        let total = total.get().await?;
+        if self.slice.is_none() {
+            events.on(&RunEvent::TableStarted {
+                table: table.clone(),
+                total,
+                resumed_at: checkpoint.rows,
+            });
+        }
         let mut last_state_write = Instant::now();
         while let Some(batch) = processed.recv().await {
             let batch = batch?;
@@ -628,7 +681,7 @@ impl<'a> TableRun<'a> {
                     .and_then(|row| self.plan.order_key(row)),
                 done: false,
             };
-            self.write(sink, batch.rows, &batch.source, &checkpoint, events)
+            self.write(sink, batch.output, &batch.source, &checkpoint, events)
                 .await?;
             // The destination holds the authoritative checkpoint; the state
             // store's copy is for `status`, so it need not be written per batch.
@@ -686,12 +739,21 @@ impl<'a> TableRun<'a> {
     async fn write(
         &mut self,
         sink: &mut dyn Sink,
-        rows: Vec<(usize, Row)>,
+        output: Output,
         source: &SourceBatch,
         checkpoint: &Checkpoint,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
-        let (index, rows): (Vec<usize>, Vec<Row>) = rows.into_iter().unzip();
+        let (index, rows): (Vec<usize>, Cow<'_, [Row]>) = match output {
+            Output::Source => (
+                (0..source.rows.len()).collect(),
+                Cow::Borrowed(&source.rows),
+            ),
+            Output::Rows(rows) => {
+                let (index, rows): (Vec<usize>, Vec<Row>) = rows.into_iter().unzip();
+                (index, Cow::Owned(rows))
+            }
+        };
         let stop = self.plan.policy == ErrorPolicy::Stop;
         let rejected = self.commit(sink, &rows, checkpoint, stop).await?;
         let refused = if stop && !rejected.is_empty() {
