@@ -711,7 +711,7 @@ fn an_existing_table_is_not_overwritten_by_accident() {
     let run = p.run(&["run", "m.toml"]);
     assert_ne!(run.code, 0, "{}", run.all());
     assert!(
-        run.all().contains("table `vault` already exists"),
+        run.all().contains(".vault` already exists with 2 rows"),
         "{}",
         run.all()
     );

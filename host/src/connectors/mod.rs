@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::{Endpoint, IfExists, Migration};
-use crate::value::{Column, Row, TableInfo};
+use crate::value::{Column, ColumnType, Row, TableInfo};
 
 /// A connector failure, with the endpoint it concerns and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +238,53 @@ pub trait Sink: Send + Sync {
 
     /// Forgets `migration`'s checkpoints (a fresh run starts over).
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError>;
+}
+
+/// The name of a table's primary key when it is one integer column: such a
+/// table can be read in key ranges.
+pub(crate) fn integer_key(table: &TableInfo) -> Option<&str> {
+    let [key] = table.primary_key.as_slice() else {
+        return None;
+    };
+    let integer = table
+        .columns
+        .iter()
+        .any(|c| &c.name == key && c.type_ == ColumnType::Int);
+    integer.then_some(key.as_str())
+}
+
+/// How a sink makes a table ready for rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Create it.
+    Create,
+    /// Drop the existing table, then create it.
+    Replace,
+    /// Write into the existing table, once its columns are checked.
+    Adopt,
+}
+
+/// Decides, the same way for every sink, what `prepare` does with `table`
+/// given the rows it already holds (`None`: it does not exist; only looked
+/// up for a fresh load).
+pub(crate) fn readiness(
+    mode: Prepare,
+    existing: Option<u64>,
+    table: &str,
+    endpoint: String,
+) -> Result<Readiness, ConnectorError> {
+    match (mode, existing) {
+        (Prepare::Resume, _) => Ok(Readiness::Adopt),
+        (Prepare::Fresh(_), None) => Ok(Readiness::Create),
+        (Prepare::Fresh(IfExists::Fail), Some(rows)) => Err(ConnectorError::new(
+            endpoint,
+            format!(
+                "table `{table}` already exists with {rows} rows; set if_exists = \"append\" or \"replace\" for it, or choose another destination table"
+            ),
+        )),
+        (Prepare::Fresh(IfExists::Replace), Some(_)) => Ok(Readiness::Replace),
+        (Prepare::Fresh(IfExists::Append), Some(_)) => Ok(Readiness::Adopt),
+    }
 }
 
 /// Opens the migration's source.

@@ -13,10 +13,9 @@ use sqlx::{Row as _, SqlitePool, TypeInfo, ValueRef};
 use tokio::sync::mpsc;
 
 use super::{
-    Batcher, Checkpoint, ConnectorError, Prepare, ReadRequest, Rejected, Sink, Source, SourceBatch,
-    WriteBatch,
+    Batcher, Checkpoint, ConnectorError, Prepare, ReadRequest, Readiness, Rejected, Sink, Source,
+    SourceBatch, WriteBatch, integer_key, readiness,
 };
-use crate::config::IfExists;
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
 /// SQLite's limit on bound parameters in one statement.
@@ -244,16 +243,9 @@ impl Source for SqliteSource {
     }
 
     async fn key_bounds(&self, table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {
-        let [key] = table.primary_key.as_slice() else {
+        let Some(key) = integer_key(table) else {
             return Ok(None);
         };
-        let integer = table
-            .columns
-            .iter()
-            .any(|c| &c.name == key && c.type_ == ColumnType::Int);
-        if !integer {
-            return Ok(None);
-        }
         let sql = format!(
             "SELECT min({0}), max({0}) FROM {1}",
             ident(key),
@@ -465,25 +457,19 @@ impl Sink for SqliteSink {
         columns: &[Column],
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
-        let if_exists = match mode {
-            Prepare::Resume => return self.check_append(table, columns).await,
-            Prepare::Fresh(if_exists) => if_exists,
+        let existing = match mode {
+            Prepare::Fresh(_) => self.existing_rows(table).await?,
+            Prepare::Resume => None,
         };
-        if let Some(rows) = self.existing_rows(table).await? {
-            match if_exists {
-                IfExists::Fail => {
-                    return Err(self.db.error(format!(
-                        "table `{table}` already exists with {rows} rows; set if_exists = \"append\" or \"replace\" for it, or choose another destination table"
-                    )));
-                }
-                IfExists::Replace => {
-                    sqlx::query(&format!("DROP TABLE {}", ident(table)))
-                        .execute(&self.db.pool)
-                        .await
-                        .map_err(|e| self.db.error(e))?;
-                }
-                IfExists::Append => return self.check_append(table, columns).await,
+        match readiness(mode, existing, table, self.describe())? {
+            Readiness::Adopt => return self.check_append(table, columns).await,
+            Readiness::Replace => {
+                sqlx::query(&format!("DROP TABLE {}", ident(table)))
+                    .execute(&self.db.pool)
+                    .await
+                    .map_err(|e| self.db.error(e))?;
             }
+            Readiness::Create => {}
         }
         let defs: Vec<String> = columns
             .iter()

@@ -10,8 +10,10 @@ use sqlx::{Executor, MySql};
 use super::decode::{iso_date, naive_text, time_text};
 use super::types::{create_comment, create_type};
 use super::{CHECKPOINTS, Server, error_number, ident, sql_mode, text};
-use crate::config::{IfExists, ServerEndpoint};
-use crate::connectors::{Checkpoint, ConnectorError, Prepare, Rejected, Sink, WriteBatch};
+use crate::config::ServerEndpoint;
+use crate::connectors::{
+    Checkpoint, ConnectorError, Prepare, Readiness, Rejected, Sink, WriteBatch, readiness,
+};
 use crate::value::{Column, Row, Value, date_from_days, time_from_micros, to_text};
 
 /// Destination sessions: strict, so a value the column cannot hold is an
@@ -361,26 +363,20 @@ impl Sink for MySqlSink {
         columns: &[Column],
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
-        let if_exists = match mode {
-            Prepare::Resume => return self.check_append(table, columns).await,
-            Prepare::Fresh(if_exists) => if_exists,
+        let existing = match mode {
+            Prepare::Fresh(_) => self.existing_rows(table).await?,
+            Prepare::Resume => None,
         };
-        if let Some(rows) = self.existing_rows(table).await? {
-            match if_exists {
-                IfExists::Fail => {
-                    return Err(self.server.message(format!(
-                        "table `{table}` already exists with {rows} rows; set if_exists = \"append\" or \"replace\" for it, or choose another destination table"
-                    )));
-                }
-                IfExists::Replace => {
-                    self.server
-                        .pool
-                        .execute(format!("DROP TABLE {}", ident(table)).as_str())
-                        .await
-                        .map_err(|e| self.server.error(e))?;
-                }
-                IfExists::Append => return self.check_append(table, columns).await,
+        match readiness(mode, existing, table, self.describe())? {
+            Readiness::Adopt => return self.check_append(table, columns).await,
+            Readiness::Replace => {
+                self.server
+                    .pool
+                    .execute(format!("DROP TABLE {}", ident(table)).as_str())
+                    .await
+                    .map_err(|e| self.server.error(e))?;
             }
+            Readiness::Create => {}
         }
         self.create(table, columns).await
     }

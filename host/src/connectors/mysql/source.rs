@@ -14,8 +14,10 @@ use super::decode::{decode, naive_text};
 use super::types::{Kind, SchemaColumn};
 use super::{CHECKPOINTS, Server, ident, raw, sql_mode, text};
 use crate::config::ServerEndpoint;
-use crate::connectors::{Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch};
-use crate::value::{Column, ColumnType, Row, TableInfo, Value};
+use crate::connectors::{
+    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key,
+};
+use crate::value::{Column, Row, TableInfo, Value};
 
 /// Source sessions: strict, and patient with a slow consumer. The server
 /// blocks writing a streamed result while the bounded channel is full; the
@@ -452,16 +454,9 @@ impl Source for MySqlSource {
     }
 
     async fn key_bounds(&self, table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {
-        let [key] = table.primary_key.as_slice() else {
+        let Some(key) = integer_key(table) else {
             return Ok(None);
         };
-        let integer = table
-            .columns
-            .iter()
-            .any(|c| &c.name == key && c.type_ == ColumnType::Int);
-        if !integer {
-            return Ok(None);
-        }
         let sql = format!(
             "SELECT MIN({k}), MAX({k}) FROM {}",
             ident(&table.name),
@@ -498,6 +493,7 @@ impl Source for MySqlSource {
 mod tests {
     use super::*;
     use crate::connectors::KeyRange;
+    use crate::value::ColumnType;
 
     fn col(name: &str, kind: Kind) -> ReadColumn {
         ReadColumn {

@@ -19,8 +19,10 @@ use sqlx::postgres::PgDatabaseError;
 use super::copy::{TRAILER, TupleWriter, header};
 use super::types::{Binary, create_type, writable, write_as};
 use super::{CHECKPOINTS, Db, ident};
-use crate::config::{IfExists, ServerEndpoint};
-use crate::connectors::{Checkpoint, ConnectorError, Prepare, Rejected, Sink, WriteBatch};
+use crate::config::ServerEndpoint;
+use crate::connectors::{
+    Checkpoint, ConnectorError, Prepare, Readiness, Rejected, Sink, WriteBatch, readiness,
+};
 use crate::value::{Column, type_name};
 
 /// Bytes per COPY data message.
@@ -336,20 +338,15 @@ impl Sink for PgSink {
         columns: &[Column],
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
-        let if_exists = match mode {
-            Prepare::Resume => return self.adopt(table, columns).await,
-            Prepare::Fresh(if_exists) => if_exists,
+        let existing = match mode {
+            Prepare::Fresh(_) => self.existing_rows(table).await?,
+            Prepare::Resume => None,
         };
-        let Some(rows) = self.existing_rows(table).await? else {
-            return self.create(table, columns, false).await;
-        };
-        match if_exists {
-            IfExists::Fail => Err(self.db.fail(format!(
-                "table `{table}` already exists in schema `{}` with {rows} rows; set if_exists = \"append\" or \"replace\" for it, or choose another destination table",
-                self.db.schema
-            ))),
-            IfExists::Replace => self.create(table, columns, true).await,
-            IfExists::Append => self.adopt(table, columns).await,
+        let shown = format!("{}.{table}", self.db.schema);
+        match readiness(mode, existing, &shown, self.describe())? {
+            Readiness::Adopt => self.adopt(table, columns).await,
+            Readiness::Replace => self.create(table, columns, true).await,
+            Readiness::Create => self.create(table, columns, false).await,
         }
     }
 

@@ -11,8 +11,10 @@ use super::copy::TupleReader;
 use super::types::{Binary, Select, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
-use crate::connectors::{Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch};
-use crate::value::{Column, ColumnType, TableInfo};
+use crate::connectors::{
+    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key,
+};
+use crate::value::{Column, TableInfo};
 
 /// Reads the tables of one schema.
 pub struct PgSource {
@@ -283,16 +285,9 @@ impl Source for PgSource {
     }
 
     async fn key_bounds(&self, table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {
-        let [key] = table.primary_key.as_slice() else {
+        let Some(key) = integer_key(table) else {
             return Ok(None);
         };
-        let integer = table
-            .columns
-            .iter()
-            .any(|c| &c.name == key && c.type_ == ColumnType::Int);
-        if !integer {
-            return Ok(None);
-        }
         let sql = format!(
             "SELECT min({k})::int8, max({k})::int8 FROM {}",
             self.db.qualified(&table.name),
