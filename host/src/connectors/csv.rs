@@ -14,7 +14,7 @@ use super::{
     WriteBatch,
 };
 use crate::config::IfExists;
-use crate::value::{Column, ColumnType, TableInfo, Value, to_text};
+use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
 /// Reads `.csv` files with a header row.
 pub struct CsvSource {
@@ -281,6 +281,27 @@ impl CsvSink {
         }
     }
 
+    /// Appends rows to the open table and makes them durable; returns the
+    /// file's length, where the next batch starts.
+    fn append(&mut self, table: &str, rows: &[Row]) -> Result<u64, ConnectorError> {
+        let endpoint = self.describe();
+        let fail = |e: &dyn std::fmt::Display| ConnectorError::new(&endpoint, e.to_string());
+        let null = &self.null;
+        let Some((_, writer)) = self.open.as_mut().filter(|(t, _)| t == table) else {
+            return Err(fail(&format!("table `{table}` was not prepared")));
+        };
+        for row in rows {
+            let fields = row
+                .iter()
+                .map(|v| to_text(v).unwrap_or_else(|| null.clone()));
+            writer.write_record(fields).map_err(|e| fail(&e))?;
+        }
+        writer.flush().map_err(|e| fail(&e))?;
+        let file = writer.get_ref();
+        file.sync_data().map_err(|e| fail(&e))?;
+        Ok(file.metadata().map_err(|e| fail(&e))?.len())
+    }
+
     fn open_partial(
         &mut self,
         table: &str,
@@ -366,30 +387,7 @@ impl Sink for CsvSink {
     }
 
     async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
-        let null = self.null.clone();
-        let Some((_, writer)) = self.open.as_mut().filter(|(t, _)| t == batch.table) else {
-            return Err(self.error(format!("table `{}` was not prepared", batch.table)));
-        };
-        for row in batch.rows {
-            let fields = row
-                .iter()
-                .map(|v| to_text(v).unwrap_or_else(|| null.clone()));
-            writer
-                .write_record(fields)
-                .map_err(|e| ConnectorError::new("", e.to_string()))?;
-        }
-        writer
-            .flush()
-            .map_err(|e| ConnectorError::new("", e.to_string()))?;
-        let file = writer.get_ref();
-        file.sync_data()
-            .map_err(|e| ConnectorError::new("", e.to_string()))?;
-        // The writer appends at the end, so the length is where the next
-        // batch starts.
-        let bytes = file
-            .metadata()
-            .map_err(|e| ConnectorError::new("", e.to_string()))?
-            .len();
+        let bytes = self.append(batch.table, batch.rows)?;
         let progress = Progress {
             bytes,
             checkpoint: batch.checkpoint.clone(),

@@ -74,11 +74,10 @@ impl TransformPlugin {
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         arm(&mut store, self.limits);
-        let started = Instant::now();
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
         let bindings = match instantiated {
             Ok(bindings) => bindings,
-            Err(err) => return Err(self.failure(classify(&store, self.limits, err, started))),
+            Err(err) => return Err(self.failure(classify(&store, self.limits, err))),
         };
         arm(&mut store, self.limits);
         let guest = bindings.credvault_migrate_transform();
@@ -90,7 +89,7 @@ impl TransformPlugin {
         let output = match configured {
             Ok(Ok(output)) => output,
             Ok(Err(message)) => return Err(self.failure(FailureKind::Config { message })),
-            Err(err) => return Err(self.failure(classify(&store, self.limits, err, started))),
+            Err(err) => return Err(self.failure(classify(&store, self.limits, err))),
         };
         Ok(TransformInstance {
             name: self.name.clone(),
@@ -130,7 +129,7 @@ impl TransformInstance {
         let guest = self.bindings.credvault_migrate_transform();
         let called = with_timeout(self.limits, guest.call_transform(&mut self.store, rows)).await;
         let results = called.map_err(|err| {
-            let kind = classify(&self.store, self.limits, err, started);
+            let kind = classify(&self.store, self.limits, err);
             self.failure(kind)
         })?;
         let stats = CallStats {
@@ -202,12 +201,7 @@ async fn with_timeout<T>(
 }
 
 /// Tells the true cause of a failed call.
-fn classify(
-    store: &Store<PluginState>,
-    limits: Limits,
-    err: wasmtime::Error,
-    _started: Instant,
-) -> FailureKind {
+fn classify(store: &Store<PluginState>, limits: Limits, err: wasmtime::Error) -> FailureKind {
     let state = store.data();
     if let Some(requested) = state.memory.refused {
         return FailureKind::MemoryCap {
@@ -253,15 +247,9 @@ fn with_stderr(message: String, stderr: &str) -> String {
     if stderr.is_empty() {
         return message;
     }
-    let tail: String = stderr
-        .chars()
-        .rev()
-        .take(500)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("{message}; plugin stderr: {tail}")
+    // The end of stderr is where the cause is; keep the last 500 characters.
+    let start = stderr.char_indices().rev().nth(499).map_or(0, |(i, _)| i);
+    format!("{message}; plugin stderr: {}", &stderr[start..])
 }
 
 #[cfg(test)]
