@@ -4,6 +4,7 @@
 //! running fails the tests with the command that starts it.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -479,6 +480,12 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 impl PasswordServer {
     fn start(password: &str) -> Self {
+        Self::start_with(password, |_, _| {})
+    }
+
+    /// Like `start`, with `configure(temp dir, data dir)` run between
+    /// initdb and the server's start (to add settings or files).
+    fn start_with(password: &str, configure: impl FnOnce(&Path, &Path)) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         // initdb refuses to run as root: run the server as `postgres` then.
         let as_postgres = Command::new("id")
@@ -518,6 +525,17 @@ impl PasswordServer {
                 &format!("--pwfile={}", pw.display()),
             ],
         );
+        configure(server.dir.path(), &data);
+        if server.as_postgres {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(server.dir.path())
+                .status();
+            assert!(
+                chown.is_ok_and(|s| s.success()),
+                "chown of the temp dir failed"
+            );
+        }
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
             server.dir.path().display()
@@ -610,6 +628,91 @@ fn a_wrong_password_is_an_auth_error_and_no_password_is_ever_printed() {
     let all = accepted.all();
     assert!(all.contains("[pass] source reachable"), "{all}");
     assert!(!all.contains(&right), "the password was printed: {all}");
+}
+
+#[test]
+fn tls_modes_are_honoured_and_tls_failures_are_told_apart() {
+    // A server that accepts TLS connections only, with a self-signed
+    // certificate for localhost (no CA anyone trusts).
+    let server = PasswordServer::start_with(&format!("pw-{}", unique()), |dir, data| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.crt",
+            ])
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = dir.join("server.key");
+        let key_mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(&key, key_mode).expect("chmod 600 of the key");
+        let conf = format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            dir.join("server.crt").display(),
+            key.display()
+        );
+        let mut all =
+            std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
+        all.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), all).expect("writing postgresql.conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("writing pg_hba.conf");
+    });
+    let p = project();
+    let endpoint = |host: &str, tls: &str| {
+        format!(
+            "host = \"{host}\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"{tls}\"",
+            server.port
+        )
+    };
+
+    // TLS without checking the certificate gets in: the check fails only
+    // because the table does not exist.
+    let require = check_source(&p, &endpoint("127.0.0.1", "require"), &[]);
+    let all = require.all();
+    assert!(all.contains("[pass] source reachable"), "{all}");
+
+    // No TLS: the server itself refuses the connection.
+    let disable = check_source(&p, &endpoint("127.0.0.1", "disable"), &[]);
+    let all = disable.all();
+    assert!(!all.contains("[pass] source reachable"), "{all}");
+    assert!(
+        all.contains("accepts only TLS connections: set `tls = \"require\"`")
+            && all.contains("no encryption"),
+        "{all}"
+    );
+
+    // TLS with certificate checks: the name matches, the issuer is unknown.
+    let verify = check_source(&p, &endpoint("localhost", "verify-full"), &[]);
+    let all = verify.all();
+    assert!(!all.contains("[pass] source reachable"), "{all}");
+    assert!(
+        all.contains(&format!("TLS failed with localhost:{}", server.port)),
+        "{all}"
+    );
 }
 
 /// `people(id, name)` with ids 1..=n, in the scratch schema.

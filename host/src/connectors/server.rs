@@ -15,6 +15,16 @@ pub enum DbFailure {
     MissingDatabase,
     /// The user lacks a privilege.
     Permission,
+    /// The server accepts this connection only over TLS.
+    TlsRequired,
+    /// The server's access rules refuse this host, user or database.
+    HostNotAllowed,
+}
+
+fn is_tls_failure(io: &str) -> bool {
+    ["certificate", "handshake", "tls", "TLS", "CertificateRequired"]
+        .iter()
+        .any(|needle| io.contains(needle))
 }
 
 /// `role kind user@host:port/database`, for messages (never the password).
@@ -37,6 +47,10 @@ pub fn connect_error(
 ) -> ConnectorError {
     let (host, db, user) = (&ep.host, &ep.database, &ep.user);
     let message = match err {
+        // A rejected certificate surfaces from the handshake as an I/O error.
+        sqlx::Error::Io(io) if is_tls_failure(&io.to_string()) => format!(
+            "TLS failed with {host}:{port}: {io}; the server's certificate is not trusted or not valid for `{host}`: check `tls` (verify-full needs a certificate for this host name from a trusted authority)"
+        ),
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
             "connection refused by {host}:{port}: is the server running and listening on that port? ({io})"
         ),
@@ -67,6 +81,14 @@ pub fn connect_error(
                     db_err.message()
                 )
             }
+            Some(DbFailure::TlsRequired) => format!(
+                "{host}:{port} accepts only TLS connections: set `tls = \"require\"` (or \"verify-full\") ({})",
+                db_err.message()
+            ),
+            Some(DbFailure::HostNotAllowed) => format!(
+                "the server's access rules refuse user `{user}` on database `{db}` from this host: ask its administrator to allow it ({})",
+                db_err.message()
+            ),
             Some(DbFailure::Permission) => format!(
                 "user `{user}` lacks a needed privilege: {}; grant it or connect as another user",
                 db_err.message()

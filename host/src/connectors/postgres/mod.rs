@@ -47,6 +47,9 @@ const SESSION: [(&str, &str); 2] = [
 /// Reads SQLSTATE codes: what they say about a failed connection or query.
 fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
     match err.code()?.as_ref() {
+        // 28000 also covers pg_hba.conf refusals, which no password fixes.
+        "28000" if err.message().contains("no encryption") => Some(DbFailure::TlsRequired),
+        "28000" if err.message().contains("pg_hba.conf") => Some(DbFailure::HostNotAllowed),
         "28P01" | "28000" => Some(DbFailure::Auth),
         "3D000" => Some(DbFailure::MissingDatabase),
         "42501" => Some(DbFailure::Permission),
