@@ -22,9 +22,18 @@ pub enum DbFailure {
 }
 
 fn is_tls_failure(io: &str) -> bool {
-    ["certificate", "handshake", "tls", "TLS", "CertificateRequired"]
-        .iter()
-        .any(|needle| io.contains(needle))
+    // rustls phrases: "invalid peer certificate: UnknownIssuer", "received
+    // fatal alert: HandshakeFailure", "peer sent no certificates".
+    [
+        "certificate",
+        "Certificate",
+        "handshake",
+        "Handshake",
+        "fatal alert",
+        "TLS",
+    ]
+    .iter()
+    .any(|needle| io.contains(needle))
 }
 
 /// `role kind user@host:port/database`, for messages (never the password).
