@@ -368,3 +368,40 @@ fn a_file_that_is_not_a_plugin_of_this_host_is_refused_clearly() {
         check.all()
     );
 }
+
+#[test]
+fn the_audit_log_shows_checks_runs_and_their_results() {
+    let p = project();
+    let mut rows = people(3);
+    rows[1] = "2,person 2,lots".into();
+    p.csv("people", "id,name,score", &rows);
+    p.write("m.toml", &people_migration("on_error = \"flag\"", ""));
+    p.run_ok(&["check", "m.toml"]);
+    p.run_ok(&["run", "m.toml"]);
+    let log = p.run_ok(&["log", "--migration", "people-move", "--json"]);
+    let events: Vec<serde_json::Value> = log
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["checked", "run_started", "table_finished", "run_finished"]
+    );
+    assert_eq!(events[0]["detail"]["failed"], serde_json::json!([]));
+    assert_eq!(events[2]["detail"]["counts"]["flagged"], 1);
+    assert_eq!(events[3]["detail"]["status"], "succeeded");
+    assert!(
+        events
+            .iter()
+            .all(|e| !e["actor"].as_str().unwrap().is_empty()
+                && e["at"].as_str().unwrap().ends_with('Z'))
+    );
+    let text = p.run_ok(&["log"]);
+    assert!(
+        text.stdout.contains("people-move run_finished run 1 by"),
+        "{}",
+        text.all()
+    );
+}

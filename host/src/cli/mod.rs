@@ -81,6 +81,18 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// Show the audit log: who checked and ran what, when, with what result.
+    Log {
+        /// Only this migration.
+        #[arg(long)]
+        migration: Option<String>,
+        /// How many of the newest events.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// List or export rows kept for review under the `flag` policy.
     Flagged {
         #[command(subcommand)]
@@ -142,9 +154,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Check { file, json } => {
-            let m = Migration::load(&file)?;
-            let runtime = runtime(&cli.state)?;
+            let (m, runtime, state) = open(&file, &cli.state).await?;
             let results = pipeline::check(&m, &runtime).await;
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.name.as_str())
+                .collect();
+            let detail = serde_json::json!({ "checks": results.len(), "failed": failed });
+            state.event(&m.name, None, "checked", &detail).await?;
             show::checks(&results, json);
             Ok(if results.iter().all(|r| r.passed) {
                 ExitCode::SUCCESS
@@ -168,6 +186,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plugin { command } => {
             plugin::run(command, &runtime(&cli.state)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Log {
+            migration,
+            limit,
+            json,
+        } => {
+            let state = StateStore::open(&cli.state).await?;
+            show::events(&state.events(migration.as_deref(), limit).await?, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Flagged { command } => {

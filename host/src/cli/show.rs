@@ -6,6 +6,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::config::Migration;
 use crate::pipeline::{CheckResult, PreviewRow, RunSummary, TablePreview};
+use crate::state::Event;
 use crate::value::{TableInfo, to_json, to_text, type_name};
 
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
@@ -163,6 +164,20 @@ pub fn discovered(m: &Migration, tables: &[TableInfo], json: bool) {
         .collect();
     for name in missing {
         println!("{name}: listed in [[tables]] but not in the source");
+    }
+}
+
+pub fn events(events: &[Event], json: bool) {
+    for e in events {
+        if json {
+            println!("{}", serde_json::to_string(e).expect("serializable"));
+            continue;
+        }
+        let run = e.run_id.map(|r| format!(" run {r}")).unwrap_or_default();
+        println!(
+            "{} {} {}{run} by {}: {}",
+            e.at, e.migration, e.kind, e.actor, e.detail
+        );
     }
 }
 

@@ -62,6 +62,23 @@ pub struct RunCounts {
     pub flagged: u64,
 }
 
+/// An entry of the audit log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// The migration.
+    pub migration: String,
+    /// The run, if the event belongs to one.
+    pub run_id: Option<i64>,
+    /// Who: the OS user that ran the command.
+    pub actor: String,
+    /// What: `checked`, `run_started`, `table_finished`, `run_finished`, …
+    pub kind: String,
+    /// The details, as JSON.
+    pub detail: serde_json::Value,
+}
+
 /// Filters for listing flagged rows.
 #[derive(Debug, Clone, Default)]
 pub struct FlaggedFilter {
@@ -324,6 +341,33 @@ impl StateStore {
         Ok(last
             .filter(|(_, status)| status != "succeeded")
             .map(|(id, _)| id))
+    }
+
+    /// The newest `limit` audit events, oldest first.
+    pub async fn events(
+        &self,
+        migration: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StateError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM events WHERE (?1 IS NULL OR migration = ?1) ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )
+        .bind(migration)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Event {
+                at: r.get("at"),
+                migration: r.get("migration"),
+                run_id: r.get("run_id"),
+                actor: r.get("actor"),
+                kind: r.get("kind"),
+                detail: serde_json::from_str(r.get::<&str, _>("detail")).unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// The status of a run.
