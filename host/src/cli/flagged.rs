@@ -68,7 +68,7 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
             let rows = state.flagged(&filter.into()).await?;
             if json {
                 for row in &rows {
-                    println!("{}", serde_json::to_string(row)?);
+                    out!("{}", serde_json::to_string(row)?);
                 }
                 return Ok(());
             }
@@ -83,12 +83,18 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
                     .as_deref()
                     .map(|c| format!(", column `{c}`"))
                     .unwrap_or_default();
-                println!(
+                out!(
                     "#{} run {} {}.{} row {}{key}, {}{column}: {}",
-                    r.id, r.run_id, r.migration, r.table, r.position, r.stage, r.error
+                    r.id,
+                    r.run_id,
+                    r.migration,
+                    r.table,
+                    r.position,
+                    r.stage,
+                    r.error
                 );
             }
-            println!("{} flagged row(s)", rows.len());
+            out!("{} flagged row(s)", rows.len());
             Ok(())
         }
         FlaggedCommand::Export {

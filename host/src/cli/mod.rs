@@ -1,5 +1,19 @@
 //! The `credvault` command line: the only place that uses `anyhow`.
 
+/// `println!` that ends the process quietly once stdout is closed (say,
+/// `credvault flagged list | head`), instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
 mod flagged;
 mod plugin;
 mod progress;

@@ -46,7 +46,7 @@ pub fn run(command: PluginCommand, runtime: &Runtime) -> anyhow::Result<()> {
         PluginCommand::Inspect { file, json } => {
             let info = inspect(runtime, &file)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
+                out!("{}", serde_json::to_string_pretty(&info)?);
                 return Ok(());
             }
             print(&file, &info);
@@ -69,12 +69,12 @@ pub fn run(command: PluginCommand, runtime: &Runtime) -> anyhow::Result<()> {
             let target = dir.join(format!("{name}.wasm"));
             std::fs::copy(&file, &target)
                 .with_context(|| format!("copying to {}", target.display()))?;
-            println!(
+            out!(
                 "installed `{name}` ({}) as {}",
                 info.world.as_deref().unwrap_or("?"),
                 target.display()
             );
-            println!(
+            out!(
                 "use it in a migration:\n\n[[tables.transforms]]\nplugin = {name:?}\nsha256 = {:?}",
                 info.sha256
             );
@@ -96,8 +96,8 @@ fn inspect(runtime: &Runtime, file: &Path) -> anyhow::Result<PluginInfo> {
 }
 
 fn print(file: &Path, info: &PluginInfo) {
-    println!("{}", file.display());
-    println!(
+    out!("{}", file.display());
+    out!(
         "  world:    {}",
         info.world
             .as_deref()
@@ -109,11 +109,11 @@ fn print(file: &Path, info: &PluginInfo) {
         (true, false) => "INCOMPATIBLE: rebuild it with the matching credvault-sdk",
         (false, _) => "not a plugin",
     };
-    println!("  wit:      {WIT_PACKAGE}@{version} (host {WIT_VERSION}: {verdict})");
-    println!("  size:     {} bytes", info.size);
-    println!("  sha256:   {}", info.sha256);
-    println!("  imports:");
+    out!("  wit:      {WIT_PACKAGE}@{version} (host {WIT_VERSION}: {verdict})");
+    out!("  size:     {} bytes", info.size);
+    out!("  sha256:   {}", info.sha256);
+    out!("  imports:");
     for import in &info.imports {
-        println!("    {import:<48} {}", import_note(import));
+        out!("    {import:<48} {}", import_note(import));
     }
 }

@@ -79,7 +79,7 @@ fn eta(done: u64, total: u64, elapsed: f64) -> String {
 impl Observer for Reporter {
     fn on(&mut self, event: &RunEvent) {
         if let Mode::Json = self.mode {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string(event).expect("events serialize")
             );

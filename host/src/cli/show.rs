@@ -11,12 +11,18 @@ use crate::value::{TableInfo, to_json, to_text, type_name};
 
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
     let c = s.counts;
-    println!(
+    out!(
         "migration `{}` run {} succeeded: {} read, {} written, {} dropped, {} skipped, {} flagged",
-        m.name, s.run_id, c.read, c.written, c.dropped, c.skipped, c.flagged
+        m.name,
+        s.run_id,
+        c.read,
+        c.written,
+        c.dropped,
+        c.skipped,
+        c.flagged
     );
     if c.flagged > 0 {
-        println!(
+        out!(
             "review flagged rows: credvault --state {} flagged list --migration {}",
             state.display(),
             m.name
@@ -26,7 +32,7 @@ pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
 
 pub fn checks(results: &[CheckResult], json: bool) {
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(results).expect("serializable")
         );
@@ -34,19 +40,19 @@ pub fn checks(results: &[CheckResult], json: bool) {
     }
     for r in results {
         let mark = if r.passed { "pass" } else { "FAIL" };
-        println!("[{mark}] {}: {}", r.name, r.detail);
+        out!("[{mark}] {}: {}", r.name, r.detail);
     }
     let failed = results.iter().filter(|r| !r.passed).count();
     match failed {
-        0 => println!("all {} checks passed", results.len()),
-        n => println!("{n} of {} checks failed", results.len()),
+        0 => out!("all {} checks passed", results.len()),
+        n => out!("{n} of {} checks failed", results.len()),
     }
 }
 
 pub fn previews(previews: &[TablePreview], json: bool) {
     if json {
         let out: Vec<serde_json::Value> = previews.iter().map(preview_json).collect();
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&out).expect("serializable")
         );
@@ -54,7 +60,7 @@ pub fn previews(previews: &[TablePreview], json: bool) {
     }
     for p in previews {
         let plan = &p.plan;
-        println!(
+        out!(
             "\n{} → {} ({} rows in source, policy {:?})",
             plan.spec.source,
             plan.spec.destination(),
@@ -70,7 +76,7 @@ pub fn previews(previews: &[TablePreview], json: bool) {
                 type_name(c.to.type_).into(),
             ]);
         }
-        println!("{types}");
+        out!("{types}");
         if !plan.steps.is_empty() {
             let names: Vec<&str> = plan.steps.iter().map(|s| s.plugin.name()).collect();
             let out: Vec<String> = plan
@@ -78,7 +84,7 @@ pub fn previews(previews: &[TablePreview], json: bool) {
                 .iter()
                 .map(|c| format!("{} {}", c.name, type_name(c.type_)))
                 .collect();
-            println!("transforms: {} → {}", names.join(" → "), out.join(", "));
+            out!("transforms: {} → {}", names.join(" → "), out.join(", "));
         }
         let mut rows = new_table(
             plan.output
@@ -103,9 +109,9 @@ pub fn previews(previews: &[TablePreview], json: bool) {
                 PreviewRow::Failed(f) => notes.push(format!("would fail: {f}")),
             }
         }
-        println!("{rows}");
+        out!("{rows}");
         for note in notes {
-            println!("  {note}");
+            out!("  {note}");
         }
     }
 }
@@ -132,7 +138,7 @@ pub fn discovered(m: &Migration, tables: &[TableInfo], json: bool) {
                 })
             })
             .collect();
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&out).expect("serializable")
         );
@@ -152,10 +158,10 @@ pub fn discovered(m: &Migration, tables: &[TableInfo], json: bool) {
             true => "no primary key".to_string(),
             false => format!("key ({})", t.primary_key.join(", ")),
         };
-        println!("{} ({mark}): {rows}{key}", t.name);
+        out!("{} ({mark}): {rows}{key}", t.name);
         for c in &t.columns {
             let null = if c.nullable { "" } else { " not null" };
-            println!("    {} {}{null}", c.name, type_name(c.type_));
+            out!("    {} {}{null}", c.name, type_name(c.type_));
         }
     }
     let missing: Vec<&String> = selected
@@ -163,20 +169,24 @@ pub fn discovered(m: &Migration, tables: &[TableInfo], json: bool) {
         .filter(|s| !names.contains(&s.as_str()))
         .collect();
     for name in missing {
-        println!("{name}: listed in [[tables]] but not in the source");
+        out!("{name}: listed in [[tables]] but not in the source");
     }
 }
 
 pub fn events(events: &[Event], json: bool) {
     for e in events {
         if json {
-            println!("{}", serde_json::to_string(e).expect("serializable"));
+            out!("{}", serde_json::to_string(e).expect("serializable"));
             continue;
         }
         let run = e.run_id.map(|r| format!(" run {r}")).unwrap_or_default();
-        println!(
+        out!(
             "{} {} {}{run} by {}: {}",
-            e.at, e.migration, e.kind, e.actor, e.detail
+            e.at,
+            e.migration,
+            e.kind,
+            e.actor,
+            e.detail
         );
     }
 }
