@@ -46,6 +46,17 @@ config.expressions = [
 ]
 "#,
     );
+    let check = p.run_ok(&["check", "m.toml"]);
+    assert!(
+        check.stdout.contains("customer_id text → id int"),
+        "{}",
+        check.all()
+    );
+    assert!(
+        check.stdout.contains("→ age int (from a transform)"),
+        "{}",
+        check.all()
+    );
     let run = p.run_ok(&["run", "m.toml"]);
     assert!(run.stdout.contains("2 written"), "{}", run.all());
     let rows = p.query(

@@ -41,6 +41,9 @@ pub fn checks(results: &[CheckResult], json: bool) {
     for r in results {
         let mark = if r.passed { "pass" } else { "FAIL" };
         out!("[{mark}] {}: {}", r.name, r.detail);
+        for line in &r.lines {
+            out!("         {line}");
+        }
     }
     let failed = results.iter().filter(|r| !r.passed).count();
     match failed {

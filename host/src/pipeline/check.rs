@@ -2,10 +2,11 @@
 
 use serde::Serialize;
 
-use super::plan::plan;
+use super::plan::{TablePlan, plan};
 use crate::config::{IfExists, Migration};
 use crate::connectors::{open_sink, open_source};
 use crate::runtime::Runtime;
+use crate::value::type_name;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +17,9 @@ pub struct CheckResult {
     pub passed: bool,
     /// Why, or what to do.
     pub detail: String,
+    /// Further lines, e.g. a table's type mapping `id int → id int`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
 }
 
 impl CheckResult {
@@ -24,6 +28,7 @@ impl CheckResult {
             name: name.into(),
             passed: true,
             detail: detail.into(),
+            lines: Vec::new(),
         }
     }
     fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -31,8 +36,44 @@ impl CheckResult {
             name: name.into(),
             passed: false,
             detail: detail.into(),
+            lines: Vec::new(),
         }
     }
+}
+
+/// A table's columns as they map: `source type → destination type`, then
+/// the columns the transforms add or retype.
+fn type_mapping(plan: &TablePlan) -> Vec<String> {
+    let mut lines: Vec<String> = plan
+        .mapping
+        .columns()
+        .iter()
+        .map(|c| {
+            let lossy = if c.lossy { " (lossy allowed)" } else { "" };
+            format!(
+                "{} {} → {} {}{lossy}",
+                c.from.name,
+                type_name(c.from.type_),
+                c.to.name,
+                type_name(c.to.type_)
+            )
+        })
+        .collect();
+    for c in &plan.output {
+        if !plan
+            .mapping
+            .output
+            .iter()
+            .any(|m| m.name == c.name && m.type_ == c.type_)
+        {
+            lines.push(format!(
+                "→ {} {} (from a transform)",
+                c.name,
+                type_name(c.type_)
+            ));
+        }
+    }
+    lines
 }
 
 /// Checks the source, every table's mapping and plugins against the real
@@ -68,7 +109,7 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
     .await
     {
         Ok(plans) => results.extend(plans.iter().map(|p| {
-            CheckResult::pass(
+            let mut result = CheckResult::pass(
                 format!("table {} mapping", p.spec.source),
                 format!(
                     "{} column(s) → `{}`, {} transform(s)",
@@ -76,7 +117,9 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
                     p.spec.destination(),
                     p.steps.len()
                 ),
-            )
+            );
+            result.lines = type_mapping(p);
+            result
         })),
         Err(errors) => results.extend(errors.into_iter().map(|e| {
             CheckResult::fail(format!("table {} mapping", e.table), e.problems.join("; "))
