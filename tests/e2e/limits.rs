@@ -125,6 +125,11 @@ fn runaway_recursion_overflows_the_stack() {
 /// A probe's answer for row 3 under the stop policy (a denial is a value,
 /// not a failure).
 fn probe(mode: &str) -> String {
+    probe_with_log(mode).0
+}
+
+/// A probe's answer for row 3, and everything the run printed.
+fn probe_with_log(mode: &str) -> (String, String) {
     let p = project();
     p.csv("people", "id,name,score", &people(3));
     let table = format!(
@@ -132,9 +137,9 @@ fn probe(mode: &str) -> String {
         guests::HOSTILE
     );
     p.write("m.toml", &people_migration("", &table));
-    p.run_ok(&["run", "m.toml"]);
+    let run = p.run_ok(&["run", "m.toml"]);
     let rows = p.query("out/vault.db", "SELECT probe FROM people WHERE id = 3");
-    rows[0][0].clone().expect("the probe answered")
+    (rows[0][0].clone().expect("the probe answered"), run.all())
 }
 
 #[test]
@@ -165,8 +170,19 @@ fn plugins_have_no_clock() {
 
 #[test]
 fn plugins_cannot_open_sockets() {
-    let answer = probe("net");
+    let (answer, output) = probe_with_log("net");
     assert!(answer.starts_with("denied:"), "{answer}");
+    // The host logs the attempt with the plugin and the migration/table.
+    let logged = output
+        .lines()
+        .find(|l| l.contains("denied network access"))
+        .unwrap_or_else(|| panic!("no denial logged: {output}"));
+    assert!(
+        logged.contains("plugin=credvault_hostile_guest.wasm")
+            && logged.contains("scope=people-move/people")
+            && !logged.contains('\u{1b}'),
+        "plain text, naming plugin and table: {logged}"
+    );
 }
 
 #[test]

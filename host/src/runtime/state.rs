@@ -35,13 +35,20 @@ impl PluginState {
     /// A state with no files, network, environment or real clock.
     pub(crate) fn new(plugin: &str, scope: &str, memory_cap: usize) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let (who, at) = (plugin.to_string(), scope.to_string());
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
-            .allow_tcp(false)
-            .allow_udp(false)
+            // Sockets may be created, so that every address a plugin tries
+            // is refused here, where the attempt can be logged.
+            .allow_tcp(true)
+            .allow_udp(true)
             .allow_ip_name_lookup(false)
+            .socket_addr_check(move |addr, usage| {
+                tracing::warn!(plugin = %who, scope = %at, "denied network access ({usage:?} {addr}): no host is granted");
+                Box::pin(async { false })
+            })
             .build();
         Self {
             wasi,
