@@ -5,11 +5,10 @@
 //! Each test works in its own throwaway database, dropped even on failure.
 
 use std::cell::RefCell;
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use credvault_tests::{Project, Run};
+use credvault_tests::Project;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::postgres::PgConnection;
 use sqlx::{ConnectOptions, Connection, Decode, Executor, MySql, Row as _};
@@ -157,24 +156,6 @@ impl Drop for TestDb {
                     .await;
             }
         });
-    }
-}
-
-/// Runs `credvault` in the project with extra environment variables.
-fn run_with_env(p: &Project, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_credvault"))
-        .current_dir(p.path())
-        .arg("--state")
-        .arg(p.path().join(".credvault/state.db"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("CREDVAULT_LOG")
-        .output()
-        .expect("running credvault");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -614,7 +595,7 @@ fn connection_failures_are_told_apart_and_never_show_the_password() {
     for (source, password, expected) in &cases {
         let p = project();
         failing_source(&p, source);
-        let run = run_with_env(&p, &[("CV_TEST_PASSWORD", password)], &["run", "m.toml"]);
+        let run = p.run_with_env(&["run", "m.toml"], &[("CV_TEST_PASSWORD", password)]);
         assert_ne!(run.code, 0, "{}", run.all());
         assert!(run.all().contains(expected), "{expected}\n{}", run.all());
         assert!(
@@ -627,7 +608,7 @@ fn connection_failures_are_told_apart_and_never_show_the_password() {
     // they name).
     let p = project();
     failing_source(&p, &server("127.0.0.1", 3306, &db.name, &reader));
-    let run = run_with_env(&p, &[("CV_TEST_PASSWORD", right)], &["run", "m.toml"]);
+    let run = p.run_with_env(&["run", "m.toml"], &[("CV_TEST_PASSWORD", right)]);
     assert_eq!(run.code, 0, "{}", run.all());
 }
 

@@ -190,29 +190,6 @@ fn pg_to_pg(s: &Scratch, settings: &str, table: &str) -> String {
     )
 }
 
-/// Runs `credvault` with extra environment variables.
-fn run_with_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = credvault(p, args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("running credvault");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn credvault(p: &Project, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credvault"));
-    cmd.current_dir(p.path())
-        .arg("--state")
-        .arg(p.path().join(".credvault/state.db"))
-        .args(args)
-        .env_remove("CREDVAULT_LOG");
-    cmd
-}
-
 /// One row per edge of every mapped type; row 2 is all NULLs.
 const ALL_TYPES: &str = r#"
 CREATE TYPE {s}.mood AS ENUM ('sad', 'ok', 'happy');
@@ -384,7 +361,7 @@ fn check_source(p: &Project, endpoint: &str, env: &[(&str, &str)]) -> Run {
             "name = \"conn\"\n[source]\ntype = \"postgres\"\n{endpoint}\n[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[[tables]]\nsource = \"t\"\n"
         ),
     );
-    let run = run_with_env(p, &["check", "m.toml"], env);
+    let run = p.run_with_env(&["check", "m.toml"], env);
     assert_ne!(run.code, 0, "{}", run.all());
     run
 }
@@ -877,11 +854,7 @@ fn a_killed_run_resumes_with_every_row_exactly_once() {
             "source = \"big\"\ndestination = \"copy\"",
         ),
     );
-    let mut child: Child = credvault(&p, &["run", "m.toml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting credvault");
+    let mut child: Child = p.spawn(&["run", "m.toml"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut at_kill = 0;
     while Instant::now() < deadline {

@@ -71,15 +71,27 @@ impl Project {
         self.write(&format!("data/{table}.csv"), &text);
     }
 
+    /// `credvault ARGS` in the project, with its own state store.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.current_dir(self.dir.path())
+            .arg("--state")
+            .arg(self.dir.path().join(".credvault/state.db"))
+            .args(args)
+            .env_remove("CREDVAULT_LOG");
+        cmd
+    }
+
     /// Runs `credvault` with the project's state store.
     pub fn run(&self, args: &[&str]) -> Run {
-        let state = self.dir.path().join(".credvault/state.db");
-        let output: Output = Command::new(&self.bin)
-            .current_dir(self.dir.path())
-            .arg("--state")
-            .arg(&state)
-            .args(args)
-            .env_remove("CREDVAULT_LOG")
+        self.run_with_env(args, &[])
+    }
+
+    /// Runs `credvault` with extra environment variables (a password, say).
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output: Output = self
+            .command(args)
+            .envs(env.iter().copied())
             .output()
             .expect("running credvault");
         Run {
@@ -91,12 +103,7 @@ impl Project {
 
     /// Starts `credvault` in the background (to kill it mid-run).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        let state = self.dir.path().join(".credvault/state.db");
-        Command::new(&self.bin)
-            .current_dir(self.dir.path())
-            .arg("--state")
-            .arg(&state)
-            .args(args)
+        self.command(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
