@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::plan::{TablePlan, plan};
+use super::plan::{TablePlan, plan_tables};
 use crate::config::{IfExists, Migration};
 use crate::connectors::{open_sink, open_source};
 use crate::runtime::Runtime;
@@ -90,19 +90,19 @@ pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
             return results;
         }
     };
-    match source.discover().await {
-        Ok(tables) => results.push(CheckResult::pass(
-            "source reachable",
-            format!("{}: {} table(s)", source.describe(), tables.len()),
-        )),
+    let tables = match source.discover().await {
+        Ok(tables) => tables,
         Err(e) => {
             results.push(CheckResult::fail("source reachable", e.to_string()));
             return results;
         }
-    }
-    match plan(
+    };
+    let reached = format!("{}: {} table(s)", source.describe(), tables.len());
+    results.push(CheckResult::pass("source reachable", reached));
+    match plan_tables(
         m,
         source.as_ref(),
+        &tables,
         runtime,
         chrono::Utc::now().timestamp_micros(),
     )

@@ -58,11 +58,22 @@ pub async fn plan(
             problems: vec![e.to_string()],
         }]
     })?;
+    plan_tables(m, source, &discovered, runtime, run_started_at).await
+}
+
+/// Plans every selected table against tables already discovered.
+pub async fn plan_tables(
+    m: &Migration,
+    source: &dyn Source,
+    discovered: &[TableInfo],
+    runtime: &Runtime,
+    run_started_at: i64,
+) -> Result<Vec<TablePlan>, Vec<PlanError>> {
     let names: Vec<&str> = discovered.iter().map(|t| t.name.as_str()).collect();
     let mut plans = Vec::new();
     let mut errors = Vec::new();
     for spec in &m.selected_tables(&names) {
-        match plan_table(m, spec, source, &discovered, runtime, run_started_at).await {
+        match plan_table(m, spec, source, discovered, runtime, run_started_at).await {
             Ok(plan) => plans.push(plan),
             Err(problems) => errors.push(PlanError {
                 table: spec.source.clone(),
