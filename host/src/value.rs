@@ -10,8 +10,8 @@ pub type Row = Vec<Value>;
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
-/// Whether `value` may stand in `column` (null only if nullable... or the
-/// engine relaxes nullability: nulls are always allowed in flight).
+/// Whether `value` has `column`'s type. Null always conforms in flight;
+/// NOT NULL is the destination's to enforce (a refused row, not a crash).
 pub fn conforms(value: &Value, column: &Column) -> bool {
     value_type(value).is_none_or(|t| t == column.type_)
 }

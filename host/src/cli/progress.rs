@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::config::ErrorPolicy;
 use crate::pipeline::{Observer, RunEvent};
 
 /// Row failures printed per table before the rest are only counted.
@@ -160,9 +161,13 @@ impl Observer for Reporter {
                 let seen = self.failures.entry(failure.table.clone()).or_default();
                 *seen += 1;
                 let seen = *seen;
-                let verb = format!("{policy:?}").to_lowercase();
+                let verb = match policy {
+                    ErrorPolicy::Stop => "stopped",
+                    ErrorPolicy::Skip => "skipped",
+                    ErrorPolicy::Flag => "flagged",
+                };
                 if seen <= SHOWN_FAILURES {
-                    self.print(&format!("{verb}ped: {failure}").replace("flagped", "flagged"));
+                    self.print(&format!("{verb}: {failure}"));
                 } else if seen == SHOWN_FAILURES + 1 {
                     self.print(&format!(
                         "{}: more failed rows; see the summary",

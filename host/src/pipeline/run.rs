@@ -450,10 +450,24 @@ impl<'a> TableRun<'a> {
         checkpoint: &Checkpoint,
         all_or_nothing: bool,
     ) -> Result<Vec<crate::connectors::Rejected>, RunError> {
+        let name = self.checkpoint_name();
+        self.commit_as(sink, name, rows, checkpoint, all_or_nothing)
+            .await
+    }
+
+    /// Writes rows to the table with a checkpoint kept under `name`.
+    async fn commit_as(
+        &self,
+        sink: &mut dyn Sink,
+        name: &str,
+        rows: &[Row],
+        checkpoint: &Checkpoint,
+        all_or_nothing: bool,
+    ) -> Result<Vec<crate::connectors::Rejected>, RunError> {
         let batch = WriteBatch {
             migration: &self.m.name,
             table: self.table(),
-            checkpoint_name: self.checkpoint_name(),
+            checkpoint_name: name,
             columns: &self.plan.output,
             rows,
             all_or_nothing,
@@ -549,16 +563,7 @@ impl<'a> TableRun<'a> {
             key: Some(KeyRange::encode(&ranges)),
             ..Checkpoint::default()
         };
-        let batch = WriteBatch {
-            migration: &self.m.name,
-            table: self.table(),
-            checkpoint_name: &plan_name,
-            columns: &self.plan.output,
-            rows: &[],
-            all_or_nothing: false,
-            checkpoint: &saved,
-        };
-        sink.write(batch).await?;
+        self.commit_as(sink, &plan_name, &[], &saved, false).await?;
         Ok(Some(ranges))
     }
 
