@@ -41,6 +41,22 @@ fn committed_rows(p: &Project, db: &str) -> u64 {
 
 const ROWS: usize = 200_000;
 
+/// Ids 1..=ROWS each landed exactly once in `table`.
+fn assert_every_id_once(p: &Project, db: &str, table: &str) {
+    let sql = format!("SELECT count(*), count(DISTINCT id), sum(id) FROM {table}");
+    let check = p.query(db, &sql);
+    assert_eq!(
+        check[0][0].as_deref(),
+        Some(ROWS.to_string().as_str()),
+        "every row exactly once"
+    );
+    assert_eq!(check[0][1], check[0][0], "no duplicates");
+    assert_eq!(
+        check[0][2].as_deref(),
+        Some((ROWS * (ROWS + 1) / 2).to_string().as_str())
+    );
+}
+
 fn big_csv(p: &Project) {
     let rows: Vec<String> = (1..=ROWS)
         .map(|i| format!("{i},name {i},{}", i % 97))
@@ -92,21 +108,9 @@ fn a_killed_csv_to_sqlite_run_resumes_without_loss_or_duplicates() {
         "{}",
         run.all()
     );
-    let check = p.query(
-        "out/vault.db",
-        "SELECT count(*), count(DISTINCT id), sum(id), max(name) FROM people",
-    );
-    assert_eq!(
-        check[0][0].as_deref(),
-        Some(ROWS.to_string().as_str()),
-        "every row exactly once"
-    );
-    assert_eq!(check[0][1], check[0][0], "no duplicates");
-    assert_eq!(
-        check[0][2].as_deref(),
-        Some((ROWS * (ROWS + 1) / 2).to_string().as_str())
-    );
-    assert_eq!(check[0][3].as_deref(), Some("NAME 99999"));
+    assert_every_id_once(&p, "out/vault.db", "people");
+    let names = p.query("out/vault.db", "SELECT max(name) FROM people");
+    assert_eq!(names[0][0].as_deref(), Some("NAME 99999"));
     // A finished migration starts afresh (and refuses to overwrite).
     let again = p.run(&["run", "m.toml"]);
     assert_eq!(again.code, 1, "{}", again.all());
@@ -187,18 +191,5 @@ fn a_large_table_split_into_key_ranges_lands_exactly_once_even_when_killed() {
             .all(|s| s.starts_with("keyed#") && s.ends_with("/5")),
         "{slices:?}"
     );
-    let check = p.query(
-        "out/copy.db",
-        "SELECT count(*), count(DISTINCT id), sum(id) FROM keyed",
-    );
-    assert_eq!(
-        check[0][0].as_deref(),
-        Some(ROWS.to_string().as_str()),
-        "every row exactly once"
-    );
-    assert_eq!(check[0][1], check[0][0], "no duplicates");
-    assert_eq!(
-        check[0][2].as_deref(),
-        Some((ROWS * (ROWS + 1) / 2).to_string().as_str())
-    );
+    assert_every_id_once(&p, "out/copy.db", "keyed");
 }
