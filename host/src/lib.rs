@@ -10,4 +10,5 @@ pub mod pipeline;
 pub mod plugins;
 pub mod runtime;
 pub mod state;
+pub mod validate;
 pub mod value;

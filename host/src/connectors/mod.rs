@@ -289,38 +289,60 @@ pub(crate) fn readiness(
 
 /// Opens the migration's source.
 pub async fn open_source(m: &Migration) -> Result<Box<dyn Source>, ConnectorError> {
-    Ok(match &m.source {
+    open_reader(&m.source, &m.base_dir).await
+}
+
+/// Opens any endpoint for reading: the source, or the destination when
+/// validating or verifying a restore. Relative paths resolve against
+/// `base_dir`.
+pub async fn open_reader(
+    endpoint: &Endpoint,
+    base_dir: &std::path::Path,
+) -> Result<Box<dyn Source>, ConnectorError> {
+    Ok(match endpoint {
         Endpoint::Csv {
             path,
             delimiter,
             null,
         } => Box::new(csv::CsvSource::new(
-            m.resolve(path),
+            base_dir.join(path),
             *delimiter as u8,
             null.clone(),
         )?),
-        Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSource::open(&m.resolve(path)).await?),
-        Endpoint::Postgres(ep) => Box::new(postgres::open_source(ep, &m.base_dir).await?),
-        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSource::open(ep, &m.base_dir).await?),
+        Endpoint::Sqlite { path } => {
+            Box::new(sqlite::SqliteSource::open(&base_dir.join(path)).await?)
+        }
+        Endpoint::Postgres(ep) => Box::new(postgres::open_source(ep, base_dir).await?),
+        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSource::open(ep, base_dir).await?),
     })
 }
 
 /// Opens the migration's destination (creating an SQLite file or a CSV
 /// folder if needed).
 pub async fn open_sink(m: &Migration) -> Result<Box<dyn Sink>, ConnectorError> {
-    Ok(match &m.destination {
+    open_writer(&m.destination, &m.base_dir).await
+}
+
+/// Opens any endpoint for writing. Relative paths resolve against `base_dir`.
+pub async fn open_writer(
+    endpoint: &Endpoint,
+    base_dir: &std::path::Path,
+) -> Result<Box<dyn Sink>, ConnectorError> {
+    Ok(match endpoint {
         Endpoint::Csv {
             path,
             delimiter,
             null,
         } => Box::new(csv::CsvSink::new(
-            m.resolve(path),
+            base_dir.join(path),
             *delimiter as u8,
             null.clone(),
         )?),
-        Endpoint::Sqlite { path } => Box::new(sqlite::SqliteSink::open(&m.resolve(path)).await?),
-        Endpoint::Postgres(ep) => Box::new(postgres::open_sink(ep, &m.base_dir).await?),
-        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSink::open(ep, &m.base_dir).await?),
+        Endpoint::Sqlite { path } => {
+            Box::new(sqlite::SqliteSink::open(&base_dir.join(path)).await?)
+        }
+        Endpoint::Postgres(ep) => Box::new(postgres::open_sink(ep, base_dir).await?),
+        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSink::open(ep, base_dir).await?),
     })
 }
 
