@@ -46,6 +46,10 @@ struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "CREDVAULT_LOG", default_value = "warn")]
     log: String,
+    /// The environment to use, as named in the migration file's
+    /// `[environments.<name>]` (e.g. staging, production).
+    #[arg(long, global = true, env = "CREDVAULT_ENV")]
+    env: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +66,25 @@ enum Command {
         /// Start over instead of resuming an interrupted run.
         #[arg(long)]
         restart: bool,
+        /// Do everything but touch the real tables: write into scratch
+        /// tables, validate them, then drop them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the destination against the source: row, column and NULL
+    /// counts, types, a checksum, and a spot check of random rows.
+    Validate {
+        /// The migration file.
+        file: PathBuf,
+        /// Rows to spot-check per table (default: settings.validate_sample).
+        #[arg(long)]
+        sample: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as an HTML page to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Check a migration file, its connections, mappings and plugins.
     Check {
@@ -149,8 +172,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             json,
             restart,
+            dry_run,
         } => {
-            let (m, runtime, state) = open(&file, &cli.state).await?;
+            let (mut m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
+            if dry_run {
+                m = m.dry_run();
+            }
             let mut observer = progress::Reporter::new(json);
             let options = pipeline::RunOptions { restart };
             let result =
@@ -161,7 +188,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     if !json {
                         show::summary(&m, &summary, &cli.state);
                     }
-                    Ok(ExitCode::SUCCESS)
+                    let valid = summary.validation.as_ref().is_none_or(|r| r.passed);
+                    Ok(if valid {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
                 }
                 Err(err) => {
                     eprintln!("error: {err}");
@@ -169,8 +201,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Validate {
+            file,
+            sample,
+            json,
+            html,
+        } => {
+            let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
+            let report = validate(&m, &runtime, &state, sample).await?;
+            if let Some(path) = html {
+                std::fs::write(&path, crate::validate::html(&report))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            match json {
+                true => out!("{}", serde_json::to_string_pretty(&report)?),
+                false => show::validation(&report),
+            }
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Check { file, json } => {
-            let (m, runtime, state) = open(&file, &cli.state).await?;
+            let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
             let results = pipeline::check(&m, &runtime).await;
             let failed: Vec<&str> = results
                 .iter()
@@ -187,14 +241,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Discover { file, json } => {
-            let m = Migration::load(&file)?;
+            let m = load(&file, cli.env.as_deref())?;
             let source = crate::connectors::open_source(&m).await?;
             let tables = source.discover().await?;
             show::discovered(&m, &tables, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Preview { file, rows, json } => {
-            let m = Migration::load(&file)?;
+            let m = load(&file, cli.env.as_deref())?;
             let runtime = runtime(&cli.state)?;
             let previews = pipeline::preview(&m, &runtime, rows).await?;
             show::previews(&previews, json);
@@ -221,8 +275,50 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn open(file: &Path, state: &Path) -> anyhow::Result<(Migration, Runtime, StateStore)> {
+/// Loads a migration file, in the environment `env` if one is named.
+fn load(file: &Path, env: Option<&str>) -> anyhow::Result<Migration> {
     let m = Migration::load(file)?;
+    match env {
+        Some(env) => m
+            .in_environment(env)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
+        None => Ok(m),
+    }
+}
+
+/// Validates a migration against the clock of its last run, and keeps
+/// the report.
+async fn validate(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    sample: Option<u64>,
+) -> anyhow::Result<crate::validate::Report> {
+    let last = state.last_run(&m.name).await?;
+    if last.is_none() {
+        eprintln!(
+            "note: `{}` has no run in this state store; transforms that use the run's time see the current time",
+            m.name
+        );
+    }
+    let options = crate::validate::Options {
+        sample: sample.unwrap_or(m.settings.validate_sample),
+        run_started_at: last
+            .as_ref()
+            .and_then(|r| r.clock)
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros()),
+    };
+    let report = crate::validate::validate(m, runtime, options).await?;
+    pipeline::record_validation(state, &report, last.map(|r| r.id)).await?;
+    Ok(report)
+}
+
+async fn open(
+    file: &Path,
+    env: Option<&str>,
+    state: &Path,
+) -> anyhow::Result<(Migration, Runtime, StateStore)> {
+    let m = load(file, env)?;
     let runtime = runtime(state)?;
     let state = StateStore::open(state).await?;
     Ok((m, runtime, state))

@@ -207,7 +207,7 @@ impl Observer for Reporter {
                     ));
                 }
             }
-            RunEvent::RunFinished { .. } => {}
+            RunEvent::RunFinished { .. } | RunEvent::Validated { .. } => {}
         }
     }
 }

@@ -7,8 +7,10 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use crate::config::Migration;
 use crate::pipeline::{CheckResult, PreviewRow, RunSummary, TablePreview};
 use crate::state::Event;
+use crate::validate::{Report, Status};
 use crate::value::{TableInfo, to_json, to_text, type_name};
 
+/// A run's outcome, then its validation.
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
     let c = s.counts;
     out!(
@@ -27,6 +29,29 @@ pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
             state.display(),
             m.name
         );
+    }
+    if let Some(report) = &s.validation {
+        validation(report);
+    }
+    if m.dry_run {
+        out!("dry run: the scratch tables were dropped; the real tables were not touched");
+    }
+}
+
+/// A validation report as lines: each table, then each check.
+pub fn validation(report: &Report) {
+    let verdict = if report.passed { "passed" } else { "FAILED" };
+    out!("validation of `{}`: {verdict}", report.migration);
+    for t in &report.tables {
+        out!("  {} → {}", t.source, t.table);
+        for line in &t.lines {
+            let mark = match line.status {
+                Status::Pass => "pass",
+                Status::Fail => "FAIL",
+                Status::Skip => "skip",
+            };
+            out!("    [{mark}] {}: {}", line.check, line.detail);
+        }
     }
 }
 

@@ -51,10 +51,40 @@ pub struct Migration {
     /// The tables to migrate with their own settings (`[[tables]]`).
     #[serde(default)]
     pub tables: Vec<TableSpec>,
+    /// Named environments (`[environments.staging]`) that swap in another
+    /// source or destination, chosen with `--env`.
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
     /// The folder relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The environment chosen with `--env`, if any.
+    #[serde(skip)]
+    pub environment: Option<String>,
+    /// Whether this is a dry run: rows go to scratch tables that are
+    /// validated and then dropped (see [`Migration::dry_run`]).
+    #[serde(skip)]
+    pub dry_run: bool,
 }
+
+/// An environment (`[environments.<name>]`): the endpoints that differ from
+/// the top-level ones.
+///
+/// ```toml
+/// [environments.staging]
+/// destination = { type = "postgres", database = "crm_staging", user = "app", password_env = "STAGING_PW" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Replaces `[source]`.
+    pub source: Option<Endpoint>,
+    /// Replaces `[destination]`.
+    pub destination: Option<Endpoint>,
+}
+
+/// The prefix of the scratch tables a dry run writes.
+pub const DRY_RUN_PREFIX: &str = "_credvault_dry_";
 
 /// A source or destination (`[source]`, `[destination]`).
 ///
@@ -189,6 +219,21 @@ pub struct Settings {
     /// 0 (the default) never splits.
     #[serde(default)]
     pub split_rows: u64,
+    /// Validate every table after a run (`credvault validate`). Default
+    /// true; it reads both sides once more.
+    #[serde(default = "yes")]
+    pub validate: bool,
+    /// Rows per table the validation spot-checks. Default 100.
+    #[serde(default = "default_validate_sample")]
+    pub validate_sample: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_validate_sample() -> u64 {
+    100
 }
 
 impl Default for Settings {
@@ -199,6 +244,8 @@ impl Default for Settings {
             max_plugin_traps: default_max_plugin_traps(),
             parallel_tables: default_parallel_tables(),
             split_rows: 0,
+            validate: true,
+            validate_sample: default_validate_sample(),
         }
     }
 }
@@ -464,6 +511,45 @@ impl Migration {
         Ok(migration)
     }
 
+    /// This migration in environment `name`: its endpoints replace the
+    /// top-level ones, and its runs, checkpoints and audit entries are kept
+    /// under `<name>@<environment>` so environments never resume each
+    /// other's runs.
+    pub fn in_environment(mut self, name: &str) -> Result<Self, String> {
+        let Some(env) = self.environments.get(name).cloned() else {
+            let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+            return Err(match known.is_empty() {
+                true => format!(
+                    "environment `{name}`: the migration file defines no environments; add an [environments.{name}] table with a destination"
+                ),
+                false => format!(
+                    "environment `{name}` is not defined; the migration file has: {}",
+                    known.join(", ")
+                ),
+            });
+        };
+        if let Some(source) = env.source {
+            self.source = source;
+        }
+        if let Some(destination) = env.destination {
+            self.destination = destination;
+        }
+        self.name = format!("{}@{name}", self.name);
+        self.environment = Some(name.to_string());
+        Ok(self)
+    }
+
+    /// This migration as a dry run: every step of a real run (reading,
+    /// mapping, transforms, writing with the destination's own type and
+    /// constraint checks, validation), but into scratch tables named
+    /// `_credvault_dry_<table>` that are dropped at the end, so the real
+    /// tables are never touched. Kept under `<name>#dry-run`.
+    pub fn dry_run(mut self) -> Self {
+        self.name = format!("{}#dry-run", self.name);
+        self.dry_run = true;
+        self
+    }
+
     /// A path from the file, resolved against the file's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -480,6 +566,12 @@ impl Migration {
         for name in source_tables {
             if self.select.picks(name) && !self.tables.iter().any(|t| t.source == *name) {
                 tables.push(TableSpec::new(name));
+            }
+        }
+        if self.dry_run {
+            for t in &mut tables {
+                t.destination = Some(format!("{DRY_RUN_PREFIX}{}", t.destination()));
+                t.if_exists = IfExists::Replace;
             }
         }
         tables

@@ -68,7 +68,21 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             }
         }
     }
-    for (key, endpoint) in [("source", &m.source), ("destination", &m.destination)] {
+    let mut endpoints = vec![
+        ("source".to_string(), &m.source),
+        ("destination".to_string(), &m.destination),
+    ];
+    for (name, env) in &m.environments {
+        if env.source.is_none() && env.destination.is_none() {
+            problems.push(format!(
+                "environments.{name}: set a source or a destination for this environment"
+            ));
+        }
+        let at = |key| format!("environments.{name}.{key}");
+        endpoints.extend(env.source.iter().map(|e| (at("source"), e)));
+        endpoints.extend(env.destination.iter().map(|e| (at("destination"), e)));
+    }
+    for (key, endpoint) in endpoints {
         if let super::Endpoint::Postgres(server) | super::Endpoint::Mysql(server) = endpoint {
             if server.password.is_some() {
                 problems.push(format!(

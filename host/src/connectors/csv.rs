@@ -424,6 +424,16 @@ impl Sink for CsvSink {
         Ok(self.load(migration, table)?.map(|p| p.checkpoint))
     }
 
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        for file in [self.file(table), self.partial(table)] {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(self.error(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
         let prefix = format!("{migration}.");
         let entries = std::fs::read_dir(self.dir.join(".credvault")).map_err(|e| self.error(e))?;

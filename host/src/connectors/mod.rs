@@ -238,6 +238,18 @@ pub trait Sink: Send + Sync {
 
     /// Forgets `migration`'s checkpoints (a fresh run starts over).
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError>;
+
+    /// Drops `table` if it exists (a dry run's scratch tables).
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError>;
+}
+
+/// Whether a destination table is CredVault's own bookkeeping (checkpoints,
+/// restore points), never offered as data. A dry run's scratch tables are
+/// data: validation reads them.
+pub(crate) fn bookkeeping(table: &str) -> bool {
+    table == "_credvault_checkpoints"
+        || table == "_credvault_restore_points"
+        || table.starts_with("_credvault_rp_")
 }
 
 /// The name of a table's primary key when it is one integer column: such a

@@ -76,12 +76,13 @@ fn sql_error(endpoint: &str, err: sqlx::Error) -> ConnectorError {
 
 async fn discover(pool: &SqlitePool, endpoint: &str) -> Result<Vec<TableInfo>, ConnectorError> {
     let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_credvault\\_%' ESCAPE '\\' ORDER BY name",
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
     )
     .fetch_all(pool)
     .await
     .map_err(|e| sql_error(endpoint, e))?;
-    let mut tables = Vec::with_capacity(names.len());
+    let names = names.into_iter().filter(|n| !super::bookkeeping(n));
+    let mut tables = Vec::new();
     for name in names {
         let info = sqlx::query(&format!("PRAGMA table_info({})", ident(&name)))
             .fetch_all(pool)
@@ -545,6 +546,14 @@ impl Sink for SqliteSink {
             .map_err(|e| self.db.error(e))?;
         json.map(|j| serde_json::from_str(&j).map_err(|e| self.db.error(e)))
             .transpose()
+    }
+
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}", ident(table)))
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        Ok(())
     }
 
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {

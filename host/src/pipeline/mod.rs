@@ -10,9 +10,13 @@ mod preview;
 mod run;
 mod transforms;
 
+pub use batch::{Output, Processed, process};
 pub use check::{CheckResult, check};
 pub use mapping::{MapError, MappedColumn, Mapping};
 pub use plan::{PlanError, TablePlan, plan};
 pub use preview::{PreviewRow, TablePreview, preview};
-pub use run::{Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, run_migration};
+pub use run::{
+    Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, record_validation,
+    run_migration,
+};
 pub use transforms::{Chain, ChainError, ChainOutcome, PluginStats, TransformStep};

@@ -23,6 +23,7 @@ use crate::connectors::{
 };
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
+use crate::validate::{self, Report};
 use crate::value::{Row, TableInfo};
 
 /// Batches buffered between two stages: memory stays bounded by a few
@@ -168,6 +169,11 @@ pub enum RunEvent {
         /// Why it failed, if it did.
         error: Option<String>,
     },
+    /// The run's tables were validated.
+    Validated {
+        /// The report.
+        report: Report,
+    },
 }
 
 /// Receives run events (the CLI draws progress bars or prints JSON).
@@ -183,6 +189,8 @@ pub struct RunSummary {
     pub run_id: i64,
     /// Totals over all tables.
     pub counts: RunCounts,
+    /// The validation that followed, unless `settings.validate = false`.
+    pub validation: Option<Report>,
 }
 
 /// How to run.
@@ -203,19 +211,25 @@ pub async fn run_migration(
     options: RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
-    let started_at = chrono::Utc::now().timestamp_micros();
+    let resumed = match options.restart {
+        true => None,
+        false => state
+            .last_run(&m.name)
+            .await?
+            .filter(|r| r.status != "succeeded"),
+    };
+    let resumed_from = resumed.as_ref().map(|r| r.id);
+    let clock = resumed
+        .and_then(|r| r.clock)
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
     let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
-    let plans = plan(m, source.as_ref(), runtime, started_at)
+    let plans = plan(m, source.as_ref(), runtime, clock)
         .await
         .map_err(RunError::Plan)?;
-    let resumed_from = match options.restart {
-        true => None,
-        false => state.unfinished_run(&m.name).await?,
-    };
     if resumed_from.is_none() {
         open_sink(m).await?.reset(&m.name).await?;
     }
-    let run_id = state.start_run(&m.name).await?;
+    let run_id = state.start_run(&m.name, clock).await?;
     let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
     state
         .event(&m.name, Some(run_id), "run_started", &detail)
@@ -255,10 +269,84 @@ pub async fn run_migration(
         counts: totals,
         error,
     });
-    result.map(|()| RunSummary {
+    let validation = match (result, m.settings.validate) {
+        (Err(err), _) => Err(err),
+        (Ok(()), true) => validate_run(m, runtime, state, run_id, clock, observer)
+            .await
+            .map(Some),
+        (Ok(()), false) => Ok(None),
+    };
+    if m.dry_run {
+        drop_scratch_tables(m, &plans).await?;
+    }
+    let validation = validation?;
+    Ok(RunSummary {
         run_id,
         counts: totals,
+        validation,
     })
+}
+
+/// Validates what a run wrote, keeps the report and records the outcome.
+async fn validate_run(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    run_id: i64,
+    clock: i64,
+    observer: &mut dyn Observer,
+) -> Result<Report, RunError> {
+    let options = validate::Options {
+        sample: m.settings.validate_sample,
+        run_started_at: clock,
+    };
+    let report = validate::validate(m, runtime, options).await?;
+    record_validation(state, &report, Some(run_id)).await?;
+    observer.on(&RunEvent::Validated {
+        report: report.clone(),
+    });
+    Ok(report)
+}
+
+/// Keeps a validation report in the state store with its audit event.
+pub async fn record_validation(
+    state: &StateStore,
+    report: &Report,
+    run_id: Option<i64>,
+) -> Result<(), RunError> {
+    let json = serde_json::to_value(report).expect("reports serialize");
+    state
+        .save_validation(&report.migration, run_id, report.passed, &json)
+        .await?;
+    let failed: Vec<String> = report
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.lines
+                .iter()
+                .filter(|l| l.status == validate::Status::Fail)
+                .map(move |l| format!("{}: {}", t.table, l.check))
+        })
+        .collect();
+    let detail = serde_json::json!({
+        "passed": report.passed,
+        "tables": report.tables.len(),
+        "failed": failed,
+    });
+    state
+        .event(&report.migration, run_id, "validated", &detail)
+        .await?;
+    Ok(())
+}
+
+/// Drops a dry run's scratch tables and forgets its checkpoints.
+async fn drop_scratch_tables(m: &Migration, plans: &[TablePlan]) -> Result<(), RunError> {
+    let mut sink = open_sink(m).await?;
+    for plan in plans {
+        sink.drop_table(plan.spec.destination()).await?;
+    }
+    sink.reset(&m.name).await?;
+    Ok(())
 }
 
 /// The reader task, the map-and-transform task (which returns its

@@ -134,6 +134,14 @@ CREATE TABLE IF NOT EXISTS flagged_rows (
     flagged_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS flagged_rows_by_migration ON flagged_rows (migration, run_id);
+CREATE TABLE IF NOT EXISTS validations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    migration TEXT NOT NULL,
+    run_id INTEGER,
+    at TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    report TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -176,6 +184,9 @@ impl StateStore {
             .execute(&pool)
             .await
             .map_err(|e| fail(format!("cannot create its tables: {e}")))?;
+        upgrade(&pool)
+            .await
+            .map_err(|e| fail(format!("cannot upgrade its tables: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
             pool,
@@ -189,13 +200,16 @@ impl StateStore {
         }
     }
 
-    /// Records the start of a run and returns its id.
-    pub async fn start_run(&self, migration: &str) -> Result<i64, StateError> {
+    /// Records the start of a run and returns its id. `clock` is the time
+    /// the transforms are told (µs since the epoch): a resumed run keeps its
+    /// first run's, so every row of a table sees the same time.
+    pub async fn start_run(&self, migration: &str, clock: i64) -> Result<i64, StateError> {
         let id = sqlx::query(
-            "INSERT INTO runs (migration, started_at, status) VALUES (?, ?, 'running')",
+            "INSERT INTO runs (migration, started_at, status, clock) VALUES (?, ?, 'running', ?)",
         )
         .bind(migration)
         .bind(now())
+        .bind(clock)
         .execute(&self.pool)
         .await
         .map_err(|e| self.error(e))?
@@ -343,6 +357,40 @@ impl StateStore {
             .map(|(id, _)| id))
     }
 
+    /// The newest run of `migration`: its id, status and clock.
+    pub async fn last_run(&self, migration: &str) -> Result<Option<LastRun>, StateError> {
+        let last: Option<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, status, clock FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(migration)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(last.map(|(id, status, clock)| LastRun { id, status, clock }))
+    }
+
+    /// Keeps a validation report.
+    pub async fn save_validation(
+        &self,
+        migration: &str,
+        run_id: Option<i64>,
+        passed: bool,
+        report: &serde_json::Value,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO validations (migration, run_id, at, passed, report) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(migration)
+        .bind(run_id)
+        .bind(now())
+        .bind(passed)
+        .bind(report.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     /// The newest `limit` audit events, oldest first.
     pub async fn events(
         &self,
@@ -378,6 +426,30 @@ impl StateStore {
             .await
             .map_err(|e| self.error(e))
     }
+}
+
+/// The newest run of a migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastRun {
+    /// Its id.
+    pub id: i64,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The time its transforms were told (µs), if recorded.
+    pub clock: Option<i64>,
+}
+
+/// Brings a store made by an older version up to the current tables.
+async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('runs')")
+        .fetch_all(pool)
+        .await?;
+    if !columns.iter().any(|c| c == "clock") {
+        sqlx::query("ALTER TABLE runs ADD COLUMN clock INTEGER")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Who is acting: the OS user running the tool.

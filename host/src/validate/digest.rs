@@ -74,6 +74,16 @@ pub fn hash_row(row: &Row, order: &[usize]) -> u128 {
     row_hash(hasher)
 }
 
+/// Whether two values are the same in canonical form (`1.50` and `1.5`).
+pub fn same(a: &Value, b: &Value) -> bool {
+    let hash = |v| {
+        let mut hasher = Sha256::new();
+        hash_value(&mut hasher, v);
+        row_hash(hasher)
+    };
+    hash(a) == hash(b)
+}
+
 fn row_hash(hasher: Sha256) -> u128 {
     let bytes = hasher.finalize();
     u128::from_le_bytes(bytes[..16].try_into().expect("32-byte hash"))

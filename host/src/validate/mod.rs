@@ -1,6 +1,622 @@
 //! Validation: does the destination hold what the source, mapped and
 //! transformed, says it should?
+//!
+//! Each table is read twice side by side: the source, re-derived through
+//! the same mapping and transforms as the run (with the run's clock), and
+//! the destination. Both are reduced to a [`TableDigest`] (rows, NULLs per
+//! column, an order-independent checksum) and a sample of rows picked by a
+//! salted hash of their key, so both sides pick the same rows without
+//! waiting for each other and memory stays bounded by the sample.
 
 pub mod digest;
+mod report;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
 
 pub use digest::TableDigest;
+pub use report::html;
+
+use crate::config::{IfExists, Migration};
+use crate::connectors::{ReadRequest, Source, SourceBatch, open_reader, open_source};
+use crate::pipeline::convert::convert_ref;
+use crate::pipeline::{Chain, Output, RunError, TablePlan, plan, process};
+use crate::runtime::Runtime;
+use crate::value::{Column, Row, TableInfo, Value, to_text, type_name, value_type};
+
+/// How to validate.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Rows to spot-check per table.
+    pub sample: u64,
+    /// The clock the transforms saw in the run being validated (µs since
+    /// the epoch), so time-dependent transforms derive the same rows.
+    pub run_started_at: i64,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// As expected.
+    Pass,
+    /// Not as expected.
+    Fail,
+    /// Not applicable here (the reason says why).
+    Skip,
+}
+
+/// One line of a table's validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    /// What was compared: `row count`, `checksum`, …
+    pub check: String,
+    /// Pass, fail or skip.
+    pub status: Status,
+    /// What was expected and found, or why it was skipped.
+    pub detail: String,
+}
+
+impl Line {
+    fn new(check: &str, passed: bool, detail: String) -> Self {
+        let status = if passed { Status::Pass } else { Status::Fail };
+        Self {
+            check: check.into(),
+            status,
+            detail,
+        }
+    }
+
+    fn skip(check: &str, detail: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            status: Status::Skip,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A table's validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// The source table.
+    pub source: String,
+    /// The destination table.
+    pub table: String,
+    /// The checks, in order.
+    pub lines: Vec<Line>,
+}
+
+impl TableReport {
+    /// Whether no check failed.
+    pub fn passed(&self) -> bool {
+        self.lines.iter().all(|l| l.status != Status::Fail)
+    }
+}
+
+/// A migration's validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The migration.
+    pub migration: String,
+    /// When it was validated (RFC 3339, UTC).
+    pub validated_at: String,
+    /// Rows spot-checked per table.
+    pub sample: u64,
+    /// Whether every table passed.
+    pub passed: bool,
+    /// Per table.
+    pub tables: Vec<TableReport>,
+}
+
+/// Validates every table of a migration.
+pub async fn validate(
+    m: &Migration,
+    runtime: &Runtime,
+    options: Options,
+) -> Result<Report, RunError> {
+    let source = open_source(m).await?;
+    let plans = plan(m, source.as_ref(), runtime, options.run_started_at)
+        .await
+        .map_err(RunError::Plan)?;
+    let destination = open_reader(&m.destination, &m.base_dir).await?;
+    let found = destination.discover().await?;
+    let mut tables = Vec::new();
+    for plan in &plans {
+        let at = found.iter().find(|t| t.name == plan.spec.destination());
+        let report = match at {
+            Some(at) => {
+                let sides = Sides {
+                    source: source.as_ref(),
+                    destination: destination.as_ref(),
+                    at,
+                };
+                validate_table(m, plan, sides, options).await?
+            }
+            None => missing_table(plan, destination.describe()),
+        };
+        tables.push(report);
+    }
+    Ok(Report {
+        migration: m.name.clone(),
+        validated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sample: options.sample,
+        passed: tables.iter().all(TableReport::passed),
+        tables,
+    })
+}
+
+fn missing_table(plan: &TablePlan, destination: String) -> TableReport {
+    TableReport {
+        source: plan.spec.source.clone(),
+        table: plan.spec.destination().to_string(),
+        lines: vec![Line::new(
+            "table exists",
+            false,
+            format!("{destination} has no table `{}`", plan.spec.destination()),
+        )],
+    }
+}
+
+/// The two ends of a table.
+struct Sides<'a> {
+    source: &'a dyn Source,
+    destination: &'a dyn Source,
+    at: &'a TableInfo,
+}
+
+async fn validate_table(
+    m: &Migration,
+    plan: &TablePlan,
+    sides: Sides<'_>,
+    options: Options,
+) -> Result<TableReport, RunError> {
+    let layout = Layout::new(plan, sides.at);
+    let mut lines = vec![layout.columns_line(), layout.types_line(sides.destination)];
+    if !layout.missing.is_empty() {
+        return Ok(report(plan, lines));
+    }
+    let total = sides.source.count(&plan.source).await?;
+    let picker = Picker::new(options.sample, total);
+    let (expected, found) = tokio::join!(
+        derive(m, plan, sides.source, &layout, &picker),
+        scan(m, sides.destination, sides.at, &layout, &picker),
+    );
+    let (expected, found) = (expected?, found?);
+    let appended = plan.spec.if_exists == IfExists::Append;
+    if appended {
+        let why = "the table is appended to (if_exists = \"append\"), so it may hold other rows; see the spot check";
+        lines.push(Line::skip("row count", why));
+        lines.push(Line::skip("null counts", why));
+        lines.push(Line::skip("checksum", why));
+    } else {
+        lines.push(count_line(&expected, &found));
+        lines.push(nulls_line(plan, &expected.digest, &found.digest));
+        lines.push(checksum_line(&expected.digest, &found.digest));
+    }
+    lines.push(spot_line(plan, &layout, &expected, &found, appended));
+    Ok(report(plan, lines))
+}
+
+fn report(plan: &TablePlan, lines: Vec<Line>) -> TableReport {
+    TableReport {
+        source: plan.spec.source.clone(),
+        table: plan.spec.destination().to_string(),
+        lines,
+    }
+}
+
+/// Where the expected columns sit in the destination table, and which of
+/// them make up the key.
+struct Layout {
+    /// For each expected column, its index in the destination row.
+    order: Vec<usize>,
+    /// Expected columns the destination lacks.
+    missing: Vec<String>,
+    /// Destination columns nobody expects.
+    extra: Vec<String>,
+    /// Expected-column indices of the key (empty: the table has none).
+    key: Vec<usize>,
+    /// The expected columns.
+    columns: Vec<Column>,
+    /// The destination's columns.
+    found: Vec<Column>,
+}
+
+impl Layout {
+    fn new(plan: &TablePlan, at: &TableInfo) -> Self {
+        let mut order = Vec::new();
+        let mut missing = Vec::new();
+        for c in &plan.output {
+            match at.columns.iter().position(|d| d.name == c.name) {
+                Some(i) => order.push(i),
+                None => missing.push(c.name.clone()),
+            }
+        }
+        let extra = at
+            .columns
+            .iter()
+            .filter(|d| !plan.output.iter().any(|c| c.name == d.name))
+            .map(|d| d.name.clone())
+            .collect();
+        Self {
+            order,
+            missing,
+            extra,
+            key: output_key(plan),
+            columns: plan.output.clone(),
+            found: at.columns.clone(),
+        }
+    }
+
+    fn columns_line(&self) -> Line {
+        let n = self.columns.len();
+        if !self.missing.is_empty() {
+            let detail = format!(
+                "{n} expected, the destination lacks {}",
+                self.missing.join(", ")
+            );
+            return Line::new("column count", false, detail);
+        }
+        let detail = match self.extra.as_slice() {
+            [] => format!("{n} both sides"),
+            extra => format!(
+                "{n} expected, all present; the destination also has {}",
+                extra.join(", ")
+            ),
+        };
+        Line::new("column count", true, detail)
+    }
+
+    fn types_line(&self, destination: &dyn Source) -> Line {
+        if destination.describe().contains(" csv ") {
+            return Line::skip("data types", "CSV files carry no column types");
+        }
+        let differ: Vec<String> = self
+            .columns
+            .iter()
+            .zip(&self.order)
+            .filter(|(c, i)| self.found[**i].type_ != c.type_)
+            .map(|(c, &i)| {
+                format!(
+                    "{}: expected {}, found {}",
+                    c.name,
+                    type_name(c.type_),
+                    type_name(self.found[i].type_)
+                )
+            })
+            .collect();
+        match differ.is_empty() {
+            true => Line::new("data types", true, format!("{} match", self.order.len())),
+            false => Line::new("data types", false, differ.join("; ")),
+        }
+    }
+
+    /// A destination row as an expected row: expected column order, each
+    /// value in the expected type where it converts exactly (a value that
+    /// does not is kept as found, and so will not match).
+    fn align(&self, row: &Row) -> Row {
+        self.order
+            .iter()
+            .zip(&self.columns)
+            .map(|(&i, c)| match value_type(&row[i]) {
+                Some(t) if t != c.type_ => {
+                    convert_ref(&row[i], c.type_).unwrap_or_else(|_| row[i].clone())
+                }
+                _ => row[i].clone(),
+            })
+            .collect()
+    }
+
+    fn identity(&self) -> Vec<usize> {
+        (0..self.columns.len()).collect()
+    }
+
+    /// What picks and matches a row: its key, or the whole row.
+    fn key_hash(&self, row: &Row) -> u128 {
+        match self.key.is_empty() {
+            true => digest::hash_row(row, &self.identity()),
+            false => digest::hash_row(row, &self.key),
+        }
+    }
+
+    fn key_text(&self, row: &Row) -> String {
+        if self.key.is_empty() {
+            return "(whole row; the table has no key)".into();
+        }
+        self.key
+            .iter()
+            .map(|&k| {
+                let v = to_text(&row[k]).unwrap_or_else(|| "null".into());
+                format!("{}={v}", self.columns[k].name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The output columns that hold the source key, if all of them survive the
+/// mapping and the transforms.
+fn output_key(plan: &TablePlan) -> Vec<usize> {
+    let key: Option<Vec<usize>> = plan
+        .key
+        .iter()
+        .map(|&k| {
+            let mapped = plan.mapping.columns().iter().find(|c| c.source == k)?;
+            plan.output.iter().position(|c| c.name == mapped.to.name)
+        })
+        .collect();
+    key.unwrap_or_default()
+}
+
+/// Picks about `sample` rows of `total` by a salted hash of their key, the
+/// same on both sides.
+struct Picker {
+    salt: u128,
+    below: u128,
+}
+
+impl Picker {
+    fn new(sample: u64, total: u64) -> Self {
+        let salt = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+            ^ (std::process::id() as u128) << 64;
+        let below = match total {
+            0 => u128::MAX,
+            _ if sample >= total => u128::MAX,
+            _ => u128::MAX / total as u128 * sample as u128,
+        };
+        Self { salt, below }
+    }
+
+    fn picks(&self, key: u128) -> bool {
+        let mixed = (key ^ self.salt).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+        self.below == u128::MAX || mixed.rotate_left(64) < self.below
+    }
+}
+
+/// One side of a table, reduced.
+struct Side {
+    digest: TableDigest,
+    /// Sampled rows by key hash (a list: a duplicated key shows twice).
+    sample: HashMap<u128, Vec<Row>>,
+    /// Source rows the mapping or a transform refused.
+    failed: u64,
+    /// Source rows a transform filtered out.
+    dropped: u64,
+    /// Source rows read.
+    read: u64,
+}
+
+impl Side {
+    fn new(columns: usize) -> Self {
+        Self {
+            digest: TableDigest::new(columns),
+            sample: HashMap::new(),
+            failed: 0,
+            dropped: 0,
+            read: 0,
+        }
+    }
+
+    fn add(&mut self, row: Row, layout: &Layout, picker: &Picker) {
+        self.digest.add(&row, &layout.identity());
+        let key = layout.key_hash(&row);
+        if picker.picks(key) {
+            self.sample.entry(key).or_default().push(row);
+        }
+    }
+}
+
+/// Streams a table's batches into `each`.
+async fn stream(
+    source: &dyn Source,
+    request: ReadRequest,
+    mut each: impl AsyncFnMut(SourceBatch) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let (tx, mut rx) = mpsc::channel(2);
+    let reader = source.read(request, tx);
+    let consumer = async {
+        while let Some(batch) = rx.recv().await {
+            each(batch?).await?;
+        }
+        Ok::<(), RunError>(())
+    };
+    let ((), consumed) = tokio::join!(reader, consumer);
+    consumed
+}
+
+fn whole(m: &Migration, table: &TableInfo) -> ReadRequest {
+    ReadRequest {
+        table: table.clone(),
+        batch_size: m.settings.batch_size,
+        limit: None,
+        after: None,
+        range: None,
+    }
+}
+
+/// The source side: every source row through the run's mapping and
+/// transforms.
+async fn derive(
+    m: &Migration,
+    plan: &TablePlan,
+    source: &dyn Source,
+    layout: &Layout,
+    picker: &Picker,
+) -> Result<Side, RunError> {
+    let traps = m.settings.max_plugin_traps;
+    let mut chain = Chain::new(plan.ctx.clone(), plan.steps.clone(), traps);
+    let mut side = Side::new(plan.output.len());
+    stream(
+        source,
+        whole(m, &plan.source),
+        async |batch: SourceBatch| {
+            side.read += batch.rows.len() as u64;
+            let processed = process(plan, &mut chain, batch).await?;
+            side.failed += processed.failures.len() as u64;
+            side.dropped += processed.dropped;
+            let rows: Vec<Row> = match processed.output {
+                Output::Source => processed.source.rows,
+                Output::Rows(rows) => rows.into_iter().map(|(_, r)| r).collect(),
+            };
+            for row in rows {
+                side.add(row, layout, picker);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(side)
+}
+
+/// The destination side: every row of the destination table.
+async fn scan(
+    m: &Migration,
+    destination: &dyn Source,
+    at: &TableInfo,
+    layout: &Layout,
+    picker: &Picker,
+) -> Result<Side, RunError> {
+    let mut side = Side::new(layout.columns.len());
+    stream(destination, whole(m, at), async |batch: SourceBatch| {
+        for row in &batch.rows {
+            side.add(layout.align(row), layout, picker);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(side)
+}
+
+fn count_line(expected: &Side, found: &Side) -> Line {
+    let mut why = String::new();
+    if expected.failed > 0 || expected.dropped > 0 {
+        why = format!(
+            " ({} source rows, {} refused by the mapping or a transform, {} dropped by a transform)",
+            expected.read, expected.failed, expected.dropped
+        );
+    }
+    let (want, got) = (expected.digest.rows, found.digest.rows);
+    Line::new(
+        "row count",
+        want == got,
+        format!("expected {want}{why}, destination {got}"),
+    )
+}
+
+fn nulls_line(plan: &TablePlan, expected: &TableDigest, found: &TableDigest) -> Line {
+    let differ: Vec<String> = plan
+        .output
+        .iter()
+        .zip(expected.nulls.iter().zip(&found.nulls))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(c, (a, b))| format!("{}: expected {a}, destination {b}", c.name))
+        .collect();
+    match differ.is_empty() {
+        true => {
+            let total: u64 = expected.nulls.iter().sum();
+            Line::new(
+                "null counts",
+                true,
+                format!("{total} NULLs over {} columns match", plan.output.len()),
+            )
+        }
+        false => Line::new("null counts", false, differ.join("; ")),
+    }
+}
+
+fn checksum_line(expected: &TableDigest, found: &TableDigest) -> Line {
+    let (a, b) = (expected.checksum(), found.checksum());
+    match a == b {
+        true => Line::new("checksum", true, a),
+        false => Line::new(
+            "checksum",
+            false,
+            format!(
+                "expected {a}, destination {b}: a value differs, or a row is missing or repeated"
+            ),
+        ),
+    }
+}
+
+/// Compares the sampled rows by key; reports the first few differences.
+fn spot_line(
+    plan: &TablePlan,
+    layout: &Layout,
+    expected: &Side,
+    found: &Side,
+    appended: bool,
+) -> Line {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (key, rows) in &expected.sample {
+        checked += rows.len();
+        let there = found.sample.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        let row = &rows[0];
+        match there {
+            [] => problems.push(format!(
+                "{}: missing at the destination",
+                layout.key_text(row)
+            )),
+            [one] if rows.len() == 1 => {
+                if let Some(diff) = difference(plan, row, one) {
+                    problems.push(format!("{}: {diff}", layout.key_text(row)));
+                }
+            }
+            many => problems.push(format!(
+                "{}: {} rows at the destination, {} expected",
+                layout.key_text(row),
+                many.len(),
+                rows.len()
+            )),
+        }
+    }
+    if !appended {
+        for (key, rows) in &found.sample {
+            if !expected.sample.contains_key(key) {
+                problems.push(format!(
+                    "{}: at the destination but not in the source",
+                    layout.key_text(&rows[0])
+                ));
+            }
+        }
+    }
+    if checked == 0 {
+        return Line::skip("spot check", "no rows to check");
+    }
+    let n = problems.len();
+    problems.truncate(5);
+    match n {
+        0 => Line::new(
+            "spot check",
+            true,
+            format!("{checked} random rows re-derived from the source match by key"),
+        ),
+        _ => Line::new(
+            "spot check",
+            false,
+            format!("{n} of {checked} rows differ: {}", problems.join("; ")),
+        ),
+    }
+}
+
+/// The first column where two rows differ, in words.
+fn difference(plan: &TablePlan, want: &Row, got: &Row) -> Option<String> {
+    let (i, (a, b)) = want
+        .iter()
+        .zip(got)
+        .enumerate()
+        .find(|(_, (a, b))| !digest::same(a, b))?;
+    let show = |v: &Value| to_text(v).unwrap_or_else(|| "NULL".into());
+    Some(format!(
+        "column {} expected {:?}, destination {:?}",
+        plan.output[i].name,
+        show(a),
+        show(b)
+    ))
+}

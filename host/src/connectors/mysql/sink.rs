@@ -450,6 +450,15 @@ impl Sink for MySqlSink {
             .transpose()
     }
 
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        self.server
+            .pool
+            .execute(format!("DROP TABLE IF EXISTS {}", ident(table)).as_str())
+            .await
+            .map_err(|e| self.server.error(e))?;
+        Ok(())
+    }
+
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
         let sql = format!("DELETE FROM {} WHERE migration = ?", ident(CHECKPOINTS));
         sqlx::query(&sql)

@@ -450,6 +450,15 @@ impl Sink for PgSink {
         .transpose()
     }
 
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        let sql = format!("DROP TABLE IF EXISTS {}", self.db.qualified(table));
+        sqlx::query(&sql)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.table_error(table, &e))?;
+        Ok(())
+    }
+
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
         let sql = format!(
             "DELETE FROM {} WHERE migration = $1",
