@@ -151,9 +151,11 @@ fn json_events_report_progress_per_batch() {
             "progress",
             "progress",
             "table_finished",
-            "run_finished"
+            "run_finished",
+            "validated"
         ]
     );
+    assert_eq!(events[7]["report"]["passed"], true);
     assert_eq!(events[4]["done"], 250);
     assert_eq!(events[4]["total"], 250);
     assert_eq!(events[6]["status"], "succeeded");
@@ -398,11 +400,22 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["checked", "run_started", "table_finished", "run_finished"]
+        [
+            "created",
+            "checked",
+            "run_started",
+            "row_flagged",
+            "table_finished",
+            "run_finished",
+            "validated"
+        ]
     );
-    assert_eq!(events[0]["detail"]["failed"], serde_json::json!([]));
-    assert_eq!(events[2]["detail"]["counts"]["flagged"], 1);
-    assert_eq!(events[3]["detail"]["status"], "succeeded");
+    assert_eq!(events[1]["detail"]["failed"], serde_json::json!([]));
+    assert_eq!(events[3]["detail"]["key"], "id=2");
+    assert_eq!(events[3]["detail"]["column"], "score");
+    assert_eq!(events[4]["detail"]["counts"]["flagged"], 1);
+    assert_eq!(events[5]["detail"]["status"], "succeeded");
+    assert_eq!(events[6]["detail"]["passed"], true);
     assert!(
         events
             .iter()

@@ -8,6 +8,7 @@ mod mariadb;
 mod policies;
 mod postgres;
 mod resume;
+mod validate;
 
 use credvault_tests::Project;
 

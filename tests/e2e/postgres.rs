@@ -346,6 +346,7 @@ fn pg_to_sqlite_keeps_every_value() {
         rows[1]
     );
     assert_eq!(rows[2][3], s("-0.0000000001"));
+    assert_eq!(rows[2][4], s("NaN"), "NaN is kept, not turned into NULL");
     assert_eq!(rows[2][10], s(""), "empty bytea stays empty, not NULL");
     assert_eq!(rows[2][14], s("1969-12-31 23:59:59.999999"));
     assert_eq!(rows[3][12], s("1969-12-31"));

@@ -307,6 +307,7 @@ async fn validate(
             .as_ref()
             .and_then(|r| r.clock)
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros()),
+        refused: state.refused(&m.name).await?,
     };
     let report = crate::validate::validate(m, runtime, options).await?;
     pipeline::record_validation(state, &report, last.map(|r| r.id)).await?;

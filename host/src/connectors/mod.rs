@@ -62,6 +62,9 @@ pub struct ReadRequest {
     pub after: Option<Checkpoint>,
     /// Only this range of the table's integer key (a split table).
     pub range: Option<KeyRange>,
+    /// Rows may come in any order (validation digests them), so a source
+    /// need not sort a table that has no key.
+    pub any_order: bool,
 }
 
 /// A slice of a table by its single integer primary key: `lo <= key < hi`,

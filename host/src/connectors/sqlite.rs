@@ -586,6 +586,8 @@ fn bind_rows<'q>(mut query: Query<'q>, rows: &'q [Row]) -> Query<'q> {
                 Value::Null => query.bind(None::<i64>),
                 Value::Boolean(b) => query.bind(*b),
                 Value::Int(i) => query.bind(*i),
+                // SQLite turns a NaN REAL into NULL; as text it survives.
+                Value::Float(f) if f.is_nan() => query.bind("NaN"),
                 Value::Float(f) => query.bind(*f),
                 Value::Text(s) | Value::Decimal(s) | Value::Json(s) => query.bind(s.as_str()),
                 Value::Bytes(b) => query.bind(b.as_slice()),

@@ -234,19 +234,7 @@ impl TablePlan {
         message: String,
     ) -> RowFailure {
         let columns = &self.source.columns;
-        let key = (!self.key.is_empty()).then(|| {
-            self.key
-                .iter()
-                .map(|&k| {
-                    format!(
-                        "{}={}",
-                        columns[k].name,
-                        to_text(&row[k]).unwrap_or_else(|| "null".into())
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
+        let key = self.key_text(row);
         let json = columns
             .iter()
             .zip(row)
@@ -262,6 +250,22 @@ impl TablePlan {
             message,
             row: json.into(),
         }
+    }
+
+    /// The key that names a source row in reports (`id=42`), if the table
+    /// has one.
+    pub fn key_text(&self, row: &Row) -> Option<String> {
+        let columns = &self.source.columns;
+        (!self.key.is_empty()).then(|| {
+            self.key
+                .iter()
+                .map(|&k| {
+                    let value = to_text(&row[k]).unwrap_or_else(|| "null".into());
+                    format!("{}={value}", columns[k].name)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     }
 
     /// The source primary key of a row, as a checkpoint records it.

@@ -54,6 +54,7 @@ pub async fn preview(
             limit: Some(limit),
             after: None,
             range: None,
+            any_order: false,
         };
         let reader = source.read(request, tx);
         let (_, batch) = tokio::join!(reader, rx.recv());

@@ -29,6 +29,9 @@ use crate::value::{Row, TableInfo};
 /// Batches buffered between two stages: memory stays bounded by a few
 /// batches whatever the table's size.
 const BATCHES_IN_FLIGHT: usize = 2;
+/// Flagged rows per table recorded one by one in the audit log; the rest
+/// are counted in `table_finished` (all are in `credvault flagged`).
+const AUDITED_FLAGS: u64 = 100;
 /// How often a running table's progress is copied to the state store.
 const STATE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -229,7 +232,7 @@ pub async fn run_migration(
     if resumed_from.is_none() {
         open_sink(m).await?.reset(&m.name).await?;
     }
-    let run_id = state.start_run(&m.name, clock).await?;
+    let run_id = state.start_run(&m.name, clock, resumed_from).await?;
     let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
     state
         .event(&m.name, Some(run_id), "run_started", &detail)
@@ -299,6 +302,7 @@ async fn validate_run(
     let options = validate::Options {
         sample: m.settings.validate_sample,
         run_started_at: clock,
+        refused: state.refused(&m.name).await?,
     };
     let report = validate::validate(m, runtime, options).await?;
     record_validation(state, &report, Some(run_id)).await?;
@@ -389,8 +393,12 @@ async fn run_tables(
                 Ok(mut sink) => run.run(source, sink.as_mut(), resuming, events).await,
                 Err(err) => Err(err.into()),
             };
-            if outcome.is_err() {
+            if let Err(err) = &outcome {
                 failed.store(true, Ordering::SeqCst);
+                let detail = serde_json::json!({ "table": run.table(), "error": err.to_string() });
+                let _ = state
+                    .event(&m.name, Some(run_id), "table_failed", &detail)
+                    .await;
             }
             (run.counts, outcome)
         })
@@ -746,6 +754,7 @@ impl<'a> TableRun<'a> {
             limit: None,
             after: (checkpoint.rows > 0).then(|| checkpoint.clone()),
             range: self.slice.as_ref().map(|s| s.range),
+            any_order: false,
         };
         let (reader, transformer, mut processed) = self.spawn_stages(source, request);
         let total = total.get().await?;
@@ -783,6 +792,14 @@ impl<'a> TableRun<'a> {
                     .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
                     .await?;
                 last_state_write = Instant::now();
+            }
+            if self.slice.is_none()
+                && let Some(percent) = milestone(checkpoint.rows - consumed, checkpoint.rows, total)
+            {
+                let detail = serde_json::json!({ "table": table, "percent": percent, "rows": checkpoint.rows, "total": total });
+                self.state
+                    .event(&self.m.name, Some(self.run_id), "progress", &detail)
+                    .await?;
             }
             events.on(&RunEvent::Progress {
                 table: self.checkpoint_name().to_string(),
@@ -879,17 +896,41 @@ impl<'a> TableRun<'a> {
         let policy = self.plan.policy;
         match policy {
             ErrorPolicy::Stop => return Err(RunError::Stopped(Box::new(failure))),
-            ErrorPolicy::Skip => self.counts.skipped += 1,
+            ErrorPolicy::Skip => {
+                if failure.stage == "destination" {
+                    self.state
+                        .skipped(&flagged(&failure, self.run_id, &self.m.name))
+                        .await?;
+                }
+                self.counts.skipped += 1;
+            }
             ErrorPolicy::Flag => {
-                self.state
-                    .flag(&flagged(&failure, self.run_id, &self.m.name))
-                    .await?;
+                let row = flagged(&failure, self.run_id, &self.m.name);
+                self.state.flag(&row).await?;
                 self.counts.flagged += 1;
+                if self.counts.flagged <= AUDITED_FLAGS {
+                    let detail = serde_json::json!({
+                        "table": row.table, "position": row.position, "key": row.key,
+                        "stage": row.stage, "column": row.column, "error": row.error,
+                    });
+                    self.state
+                        .event(&self.m.name, Some(self.run_id), "row_flagged", &detail)
+                        .await?;
+                }
             }
         }
         events.on(&RunEvent::RowFailed { failure, policy });
         Ok(())
     }
+}
+
+/// The progress milestone (25, 50 or 75 %) a batch crossed, if any.
+fn milestone(before: u64, after: u64, total: u64) -> Option<u64> {
+    if total == 0 || after >= total {
+        return None;
+    }
+    let (from, to) = (before * 4 / total, after * 4 / total);
+    (to > from).then_some(to * 25)
 }
 
 fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
@@ -906,5 +947,20 @@ fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
         error: f.message.clone(),
         row: f.row.clone(),
         flagged_at: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::milestone;
+
+    #[test]
+    fn milestones_are_recorded_once_each_and_not_at_the_end() {
+        assert_eq!(milestone(0, 24, 100), None);
+        assert_eq!(milestone(24, 25, 100), Some(25));
+        assert_eq!(milestone(25, 49, 100), None);
+        assert_eq!(milestone(10, 80, 100), Some(75));
+        assert_eq!(milestone(80, 100, 100), None);
+        assert_eq!(milestone(0, 3, 0), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The state store: runs, checkpoints, flagged rows and the audit log, in an
 //! embedded SQLite file by default.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -131,7 +132,8 @@ CREATE TABLE IF NOT EXISTS flagged_rows (
     value TEXT,
     error TEXT NOT NULL,
     row_json TEXT NOT NULL,
-    flagged_at TEXT NOT NULL
+    flagged_at TEXT NOT NULL,
+    policy TEXT NOT NULL DEFAULT 'flag'
 );
 CREATE INDEX IF NOT EXISTS flagged_rows_by_migration ON flagged_rows (migration, run_id);
 CREATE TABLE IF NOT EXISTS validations (
@@ -203,13 +205,19 @@ impl StateStore {
     /// Records the start of a run and returns its id. `clock` is the time
     /// the transforms are told (µs since the epoch): a resumed run keeps its
     /// first run's, so every row of a table sees the same time.
-    pub async fn start_run(&self, migration: &str, clock: i64) -> Result<i64, StateError> {
+    pub async fn start_run(
+        &self,
+        migration: &str,
+        clock: i64,
+        resumed_from: Option<i64>,
+    ) -> Result<i64, StateError> {
         let id = sqlx::query(
-            "INSERT INTO runs (migration, started_at, status, clock) VALUES (?, ?, 'running', ?)",
+            "INSERT INTO runs (migration, started_at, status, clock, resumed_from) VALUES (?, ?, 'running', ?, ?)",
         )
         .bind(migration)
         .bind(now())
         .bind(clock)
+        .bind(resumed_from)
         .execute(&self.pool)
         .await
         .map_err(|e| self.error(e))?
@@ -268,9 +276,44 @@ impl StateStore {
 
     /// Keeps a row for review.
     pub async fn flag(&self, row: &FlaggedRow) -> Result<(), StateError> {
+        self.keep(row, "flag").await
+    }
+
+    /// Notes a row the destination refused under the `skip` policy, so
+    /// validation knows the destination lacks it on purpose.
+    pub async fn skipped(&self, row: &FlaggedRow) -> Result<(), StateError> {
+        self.keep(row, "skip").await
+    }
+
+    /// The rows the destination refused (skipped or flagged) since the
+    /// migration's last fresh run, by destination table: each by its
+    /// position (`#7`) and, when it has one, its key (`id=42`).
+    pub async fn refused(
+        &self,
+        migration: &str,
+    ) -> Result<HashMap<String, HashSet<String>>, StateError> {
+        let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT table_name, row_key, position FROM flagged_rows
+             WHERE migration = ?1 AND stage = 'destination'
+               AND run_id >= (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)",
+        )
+        .bind(migration)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        let mut refused: HashMap<String, HashSet<String>> = HashMap::new();
+        for (table, key, position) in rows {
+            let ids = refused.entry(table).or_default();
+            ids.insert(format!("#{position}"));
+            ids.extend(key);
+        }
+        Ok(refused)
+    }
+
+    async fn keep(&self, row: &FlaggedRow, policy: &str) -> Result<(), StateError> {
         sqlx::query(
-            "INSERT INTO flagged_rows (run_id, migration, table_name, position, row_key, stage, column_name, value, error, row_json, flagged_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO flagged_rows (run_id, migration, table_name, position, row_key, stage, column_name, value, error, row_json, flagged_at, policy)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(row.run_id)
         .bind(&row.migration)
@@ -283,6 +326,7 @@ impl StateStore {
         .bind(&row.error)
         .bind(row.row.to_string())
         .bind(now())
+        .bind(policy)
         .execute(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
@@ -293,7 +337,7 @@ impl StateStore {
     pub async fn flagged(&self, filter: &FlaggedFilter) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(
             "SELECT * FROM flagged_rows
-             WHERE (?1 IS NULL OR migration = ?1) AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
+             WHERE policy = 'flag' AND (?1 IS NULL OR migration = ?1) AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
              ORDER BY id",
         )
         .bind(&filter.migration)
@@ -329,6 +373,18 @@ impl StateStore {
         kind: &str,
         detail: &serde_json::Value,
     ) -> Result<(), StateError> {
+        // The first event of a migration is preceded by its `created`.
+        sqlx::query(
+            "INSERT INTO events (at, migration, run_id, actor, kind, detail)
+             SELECT ?1, ?2, NULL, ?3, 'created', '{}'
+             WHERE NOT EXISTS (SELECT 1 FROM events WHERE migration = ?2)",
+        )
+        .bind(now())
+        .bind(migration)
+        .bind(actor())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
         sqlx::query("INSERT INTO events (at, migration, run_id, actor, kind, detail) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(now())
             .bind(migration)
@@ -441,13 +497,20 @@ pub struct LastRun {
 
 /// Brings a store made by an older version up to the current tables.
 async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('runs')")
-        .fetch_all(pool)
-        .await?;
-    if !columns.iter().any(|c| c == "clock") {
-        sqlx::query("ALTER TABLE runs ADD COLUMN clock INTEGER")
-            .execute(pool)
-            .await?;
+    for (table, column, def) in [
+        ("runs", "clock", "INTEGER"),
+        ("runs", "resumed_from", "INTEGER"),
+        ("flagged_rows", "policy", "TEXT NOT NULL DEFAULT 'flag'"),
+    ] {
+        let columns: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                .fetch_all(pool)
+                .await?;
+        if !columns.iter().any(|c| c == column) {
+            sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {def}"))
+                .execute(pool)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -456,5 +519,19 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 fn actor() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+        .ok()
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The login name of the process's user from /etc/passwd (services often
+/// run without USER set).
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
+    })
 }

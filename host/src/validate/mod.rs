@@ -11,7 +11,7 @@
 pub mod digest;
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -27,13 +27,17 @@ use crate::runtime::Runtime;
 use crate::value::{Column, Row, TableInfo, Value, to_text, type_name, value_type};
 
 /// How to validate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Rows to spot-check per table.
     pub sample: u64,
     /// The clock the transforms saw in the run being validated (µs since
     /// the epoch), so time-dependent transforms derive the same rows.
     pub run_started_at: i64,
+    /// Rows the destination refused in the run under the `skip` or `flag`
+    /// policy, by destination table (`#position`, and `id=42` when the row
+    /// has a key): the destination lacks them on purpose.
+    pub refused: HashMap<String, HashSet<String>>,
 }
 
 /// The outcome of one check.
@@ -117,6 +121,7 @@ pub async fn validate(
     runtime: &Runtime,
     options: Options,
 ) -> Result<Report, RunError> {
+    let options = &options;
     let source = open_source(m).await?;
     let plans = plan(m, source.as_ref(), runtime, options.run_started_at)
         .await
@@ -171,7 +176,7 @@ async fn validate_table(
     m: &Migration,
     plan: &TablePlan,
     sides: Sides<'_>,
-    options: Options,
+    options: &Options,
 ) -> Result<TableReport, RunError> {
     let layout = Layout::new(plan, sides.at);
     let mut lines = vec![layout.columns_line(), layout.types_line(sides.destination)];
@@ -180,8 +185,13 @@ async fn validate_table(
     }
     let total = sides.source.count(&plan.source).await?;
     let picker = Picker::new(options.sample, total);
+    let empty = HashSet::new();
+    let refused = options
+        .refused
+        .get(plan.spec.destination())
+        .unwrap_or(&empty);
     let (expected, found) = tokio::join!(
-        derive(m, plan, sides.source, &layout, &picker),
+        derive(m, plan, sides.source, &layout, &picker, refused),
         scan(m, sides.destination, sides.at, &layout, &picker),
     );
     let (expected, found) = (expected?, found?);
@@ -388,6 +398,8 @@ struct Side {
     failed: u64,
     /// Source rows a transform filtered out.
     dropped: u64,
+    /// Rows the destination refused in the run (skipped or flagged).
+    refused: u64,
     /// Source rows read.
     read: u64,
 }
@@ -399,6 +411,7 @@ impl Side {
             sample: HashMap::new(),
             failed: 0,
             dropped: 0,
+            refused: 0,
             read: 0,
         }
     }
@@ -437,6 +450,7 @@ fn whole(m: &Migration, table: &TableInfo) -> ReadRequest {
         limit: None,
         after: None,
         range: None,
+        any_order: true,
     }
 }
 
@@ -448,28 +462,40 @@ async fn derive(
     source: &dyn Source,
     layout: &Layout,
     picker: &Picker,
+    refused: &HashSet<String>,
 ) -> Result<Side, RunError> {
     let traps = m.settings.max_plugin_traps;
     let mut chain = Chain::new(plan.ctx.clone(), plan.steps.clone(), traps);
     let mut side = Side::new(plan.output.len());
-    stream(
-        source,
-        whole(m, &plan.source),
-        async |batch: SourceBatch| {
-            side.read += batch.rows.len() as u64;
-            let processed = process(plan, &mut chain, batch).await?;
-            side.failed += processed.failures.len() as u64;
-            side.dropped += processed.dropped;
-            let rows: Vec<Row> = match processed.output {
-                Output::Source => processed.source.rows,
-                Output::Rows(rows) => rows.into_iter().map(|(_, r)| r).collect(),
+    let ordered = ReadRequest {
+        any_order: false,
+        ..whole(m, &plan.source)
+    };
+    stream(source, ordered, async |batch: SourceBatch| {
+        side.read += batch.rows.len() as u64;
+        let processed = process(plan, &mut chain, batch).await?;
+        side.failed += processed.failures.len() as u64;
+        side.dropped += processed.dropped;
+        let source = processed.source;
+        let rows: Vec<(usize, Row)> = match processed.output {
+            Output::Source => source.rows.iter().cloned().enumerate().collect(),
+            Output::Rows(rows) => rows,
+        };
+        for (i, row) in rows {
+            // A primary key names a row for sure; otherwise its position
+            // in the source's stable order does.
+            let id = match plan.source.primary_key.is_empty() {
+                true => Some(format!("#{}", source.first + i as u64)),
+                false => plan.key_text(&source.rows[i]),
             };
-            for row in rows {
-                side.add(row, layout, picker);
+            let id = id.unwrap_or_default();
+            match refused.contains(&id) {
+                true => side.refused += 1,
+                false => side.add(row, layout, picker),
             }
-            Ok(())
-        },
-    )
+        }
+        Ok(())
+    })
     .await?;
     Ok(side)
 }
@@ -495,10 +521,10 @@ async fn scan(
 
 fn count_line(expected: &Side, found: &Side) -> Line {
     let mut why = String::new();
-    if expected.failed > 0 || expected.dropped > 0 {
+    if expected.failed > 0 || expected.dropped > 0 || expected.refused > 0 {
         why = format!(
-            " ({} source rows, {} refused by the mapping or a transform, {} dropped by a transform)",
-            expected.read, expected.failed, expected.dropped
+            " ({} source rows, {} refused by the mapping or a transform, {} dropped by a transform, {} refused by the destination)",
+            expected.read, expected.failed, expected.dropped, expected.refused
         );
     }
     let (want, got) = (expected.digest.rows, found.digest.rows);

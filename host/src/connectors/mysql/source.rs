@@ -161,7 +161,12 @@ fn read_sql(request: &ReadRequest, columns: &[ReadColumn]) -> Result<ReadSql, St
     if !conditions.is_empty() {
         sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
     }
-    sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    // Sorting a keyless table by every column can exhaust the server's sort
+    // memory (long text, JSON); a reader that takes any order skips it.
+    let unordered = key.is_empty() && request.any_order && offset == 0;
+    if !unordered {
+        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    }
     match (request.limit, offset) {
         (Some(limit), 0) => sql.push_str(&format!(" LIMIT {limit}")),
         (Some(limit), offset) => sql.push_str(&format!(" LIMIT {offset}, {limit}")),
@@ -522,6 +527,7 @@ mod tests {
             limit: None,
             after,
             range: None,
+            any_order: false,
         }
     }
 

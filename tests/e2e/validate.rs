@@ -1,0 +1,238 @@
+//! Validation, dry runs and environments on CSV → SQLite: the checksum and
+//! the counts catch each kind of tampering with the destination.
+
+use credvault_tests::{Project, exec_sqlite, people};
+
+use super::{people_migration, project};
+
+/// A project with 500 people moved to SQLite (run validated on the way).
+fn moved() -> Project {
+    let p = project();
+    p.csv("people", "id,name,score", &people(500));
+    p.write("m.toml", &people_migration("validate_sample = 50", ""));
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout.contains("validation of `people-move`: passed"),
+        "{}",
+        run.all()
+    );
+    p
+}
+
+fn tamper(p: &Project, sql: &str) {
+    exec_sqlite(&p.path().join("out/vault.db"), sql);
+}
+
+/// Runs `credvault validate` expecting it to fail, and returns its output.
+fn validate_fails(p: &Project, args: &[&str]) -> String {
+    let mut all = vec!["validate", "m.toml"];
+    all.extend(args);
+    let run = p.run(&all);
+    assert_eq!(run.code, 1, "validation should fail:\n{}", run.all());
+    run.stdout
+}
+
+fn line<'a>(out: &'a str, check: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.contains(&format!("] {check}:")))
+        .unwrap_or_else(|| panic!("no `{check}` line in:\n{out}"))
+}
+
+#[test]
+fn an_untouched_destination_passes_every_check() {
+    let p = moved();
+    let run = p.run_ok(&["validate", "m.toml", "--html", "report.html"]);
+    for check in [
+        "column count",
+        "data types",
+        "row count",
+        "null counts",
+        "checksum",
+        "spot check",
+    ] {
+        assert!(
+            line(&run.stdout, check).contains("[pass]"),
+            "{}",
+            run.stdout
+        );
+    }
+    let html = std::fs::read_to_string(p.path().join("report.html")).unwrap();
+    assert!(html.contains("Validation of people-move: passed"), "{html}");
+    let json = p.run_ok(&["validate", "m.toml", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["tables"][0]["lines"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn a_changed_value_fails_the_checksum_and_the_spot_check_names_it() {
+    let p = moved();
+    tamper(&p, "UPDATE people SET name = 'someone else' WHERE id = 250");
+    let out = validate_fails(&p, &[]);
+    assert!(line(&out, "checksum").contains("[FAIL]"), "{out}");
+    assert!(line(&out, "row count").contains("[pass]"), "{out}");
+    // With every row sampled, the spot check finds the row and the column.
+    let out = validate_fails(&p, &["--sample", "1000"]);
+    assert!(
+        line(&out, "spot check")
+            .contains(r#"id=250: column name expected "person 250", destination "someone else""#),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_missing_row_fails_the_count_and_the_checksum() {
+    let p = moved();
+    tamper(&p, "DELETE FROM people WHERE id = 17");
+    let out = validate_fails(&p, &["--sample", "1000"]);
+    assert!(
+        line(&out, "row count").contains("expected 500, destination 499"),
+        "{out}"
+    );
+    assert!(line(&out, "checksum").contains("[FAIL]"), "{out}");
+    assert!(
+        line(&out, "spot check").contains("id=17: missing at the destination"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_duplicated_row_fails_the_count_and_the_checksum() {
+    let p = moved();
+    tamper(&p, "INSERT INTO people SELECT * FROM people WHERE id = 99");
+    let out = validate_fails(&p, &["--sample", "1000"]);
+    assert!(
+        line(&out, "row count").contains("expected 500, destination 501"),
+        "{out}"
+    );
+    assert!(line(&out, "checksum").contains("[FAIL]"), "{out}");
+    assert!(
+        line(&out, "spot check").contains("id=99: 2 rows at the destination, 1 expected"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_null_where_a_value_was_fails_the_null_counts() {
+    let p = moved();
+    tamper(&p, "UPDATE people SET score = NULL WHERE id = 3");
+    let out = validate_fails(&p, &[]);
+    assert!(
+        line(&out, "null counts").contains("score: expected 0, destination 1"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validation_failures_are_in_the_audit_log() {
+    let p = moved();
+    tamper(&p, "DELETE FROM people WHERE id = 1");
+    validate_fails(&p, &[]);
+    let log = p.run_ok(&["log", "--json"]);
+    let last: serde_json::Value = serde_json::from_str(log.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "validated");
+    assert_eq!(last["detail"]["passed"], false);
+    assert_eq!(
+        last["detail"]["failed"],
+        serde_json::json!(["people: row count", "people: checksum"])
+    );
+}
+
+#[test]
+fn rows_refused_by_the_destination_are_expected_to_be_missing() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(20));
+    // The destination refuses a duplicate key: it lands once, is flagged
+    // once, and validation still passes.
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    std::fs::write(p.path().join("out/vault.db"), "").unwrap();
+    tamper(
+        &p,
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT, score INTEGER)",
+    );
+    let mut rows = people(20);
+    rows.push("7,person seven again,1".into());
+    p.csv("people", "id,name,score", &rows);
+    p.write(
+        "m.toml",
+        &people_migration("on_error = \"flag\"", "if_exists = \"append\""),
+    );
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(run.stdout.contains("1 flagged"), "{}", run.all());
+    assert!(
+        run.stdout.contains("validation of `people-move`: passed"),
+        "{}",
+        run.all()
+    );
+    let run = p.run_ok(&["validate", "m.toml", "--sample", "100"]);
+    assert!(
+        line(&run.stdout, "spot check").contains("[pass] spot check: 20 random rows"),
+        "the refused duplicate is not expected, the landed row is: {}",
+        run.all()
+    );
+}
+
+#[test]
+fn a_dry_run_writes_validates_and_drops_scratch_tables_only() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(100));
+    p.write("m.toml", &people_migration("", ""));
+    let run = p.run_ok(&["run", "m.toml", "--dry-run"]);
+    assert!(run.stdout.contains("100 written"), "{}", run.all());
+    assert!(
+        run.stdout.contains("people → _credvault_dry_people"),
+        "{}",
+        run.all()
+    );
+    assert!(run.stdout.contains("[pass] checksum"), "{}", run.all());
+    let tables = p.query(
+        "out/vault.db",
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE '_credvault_checkpoints'",
+    );
+    assert!(tables.is_empty(), "nothing is left behind: {tables:?}");
+    // The real run afterwards starts fresh and lands everything.
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout
+            .contains("run 2 succeeded: 100 read, 100 written"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn an_environment_swaps_the_destination_and_keeps_its_own_runs() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(10));
+    let m = people_migration("", "")
+        + "[environments.staging]\ndestination = { type = \"sqlite\", path = \"out/staging.db\" }\n";
+    p.write("m.toml", &m);
+    let run = p.run_ok(&["--env", "staging", "run", "m.toml"]);
+    assert!(
+        run.stdout.contains("`people-move@staging`"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        p.query("out/staging.db", "SELECT count(*) FROM people"),
+        [[Some("10".into())]]
+    );
+    assert!(
+        !p.path().join("out/vault.db").exists(),
+        "production untouched"
+    );
+    p.run_ok(&["run", "m.toml"]);
+    assert_eq!(
+        p.query("out/vault.db", "SELECT count(*) FROM people"),
+        [[Some("10".into())]]
+    );
+    let unknown = p.run(&["--env", "prod", "run", "m.toml"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.all());
+    assert!(
+        unknown
+            .stderr
+            .contains("environment `prod` is not defined; the migration file has: staging"),
+        "{}",
+        unknown.all()
+    );
+}
