@@ -189,6 +189,15 @@ pub struct Settings {
     /// 0 (the default) never splits.
     #[serde(default)]
     pub split_rows: u64,
+    /// Before a fresh run writes, copy every destination table it touches
+    /// into a restore point (`credvault rollback` puts them back). Default
+    /// true; SQLite, PostgreSQL and MariaDB/MySQL destinations.
+    #[serde(default = "default_true")]
+    pub restore_points: bool,
+    /// Days a restore point is kept; older ones are removed when the next
+    /// point is made. Default 30; 0 keeps a point only until the next run.
+    #[serde(default = "default_restore_point_days")]
+    pub restore_point_days: u32,
 }
 
 impl Default for Settings {
@@ -199,8 +208,18 @@ impl Default for Settings {
             max_plugin_traps: default_max_plugin_traps(),
             parallel_tables: default_parallel_tables(),
             split_rows: 0,
+            restore_points: true,
+            restore_point_days: default_restore_point_days(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_restore_point_days() -> u32 {
+    30
 }
 
 fn default_batch_size() -> usize {

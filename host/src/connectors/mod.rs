@@ -8,10 +8,10 @@
 //! neither loses nor repeats a row.
 
 mod csv;
-mod mysql;
-mod postgres;
+pub(crate) mod mysql;
+pub(crate) mod postgres;
 pub mod server;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -21,6 +21,7 @@ use crate::connectors::{
     Checkpoint, ConnectorError, KeyRange, Prepare, ReadRequest, Sink, Source, SourceBatch,
     WriteBatch, open_sink, open_source,
 };
+use crate::restore::{self, RestoreError, Taken};
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
 use crate::value::{Row, TableInfo};
@@ -78,6 +79,9 @@ pub enum RunError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The restore point could not be made (nothing was written).
+    #[error("no restore point could be made, so nothing was written: {0}")]
+    RestorePoint(#[from] RestoreError),
     /// A row failed in a table whose policy is `stop`.
     #[error(
         "stopped on a failed row (policy `stop`): {0}. Rows before its batch are committed; fix the row or choose on_error = \"skip\" or \"flag\", then run again"
@@ -108,6 +112,8 @@ pub enum RunEvent {
         /// The interrupted run this one continues, if any.
         resumed_from: Option<i64>,
     },
+    /// The destination tables were copied into a restore point.
+    RestorePoint(Taken),
     /// A table started.
     TableStarted {
         /// The destination table.
@@ -215,6 +221,10 @@ pub async fn run_migration(
     if resumed_from.is_none() {
         open_sink(m).await?.reset(&m.name).await?;
     }
+    let point = match resumed_from {
+        None => restore::before_run(m, &destinations(&plans), state).await?,
+        Some(_) => None,
+    };
     let run_id = state.start_run(&m.name).await?;
     let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
     state
@@ -226,6 +236,9 @@ pub async fn run_migration(
         tables: plans.len(),
         resumed_from,
     });
+    if let Some(point) = point {
+        observer.on(&RunEvent::RestorePoint(point));
+    }
     let events = Events(Mutex::new(observer));
     let (totals, result) = run_tables(
         m,
@@ -259,6 +272,10 @@ pub async fn run_migration(
         run_id,
         counts: totals,
     })
+}
+
+fn destinations(plans: &[TablePlan]) -> Vec<&str> {
+    plans.iter().map(|p| p.spec.destination()).collect()
 }
 
 /// The reader task, the map-and-transform task (which returns its

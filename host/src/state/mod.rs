@@ -145,6 +145,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 ";
 
+/// The status of a run whose destination was rolled back before it finished.
+const ROLLED_BACK: &str = "rolled_back";
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -329,7 +332,8 @@ impl StateStore {
     }
 
     /// The last run of `migration` if it did not succeed (it crashed,
-    /// was killed or stopped): the next run resumes it.
+    /// was killed or stopped) and was not rolled back: the next run
+    /// resumes it.
     pub async fn unfinished_run(&self, migration: &str) -> Result<Option<i64>, StateError> {
         let last: Option<(i64, String)> = sqlx::query_as(
             "SELECT id, status FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1",
@@ -339,8 +343,25 @@ impl StateStore {
         .await
         .map_err(|e| self.error(e))?;
         Ok(last
-            .filter(|(_, status)| status != "succeeded")
+            .filter(|(_, status)| status != "succeeded" && status != ROLLED_BACK)
             .map(|(id, _)| id))
+    }
+
+    /// Marks the last run of `migration` rolled back if it did not succeed:
+    /// its destination was restored, so the next run starts afresh instead
+    /// of resuming it.
+    pub async fn close_unfinished(&self, migration: &str) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE runs SET status = ?, finished_at = coalesce(finished_at, ?)
+             WHERE id = (SELECT max(id) FROM runs WHERE migration = ?) AND status <> 'succeeded'",
+        )
+        .bind(ROLLED_BACK)
+        .bind(now())
+        .bind(migration)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// The newest `limit` audit events, oldest first.
