@@ -146,6 +146,7 @@ fn json_events_report_progress_per_batch() {
         kinds,
         [
             "run_started",
+            "restore_point",
             "table_started",
             "progress",
             "progress",
@@ -154,9 +155,10 @@ fn json_events_report_progress_per_batch() {
             "run_finished"
         ]
     );
-    assert_eq!(events[4]["done"], 250);
-    assert_eq!(events[4]["total"], 250);
-    assert_eq!(events[6]["status"], "succeeded");
+    assert_eq!(events[1]["tables"], 1);
+    assert_eq!(events[5]["done"], 250);
+    assert_eq!(events[5]["total"], 250);
+    assert_eq!(events[7]["status"], "succeeded");
 }
 
 #[test]
@@ -398,11 +400,18 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["checked", "run_started", "table_finished", "run_finished"]
+        [
+            "checked",
+            "restore_point_created",
+            "run_started",
+            "table_finished",
+            "run_finished"
+        ]
     );
     assert_eq!(events[0]["detail"]["failed"], serde_json::json!([]));
-    assert_eq!(events[2]["detail"]["counts"]["flagged"], 1);
-    assert_eq!(events[3]["detail"]["status"], "succeeded");
+    assert_eq!(events[1]["detail"]["tables"][0]["existed"], false);
+    assert_eq!(events[3]["detail"]["counts"]["flagged"], 1);
+    assert_eq!(events[4]["detail"]["status"], "succeeded");
     assert!(
         events
             .iter()

@@ -49,10 +49,7 @@ impl Dest for Lite<'_> {
             .collect();
         self.0.query(
             "out/vault.db",
-            &format!(
-                "SELECT id, {} FROM accounts ORDER BY id",
-                exact.join(", ")
-            ),
+            &format!("SELECT id, {} FROM accounts ORDER BY id", exact.join(", ")),
         )
     }
 
@@ -63,7 +60,9 @@ impl Dest for Lite<'_> {
 
     fn count(&self, table: &str) -> String {
         let sql = format!("SELECT count(*) FROM {table}");
-        self.0.query("out/vault.db", &sql)[0][0].clone().unwrap_or_default()
+        self.0.query("out/vault.db", &sql)[0][0]
+            .clone()
+            .unwrap_or_default()
     }
 }
 
@@ -222,7 +221,11 @@ fn points(p: &Project, file: &str) -> Vec<(String, Option<String>)> {
 fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
     let before = d.dump();
     assert_eq!(before.len(), 3, "the fixture is in place");
-    p.csv("accounts", "id,name", &["101,new one".into(), "102,new two".into()]);
+    p.csv(
+        "accounts",
+        "id,name",
+        &["101,new one".into(), "102,new two".into()],
+    );
     p.write("replace.toml", &migration(d, "replace", ""));
     p.write("append.toml", &migration(d, "append", ""));
 
@@ -230,7 +233,8 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
     // with exactly its old rows, and the table the run made is dropped.
     let run = p.run_ok(&["run", "replace.toml"]);
     assert!(
-        run.stderr.contains("restore point vault-restore-") && run.stderr.contains("(2 tables, 3 rows"),
+        run.stderr.contains("restore point vault-restore-")
+            && run.stderr.contains("(2 tables, 3 rows"),
         "{}",
         run.all()
     );
@@ -238,7 +242,8 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
     assert!(d.exists("extra"));
     let back = p.run_ok(&["rollback", "replace.toml"]);
     assert!(
-        back.stdout.contains("[pass] accounts: recreated, 3 rows, checksum"),
+        back.stdout
+            .contains("[pass] accounts: recreated, 3 rows, checksum"),
         "{}",
         back.all()
     );
@@ -257,7 +262,11 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
     p.run_ok(&["run", "append.toml"]);
     let appended = d.dump();
     assert_eq!(appended.len(), 5, "{appended:?}");
-    p.csv("accounts", "id,name", &["201,third".into(), "202,fourth".into()]);
+    p.csv(
+        "accounts",
+        "id,name",
+        &["201,third".into(), "202,fourth".into()],
+    );
     let run = p.run_ok(&["run", "append.toml"]);
     assert!(run.stderr.contains("(2 tables, 7 rows"), "{}", run.all());
     let listed = points(p, "append.toml");
@@ -274,14 +283,17 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
     let back = p.run_ok(&["rollback", "append.toml"]);
     assert!(
         back.stdout.contains(&listed[2].0)
-            && back.stdout.contains("[pass] accounts: rows replaced, 5 rows"),
+            && back
+                .stdout
+                .contains("[pass] accounts: rows replaced, 5 rows"),
         "{}",
         back.all()
     );
     assert_eq!(d.dump(), appended, "the newest point is the default");
     let back = p.run_ok(&["rollback", "append.toml", "--to", &listed[1].0]);
     assert!(
-        back.stdout.contains("[pass] accounts: rows replaced, 3 rows"),
+        back.stdout
+            .contains("[pass] accounts: rows replaced, 3 rows"),
         "{}",
         back.all()
     );
@@ -297,7 +309,8 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
     let back = p.run(&["rollback", "append.toml", "--to", &listed[1].0]);
     assert_eq!(back.code, 1, "{}", back.all());
     assert!(
-        back.stdout.contains("[FAIL] accounts: rows replaced: the copy")
+        back.stdout
+            .contains("[FAIL] accounts: rows replaced: the copy")
             && back.stdout.contains("was changed after the point was made"),
         "{}",
         back.all()
@@ -305,7 +318,10 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
 
     // A point past its retention is listed as expired, then pruned by the
     // next run along with its copy.
-    p.write("short.toml", &migration(d, "append", "restore_point_days = 0"));
+    p.write(
+        "short.toml",
+        &migration(d, "append", "restore_point_days = 0"),
+    );
     p.run_ok(&["run", "short.toml"]);
     let listed = points(p, "short.toml");
     let (expiring, expiring_copy) = listed.last().expect("a new point").clone();
@@ -319,15 +335,43 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
         "{}",
         run.all()
     );
-    let names: Vec<String> = points(p, "short.toml").into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = points(p, "short.toml")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert!(!names.contains(&expiring), "{names:?}");
     assert_eq!(names.len(), 4, "older points keep their own retention");
     assert!(!d.exists(expiring_copy.as_deref().expect("a copy")));
 
     let log = p.run_ok(&["log", "--migration", "vault-restore", "--limit", "500"]);
-    for kind in ["restore_point_created", "rolled_back", "restore_point_pruned"] {
+    for kind in [
+        "restore_point_created",
+        "rolled_back",
+        "restore_point_pruned",
+    ] {
         assert!(log.stdout.contains(kind), "{kind} missing: {}", log.all());
     }
+
+    // Deleting the rows of a table that another table references with
+    // ON DELETE CASCADE would delete that table's rows too: refused.
+    let (orders, accounts) = (d.table("orders"), d.table("accounts"));
+    d.exec(&format!(
+        "CREATE TABLE {orders} (id INT PRIMARY KEY, account_id INT, FOREIGN KEY (account_id) REFERENCES {accounts} (id) ON DELETE CASCADE);
+         INSERT INTO {orders} VALUES (1, 1)"
+    ));
+    let back = p.run(&["rollback", "short.toml"]);
+    assert_eq!(back.code, 2, "{}", back.all());
+    assert!(
+        back.stderr
+            .contains("rolling back `accounts` deletes its rows")
+            && back
+                .stderr
+                .contains("(ON DELETE CASCADE) would delete or change rows")
+            && back.stderr.contains("nothing was changed"),
+        "{}",
+        back.all()
+    );
+    assert_eq!(d.count("orders"), "1");
 }
 
 #[test]
@@ -337,6 +381,9 @@ fn sqlite_rollback_restores_byte_identical_data() {
     std::fs::create_dir_all(p.path().join("out")).expect("out/");
     std::fs::File::create(p.path().join("out/vault.db")).expect("an empty database");
     d.exec(LITE_ACCOUNTS);
+    // Left by a run that died while making its point: the first point's
+    // copy of `accounts` takes its name.
+    d.exec("CREATE TABLE _credvault_rp_1_0 (junk)");
     rollback_scenario(&p, &d, &|| {
         let index = p.query(
             "out/vault.db",
@@ -354,7 +401,8 @@ fn postgres_rollback_restores_byte_identical_data() {
     rollback_scenario(&p, &s, &|| {
         // The recreated table's identity carries on after the restored rows,
         // and its constraints came back.
-        let ticket = s.one("INSERT INTO {s}.accounts (id, name) VALUES (900, 'probe') RETURNING ticket");
+        let ticket =
+            s.one("INSERT INTO {s}.accounts (id, name) VALUES (900, 'probe') RETURNING ticket");
         assert_eq!(ticket.as_deref(), Some("4"));
         s.exec("DELETE FROM {s}.accounts WHERE id = 900");
         let checks = s.one("SELECT count(*) FROM pg_constraint WHERE conrelid = '{s}.accounts'::regclass AND contype IN ('p', 'c')");
@@ -391,11 +439,16 @@ fn a_rolled_back_failed_run_is_not_resumed_and_other_misuse_is_explained() {
     assert_eq!(run.code, 1, "the bad row stops the run: {}", run.all());
     let run = p.run(&["rollback", "m.toml", "--to", "nope"]);
     assert!(
-        run.stderr.contains("has no restore point `nope`; its points are vault-restore-"),
+        run.stderr
+            .contains("has no restore point `nope`; its points are vault-restore-"),
         "{}",
         run.all()
     );
-    p.run_ok(&["rollback", "m.toml"]);
+    let back = p.run_ok(&["rollback", "m.toml", "--json"]);
+    let back: serde_json::Value = serde_json::from_str(&back.stdout).expect("JSON");
+    assert_eq!(back["tables"][0]["table"], "accounts");
+    assert_eq!(back["tables"][0]["action"], "dropped");
+    assert_eq!(back["tables"][0]["passed"], true);
     assert!(!d.exists("accounts") && !d.exists("extra"));
     p.csv("accounts", "id,name", &["1,one".into(), "2,two".into()]);
     let run = p.run_ok(&["run", "m.toml"]);
@@ -411,6 +464,20 @@ fn a_rolled_back_failed_run_is_not_resumed_and_other_misuse_is_explained() {
     );
     let run = p.run_ok(&["run", "off.toml"]);
     assert!(!run.stderr.contains("restore point"), "{}", run.all());
+
+    // A point whose copy was dropped by hand cannot be restored.
+    p.write("replace.toml", &migration(&d, "replace", ""));
+    p.run_ok(&["run", "replace.toml"]);
+    let (_, copy) = points(&p, "replace.toml").pop().expect("a point");
+    d.exec(&format!("DROP TABLE {}", copy.expect("accounts existed")));
+    let back = p.run(&["rollback", "replace.toml"]);
+    assert_eq!(back.code, 2, "{}", back.all());
+    assert!(
+        back.stderr
+            .contains("is gone, so the point cannot be restored; nothing was changed"),
+        "{}",
+        back.all()
+    );
 
     p.write(
         "long.toml",

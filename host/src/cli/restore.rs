@@ -75,7 +75,10 @@ fn show_listing(migration: &str, listing: &Listing) {
         );
         return;
     }
-    out!("restore points of `{migration}` in {}:", listing.destination);
+    out!(
+        "restore points of `{migration}` in {}:",
+        listing.destination
+    );
     for p in &listing.points {
         show_point(p);
     }

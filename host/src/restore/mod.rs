@@ -217,6 +217,11 @@ trait Store: Send + Sync {
 
     /// Drops `table` if it exists.
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError>;
+
+    /// Foreign keys of other tables that act on a delete from `table`
+    /// (`ON DELETE CASCADE`, `SET NULL`, `SET DEFAULT`), each described
+    /// for a message.
+    async fn cascades(&self, table: &str) -> Result<Vec<String>, ConnectorError>;
 }
 
 async fn open_store(m: &Migration) -> Result<Box<dyn Store>, RestoreError> {
@@ -292,18 +297,7 @@ pub async fn rollback(
 ) -> Result<Rollback, RestoreError> {
     let store = open_store(m).await?;
     let point = pick(store.as_ref(), &m.name, to).await?;
-    for t in &point.tables {
-        let backup = t.backup.as_deref().unwrap_or_default();
-        if t.existed && !store.exists(backup).await? {
-            return Err(refused(
-                store.as_ref(),
-                format!(
-                    "the copy of `{}` ({backup}) in restore point {} is gone, so the point cannot be restored; nothing was changed. Choose another point with --to (see `credvault restore-points list`)",
-                    t.table, point.name
-                ),
-            ));
-        }
-    }
+    preflight(store.as_ref(), &point).await?;
     let mut actions = Vec::with_capacity(point.tables.len());
     for t in &point.tables {
         let action = match &t.backup {
@@ -334,6 +328,36 @@ pub async fn rollback(
     });
     state.event(&m.name, None, "rolled_back", &detail).await?;
     Ok(report)
+}
+
+/// Refuses, before anything changes, a point whose copies are gone, and a
+/// rollback that would make the database delete or change rows of other
+/// tables through their foreign keys.
+async fn preflight(store: &dyn Store, point: &Point) -> Result<(), RestoreError> {
+    for t in &point.tables {
+        let backup = t.backup.as_deref().unwrap_or_default();
+        if t.existed && !store.exists(backup).await? {
+            return Err(refused(
+                store,
+                format!(
+                    "the copy of `{}` ({backup}) in restore point {} is gone, so the point cannot be restored; nothing was changed. Choose another point with --to (see `credvault restore-points list`)",
+                    t.table, point.name
+                ),
+            ));
+        }
+        let cascades = store.cascades(&t.table).await?;
+        if !cascades.is_empty() {
+            return Err(refused(
+                store,
+                format!(
+                    "rolling back `{}` deletes its rows, and then {} would delete or change rows of those tables; nothing was changed. Drop those foreign keys for the rollback and add them back after",
+                    t.table,
+                    cascades.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn refused(store: &dyn Store, message: String) -> RestoreError {
@@ -511,6 +535,9 @@ async fn copy_all(
             checksum: None,
             ddl: None,
         });
+        // A table of this name can only be left by a run that died while
+        // making its point (this number is new to the catalog).
+        store.drop_table(&backup).await?;
         let ddl = store.back_up(table, &backup).await?;
         let digest = digest(reader.as_ref(), &renamed(info, &backup)).await?;
         let entry = point.tables.last_mut().expect("just pushed");

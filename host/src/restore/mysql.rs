@@ -229,6 +229,25 @@ impl Store for MySqlStore {
         Ok(Action::Recreated)
     }
 
+    async fn cascades(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
+        let sql = "SELECT CAST(CONSTRAINT_NAME AS CHAR), CAST(TABLE_NAME AS CHAR), CAST(DELETE_RULE AS CHAR)
+                   FROM information_schema.REFERENTIAL_CONSTRAINTS
+                   WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = ? AND TABLE_NAME <> REFERENCED_TABLE_NAME
+                     AND DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')";
+        let rows = sqlx::query(sql)
+            .bind(table)
+            .fetch_all(&self.server.pool)
+            .await
+            .map_err(|e| self.table_error(table, e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let [name, from, action] = [0, 1, 2].map(|i| text(r, i).unwrap_or_default());
+                format!("foreign key `{name}` of `{from}` (ON DELETE {action})")
+            })
+            .collect())
+    }
+
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {
         let sql = format!("DROP TABLE IF EXISTS {}", ident(table));
         self.server

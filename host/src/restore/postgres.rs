@@ -222,7 +222,31 @@ impl Store for PgStore {
             self.advance_identities(&mut tx, table).await?;
         }
         tx.commit().await.map_err(fail)?;
-        Ok(if same { Action::Replaced } else { Action::Recreated })
+        Ok(if same {
+            Action::Replaced
+        } else {
+            Action::Recreated
+        })
+    }
+
+    async fn cascades(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
+        let found: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT c.conname::text, c.conrelid::regclass::text,
+                    CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' ELSE 'SET DEFAULT' END
+             FROM pg_constraint c
+             WHERE c.contype = 'f' AND c.confrelid = to_regclass($1) AND c.conrelid <> c.confrelid
+               AND c.confdeltype IN ('c', 'n', 'd')",
+        )
+        .bind(self.db.qualified(table))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(|e| self.db.table_error(table, &e))?;
+        Ok(found
+            .iter()
+            .map(|(name, from, action)| {
+                format!("foreign key `{name}` of `{from}` (ON DELETE {action})")
+            })
+            .collect())
     }
 
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {

@@ -50,21 +50,16 @@ impl SqliteStore {
 /// The columns of `table` a row can be inserted into (not generated ones),
 /// quoted and joined.
 async fn insertable(conn: &mut SqliteConnection, table: &str) -> Result<String, sqlx::Error> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid",
-    )
-    .bind(table)
-    .fetch_all(conn)
-    .await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid")
+            .bind(table)
+            .fetch_all(conn)
+            .await?;
     let quoted: Vec<String> = names.iter().map(|n| ident(n)).collect();
     Ok(quoted.join(", "))
 }
 
-async fn copy_rows(
-    conn: &mut SqliteConnection,
-    from: &str,
-    to: &str,
-) -> Result<(), sqlx::Error> {
+async fn copy_rows(conn: &mut SqliteConnection, from: &str, to: &str) -> Result<(), sqlx::Error> {
     let columns = insertable(&mut *conn, to).await?;
     let sql = format!(
         "INSERT INTO {} ({columns}) SELECT {columns} FROM {}",
@@ -142,7 +137,9 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(|e| self.error(format!("copying table `{table}`: {e}")))?;
-        Ok(Some(serde_json::to_string(&ddl).expect("strings serialize")))
+        Ok(Some(
+            serde_json::to_string(&ddl).expect("strings serialize"),
+        ))
     }
 
     async fn restore(&self, entry: &PointTable, backup: &str) -> Result<Action, ConnectorError> {
@@ -177,7 +174,27 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await.map_err(fail)?;
-        Ok(if same { Action::Replaced } else { Action::Recreated })
+        Ok(if same {
+            Action::Replaced
+        } else {
+            Action::Recreated
+        })
+    }
+
+    async fn cascades(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
+        let found: Vec<(String, String)> = sqlx::query_as(
+            "SELECT m.name, f.on_delete FROM sqlite_schema m, pragma_foreign_key_list(m.name) f
+             WHERE m.type = 'table' AND f.\"table\" = ?1 COLLATE NOCASE AND m.name <> ?1
+               AND f.on_delete IN ('CASCADE', 'SET NULL', 'SET DEFAULT')",
+        )
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(found
+            .iter()
+            .map(|(from, action)| format!("the foreign key of `{from}` (ON DELETE {action})"))
+            .collect())
     }
 
     async fn drop_table(&self, table: &str) -> Result<(), ConnectorError> {

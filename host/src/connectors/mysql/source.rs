@@ -583,10 +583,7 @@ mod tests {
             ..col("c", Kind::Text)
         };
         let read = read_sql(&request(&[], None), &[col("a", Kind::Signed), long]).unwrap();
-        assert_eq!(
-            read.sql,
-            "SELECT `a`, `c` FROM `t` ORDER BY `a`, MD5(`c`)"
-        );
+        assert_eq!(read.sql, "SELECT `a`, `c` FROM `t` ORDER BY `a`, MD5(`c`)");
     }
 
     #[test]
