@@ -381,10 +381,11 @@ fn sqlite_rollback_restores_byte_identical_data() {
     std::fs::create_dir_all(p.path().join("out")).expect("out/");
     std::fs::File::create(p.path().join("out/vault.db")).expect("an empty database");
     d.exec(LITE_ACCOUNTS);
-    // Left by a run that died while making its point: the first point's
-    // copy of `accounts` takes its name.
+    // Left by a run that died while making its point, under the name the
+    // first point's copy would take: skipped, not dropped.
     d.exec("CREATE TABLE _credvault_rp_1_0 (junk)");
     rollback_scenario(&p, &d, &|| {
+        assert!(d.exists("_credvault_rp_1_0"));
         let index = p.query(
             "out/vault.db",
             "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'accounts'",
@@ -408,6 +409,42 @@ fn postgres_rollback_restores_byte_identical_data() {
         let checks = s.one("SELECT count(*) FROM pg_constraint WHERE conrelid = '{s}.accounts'::regclass AND contype IN ('p', 'c')");
         assert_eq!(checks.as_deref(), Some("2"));
     });
+}
+
+#[test]
+fn a_rollback_that_fails_part_way_is_logged_and_can_be_retried() {
+    let s = Scratch::new();
+    s.exec(PG_ACCOUNTS);
+    let before = s.dump();
+    let p = project();
+    p.csv("accounts", "id,name", &["101,new one".into()]);
+    p.write("m.toml", &migration(&s, "replace", ""));
+    p.run_ok(&["run", "m.toml"]);
+    // A view on the run's table keeps PostgreSQL from dropping it.
+    s.exec("CREATE VIEW {s}.recent AS SELECT * FROM {s}.accounts");
+    let back = p.run(&["rollback", "m.toml"]);
+    assert_eq!(back.code, 2, "{}", back.all());
+    assert!(
+        back.stderr.contains("table `accounts`") && back.stderr.contains("depend"),
+        "{}",
+        back.all()
+    );
+    let log = p.run_ok(&["log", "--json"]);
+    let failed = log
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|e| e["kind"] == "rolled_back")
+        .expect("the failed rollback is in the audit log");
+    assert_eq!(failed["detail"]["passed"], false);
+    assert!(
+        failed["detail"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("depend"))
+    );
+    s.exec("DROP VIEW {s}.recent");
+    p.run_ok(&["rollback", "m.toml"]);
+    assert_eq!(s.dump(), before);
 }
 
 #[test]

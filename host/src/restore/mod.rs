@@ -298,6 +298,37 @@ pub async fn rollback(
     let store = open_store(m).await?;
     let point = pick(store.as_ref(), &m.name, to).await?;
     preflight(store.as_ref(), &point).await?;
+    let outcome = restore_all(m, store.as_ref(), &point).await;
+    let mut detail = serde_json::json!({
+        "point": point.name,
+        "destination": store.describe(),
+    });
+    match &outcome {
+        Ok(tables) => {
+            detail["passed"] = tables.iter().all(|t| t.passed).into();
+            detail["tables"] = serde_json::json!(tables);
+        }
+        Err(e) => {
+            detail["passed"] = false.into();
+            detail["error"] = e.to_string().into();
+        }
+    }
+    state.event(&m.name, None, "rolled_back", &detail).await?;
+    state.close_unfinished(&m.name).await?;
+    Ok(Rollback {
+        destination: store.describe(),
+        point: point.name,
+        tables: outcome?,
+    })
+}
+
+/// Restores or drops each table, verifies them, and forgets the
+/// migration's checkpoints.
+async fn restore_all(
+    m: &Migration,
+    store: &dyn Store,
+    point: &Point,
+) -> Result<Vec<TableCheck>, RestoreError> {
     let mut actions = Vec::with_capacity(point.tables.len());
     for t in &point.tables {
         let action = match &t.backup {
@@ -309,25 +340,12 @@ pub async fn rollback(
         };
         actions.push(action);
     }
-    let tables = verify(m, &point, &actions).await?;
+    let tables = verify(m, point, &actions).await?;
     open_writer(&m.destination, &m.base_dir)
         .await?
         .reset(&m.name)
         .await?;
-    state.close_unfinished(&m.name).await?;
-    let report = Rollback {
-        destination: store.describe(),
-        point: point.name,
-        tables,
-    };
-    let detail = serde_json::json!({
-        "point": report.point,
-        "destination": report.destination,
-        "passed": report.passed(),
-        "tables": report.tables,
-    });
-    state.event(&m.name, None, "rolled_back", &detail).await?;
-    Ok(report)
+    Ok(tables)
 }
 
 /// Refuses, before anything changes, a point whose copies are gone, and a
@@ -469,8 +487,14 @@ async fn prune(
 /// Makes a new point of `tables`. If a copy fails, the copies made so far
 /// are dropped again.
 async fn take(m: &Migration, store: &dyn Store, tables: &[&str]) -> Result<Point, RestoreError> {
+    let mut names: Vec<&str> = Vec::new();
+    for t in tables {
+        if !names.contains(t) {
+            names.push(t);
+        }
+    }
     let existing = all_points(store).await?;
-    let seq = existing.iter().map(|p| p.seq).max().unwrap_or(0) + 1;
+    let seq = free_seq(store, &existing, names.len()).await?;
     let created = Utc::now();
     let mut name = format!("{}-{}", m.name, created.format("%Y%m%d-%H%M%S"));
     if existing.iter().any(|p| p.name == name) {
@@ -486,8 +510,7 @@ async fn take(m: &Migration, store: &dyn Store, tables: &[&str]) -> Result<Point
         expired: false,
         tables: Vec::new(),
     };
-    let outcome = copy_all(m, store, tables, &mut point).await;
-    let outcome = match outcome {
+    let outcome = match copy_all(m, store, &names, &mut point).await {
         Ok(()) => store.record(&point).await.map_err(RestoreError::from),
         Err(e) => Err(e),
     };
@@ -500,6 +523,31 @@ async fn take(m: &Migration, store: &dyn Store, tables: &[&str]) -> Result<Point
     Ok(point)
 }
 
+fn copy_name(seq: i64, i: usize) -> String {
+    format!("_credvault_rp_{seq}_{i}")
+}
+
+/// The next point number whose copy names are all free. A run that died
+/// while making its point may have left copies the catalog does not know;
+/// they are skipped, never dropped (another run may be making them now).
+async fn free_seq(
+    store: &dyn Store,
+    existing: &[Point],
+    tables: usize,
+) -> Result<i64, RestoreError> {
+    let mut seq = existing.iter().map(|p| p.seq).max().unwrap_or(0) + 1;
+    'search: loop {
+        for i in 0..tables {
+            if store.exists(&copy_name(seq, i)).await? {
+                seq += 1;
+                continue 'search;
+            }
+        }
+        return Ok(seq);
+    }
+}
+
+/// Copies each table that exists (and notes the others as absent).
 async fn copy_all(
     m: &Migration,
     store: &dyn Store,
@@ -508,44 +556,50 @@ async fn copy_all(
 ) -> Result<(), RestoreError> {
     let reader = open_reader(&m.destination, &m.base_dir).await?;
     let found = reader.discover().await?;
-    let mut names: Vec<&str> = Vec::new();
-    for t in tables {
-        if !names.contains(t) {
-            names.push(t);
-        }
-    }
-    for (i, table) in names.into_iter().enumerate() {
-        let Some(info) = found.iter().find(|t| t.name == table) else {
-            point.tables.push(PointTable {
+    for (i, &table) in tables.iter().enumerate() {
+        let entry = match found.iter().find(|t| t.name == table) {
+            Some(info) => copy(store, reader.as_ref(), info, &copy_name(point.seq, i)).await?,
+            None => PointTable {
                 table: table.to_string(),
                 existed: false,
                 backup: None,
                 rows: 0,
                 checksum: None,
                 ddl: None,
-            });
-            continue;
+            },
         };
-        let backup = format!("_credvault_rp_{}_{i}", point.seq);
-        point.tables.push(PointTable {
-            table: table.to_string(),
-            existed: true,
-            backup: Some(backup.clone()),
-            rows: 0,
-            checksum: None,
-            ddl: None,
-        });
-        // A table of this name can only be left by a run that died while
-        // making its point (this number is new to the catalog).
-        store.drop_table(&backup).await?;
-        let ddl = store.back_up(table, &backup).await?;
-        let digest = digest(reader.as_ref(), &renamed(info, &backup)).await?;
-        let entry = point.tables.last_mut().expect("just pushed");
-        entry.ddl = ddl;
-        entry.rows = digest.rows;
-        entry.checksum = Some(digest.checksum());
+        point.tables.push(entry);
     }
     Ok(())
+}
+
+/// Copies one table and takes the copy's checksum.
+async fn copy(
+    store: &dyn Store,
+    reader: &dyn Source,
+    info: &TableInfo,
+    backup: &str,
+) -> Result<PointTable, RestoreError> {
+    let ddl = store.back_up(&info.name, backup).await?;
+    let mut entry = PointTable {
+        table: info.name.clone(),
+        existed: true,
+        backup: Some(backup.to_string()),
+        rows: 0,
+        checksum: None,
+        ddl,
+    };
+    match digest(reader, &renamed(info, backup)).await {
+        Ok(digest) => {
+            entry.rows = digest.rows;
+            entry.checksum = Some(digest.checksum());
+            Ok(entry)
+        }
+        Err(e) => {
+            let _ = store.drop_table(backup).await;
+            Err(e.into())
+        }
+    }
 }
 
 /// The same columns under another table name (a copy).
