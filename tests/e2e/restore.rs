@@ -108,11 +108,11 @@ impl Dest for Scratch {
 
 /// `accounts` in PostgreSQL: a serial key (whose sequence the table owns:
 /// a copy must not depend on it, or the run's DROP TABLE fails), an
-/// identity and a generated column, numeric with scale, microsecond
-/// timestamps, bytea, jsonb, unicode, NULLs.
+/// identity and a generated column, a default, numeric with scale,
+/// microsecond timestamps, bytea, jsonb, unicode, NULLs.
 const PG_ACCOUNTS: &str = "
 CREATE TABLE {s}.accounts (id serial PRIMARY KEY, name text, amount numeric(12,3), at timestamptz,
-  ts timestamp(6), data bytea, flag bool, doc jsonb,
+  ts timestamp(6), data bytea, flag bool DEFAULT true, doc jsonb,
   ticket int GENERATED ALWAYS AS IDENTITY, doubled numeric GENERATED ALWAYS AS (amount * 2) STORED,
   CHECK (amount > -1000));
 INSERT INTO {s}.accounts (id, name, amount, at, ts, data, flag, doc) VALUES
@@ -408,6 +408,12 @@ fn postgres_rollback_restores_byte_identical_data() {
         s.exec("DELETE FROM {s}.accounts WHERE id = 900");
         let checks = s.one("SELECT count(*) FROM pg_constraint WHERE conrelid = '{s}.accounts'::regclass AND contype IN ('p', 'c')");
         assert_eq!(checks.as_deref(), Some("2"));
+        let defaults = s.rows("SELECT column_name::text, column_default::text FROM information_schema.columns WHERE table_schema = '{s}' AND table_name = 'accounts' AND column_default IS NOT NULL");
+        assert_eq!(
+            defaults,
+            vec![vec![Some("flag".into()), Some("true".into())]],
+            "plain defaults come back; the serial's (its sequence went with the replaced table) does not"
+        );
     });
 }
 

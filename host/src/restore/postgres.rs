@@ -1,8 +1,9 @@
 //! Restore points in a PostgreSQL destination. A copy is `CREATE TABLE …
 //! (LIKE t INCLUDING ALL EXCLUDING DEFAULTS)` filled by `INSERT … SELECT`:
-//! same types, constraints, indexes and identity columns, but no column
-//! defaults, because a default such as `nextval('t_id_seq')` would make the
-//! copy depend on the original's sequence and block a run's `DROP TABLE`.
+//! same types, constraints, indexes and identity columns. Column defaults
+//! are copied one by one, leaving out any that uses a sequence or another
+//! table: `nextval('t_id_seq')` would make the copy depend on the
+//! original's sequence and block a run's `DROP TABLE`.
 
 use std::path::Path;
 
@@ -28,6 +29,16 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
 FROM pg_attribute a
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum";
+
+/// Column defaults of a table that depend on no other table or sequence.
+const DEFAULTS_SQL: &str = "
+SELECT a.attname::text, pg_get_expr(d.adbin, d.adrelid)
+FROM pg_attrdef d
+JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+WHERE d.adrelid = to_regclass($1) AND a.attgenerated = ''
+  AND NOT EXISTS (SELECT 1 FROM pg_depend p
+                  WHERE p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                    AND p.refclassid = 'pg_class'::regclass AND p.refobjid <> d.adrelid)";
 
 impl PgStore {
     pub(super) async fn open(ep: &ServerEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
@@ -82,6 +93,30 @@ impl PgStore {
             .execute(conn)
             .await
             .map_err(|e| self.db.table_error(to, &e))?;
+        Ok(())
+    }
+
+    /// Gives the copy the table's column defaults that tie it to nothing
+    /// else, so a recreated table has them back.
+    async fn copy_defaults(
+        &self,
+        conn: &mut PgConnection,
+        table: &str,
+        backup: &str,
+    ) -> Result<(), ConnectorError> {
+        let defaults: Vec<(String, String)> = sqlx::query_as(DEFAULTS_SQL)
+            .bind(self.db.qualified(table))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.db.table_error(table, &e))?;
+        for (column, expr) in defaults {
+            let sql = format!(
+                "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {expr}",
+                self.db.qualified(backup),
+                ident(&column)
+            );
+            self.execute(&mut *conn, table, &sql).await?;
+        }
         Ok(())
     }
 
@@ -195,6 +230,7 @@ impl Store for PgStore {
             self.db.qualified(table)
         );
         self.execute(&mut tx, table, &create).await?;
+        self.copy_defaults(&mut tx, table, backup).await?;
         self.copy_rows(&mut tx, table, backup).await?;
         tx.commit().await.map_err(fail)?;
         Ok(None)
