@@ -234,7 +234,7 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
     let run = p.run_ok(&["run", "replace.toml"]);
     assert!(
         run.stderr.contains("restore point vault-restore-")
-            && run.stderr.contains("(2 tables, 3 rows"),
+            && run.stderr.contains("(2 table(s), 3 rows"),
         "{}",
         run.all()
     );
@@ -268,7 +268,7 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
         &["201,third".into(), "202,fourth".into()],
     );
     let run = p.run_ok(&["run", "append.toml"]);
-    assert!(run.stderr.contains("(2 tables, 7 rows"), "{}", run.all());
+    assert!(run.stderr.contains("(2 table(s), 7 rows"), "{}", run.all());
     let listed = points(p, "append.toml");
     assert_eq!(listed.len(), 3, "{listed:?}");
     let text = p.run_ok(&["restore-points", "list", "append.toml"]);
@@ -276,7 +276,7 @@ fn rollback_scenario(p: &Project, d: &dyn Dest, after_recreate: &dyn Fn()) {
         assert!(text.stdout.contains(name.as_str()), "{}", text.all());
     }
     assert!(
-        text.stdout.contains("  accounts: 5 rows") && text.stdout.contains("2 tables  7 rows"),
+        text.stdout.contains("  accounts: 5 rows") && text.stdout.contains("2 table(s)  7 rows"),
         "{}",
         text.all()
     );

@@ -105,7 +105,7 @@ impl Observer for Reporter {
                     self.print(&format!("restore point {name} expired and was removed"));
                 }
                 self.print(&format!(
-                    "restore point {} ({} tables, {} rows; kept until {})",
+                    "restore point {} ({} table(s), {} rows; kept until {})",
                     point.name,
                     point.tables,
                     point.rows,

@@ -90,7 +90,7 @@ fn show_point(p: &Point) {
         false => format!("expires {}", shown(&p.expires_at)),
     };
     out!(
-        "{}  created {}  {expires}  {} tables  {} rows",
+        "{}  created {}  {expires}  {} table(s)  {} rows",
         p.name,
         shown(&p.created_at),
         p.tables.len(),
