@@ -144,7 +144,7 @@ impl Server {
     }
 
     /// A message about this endpoint, the password redacted.
-    pub(crate) fn message(&self, text: impl AsRef<str>) -> ConnectorError {
+    fn message(&self, text: impl AsRef<str>) -> ConnectorError {
         let text = match &self.password {
             Some(secret) => secret.redact(text.as_ref()),
             None => text.as_ref().to_string(),

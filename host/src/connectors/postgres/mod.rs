@@ -75,7 +75,7 @@ pub(crate) struct Db {
     ep: ServerEndpoint,
     port: u16,
     password: Option<Secret>,
-    pub(crate) schema: String,
+    schema: String,
     /// Whether text arrives as UTF-8 (binary COPY sends the server's
     /// encoding unconverted).
     utf8: bool,
@@ -159,7 +159,7 @@ impl Db {
     }
 
     /// An error of ours (never holds the password).
-    pub(crate) fn fail(&self, message: impl Into<String>) -> ConnectorError {
+    fn fail(&self, message: impl Into<String>) -> ConnectorError {
         ConnectorError::new(&self.endpoint, message)
     }
 
