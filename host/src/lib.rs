@@ -8,6 +8,7 @@ pub mod config;
 pub mod connectors;
 pub mod pipeline;
 pub mod plugins;
+pub mod restore;
 pub mod runtime;
 pub mod state;
 pub mod validate;

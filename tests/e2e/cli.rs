@@ -146,6 +146,7 @@ fn json_events_report_progress_per_batch() {
         kinds,
         [
             "run_started",
+            "restore_point",
             "table_started",
             "progress",
             "progress",
@@ -155,10 +156,11 @@ fn json_events_report_progress_per_batch() {
             "validated"
         ]
     );
-    assert_eq!(events[7]["report"]["passed"], true);
-    assert_eq!(events[4]["done"], 250);
-    assert_eq!(events[4]["total"], 250);
-    assert_eq!(events[6]["status"], "succeeded");
+    assert_eq!(events[1]["tables"], 1);
+    assert_eq!(events[5]["done"], 250);
+    assert_eq!(events[5]["total"], 250);
+    assert_eq!(events[7]["status"], "succeeded");
+    assert_eq!(events[8]["report"]["passed"], true);
 }
 
 #[test]
@@ -403,6 +405,7 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
         [
             "created",
             "checked",
+            "restore_point_created",
             "run_started",
             "row_flagged",
             "table_finished",
@@ -411,11 +414,12 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
         ]
     );
     assert_eq!(events[1]["detail"]["failed"], serde_json::json!([]));
-    assert_eq!(events[3]["detail"]["key"], "id=2");
-    assert_eq!(events[3]["detail"]["column"], "score");
-    assert_eq!(events[4]["detail"]["counts"]["flagged"], 1);
-    assert_eq!(events[5]["detail"]["status"], "succeeded");
-    assert_eq!(events[6]["detail"]["passed"], true);
+    assert_eq!(events[2]["detail"]["tables"][0]["existed"], false);
+    assert_eq!(events[4]["detail"]["key"], "id=2");
+    assert_eq!(events[4]["detail"]["column"], "score");
+    assert_eq!(events[5]["detail"]["counts"]["flagged"], 1);
+    assert_eq!(events[6]["detail"]["status"], "succeeded");
+    assert_eq!(events[7]["detail"]["passed"], true);
     assert!(
         events
             .iter()

@@ -7,6 +7,7 @@ mod limits;
 mod mariadb;
 mod policies;
 mod postgres;
+mod restore;
 mod resume;
 mod validate;
 

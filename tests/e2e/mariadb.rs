@@ -57,13 +57,13 @@ async fn connect(database: Option<&str>) -> MySqlConnection {
 
 /// A throwaway database `cv_…`, and users made for it; both dropped when
 /// the test ends, whether it passed or not.
-struct TestDb {
+pub(super) struct TestDb {
     name: String,
     users: RefCell<Vec<String>>,
 }
 
 impl TestDb {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let name = unique("cv");
         block_on(async {
             let mut conn = connect(None).await;
@@ -79,7 +79,7 @@ impl TestDb {
 
     /// Runs statements (several, separated by `;`). Zero dates are allowed
     /// in these sessions so tests can create them.
-    fn exec(&self, sql: &str) {
+    pub(super) fn exec(&self, sql: &str) {
         block_on(async {
             let mut conn = connect(Some(&self.name)).await;
             conn.execute("SET SESSION sql_mode = ''").await.unwrap();
@@ -91,7 +91,7 @@ impl TestDb {
     }
 
     /// Runs a query; every value as text (`None` for NULL).
-    fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+    pub(super) fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         block_on(async {
             let mut conn = connect(Some(&self.name)).await;
             let rows = conn
@@ -113,7 +113,7 @@ impl TestDb {
     }
 
     /// The single value a query returns.
-    fn value(&self, sql: &str) -> String {
+    pub(super) fn value(&self, sql: &str) -> String {
         self.query(sql)[0][0].clone().unwrap_or_default()
     }
 
@@ -133,7 +133,7 @@ impl TestDb {
     }
 
     /// A `[source]` or `[destination]` body for this database as root.
-    fn endpoint(&self) -> String {
+    pub(super) fn endpoint(&self) -> String {
         format!(
             "type = \"mariadb\"\nhost = \"127.0.0.1\"\ndatabase = \"{}\"\nuser = \"root\"\n",
             self.name

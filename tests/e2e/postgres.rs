@@ -117,14 +117,14 @@ fn unique() -> String {
 
 /// A throwaway schema `cv_<random>` in database `test`, dropped (with any
 /// roles the test made) when the test ends, passed or failed.
-struct Scratch {
+pub(super) struct Scratch {
     pg: Pg,
     schema: String,
     roles: Mutex<Vec<String>>,
 }
 
 impl Scratch {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let pg = Pg::connect();
         let schema = format!("cv_{}", unique());
         pg.exec(&format!("CREATE SCHEMA {schema}"));
@@ -136,15 +136,15 @@ impl Scratch {
     }
 
     /// Runs statements with `{s}` standing for the schema.
-    fn exec(&self, sql: &str) {
+    pub(super) fn exec(&self, sql: &str) {
         self.pg.exec(&sql.replace("{s}", &self.schema));
     }
 
-    fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+    pub(super) fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         self.pg.rows(&sql.replace("{s}", &self.schema))
     }
 
-    fn one(&self, sql: &str) -> Option<String> {
+    pub(super) fn one(&self, sql: &str) -> Option<String> {
         self.pg.one(&sql.replace("{s}", &self.schema))
     }
 
@@ -160,7 +160,7 @@ impl Scratch {
     }
 
     /// `[source]` or `[destination]` on this schema, with extra lines.
-    fn endpoint(&self, section: &str, extra: &str) -> String {
+    pub(super) fn endpoint(&self, section: &str, extra: &str) -> String {
         format!(
             "[{section}]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = 5432\ndatabase = \"test\"\nuser = \"postgres\"\nschema = \"{}\"\n{extra}\n",
             self.schema

@@ -17,6 +17,7 @@ macro_rules! out {
 mod flagged;
 mod plugin;
 mod progress;
+mod restore;
 mod show;
 
 use std::io::IsTerminal;
@@ -135,6 +136,23 @@ enum Command {
     Flagged {
         #[command(subcommand)]
         command: flagged::FlaggedCommand,
+    },
+    /// List the restore points runs made of their destination tables.
+    RestorePoints {
+        #[command(subcommand)]
+        command: restore::RestorePointsCommand,
+    },
+    /// Put the destination tables back as a restore point holds them (the
+    /// newest by default), then verify each by checksum.
+    Rollback {
+        /// The migration file.
+        file: PathBuf,
+        /// The restore point's name (see `restore-points list`).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -271,6 +289,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let state = StateStore::open(&cli.state).await?;
             flagged::run(command, &state).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::RestorePoints { command } => restore::points(command, cli.env.as_deref()).await,
+        Command::Rollback { file, to, json } => {
+            restore::rollback(&file, to.as_deref(), json, cli.env.as_deref(), &cli.state).await
         }
     }
 }

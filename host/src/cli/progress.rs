@@ -100,6 +100,18 @@ impl Observer for Reporter {
                     "run {run_id} of `{migration}`: {tables} table(s){resumed}"
                 ));
             }
+            RunEvent::RestorePoint(point) => {
+                for name in &point.pruned {
+                    self.print(&format!("restore point {name} expired and was removed"));
+                }
+                self.print(&format!(
+                    "restore point {} ({} table(s), {} rows; kept until {})",
+                    point.name,
+                    point.tables,
+                    point.rows,
+                    super::restore::shown(&point.expires_at)
+                ));
+            }
             RunEvent::TableSkipped { table, reason } => {
                 self.print(&format!("{table}: skipped, {reason}"))
             }

@@ -84,7 +84,7 @@ pub struct Environment {
 }
 
 /// The prefix of the scratch tables a dry run writes.
-pub const DRY_RUN_PREFIX: &str = "_credvault_dry_";
+pub const DRY_RUN_PREFIX: &str = "credvault_dry_";
 
 /// A source or destination (`[source]`, `[destination]`).
 ///
@@ -226,6 +226,15 @@ pub struct Settings {
     /// Rows per table the validation spot-checks. Default 100.
     #[serde(default = "default_validate_sample")]
     pub validate_sample: u64,
+    /// Before a fresh run writes, copy every destination table it touches
+    /// into a restore point (`credvault rollback` puts them back). Default
+    /// true; SQLite, PostgreSQL and MariaDB/MySQL destinations.
+    #[serde(default = "default_true")]
+    pub restore_points: bool,
+    /// Days a restore point is kept; older ones are removed when the next
+    /// point is made. Default 30; 0 keeps a point only until the next run.
+    #[serde(default = "default_restore_point_days")]
+    pub restore_point_days: u32,
 }
 
 fn yes() -> bool {
@@ -246,8 +255,18 @@ impl Default for Settings {
             split_rows: 0,
             validate: true,
             validate_sample: default_validate_sample(),
+            restore_points: true,
+            restore_point_days: default_restore_point_days(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_restore_point_days() -> u32 {
+    30
 }
 
 fn default_batch_size() -> usize {
@@ -542,7 +561,7 @@ impl Migration {
     /// This migration as a dry run: every step of a real run (reading,
     /// mapping, transforms, writing with the destination's own type and
     /// constraint checks, validation), but into scratch tables named
-    /// `_credvault_dry_<table>` that are dropped at the end, so the real
+    /// `credvault_dry_<table>` that are dropped at the end, so the real
     /// tables are never touched. Kept under `<name>#dry-run`.
     pub fn dry_run(mut self) -> Self {
         self.name = format!("{}#dry-run", self.name);

@@ -36,6 +36,10 @@ pub enum ConfigError {
     },
 }
 
+/// The longest retention a restore point may have: a date ten years on
+/// is far enough for any rollback.
+const MAX_RESTORE_POINT_DAYS: u32 = 3650;
+
 pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     if m.name.trim().is_empty() {
@@ -51,6 +55,12 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         problems.push(format!(
             "settings.parallel_tables: must be between 1 and 64, got {}",
             m.settings.parallel_tables
+        ));
+    }
+    if m.settings.restore_point_days > MAX_RESTORE_POINT_DAYS {
+        problems.push(format!(
+            "settings.restore_point_days: must be between 0 and {MAX_RESTORE_POINT_DAYS} (ten years), got {}; to keep no restore points set restore_points = false",
+            m.settings.restore_point_days
         ));
     }
     if m.tables.is_empty() && m.select.include.is_empty() {

@@ -8,10 +8,10 @@
 //! neither loses nor repeats a row.
 
 mod csv;
-mod mysql;
-mod postgres;
+pub(crate) mod mysql;
+pub(crate) mod postgres;
 pub mod server;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -246,13 +246,11 @@ pub trait Sink: Send + Sync {
     async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError>;
 }
 
-/// Whether a destination table is CredVault's own bookkeeping (checkpoints,
-/// restore points), never offered as data. A dry run's scratch tables are
-/// data: validation reads them.
+/// Whether a table is CredVault's own bookkeeping (checkpoints, restore
+/// points), never offered as data. A dry run's scratch tables
+/// (`credvault_dry_*`) are data: validation reads them.
 pub(crate) fn bookkeeping(table: &str) -> bool {
-    table == "_credvault_checkpoints"
-        || table == "_credvault_restore_points"
-        || table.starts_with("_credvault_rp_")
+    table.starts_with("_credvault_")
 }
 
 /// The name of a table's primary key when it is one integer column: such a

@@ -22,7 +22,7 @@ use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 const MAX_PARAMS: usize = 32_766;
 
 /// Quotes an identifier for SQLite.
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -300,6 +300,33 @@ impl Source for SqliteSource {
 /// they commit in the same transaction as the rows.
 const CHECKPOINTS: &str = "_credvault_checkpoints";
 
+/// One connection that writes to an SQLite file (created if missing, with
+/// its folder).
+pub(crate) async fn writer_pool(path: &Path) -> Result<SqlitePool, ConnectorError> {
+    let endpoint = format!("destination sqlite {}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            ConnectorError::new(
+                &endpoint,
+                format!("cannot create folder {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .expect("static url")
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        // Tables written in parallel take turns on SQLite's one writer.
+        .busy_timeout(std::time::Duration::from_secs(300));
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| sql_error(&endpoint, e))
+}
+
 /// Writes tables into an SQLite file (created if missing).
 pub struct SqliteSink {
     db: Db,
@@ -308,27 +335,7 @@ pub struct SqliteSink {
 impl SqliteSink {
     pub(super) async fn open(path: &Path) -> Result<Self, ConnectorError> {
         let endpoint = format!("destination sqlite {}", path.display());
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                ConnectorError::new(
-                    &endpoint,
-                    format!("cannot create folder {}: {e}", dir.display()),
-                )
-            })?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .expect("static url")
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            // Tables written in parallel take turns on SQLite's one writer.
-            .busy_timeout(std::time::Duration::from_secs(300));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(|e| sql_error(&endpoint, e))?;
+        let pool = writer_pool(path).await?;
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (migration TEXT NOT NULL, table_name TEXT NOT NULL, checkpoint TEXT NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (migration, table_name))"
         );

@@ -21,6 +21,7 @@ use crate::connectors::{
     Checkpoint, ConnectorError, KeyRange, Prepare, ReadRequest, Sink, Source, SourceBatch,
     WriteBatch, open_sink, open_source,
 };
+use crate::restore::{self, RestoreError, Taken};
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
 use crate::validate::{self, Report};
@@ -82,6 +83,9 @@ pub enum RunError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The restore point could not be made (nothing was written).
+    #[error("no restore point could be made, so nothing was written: {0}")]
+    RestorePoint(#[from] RestoreError),
     /// A row failed in a table whose policy is `stop`.
     #[error(
         "stopped on a failed row (policy `stop`): {0}. Rows before its batch are committed; fix the row or choose on_error = \"skip\" or \"flag\", then run again"
@@ -112,6 +116,8 @@ pub enum RunEvent {
         /// The interrupted run this one continues, if any.
         resumed_from: Option<i64>,
     },
+    /// The destination tables were copied into a restore point.
+    RestorePoint(Taken),
     /// A table started.
     TableStarted {
         /// The destination table.
@@ -216,10 +222,7 @@ pub async fn run_migration(
 ) -> Result<RunSummary, RunError> {
     let resumed = match options.restart {
         true => None,
-        false => state
-            .last_run(&m.name)
-            .await?
-            .filter(|r| r.status != "succeeded"),
+        false => state.last_run(&m.name).await?.filter(|r| r.resumable()),
     };
     let resumed_from = resumed.as_ref().map(|r| r.id);
     let clock = resumed
@@ -232,6 +235,11 @@ pub async fn run_migration(
     if resumed_from.is_none() {
         open_sink(m).await?.reset(&m.name).await?;
     }
+    // A dry run writes only scratch tables: nothing to restore.
+    let point = match resumed_from.is_none() && !m.dry_run {
+        true => restore::before_run(m, &destinations(&plans), state).await?,
+        false => None,
+    };
     let run_id = state.start_run(&m.name, clock, resumed_from).await?;
     let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
     state
@@ -243,6 +251,9 @@ pub async fn run_migration(
         tables: plans.len(),
         resumed_from,
     });
+    if let Some(point) = point {
+        observer.on(&RunEvent::RestorePoint(point));
+    }
     let events = Events(Mutex::new(observer));
     let (totals, result) = run_tables(
         m,
@@ -351,6 +362,11 @@ async fn drop_scratch_tables(m: &Migration, plans: &[TablePlan]) -> Result<(), R
     }
     sink.reset(&m.name).await?;
     Ok(())
+}
+
+/// The destination tables a run touches.
+fn destinations(plans: &[TablePlan]) -> Vec<&str> {
+    plans.iter().map(|p| p.spec.destination()).collect()
 }
 
 /// The reader task, the map-and-transform task (which returns its

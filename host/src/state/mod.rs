@@ -155,6 +155,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 ";
 
+/// The status of a run whose destination was rolled back before it finished.
+const ROLLED_BACK: &str = "rolled_back";
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -398,21 +401,6 @@ impl StateStore {
         Ok(())
     }
 
-    /// The last run of `migration` if it did not succeed (it crashed,
-    /// was killed or stopped): the next run resumes it.
-    pub async fn unfinished_run(&self, migration: &str) -> Result<Option<i64>, StateError> {
-        let last: Option<(i64, String)> = sqlx::query_as(
-            "SELECT id, status FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(migration)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.error(e))?;
-        Ok(last
-            .filter(|(_, status)| status != "succeeded")
-            .map(|(id, _)| id))
-    }
-
     /// The newest run of `migration`: its id, status and clock.
     pub async fn last_run(&self, migration: &str) -> Result<Option<LastRun>, StateError> {
         let last: Option<(i64, String, Option<i64>)> = sqlx::query_as(
@@ -441,6 +429,23 @@ impl StateStore {
         .bind(now())
         .bind(passed)
         .bind(report.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Marks the last run of `migration` rolled back if it did not succeed:
+    /// its destination was restored, so the next run starts afresh instead
+    /// of resuming it.
+    pub async fn close_unfinished(&self, migration: &str) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE runs SET status = ?, finished_at = coalesce(finished_at, ?)
+             WHERE id = (SELECT max(id) FROM runs WHERE migration = ?) AND status <> 'succeeded'",
+        )
+        .bind(ROLLED_BACK)
+        .bind(now())
+        .bind(migration)
         .execute(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
@@ -493,6 +498,14 @@ pub struct LastRun {
     pub status: String,
     /// The time its transforms were told (µs), if recorded.
     pub clock: Option<i64>,
+}
+
+impl LastRun {
+    /// Whether the next run continues this one: it neither succeeded nor
+    /// was rolled back.
+    pub fn resumable(&self) -> bool {
+        self.status != "succeeded" && self.status != ROLLED_BACK
+    }
 }
 
 /// Brings a store made by an older version up to the current tables.

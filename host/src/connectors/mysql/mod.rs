@@ -46,8 +46,12 @@ use sql_mode;
 /// so they commit in the same transaction as the rows. Never discovered.
 const CHECKPOINTS: &str = "_credvault_checkpoints";
 
+/// A `LIKE` pattern for every table of credvault's own (checkpoints,
+/// restore points), which discovery leaves out.
+const OWN_TABLES: &str = "\\_credvault\\_%";
+
 /// Quotes an identifier for MySQL.
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
@@ -69,12 +73,12 @@ fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
 }
 
 /// An open server connection pool and what messages need to name it.
-struct Server {
-    endpoint: String,
+pub(crate) struct Server {
+    pub(crate) endpoint: String,
     ep: ServerEndpoint,
     port: u16,
     password: Option<Secret>,
-    pool: MySqlPool,
+    pub(crate) pool: MySqlPool,
     /// Whether the server is MariaDB 10.7 or later (it has a `UUID` type).
     native_uuid: bool,
 }
@@ -128,7 +132,7 @@ impl Server {
     }
 
     /// A driver error as an actionable message, the password redacted.
-    fn error(&self, err: sqlx::Error) -> ConnectorError {
+    pub(crate) fn error(&self, err: sqlx::Error) -> ConnectorError {
         server::connect_error(
             &self.endpoint,
             &err,
@@ -147,6 +151,15 @@ impl Server {
         };
         ConnectorError::new(&self.endpoint, text)
     }
+}
+
+/// A connection to a destination in the sink's strict UTC session (for
+/// restore points).
+pub(crate) async fn open_destination(
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+) -> Result<Server, ConnectorError> {
+    Server::connect("destination", ep, base_dir, 1, sink::SESSION).await
 }
 
 /// Connection options from the endpoint's parts: never a URL, so the
@@ -201,7 +214,7 @@ fn raw(row: &MySqlRow, i: usize) -> Option<&[u8]> {
 
 /// Column `i` as text (`None` for NULL); catalogue queries cast what they
 /// select to text so this serves every server version.
-fn text(row: &MySqlRow, i: usize) -> Option<String> {
+pub(crate) fn text(row: &MySqlRow, i: usize) -> Option<String> {
     raw(row, i).map(|b| String::from_utf8_lossy(b).into_owned())
 }
 

@@ -18,7 +18,7 @@ use crate::value::{Column, Row, Value, date_from_days, time_from_micros, to_text
 
 /// Destination sessions: strict, so a value the column cannot hold is an
 /// error rather than a silent truncation.
-const SESSION: &str = concat!("SET SESSION sql_mode = '", sql_mode!(), "'");
+pub(super) const SESSION: &str = concat!("SET SESSION sql_mode = '", sql_mode!(), "'");
 
 /// The most placeholders one prepared statement may have.
 const MAX_PARAMS: usize = 65_535;

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::decode::{decode, naive_text};
 use super::types::{Kind, SchemaColumn};
-use super::{CHECKPOINTS, Server, ident, raw, sql_mode, text};
+use super::{OWN_TABLES, Server, ident, raw, sql_mode, text};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
     Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key,
@@ -54,6 +54,21 @@ impl ReadColumn {
         match self.data_type.as_str() {
             "enum" | "set" => format!("CAST({} AS CHAR)", ident(&self.name)),
             _ => ident(&self.name),
+        }
+    }
+
+    /// The expression a keyless table is sorted by. A column that may hold
+    /// megabytes (MEDIUM/LONG TEXT or BLOB, the sink's text type) is sorted
+    /// by its MD5: sorting by the value itself with an 8 MiB
+    /// `max_sort_length` needs a sort buffer of over 100 MiB, and the server
+    /// refuses ("Out of sort memory"). Any fixed total order will do for
+    /// resuming by position.
+    fn total_order_expr(&self) -> String {
+        match self.data_type.as_str() {
+            "mediumtext" | "longtext" | "mediumblob" | "longblob" | "json" => {
+                format!("MD5({})", ident(&self.name))
+            }
+            _ => self.order_expr(),
         }
     }
 
@@ -135,7 +150,7 @@ fn read_sql(request: &ReadRequest, columns: &[ReadColumn]) -> Result<ReadSql, St
         .collect::<Option<_>>()
         .ok_or("the primary key names a column that is gone")?;
     let order: Vec<String> = match key.is_empty() {
-        true => columns.iter().map(ReadColumn::order_expr).collect(),
+        true => columns.iter().map(ReadColumn::total_order_expr).collect(),
         false => key.iter().map(|c| c.order_expr()).collect(),
     };
     let mut sql = format!("SELECT {} FROM {}", select.join(", "), ident(&table.name));
@@ -298,13 +313,14 @@ impl MySqlSource {
         Ok(keys)
     }
 
-    /// Tables and views with the server's row estimate (`TABLE_ROWS`).
+    /// Tables and views with the server's row estimate (`TABLE_ROWS`),
+    /// leaving out credvault's own (checkpoints, restore points).
     async fn tables(&self) -> Result<Vec<(String, Option<u64>)>, ConnectorError> {
         let sql = "SELECT CAST(TABLE_NAME AS CHAR), CAST(TABLE_ROWS AS CHAR) FROM information_schema.TABLES
-                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'VIEW') AND TABLE_NAME <> ?
+                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'VIEW') AND TABLE_NAME NOT LIKE ?
                    ORDER BY TABLE_NAME";
         let rows = sqlx::query(sql)
-            .bind(CHECKPOINTS)
+            .bind(OWN_TABLES)
             .fetch_all(&self.server.pool)
             .await
             .map_err(|e| self.server.error(e))?;
@@ -568,6 +584,12 @@ mod tests {
             read.sql,
             "SELECT `a`, `b` FROM `t` ORDER BY `a`, `b` LIMIT 5, 18446744073709551615"
         );
+        let long = ReadColumn {
+            data_type: "longtext".into(),
+            ..col("c", Kind::Text)
+        };
+        let read = read_sql(&request(&[], None), &[col("a", Kind::Signed), long]).unwrap();
+        assert_eq!(read.sql, "SELECT `a`, `c` FROM `t` ORDER BY `a`, MD5(`c`)");
     }
 
     #[test]

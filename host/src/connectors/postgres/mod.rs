@@ -58,7 +58,7 @@ fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
 }
 
 /// Quotes an identifier.
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -69,9 +69,9 @@ fn literal(text: &str) -> String {
 }
 
 /// A connection pool to one endpoint, and how to name it in messages.
-struct Db {
+pub(crate) struct Db {
     /// `source postgres user@host:port/db`.
-    endpoint: String,
+    pub(crate) endpoint: String,
     ep: ServerEndpoint,
     port: u16,
     password: Option<Secret>,
@@ -79,7 +79,7 @@ struct Db {
     /// Whether text arrives as UTF-8 (binary COPY sends the server's
     /// encoding unconverted).
     utf8: bool,
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl Db {
@@ -140,7 +140,7 @@ impl Db {
     }
 
     /// A driver error as an actionable message, password redacted.
-    fn error(&self, err: &sqlx::Error) -> ConnectorError {
+    pub(crate) fn error(&self, err: &sqlx::Error) -> ConnectorError {
         server::connect_error(
             &self.endpoint,
             err,
@@ -152,7 +152,7 @@ impl Db {
     }
 
     /// A driver error about one table.
-    fn table_error(&self, table: &str, err: &sqlx::Error) -> ConnectorError {
+    pub(crate) fn table_error(&self, table: &str, err: &sqlx::Error) -> ConnectorError {
         let mut e = self.error(err);
         e.message = format!("table `{table}`: {}", e.message);
         e
@@ -164,7 +164,7 @@ impl Db {
     }
 
     /// `"schema"."table"`.
-    fn qualified(&self, table: &str) -> String {
+    pub(crate) fn qualified(&self, table: &str) -> String {
         format!("{}.{}", ident(&self.schema), ident(table))
     }
 
@@ -225,7 +225,9 @@ type CatalogRow = (
 );
 
 /// Columns of ordinary and partitioned tables (not partitions, which their
-/// parent already covers) with domains resolved to their base types.
+/// parent already covers) with domains resolved to their base types. A
+/// listing leaves out credvault's own tables (checkpoints, restore points);
+/// one of them can still be looked up by name.
 const CATALOG_SQL: &str = "
 SELECT c.relname::text, a.attname::text, bt.oid::int8, bt.typtype::text, bt.typcategory::text,
        format_type(a.atttypid, NULL), a.attnotnull, c.reltuples::float8,
@@ -238,6 +240,7 @@ JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND ($2::text IS NULL OR c.relname = $2) AND c.relname <> $3
+  AND ($2::text IS NOT NULL OR c.relname NOT LIKE '\\_credvault\\_%')
 ORDER BY c.relname, a.attnum";
 
 /// A table as the catalog describes it.
@@ -291,6 +294,15 @@ pub(super) async fn open_source(
     base_dir: &Path,
 ) -> Result<PgSource, ConnectorError> {
     PgSource::open(ep, base_dir).await
+}
+
+/// A plain connection to a destination (for restore points): commits are
+/// synchronous, unlike the sink's.
+pub(crate) async fn open_destination(
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+) -> Result<Db, ConnectorError> {
+    Db::open("destination", ep, base_dir, &[], 2).await
 }
 
 /// Opens a PostgreSQL sink.
