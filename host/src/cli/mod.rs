@@ -62,6 +62,9 @@ enum Command {
         /// Start over instead of resuming an interrupted run.
         #[arg(long)]
         restart: bool,
+        /// Start even if a pre-run check fails.
+        #[arg(long)]
+        force: bool,
     },
     /// Check a migration file, its connections, mappings and plugins.
     Check {
@@ -149,8 +152,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             json,
             restart,
+            force,
         } => {
             let (m, runtime, state) = open(&file, &cli.state).await?;
+            if !checked_before_run(&m, &runtime, &state, restart, force, json).await? {
+                return Ok(ExitCode::FAILURE);
+            }
             let mut observer = progress::Reporter::new(json);
             let options = pipeline::RunOptions { restart };
             let result =
@@ -171,13 +178,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { file, json } => {
             let (m, runtime, state) = open(&file, &cli.state).await?;
-            let results = pipeline::check(&m, &runtime).await;
-            let failed: Vec<&str> = results
-                .iter()
-                .filter(|r| !r.passed)
-                .map(|r| r.name.as_str())
-                .collect();
-            let detail = serde_json::json!({ "checks": results.len(), "failed": failed });
+            let resuming = state.unfinished_run(&m.name).await?.is_some();
+            let results = pipeline::check(&m, &runtime, resuming).await;
+            let detail = checked_detail(&results);
             state.event(&m.name, None, "checked", &detail).await?;
             show::checks(&results, json);
             Ok(if results.iter().all(|r| r.passed) {
@@ -219,6 +222,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The `checked` audit event's detail: how many checks ran, which failed.
+fn checked_detail(results: &[pipeline::CheckResult]) -> serde_json::Value {
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.name.as_str())
+        .collect();
+    serde_json::json!({ "checks": results.len(), "failed": failed })
+}
+
+/// Runs the checks before a run and records them; false if a check failed
+/// and the run must not start (`--force` starts it anyway, and the audit
+/// event says so).
+async fn checked_before_run(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    restart: bool,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let resuming = !restart && state.unfinished_run(&m.name).await?.is_some();
+    let results = pipeline::check(m, runtime, resuming).await;
+    let failed = results.iter().filter(|r| !r.passed).count();
+    let mut detail = checked_detail(&results);
+    detail["before_run"] = true.into();
+    detail["forced"] = (force && failed > 0).into();
+    state.event(&m.name, None, "checked", &detail).await?;
+    show::failed_checks(&results, force, json);
+    Ok(failed == 0 || force)
 }
 
 async fn open(file: &Path, state: &Path) -> anyhow::Result<(Migration, Runtime, StateStore)> {

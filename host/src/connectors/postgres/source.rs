@@ -12,7 +12,7 @@ use super::types::{Binary, Select, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key,
+    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key, read_one,
 };
 use crate::value::{Column, TableInfo};
 
@@ -308,5 +308,25 @@ impl Source for PgSource {
         if let Err(e) = self.stream(&request, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
+    }
+
+    /// The table with its indexes and TOAST.
+    async fn size_bytes(&self, table: &TableInfo) -> Result<Option<u64>, ConnectorError> {
+        let bytes: Option<i64> =
+            sqlx::query_scalar("SELECT pg_total_relation_size(to_regclass($1))::int8")
+                .bind(self.db.qualified(&table.name))
+                .fetch_one(&self.db.pool)
+                .await
+                .map_err(|e| self.db.table_error(&table.name, &e))?;
+        Ok(bytes.map(i64::unsigned_abs))
+    }
+
+    async fn probe_read(&self, table: &TableInfo) -> Result<(), ConnectorError> {
+        let qualified = self.db.qualified(&table.name);
+        let sql = format!("SELECT 1 FROM {qualified} LIMIT 1");
+        if let Err(e) = sqlx::query(&sql).fetch_optional(&self.db.pool).await {
+            return Err(self.db.refused(&e, &self.db.grant("SELECT", &qualified)));
+        }
+        read_one(self, table).await
     }
 }
