@@ -244,7 +244,19 @@ fn check_reports_mapping_errors_against_the_real_schema() {
     );
     let run = p.run(&["run", "m.toml"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("cannot be planned"), "{}", run.all());
+    assert!(
+        run.stderr.contains("[FAIL] table people mapping")
+            && run.stderr.contains("the run did not start"),
+        "{}",
+        run.all()
+    );
+    let forced = p.run(&["run", "--force", "m.toml"]);
+    assert_eq!(forced.code, 1);
+    assert!(
+        forced.stderr.contains("cannot be planned"),
+        "{}",
+        forced.all()
+    );
 }
 
 #[test]
@@ -398,11 +410,19 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["checked", "run_started", "table_finished", "run_finished"]
+        [
+            "checked",
+            "checked",
+            "run_started",
+            "table_finished",
+            "run_finished"
+        ]
     );
     assert_eq!(events[0]["detail"]["failed"], serde_json::json!([]));
-    assert_eq!(events[2]["detail"]["counts"]["flagged"], 1);
-    assert_eq!(events[3]["detail"]["status"], "succeeded");
+    assert_eq!(events[1]["detail"]["before_run"], true);
+    assert_eq!(events[1]["detail"]["forced"], false);
+    assert_eq!(events[3]["detail"]["counts"]["flagged"], 1);
+    assert_eq!(events[4]["detail"]["status"], "succeeded");
     assert!(
         events
             .iter()

@@ -1,6 +1,7 @@
 //! Scenario tests: real migration files run through the `credvault` binary
 //! on real files and databases. One binary for all scenarios.
 
+mod checks;
 mod cli;
 mod config_errors;
 mod limits;
@@ -8,6 +9,7 @@ mod mariadb;
 mod policies;
 mod postgres;
 mod resume;
+mod servers;
 
 use credvault_tests::Project;
 

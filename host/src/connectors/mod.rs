@@ -249,7 +249,7 @@ pub(crate) fn free_space_at(path: &Path) -> FreeSpace {
     match rustix::fs::statvfs(path) {
         Ok(s) => FreeSpace::Known {
             bytes: s.f_bavail.saturating_mul(s.f_frsize),
-            path: path.to_path_buf(),
+            path: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
         },
         Err(e) => FreeSpace::Unknown(format!(
             "cannot read the free space of {}: {e}",

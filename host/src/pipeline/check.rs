@@ -133,10 +133,15 @@ async fn readable(
     results: &mut Vec<CheckResult>,
 ) {
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let mut seen = Vec::new();
     for spec in m.selected_tables(&names) {
         let Some(info) = tables.iter().find(|t| t.name == spec.source) else {
             continue;
         };
+        if seen.contains(&spec.source) {
+            continue;
+        }
+        seen.push(spec.source.clone());
         let name = format!("source table {} readable", info.name);
         results.push(match source.probe_read(info).await {
             Ok(()) => CheckResult::pass(name, "this user may read it"),

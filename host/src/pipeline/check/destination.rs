@@ -158,7 +158,7 @@ async fn can_create(sink: &dyn Sink, targets: &[Target<'_>]) -> CheckResult {
     let needed = format!("needed for {}", creating.join(", "));
     match sink.probe_create().await {
         Ok(()) => CheckResult::pass(CREATE, format!("yes ({needed})")),
-        Err(e) => CheckResult::fail(CREATE, format!("{e} ({needed})")),
+        Err(e) => CheckResult::fail(CREATE, format!("{needed}: {e}")),
     }
 }
 
