@@ -397,7 +397,7 @@ impl Sink for CsvSink {
         std::fs::remove_file(&probe).map_err(|e| self.error(e))
     }
 
-    async fn probe_write(&self, table: &str, _columns: &[Column]) -> Result<(), ConnectorError> {
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
         let file = self.file(table);
         std::fs::OpenOptions::new()
             .append(true)

@@ -312,9 +312,8 @@ pub trait Sink: Send + Sync {
     /// Proves this user may create tables here, leaving none behind.
     async fn probe_create(&self) -> Result<(), ConnectorError>;
 
-    /// Proves this user may add rows to the existing `table` of `columns`,
-    /// writing none.
-    async fn probe_write(&self, table: &str, columns: &[Column]) -> Result<(), ConnectorError>;
+    /// Proves this user may add rows to the existing `table`, writing none.
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError>;
 
     /// Free space where this destination keeps its data.
     async fn free_space(&self) -> Result<FreeSpace, ConnectorError>;

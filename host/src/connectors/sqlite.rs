@@ -485,7 +485,7 @@ impl Sink for SqliteSink {
         tx.rollback().await.map_err(|e| self.db.error(e))
     }
 
-    async fn probe_write(&self, table: &str, _columns: &[Column]) -> Result<(), ConnectorError> {
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
         let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
         let t = ident(table);
         sqlx::query(&format!("INSERT INTO {t} SELECT * FROM {t} WHERE 0"))

@@ -417,7 +417,7 @@ impl Sink for MySqlSink {
 
     /// Prepares an INSERT without running it: the server checks the
     /// privilege when it prepares the statement.
-    async fn probe_write(&self, table: &str, _columns: &[Column]) -> Result<(), ConnectorError> {
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
         let sql = format!("INSERT INTO {} () VALUES ()", ident(table));
         match self.server.pool.prepare(sql.as_str()).await {
             Ok(_) => Ok(()),

@@ -393,7 +393,7 @@ impl Sink for PgSink {
         tx.rollback().await.map_err(|e| fail(&e))
     }
 
-    async fn probe_write(&self, table: &str, _columns: &[Column]) -> Result<(), ConnectorError> {
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
         let qualified = self.db.qualified(table);
         let allowed: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'INSERT')")
             .bind(&qualified)
