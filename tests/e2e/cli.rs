@@ -248,7 +248,19 @@ fn check_reports_mapping_errors_against_the_real_schema() {
     );
     let run = p.run(&["run", "m.toml"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("cannot be planned"), "{}", run.all());
+    assert!(
+        run.stderr.contains("[FAIL] table people mapping")
+            && run.stderr.contains("the run did not start"),
+        "{}",
+        run.all()
+    );
+    let forced = p.run(&["run", "--force", "m.toml"]);
+    assert_eq!(forced.code, 1);
+    assert!(
+        forced.stderr.contains("cannot be planned"),
+        "{}",
+        forced.all()
+    );
 }
 
 #[test]
@@ -405,6 +417,7 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
         [
             "created",
             "checked",
+            "checked",
             "restore_point_created",
             "run_started",
             "row_flagged",
@@ -414,12 +427,14 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
         ]
     );
     assert_eq!(events[1]["detail"]["failed"], serde_json::json!([]));
-    assert_eq!(events[2]["detail"]["tables"][0]["existed"], false);
-    assert_eq!(events[4]["detail"]["key"], "id=2");
-    assert_eq!(events[4]["detail"]["column"], "score");
-    assert_eq!(events[5]["detail"]["counts"]["flagged"], 1);
-    assert_eq!(events[6]["detail"]["status"], "succeeded");
-    assert_eq!(events[7]["detail"]["passed"], true);
+    assert_eq!(events[2]["detail"]["before_run"], true);
+    assert_eq!(events[2]["detail"]["forced"], false);
+    assert_eq!(events[3]["detail"]["tables"][0]["existed"], false);
+    assert_eq!(events[5]["detail"]["key"], "id=2");
+    assert_eq!(events[5]["detail"]["column"], "score");
+    assert_eq!(events[6]["detail"]["counts"]["flagged"], 1);
+    assert_eq!(events[7]["detail"]["status"], "succeeded");
+    assert_eq!(events[8]["detail"]["passed"], true);
     assert!(
         events
             .iter()

@@ -1,6 +1,7 @@
 //! Scenario tests: real migration files run through the `credvault` binary
 //! on real files and databases. One binary for all scenarios.
 
+mod checks;
 mod cli;
 mod config_errors;
 mod limits;
@@ -9,6 +10,7 @@ mod policies;
 mod postgres;
 mod restore;
 mod resume;
+mod servers;
 mod validate;
 
 use credvault_tests::Project;

@@ -7,9 +7,9 @@
 
 use credvault_tests::{Project, exec_sqlite};
 
-use super::mariadb::TestDb;
-use super::postgres::Scratch;
 use super::project;
+use super::servers::Scratch;
+use super::servers::TestDb;
 
 /// What a scenario needs of a destination database.
 trait Dest {

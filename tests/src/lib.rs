@@ -124,15 +124,19 @@ impl Project {
     }
 }
 
-/// Runs SQL statements on an SQLite file.
+/// Runs SQL statements on an SQLite file (created, with its folder, if
+/// missing).
 pub fn exec_sqlite(db: &Path, sql: &str) {
+    if let Some(dir) = db.parent() {
+        std::fs::create_dir_all(dir).expect("creating the database's folder");
+    }
     use sqlx::Connection;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
-        let url = format!("sqlite://{}", db.display());
+        let url = format!("sqlite://{}?mode=rwc", db.display());
         let mut conn = sqlx::SqliteConnection::connect(&url)
             .await
             .expect("opening the database");

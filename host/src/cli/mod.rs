@@ -67,6 +67,9 @@ enum Command {
         /// Start over instead of resuming an interrupted run.
         #[arg(long)]
         restart: bool,
+        /// Start even if a pre-run check fails.
+        #[arg(long)]
+        force: bool,
         /// Do everything but touch the real tables: write into scratch
         /// tables, validate them, then drop them.
         #[arg(long)]
@@ -191,10 +194,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             restart,
             dry_run,
+            force,
         } => {
             let (mut m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
             if dry_run {
                 m = m.dry_run();
+            }
+            if !checked_before_run(&m, &runtime, &state, restart, force, json).await? {
+                return Ok(ExitCode::FAILURE);
             }
             let mut observer = progress::Reporter::new(json);
             let options = pipeline::RunOptions { restart };
@@ -243,13 +250,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { file, json } => {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
-            let results = pipeline::check(&m, &runtime).await;
-            let failed: Vec<&str> = results
-                .iter()
-                .filter(|r| !r.passed)
-                .map(|r| r.name.as_str())
-                .collect();
-            let detail = serde_json::json!({ "checks": results.len(), "failed": failed });
+            let resuming = resumable(&state, &m).await?;
+            let results = pipeline::check(&m, &runtime, resuming).await;
+            let detail = checked_detail(&results);
             state.event(&m.name, None, "checked", &detail).await?;
             show::checks(&results, json);
             Ok(if results.iter().all(|r| r.passed) {
@@ -295,6 +298,46 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             restore::rollback(&file, to.as_deref(), json, cli.env.as_deref(), &cli.state).await
         }
     }
+}
+
+/// The `checked` audit event's detail: how many checks ran, which failed.
+fn checked_detail(results: &[pipeline::CheckResult]) -> serde_json::Value {
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.name.as_str())
+        .collect();
+    serde_json::json!({ "checks": results.len(), "failed": failed })
+}
+
+/// Runs the checks before a run and records them; false if a check failed
+/// and the run must not start (`--force` starts it anyway, and the audit
+/// event says so).
+async fn checked_before_run(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    restart: bool,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let resuming = !restart && resumable(state, m).await?;
+    let results = pipeline::check(m, runtime, resuming).await;
+    let failed = results.iter().filter(|r| !r.passed).count();
+    let mut detail = checked_detail(&results);
+    detail["before_run"] = true.into();
+    detail["forced"] = (force && failed > 0).into();
+    state.event(&m.name, None, "checked", &detail).await?;
+    show::failed_checks(&results, force, json);
+    Ok(failed == 0 || force)
+}
+
+/// Whether the next run of `m` resumes an interrupted one.
+async fn resumable(state: &StateStore, m: &Migration) -> anyhow::Result<bool> {
+    Ok(state
+        .last_run(&m.name)
+        .await?
+        .is_some_and(|r| r.resumable()))
 }
 
 /// Loads a migration file, in the environment `env` if one is named.

@@ -77,6 +77,27 @@ pub fn checks(results: &[CheckResult], json: bool) {
     }
 }
 
+/// Before a run, on stderr: the failed checks and whether the run starts.
+pub fn failed_checks(results: &[CheckResult], force: bool, json: bool) {
+    let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed).collect();
+    if failed.is_empty() {
+        if !json {
+            eprintln!("all {} pre-run checks passed", results.len());
+        }
+        return;
+    }
+    for r in &failed {
+        eprintln!("[FAIL] {}: {}", r.name, r.detail);
+    }
+    let n = failed.len();
+    match force {
+        true => eprintln!("{n} pre-run check(s) failed; starting anyway (--force)"),
+        false => eprintln!(
+            "{n} pre-run check(s) failed, so the run did not start: fix them (`credvault check` shows every check), or run with --force to start anyway"
+        ),
+    }
+}
+
 pub fn previews(previews: &[TablePreview], json: bool) {
     if json {
         let out: Vec<serde_json::Value> = previews.iter().map(preview_json).collect();

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{
-    Batcher, Checkpoint, ConnectorError, Prepare, ReadRequest, Rejected, Sink, Source, SourceBatch,
-    WriteBatch,
+    Batcher, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Rejected, Sink, Source,
+    SourceBatch, WriteBatch, free_space_at,
 };
 use crate::config::IfExists;
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
@@ -155,6 +155,16 @@ impl Source for CsvSource {
             read_batches(reader, &null, &request, &tx, &endpoint)
         });
         task.await.expect("csv reader panicked");
+    }
+
+    /// The file's size.
+    async fn size_bytes(&self, table: &TableInfo) -> Result<Option<u64>, ConnectorError> {
+        let files = self.files()?;
+        let Some((_, file)) = files.iter().find(|(t, _)| t == &table.name) else {
+            return Ok(None);
+        };
+        let meta = std::fs::metadata(file).map_err(|e| self.error(e.to_string()))?;
+        Ok(Some(meta.len()))
     }
 }
 
@@ -348,6 +358,56 @@ impl Sink for CsvSink {
             .from_path(&file)
             .map_err(|e| self.error(e))?;
         Ok(Some(reader.byte_records().count() as u64))
+    }
+
+    /// Rows are appended by position, so the header must name the columns
+    /// in order; every value is text.
+    async fn misfits(
+        &self,
+        table: &str,
+        columns: &[Column],
+    ) -> Result<Vec<String>, ConnectorError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .from_path(self.file(table))
+            .map_err(|e| self.error(e))?;
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| self.error(e))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        if header == names {
+            return Ok(Vec::new());
+        }
+        Ok(vec![format!(
+            "its header is `{}` but the rows have `{}`; rows are appended by position, so rename, skip or reorder columns to match",
+            header.join(","),
+            names.join(",")
+        )])
+    }
+
+    async fn probe_create(&self) -> Result<(), ConnectorError> {
+        let probe = self
+            .dir
+            .join(format!(".credvault-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| self.error(format!("cannot create files in the folder: {e}")))?;
+        std::fs::remove_file(&probe).map_err(|e| self.error(e))
+    }
+
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
+        let file = self.file(table);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .map(drop)
+            .map_err(|e| self.error(format!("cannot write to {}: {e}", file.display())))
+    }
+
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
+        Ok(free_space_at(&self.dir))
     }
 
     async fn prepare(

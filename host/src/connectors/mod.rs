@@ -13,12 +13,14 @@ pub(crate) mod postgres;
 pub mod server;
 pub(crate) mod sqlite;
 
+use std::path::{Path, PathBuf};
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::{Endpoint, IfExists, Migration};
-use crate::value::{Column, ColumnType, Row, TableInfo};
+use crate::value::{Column, ColumnType, Row, TableInfo, type_name};
 
 /// A connector failure, with the endpoint it concerns and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,21 @@ pub struct ReadRequest {
     /// Rows may come in any order (validation digests them), so a source
     /// need not sort a table that has no key.
     pub any_order: bool,
+}
+
+impl ReadRequest {
+    /// Every row of `table` in any order, for checks that look at a whole
+    /// table as a set (validation, key collisions, restore verification).
+    pub fn whole(table: &TableInfo, batch_size: usize) -> Self {
+        Self {
+            table: table.clone(),
+            batch_size: batch_size.max(1),
+            limit: None,
+            after: None,
+            range: None,
+            any_order: true,
+        }
+    }
 }
 
 /// A slice of a table by its single integer primary key: `lo <= key < hi`,
@@ -192,6 +209,99 @@ pub trait Source: Send + Sync {
         request: ReadRequest,
         tx: mpsc::Sender<Result<SourceBatch, ConnectorError>>,
     );
+
+    /// About how many bytes a table takes here, indexes included; `None`
+    /// if it does not exist.
+    async fn size_bytes(&self, table: &TableInfo) -> Result<Option<u64>, ConnectorError>;
+
+    /// Reads one row of `table`, proving this user may read it. Servers
+    /// name the missing privilege and the GRANT that gives it.
+    async fn probe_read(&self, table: &TableInfo) -> Result<(), ConnectorError> {
+        read_one(self, table).await
+    }
+}
+
+/// Reads at most one row of `table`; the first error, if any.
+pub(crate) async fn read_one<S: Source + ?Sized>(
+    source: &S,
+    table: &TableInfo,
+) -> Result<(), ConnectorError> {
+    let request = ReadRequest {
+        limit: Some(1),
+        ..ReadRequest::whole(table, 1)
+    };
+    let (tx, mut rx) = mpsc::channel(1);
+    let drain = async {
+        let mut first_error = None;
+        while let Some(batch) = rx.recv().await {
+            if let (Err(e), None) = (batch, &first_error) {
+                first_error = Some(e);
+            }
+        }
+        first_error
+    };
+    let ((), error) = tokio::join!(source.read(request, tx), drain);
+    error.map_or(Ok(()), Err)
+}
+
+/// Free space where a destination keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FreeSpace {
+    /// Bytes an unprivileged user may still write on the filesystem that
+    /// holds `path`.
+    Known {
+        /// The free bytes.
+        bytes: u64,
+        /// The folder measured.
+        path: PathBuf,
+    },
+    /// Why it cannot be known from here.
+    Unknown(String),
+}
+
+/// The free space of the filesystem that holds `path`.
+pub(crate) fn free_space_at(path: &Path) -> FreeSpace {
+    match rustix::fs::statvfs(path) {
+        Ok(s) => FreeSpace::Known {
+            bytes: s.f_bavail.saturating_mul(s.f_frsize),
+            path: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
+        },
+        Err(e) => FreeSpace::Unknown(format!(
+            "cannot read the free space of {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Whether a destination column of type `dest` takes values of type
+/// `value` without loss: the same type, an int into a decimal, or anything
+/// into text (every value has an exact text form).
+pub(crate) fn takes(dest: ColumnType, value: ColumnType) -> bool {
+    dest == value
+        || dest == ColumnType::Text
+        || (dest == ColumnType::Decimal && value == ColumnType::Int)
+}
+
+/// Why rows of `columns` cannot be appended to the existing table `dest`:
+/// columns it lacks, and columns whose type does not take the values.
+pub(crate) fn misfits(dest: &TableInfo, columns: &[Column], ignore_case: bool) -> Vec<String> {
+    let same = |a: &str, b: &str| a == b || (ignore_case && a.eq_ignore_ascii_case(b));
+    columns
+        .iter()
+        .filter_map(|c| {
+            let Some(found) = dest.columns.iter().find(|d| same(&d.name, &c.name)) else {
+                return Some(format!("it has no column `{}`", c.name));
+            };
+            (!takes(found.type_, c.type_)).then(|| {
+                format!(
+                    "column `{}` is {}, which cannot take {} values",
+                    c.name,
+                    type_name(found.type_),
+                    type_name(c.type_)
+                )
+            })
+        })
+        .collect()
 }
 
 /// Where rows go.
@@ -208,6 +318,20 @@ pub trait Sink: Send + Sync {
 
     /// The number of rows in `table` if it exists.
     async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError>;
+
+    /// Why the existing `table` cannot take rows of `columns` (columns it
+    /// lacks, types that do not take the values); empty if it can.
+    async fn misfits(&self, table: &str, columns: &[Column])
+    -> Result<Vec<String>, ConnectorError>;
+
+    /// Proves this user may create tables here, leaving none behind.
+    async fn probe_create(&self) -> Result<(), ConnectorError>;
+
+    /// Proves this user may add rows to the existing `table`, writing none.
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError>;
+
+    /// Free space where this destination keeps its data.
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError>;
 
     /// Makes `table` ready for rows of `columns`.
     async fn prepare(

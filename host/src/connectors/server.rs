@@ -4,7 +4,7 @@
 
 use crate::config::{Secret, ServerEndpoint};
 
-use super::ConnectorError;
+use super::{ConnectorError, FreeSpace, free_space_at};
 
 /// What a driver's own error code says about a failed connection or query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,4 +111,65 @@ pub fn connect_error(
         None => message,
     };
     ConnectorError::new(endpoint, message)
+}
+
+/// Whether `host` names this machine, so a server's data directory is a
+/// path here.
+pub fn is_local(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The free space of a server's data directory `dir` (as the server
+/// reported it), when the server runs on this machine.
+pub fn data_dir_space(host: &str, dir: &str) -> FreeSpace {
+    if !is_local(host) {
+        return FreeSpace::Unknown(format!(
+            "the server runs on `{host}`, not this machine, so its disks cannot be measured from here"
+        ));
+    }
+    let path = std::path::Path::new(dir);
+    if !path.is_dir() {
+        return FreeSpace::Unknown(format!(
+            "the server's data directory {dir} is not visible from here (a container or another mount namespace?)"
+        ));
+    }
+    free_space_at(path)
+}
+
+/// A refused privilege as a message that names it and the GRANT that gives
+/// it (the server's message says what was refused).
+pub fn denied(endpoint: &str, user: &str, refused: &str, grant: &str) -> ConnectorError {
+    ConnectorError::new(
+        endpoint,
+        format!(
+            "user `{user}` lacks a needed privilege: {refused}; an administrator can grant it with `{grant}` (or connect as another user)"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_local() {
+        assert!(is_local("127.0.0.1") && is_local("::1") && is_local("LocalHost"));
+        assert!(is_local("127.0.0.2"));
+        assert!(!is_local("db.internal") && !is_local("10.0.0.5"));
+        assert!(matches!(
+            data_dir_space("db.internal", "/var/lib/postgresql"),
+            FreeSpace::Unknown(why) if why.contains("not this machine")
+        ));
+        assert!(matches!(
+            data_dir_space("127.0.0.1", "/no/such/dir"),
+            FreeSpace::Unknown(why) if why.contains("not visible from here")
+        ));
+        assert!(matches!(
+            data_dir_space("localhost", "/"),
+            FreeSpace::Known { bytes, .. } if bytes > 0
+        ));
+    }
 }

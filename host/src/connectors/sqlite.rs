@@ -13,8 +13,8 @@ use sqlx::{Row as _, SqlitePool, TypeInfo, ValueRef};
 use tokio::sync::mpsc;
 
 use super::{
-    Batcher, Checkpoint, ConnectorError, Prepare, ReadRequest, Readiness, Rejected, Sink, Source,
-    SourceBatch, WriteBatch, integer_key, readiness,
+    Batcher, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Readiness, Rejected,
+    Sink, Source, SourceBatch, WriteBatch, free_space_at, integer_key, misfits, readiness,
 };
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
@@ -294,6 +294,18 @@ impl Source for SqliteSource {
             let _ = tx.send(Ok(batch)).await;
         }
     }
+
+    /// The pages of the table and its indexes, from SQLite's `dbstat`.
+    async fn size_bytes(&self, table: &TableInfo) -> Result<Option<u64>, ConnectorError> {
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(pgsize) FROM dbstat WHERE name IN (SELECT name FROM sqlite_schema WHERE tbl_name = ?)",
+        )
+        .bind(&table.name)
+        .fetch_one(&self.db.pool)
+        .await
+        .map_err(|e| self.db.error(e))?;
+        Ok(bytes.map(|b| b.unsigned_abs()))
+    }
 }
 
 /// Where a sink keeps its checkpoints, inside the destination database, so
@@ -456,6 +468,44 @@ impl Sink for SqliteSink {
             .await
             .map_err(|e| self.db.error(e))?;
         Ok(Some(n as u64))
+    }
+
+    /// SQLite column names ignore case, and a declared type decides how a
+    /// value reads back.
+    async fn misfits(
+        &self,
+        table: &str,
+        columns: &[Column],
+    ) -> Result<Vec<String>, ConnectorError> {
+        let existing = discover(&self.db.pool, &self.describe()).await?;
+        Ok(match existing.iter().find(|t| t.name == table) {
+            Some(existing) => misfits(existing, columns, true),
+            None => vec![format!("table `{table}` does not exist")],
+        })
+    }
+
+    async fn probe_create(&self) -> Result<(), ConnectorError> {
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        sqlx::query("CREATE TABLE _credvault_probe (x)")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db.error(format!("cannot create a table: {e}")))?;
+        tx.rollback().await.map_err(|e| self.db.error(e))
+    }
+
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        let t = ident(table);
+        sqlx::query(&format!("INSERT INTO {t} SELECT * FROM {t} WHERE 0"))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db.error(format!("cannot write to `{table}`: {e}")))?;
+        tx.rollback().await.map_err(|e| self.db.error(e))
+    }
+
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
+        let folder = self.db.path.parent().filter(|d| !d.as_os_str().is_empty());
+        Ok(free_space_at(folder.unwrap_or(Path::new("."))))
     }
 
     async fn prepare(

@@ -1,12 +1,20 @@
-//! Pre-run checks: each one passes or fails with a reason.
+//! Pre-run checks: each one passes or fails with a reason. `credvault check`
+//! prints them; `credvault run` runs them first and refuses to start on a
+//! failure unless forced.
+
+mod destination;
+mod keys;
+mod space;
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::plan::{TablePlan, plan_tables};
-use crate::config::{IfExists, Migration};
-use crate::connectors::{open_sink, open_source};
+use super::plan::{TablePlan, plan_each};
+use crate::config::{Endpoint, Migration};
+use crate::connectors::{Source, open_source};
 use crate::runtime::Runtime;
-use crate::value::type_name;
+use crate::value::{Column, TableInfo, type_name};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Serialize)]
@@ -76,75 +84,152 @@ fn type_mapping(plan: &TablePlan) -> Vec<String> {
     lines
 }
 
-/// Checks the source, every table's mapping and plugins against the real
-/// schemas, and the destination.
-pub async fn check(m: &Migration, runtime: &Runtime) -> Vec<CheckResult> {
+/// Checks a migration against the real source and destination: both
+/// reachable, every source table readable, every mapping valid against the
+/// real schemas, the destination writable, each table's conflicts, and
+/// free space. `resuming`: the run would continue an interrupted one, whose
+/// half-written tables are its own, not conflicts.
+pub async fn check(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<CheckResult> {
     let mut results = vec![CheckResult::pass(
         "migration file",
         format!("`{}` parsed, {} table(s)", m.name, m.tables.len()),
     )];
-    let source = match open_source(m).await {
-        Ok(source) => source,
+    let Some((source, tables)) = reach_source(m, &mut results).await else {
+        return results;
+    };
+    readable(m, source.as_ref(), &tables, &mut results).await;
+    let plans = mappings(m, source.as_ref(), &tables, runtime, &mut results).await;
+    destination::check(m, source.as_ref(), &plans, resuming, &mut results).await;
+    results
+}
+
+async fn reach_source(
+    m: &Migration,
+    results: &mut Vec<CheckResult>,
+) -> Option<(Box<dyn Source>, Vec<TableInfo>)> {
+    let discovered = match open_source(m).await {
+        Ok(source) => source.discover().await.map(|tables| (source, tables)),
+        Err(e) => Err(e),
+    };
+    match discovered {
+        Ok((source, tables)) => {
+            let reached = format!("{}: {} table(s)", source.describe(), tables.len());
+            results.push(CheckResult::pass("source reachable", reached));
+            Some((source, tables))
+        }
         Err(e) => {
             results.push(CheckResult::fail("source reachable", e.to_string()));
-            return results;
+            None
         }
-    };
-    let tables = match source.discover().await {
-        Ok(tables) => tables,
-        Err(e) => {
-            results.push(CheckResult::fail("source reachable", e.to_string()));
-            return results;
-        }
-    };
-    let reached = format!("{}: {} table(s)", source.describe(), tables.len());
-    results.push(CheckResult::pass("source reachable", reached));
-    match plan_tables(
-        m,
-        source.as_ref(),
-        &tables,
-        runtime,
-        chrono::Utc::now().timestamp_micros(),
-    )
-    .await
-    {
-        Ok(plans) => results.extend(plans.iter().map(|p| {
-            let mut result = CheckResult::pass(
-                format!("table {} mapping", p.spec.source),
-                format!(
-                    "{} column(s) → `{}`, {} transform(s)",
-                    p.output.len(),
-                    p.spec.destination(),
-                    p.steps.len()
-                ),
-            );
-            result.lines = type_mapping(p);
-            result
-        })),
-        Err(errors) => results.extend(errors.into_iter().map(|e| {
-            CheckResult::fail(format!("table {} mapping", e.table), e.problems.join("; "))
-        })),
     }
-    let sink = match open_sink(m).await {
-        Ok(sink) => sink,
-        Err(e) => {
-            results.push(CheckResult::fail("destination reachable", e.to_string()));
-            return results;
+}
+
+/// Reads one row of every selected table (a missing table is the
+/// mapping's to report).
+async fn readable(
+    m: &Migration,
+    source: &dyn Source,
+    tables: &[TableInfo],
+    results: &mut Vec<CheckResult>,
+) {
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let mut seen = Vec::new();
+    for spec in m.selected_tables(&names) {
+        let Some(info) = tables.iter().find(|t| t.name == spec.source) else {
+            continue;
+        };
+        if seen.contains(&spec.source) {
+            continue;
         }
-    };
-    results.push(CheckResult::pass("destination reachable", sink.describe()));
-    for t in &m.tables {
-        let name = format!("destination table {}", t.destination());
-        results.push(match (sink.existing_rows(t.destination()).await, t.if_exists) {
-            (Err(e), _) => CheckResult::fail(name, e.to_string()),
-            (Ok(None), _) => CheckResult::pass(name, "does not exist yet; it will be created"),
-            (Ok(Some(rows)), IfExists::Fail) => CheckResult::fail(
-                name,
-                format!("already exists with {rows} rows; set if_exists = \"append\" or \"replace\", or choose another table"),
-            ),
-            (Ok(Some(rows)), IfExists::Append) => CheckResult::pass(name, format!("exists with {rows} rows; rows will be appended")),
-            (Ok(Some(rows)), IfExists::Replace) => CheckResult::pass(name, format!("exists with {rows} rows; it will be replaced")),
+        seen.push(spec.source.clone());
+        let name = format!("source table {} readable", info.name);
+        results.push(match source.probe_read(info).await {
+            Ok(()) => CheckResult::pass(name, "this user may read it"),
+            Err(e) => CheckResult::fail(name, e.to_string()),
         });
     }
-    results
+}
+
+/// Plans every table against the real source schema and plugins, and
+/// checks what planning alone allows; returns the tables that planned.
+async fn mappings(
+    m: &Migration,
+    source: &dyn Source,
+    tables: &[TableInfo],
+    runtime: &Runtime,
+    results: &mut Vec<CheckResult>,
+) -> Vec<TablePlan> {
+    let started = chrono::Utc::now().timestamp_micros();
+    let case_blind = matches!(m.destination, Endpoint::Sqlite { .. } | Endpoint::Mysql(_));
+    let mut plans = Vec::new();
+    for planned in plan_each(m, source, tables, runtime, started).await {
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(e) => {
+                let name = format!("table {} mapping", e.table);
+                results.push(CheckResult::fail(name, e.problems.join("; ")));
+                continue;
+            }
+        };
+        results.push(mapping_result(&plan, case_blind));
+        plans.push(plan);
+    }
+    plans
+}
+
+fn mapping_result(plan: &TablePlan, case_blind: bool) -> CheckResult {
+    let name = format!("table {} mapping", plan.spec.source);
+    let mut problems = plan.mapping.inconvertible();
+    if case_blind {
+        problems.extend(case_collisions(&plan.output));
+    }
+    let mut result = match problems.is_empty() {
+        true => CheckResult::pass(
+            name,
+            format!(
+                "{} column(s) → `{}`, {} transform(s)",
+                plan.output.len(),
+                plan.spec.destination(),
+                plan.steps.len()
+            ),
+        ),
+        false => CheckResult::fail(name, problems.join("; ")),
+    };
+    result.lines = type_mapping(plan);
+    result
+}
+
+/// Output columns whose names differ only in case: one column in a
+/// destination whose column names ignore case (SQLite, MySQL).
+fn case_collisions(output: &[Column]) -> Vec<String> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    output
+        .iter()
+        .filter_map(|c| {
+            let other = seen.insert(c.name.to_lowercase(), &c.name)?;
+            Some(format!(
+                "`{other}` and `{}` land in one column: the destination's column names ignore case; rename one of them",
+                c.name
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::ColumnType;
+
+    #[test]
+    fn names_that_differ_only_in_case_collide() {
+        let col = |name: &str| Column {
+            name: name.into(),
+            type_: ColumnType::Text,
+            nullable: true,
+        };
+        let found = case_collisions(&[col("Name"), col("id"), col("name")]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("`Name` and `name`"), "{found:?}");
+        assert!(case_collisions(&[col("a"), col("b")]).is_empty());
+    }
 }

@@ -57,6 +57,28 @@ pub fn convert_lossy(value: Value, to: ColumnType) -> Result<Value, String> {
     }
 }
 
+/// Whether some value of type `from` can become `to`, so mapping one to
+/// the other is not wrong for every row. Text parses into any type, and
+/// every value has a text form.
+pub fn convertible(from: ColumnType, to: ColumnType, lossy: bool) -> bool {
+    use ColumnType as T;
+    let exact = matches!(
+        (from, to),
+        (T::Int, T::Float | T::Decimal | T::Boolean)
+            | (T::Boolean, T::Int)
+            | (T::Float, T::Int | T::Decimal)
+            | (T::Decimal, T::Float | T::Int)
+            | (T::Date, T::Timestamp)
+            | (T::Timestamp, T::Date | T::Timestamptz)
+            | (T::Timestamptz, T::Timestamp)
+    );
+    from == to
+        || from == T::Text
+        || to == T::Text
+        || exact
+        || (lossy && from == T::Timestamptz && to == T::Date)
+}
+
 /// The message for a value that cannot become `to`.
 pub fn mismatch(value: &Value, to: ColumnType) -> String {
     let hint = match to {
@@ -214,6 +236,40 @@ pub fn from_toml(value: &toml::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn convertible_agrees_with_convert() {
+        let samples = [
+            Value::Boolean(true),
+            Value::Int(1),
+            Value::Float(1.0),
+            Value::Decimal("1".into()),
+            Value::Text("1".into()),
+            Value::Bytes(b"1".to_vec()),
+            Value::Date(0),
+            Value::Time(0),
+            Value::Timestamp(0),
+            Value::Timestamptz(0),
+            Value::Uuid((0, 1)),
+            Value::Json("1".into()),
+        ];
+        for value in &samples {
+            let from = value_type(value).unwrap();
+            for to in crate::value::ALL_TYPES {
+                for lossy in [false, true] {
+                    let converted = match lossy {
+                        true => convert_lossy(value.clone(), to),
+                        false => convert(value.clone(), to),
+                    };
+                    if converted.is_ok() {
+                        assert!(convertible(from, to, lossy), "{from:?} → {to:?}");
+                    }
+                }
+            }
+        }
+        assert!(!convertible(ColumnType::Date, ColumnType::Int, true));
+        assert!(!convertible(ColumnType::Uuid, ColumnType::Boolean, false));
+    }
 
     #[test]
     fn text_converts_to_every_type_or_says_why_not() {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::convert::{convert, convert_lossy, convert_ref, from_toml};
+use super::convert::{convert, convert_lossy, convert_ref, convertible, from_toml};
 use crate::config::{ColumnSpec, TableSpec, Unmapped};
 use crate::value::{
     Column, ColumnType, Row, TableInfo, Value, parse_type_name, to_text, type_name,
@@ -122,6 +122,25 @@ impl Mapping {
     /// The mapped columns, in output order.
     pub fn columns(&self) -> &[MappedColumn] {
         &self.columns
+    }
+
+    /// Columns whose source type never converts to the mapped type, so
+    /// every value but NULL would fail (values a value map replaces are
+    /// typed already).
+    pub fn inconvertible(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| c.map.as_ref().is_none_or(|m| m.unmapped == Unmapped::Keep))
+            .filter(|c| !convertible(c.from.type_, c.to.type_, c.lossy))
+            .map(|c| {
+                format!(
+                    "columns.{}: {} values never convert to {}; choose a type they convert to (text takes any), or replace them with `map`",
+                    c.from.name,
+                    type_name(c.from.type_),
+                    type_name(c.to.type_)
+                )
+            })
+            .collect()
     }
 
     /// Maps one source row.

@@ -69,16 +69,12 @@ pub async fn plan_tables(
     runtime: &Runtime,
     run_started_at: i64,
 ) -> Result<Vec<TablePlan>, Vec<PlanError>> {
-    let names: Vec<&str> = discovered.iter().map(|t| t.name.as_str()).collect();
     let mut plans = Vec::new();
     let mut errors = Vec::new();
-    for spec in &m.selected_tables(&names) {
-        match plan_table(m, spec, source, discovered, runtime, run_started_at).await {
+    for planned in plan_each(m, source, discovered, runtime, run_started_at).await {
+        match planned {
             Ok(plan) => plans.push(plan),
-            Err(problems) => errors.push(PlanError {
-                table: spec.source.clone(),
-                problems,
-            }),
+            Err(error) => errors.push(error),
         }
     }
     if errors.is_empty() {
@@ -86,6 +82,27 @@ pub async fn plan_tables(
     } else {
         Err(errors)
     }
+}
+
+/// Plans every selected table on its own: one table's problems leave the
+/// others' plans whole.
+pub async fn plan_each(
+    m: &Migration,
+    source: &dyn Source,
+    discovered: &[TableInfo],
+    runtime: &Runtime,
+    run_started_at: i64,
+) -> Vec<Result<TablePlan, PlanError>> {
+    let names: Vec<&str> = discovered.iter().map(|t| t.name.as_str()).collect();
+    let mut planned = Vec::new();
+    for spec in &m.selected_tables(&names) {
+        let plan = plan_table(m, spec, source, discovered, runtime, run_started_at).await;
+        planned.push(plan.map_err(|problems| PlanError {
+            table: spec.source.clone(),
+            problems,
+        }));
+    }
+    planned
 }
 
 async fn plan_table(

@@ -696,14 +696,7 @@ async fn digest(reader: &dyn Source, info: &TableInfo) -> Result<TableDigest, Co
     let mut order: Vec<usize> = (0..info.columns.len()).collect();
     order.sort_by(|&a, &b| info.columns[a].name.cmp(&info.columns[b].name));
     let (tx, mut rx) = mpsc::channel::<Result<SourceBatch, ConnectorError>>(2);
-    let request = ReadRequest {
-        table: info.clone(),
-        batch_size: DIGEST_BATCH,
-        limit: None,
-        after: None,
-        range: None,
-        any_order: true,
-    };
+    let request = ReadRequest::whole(info, DIGEST_BATCH);
     let sum = async {
         let mut digest = TableDigest::new(order.len());
         while let Some(batch) = rx.recv().await {

@@ -444,14 +444,7 @@ async fn stream(
 }
 
 fn whole(m: &Migration, table: &TableInfo) -> ReadRequest {
-    ReadRequest {
-        table: table.clone(),
-        batch_size: m.settings.batch_size,
-        limit: None,
-        after: None,
-        range: None,
-        any_order: true,
-    }
+    ReadRequest::whole(table, m.settings.batch_size)
 }
 
 /// The source side: every source row through the run's mapping and

@@ -143,6 +143,39 @@ impl Server {
         )
     }
 
+    /// `'user'@'host'`: the account the server matched this session to.
+    async fn account(&self) -> String {
+        let row = sqlx::query("SELECT CAST(CURRENT_USER() AS CHAR)")
+            .fetch_one(&self.pool)
+            .await;
+        let current = row.ok().and_then(|r| text(&r, 0));
+        let (user, host) = current
+            .as_deref()
+            .and_then(|c| c.rsplit_once('@'))
+            .unwrap_or((&self.ep.user, "%"));
+        format!("'{user}'@'{host}'")
+    }
+
+    /// `` `database`.`table` ``, or `` `database`.* `` without a table.
+    fn object(&self, table: Option<&str>) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.ep.database),
+            table.map_or("*".to_string(), ident)
+        )
+    }
+
+    /// A driver error; a refused privilege names the GRANT that gives it.
+    async fn refused(&self, err: sqlx::Error, privilege: &str, object: &str) -> ConnectorError {
+        match &err {
+            sqlx::Error::Database(db) if classify(db.as_ref()) == Some(DbFailure::Permission) => {
+                let grant = format!("GRANT {privilege} ON {object} TO {}", self.account().await);
+                server::denied(&self.endpoint, &self.ep.user, db.message(), &grant)
+            }
+            _ => self.error(err),
+        }
+    }
+
     /// A message about this endpoint, the password redacted.
     fn message(&self, text: impl AsRef<str>) -> ConnectorError {
         let text = match &self.password {

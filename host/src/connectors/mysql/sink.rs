@@ -8,13 +8,15 @@ use sqlx::mysql::{MySqlArguments, MySqlConnection};
 use sqlx::{Executor, MySql};
 
 use super::decode::{iso_date, naive_text, time_text};
+use super::source::row_columns;
 use super::types::{create_comment, create_type};
 use super::{CHECKPOINTS, Server, error_number, ident, sql_mode, text};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Checkpoint, ConnectorError, Prepare, Readiness, Rejected, Sink, WriteBatch, readiness,
+    Checkpoint, ConnectorError, FreeSpace, Prepare, Readiness, Rejected, Sink, WriteBatch, misfits,
+    readiness, server,
 };
-use crate::value::{Column, Row, Value, date_from_days, time_from_micros, to_text};
+use crate::value::{Column, Row, TableInfo, Value, date_from_days, time_from_micros, to_text};
 
 /// Destination sessions: strict, so a value the column cannot hold is an
 /// error rather than a silent truncation.
@@ -50,15 +52,7 @@ impl MySqlSink {
     /// Connects to the endpoint and creates the checkpoint table if needed.
     pub(crate) async fn open(ep: &ServerEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
         let server = Server::connect("destination", ep, base_dir, 1, SESSION).await?;
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} (migration VARCHAR(255) NOT NULL, table_name VARCHAR(255) NOT NULL, checkpoint LONGTEXT NOT NULL, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (migration, table_name)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-            ident(CHECKPOINTS)
-        );
-        server
-            .pool
-            .execute(create.as_str())
-            .await
-            .map_err(|e| server.error(e))?;
+        create_checkpoints(&server).await?;
         let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
             .fetch_one(&server.pool)
             .await
@@ -72,14 +66,7 @@ impl MySqlSink {
 
     /// The destination table's column names, or `None` if it does not exist.
     async fn table_columns(&self, table: &str) -> Result<Option<Vec<String>>, ConnectorError> {
-        let sql = "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
-        let rows = sqlx::query(sql)
-            .bind(table)
-            .fetch_all(&self.server.pool)
-            .await
-            .map_err(|e| self.server.error(e))?;
-        let names: Vec<String> = rows.iter().filter_map(|r| text(r, 0)).collect();
-        Ok((!names.is_empty()).then_some(names))
+        column_names(&self.server, table).await
     }
 
     async fn check_append(&self, table: &str, columns: &[Column]) -> Result<(), ConnectorError> {
@@ -223,6 +210,34 @@ impl MySqlSink {
     }
 }
 
+/// A table's column names, or `None` if it does not exist.
+async fn column_names(server: &Server, table: &str) -> Result<Option<Vec<String>>, ConnectorError> {
+    let sql = "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
+    let rows = sqlx::query(sql)
+        .bind(table)
+        .fetch_all(&server.pool)
+        .await
+        .map_err(|e| server.error(e))?;
+    let names: Vec<String> = rows.iter().filter_map(|r| text(r, 0)).collect();
+    Ok((!names.is_empty()).then_some(names))
+}
+
+/// Creates the checkpoint table unless it exists (so a user without CREATE
+/// can still append, once it has been made).
+async fn create_checkpoints(server: &Server) -> Result<(), ConnectorError> {
+    if column_names(server, CHECKPOINTS).await?.is_some() {
+        return Ok(());
+    }
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {} (migration VARCHAR(255) NOT NULL, table_name VARCHAR(255) NOT NULL, checkpoint LONGTEXT NOT NULL, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (migration, table_name)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        ident(CHECKPOINTS)
+    );
+    match server.pool.execute(create.as_str()).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(server.refused(e, "CREATE", &server.object(None)).await),
+    }
+}
+
 /// Whether an error blames the row rather than the statement or session.
 fn is_row_error(err: &dyn sqlx::error::DatabaseError) -> bool {
     error_number(err).is_some_and(|n| ROW_ERRORS.contains(&n))
@@ -354,6 +369,73 @@ impl Sink for MySqlSink {
             .await
             .map_err(|e| self.server.error(e))?;
         Ok(Some(n.unsigned_abs()))
+    }
+
+    /// Column names ignore case here.
+    async fn misfits(
+        &self,
+        table: &str,
+        columns: &[Column],
+    ) -> Result<Vec<String>, ConnectorError> {
+        let existing = TableInfo {
+            name: table.to_string(),
+            columns: row_columns(&self.server, table).await?,
+            primary_key: Vec::new(),
+            approx_rows: None,
+        };
+        if existing.columns.is_empty() {
+            return Ok(vec![format!("table `{table}` does not exist")]);
+        }
+        Ok(misfits(&existing, columns, true))
+    }
+
+    /// DDL commits at once here, so the probe creates a uniquely named
+    /// table and drops it.
+    async fn probe_create(&self) -> Result<(), ConnectorError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let probe = format!("_credvault_probe_{}_{nanos:x}", std::process::id());
+        let create = format!("CREATE TABLE {} (x INT) ENGINE=InnoDB", ident(&probe));
+        if let Err(e) = self.server.pool.execute(create.as_str()).await {
+            let object = self.server.object(None);
+            return Err(self.server.refused(e, "CREATE", &object).await);
+        }
+        let drop = format!("DROP TABLE {}", ident(&probe));
+        if let Err(e) = self.server.pool.execute(drop.as_str()).await {
+            let object = self.server.object(None);
+            let mut err = self.server.refused(e, "DROP", &object).await;
+            err.message = format!(
+                "created the probe table `{probe}` but could not drop it, so an administrator must (DROP TABLE {}): {}",
+                self.server.object(Some(&probe)),
+                err.message
+            );
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Prepares an INSERT without running it: the server checks the
+    /// privilege when it prepares the statement.
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
+        let sql = format!("INSERT INTO {} () VALUES ()", ident(table));
+        match self.server.pool.prepare(sql.as_str()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let object = self.server.object(Some(table));
+                Err(self.server.refused(e, "INSERT", &object).await)
+            }
+        }
+    }
+
+    /// The data directory's filesystem, when the server runs here.
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
+        let row = sqlx::query("SELECT CAST(@@datadir AS CHAR)")
+            .fetch_one(&self.server.pool)
+            .await
+            .map_err(|e| self.server.error(e))?;
+        let dir = text(&row, 0).unwrap_or_default();
+        Ok(server::data_dir_space(&self.server.ep.host, &dir))
     }
 
     async fn prepare(

@@ -15,7 +15,7 @@ use super::types::{Kind, SchemaColumn};
 use super::{OWN_TABLES, Server, ident, raw, sql_mode, text};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key,
+    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key, read_one,
 };
 use crate::value::{Column, Row, TableInfo, Value};
 
@@ -256,43 +256,7 @@ impl MySqlSource {
         &self,
         only: Option<&str>,
     ) -> Result<Vec<(String, ReadColumn)>, ConnectorError> {
-        let json = self.json_checks().await;
-        let sql = format!(
-            "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR), CAST(IS_NULLABLE AS CHAR), CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR), CAST(COLUMN_COMMENT AS CHAR)
-             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() {}
-             ORDER BY TABLE_NAME, ORDINAL_POSITION",
-            if only.is_some() { "AND TABLE_NAME = ?" } else { "" }
-        );
-        let mut query = sqlx::query(&sql);
-        if let Some(table) = only {
-            query = query.bind(table);
-        }
-        let rows = query
-            .fetch_all(&self.server.pool)
-            .await
-            .map_err(|e| self.server.error(e))?;
-        Ok(rows.iter().map(|r| read_column(r, &json)).collect())
-    }
-
-    /// `(table, column)` pairs that MariaDB's JSON alias constrains with
-    /// `json_valid(col)`. MySQL has a real JSON type and no such checks (and
-    /// no TABLE_NAME in this view), so a failing query means none.
-    async fn json_checks(&self) -> HashSet<(String, String)> {
-        let sql = "SELECT CAST(TABLE_NAME AS CHAR), CAST(CHECK_CLAUSE AS CHAR) FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()";
-        let Ok(rows) = sqlx::query(sql).fetch_all(&self.server.pool).await else {
-            return HashSet::new();
-        };
-        rows.iter()
-            .filter_map(|r| {
-                let clause = text(r, 1)?;
-                let column = clause
-                    .trim()
-                    .strip_prefix("json_valid(`")?
-                    .strip_suffix("`)")?
-                    .replace("``", "`");
-                Some((text(r, 0)?, column))
-            })
-            .collect()
+        columns(&self.server, only).await
     }
 
     /// Primary-key columns of every table, in key order.
@@ -412,6 +376,67 @@ impl MySqlSource {
     }
 }
 
+/// Every column of the database's tables (or of one table), in order.
+async fn columns(
+    server: &Server,
+    only: Option<&str>,
+) -> Result<Vec<(String, ReadColumn)>, ConnectorError> {
+    let json = json_checks(server).await;
+    let sql = format!(
+        "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(COLUMN_TYPE AS CHAR), CAST(IS_NULLABLE AS CHAR), CAST(NUMERIC_PRECISION AS CHAR), CAST(NUMERIC_SCALE AS CHAR), CAST(COLUMN_COMMENT AS CHAR)
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() {}
+         ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        if only.is_some() { "AND TABLE_NAME = ?" } else { "" }
+    );
+    let mut query = sqlx::query(&sql);
+    if let Some(table) = only {
+        query = query.bind(table);
+    }
+    let rows = query
+        .fetch_all(&server.pool)
+        .await
+        .map_err(|e| server.error(e))?;
+    Ok(rows.iter().map(|r| read_column(r, &json)).collect())
+}
+
+/// `(table, column)` pairs that MariaDB's JSON alias constrains with
+/// `json_valid(col)`. MySQL has a real JSON type and no such checks (and
+/// no TABLE_NAME in this view), so a failing query means none.
+async fn json_checks(server: &Server) -> HashSet<(String, String)> {
+    let sql = "SELECT CAST(TABLE_NAME AS CHAR), CAST(CHECK_CLAUSE AS CHAR) FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()";
+    let Ok(rows) = sqlx::query(sql).fetch_all(&server.pool).await else {
+        return HashSet::new();
+    };
+    rows.iter()
+        .filter_map(|r| {
+            let clause = text(r, 1)?;
+            let column = clause
+                .trim()
+                .strip_prefix("json_valid(`")?
+                .strip_suffix("`)")?
+                .replace("``", "`");
+            Some((text(r, 0)?, column))
+        })
+        .collect()
+}
+
+/// A table's columns as the row model sees them (what a sink appending to
+/// it compares against); empty if it does not exist.
+pub(super) async fn row_columns(
+    server: &Server,
+    table: &str,
+) -> Result<Vec<Column>, ConnectorError> {
+    let found = columns(server, Some(table)).await?;
+    Ok(found
+        .into_iter()
+        .map(|(_, c)| Column {
+            type_: c.kind.column_type(),
+            nullable: c.nullable,
+            name: c.name,
+        })
+        .collect())
+}
+
 /// A column from a row of the `information_schema.COLUMNS` query.
 fn read_column(r: &MySqlRow, json: &HashSet<(String, String)>) -> (String, ReadColumn) {
     let table = text(r, 0).unwrap_or_default();
@@ -488,6 +513,26 @@ impl Source for MySqlSource {
             .await
             .map_err(|e| self.server.error(e))?;
         Ok(bounds.0.zip(bounds.1))
+    }
+
+    /// Data and indexes, as `information_schema.TABLES` estimates them.
+    async fn size_bytes(&self, table: &TableInfo) -> Result<Option<u64>, ConnectorError> {
+        let sql = "SELECT CAST(DATA_LENGTH + INDEX_LENGTH AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+        let row = sqlx::query(sql)
+            .bind(&table.name)
+            .fetch_optional(&self.server.pool)
+            .await
+            .map_err(|e| self.server.error(e))?;
+        Ok(row.and_then(|r| text(&r, 0)).and_then(|n| n.parse().ok()))
+    }
+
+    async fn probe_read(&self, table: &TableInfo) -> Result<(), ConnectorError> {
+        let sql = format!("SELECT 1 FROM {} LIMIT 1", ident(&table.name));
+        if let Err(e) = sqlx::query(&sql).fetch_optional(&self.server.pool).await {
+            let object = self.server.object(Some(&table.name));
+            return Err(self.server.refused(e, "SELECT", &object).await);
+        }
+        read_one(self, table).await
     }
 
     async fn read(

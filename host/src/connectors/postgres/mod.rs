@@ -151,6 +151,21 @@ impl Db {
         )
     }
 
+    /// A driver error; a refused privilege names the GRANT that gives it.
+    fn refused(&self, err: &sqlx::Error, grant: &str) -> ConnectorError {
+        match err {
+            sqlx::Error::Database(db) if classify(db.as_ref()) == Some(DbFailure::Permission) => {
+                server::denied(&self.endpoint, &self.ep.user, db.message(), grant)
+            }
+            _ => self.error(err),
+        }
+    }
+
+    /// `GRANT privilege ON object TO user`.
+    fn grant(&self, privilege: &str, object: &str) -> String {
+        format!("GRANT {privilege} ON {object} TO {}", ident(&self.ep.user))
+    }
+
     /// A driver error about one table.
     pub(crate) fn table_error(&self, table: &str, err: &sqlx::Error) -> ConnectorError {
         let mut e = self.error(err);

@@ -18,10 +18,12 @@ use sqlx::postgres::PgDatabaseError;
 
 use super::copy::{TRAILER, TupleWriter, header};
 use super::types::{Binary, create_type, writable, write_as};
-use super::{CHECKPOINTS, Db, ident};
+use super::{CHECKPOINTS, CatalogTable, Db, ident};
 use crate::config::ServerEndpoint;
+use crate::connectors::server::{self, DbFailure};
 use crate::connectors::{
-    Checkpoint, ConnectorError, Prepare, Readiness, Rejected, Sink, WriteBatch, readiness,
+    Checkpoint, ConnectorError, FreeSpace, Prepare, Readiness, Rejected, Sink, WriteBatch,
+    readiness,
 };
 use crate::value::{Column, type_name};
 
@@ -59,18 +61,16 @@ impl PgSink {
                 "the database's encoding is not UTF8; binary COPY hands text over unconverted, so load into a UTF8 database",
             ));
         }
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} (migration text NOT NULL, table_name text NOT NULL, checkpoint jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, table_name))",
-            db.qualified(CHECKPOINTS)
-        );
-        sqlx::query(&create)
-            .execute(&db.pool)
-            .await
-            .map_err(|e| db.error(&e))?;
+        create_checkpoints(&db).await?;
         Ok(Self {
             db,
             layouts: HashMap::new(),
         })
+    }
+
+    /// `GRANT CREATE ON SCHEMA s TO user`.
+    fn grant_create(&self) -> String {
+        create_grant(&self.db)
     }
 
     /// Checks that an existing table can take `columns` and remembers how
@@ -83,29 +83,12 @@ impl PgSink {
                 self.db.schema
             )));
         };
-        let mut layouts = Vec::with_capacity(columns.len());
-        let mut problems = Vec::new();
-        for column in columns {
-            let Some(dest) = existing.columns.iter().find(|c| c.name == column.name) else {
-                problems.push(format!("it has no column `{}`", column.name));
-                continue;
-            };
-            match write_as(&dest.pg) {
-                Some(b) if writable(column.type_, b) => layouts.push(b),
-                _ => problems.push(format!(
-                    "column `{}` is {}, which cannot take {} values",
-                    column.name,
-                    dest.pg.name,
-                    type_name(column.type_)
-                )),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(self.db.fail(format!(
+        let layouts = fit(&existing, columns).map_err(|problems| {
+            self.db.fail(format!(
                 "cannot load into the existing table `{table}`: {}; rename or convert those columns in the mapping, or use if_exists = \"replace\"",
                 problems.join("; ")
-            )));
-        }
+            ))
+        })?;
         self.layouts.insert(table.to_string(), layouts);
         Ok(())
     }
@@ -222,6 +205,58 @@ impl PgSink {
     }
 }
 
+/// Creates the checkpoint table unless it exists (so a role without CREATE
+/// on the schema can still append, once it has been made).
+async fn create_checkpoints(db: &Db) -> Result<(), ConnectorError> {
+    let qualified = db.qualified(CHECKPOINTS);
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&qualified)
+        .fetch_one(&db.pool)
+        .await
+        .map_err(|e| db.error(&e))?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {qualified} (migration text NOT NULL, table_name text NOT NULL, checkpoint jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (migration, table_name))"
+    );
+    sqlx::query(&create)
+        .execute(&db.pool)
+        .await
+        .map_err(|e| db.refused(&e, &create_grant(db)))?;
+    Ok(())
+}
+
+fn create_grant(db: &Db) -> String {
+    db.grant("CREATE", &format!("SCHEMA {}", ident(&db.schema)))
+}
+
+/// How each of `columns` is written into the existing table, or why it
+/// cannot be.
+fn fit(existing: &CatalogTable, columns: &[Column]) -> Result<Vec<Binary>, Vec<String>> {
+    let mut layouts = Vec::with_capacity(columns.len());
+    let mut problems = Vec::new();
+    for column in columns {
+        let Some(dest) = existing.columns.iter().find(|c| c.name == column.name) else {
+            problems.push(format!("it has no column `{}`", column.name));
+            continue;
+        };
+        match write_as(&dest.pg) {
+            Some(b) if writable(column.type_, b) => layouts.push(b),
+            _ => problems.push(format!(
+                "column `{}` is {}, which cannot take {} values",
+                column.name,
+                dest.pg.name,
+                type_name(column.type_)
+            )),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(layouts),
+        false => Err(problems),
+    }
+}
+
 /// A range split in two, the first half last (it is popped first, so rows
 /// are found in order).
 fn halves(r: Range<usize>) -> Vec<Range<usize>> {
@@ -329,6 +364,73 @@ impl Sink for PgSink {
             .await
             .map_err(|e| self.db.table_error(table, &e))?;
         Ok(Some(u64::try_from(n).unwrap_or(0)))
+    }
+
+    async fn misfits(
+        &self,
+        table: &str,
+        columns: &[Column],
+    ) -> Result<Vec<String>, ConnectorError> {
+        let found = self.db.catalog(Some(table)).await?.into_iter().next();
+        Ok(match found {
+            Some(existing) => fit(&existing, columns).err().unwrap_or_default(),
+            None => vec![format!("table `{table}` does not exist")],
+        })
+    }
+
+    /// Creates a table in a transaction that is rolled back.
+    async fn probe_create(&self) -> Result<(), ConnectorError> {
+        let fail = |e: &sqlx::Error| self.db.refused(e, &self.grant_create());
+        let mut tx = self.db.pool.begin().await.map_err(|e| fail(&e))?;
+        let sql = format!(
+            "CREATE TABLE {} (x int)",
+            self.db.qualified("_credvault_probe")
+        );
+        sqlx::query(&sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| fail(&e))?;
+        tx.rollback().await.map_err(|e| fail(&e))
+    }
+
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError> {
+        let qualified = self.db.qualified(table);
+        let allowed: bool = sqlx::query_scalar("SELECT has_table_privilege($1, 'INSERT')")
+            .bind(&qualified)
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.table_error(table, &e))?;
+        if allowed {
+            return Ok(());
+        }
+        let refused = format!("no INSERT privilege on table {qualified}");
+        let grant = self.db.grant("INSERT", &qualified);
+        Err(server::denied(
+            &self.describe(),
+            &self.db.ep.user,
+            &refused,
+            &grant,
+        ))
+    }
+
+    /// The data directory's filesystem, when the server runs here and the
+    /// role may read the setting.
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
+        let dir = sqlx::query_scalar::<_, String>("SELECT current_setting('data_directory')")
+            .fetch_one(&self.db.pool)
+            .await;
+        match dir {
+            Ok(dir) => Ok(server::data_dir_space(&self.db.ep.host, &dir)),
+            Err(sqlx::Error::Database(e))
+                if super::classify(e.as_ref()) == Some(DbFailure::Permission) =>
+            {
+                Ok(FreeSpace::Unknown(format!(
+                    "role `{}` may not read the server's data_directory setting (superusers and members of pg_read_all_settings may)",
+                    self.db.ep.user
+                )))
+            }
+            Err(e) => Err(self.db.error(&e)),
+        }
     }
 
     async fn prepare(

@@ -12,7 +12,7 @@ use super::types::{Binary, Select, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key,
+    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key, read_one,
 };
 use crate::value::{Column, TableInfo};
 
@@ -50,24 +50,50 @@ impl PgSource {
     ) -> Result<(), ConnectorError> {
         let name = &request.table.name;
         let plan = read_plan(&self.db, request, &self.table(name).await?)?;
-        let table_error = |e: &sqlx::Error| self.db.table_error(name, e);
-        let first = request.after.as_ref().map_or(0, |c| c.rows) + 1;
-        let mut conn = self.db.pool.acquire().await.map_err(|e| table_error(&e))?;
-        let mut stream = conn
-            .copy_out_raw(&plan.sql)
+        let mut conn = self
+            .db
+            .pool
+            .acquire()
             .await
-            .map_err(|e| table_error(&e))?;
-        let mut reader = TupleReader::new(plan.layouts);
+            .map_err(|e| self.db.table_error(name, &e))?;
+        let outcome = match conn.copy_out_raw(&plan.sql).await {
+            Ok(stream) => self.pump(stream, request, tx, plan.layouts).await,
+            Err(e) => Err(self.db.table_error(name, &e)),
+        };
+        // After a refused or abandoned COPY the connection is mid-protocol
+        // (or the server still sending): it must not go back to the pool,
+        // and dropping it is quicker than draining the rest of the table.
+        if !matches!(outcome, Ok(true)) {
+            conn.close_on_drop();
+        }
+        outcome.map(drop)
+    }
+
+    /// Reads a started COPY into batches. `Ok(true)`: the whole table was
+    /// read; `Ok(false)`: the receiver went away.
+    async fn pump<S, B>(
+        &self,
+        mut stream: S,
+        request: &ReadRequest,
+        tx: &mpsc::Sender<Result<SourceBatch, ConnectorError>>,
+        layouts: Vec<Binary>,
+    ) -> Result<bool, ConnectorError>
+    where
+        S: futures_util::Stream<Item = Result<B, sqlx::Error>> + Unpin,
+        B: AsRef<[u8]>,
+    {
+        let name = &request.table.name;
+        let first = request.after.as_ref().map_or(0, |c| c.rows) + 1;
+        let mut reader = TupleReader::new(layouts);
         let mut batches = Batcher::new(request.batch_size.max(1), first);
         let mut position = first;
-        // Ok(true): the stream ended; Ok(false): the receiver went away.
         let outcome: Result<bool, ConnectorError> = 'read: loop {
             let chunk = match stream.try_next().await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break Ok(true),
-                Err(e) => break Err(table_error(&e)),
+                Err(e) => break Err(self.db.table_error(name, &e)),
             };
-            reader.feed(&chunk);
+            reader.feed(chunk.as_ref());
             loop {
                 match reader.next_row() {
                     Ok(Some(row)) => {
@@ -90,23 +116,17 @@ impl PgSource {
                 }
             }
         };
-        drop(stream);
         match outcome {
             Ok(true) if reader.ended() => {
                 if let Some(batch) = batches.finish() {
                     let _ = tx.send(Ok(batch)).await;
                 }
-                Ok(())
+                Ok(true)
             }
             Ok(true) => Err(self
                 .db
                 .fail(format!("table `{name}`: the COPY stream ended early"))),
-            Ok(false) | Err(_) => {
-                // The server may still be sending: dropping the connection
-                // is quicker than draining the rest of the table.
-                conn.close_on_drop();
-                outcome.map(|_| ())
-            }
+            other => other,
         }
     }
 }
@@ -308,5 +328,25 @@ impl Source for PgSource {
         if let Err(e) = self.stream(&request, &tx).await {
             let _ = tx.send(Err(e)).await;
         }
+    }
+
+    /// The table with its indexes and TOAST.
+    async fn size_bytes(&self, table: &TableInfo) -> Result<Option<u64>, ConnectorError> {
+        let bytes: Option<i64> =
+            sqlx::query_scalar("SELECT pg_total_relation_size(to_regclass($1))::int8")
+                .bind(self.db.qualified(&table.name))
+                .fetch_one(&self.db.pool)
+                .await
+                .map_err(|e| self.db.table_error(&table.name, &e))?;
+        Ok(bytes.map(i64::unsigned_abs))
+    }
+
+    async fn probe_read(&self, table: &TableInfo) -> Result<(), ConnectorError> {
+        let qualified = self.db.qualified(&table.name);
+        let sql = format!("SELECT 1 FROM {qualified} LIMIT 1");
+        if let Err(e) = sqlx::query(&sql).fetch_optional(&self.db.pool).await {
+            return Err(self.db.refused(&e, &self.db.grant("SELECT", &qualified)));
+        }
+        read_one(self, table).await
     }
 }

@@ -1,0 +1,312 @@
+//! Connections to the test servers (PostgreSQL on 127.0.0.1:5432, MariaDB
+//! on 127.0.0.1:3306) shared by the scenarios: throwaway schemas,
+//! databases, roles and users, dropped when a test ends, passed or failed.
+//! A server that is not running fails the tests with the command that
+//! starts it.
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{ConnectOptions, Connection, Decode, Executor, MySql, PgConnection, Row};
+
+pub(crate) const PG_START_HINT: &str =
+    "start it with `pg_ctlcluster --skip-systemctl-redirect 15 main start`";
+
+/// A connection to the test server for setting up and checking scenarios.
+pub(crate) struct Pg {
+    rt: tokio::runtime::Runtime,
+    conn: Mutex<PgConnection>,
+}
+
+impl Pg {
+    /// Connects as `postgres` to database `test`, or fails the test saying
+    /// how to start the server.
+    pub(crate) fn connect() -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let options = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+            .host("127.0.0.1")
+            .port(5432)
+            .username("postgres")
+            .database("test");
+        let conn = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                PgConnection::connect_with(&options),
+            )
+            .await
+        });
+        let conn = match conn {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                panic!("PostgreSQL is not reachable at 127.0.0.1:5432 ({e}); {PG_START_HINT}")
+            }
+            Err(_) => {
+                panic!("PostgreSQL at 127.0.0.1:5432 did not answer in 10 s; {PG_START_HINT}")
+            }
+        };
+        Self {
+            rt,
+            conn: Mutex::new(conn),
+        }
+    }
+
+    /// Runs statements (several, separated by `;`).
+    pub(crate) fn exec(&self, sql: &str) {
+        if let Err(e) = self.try_exec(sql) {
+            panic!("{e}\n in: {sql}");
+        }
+    }
+
+    pub(crate) fn try_exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        self.rt
+            .block_on(sqlx::raw_sql(sql).execute(&mut *conn))
+            .map(|_| ())
+    }
+
+    /// Every value of a query in its PostgreSQL text form (`None` = NULL).
+    pub(crate) fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.try_rows(sql)
+            .unwrap_or_else(|e| panic!("{e}\n in: {sql}"))
+    }
+
+    pub(crate) fn try_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        // The simple-query protocol returns text forms, so any type reads
+        // as a string.
+        let rows = self.rt.block_on(sqlx::raw_sql(sql).fetch_all(&mut *conn))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get_unchecked::<Option<String>, _>(i).expect("text"))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The first value of the first row.
+    pub(crate) fn one(&self, sql: &str) -> Option<String> {
+        self.rows(sql)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .flatten()
+    }
+}
+
+/// A throwaway schema `cv_<random>` in database `test`, dropped (with any
+/// roles the test made) when the test ends, passed or failed.
+pub(crate) struct Scratch {
+    pub(crate) pg: Pg,
+    pub(crate) schema: String,
+    roles: Mutex<Vec<String>>,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Self {
+        let pg = Pg::connect();
+        let schema = unique("cv");
+        pg.exec(&format!("CREATE SCHEMA {schema}"));
+        Self {
+            pg,
+            schema,
+            roles: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs statements with `{s}` standing for the schema.
+    pub(crate) fn exec(&self, sql: &str) {
+        self.pg.exec(&sql.replace("{s}", &self.schema));
+    }
+
+    pub(crate) fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.pg.rows(&sql.replace("{s}", &self.schema))
+    }
+
+    pub(crate) fn one(&self, sql: &str) -> Option<String> {
+        self.pg.one(&sql.replace("{s}", &self.schema))
+    }
+
+    /// A login role, dropped with the schema.
+    pub(crate) fn role(&self) -> String {
+        let role = unique("cv_role");
+        self.pg.exec(&format!("CREATE ROLE {role} LOGIN"));
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(role.clone());
+        role
+    }
+
+    /// `[source]` or `[destination]` on this schema, with extra lines.
+    pub(crate) fn endpoint(&self, section: &str, extra: &str) -> String {
+        format!(
+            "[{section}]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = 5432\ndatabase = \"test\"\nuser = \"postgres\"\nschema = \"{}\"\n{extra}\n",
+            self.schema
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = self
+            .pg
+            .try_exec(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        for role in self.roles.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = self
+                .pg
+                .try_exec(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"));
+        }
+    }
+}
+
+pub(crate) const MARIADB_START_HINT: &str = "MariaDB must run on 127.0.0.1:3306 with user root and no password; start it with `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`";
+
+/// Runs a future to completion on a fresh runtime.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}
+
+/// A name no other test (or test run) uses: `cv_<pid>_<time>_<n>`.
+pub(crate) fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}_{}_{nanos:x}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A root connection (to `database`, if given), in UTC like the connector.
+pub(crate) async fn connect(database: Option<&str>) -> MySqlConnection {
+    let mut options = MySqlConnectOptions::new()
+        .host("127.0.0.1")
+        .port(3306)
+        .username("root")
+        .charset("utf8mb4");
+    if let Some(db) = database {
+        options = options.database(db);
+    }
+    options
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{MARIADB_START_HINT} ({e})"))
+}
+
+/// A throwaway database `cv_…`, and users made for it; both dropped when
+/// the test ends, whether it passed or not.
+pub(crate) struct TestDb {
+    pub(crate) name: String,
+    users: RefCell<Vec<String>>,
+}
+
+impl TestDb {
+    pub(crate) fn new() -> Self {
+        let name = unique("cv");
+        block_on(async {
+            let mut conn = connect(None).await;
+            conn.execute(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4").as_str())
+                .await
+                .expect("creating the test database");
+        });
+        Self {
+            name,
+            users: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs statements (several, separated by `;`). Zero dates are allowed
+    /// in these sessions so tests can create them.
+    pub(crate) fn exec(&self, sql: &str) {
+        block_on(async {
+            let mut conn = connect(Some(&self.name)).await;
+            conn.execute("SET SESSION sql_mode = ''").await.unwrap();
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    }
+
+    /// Runs a query; every value as text (`None` for NULL).
+    pub(crate) fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        block_on(async {
+            let mut conn = connect(Some(&self.name)).await;
+            let rows = conn
+                .fetch_all(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            let raw = r.try_get_raw(i).ok()?;
+                            let bytes = <&[u8] as Decode<MySql>>::decode(raw).ok()?;
+                            Some(String::from_utf8_lossy(bytes).into_owned())
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// The single value a query returns.
+    pub(crate) fn value(&self, sql: &str) -> String {
+        self.query(sql)[0][0].clone().unwrap_or_default()
+    }
+
+    /// A user `cv_u_…` with `password` and the given grants (`{db}` stands
+    /// for this database), dropped with the database.
+    pub(crate) fn user(&self, password: &str, grants: &[&str]) -> String {
+        let user = unique("cv_u");
+        self.users.borrow_mut().push(user.clone());
+        self.exec(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+        ));
+        for grant in grants {
+            let grant = grant.replace("{db}", &self.name);
+            self.exec(&format!("GRANT {grant} TO '{user}'@'%'"));
+        }
+        user
+    }
+
+    /// A `[source]` or `[destination]` body for this database as root.
+    pub(crate) fn endpoint(&self) -> String {
+        format!(
+            "type = \"mariadb\"\nhost = \"127.0.0.1\"\ndatabase = \"{}\"\nuser = \"root\"\n",
+            self.name
+        )
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let users = self.users.take();
+        block_on(async move {
+            let mut conn = connect(None).await;
+            let _ = conn
+                .execute(format!("DROP DATABASE IF EXISTS `{name}`").as_str())
+                .await;
+            for user in users {
+                let _ = conn
+                    .execute(format!("DROP USER IF EXISTS '{user}'@'%'").as_str())
+                    .await;
+            }
+        });
+    }
+}
