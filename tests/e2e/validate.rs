@@ -3,6 +3,7 @@
 
 use credvault_tests::{Project, exec_sqlite, people};
 
+use super::servers::{Scratch, TestDb};
 use super::{people_migration, project};
 
 /// A project with 500 people moved to SQLite (run validated on the way).
@@ -235,5 +236,105 @@ fn an_environment_swaps_the_destination_and_keeps_its_own_runs() {
             .contains("environment `prod` is not defined; the migration file has: staging"),
         "{}",
         unknown.all()
+    );
+}
+
+/// A PostgreSQL table of awkward values copied PG → PG (validated by the
+/// run), then tampered with in each way on the real server.
+#[test]
+fn postgres_validation_catches_a_changed_value_a_missing_and_a_duplicated_row() {
+    let s = Scratch::new();
+    s.exec(
+        "CREATE TABLE {s}.accounts (id int PRIMARY KEY, owner text, balance numeric(12,2), seen timestamptz, doc jsonb);
+         INSERT INTO {s}.accounts SELECT i, 'owner ' || i, i * 1.5, '2024-01-01 00:00:00.000001+00'::timestamptz + i * interval '1 second',
+           jsonb_build_object('b', i, 'a', 'x') FROM generate_series(1, 300) i;
+         UPDATE {s}.accounts SET owner = NULL WHERE id % 50 = 0;
+         CREATE SCHEMA {s}_out",
+    );
+    let p = project();
+    let destination = format!(
+        "[destination]\ntype = \"postgres\"\ndatabase = \"test\"\nuser = \"postgres\"\nschema = \"{}_out\"\n",
+        s.schema
+    );
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"pg-validate\"\n{}{destination}[[tables]]\nsource = \"accounts\"\n",
+            s.endpoint("source", "")
+        ),
+    );
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(run.stdout.contains("[pass] checksum"), "{}", run.all());
+    assert!(
+        run.stdout.contains("6 NULLs over 5 columns match"),
+        "{}",
+        run.all()
+    );
+    let out = format!("{}_out", s.schema);
+    let tampered = |sql: &str| {
+        s.exec(&sql.replace("{o}", &out));
+        let text = validate_fails(&p, &["--sample", "1000"]);
+        s.exec(&format!(
+            "TRUNCATE {out}.accounts; INSERT INTO {out}.accounts SELECT * FROM {}.accounts",
+            s.schema
+        ));
+        text
+    };
+    let changed = tampered("UPDATE {o}.accounts SET balance = balance + 0.01 WHERE id = 7");
+    assert!(line(&changed, "checksum").contains("[FAIL]"), "{changed}");
+    assert!(
+        line(&changed, "spot check")
+            .contains(r#"id=7: column balance expected "10.50", destination "10.51""#),
+        "{changed}"
+    );
+    let missing = tampered("DELETE FROM {o}.accounts WHERE id = 8");
+    assert!(
+        line(&missing, "row count").contains("expected 300, destination 299"),
+        "{missing}"
+    );
+    let duplicated = tampered("INSERT INTO {o}.accounts SELECT * FROM {o}.accounts WHERE id = 9");
+    assert!(
+        line(&duplicated, "row count").contains("destination 301"),
+        "{duplicated}"
+    );
+    assert!(
+        line(&duplicated, "checksum").contains("[FAIL]"),
+        "{duplicated}"
+    );
+    p.run_ok(&["validate", "m.toml"]);
+}
+
+/// MariaDB → MariaDB: the run validates (decimals padded by the server and
+/// JSON reformatted still compare), and a tampered row is caught.
+#[test]
+fn mariadb_validation_compares_canonical_values_and_catches_tampering() {
+    let source = TestDb::new();
+    let destination = TestDb::new();
+    source.exec(
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), price DECIMAL(10,2), doc JSON, at DATETIME(6));
+         INSERT INTO items VALUES (1, 'one', 1.50, '{\"b\": 1, \"a\": [1, 2]}', '2024-02-29 13:45:00.123456'),
+           (2, NULL, NULL, NULL, NULL), (3, 'three', -0.01, '[]', '1970-01-01 00:00:00')",
+    );
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"maria-validate\"\n[source]\n{}\n[destination]\n{}\n[[tables]]\nsource = \"items\"\n",
+            source.endpoint(),
+            destination.endpoint()
+        ),
+    );
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout
+            .contains("validation of `maria-validate`: passed"),
+        "{}",
+        run.all()
+    );
+    destination.exec("UPDATE items SET name = 'ONE' WHERE id = 1");
+    let out = validate_fails(&p, &["--sample", "10"]);
+    assert!(
+        line(&out, "spot check").contains(r#"id=1: column name expected "one", destination "ONE""#),
+        "{out}"
     );
 }
