@@ -11,5 +11,6 @@ pub mod plugins;
 pub mod restore;
 pub mod runtime;
 pub mod state;
+pub mod sync;
 pub mod validate;
 pub mod value;

@@ -11,6 +11,7 @@ mod postgres;
 mod restore;
 mod resume;
 mod servers;
+mod sync;
 mod validate;
 
 use credvault_tests::Project;

@@ -19,6 +19,7 @@ mod plugin;
 mod progress;
 mod restore;
 mod show;
+mod sync;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -134,6 +135,37 @@ enum Command {
         /// Print as JSON lines.
         #[arg(long)]
         json: bool,
+    },
+    /// Run one sync of a migration: each table by its mode (full,
+    /// incremental), reporting new, updated and deleted rows.
+    Sync {
+        /// The migration file.
+        file: PathBuf,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep continuous and scheduled migrations in sync until SIGTERM or
+    /// Ctrl-C (the sync in progress finishes first).
+    Serve(sync::ServeArgs),
+    /// Show each migration's last sync, what it changed and the next one.
+    Status {
+        /// Only this migration (its name).
+        #[arg(long)]
+        migration: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop syncing a migration until `resume` (changes wait at the source).
+    Pause {
+        /// The migration file.
+        file: PathBuf,
+    },
+    /// Sync a paused migration again.
+    Resume {
+        /// The migration file.
+        file: PathBuf,
     },
     /// List or export rows kept for review under the `flag` policy.
     Flagged {
@@ -286,6 +318,60 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let state = StateStore::open(&cli.state).await?;
             show::events(&state.events(migration.as_deref(), limit).await?, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { file, json } => {
+            let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
+            sync::sync_once(&m, &runtime, &state, json).await
+        }
+        Command::Serve(args) => {
+            let migrations = args
+                .files()
+                .iter()
+                .map(|f| load(f, cli.env.as_deref()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let state = StateStore::open(&cli.state).await?;
+            sync::serve_until_stopped(migrations, &runtime(&cli.state)?, &state).await
+        }
+        Command::Status { migration, json } => {
+            let state = StateStore::open(&cli.state).await?;
+            let records = state.last_syncs(migration.as_deref()).await?;
+            let paused = state.paused_all().await?;
+            sync::status(&records, &paused, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pause { file } => {
+            let m = load(&file, cli.env.as_deref())?;
+            let state = StateStore::open(&cli.state).await?;
+            match state.pause(&m.name).await? {
+                true => {
+                    state
+                        .event(&m.name, None, "paused", &serde_json::json!({}))
+                        .await?;
+                    out!(
+                        "`{}` is paused: syncs wait until `credvault resume`",
+                        m.name
+                    );
+                }
+                false => out!("`{}` was already paused", m.name),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { file } => {
+            let m = load(&file, cli.env.as_deref())?;
+            let state = StateStore::open(&cli.state).await?;
+            match state.resume(&m.name).await? {
+                true => {
+                    state
+                        .event(&m.name, None, "resumed", &serde_json::json!({}))
+                        .await?;
+                    out!(
+                        "`{}` resumed: the next sync picks up every change made meanwhile",
+                        m.name
+                    );
+                }
+                false => out!("`{}` was not paused", m.name),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Flagged { command } => {

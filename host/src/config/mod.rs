@@ -51,6 +51,9 @@ pub struct Migration {
     /// The tables to migrate with their own settings (`[[tables]]`).
     #[serde(default)]
     pub tables: Vec<TableSpec>,
+    /// How and when the migration syncs (`[sync]`).
+    #[serde(default)]
+    pub sync: SyncSpec,
     /// Named environments (`[environments.staging]`) that swap in another
     /// source or destination, chosen with `--env`.
     #[serde(default)]
@@ -81,6 +84,113 @@ pub struct Environment {
     pub source: Option<Endpoint>,
     /// Replaces `[destination]`.
     pub destination: Option<Endpoint>,
+}
+
+/// How and when a migration syncs (`[sync]`).
+///
+/// ```toml
+/// [sync]
+/// kind = "continuous"     # one-time (default) | continuous | scheduled
+/// every = "5m"            # continuous: 30s, 5m, 2h, hourly, daily, …
+/// cron = "0 3 * * *"      # scheduled: a cron expression (UTC)
+/// mode = "incremental"    # full (default) | incremental | cdc; tables may override
+/// detect_deletes = true   # incremental: remove rows whose key left the source
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    /// One-time, continuous or scheduled.
+    #[serde(default)]
+    pub kind: SyncKind,
+    /// The interval of a continuous (or scheduled) migration.
+    pub every: Option<String>,
+    /// The cron schedule of a scheduled migration (UTC).
+    pub cron: Option<String>,
+    /// The default mode of its tables.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// For incremental tables: compare the keys on both sides after each
+    /// sync and delete rows whose key is no longer in the source.
+    #[serde(default)]
+    pub detect_deletes: bool,
+}
+
+/// When a migration runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncKind {
+    /// When someone runs it.
+    #[default]
+    OneTime,
+    /// Every `every`, under `credvault serve`.
+    Continuous,
+    /// On a `cron` schedule (or `every`), under `credvault serve`.
+    Scheduled,
+}
+
+/// How a sync brings a table up to date.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Copy the whole table and swap it in atomically.
+    #[default]
+    Full,
+    /// Copy the rows past the table's `cursor` column and replace them by key.
+    Incremental,
+    /// Apply inserts, updates and deletes from the source's change log
+    /// (PostgreSQL logical decoding).
+    Cdc,
+}
+
+impl SyncSpec {
+    /// The wait between syncs, if the migration has one.
+    pub fn interval(&self) -> Result<Option<std::time::Duration>, String> {
+        let Some(every) = &self.every else {
+            return Ok(None);
+        };
+        let text = match every.as_str() {
+            "hourly" => "1h",
+            "daily" => "1d",
+            "weekly" => "7d",
+            other => other,
+        };
+        let interval = humantime::parse_duration(text)
+            .map_err(|e| format!("sync.every: {every:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"2h\", \"hourly\" or \"daily\""))?;
+        if interval < std::time::Duration::from_secs(1) {
+            return Err(format!("sync.every: {every:?} is shorter than a second"));
+        }
+        Ok(Some(interval))
+    }
+
+    /// The cron schedule, if the migration has one.
+    pub fn schedule(&self) -> Result<Option<croner::Cron>, String> {
+        self.cron
+            .as_deref()
+            .map(|c| {
+                c.parse::<croner::Cron>().map_err(|e| {
+                    format!("sync.cron: {c:?} is not a cron expression ({e}); write e.g. \"0 3 * * *\" for 03:00 UTC daily")
+                })
+            })
+            .transpose()
+    }
+
+    /// When the next sync is due after one that started at `last` (or now,
+    /// if there was none): `None` for one-time migrations.
+    pub fn next_after(
+        &self,
+        last: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        if self.kind == SyncKind::OneTime {
+            return None;
+        }
+        let now = chrono::Utc::now();
+        if let Ok(Some(cron)) = self.schedule() {
+            return cron.find_next_occurrence(&last.unwrap_or(now), false).ok();
+        }
+        let interval = self.interval().ok().flatten()?;
+        let interval = chrono::Duration::from_std(interval).ok()?;
+        Some(last.map_or(now, |l| l + interval))
+    }
 }
 
 /// The prefix of the scratch tables a dry run writes.
@@ -362,6 +472,14 @@ pub struct TableSpec {
     /// Transforms applied in order after the column mapping.
     #[serde(default)]
     pub transforms: Vec<TransformSpec>,
+    /// How this table syncs. Default: `sync.mode`.
+    pub sync: Option<SyncMode>,
+    /// The column an incremental sync follows (an `updated_at` timestamp or
+    /// an increasing id).
+    pub cursor: Option<String>,
+    /// Set by an incremental sync: the window of cursor values to read.
+    #[serde(skip)]
+    pub since: Option<crate::connectors::Since>,
 }
 
 impl TableSpec {
@@ -375,6 +493,9 @@ impl TableSpec {
             key: Vec::new(),
             columns: BTreeMap::new(),
             transforms: Vec::new(),
+            sync: None,
+            cursor: None,
+            since: None,
         }
     }
 
@@ -594,6 +715,11 @@ impl Migration {
             }
         }
         tables
+    }
+
+    /// The effective sync mode of a table.
+    pub fn sync_mode(&self, table: &TableSpec) -> SyncMode {
+        table.sync.unwrap_or(self.sync.mode)
     }
 
     /// The effective error policy of a table.

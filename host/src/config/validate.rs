@@ -113,6 +113,7 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             "source.delimiter: must be one ASCII character, got {delimiter:?}"
         ));
     }
+    check_sync(m, &mut problems);
     let mut destinations = HashSet::new();
     for (i, table) in m.tables.iter().enumerate() {
         let at = format!("tables[{i}] ({})", table.source);
@@ -138,6 +139,42 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(problems)
+    }
+}
+
+fn check_sync(m: &Migration, problems: &mut Vec<String>) {
+    use super::{SyncKind, SyncMode};
+    let spec = &m.sync;
+    problems.extend(spec.interval().err());
+    problems.extend(spec.schedule().err());
+    match spec.kind {
+        SyncKind::Continuous if spec.every.is_none() => problems.push(
+            "sync.every: a continuous migration needs an interval, e.g. every = \"5m\"".into(),
+        ),
+        SyncKind::Scheduled if spec.every.is_none() && spec.cron.is_none() => problems.push(
+            "sync.cron: a scheduled migration needs a cron expression (cron = \"0 3 * * *\") or an interval (every = \"daily\")".into(),
+        ),
+        SyncKind::OneTime if spec.every.is_some() || spec.cron.is_some() => problems.push(
+            "sync.kind: set kind = \"continuous\" or \"scheduled\" to sync on a schedule".into(),
+        ),
+        _ => {}
+    }
+    for (i, table) in m.tables.iter().enumerate() {
+        let at = format!("tables[{i}] ({})", table.source);
+        match (m.sync_mode(table), &table.cursor) {
+            (SyncMode::Incremental, None) => problems.push(format!(
+                "{at}.cursor: an incremental table needs a cursor column (an updated_at timestamp or an increasing id)"
+            )),
+            (SyncMode::Full | SyncMode::Cdc, Some(_)) => problems.push(format!(
+                "{at}.cursor: only incremental tables follow a cursor; set sync = \"incremental\""
+            )),
+            _ => {}
+        }
+    }
+    if m.tables.iter().any(|t| m.sync_mode(t) == SyncMode::Cdc)
+        && !matches!(m.source, super::Endpoint::Postgres(_))
+    {
+        problems.push("sync.mode: CDC reads PostgreSQL's change log; this source is not PostgreSQL, so use incremental or full".into());
     }
 }
 

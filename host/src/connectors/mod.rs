@@ -7,7 +7,32 @@
 //! each batch together with a [`Checkpoint`] where it can, so a resumed run
 //! neither loses nor repeats a row.
 
+/// Runs sync [`Step`]s on a transaction of any sqlx database and returns
+/// their numbers (written once for the three SQL sinks, whose connection
+/// types differ).
+macro_rules! run_steps {
+    ($tx:expr, $steps:expr) => {
+        async {
+            let mut numbers = Vec::with_capacity($steps.len());
+            for step in $steps {
+                numbers.push(match step {
+                    $crate::connectors::Step::Count(sql) => {
+                        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *$tx).await?;
+                        n.max(0) as u64
+                    }
+                    $crate::connectors::Step::Exec(sql) => {
+                        sqlx::query(sql).execute(&mut *$tx).await?.rows_affected()
+                    }
+                });
+            }
+            Ok::<Vec<u64>, sqlx::Error>(numbers)
+        }
+        .await
+    };
+}
+
 mod csv;
+pub mod merge;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub mod server;
@@ -67,6 +92,22 @@ pub struct ReadRequest {
     /// Rows may come in any order (validation digests them), so a source
     /// need not sort a table that has no key.
     pub any_order: bool,
+    /// Only rows whose cursor column lies in a window (incremental syncs).
+    pub since: Option<Since>,
+}
+
+/// The rows an incremental sync reads: `from <= column <= to`, in the
+/// column's own type (values in text form). `from` is inclusive so rows that
+/// share the last synced value are read again rather than lost; `to` is the
+/// column's maximum when the sync began, so later rows wait for the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    /// The cursor column.
+    pub column: String,
+    /// The last value synced, if any.
+    pub from: Option<String>,
+    /// The upper bound.
+    pub to: String,
 }
 
 impl ReadRequest {
@@ -80,6 +121,7 @@ impl ReadRequest {
             after: None,
             range: None,
             any_order: true,
+            since: None,
         }
     }
 }
@@ -149,6 +191,10 @@ pub struct Checkpoint {
     pub key: Option<Vec<Option<String>>>,
     /// Whether the table is complete.
     pub done: bool,
+    /// Where a sync reached: an incremental cursor's last value, or a
+    /// change log position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// A row a destination refused (a constraint, say): its index in the batch
@@ -200,6 +246,19 @@ pub trait Source: Send + Sync {
     /// the source cannot read ranges (it must then ignore `ReadRequest::range`).
     async fn key_bounds(&self, _table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {
         Ok(None)
+    }
+
+    /// The largest value of `column` in `table`, as text (`None` when the
+    /// table is empty): the upper bound of an incremental sync.
+    async fn cursor_max(
+        &self,
+        _table: &TableInfo,
+        _column: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        Err(ConnectorError::new(
+            self.describe(),
+            "incremental syncs need a database source (SQLite, PostgreSQL, MariaDB/MySQL); sync this source in full (sync = \"full\")",
+        ))
     }
 
     /// Streams a table in batches into `tx`, in primary-key order when the
@@ -368,6 +427,60 @@ pub trait Sink: Send + Sync {
 
     /// Drops `table` if it exists (a dry run's scratch tables).
     async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError>;
+
+    /// How this destination spells SQL for syncs, or `None` if it takes no
+    /// SQL (CSV files: full runs only).
+    fn dialect(&self) -> Option<merge::Dialect> {
+        None
+    }
+
+    /// A table's name as SQL writes it (quoted, with its schema).
+    fn sql_name(&self, table: &str) -> String {
+        table.to_string()
+    }
+
+    /// Runs `steps` in one transaction together with `checkpoint`, and
+    /// returns each step's number: a count query's result, or the rows a
+    /// statement changed.
+    async fn run_script(
+        &mut self,
+        _migration: &str,
+        _checkpoint_name: &str,
+        _steps: &[Step],
+        _checkpoint: &Checkpoint,
+    ) -> Result<Vec<u64>, ConnectorError> {
+        Err(ConnectorError::new(
+            self.describe(),
+            "this destination takes full runs only, not incremental or CDC syncs",
+        ))
+    }
+
+    /// Runs one statement on its own (DDL, which MySQL cannot keep inside
+    /// a transaction).
+    async fn execute(&mut self, _sql: &str) -> Result<(), ConnectorError> {
+        Err(ConnectorError::new(
+            self.describe(),
+            "this destination takes no SQL",
+        ))
+    }
+
+    /// Puts `copy` in the place of `table` (dropping the old one) so that
+    /// readers see the old table or the new one, never half of either.
+    async fn swap_tables(&mut self, copy: &str, _table: &str) -> Result<(), ConnectorError> {
+        Err(ConnectorError::new(
+            self.describe(),
+            format!("cannot swap in `{copy}`: this destination takes full runs only"),
+        ))
+    }
+}
+
+/// One statement of a sync script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A `SELECT COUNT(*) …`: its result.
+    Count(String),
+    /// A statement: the rows it changed.
+    Exec(String),
 }
 
 /// Whether a table is CredVault's own bookkeeping (checkpoints, restore

@@ -12,9 +12,10 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, SqlitePool, TypeInfo, ValueRef};
 use tokio::sync::mpsc;
 
+use super::merge::Dialect;
 use super::{
     Batcher, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Readiness, Rejected,
-    Sink, Source, SourceBatch, WriteBatch, free_space_at, integer_key, misfits, readiness,
+    Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key, misfits, readiness,
 };
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
@@ -212,6 +213,15 @@ fn read_sql(request: &ReadRequest) -> (String, Vec<Option<String>>) {
         conditions.extend(range.lo.map(|lo| format!("{k} >= {lo}")));
         conditions.extend(range.hi.map(|hi| format!("{k} < {hi}")));
     }
+    if let Some(since) = &request.since {
+        let c = ident(&since.column);
+        if let Some(from) = &since.from {
+            conditions.push(format!("{c} >= ?"));
+            binds.push(Some(from.clone()));
+        }
+        conditions.push(format!("{c} <= ?"));
+        binds.push(Some(since.to.clone()));
+    }
     let filter = match conditions.is_empty() {
         true => String::new(),
         false => format!(" WHERE {}", conditions.join(" AND ")),
@@ -257,6 +267,22 @@ impl Source for SqliteSource {
             .await
             .map_err(|e| self.db.error(e))?;
         Ok(bounds.0.zip(bounds.1))
+    }
+
+    async fn cursor_max(
+        &self,
+        table: &TableInfo,
+        column: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        let sql = format!(
+            "SELECT CAST(max({}) AS TEXT) FROM {}",
+            ident(column),
+            ident(&table.name)
+        );
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))
     }
 
     async fn read(
@@ -611,6 +637,55 @@ impl Sink for SqliteSink {
             .await
             .map_err(|e| self.db.error(e))?;
         Ok(())
+    }
+
+    fn dialect(&self) -> Option<Dialect> {
+        Some(Dialect {
+            quote: ident,
+            same: "IS",
+        })
+    }
+
+    fn sql_name(&self, table: &str) -> String {
+        ident(table)
+    }
+
+    async fn run_script(
+        &mut self,
+        migration: &str,
+        checkpoint_name: &str,
+        steps: &[Step],
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<u64>, ConnectorError> {
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        let numbers = run_steps!(tx, steps).map_err(|e| self.db.error(e))?;
+        save_checkpoint(&mut tx, migration, checkpoint_name, checkpoint)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        tx.commit().await.map_err(|e| self.db.error(e))?;
+        Ok(numbers)
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), ConnectorError> {
+        sqlx::query(sql)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        Ok(())
+    }
+
+    async fn swap_tables(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError> {
+        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        let steps = [
+            Step::Exec(format!("DROP TABLE IF EXISTS {}", ident(table))),
+            Step::Exec(format!(
+                "ALTER TABLE {} RENAME TO {}",
+                ident(copy),
+                ident(table)
+            )),
+        ];
+        run_steps!(tx, &steps).map_err(|e| self.db.error(e))?;
+        tx.commit().await.map_err(|e| self.db.error(e))
     }
 
     async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {

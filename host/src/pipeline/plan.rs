@@ -269,6 +269,28 @@ impl TablePlan {
         }
     }
 
+    /// The output columns that hold the source key, if all of them survive
+    /// the mapping and the transforms (empty otherwise).
+    pub fn output_key(&self) -> Vec<usize> {
+        let key: Option<Vec<usize>> = self
+            .key
+            .iter()
+            .map(|&k| {
+                let mapped = self.mapping.columns().iter().find(|c| c.source == k)?;
+                self.output.iter().position(|c| c.name == mapped.to.name)
+            })
+            .collect();
+        key.unwrap_or_default()
+    }
+
+    /// The names of [`TablePlan::output_key`]'s columns.
+    pub fn output_key_names(&self) -> Vec<String> {
+        self.output_key()
+            .into_iter()
+            .map(|i| self.output[i].name.clone())
+            .collect()
+    }
+
     /// The key that names a source row in reports (`id=42`), if the table
     /// has one.
     pub fn key_text(&self, row: &Row) -> Option<String> {

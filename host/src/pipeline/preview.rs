@@ -55,6 +55,7 @@ pub async fn preview(
             after: None,
             range: None,
             any_order: false,
+            since: None,
         };
         let reader = source.read(request, tx);
         let (_, batch) = tokio::join!(reader, rx.recv());

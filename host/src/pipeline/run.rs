@@ -771,6 +771,7 @@ impl<'a> TableRun<'a> {
             after: (checkpoint.rows > 0).then(|| checkpoint.clone()),
             range: self.slice.as_ref().map(|s| s.range),
             any_order: false,
+            since: self.plan.spec.since.clone(),
         };
         let (reader, transformer, mut processed) = self.spawn_stages(source, request);
         let total = total.get().await?;
@@ -798,6 +799,7 @@ impl<'a> TableRun<'a> {
                     .last()
                     .and_then(|row| self.plan.order_key(row)),
                 done: false,
+                cursor: None,
             };
             self.write(sink, batch.output, &batch.source, &checkpoint, events)
                 .await?;

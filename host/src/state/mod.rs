@@ -136,6 +136,23 @@ CREATE TABLE IF NOT EXISTS flagged_rows (
     policy TEXT NOT NULL DEFAULT 'flag'
 );
 CREATE INDEX IF NOT EXISTS flagged_rows_by_migration ON flagged_rows (migration, run_id);
+CREATE TABLE IF NOT EXISTS syncs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    migration TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    inserted INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    schedule TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS paused (
+    migration TEXT PRIMARY KEY,
+    paused_at TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS validations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     migration TEXT NOT NULL,
@@ -413,6 +430,116 @@ impl StateStore {
         Ok(last.map(|(id, status, clock)| LastRun { id, status, clock }))
     }
 
+    /// Records the start of a sync, with the schedule it runs on.
+    pub async fn start_sync(
+        &self,
+        migration: &str,
+        schedule: &serde_json::Value,
+    ) -> Result<i64, StateError> {
+        let id = sqlx::query(
+            "INSERT INTO syncs (migration, started_at, status, schedule) VALUES (?, ?, 'running', ?)",
+        )
+        .bind(migration)
+        .bind(now())
+        .bind(schedule.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    /// Records how a sync ended: its status, what it changed, its error.
+    pub async fn finish_sync(
+        &self,
+        id: i64,
+        status: &str,
+        changed: [u64; 3],
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE syncs SET finished_at = ?, status = ?, inserted = ?, updated = ?, deleted = ?, error = ? WHERE id = ?",
+        )
+        .bind(now())
+        .bind(status)
+        .bind(changed[0] as i64)
+        .bind(changed[1] as i64)
+        .bind(changed[2] as i64)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The newest sync of each migration (or of `migration`).
+    pub async fn last_syncs(&self, migration: Option<&str>) -> Result<Vec<SyncRecord>, StateError> {
+        let rows = sqlx::query(
+            "SELECT * FROM syncs WHERE id IN (SELECT MAX(id) FROM syncs WHERE (?1 IS NULL OR migration = ?1) GROUP BY migration) ORDER BY migration",
+        )
+        .bind(migration)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| SyncRecord {
+                id: r.get("id"),
+                migration: r.get("migration"),
+                started_at: r.get("started_at"),
+                finished_at: r.get("finished_at"),
+                status: r.get("status"),
+                inserted: r.get::<i64, _>("inserted") as u64,
+                updated: r.get::<i64, _>("updated") as u64,
+                deleted: r.get::<i64, _>("deleted") as u64,
+                error: r.get("error"),
+                schedule: serde_json::from_str(r.get::<&str, _>("schedule")).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Pauses a migration's syncs; false if it already was.
+    pub async fn pause(&self, migration: &str) -> Result<bool, StateError> {
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO paused (migration, paused_at, actor) VALUES (?, ?, ?)",
+        )
+        .bind(migration)
+        .bind(now())
+        .bind(actor())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Resumes a migration's syncs; false if it was not paused.
+    pub async fn resume(&self, migration: &str) -> Result<bool, StateError> {
+        let done = sqlx::query("DELETE FROM paused WHERE migration = ?")
+            .bind(migration)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every paused migration with since when.
+    pub async fn paused_all(&self) -> Result<Vec<(String, String)>, StateError> {
+        sqlx::query_as("SELECT migration, paused_at FROM paused ORDER BY migration")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Since when and by whom a migration is paused, if it is.
+    pub async fn paused(&self, migration: &str) -> Result<Option<(String, String)>, StateError> {
+        sqlx::query_as("SELECT paused_at, actor FROM paused WHERE migration = ?")
+            .bind(migration)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     /// Keeps a validation report.
     pub async fn save_validation(
         &self,
@@ -487,6 +614,31 @@ impl StateStore {
             .await
             .map_err(|e| self.error(e))
     }
+}
+
+/// A sync as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SyncRecord {
+    /// The sync's id.
+    pub id: i64,
+    /// The migration.
+    pub migration: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub finished_at: Option<String>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// Rows added.
+    pub inserted: u64,
+    /// Rows changed.
+    pub updated: u64,
+    /// Rows removed.
+    pub deleted: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The migration's `[sync]` settings at the time, as JSON.
+    pub schedule: serde_json::Value,
 }
 
 /// The newest run of a migration.

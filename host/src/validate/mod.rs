@@ -255,7 +255,7 @@ impl Layout {
             order,
             missing,
             extra,
-            key: output_key(plan),
+            key: plan.output_key(),
             columns: plan.output.clone(),
             found: at.columns.clone(),
         }
@@ -345,20 +345,6 @@ impl Layout {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-/// The output columns that hold the source key, if all of them survive the
-/// mapping and the transforms.
-fn output_key(plan: &TablePlan) -> Vec<usize> {
-    let key: Option<Vec<usize>> = plan
-        .key
-        .iter()
-        .map(|&k| {
-            let mapped = plan.mapping.columns().iter().find(|c| c.source == k)?;
-            plan.output.iter().position(|c| c.name == mapped.to.name)
-        })
-        .collect();
-    key.unwrap_or_default()
 }
 
 /// Picks about `sample` rows of `total` by a salted hash of their key, the

@@ -12,6 +12,8 @@ use super::source::row_columns;
 use super::types::{create_comment, create_type};
 use super::{CHECKPOINTS, Server, error_number, ident, sql_mode, text};
 use crate::config::ServerEndpoint;
+use crate::connectors::Step;
+use crate::connectors::merge::Dialect;
 use crate::connectors::{
     Checkpoint, ConnectorError, FreeSpace, Prepare, Readiness, Rejected, Sink, WriteBatch, misfits,
     readiness, server,
@@ -538,6 +540,70 @@ impl Sink for MySqlSink {
             .execute(format!("DROP TABLE IF EXISTS {}", ident(table)).as_str())
             .await
             .map_err(|e| self.server.error(e))?;
+        Ok(())
+    }
+
+    fn dialect(&self) -> Option<Dialect> {
+        Some(Dialect {
+            quote: ident,
+            same: "<=>",
+        })
+    }
+
+    fn sql_name(&self, table: &str) -> String {
+        ident(table)
+    }
+
+    async fn run_script(
+        &mut self,
+        migration: &str,
+        checkpoint_name: &str,
+        steps: &[Step],
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<u64>, ConnectorError> {
+        let fail = |e: sqlx::Error| self.server.error(e);
+        let mut tx = self.server.pool.begin().await.map_err(fail)?;
+        let numbers = run_steps!(tx, steps).map_err(fail)?;
+        save_checkpoint(&mut tx, migration, checkpoint_name, checkpoint)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(numbers)
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), ConnectorError> {
+        self.server
+            .pool
+            .execute(sql)
+            .await
+            .map_err(|e| self.server.error(e))?;
+        Ok(())
+    }
+
+    /// `RENAME TABLE` swaps both names in one atomic step (MySQL DDL cannot
+    /// join a transaction); the old table is dropped after.
+    async fn swap_tables(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError> {
+        let old = format!("{table}__credvault_old");
+        let rename = match self.existing_rows(table).await? {
+            Some(_) => format!(
+                "RENAME TABLE {t} TO {o}, {c} TO {t}",
+                t = ident(table),
+                o = ident(&old),
+                c = ident(copy)
+            ),
+            None => format!("RENAME TABLE {} TO {}", ident(copy), ident(table)),
+        };
+        for sql in [
+            format!("DROP TABLE IF EXISTS {}", ident(&old)),
+            rename,
+            format!("DROP TABLE IF EXISTS {}", ident(&old)),
+        ] {
+            self.server
+                .pool
+                .execute(sql.as_str())
+                .await
+                .map_err(|e| self.server.error(e))?;
+        }
         Ok(())
     }
 

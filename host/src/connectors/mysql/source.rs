@@ -173,6 +173,15 @@ fn read_sql(request: &ReadRequest, columns: &[ReadColumn]) -> Result<ReadSql, St
         conditions.extend(range.lo.map(|lo| format!("{k} >= {lo}")));
         conditions.extend(range.hi.map(|hi| format!("{k} < {hi}")));
     }
+    if let Some(since) = &request.since {
+        let c = ident(&since.column);
+        if let Some(from) = &since.from {
+            conditions.push(format!("{c} >= ?"));
+            binds.push(Param::Text(from.clone()));
+        }
+        conditions.push(format!("{c} <= ?"));
+        binds.push(Param::Text(since.to.clone()));
+    }
     if !conditions.is_empty() {
         sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
     }
@@ -499,6 +508,22 @@ impl Source for MySqlSource {
         Ok(n.unsigned_abs())
     }
 
+    async fn cursor_max(
+        &self,
+        table: &TableInfo,
+        column: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        let sql = format!(
+            "SELECT CAST(MAX({}) AS CHAR) FROM {}",
+            ident(column),
+            ident(&table.name)
+        );
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.server.pool)
+            .await
+            .map_err(|e| self.server.error(e))
+    }
+
     async fn key_bounds(&self, table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {
         let Some(key) = integer_key(table) else {
             return Ok(None);
@@ -589,6 +614,7 @@ mod tests {
             after,
             range: None,
             any_order: false,
+            since: None,
         }
     }
 
@@ -598,7 +624,7 @@ mod tests {
         let after = Checkpoint {
             rows: 5,
             key: Some(vec![Some("7".into()), Some("1.50".into())]),
-            done: false,
+            ..Checkpoint::default()
         };
         let read = read_sql(&request(&["a", "b"], Some(after)), &columns).unwrap();
         assert_eq!(
@@ -621,8 +647,7 @@ mod tests {
         let columns = [col("a", Kind::Signed), col("b", Kind::Text)];
         let after = Checkpoint {
             rows: 5,
-            key: None,
-            done: false,
+            ..Checkpoint::default()
         };
         let read = read_sql(&request(&[], Some(after)), &columns).unwrap();
         assert_eq!(

@@ -20,6 +20,8 @@ use super::copy::{TRAILER, TupleWriter, header};
 use super::types::{Binary, create_type, writable, write_as};
 use super::{CHECKPOINTS, CatalogTable, Db, ident};
 use crate::config::ServerEndpoint;
+use crate::connectors::Step;
+use crate::connectors::merge::Dialect;
 use crate::connectors::server::{self, DbFailure};
 use crate::connectors::{
     Checkpoint, ConnectorError, FreeSpace, Prepare, Readiness, Rejected, Sink, WriteBatch,
@@ -558,6 +560,57 @@ impl Sink for PgSink {
             .execute(&self.db.pool)
             .await
             .map_err(|e| self.db.table_error(table, &e))?;
+        Ok(())
+    }
+
+    fn dialect(&self) -> Option<Dialect> {
+        Some(Dialect {
+            quote: ident,
+            same: "IS NOT DISTINCT FROM",
+        })
+    }
+
+    fn sql_name(&self, table: &str) -> String {
+        self.db.qualified(table)
+    }
+
+    async fn run_script(
+        &mut self,
+        migration: &str,
+        checkpoint_name: &str,
+        steps: &[Step],
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<u64>, ConnectorError> {
+        let fail = |e: sqlx::Error| self.db.table_error(checkpoint_name, &e);
+        let mut tx = self.db.pool.begin().await.map_err(fail)?;
+        let numbers = run_steps!(tx, steps).map_err(fail)?;
+        save_checkpoint(&mut tx, &self.db, migration, checkpoint_name, checkpoint).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(numbers)
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), ConnectorError> {
+        sqlx::query(sql)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(&e))?;
+        Ok(())
+    }
+
+    async fn swap_tables(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError> {
+        let fail = |e: sqlx::Error| self.db.table_error(table, &e);
+        let mut tx = self.db.pool.begin().await.map_err(fail)?;
+        let steps = [
+            Step::Exec(format!("DROP TABLE IF EXISTS {}", self.db.qualified(table))),
+            Step::Exec(format!(
+                "ALTER TABLE {} RENAME TO {}",
+                self.db.qualified(copy),
+                ident(table)
+            )),
+        ];
+        run_steps!(tx, &steps).map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        self.layouts.remove(table);
         Ok(())
     }
 

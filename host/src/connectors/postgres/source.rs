@@ -168,6 +168,7 @@ fn read_plan(
         db.qualified(&table.name)
     );
     let mut conditions = range_conditions(request, &key);
+    conditions.extend(since_conditions(request, table));
     let mut offset = 0;
     match &request.after {
         Some(Checkpoint {
@@ -219,6 +220,27 @@ fn after_condition(table: &CatalogTable, key: &[&str], last: &[Option<String>]) 
         .collect();
     let columns: Vec<String> = key.iter().map(|k| ident(k)).collect();
     format!("({}) > ({})", columns.join(", "), bounds.join(", "))
+}
+
+/// `c >= from AND c <= to` for an incremental sync, the bounds cast to the
+/// cursor column's own type.
+fn since_conditions(request: &ReadRequest, table: &CatalogTable) -> Vec<String> {
+    let Some(since) = &request.since else {
+        return Vec::new();
+    };
+    let pg = table
+        .columns
+        .iter()
+        .find(|c| c.name == since.column)
+        .map_or("text", |c| c.pg.name.as_str());
+    let c = ident(&since.column);
+    let mut conditions: Vec<String> = since
+        .from
+        .iter()
+        .map(|from| format!("{c} >= {}::{pg}", literal(from)))
+        .collect();
+    conditions.push(format!("{c} <= {}::{pg}", literal(&since.to)));
+    conditions
 }
 
 /// `k >= lo AND k < hi` for one key range of a split table.
@@ -318,6 +340,22 @@ impl Source for PgSource {
             .await
             .map_err(|e| self.db.table_error(&table.name, &e))?;
         Ok(bounds.0.zip(bounds.1))
+    }
+
+    async fn cursor_max(
+        &self,
+        table: &TableInfo,
+        column: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        let sql = format!(
+            "SELECT max({})::text FROM {}",
+            ident(column),
+            self.db.qualified(&table.name)
+        );
+        sqlx::query_scalar(&sql)
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.table_error(&table.name, &e))
     }
 
     async fn read(

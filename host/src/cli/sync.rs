@@ -1,0 +1,193 @@
+//! `credvault sync`, `serve`, `status`, `pause` and `resume`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::progress::Reporter;
+use crate::config::Migration;
+use crate::runtime::Runtime;
+use crate::state::{StateStore, SyncRecord};
+use crate::sync::{Stop, SyncError, SyncSummary, serve, sync_migration};
+
+/// Options of `credvault serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The migration files to keep in sync (one-time ones are skipped).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The migration files.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+/// Runs one sync and prints what it changed.
+pub async fn sync_once(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut observer = Reporter::new(json);
+    let outcome = sync_migration(m, runtime, state, &mut observer).await;
+    observer.finish();
+    Ok(show_outcome(m, outcome, json))
+}
+
+fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bool) -> ExitCode {
+    match outcome {
+        Ok(summary) if json => {
+            out!("{}", serde_json::to_string(&summary).expect("serializable"));
+            ExitCode::SUCCESS
+        }
+        Ok(summary) => {
+            for t in &summary.tables {
+                out!(
+                    "{}: {} sync, {} new, {} updated, {} deleted",
+                    t.table,
+                    serde_json::to_value(t.mode)
+                        .expect("serializable")
+                        .as_str()
+                        .unwrap_or("?"),
+                    t.changed.inserted,
+                    t.changed.updated,
+                    t.changed.deleted
+                );
+            }
+            let c = summary.total;
+            out!(
+                "sync {} of `{}` succeeded: {} new, {} updated, {} deleted",
+                summary.sync_id,
+                m.name,
+                c.inserted,
+                c.updated,
+                c.deleted
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Syncs the migrations when due until SIGTERM or Ctrl-C, then finishes
+/// the sync in progress and exits.
+pub async fn serve_until_stopped(
+    migrations: Vec<Migration>,
+    runtime: &Runtime,
+    state: &StateStore,
+) -> anyhow::Result<ExitCode> {
+    let (raise, stop) = Stop::new();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("stopping: the sync in progress finishes first");
+        let _ = raise.send(true);
+    });
+    for m in &migrations {
+        let next = crate::sync::Summary::of(m).next_after(None);
+        match next {
+            Some(_) => eprintln!("serving `{}` ({})", m.name, describe_schedule(m)),
+            None => eprintln!("`{}` is one-time: not scheduled", m.name),
+        }
+    }
+    let mut observer = Reporter::new(false);
+    serve(
+        &migrations,
+        runtime,
+        state,
+        &mut observer,
+        stop,
+        |m, outcome| {
+            show_outcome(m, outcome, false);
+        },
+    )
+    .await?;
+    observer.finish();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn describe_schedule(m: &Migration) -> String {
+    match (&m.sync.cron, &m.sync.every) {
+        (Some(cron), _) => format!("cron {cron} UTC"),
+        (None, Some(every)) => format!("every {every}"),
+        (None, None) => "not scheduled".into(),
+    }
+}
+
+/// Prints each migration's last sync and when the next is due.
+pub fn status(records: &[SyncRecord], paused: &[(String, String)], json: bool) {
+    if json {
+        let rows: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).expect("serializable");
+                v["next_sync"] = next_sync(r).into();
+                v["paused"] = paused.iter().any(|(m, _)| m == &r.migration).into();
+                v
+            })
+            .collect();
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("serializable")
+        );
+        return;
+    }
+    if records.is_empty() {
+        out!("no syncs yet: `credvault sync FILE` runs one");
+    }
+    for r in records {
+        let duration = duration(r).map_or(String::new(), |d| format!(" in {d:.1}s"));
+        out!(
+            "{}: last sync {} {}{duration}: {} new, {} updated, {} deleted",
+            r.migration,
+            r.started_at,
+            r.status,
+            r.inserted,
+            r.updated,
+            r.deleted
+        );
+        if let Some(error) = &r.error {
+            out!("  error: {error}");
+        }
+        match paused.iter().find(|(m, _)| m == &r.migration) {
+            Some((_, since)) => out!("  paused since {since}"),
+            None => out!(
+                "  next sync: {}",
+                next_sync(r).unwrap_or_else(|| "not scheduled (one-time)".into())
+            ),
+        }
+    }
+}
+
+fn parse(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+fn duration(r: &SyncRecord) -> Option<f64> {
+    let (start, end) = (parse(&r.started_at)?, parse(r.finished_at.as_deref()?)?);
+    Some((end - start).num_milliseconds() as f64 / 1000.0)
+}
+
+fn next_sync(r: &SyncRecord) -> Option<String> {
+    let schedule: crate::sync::Summary = serde_json::from_value(r.schedule.clone()).ok()?;
+    let next = schedule.next_after(parse(&r.started_at))?;
+    Some(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}

@@ -1,0 +1,480 @@
+//! Syncs: bringing a destination up to date with its source again, table by
+//! table, by the table's mode.
+//!
+//! Every mode first lands rows in a scratch table through the ordinary run
+//! pipeline (mapping, transforms, policies, the destination's own checks),
+//! then changes the real table in one step: a full copy is swapped in, and
+//! incremental rows replace the rows with their key in one transaction that
+//! also commits the cursor. A sync killed at any point leaves the real table
+//! and its cursor as they were, and the next sync reads the same rows again.
+
+mod schedule;
+
+use serde::Serialize;
+
+pub use schedule::{Stop, Summary, serve};
+
+use crate::config::{IfExists, Migration, SyncMode, TableSpec};
+use crate::connectors::merge::{Applied, Dialect};
+use crate::connectors::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source};
+use crate::pipeline::{Observer, RunError, RunOptions, TablePlan, plan, run_migration};
+use crate::runtime::Runtime;
+use crate::state::StateStore;
+
+/// The prefix of the scratch tables a sync writes before it swaps or merges.
+const STAGE_PREFIX: &str = "credvault_stage_";
+/// The prefix of the scratch tables holding every source key (to find
+/// deleted rows).
+const KEYS_PREFIX: &str = "credvault_keys_";
+
+/// Why a sync did not happen or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The migration is paused.
+    #[error(
+        "migration `{migration}` is paused (since {since}, by {by}); `credvault resume` it to sync again"
+    )]
+    Paused {
+        /// The migration.
+        migration: String,
+        /// Since when.
+        since: String,
+        /// By whom.
+        by: String,
+    },
+    /// The sync failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl From<crate::connectors::ConnectorError> for SyncError {
+    fn from(e: crate::connectors::ConnectorError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+impl From<crate::state::StateError> for SyncError {
+    fn from(e: crate::state::StateError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+/// What one table's sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSync {
+    /// The destination table.
+    pub table: String,
+    /// How it synced.
+    pub mode: SyncMode,
+    /// What changed.
+    pub changed: Applied,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncSummary {
+    /// The sync's id in the state store.
+    pub sync_id: i64,
+    /// Per table.
+    pub tables: Vec<TableSync>,
+    /// Over all tables.
+    pub total: Applied,
+}
+
+/// Runs one sync of every table of `m`.
+pub async fn sync_migration(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    observer: &mut dyn Observer,
+) -> Result<SyncSummary, SyncError> {
+    if let Some((since, by)) = state.paused(&m.name).await? {
+        return Err(SyncError::Paused {
+            migration: m.name.clone(),
+            since,
+            by,
+        });
+    }
+    let schedule = serde_json::to_value(schedule::Summary::of(m)).expect("serializable");
+    let sync_id = state.start_sync(&m.name, &schedule).await?;
+    state
+        .event(
+            &m.name,
+            None,
+            "sync_started",
+            &serde_json::json!({ "sync": sync_id }),
+        )
+        .await?;
+    let outcome = sync_tables(m, runtime, state, observer).await;
+    let (status, error) = match &outcome {
+        Ok(_) => ("succeeded", None),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    let total = outcome.as_ref().map(|t| sum(t)).unwrap_or_default();
+    state
+        .finish_sync(
+            sync_id,
+            status,
+            [total.inserted, total.updated, total.deleted],
+            error.as_deref(),
+        )
+        .await?;
+    let detail =
+        serde_json::json!({ "sync": sync_id, "status": status, "changed": total, "error": error });
+    state.event(&m.name, None, "synced", &detail).await?;
+    Ok(SyncSummary {
+        sync_id,
+        tables: outcome?,
+        total,
+    })
+}
+
+fn sum(tables: &[TableSync]) -> Applied {
+    tables.iter().fold(Applied::default(), |a, t| Applied {
+        inserted: a.inserted + t.changed.inserted,
+        updated: a.updated + t.changed.updated,
+        deleted: a.deleted + t.changed.deleted,
+    })
+}
+
+async fn sync_tables(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    observer: &mut dyn Observer,
+) -> Result<Vec<TableSync>, RunError> {
+    let source = open_source(m).await?;
+    let plans = plan(
+        m,
+        source.as_ref(),
+        runtime,
+        chrono::Utc::now().timestamp_micros(),
+    )
+    .await
+    .map_err(RunError::Plan)?;
+    let mut done = Vec::new();
+    for plan in &plans {
+        let table = Table::new(m, plan);
+        let changed = match m.sync_mode(&plan.spec) {
+            SyncMode::Full => table.full(runtime, state, observer).await?,
+            SyncMode::Incremental => {
+                table
+                    .incremental(source.as_ref(), runtime, state, observer)
+                    .await?
+            }
+            SyncMode::Cdc => {
+                return Err(RunError::Connector(crate::connectors::ConnectorError::new(
+                    source.describe(),
+                    "CDC syncs are not available in this build yet; use sync = \"incremental\" or \"full\"",
+                )));
+            }
+        };
+        done.push(TableSync {
+            table: plan.spec.destination().to_string(),
+            mode: m.sync_mode(&plan.spec),
+            changed,
+        });
+    }
+    Ok(done)
+}
+
+/// One table being synced.
+struct Table<'a> {
+    m: &'a Migration,
+    plan: &'a TablePlan,
+    /// The destination table.
+    name: String,
+    /// Its scratch table.
+    stage: String,
+    /// Where its sync progress is kept in the destination.
+    checkpoint: String,
+}
+
+impl<'a> Table<'a> {
+    fn new(m: &'a Migration, plan: &'a TablePlan) -> Self {
+        let name = plan.spec.destination().to_string();
+        Self {
+            m,
+            plan,
+            stage: format!("{STAGE_PREFIX}{name}"),
+            checkpoint: format!("sync:{name}"),
+            name,
+        }
+    }
+
+    fn columns(&self) -> Vec<String> {
+        self.plan.output.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The destination's key: the source key as the mapping names it.
+    fn key(&self) -> Vec<String> {
+        self.plan.output_key_names()
+    }
+
+    /// Copies the rows `since` selects (all of them without it) into the
+    /// scratch table, through the ordinary run pipeline.
+    async fn stage(
+        &self,
+        since: Option<Since>,
+        runtime: &Runtime,
+        state: &StateStore,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let spec = TableSpec {
+            destination: Some(self.stage.clone()),
+            if_exists: IfExists::Replace,
+            since,
+            ..self.plan.spec.clone()
+        };
+        self.stage_spec(spec, runtime, state, observer).await
+    }
+
+    /// Copies every source key, mapped, into its own scratch table.
+    async fn stage_keys(
+        &self,
+        runtime: &Runtime,
+        state: &StateStore,
+        observer: &mut dyn Observer,
+    ) -> Result<String, RunError> {
+        let keys = format!("{KEYS_PREFIX}{}", self.name);
+        let mut spec = TableSpec {
+            destination: Some(keys.clone()),
+            if_exists: IfExists::Replace,
+            transforms: Vec::new(),
+            ..self.plan.spec.clone()
+        };
+        for (i, column) in self.plan.source.columns.iter().enumerate() {
+            if !self.plan.key.contains(&i) {
+                let skip = crate::config::ColumnSpec {
+                    skip: true,
+                    ..Default::default()
+                };
+                spec.columns.insert(column.name.clone(), skip);
+            }
+        }
+        self.stage_spec(spec, runtime, state, observer).await?;
+        Ok(keys)
+    }
+
+    async fn stage_spec(
+        &self,
+        spec: TableSpec,
+        runtime: &Runtime,
+        state: &StateStore,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let mut one = self.m.clone();
+        one.name = format!("{}#sync", self.m.name);
+        one.tables = vec![spec];
+        one.select = Default::default();
+        one.settings.validate = false;
+        one.settings.restore_points = false;
+        let options = RunOptions { restart: true };
+        run_migration(&one, runtime, state, options, observer).await?;
+        Ok(())
+    }
+
+    /// Copies the whole table, then swaps the copy in.
+    async fn full(
+        &self,
+        runtime: &Runtime,
+        state: &StateStore,
+        observer: &mut dyn Observer,
+    ) -> Result<Applied, RunError> {
+        self.stage(None, runtime, state, observer).await?;
+        let mut sink = open_sink(self.m).await?;
+        let Some(dialect) = sink.dialect() else {
+            return Err(self.no_sql(sink.as_ref()));
+        };
+        let changed = match sink.existing_rows(&self.name).await? {
+            None => self.all_new(sink.as_mut()).await?,
+            Some(_) => {
+                self.index(sink.as_mut(), &dialect, &self.stage).await?;
+                self.compare(sink.as_mut(), &dialect, &Checkpoint::default())
+                    .await?
+            }
+        };
+        sink.swap_tables(&self.stage, &self.name).await?;
+        Ok(changed)
+    }
+
+    /// Copies the rows past the cursor, then replaces the rows with their
+    /// keys and moves the cursor, in one transaction.
+    async fn incremental(
+        &self,
+        source: &dyn Source,
+        runtime: &Runtime,
+        state: &StateStore,
+        observer: &mut dyn Observer,
+    ) -> Result<Applied, RunError> {
+        let column = self.plan.spec.cursor.clone().unwrap_or_default();
+        let mut sink = open_sink(self.m).await?;
+        let Some(dialect) = sink.dialect() else {
+            return Err(self.no_sql(sink.as_ref()));
+        };
+        if self.key().is_empty() {
+            return Err(RunError::Connector(crate::connectors::ConnectorError::new(
+                sink.describe(),
+                format!(
+                    "table `{}`: an incremental sync replaces rows by key, and this table has none; set `key = [...]` or sync it in full",
+                    self.name
+                ),
+            )));
+        }
+        let Some(to) = source.cursor_max(&self.plan.source, &column).await? else {
+            return Ok(Applied::default());
+        };
+        let exists = sink.existing_rows(&self.name).await?.is_some();
+        let from = match exists {
+            true => sink
+                .committed(&self.m.name, &self.checkpoint)
+                .await?
+                .and_then(|c| c.cursor),
+            false => None,
+        };
+        let since = Since {
+            column,
+            from,
+            to: to.clone(),
+        };
+        self.stage(Some(since), runtime, state, observer).await?;
+        let reached = Checkpoint {
+            cursor: Some(to),
+            ..Checkpoint::default()
+        };
+        if !exists {
+            let changed = self.all_new(sink.as_mut()).await?;
+            sink.run_script(&self.m.name, &self.checkpoint, &[], &reached)
+                .await?;
+            sink.swap_tables(&self.stage, &self.name).await?;
+            return Ok(changed);
+        }
+        self.index(sink.as_mut(), &dialect, &self.stage).await?;
+        let (t, s, key, columns) = (
+            sink.sql_name(&self.name),
+            sink.sql_name(&self.stage),
+            self.key(),
+            self.columns(),
+        );
+        let mut steps = vec![
+            Step::Count(dialect.count_missing(&s, &t, &key)),
+            Step::Count(dialect.count_changed(&s, &t, &columns, &key)),
+            Step::Exec(dialect.delete_keys(&t, &s, &key)),
+            Step::Exec(dialect.insert_all(&t, &s, &columns)),
+        ];
+        let keys = match self.m.sync.detect_deletes {
+            true => Some(self.stage_keys(runtime, state, observer).await?),
+            false => None,
+        };
+        if let Some(keys) = &keys {
+            self.index(sink.as_mut(), &dialect, keys).await?;
+            steps.push(Step::Exec(dialect.delete_missing(
+                &t,
+                &sink.sql_name(keys),
+                &key,
+            )));
+        }
+        let n = sink
+            .run_script(&self.m.name, &self.checkpoint, &steps, &reached)
+            .await?;
+        sink.drop_table(&self.stage).await?;
+        if let Some(keys) = &keys {
+            sink.drop_table(keys).await?;
+        }
+        Ok(Applied {
+            inserted: n[0],
+            updated: n[1],
+            deleted: n.get(4).copied().unwrap_or(0),
+        })
+    }
+
+    /// Indexes the scratch table and the destination table on the key, so
+    /// merging and counting find rows by key (the destination's index is
+    /// made once and kept: later syncs need it too).
+    async fn index(
+        &self,
+        sink: &mut dyn Sink,
+        dialect: &Dialect,
+        scratch: &str,
+    ) -> Result<(), RunError> {
+        let key = self.key();
+        if key.is_empty() {
+            return Ok(());
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let scratch_index = format!("credvault_key_{nanos:x}");
+        let table_index = format!("credvault_key_{}", self.name);
+        let statements = [
+            dialect.index(&scratch_index, &sink.sql_name(scratch), &key),
+            dialect.index(&table_index, &sink.sql_name(&self.name), &key),
+        ];
+        for sql in statements {
+            sink.execute(&sql).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a first copy: every row is new.
+    async fn all_new(&self, sink: &mut dyn Sink) -> Result<Applied, RunError> {
+        let rows = sink.existing_rows(&self.stage).await?.unwrap_or(0);
+        Ok(Applied {
+            inserted: rows,
+            ..Applied::default()
+        })
+    }
+
+    /// What swapping the copy in changes: keys added and removed, rows with
+    /// other values (without a key: every row counts as replaced).
+    async fn compare(
+        &self,
+        sink: &mut dyn Sink,
+        dialect: &Dialect,
+        reached: &Checkpoint,
+    ) -> Result<Applied, RunError> {
+        let (t, s, key, columns) = (
+            sink.sql_name(&self.name),
+            sink.sql_name(&self.stage),
+            self.key(),
+            self.columns(),
+        );
+        if key.is_empty() {
+            let steps = [
+                Step::Count(format!("SELECT COUNT(*) FROM {s}")),
+                Step::Count(format!("SELECT COUNT(*) FROM {t}")),
+            ];
+            let n = sink
+                .run_script(&self.m.name, &self.checkpoint, &steps, reached)
+                .await?;
+            return Ok(Applied {
+                inserted: n[0],
+                updated: 0,
+                deleted: n[1],
+            });
+        }
+        let steps = [
+            Step::Count(dialect.count_missing(&s, &t, &key)),
+            Step::Count(dialect.count_changed(&s, &t, &columns, &key)),
+            Step::Count(dialect.count_missing(&t, &s, &key)),
+        ];
+        let n = sink
+            .run_script(&self.m.name, &self.checkpoint, &steps, reached)
+            .await?;
+        Ok(Applied {
+            inserted: n[0],
+            updated: n[1],
+            deleted: n[2],
+        })
+    }
+
+    fn no_sql(&self, sink: &dyn Sink) -> RunError {
+        RunError::Connector(crate::connectors::ConnectorError::new(
+            sink.describe(),
+            format!(
+                "table `{}`: syncs need a database destination (SQLite, PostgreSQL, MariaDB/MySQL); write CSV files with `credvault run`",
+                self.name
+            ),
+        ))
+    }
+}

@@ -1,0 +1,130 @@
+//! `credvault serve`: syncs continuous and scheduled migrations when they
+//! are due, until stopped.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{SyncError, sync_migration};
+use crate::config::{Migration, SyncKind, SyncSpec};
+use crate::pipeline::Observer;
+use crate::runtime::Runtime;
+use crate::state::StateStore;
+
+/// The longest the scheduler sleeps before looking again.
+const LONGEST_NAP: Duration = Duration::from_secs(30);
+
+/// A migration's schedule, as kept with each sync (so `status` can say
+/// when the next one is due without the migration file).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Summary {
+    /// One-time, continuous or scheduled.
+    pub kind: SyncKind,
+    /// The interval.
+    pub every: Option<String>,
+    /// The cron expression.
+    pub cron: Option<String>,
+}
+
+impl Summary {
+    /// The schedule of `m`.
+    pub fn of(m: &Migration) -> Self {
+        Self {
+            kind: m.sync.kind,
+            every: m.sync.every.clone(),
+            cron: m.sync.cron.clone(),
+        }
+    }
+
+    /// When the sync after one that started at `last` is due.
+    pub fn next_after(
+        &self,
+        last: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let spec = SyncSpec {
+            kind: self.kind,
+            every: self.every.clone(),
+            cron: self.cron.clone(),
+            ..SyncSpec::default()
+        };
+        spec.next_after(last)
+    }
+}
+
+/// Asks a running scheduler to stop once the sync in progress is done.
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// A stop signal and the switch that raises it.
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    fn raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Sleeps for `nap` or until stopped.
+    async fn nap(&mut self, nap: Duration) {
+        let _ = tokio::time::timeout(nap, self.0.wait_for(|stop| *stop)).await;
+    }
+}
+
+/// Syncs each of `migrations` whenever it is due (its first sync at once),
+/// skipping paused ones, until `stop` is raised; a sync in progress always
+/// finishes first, so no batch is cut off. Failures are reported to
+/// `report` and retried at the next due time.
+pub async fn serve(
+    migrations: &[Migration],
+    runtime: &Runtime,
+    state: &StateStore,
+    observer: &mut dyn Observer,
+    mut stop: Stop,
+    mut report: impl FnMut(&Migration, Result<super::SyncSummary, SyncError>),
+) -> Result<(), SyncError> {
+    let scheduled: Vec<&Migration> = migrations
+        .iter()
+        .filter(|m| m.sync.kind != SyncKind::OneTime)
+        .collect();
+    while !stop.raised() {
+        let mut soonest = LONGEST_NAP;
+        for m in &scheduled {
+            if stop.raised() {
+                break;
+            }
+            let due = next_due(m, state).await?;
+            let wait = due
+                .map(|d| (d - chrono::Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or(LONGEST_NAP);
+            if wait > Duration::ZERO {
+                soonest = soonest.min(wait);
+                continue;
+            }
+            if state.paused(&m.name).await?.is_some() {
+                continue;
+            }
+            report(m, sync_migration(m, runtime, state, observer).await);
+        }
+        stop.nap(soonest).await;
+    }
+    Ok(())
+}
+
+/// When `m` is next due: after its last sync's start, or now.
+async fn next_due(
+    m: &Migration,
+    state: &StateStore,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, SyncError> {
+    let last = state.last_syncs(Some(&m.name)).await?;
+    let started = last
+        .first()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s.started_at).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    Ok(match started {
+        None => Some(chrono::Utc::now()),
+        Some(started) => Summary::of(m).next_after(Some(started)),
+    })
+}

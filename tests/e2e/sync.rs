@@ -1,0 +1,276 @@
+//! Syncs: incremental and full syncs see inserts, updates and deletes made
+//! between syncs; pause and resume; a killed sync; the scheduler.
+
+use std::time::{Duration, Instant};
+
+use credvault_tests::{Project, exec_sqlite};
+
+use super::project;
+use super::servers::Scratch;
+
+fn sqlite_sync(p: &Project, sync: &str, table: &str) {
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"orders-sync\"\n[source]\ntype = \"sqlite\"\npath = \"src.db\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\n{sync}\n[[tables]]\nsource = \"orders\"\n{table}\n"
+        ),
+    );
+}
+
+fn source(p: &Project, sql: &str) {
+    exec_sqlite(&p.path().join("src.db"), sql);
+}
+
+fn rows(p: &Project, db: &str) -> Vec<Vec<Option<String>>> {
+    p.query(db, "SELECT * FROM orders ORDER BY id")
+}
+
+/// 1000 orders, the last 300 sharing one `updated_at`.
+fn orders(p: &Project) {
+    source(
+        p,
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, updated_at TEXT NOT NULL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+         INSERT INTO orders SELECT i, 'item ' || i, i, CASE WHEN i > 700 THEN '2024-06-01 00:00:00' ELSE printf('2024-01-01 00:%02d:00', i % 60) END FROM n",
+    );
+}
+
+#[test]
+fn incremental_syncs_see_inserts_updates_and_deletes_and_lose_no_tied_row() {
+    let p = project();
+    orders(&p);
+    sqlite_sync(
+        &p,
+        "mode = \"incremental\"\ndetect_deletes = true",
+        "cursor = \"updated_at\"",
+    );
+    let first = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        first.stdout.contains("1000 new, 0 updated, 0 deleted"),
+        "{}",
+        first.all()
+    );
+    // A row that shares the last cursor value arrives late, others change
+    // or go away.
+    source(
+        &p,
+        "INSERT INTO orders VALUES (1001, 'late', 1, '2024-06-01 00:00:00');
+         UPDATE orders SET qty = -5, updated_at = '2024-07-01 00:00:00' WHERE id IN (3, 4);
+         DELETE FROM orders WHERE id IN (10, 11, 12)",
+    );
+    let second = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        second
+            .stdout
+            .contains("sync 2 of `orders-sync` succeeded: 1 new, 2 updated, 3 deleted"),
+        "{}",
+        second.all()
+    );
+    assert_eq!(rows(&p, "vault.db"), rows(&p, "src.db"));
+    let status = p.run_ok(&["status"]);
+    assert!(
+        status.stdout.contains("orders-sync: last sync")
+            && status.stdout.contains("succeeded")
+            && status.stdout.contains("1 new, 2 updated, 3 deleted"),
+        "{}",
+        status.all()
+    );
+    let tables = p.query(
+        "vault.db",
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'credvault_%'",
+    );
+    assert!(tables.is_empty(), "scratch tables are dropped: {tables:?}");
+}
+
+#[test]
+fn a_full_sync_swaps_in_a_fresh_copy_and_counts_what_changed() {
+    let p = project();
+    orders(&p);
+    sqlite_sync(&p, "mode = \"full\"", "");
+    p.run_ok(&["sync", "m.toml"]);
+    source(
+        &p,
+        "INSERT INTO orders VALUES (2000, 'new', 1, 'x'); UPDATE orders SET item = 'changed' WHERE id = 5; DELETE FROM orders WHERE id = 6",
+    );
+    let run = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        run.stdout.contains("1 new, 1 updated, 1 deleted"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(rows(&p, "vault.db"), rows(&p, "src.db"));
+}
+
+#[test]
+fn a_paused_migration_does_not_sync_and_catches_up_after_resume() {
+    let p = project();
+    orders(&p);
+    sqlite_sync(&p, "mode = \"incremental\"", "cursor = \"updated_at\"");
+    p.run_ok(&["sync", "m.toml"]);
+    p.run_ok(&["pause", "m.toml"]);
+    source(
+        &p,
+        "UPDATE orders SET qty = 0, updated_at = '2025-01-01 00:00:00' WHERE id <= 50",
+    );
+    let refused = p.run(&["sync", "m.toml"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.stderr.contains("is paused"), "{}", refused.all());
+    assert!(p.run_ok(&["status"]).stdout.contains("paused since"));
+    p.run_ok(&["resume", "m.toml"]);
+    let run = p.run_ok(&["sync", "m.toml"]);
+    assert!(run.stdout.contains("0 new, 50 updated"), "{}", run.all());
+    assert_eq!(rows(&p, "vault.db"), rows(&p, "src.db"));
+    let log = p.run_ok(&["log"]).stdout;
+    assert!(
+        log.contains(" paused ") && log.contains(" resumed "),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_sync_killed_part_way_is_redone_with_nothing_lost_or_doubled() {
+    let p = project();
+    source(
+        &p,
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, updated_at TEXT NOT NULL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
+         INSERT INTO orders SELECT i, 'item ' || i, i, '2024-01-01' FROM n",
+    );
+    sqlite_sync(&p, "mode = \"incremental\"", "cursor = \"updated_at\"");
+    p.run_ok(&["sync", "m.toml"]);
+    source(
+        &p,
+        "UPDATE orders SET qty = qty + 1, updated_at = '2024-02-01'",
+    );
+    let mut child = p.spawn(&["sync", "m.toml"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = child.kill();
+    let _ = child.wait();
+    let run = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        run.stdout.contains("0 new, 300000 updated"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        p.query(
+            "vault.db",
+            "SELECT count(*), count(DISTINCT id), sum(qty) FROM orders"
+        ),
+        p.query(
+            "src.db",
+            "SELECT count(*), count(DISTINCT id), sum(qty) FROM orders"
+        )
+    );
+}
+
+#[test]
+fn serve_syncs_when_due_and_stops_cleanly_on_sigterm() {
+    let p = project();
+    orders(&p);
+    sqlite_sync(
+        &p,
+        "kind = \"continuous\"\nevery = \"1s\"\nmode = \"incremental\"",
+        "cursor = \"updated_at\"",
+    );
+    let mut child = p.spawn(&["serve", "m.toml"]);
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !what() {
+            assert!(start.elapsed() < Duration::from_secs(30), "timed out");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(&|| {
+        p.path().join("vault.db").exists()
+            && p.query(
+                "vault.db",
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'orders'",
+            ) == [[Some("1".into())]]
+    });
+    source(
+        &p,
+        "UPDATE orders SET item = 'again', updated_at = '2030-01-01' WHERE id = 1",
+    );
+    wait_for(&|| {
+        p.query("vault.db", "SELECT item FROM orders WHERE id = 1") == [[Some("again".into())]]
+    });
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+    assert!(p.run_ok(&["status"]).stdout.contains("next sync: 20"));
+}
+
+#[test]
+fn postgres_incremental_sync_applies_changes_made_between_syncs() {
+    let s = Scratch::new();
+    s.exec(
+        "CREATE TABLE {s}.accounts (id int PRIMARY KEY, owner text, balance numeric(12,2), updated_at timestamptz NOT NULL);
+         INSERT INTO {s}.accounts SELECT i, 'owner ' || i, i, '2024-01-01 00:00:00.000001+00' FROM generate_series(1, 500) i;
+         CREATE SCHEMA {s}_out",
+    );
+    let p = project();
+    let destination = format!(
+        "[destination]\ntype = \"postgres\"\ndatabase = \"test\"\nuser = \"postgres\"\nschema = \"{}_out\"\n",
+        s.schema
+    );
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"pg-sync\"\n{}{destination}[sync]\nmode = \"incremental\"\ndetect_deletes = true\n[[tables]]\nsource = \"accounts\"\ncursor = \"updated_at\"\n",
+            s.endpoint("source", "")
+        ),
+    );
+    p.run_ok(&["sync", "m.toml"]);
+    s.exec(
+        "INSERT INTO {s}.accounts VALUES (501, 'new', 1.50, now());
+         UPDATE {s}.accounts SET balance = balance + 0.01, updated_at = now() WHERE id <= 10;
+         DELETE FROM {s}.accounts WHERE id BETWEEN 100 AND 104",
+    );
+    let run = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        run.stdout.contains("1 new, 10 updated, 5 deleted"),
+        "{}",
+        run.all()
+    );
+    let dump = |schema: &str| {
+        s.rows(&format!(
+            "SELECT id, owner, balance::text, updated_at::text FROM {schema}.accounts ORDER BY id"
+        ))
+    };
+    assert_eq!(dump(&format!("{}_out", s.schema)), dump(&s.schema));
+    s.exec("DROP SCHEMA {s}_out CASCADE");
+}
+
+#[test]
+fn sync_settings_are_checked_with_the_key_named() {
+    let p = project();
+    orders(&p);
+    sqlite_sync(&p, "kind = \"continuous\"\nmode = \"incremental\"", "");
+    let run = p.run(&["sync", "m.toml"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("sync.every: a continuous migration needs an interval"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains("tables[0] (orders).cursor: an incremental table needs a cursor column"),
+        "{}",
+        run.all()
+    );
+    sqlite_sync(&p, "kind = \"scheduled\"\ncron = \"every day\"", "");
+    let run = p.run(&["sync", "m.toml"]);
+    assert!(
+        run.stderr
+            .contains("sync.cron: \"every day\" is not a cron expression"),
+        "{}",
+        run.all()
+    );
+}
