@@ -1487,7 +1487,11 @@ mod tests {
                     SourceChange::Update(r) => ("U", r),
                     SourceChange::Delete(r) => ("D", r),
                 };
-                format!("{} {kind} {:?}", ch.lsn, row.iter().map(crate::value::to_text).collect::<Vec<_>>())
+                format!(
+                    "{} {kind} {:?}",
+                    ch.lsn,
+                    row.iter().map(crate::value::to_text).collect::<Vec<_>>()
+                )
             })
             .collect();
         (out, c.done)
