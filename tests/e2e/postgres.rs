@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use credvault_tests::{Project, Run};
 
 use super::project;
-use super::servers::{Scratch, unique};
+use super::servers::{PG_BIN, Scratch, unique};
 
 /// A PG → PG migration of `table` within the scratch schema into `dest`.
 fn pg_to_pg(s: &Scratch, settings: &str, table: &str) -> String {
@@ -23,7 +23,7 @@ fn pg_to_pg(s: &Scratch, settings: &str, table: &str) -> String {
 }
 
 /// One row per edge of every mapped type; row 2 is all NULLs.
-const ALL_TYPES: &str = r#"
+pub(crate) const ALL_TYPES: &str = r#"
 CREATE TYPE {s}.mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE {s}.all_types (
   id int4 PRIMARY KEY, i2 int2, i8 int8, n numeric(30,10), f4 float4, f8 float8,
@@ -284,8 +284,6 @@ struct PasswordServer {
     port: u16,
     as_postgres: bool,
 }
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 impl PasswordServer {
     fn start(password: &str) -> Self {

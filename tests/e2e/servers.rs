@@ -25,15 +25,20 @@ impl Pg {
     /// Connects as `postgres` to database `test`, or fails the test saying
     /// how to start the server.
     pub(crate) fn connect() -> Self {
+        Self::connect_at(5432, "test")
+    }
+
+    /// Connects as `postgres` to `database` on 127.0.0.1:`port`.
+    pub(crate) fn connect_at(port: u16, database: &str) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime");
         let options = sqlx::postgres::PgConnectOptions::new_without_pgpass()
             .host("127.0.0.1")
-            .port(5432)
+            .port(port)
             .username("postgres")
-            .database("test");
+            .database(database);
         let conn = rt.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(10),
@@ -44,10 +49,10 @@ impl Pg {
         let conn = match conn {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
-                panic!("PostgreSQL is not reachable at 127.0.0.1:5432 ({e}); {PG_START_HINT}")
+                panic!("PostgreSQL is not reachable at 127.0.0.1:{port} ({e}); {PG_START_HINT}")
             }
             Err(_) => {
-                panic!("PostgreSQL at 127.0.0.1:5432 did not answer in 10 s; {PG_START_HINT}")
+                panic!("PostgreSQL at 127.0.0.1:{port} did not answer in 10 s; {PG_START_HINT}")
             }
         };
         Self {
@@ -308,5 +313,107 @@ impl Drop for TestDb {
                     .await;
             }
         });
+    }
+}
+
+/// Where the PostgreSQL server programs are.
+pub(crate) const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A PostgreSQL instance of our own with `wal_level = logical` (the shared
+/// server runs with `replica`), trust authentication, on a free port in a
+/// temporary folder; stopped when dropped.
+pub(crate) struct LogicalPg {
+    dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    as_postgres: bool,
+}
+
+impl LogicalPg {
+    pub(crate) fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        // initdb refuses to run as root: run the server as `postgres` then.
+        let as_postgres = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if as_postgres {
+            let chown = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            assert!(
+                chown.is_ok_and(|s| s.success()),
+                "chown of the temp dir failed"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let server = Self {
+            dir,
+            port,
+            as_postgres,
+        };
+        let data = server.dir.path().join("data").display().to_string();
+        server.pg(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off",
+            server.dir.path().display()
+        );
+        let log = server.dir.path().join("log").display().to_string();
+        server.pg(
+            "pg_ctl",
+            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+        );
+        server
+    }
+
+    fn command(&self, tool: &str) -> std::process::Command {
+        let path = format!("{PG_BIN}/{tool}");
+        if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", &path]);
+            c
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for LogicalPg {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").display().to_string();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .output();
     }
 }

@@ -38,6 +38,8 @@ pub(crate) mod postgres;
 pub mod server;
 pub(crate) mod sqlite;
 
+pub use postgres::{Lsn, PgChanges, SourceChange, TableChange};
+
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;

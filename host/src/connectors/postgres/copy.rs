@@ -261,7 +261,8 @@ fn timestamp_from_pg(micros: i64) -> Result<i64, String> {
         .ok_or_else(|| format!("timestamp {micros} µs from 2000 is out of range"))
 }
 
-fn infinite(what: &str) -> String {
+/// Why an infinite date or timestamp cannot be read.
+pub(super) fn infinite(what: &str) -> String {
     format!(
         "'infinity' has no {what} value in the row model; replace it (e.g. with NULL) in the source or read the table through a view that casts the column to text"
     )

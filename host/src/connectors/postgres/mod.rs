@@ -7,6 +7,7 @@
 //! printed; every driver error goes through [`server::connect_error`], which
 //! tells the failure kinds apart and redacts the password.
 
+mod cdc;
 mod copy;
 mod sink;
 mod source;
@@ -23,6 +24,7 @@ use super::server::{self, DbFailure};
 use crate::config::{Secret, ServerEndpoint, TlsMode};
 use types::PgType;
 
+pub use cdc::{Lsn, PgChanges, SourceChange, TableChange};
 pub(super) use sink::PgSink;
 pub(super) use source::PgSource;
 
