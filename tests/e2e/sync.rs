@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use credvault_tests::{Project, exec_sqlite};
 
 use super::project;
-use super::servers::Scratch;
+use super::servers::{LogicalPg, Pg, Scratch};
 
 fn sqlite_sync(p: &Project, sync: &str, table: &str) {
     p.write(
@@ -272,5 +272,55 @@ fn sync_settings_are_checked_with_the_key_named() {
             .contains("sync.cron: \"every day\" is not a cron expression"),
         "{}",
         run.all()
+    );
+}
+
+/// CDC from a throwaway `wal_level=logical` PostgreSQL into SQLite: the
+/// first sync copies the table, later ones apply inserts, updates and
+/// deletes (including a key changed twice in one batch), and a sync that
+/// finds nothing changes nothing.
+#[test]
+fn cdc_syncs_apply_inserts_updates_and_deletes_from_the_change_log() {
+    let server = LogicalPg::start();
+    let pg = Pg::connect_at(server.port, "postgres");
+    pg.exec(
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(12,2), seen timestamptz);
+         INSERT INTO accounts SELECT i, 'owner ' || i, i, '2024-01-01 00:00:00.000001+00' FROM generate_series(1, 200) i",
+    );
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"pg-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"accounts\"\n",
+            server.port
+        ),
+    );
+    let first = p.run_ok(&["sync", "m.toml"]);
+    assert!(first.stdout.contains("200 new"), "{}", first.all());
+    pg.exec(
+        "INSERT INTO accounts VALUES (201, 'new', 1.50, now());
+         UPDATE accounts SET balance = 0.01 WHERE id <= 3;
+         DELETE FROM accounts WHERE id IN (50, 51);
+         UPDATE accounts SET owner = 'twice' WHERE id = 7; UPDATE accounts SET owner = 'thrice' WHERE id = 7",
+    );
+    let second = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        second.stdout.contains("1 new, 4 updated, 2 deleted"),
+        "{}",
+        second.all()
+    );
+    let dump = pg.rows("SELECT id::text, owner, balance::text FROM accounts ORDER BY accounts.id");
+    assert_eq!(
+        p.query(
+            "vault.db",
+            "SELECT id, owner, balance FROM accounts ORDER BY id"
+        ),
+        dump
+    );
+    let idle = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        idle.stdout.contains("0 new, 0 updated, 0 deleted"),
+        "{}",
+        idle.all()
     );
 }

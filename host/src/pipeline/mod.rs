@@ -16,7 +16,7 @@ pub use mapping::{MapError, MappedColumn, Mapping};
 pub use plan::{PlanError, TablePlan, plan};
 pub use preview::{PreviewRow, TablePreview, preview};
 pub use run::{
-    Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, record_validation,
-    run_migration,
+    Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, flagged as flagged_row,
+    record_validation, run_migration,
 };
 pub use transforms::{Chain, ChainError, ChainOutcome, PluginStats, TransformStep};

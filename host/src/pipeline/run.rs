@@ -951,7 +951,8 @@ fn milestone(before: u64, after: u64, total: u64) -> Option<u64> {
     (to > from).then_some(to * 25)
 }
 
-fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
+/// A failed row as the state store keeps it.
+pub fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
     FlaggedRow {
         id: 0,
         run_id,

@@ -8,6 +8,7 @@
 //! also commits the cursor. A sync killed at any point leaves the real table
 //! and its cursor as they were, and the next sync reads the same rows again.
 
+mod cdc;
 mod schedule;
 
 use serde::Serialize;
@@ -162,12 +163,7 @@ async fn sync_tables(
                     .incremental(source.as_ref(), runtime, state, observer)
                     .await?
             }
-            SyncMode::Cdc => {
-                return Err(RunError::Connector(crate::connectors::ConnectorError::new(
-                    source.describe(),
-                    "CDC syncs are not available in this build yet; use sync = \"incremental\" or \"full\"",
-                )));
-            }
+            SyncMode::Cdc => table.cdc(runtime, state, observer).await?,
         };
         done.push(TableSync {
             table: plan.spec.destination().to_string(),
