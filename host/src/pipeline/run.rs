@@ -798,6 +798,7 @@ impl<'a> TableRun<'a> {
                     .last()
                     .and_then(|row| self.plan.order_key(row)),
                 done: false,
+                position: batch.source.position.clone(),
             };
             self.write(sink, batch.output, &batch.source, &checkpoint, events)
                 .await?;
