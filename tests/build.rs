@@ -10,6 +10,7 @@ fn main() {
         .expect("tests/ sits in the workspace");
     let guests = [
         ("credvault-hostile-guest", "HOSTILE"),
+        ("credvault-hostile-source", "HOSTILE_SOURCE"),
         ("credvault-example-add-suffix", "ADD_SUFFIX"),
         ("credvault-generator", "GENERATOR"),
         ("credvault-csv-source", "CSV_SOURCE"),

@@ -225,3 +225,89 @@ fn a_response_over_the_size_limit_is_refused() {
     assert_ne!(run.code, 0);
     assert!(run.all().contains("larger than grants.http.max_response_kb (64 KiB)"), "{}", run.all());
 }
+
+/// Runs the hostile source with `mode` on table `bad`, beside table `good`.
+fn hostile_source(mode: &str, grants: &str) -> (Project, String) {
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    p.write("secrets/key.txt", "s3cret");
+    p.write(
+        "m.toml",
+        &format!(
+            r#"name = "hostile"
+[source]
+type = "plugin"
+plugin = {:?}
+config = {{ mode = "{mode}" }}
+grants = {{ {grants} }}
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+batch_size = 10
+parallel_tables = 2
+[[tables]]
+source = "bad"
+[[tables]]
+source = "good"
+"#,
+            guests::HOSTILE_SOURCE
+        ),
+    );
+    // The pre-run checks already read a row of each table and refuse to
+    // start; --force runs anyway, so the run itself must stop it.
+    let check = p.run(&["check", "m.toml"]);
+    assert_eq!(check.code, 1, "{}", check.all());
+    let run = p.run(&["run", "--force", "m.toml"]);
+    assert_eq!(run.code, 1, "the run fails cleanly: {}", run.all());
+    let good = p.query("out/vault.db", "SELECT count(*) FROM good");
+    assert_eq!(good[0][0].as_deref(), Some("3"), "the other table landed: {}", run.all());
+    (p, run.all())
+}
+
+fn bad_rows(p: &Project) -> usize {
+    let tables = p.query(
+        "out/vault.db",
+        "SELECT count(*) FROM sqlite_schema WHERE name = 'bad'",
+    );
+    match tables[0][0].as_deref() {
+        Some("0") => 0,
+        _ => p.query("out/vault.db", "SELECT id FROM bad").len(),
+    }
+}
+
+#[test]
+fn a_giant_source_batch_is_refused_and_nothing_of_it_lands() {
+    let (p, all) = hostile_source("giant", "");
+    assert!(
+        all.contains("error: source plugin credvault_hostile_source.wasm")
+            && all.contains("rows when asked for at most")
+            && all.contains("the batch was refused"),
+        "{all}"
+    );
+    assert_eq!(bad_rows(&p), 0);
+}
+
+#[test]
+fn a_source_reaching_an_ungranted_host_is_denied() {
+    let (_, all) = hostile_source("http", r#"http = { hosts = ["api.example.com"] }"#);
+    assert!(
+        all.contains("access denied: host 169.254.169.254:80 is not in grants.http.hosts"),
+        "{all}"
+    );
+    assert!(all.contains("denied HTTP request to http://169.254.169.254"), "{all}");
+}
+
+#[test]
+fn a_source_reading_an_ungranted_directory_finds_nothing() {
+    let (_, all) = hostile_source("read-dir", r#"dirs = [{ path = "data" }]"#);
+    assert!(all.contains("reading secrets/key.txt"), "{all}");
+    assert!(!all.contains("s3cret"));
+}
+
+#[test]
+fn a_source_writing_a_read_only_directory_is_refused() {
+    let (p, all) = hostile_source("write-dir", r#"dirs = [{ path = "data" }]"#);
+    assert!(all.contains("writing data/planted.txt"), "{all}");
+    assert!(!p.path().join("data/planted.txt").exists());
+}
