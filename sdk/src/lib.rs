@@ -96,10 +96,10 @@ pub use wit_bindgen as __wit_bindgen;
 pub mod http;
 pub mod log;
 mod row;
-pub mod sink;
-pub mod source;
 #[doc(hidden)]
 pub mod runtime;
+pub mod sink;
+pub mod source;
 pub mod testing;
 mod value;
 

@@ -113,18 +113,22 @@ impl<T: Transform> Slot<T> {
 /// An open source read, as the `reader` resource.
 pub struct ReaderHandle<R>(RefCell<R>);
 
-impl<R: crate::source::Reader> crate::source_bindings::exports::credvault::migrate::source::GuestReader
-    for ReaderHandle<R>
+impl<R: crate::source::Reader>
+    crate::source_bindings::exports::credvault::migrate::source::GuestReader for ReaderHandle<R>
 {
     fn next(
         &self,
         max_rows: u32,
-    ) -> Result<Option<crate::source_bindings::exports::credvault::migrate::source::SourceBatch>, String>
-    {
+    ) -> Result<
+        Option<crate::source_bindings::exports::credvault::migrate::source::SourceBatch>,
+        String,
+    > {
         let batch = self.0.borrow_mut().next(max_rows as usize)?;
-        Ok(batch.map(|b| crate::source_bindings::exports::credvault::migrate::source::SourceBatch {
-            rows: b.rows,
-            position: b.position,
+        Ok(batch.map(|b| {
+            crate::source_bindings::exports::credvault::migrate::source::SourceBatch {
+                rows: b.rows,
+                position: b.position,
+            }
         }))
     }
 }
@@ -148,17 +152,26 @@ pub fn source_open<S: crate::source::Source>(
     after: Option<&str>,
 ) -> Result<crate::source_bindings::exports::credvault::migrate::source::Reader, String>
 where
-    ReaderHandle<S::Reader>: crate::source_bindings::exports::credvault::migrate::source::GuestReader,
+    ReaderHandle<S::Reader>:
+        crate::source_bindings::exports::credvault::migrate::source::GuestReader,
 {
     let reader = S::open(&parse_config(config)?, table, after)?;
-    Ok(crate::source_bindings::exports::credvault::migrate::source::Reader::new(
-        ReaderHandle(RefCell::new(reader)),
-    ))
+    Ok(
+        crate::source_bindings::exports::credvault::migrate::source::Reader::new(ReaderHandle(
+            RefCell::new(reader),
+        )),
+    )
 }
 
 /// Where a sink instance keeps its configured sink.
 pub struct SinkSlot<T> {
     sink: RefCell<Option<T>>,
+}
+
+impl<T: crate::sink::Sink> Default for SinkSlot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<T: crate::sink::Sink> SinkSlot<T> {

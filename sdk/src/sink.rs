@@ -69,8 +69,8 @@ pub trait Sink: Sized + 'static {
 }
 
 /// Exports a [`Sink`] implementation as the component's `sink` interface.
-/// Use it once per plugin crate. On targets other than wasm32 it expands to
-/// nothing.
+/// Use it once per plugin crate. On targets other than wasm32 it defines a
+/// hidden native entry point instead, so the crate builds and tests natively.
 #[macro_export]
 macro_rules! export_sink {
     ($ty:ty) => {
@@ -124,5 +124,12 @@ macro_rules! export_sink {
 
             $crate::sink_bindings::export!(__CredvaultExport with_types_in $crate::sink_bindings);
         };
+
+        /// Natively: configures the sink the way the host would.
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __credvault_configure(config: &str) -> ::std::result::Result<$ty, ::std::string::String> {
+            $crate::testing::configure_sink::<$ty>(config)
+        }
     };
 }

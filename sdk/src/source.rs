@@ -70,8 +70,11 @@ pub trait Source: 'static {
 
     /// Opens `table`, continuing just after `after` (a position this
     /// source returned earlier) when given.
-    fn open(config: &Self::Config, table: &str, after: Option<&str>)
-    -> Result<Self::Reader, String>;
+    fn open(
+        config: &Self::Config,
+        table: &str,
+        after: Option<&str>,
+    ) -> Result<Self::Reader, String>;
 }
 
 /// An open read of one table.
@@ -82,7 +85,8 @@ pub trait Reader: 'static {
 
 /// Exports a [`Source`] implementation as the component's `source`
 /// interface. Use it once per plugin crate. On targets other than wasm32 it
-/// expands to nothing.
+/// defines a hidden native entry point instead, so the crate builds and
+/// tests natively.
 #[macro_export]
 macro_rules! export_source {
     ($ty:ty) => {
@@ -118,5 +122,16 @@ macro_rules! export_source {
 
             $crate::source_bindings::export!(__CredvaultExport with_types_in $crate::source_bindings);
         };
+
+        /// Natively: reads a whole table the way the host would (see
+        /// `credvault_sdk::testing::read_table`).
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __credvault_read_table(
+            config: &str,
+            table: &str,
+        ) -> ::std::result::Result<::std::vec::Vec<$crate::source::SourceBatch>, ::std::string::String> {
+            $crate::testing::read_table::<$ty>(config, table, None, 1000)
+        }
     };
 }

@@ -37,8 +37,16 @@ fn the_generator_source_is_deterministic_from_its_seed() {
     let a = project();
     a.write("m.toml", &generator_migration(42, 2500));
     let run = a.run_ok(&["run", "m.toml"]);
-    assert!(run.stdout.contains("2500 read, 2500 written"), "{}", run.all());
-    assert!(run.stdout.contains("validation of `synthetic`: passed"), "{}", run.all());
+    assert!(
+        run.stdout.contains("2500 read, 2500 written"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("validation of `synthetic`: passed"),
+        "{}",
+        run.all()
+    );
     let b = project();
     b.write("m.toml", &generator_migration(42, 2500));
     b.run_ok(&["run", "m.toml"]);
@@ -49,7 +57,10 @@ fn the_generator_source_is_deterministic_from_its_seed() {
     assert_ne!(dump(&a), dump(&c));
     let first = &dump(&a)[0];
     assert_eq!(first[0].as_deref(), Some("1"));
-    assert!(first[2].as_deref().unwrap().ends_with("1@example.com"), "{first:?}");
+    assert!(
+        first[2].as_deref().unwrap().ends_with("1@example.com"),
+        "{first:?}"
+    );
 }
 
 #[test]
@@ -127,10 +138,17 @@ fn a_directory_granted_read_only_cannot_be_written() {
     let p = project();
     p.csv("people", "id,name,score", &people(3));
     std::fs::create_dir_all(p.path().join("out")).unwrap();
-    p.write("m.toml", &csv_migration(READ_DATA, r#"dirs = [{ path = "out" }]"#));
+    p.write(
+        "m.toml",
+        &csv_migration(READ_DATA, r#"dirs = [{ path = "out" }]"#),
+    );
     let run = p.run(&["run", "m.toml"]);
     assert_ne!(run.code, 0);
-    assert!(run.all().contains("cannot write out/people.csv"), "{}", run.all());
+    assert!(
+        run.all().contains("cannot write out/people.csv"),
+        "{}",
+        run.all()
+    );
     assert!(!p.path().join("out/people.csv").exists());
 }
 
@@ -197,7 +215,11 @@ fn a_paginated_http_api_is_read_through_the_allow_list() {
     p.write("m.toml", &api_migration(port, r#""127.0.0.1""#));
     let run = p.run_ok(&["run", "m.toml"]);
     assert!(run.stdout.contains("30 read, 30 written"), "{}", run.all());
-    assert!(run.stdout.contains("validation of `api`: passed"), "{}", run.all());
+    assert!(
+        run.stdout.contains("validation of `api`: passed"),
+        "{}",
+        run.all()
+    );
     let rows = dump(&p);
     assert_eq!(rows.len(), 30);
     assert_eq!(rows[29][1].as_deref(), Some("person 30"));
@@ -212,8 +234,14 @@ fn a_host_not_on_the_allow_list_is_denied_and_logged() {
     assert_ne!(run.code, 0);
     let all = run.all();
     assert!(all.contains("access denied"), "{all}");
-    assert!(all.contains("127.0.0.1:") && all.contains("is not in grants.http.hosts (api.example.com)"), "{all}");
-    assert!(all.contains("denied HTTP request to"), "the host logs it: {all}");
+    assert!(
+        all.contains("127.0.0.1:") && all.contains("is not in grants.http.hosts (api.example.com)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("denied HTTP request to"),
+        "the host logs it: {all}"
+    );
 }
 
 #[test]
@@ -223,7 +251,12 @@ fn a_response_over_the_size_limit_is_refused() {
     p.write("m.toml", &api_migration(port, r#""127.0.0.1""#));
     let run = p.run(&["run", "m.toml"]);
     assert_ne!(run.code, 0);
-    assert!(run.all().contains("larger than grants.http.max_response_kb (64 KiB)"), "{}", run.all());
+    assert!(
+        run.all()
+            .contains("larger than grants.http.max_response_kb (64 KiB)"),
+        "{}",
+        run.all()
+    );
 }
 
 /// Runs the hostile source with `mode` on table `bad`, beside table `good`.
@@ -261,7 +294,12 @@ source = "good"
     let run = p.run(&["run", "--force", "m.toml"]);
     assert_eq!(run.code, 1, "the run fails cleanly: {}", run.all());
     let good = p.query("out/vault.db", "SELECT count(*) FROM good");
-    assert_eq!(good[0][0].as_deref(), Some("3"), "the other table landed: {}", run.all());
+    assert_eq!(
+        good[0][0].as_deref(),
+        Some("3"),
+        "the other table landed: {}",
+        run.all()
+    );
     (p, run.all())
 }
 
@@ -295,7 +333,10 @@ fn a_source_reaching_an_ungranted_host_is_denied() {
         all.contains("access denied: host 169.254.169.254:80 is not in grants.http.hosts"),
         "{all}"
     );
-    assert!(all.contains("denied HTTP request to http://169.254.169.254"), "{all}");
+    assert!(
+        all.contains("denied HTTP request to http://169.254.169.254"),
+        "{all}"
+    );
 }
 
 #[test]

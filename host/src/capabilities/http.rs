@@ -36,7 +36,10 @@ pub struct Response {
 }
 
 /// Sends `request` if `grant` allows its host.
-pub async fn fetch(grant: Option<&HttpGrant>, request: Request) -> Result<Response, CapabilityError> {
+pub async fn fetch(
+    grant: Option<&HttpGrant>,
+    request: Request,
+) -> Result<Response, CapabilityError> {
     let url = url::Url::parse(&request.url)
         .map_err(|e| CapabilityError::Failed(format!("invalid URL `{}`: {e}", request.url)))?;
     let host = url.host_str().unwrap_or_default().to_string();
@@ -168,7 +171,12 @@ async fn read_body(
     max: usize,
 ) -> Result<Vec<u8>, String> {
     let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    let too_large = || format!("the response is larger than grants.http.max_response_kb ({} KiB)", max / 1024);
+    let too_large = || {
+        format!(
+            "the response is larger than grants.http.max_response_kb ({} KiB)",
+            max / 1024
+        )
+    };
     if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         return read_chunked(reader, max).await;
     }
@@ -255,8 +263,12 @@ mod tests {
             body: vec![],
         };
         let denied = fetch(Some(&grant(&["api.example.com"])), request.clone()).await;
-        assert!(matches!(denied, Err(CapabilityError::Denied(m)) if m.contains("203.0.113.9:80 is not in grants.http.hosts")));
+        assert!(
+            matches!(denied, Err(CapabilityError::Denied(m)) if m.contains("203.0.113.9:80 is not in grants.http.hosts"))
+        );
         let none = fetch(None, request).await;
-        assert!(matches!(none, Err(CapabilityError::Denied(m)) if m.contains("no HTTP access is granted")));
+        assert!(
+            matches!(none, Err(CapabilityError::Denied(m)) if m.contains("no HTTP access is granted"))
+        );
     }
 }

@@ -54,7 +54,11 @@ fn endpoint_error(kind: &str, ep: &PluginEndpoint, message: impl Into<String>) -
     ConnectorError::new(format!("{kind} plugin {}", ep.plugin), message)
 }
 
-fn locate(ep: &PluginEndpoint, base_dir: &Path, kind: &str) -> Result<(String, Vec<u8>), ConnectorError> {
+fn locate(
+    ep: &PluginEndpoint,
+    base_dir: &Path,
+    kind: &str,
+) -> Result<(String, Vec<u8>), ConnectorError> {
     let runtime = runtime().map_err(|e| endpoint_error(kind, ep, e))?;
     plugins::locate(&ep.plugin, base_dir, runtime, ep.sha256.as_deref())
         .map(|(name, wasm)| (name, wasm.into_owned()))
@@ -283,7 +287,8 @@ impl Sink for PluginSink {
             Prepare::Fresh(if_exists) => SinkMode::Fresh(if_exists),
             Prepare::Resume => SinkMode::Resume,
         };
-        let (migration, table, columns) = (migration.to_string(), table.to_string(), columns.to_vec());
+        let (migration, table, columns) =
+            (migration.to_string(), table.to_string(), columns.to_vec());
         self.with(move |i| {
             Box::pin(async move { i.prepare(&migration, &table, &columns, mode).await })
         })
@@ -316,10 +321,8 @@ impl Sink for PluginSink {
     ) -> Result<(), ConnectorError> {
         let checkpoint = checkpoint_text(checkpoint);
         let (migration, table) = (migration.to_string(), table.to_string());
-        self.with(move |i| {
-            Box::pin(async move { i.finish(&migration, &table, &checkpoint).await })
-        })
-        .await
+        self.with(move |i| Box::pin(async move { i.finish(&migration, &table, &checkpoint).await }))
+            .await
     }
 
     async fn committed(

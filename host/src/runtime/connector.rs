@@ -96,11 +96,17 @@ impl SourcePlugin {
 
     /// Starts a fresh instance; `scope` names the work in its log lines.
     pub async fn instantiate(&self, scope: &str) -> Result<SourceInstance, PluginFailure> {
-        let mut store = new_store(self.pre.engine(), &self.name, scope, self.limits, &self.grants)
-            .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
+        let mut store = new_store(
+            self.pre.engine(),
+            &self.name,
+            scope,
+            self.limits,
+            &self.grants,
+        )
+        .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
-        let bindings = instantiated
-            .map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
+        let bindings =
+            instantiated.map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
         Ok(SourceInstance {
             name: self.name.clone(),
             store,
@@ -227,11 +233,17 @@ impl SinkPlugin {
         scope: &str,
         config: &str,
     ) -> Result<SinkInstance, PluginFailure> {
-        let mut store = new_store(self.pre.engine(), &self.name, scope, self.limits, &self.grants)
-            .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
+        let mut store = new_store(
+            self.pre.engine(),
+            &self.name,
+            scope,
+            self.limits,
+            &self.grants,
+        )
+        .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
-        let bindings = instantiated
-            .map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
+        let bindings =
+            instantiated.map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
         let mut instance = SinkInstance {
             name: self.name.clone(),
             store,

@@ -160,7 +160,8 @@ impl Runtime {
         wasm: &[u8],
         world: &'static str,
     ) -> Result<wasmtime::component::InstancePre<PluginState>, RuntimeError> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| invalid(plugin, world, e))?;
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| invalid(plugin, world, e))?;
         self.describe(&component, wasm).compatible(plugin, world)?;
         self.linker
             .instantiate_pre(&component)

@@ -73,8 +73,14 @@ impl TransformPlugin {
         input: &[Column],
     ) -> Result<TransformInstance, PluginFailure> {
         let scope = format!("{}/{}", ctx.migration, ctx.table);
-        let mut store = new_store(self.pre.engine(), &self.name, &scope, self.limits, &self.grants)
-            .map_err(|message| self.failure(FailureKind::Config { message }))?;
+        let mut store = new_store(
+            self.pre.engine(),
+            &self.name,
+            &scope,
+            self.limits,
+            &self.grants,
+        )
+        .map_err(|message| self.failure(FailureKind::Config { message }))?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
         let bindings = match instantiated {
             Ok(bindings) => bindings,
@@ -218,7 +224,11 @@ pub(super) async fn with_timeout<T>(
 }
 
 /// Tells the true cause of a failed call.
-pub(super) fn classify(store: &Store<PluginState>, limits: Limits, err: wasmtime::Error) -> FailureKind {
+pub(super) fn classify(
+    store: &Store<PluginState>,
+    limits: Limits,
+    err: wasmtime::Error,
+) -> FailureKind {
     let state = store.data();
     if let Some(requested) = state.memory.refused {
         return FailureKind::MemoryCap {

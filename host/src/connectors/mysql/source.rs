@@ -599,6 +599,7 @@ mod tests {
             rows: 5,
             key: Some(vec![Some("7".into()), Some("1.50".into())]),
             done: false,
+            position: None,
         };
         let read = read_sql(&request(&["a", "b"], Some(after)), &columns).unwrap();
         assert_eq!(
@@ -623,6 +624,7 @@ mod tests {
             rows: 5,
             key: None,
             done: false,
+            position: None,
         };
         let read = read_sql(&request(&[], Some(after)), &columns).unwrap();
         assert_eq!(

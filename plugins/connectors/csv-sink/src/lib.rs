@@ -213,4 +213,3 @@ impl Sink for CsvSink {
 }
 
 export_sink!(CsvSink);
-

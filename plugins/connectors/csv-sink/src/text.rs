@@ -10,7 +10,10 @@ pub fn field(value: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
         Value::Decimal(s) | Value::Text(s) | Value::Json(s) => s.clone(),
-        Value::Bytes(b) => format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        Value::Bytes(b) => format!(
+            "\\x{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
         Value::Date(days) => date(*days),
         Value::Time(us) => time(*us),
         Value::Timestamp(us) => timestamp(*us),
@@ -50,7 +53,14 @@ fn timestamp(us: i64) -> String {
 
 fn uuid(hi: u64, lo: u64) -> String {
     let h = format!("{hi:016x}{lo:016x}");
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
@@ -62,7 +72,10 @@ mod tests {
         assert_eq!(field(&Value::Date(0)), "1970-01-01");
         assert_eq!(field(&Value::Date(19_723)), "2024-01-01");
         assert_eq!(field(&Value::Date(-1)), "1969-12-31");
-        assert_eq!(field(&Value::Timestamptz(1_500_000)), "1970-01-01T00:00:01.500000Z");
+        assert_eq!(
+            field(&Value::Timestamptz(1_500_000)),
+            "1970-01-01T00:00:01.500000Z"
+        );
         assert_eq!(field(&Value::Null), "");
     }
 }

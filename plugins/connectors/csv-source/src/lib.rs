@@ -76,14 +76,19 @@ impl Source for CsvSource {
 
     fn open(config: &Config, table: &str, after: Option<&str>) -> Result<CsvReader, String> {
         let skip = match after {
-            Some(p) => p.parse::<u64>().map_err(|_| format!("bad position `{p}`"))?,
+            Some(p) => p
+                .parse::<u64>()
+                .map_err(|_| format!("bad position `{p}`"))?,
             None => 0,
         };
         let mut records = reader(config, table)?.into_records();
         for _ in 0..skip {
             records.next();
         }
-        Ok(CsvReader { records, read: skip })
+        Ok(CsvReader {
+            records,
+            read: skip,
+        })
     }
 }
 

@@ -23,8 +23,12 @@ fn default_table() -> String {
     "people".into()
 }
 
-const FIRST: [&str; 8] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken"];
-const LAST: [&str; 8] = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"];
+const FIRST: [&str; 8] = [
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken",
+];
+const LAST: [&str; 8] = [
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson",
+];
 
 struct Generator;
 
@@ -61,10 +65,15 @@ impl Source for Generator {
 
     fn open(config: &Config, table: &str, after: Option<&str>) -> Result<People, String> {
         if table != config.table {
-            return Err(format!("no table `{table}`: this generator makes `{}`", config.table));
+            return Err(format!(
+                "no table `{table}`: this generator makes `{}`",
+                config.table
+            ));
         }
         let last = match after {
-            Some(p) => p.parse::<u64>().map_err(|_| format!("bad position `{p}`"))?,
+            Some(p) => p
+                .parse::<u64>()
+                .map_err(|_| format!("bad position `{p}`"))?,
             None => 0,
         };
         Ok(People {
@@ -107,10 +116,18 @@ fn person(seed: u64, id: u64) -> Vec<Value> {
     vec![
         Value::Int(id as i64),
         Value::Text(format!("{first} {last}")),
-        Value::Text(format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase())),
-        if (r >> 40) % 10 == 0 { Value::Null } else { Value::Float(score) },
+        Value::Text(format!(
+            "{}.{}{id}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase()
+        )),
+        if (r >> 40).is_multiple_of(10) {
+            Value::Null
+        } else {
+            Value::Float(score)
+        },
         Value::Date(born),
-        Value::Boolean((r >> 48) % 2 == 0),
+        Value::Boolean((r >> 48).is_multiple_of(2)),
     ]
 }
 
@@ -122,7 +139,11 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_rows_and_resumes_exactly() {
-        let config = Config { seed: 7, rows: 10, table: "people".into() };
+        let config = Config {
+            seed: 7,
+            rows: 10,
+            table: "people".into(),
+        };
         let mut all = Generator::open(&config, "people", None).unwrap();
         let first = all.next(10).unwrap().unwrap();
         assert_eq!(first.rows.len(), 10);

@@ -114,11 +114,17 @@ impl Source for HttpSource {
 
     fn open(config: &Config, table: &str, after: Option<&str>) -> Result<PageReader, String> {
         if table != config.table {
-            return Err(format!("no table `{table}`: this source reads `{}`", config.table));
+            return Err(format!(
+                "no table `{table}`: this source reads `{}`",
+                config.table
+            ));
         }
         let start = match after {
             Some(p) => serde_json::from_str(p).map_err(|e| format!("bad position `{p}`: {e}"))?,
-            None => Position { page: config.url.clone(), taken: 0 },
+            None => Position {
+                page: config.url.clone(),
+                taken: 0,
+            },
         };
         let mut reader = PageReader {
             columns: columns(config)?,
@@ -178,7 +184,9 @@ impl Reader for PageReader {
         }
         let mut rows = Vec::new();
         while rows.len() < max_rows {
-            let Some(item) = self.buffered.pop_front() else { break };
+            let Some(item) = self.buffered.pop_front() else {
+                break;
+            };
             rows.push(self.row(&item)?);
             self.taken += 1;
         }
@@ -194,7 +202,13 @@ impl Reader for PageReader {
 }
 
 fn value(json: &Json, column: &Column) -> Result<Value, String> {
-    let wrong = || format!("field `{}`: expected {}, got {json}", column.name, column.type_.name());
+    let wrong = || {
+        format!(
+            "field `{}`: expected {}, got {json}",
+            column.name,
+            column.type_.name()
+        )
+    };
     Ok(match (column.type_, json) {
         (_, Json::Null) => Value::Null,
         (ColumnType::Int, j) => Value::Int(j.as_i64().ok_or_else(wrong)?),
