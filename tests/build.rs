@@ -21,7 +21,12 @@ fn main() {
     let built = credvault_wasm_build::build_components(
         workspace,
         &packages,
-        &["tests/guests", "plugins/examples", "plugins/connectors", "sdk"],
+        &[
+            "tests/guests",
+            "plugins/examples",
+            "plugins/connectors",
+            "sdk",
+        ],
     );
     let mut code = String::new();
     for ((_, name), path) in guests.iter().zip(&built) {
