@@ -8,14 +8,28 @@ fn main() {
     let workspace = Path::new(&manifest)
         .parent()
         .expect("tests/ sits in the workspace");
-    let packages = ["credvault-hostile-guest", "credvault-example-add-suffix"];
+    let guests = [
+        ("credvault-hostile-guest", "HOSTILE"),
+        ("credvault-hostile-source", "HOSTILE_SOURCE"),
+        ("credvault-example-add-suffix", "ADD_SUFFIX"),
+        ("credvault-generator", "GENERATOR"),
+        ("credvault-csv-source", "CSV_SOURCE"),
+        ("credvault-csv-sink", "CSV_SINK"),
+        ("credvault-http-source", "HTTP_SOURCE"),
+    ];
+    let packages: Vec<&str> = guests.iter().map(|(p, _)| *p).collect();
     let built = credvault_wasm_build::build_components(
         workspace,
         &packages,
-        &["tests/guests", "plugins/examples", "sdk"],
+        &[
+            "tests/guests",
+            "plugins/examples",
+            "plugins/connectors",
+            "sdk",
+        ],
     );
     let mut code = String::new();
-    for (name, path) in ["HOSTILE", "ADD_SUFFIX"].iter().zip(&built) {
+    for ((_, name), path) in guests.iter().zip(&built) {
         code.push_str(&format!(
             "/// A test component.\npub const {name}: &str = {:?};\n",
             path.display().to_string()

@@ -1,4 +1,5 @@
-//! The one place WIT bindings are generated for the host.
+//! The one place WIT bindings are generated for the host: one module per
+//! world, sharing the types, log and host interfaces of the first.
 //!
 //! The generated value types (`Value`, `Column`, ...) are plain Rust data and
 //! serve as the host's own row model, so rows cross into plugins without a
@@ -9,13 +10,44 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "transform-plugin",
+        imports: { "credvault:migrate/host.http-fetch": async, },
         exports: { default: async },
         additional_derives: [PartialEq],
     });
+
+    pub mod source_world {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "source-plugin",
+            exports: { default: async },
+            with: {
+                "credvault:migrate/types": super::credvault::migrate::types,
+                "credvault:migrate/log": super::credvault::migrate::log,
+                "credvault:migrate/host": super::credvault::migrate::host,
+            },
+        });
+    }
+
+    pub mod sink_world {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "sink-plugin",
+            exports: { default: async },
+            with: {
+                "credvault:migrate/types": super::credvault::migrate::types,
+                "credvault:migrate/log": super::credvault::migrate::log,
+                "credvault:migrate/host": super::credvault::migrate::host,
+            },
+        });
+    }
 }
 
-pub use generated::credvault::migrate::{log, types};
+pub use generated::credvault::migrate::{host, log, types};
 pub use generated::exports::credvault::migrate::transform;
+pub use generated::sink_world::exports::credvault::migrate::sink;
+pub use generated::sink_world::{SinkPlugin, SinkPluginPre};
+pub use generated::source_world::exports::credvault::migrate::source;
+pub use generated::source_world::{SourcePlugin, SourcePluginPre};
 pub use generated::{TransformPlugin, TransformPluginPre};
 
 pub use log::Level as LogLevel;

@@ -3,6 +3,7 @@
 //! connectors, the pipeline, the state store and the `credvault` CLI.
 
 pub mod bindings;
+pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod connectors;

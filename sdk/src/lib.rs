@@ -1,6 +1,7 @@
-//! The SDK for CredVault Migrations transform plugins: write a config struct
-//! and one function per row (or a [`Transform`] impl), and this crate turns it
-//! into a `wasm32-wasip2` component. It owns the WIT bindings, the exports and
+//! The SDK for CredVault Migrations plugins: write a config struct and one
+//! function per row (or a [`Transform`] impl), or a [`source::Source`] or
+//! [`sink::Sink`] impl, and this crate turns it into a `wasm32-wasip2`
+//! component. It owns the WIT bindings, the exports and
 //! the batch loop; an author never sees a WIT path or a generated type path.
 //!
 //! # The short form: one function per row
@@ -53,13 +54,52 @@ pub mod bindings {
     });
 }
 
+/// Bindings of the source world, sharing the transform world's types.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod source_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "source-plugin",
+        pub_export_macro: true,
+        default_bindings_module: "credvault_sdk::source_bindings",
+        runtime_path: "credvault_sdk::__wit_bindgen::rt",
+        with: {
+            "credvault:migrate/types@0.2.0": crate::bindings::credvault::migrate::types,
+            "credvault:migrate/log@0.2.0": crate::bindings::credvault::migrate::log,
+            "credvault:migrate/host@0.2.0": crate::bindings::credvault::migrate::host,
+        },
+    });
+}
+
+/// Bindings of the sink world, sharing the transform world's types.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod sink_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "sink-plugin",
+        pub_export_macro: true,
+        default_bindings_module: "credvault_sdk::sink_bindings",
+        runtime_path: "credvault_sdk::__wit_bindgen::rt",
+        with: {
+            "credvault:migrate/types@0.2.0": crate::bindings::credvault::migrate::types,
+            "credvault:migrate/log@0.2.0": crate::bindings::credvault::migrate::log,
+            "credvault:migrate/host@0.2.0": crate::bindings::credvault::migrate::host,
+        },
+    });
+}
+
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+pub mod http;
 pub mod log;
 mod row;
 #[doc(hidden)]
 pub mod runtime;
+pub mod sink;
+pub mod source;
 pub mod testing;
 mod value;
 
@@ -88,6 +128,10 @@ pub use bindings::credvault::migrate::types::RowError;
 /// What the host tells a transform about the run: `migration`, `table` and
 /// `run_started_at` (µs since the epoch; plugins have no clock).
 pub use bindings::exports::credvault::migrate::transform::Context;
+
+/// A table a source offers: `name`, `columns`, `primary_key` (column
+/// names) and `approx_rows`.
+pub use bindings::credvault::migrate::types::TableInfo;
 
 /// The ordered columns of a row stream.
 pub type Schema = Vec<Column>;
@@ -218,8 +262,11 @@ macro_rules! export_transform {
 
 /// Everything a plugin author usually needs: `use credvault_sdk::prelude::*;`.
 pub mod prelude {
+    pub use crate::sink::{IfExists, PrepareMode, Rejected, Sink, WriteBatch};
+    pub use crate::source::{Reader, Source, SourceBatch};
     pub use crate::{
         Column, ColumnType, Context, IntoOutcome, Outcome, Row, RowAction, RowError, Schema,
-        Transform, Value, export_transform, log, transform,
+        TableInfo, Transform, Value, export_sink, export_source, export_transform, http, log,
+        transform,
     };
 }

@@ -109,3 +109,91 @@ impl<T: Transform> Slot<T> {
             .collect()
     }
 }
+
+/// An open source read, as the `reader` resource.
+pub struct ReaderHandle<R>(RefCell<R>);
+
+impl<R: crate::source::Reader>
+    crate::source_bindings::exports::credvault::migrate::source::GuestReader for ReaderHandle<R>
+{
+    fn next(
+        &self,
+        max_rows: u32,
+    ) -> Result<
+        Option<crate::source_bindings::exports::credvault::migrate::source::SourceBatch>,
+        String,
+    > {
+        let batch = self.0.borrow_mut().next(max_rows as usize)?;
+        Ok(batch.map(|b| {
+            crate::source_bindings::exports::credvault::migrate::source::SourceBatch {
+                rows: b.rows,
+                position: b.position,
+            }
+        }))
+    }
+}
+
+/// Implements the source `check` export.
+pub fn source_check<S: crate::source::Source>(config: &str) -> Result<(), String> {
+    S::check(&parse_config(config)?)
+}
+
+/// Implements the source `discover` export.
+pub fn source_discover<S: crate::source::Source>(
+    config: &str,
+) -> Result<Vec<crate::TableInfo>, String> {
+    S::discover(&parse_config(config)?)
+}
+
+/// Implements the source `open` export.
+pub fn source_open<S: crate::source::Source>(
+    config: &str,
+    table: &str,
+    after: Option<&str>,
+) -> Result<crate::source_bindings::exports::credvault::migrate::source::Reader, String>
+where
+    ReaderHandle<S::Reader>:
+        crate::source_bindings::exports::credvault::migrate::source::GuestReader,
+{
+    let reader = S::open(&parse_config(config)?, table, after)?;
+    Ok(
+        crate::source_bindings::exports::credvault::migrate::source::Reader::new(ReaderHandle(
+            RefCell::new(reader),
+        )),
+    )
+}
+
+/// Where a sink instance keeps its configured sink.
+pub struct SinkSlot<T> {
+    sink: RefCell<Option<T>>,
+}
+
+impl<T: crate::sink::Sink> Default for SinkSlot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: crate::sink::Sink> SinkSlot<T> {
+    /// An unconfigured slot.
+    pub const fn new() -> Self {
+        Self {
+            sink: RefCell::new(None),
+        }
+    }
+
+    /// Implements `configure`.
+    pub fn configure(&self, config: &str) -> Result<(), String> {
+        let sink = T::configure(parse_config(config)?)?;
+        *self.sink.borrow_mut() = Some(sink);
+        Ok(())
+    }
+
+    /// Runs `call` on the configured sink.
+    pub fn with<R>(&self, call: impl FnOnce(&mut T) -> Result<R, String>) -> Result<R, String> {
+        match self.sink.borrow_mut().as_mut() {
+            Some(sink) => call(sink),
+            None => Err("the sink is not configured: the host must call configure first".into()),
+        }
+    }
+}

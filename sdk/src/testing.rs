@@ -60,3 +60,33 @@ pub fn run_transform_with<T: Transform>(
     let schema = slot.configure(ctx, config_json, input)?;
     Ok((schema, slot.transform_outcomes(rows)))
 }
+
+/// Reads `table` from source `S` with `config_json`, after `after` when
+/// given, `max_rows` at a time, as the host would: every batch until the
+/// end, each checked against the `max_rows` the host asked for.
+pub fn read_table<S: crate::source::Source>(
+    config_json: &str,
+    table: &str,
+    after: Option<&str>,
+    max_rows: usize,
+) -> Result<Vec<crate::source::SourceBatch>, String> {
+    use crate::source::Reader;
+    let config = crate::runtime::parse_config::<S::Config>(config_json)?;
+    let mut reader = S::open(&config, table, after)?;
+    let mut batches = Vec::new();
+    while let Some(batch) = reader.next(max_rows)? {
+        if batch.rows.len() > max_rows {
+            return Err(format!(
+                "returned {} rows when asked for at most {max_rows}",
+                batch.rows.len()
+            ));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// Configures sink `S` with `config_json`, as the host's first call does.
+pub fn configure_sink<S: crate::sink::Sink>(config_json: &str) -> Result<S, String> {
+    S::configure(crate::runtime::parse_config(config_json)?)
+}

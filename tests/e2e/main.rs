@@ -7,6 +7,7 @@ mod cli;
 mod config_errors;
 mod limits;
 mod mariadb;
+mod plugins;
 mod policies;
 mod postgres;
 mod restore;

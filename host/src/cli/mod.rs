@@ -295,6 +295,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Discover { file, json } => {
             let m = load(&file, cli.env.as_deref())?;
+            runtime(&cli.state)?;
             let source = crate::connectors::open_source(&m).await?;
             let tables = source.discover().await?;
             show::discovered(&m, &tables, json);
@@ -482,5 +483,7 @@ fn runtime(state: &Path) -> anyhow::Result<Runtime> {
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("creating the plugin cache {}", cache.display()))?;
     let plugins = state.parent().unwrap_or(Path::new(".")).join("plugins");
-    Ok(Runtime::new(Some(&cache))?.with_plugin_dir(plugins))
+    let runtime = Runtime::new(Some(&cache))?.with_plugin_dir(plugins);
+    crate::connectors::plugin::use_runtime(&runtime);
+    Ok(runtime)
 }

@@ -29,9 +29,12 @@ pub enum PluginCommand {
 
 /// What each import family gives a plugin, and whether it is granted.
 fn import_note(import: &str) -> &'static str {
+    if import.starts_with("credvault:migrate/host") {
+        return "capabilities (HTTP): denied unless the migration grants them";
+    }
     match import.split('/').next().unwrap_or(import) {
         "credvault:migrate" => "host interface",
-        "wasi:filesystem" => "files: no directory is granted",
+        "wasi:filesystem" => "files: only directories the migration grants",
         "wasi:sockets" => "network: denied",
         "wasi:clocks" => "clock: frozen at 1970-01-01",
         "wasi:cli" => "stdio and environment: empty environment, stderr captured",

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::capabilities::{DirGrant, Grants, HttpGrant};
 use crate::runtime::Limits;
 
 pub use secret::{Secret, load_password};
@@ -228,6 +229,127 @@ pub enum Endpoint {
     /// A MySQL or MariaDB server (`type = "mysql"` or `"mariadb"`).
     #[serde(alias = "mariadb")]
     Mysql(ServerEndpoint),
+    /// A wasm source or sink plugin (`type = "plugin"`).
+    Plugin(PluginEndpoint),
+}
+
+/// A source or destination served by a wasm plugin.
+///
+/// ```toml
+/// [source]
+/// type = "plugin"
+/// plugin = "plugins/csv_source.wasm"     # a path, or a name installed with `credvault plugin install`
+/// sha256 = "…"                           # optional pin
+/// config = { dir = "data" }              # the plugin's own settings, as JSON
+/// grants = { dirs = [{ path = "data" }] }
+/// limits = { timeout_ms = 5_000 }        # over [limits]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEndpoint {
+    /// A path ending in `.wasm` (relative to the migration file) or an
+    /// installed plugin's name.
+    pub plugin: String,
+    /// The plugin's own settings, passed to it as JSON.
+    #[serde(default = "empty_table")]
+    pub config: toml::Value,
+    /// What the plugin may reach; nothing by default.
+    #[serde(default)]
+    pub grants: GrantsSpec,
+    /// Limits for this plugin, over the migration's `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// The plugin file's SHA-256 (hex): a file that differs is refused.
+    pub sha256: Option<String>,
+    /// The migration's `[limits]`, filled in when the file loads.
+    #[serde(skip)]
+    pub defaults: Limits,
+    /// The migration's name, for the plugin's log lines.
+    #[serde(skip)]
+    pub migration: String,
+}
+
+impl PluginEndpoint {
+    /// The limits every call runs under.
+    pub fn effective_limits(&self) -> Limits {
+        self.limits.over(self.defaults)
+    }
+
+    /// The plugin's config as JSON text.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).expect("TOML values serialize to JSON")
+    }
+}
+
+/// Capabilities granted to a plugin; each is denied unless listed here.
+///
+/// ```toml
+/// grants = { dirs = [{ path = "data", write = false }], http = { hosts = ["api.example.com"], max_response_kb = 1024, timeout_ms = 5000 } }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSpec {
+    /// Directories the plugin sees, read-only unless `write = true`.
+    #[serde(default)]
+    pub dirs: Vec<DirSpec>,
+    /// Outbound HTTP to an allow-list of hosts.
+    pub http: Option<HttpSpec>,
+}
+
+/// A directory granted to a plugin. The plugin opens it by `path` as
+/// written here; the host resolves it against the migration file's folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSpec {
+    /// The directory.
+    pub path: PathBuf,
+    /// Whether the plugin may create, change and delete files. Default false.
+    #[serde(default)]
+    pub write: bool,
+}
+
+/// Outbound HTTP granted to a plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// Hosts it may reach (`api.example.com`, or `host:port` for one port).
+    pub hosts: Vec<String>,
+    /// The largest response body accepted, KiB. Default 1024.
+    #[serde(default = "default_max_response_kb")]
+    pub max_response_kb: u64,
+    /// Time one request may take, ms. Default 5000.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_max_response_kb() -> u64 {
+    1024
+}
+
+fn default_http_timeout_ms() -> u64 {
+    5_000
+}
+
+impl GrantsSpec {
+    /// The grants with paths resolved against `base_dir`.
+    pub fn resolve(&self, base_dir: &Path) -> Grants {
+        Grants {
+            dirs: self
+                .dirs
+                .iter()
+                .map(|d| DirGrant {
+                    host: base_dir.join(&d.path),
+                    guest: d.path.to_string_lossy().into_owned(),
+                    write: d.write,
+                })
+                .collect(),
+            http: self.http.as_ref().map(|h| HttpGrant {
+                hosts: h.hosts.clone(),
+                max_response_bytes: (h.max_response_kb as usize).saturating_mul(1024),
+                timeout: std::time::Duration::from_millis(h.timeout_ms),
+            }),
+        }
+    }
 }
 
 /// A database server (`type = "postgres"` or `"mysql"`/`"mariadb"`).
@@ -620,6 +742,9 @@ pub struct TransformSpec {
     pub limits: LimitsSpec,
     /// The plugin file's SHA-256 (hex): the run refuses a file that differs.
     pub sha256: Option<String>,
+    /// What the plugin may reach; nothing by default.
+    #[serde(default)]
+    pub grants: GrantsSpec,
 }
 
 fn empty_table() -> toml::Value {
@@ -644,6 +769,7 @@ impl Migration {
             message: err.to_string(),
         })?;
         migration.base_dir = base_dir;
+        migration.fill_plugin_endpoints();
         validate::check(&migration).map_err(|problems| ConfigError::Invalid {
             path: origin.to_path_buf(),
             problems,
@@ -688,6 +814,23 @@ impl Migration {
         self.name = format!("{}#dry-run", self.name);
         self.dry_run = true;
         self
+    }
+
+    /// Gives plugin endpoints the migration's name and `[limits]`.
+    fn fill_plugin_endpoints(&mut self) {
+        let defaults = self.limits.over(Limits::default());
+        let name = self.name.clone();
+        let envs = self.environments.values_mut();
+        let endpoints = envs
+            .flat_map(|e| [e.source.as_mut(), e.destination.as_mut()])
+            .flatten()
+            .chain([&mut self.source, &mut self.destination]);
+        for endpoint in endpoints {
+            if let Endpoint::Plugin(p) = endpoint {
+                p.defaults = defaults;
+                p.migration = name.clone();
+            }
+        }
     }
 
     /// A path from the file, resolved against the file's folder.

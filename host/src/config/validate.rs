@@ -63,6 +63,11 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             m.settings.restore_point_days
         ));
     }
+    if matches!(m.destination, super::Endpoint::Plugin(_)) && m.settings.validate {
+        problems.push(
+            "settings.validate: a plugin destination is write-only, so it cannot be read back and validated; set validate = false (and check the destination with a source plugin that reads it)".to_string(),
+        );
+    }
     if m.tables.is_empty() && m.select.include.is_empty() {
         problems.push(
             "tables: list tables in [[tables]] entries, or pick them with [select] include = [\"*\"]".to_string(),

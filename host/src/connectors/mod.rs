@@ -34,6 +34,7 @@ macro_rules! run_steps {
 mod csv;
 pub mod merge;
 pub(crate) mod mysql;
+pub mod plugin;
 pub(crate) mod postgres;
 pub mod server;
 pub(crate) mod sqlite;
@@ -76,6 +77,9 @@ pub struct SourceBatch {
     pub rows: Vec<Row>,
     /// The 1-based position of the first row in its table.
     pub first: u64,
+    /// Where a source plugin stands after the last row: its opaque
+    /// resumable position, kept in the checkpoint.
+    pub position: Option<String>,
 }
 
 /// What to read.
@@ -197,6 +201,9 @@ pub struct Checkpoint {
     /// change log position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// A source plugin's opaque position after the last row consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
 }
 
 /// A row a destination refused (a constraint, say): its index in the batch
@@ -566,6 +573,7 @@ pub async fn open_reader(
         }
         Endpoint::Postgres(ep) => Box::new(postgres::open_source(ep, base_dir).await?),
         Endpoint::Mysql(ep) => Box::new(mysql::MySqlSource::open(ep, base_dir).await?),
+        Endpoint::Plugin(ep) => Box::new(plugin::PluginSource::open(ep, base_dir).await?),
     })
 }
 
@@ -595,6 +603,7 @@ pub async fn open_writer(
         }
         Endpoint::Postgres(ep) => Box::new(postgres::open_sink(ep, base_dir).await?),
         Endpoint::Mysql(ep) => Box::new(mysql::MySqlSink::open(ep, base_dir).await?),
+        Endpoint::Plugin(ep) => Box::new(plugin::PluginSink::open(ep, base_dir).await?),
     })
 }
 
@@ -611,6 +620,7 @@ impl Batcher {
             batch: SourceBatch {
                 rows: Vec::with_capacity(size),
                 first,
+                position: None,
             },
             size,
         }
@@ -625,6 +635,7 @@ impl Batcher {
         let next = SourceBatch {
             rows: Vec::with_capacity(self.size),
             first: self.batch.first + self.size as u64,
+            position: None,
         };
         Some(std::mem::replace(&mut self.batch, next))
     }

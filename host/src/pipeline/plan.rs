@@ -1,9 +1,6 @@
 //! Planning: every table's mapping and transform chain, checked against the
 //! real source schema before a single row moves.
 
-use std::borrow::Cow;
-use std::path::Path;
-
 use super::mapping::Mapping;
 use super::run::RowFailure;
 use super::transforms::TransformStep;
@@ -11,7 +8,7 @@ use crate::bindings::TransformContext;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
 use crate::connectors::Source;
 use crate::plugins;
-use crate::runtime::{Runtime, sha256_hex};
+use crate::runtime::Runtime;
 use crate::value::{Column, Row, TableInfo, to_json, to_text};
 
 /// Everything needed to move one table.
@@ -161,17 +158,10 @@ async fn plan_step(
     input: Vec<Column>,
     runtime: &Runtime,
 ) -> Result<TransformStep, String> {
-    let (name, wasm) = plugin_bytes(m, t, runtime)?;
-    if let Some(pin) = &t.sha256 {
-        let actual = sha256_hex(&wasm);
-        if !actual.eq_ignore_ascii_case(pin.trim()) {
-            return Err(format!(
-                "the plugin's sha256 is {actual} but the migration pins {pin}: the file changed; check where it came from, then update `sha256`"
-            ));
-        }
-    }
+    let (name, wasm) = plugins::locate(&t.plugin, &m.base_dir, runtime, t.sha256.as_deref())?;
+    let grants = t.grants.resolve(&m.base_dir);
     let plugin = runtime
-        .load_transform(&name, &wasm, m.limits(t))
+        .load_transform(&name, &wasm, m.limits(t), grants)
         .map_err(|e| e.to_string())?;
     let config = serde_json::to_string(&t.config).expect("TOML values serialize to JSON");
     let instance = plugin
@@ -185,36 +175,6 @@ async fn plan_step(
         input,
         output,
     })
-}
-
-/// Finds a plugin: a built-in name, a path ending in `.wasm` (relative to
-/// the migration file), or a name installed with `credvault plugin install`.
-fn plugin_bytes(
-    m: &Migration,
-    t: &TransformSpec,
-    runtime: &Runtime,
-) -> Result<(String, Cow<'static, [u8]>), String> {
-    if let Some(wasm) = plugins::builtin(&t.plugin) {
-        return Ok((t.plugin.clone(), Cow::Borrowed(wasm)));
-    }
-    let path = match t.plugin.ends_with(".wasm") {
-        true => m.resolve(Path::new(&t.plugin)),
-        false => match runtime.installed_plugin(&t.plugin) {
-            Some(path) => path,
-            None => {
-                return Err(format!(
-                    "no built-in or installed plugin `{}` (built-ins: {}); give a path ending in .wasm, or install it with `credvault plugin install`",
-                    t.plugin,
-                    plugins::BUILTIN_NAMES.join(", ")
-                ));
-            }
-        },
-    };
-    let name = path
-        .file_name()
-        .map_or(t.plugin.clone(), |n| n.to_string_lossy().into_owned());
-    let wasm = Runtime::read_plugin(&name, &path).map_err(|e| e.to_string())?;
-    Ok((name, Cow::Owned(wasm)))
 }
 
 fn key_columns(spec: &TableSpec, info: &TableInfo) -> Result<Vec<usize>, Vec<String>> {

@@ -800,6 +800,7 @@ impl<'a> TableRun<'a> {
                     .and_then(|row| self.plan.order_key(row)),
                 done: false,
                 cursor: None,
+                position: batch.source.position.clone(),
             };
             self.write(sink, batch.output, &batch.source, &checkpoint, events)
                 .await?;

@@ -236,10 +236,16 @@ async fn open_store(m: &Migration) -> Result<Box<dyn Store>, RestoreError> {
                 message: UNSUPPORTED.into(),
             });
         }
+        Endpoint::Plugin(ep) => {
+            return Err(RestoreError::Refused {
+                endpoint: format!("destination plugin {}", ep.plugin),
+                message: UNSUPPORTED.into(),
+            });
+        }
     })
 }
 
-const UNSUPPORTED: &str = "restore points are kept for SQLite, PostgreSQL and MariaDB/MySQL destinations, not CSV folders; copy the folder yourself before a run, and set restore_points = false to silence this";
+const UNSUPPORTED: &str = "restore points are kept for SQLite, PostgreSQL and MariaDB/MySQL destinations, not CSV folders or plugin sinks; copy the data yourself before a run, and set restore_points = false to silence this";
 
 /// Before a fresh run writes: copies every table in `tables` that exists
 /// into a new point (and notes the others as absent), then removes the
@@ -253,7 +259,7 @@ pub async fn before_run(
     if !m.settings.restore_points {
         return Ok(None);
     }
-    if let Endpoint::Csv { .. } = m.destination {
+    if let Endpoint::Csv { .. } | Endpoint::Plugin(_) = m.destination {
         tracing::warn!("no restore point for this run: {UNSUPPORTED}");
         return Ok(None);
     }

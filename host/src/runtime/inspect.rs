@@ -9,7 +9,7 @@ use super::{Runtime, RuntimeError};
 /// The WIT package this host implements.
 pub const WIT_PACKAGE: &str = "credvault:migrate";
 /// Its version.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// A plugin file's description.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -146,11 +146,11 @@ mod tests {
 
     #[test]
     fn incompatible_plugins_are_refused_with_a_reason() {
-        let newer = info(Some("transform-plugin"), "0.2.0")
+        let newer = info(Some("transform-plugin"), "0.1.0")
             .compatible("p", "transform-plugin")
             .unwrap_err();
-        assert!(newer.to_string().contains("built against credvault:migrate@0.2.0, and this host speaks credvault:migrate@0.1.0"), "{newer}");
-        let sink = info(Some("sink-plugin"), "0.1.0")
+        assert!(newer.to_string().contains("built against credvault:migrate@0.1.0, and this host speaks credvault:migrate@0.2.0"), "{newer}");
+        let sink = info(Some("sink-plugin"), "0.2.0")
             .compatible("p", "transform-plugin")
             .unwrap_err();
         assert!(
@@ -168,7 +168,7 @@ mod tests {
             "{other}"
         );
         assert!(
-            info(Some("transform-plugin"), "0.1.2")
+            info(Some("transform-plugin"), "0.2.2")
                 .compatible("p", "transform-plugin")
                 .is_ok()
         );

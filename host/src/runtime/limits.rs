@@ -72,6 +72,12 @@ pub enum FailureKind {
         /// What was wrong.
         message: String,
     },
+    /// The plugin returned an error (it could not read, write, reach
+    /// something).
+    Refused {
+        /// The plugin's message.
+        message: String,
+    },
     /// The plugin rejected its configuration.
     Config {
         /// The plugin's message.
@@ -83,7 +89,10 @@ impl FailureKind {
     /// Whether the failure is tied to the input (so bisecting a batch can
     /// isolate the row that causes it) rather than to the plugin's setup.
     pub fn is_trap(&self) -> bool {
-        !matches!(self, FailureKind::Config { .. })
+        !matches!(
+            self,
+            FailureKind::Config { .. } | FailureKind::Refused { .. }
+        )
     }
 }
 
@@ -92,18 +101,18 @@ impl fmt::Display for FailureKind {
         match self {
             FailureKind::OutOfFuel { limit } => write!(
                 f,
-                "ran out of fuel (limit {limit} instructions per call); raise `fuel` in the transform's limits if the work is legitimate"
+                "ran out of fuel (limit {limit} instructions per call); raise `fuel` in the plugin's limits if the work is legitimate"
             ),
             FailureKind::Deadline { timeout_ms } => write!(
                 f,
-                "exceeded its wall-clock deadline ({timeout_ms} ms per call); raise `timeout_ms` in the transform's limits if the work is legitimate"
+                "exceeded its wall-clock deadline ({timeout_ms} ms per call); raise `timeout_ms` in the plugin's limits if the work is legitimate"
             ),
             FailureKind::MemoryCap {
                 limit_mb,
                 requested,
             } => write!(
                 f,
-                "hit its memory cap ({limit_mb} MiB; it asked for {} MiB); raise `memory_mb` in the transform's limits if the work is legitimate",
+                "hit its memory cap ({limit_mb} MiB; it asked for {} MiB); raise `memory_mb` in the plugin's limits if the work is legitimate",
                 requested.div_ceil(1024 * 1024)
             ),
             FailureKind::StackOverflow => {
@@ -115,6 +124,7 @@ impl fmt::Display for FailureKind {
                 write!(f, "broke the plugin contract: {message}")
             }
             FailureKind::Config { message } => write!(f, "rejected its configuration: {message}"),
+            FailureKind::Refused { message } => write!(f, "failed: {message}"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the engine and its compiled-code cache, per-plugin stores with limits,
 //! instance pre-linking, and the classification of traps into failures.
 
+mod connector;
 mod inspect;
 mod limits;
 mod state;
@@ -14,11 +15,13 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use connector::{SinkInstance, SinkMode, SinkPlugin, SourceInstance, SourcePlugin};
 pub use inspect::{PluginInfo, WIT_PACKAGE, WIT_VERSION, sha256_hex};
 pub use limits::{FailureKind, Limits, PluginFailure};
 pub use transform::{CallStats, TransformInstance, TransformPlugin};
 
 use crate::bindings;
+use crate::capabilities::Grants;
 use state::PluginState;
 
 /// How often the engine's epoch advances; wall-clock deadlines are counted
@@ -113,18 +116,56 @@ impl Runtime {
         plugin: &str,
         wasm: &[u8],
         limits: Limits,
+        grants: Grants,
     ) -> Result<TransformPlugin, RuntimeError> {
-        let invalid = |err: wasmtime::Error| RuntimeError::Invalid {
-            plugin: plugin.to_string(),
-            world: "transform-plugin",
-            message: format!("{err:#}"),
-        };
-        let component = Component::new(&self.engine, wasm).map_err(invalid)?;
-        self.describe(&component, wasm)
-            .compatible(plugin, "transform-plugin")?;
-        let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = bindings::TransformPluginPre::new(pre).map_err(invalid)?;
-        Ok(TransformPlugin::new(plugin, pre, limits))
+        let world = "transform-plugin";
+        let pre = self.pre(plugin, wasm, world)?;
+        let pre = bindings::TransformPluginPre::new(pre).map_err(|e| invalid(plugin, world, e))?;
+        Ok(TransformPlugin::new(plugin, pre, limits, grants))
+    }
+
+    /// Loads a source plugin from wasm bytes.
+    pub fn load_source(
+        &self,
+        plugin: &str,
+        wasm: &[u8],
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<SourcePlugin, RuntimeError> {
+        let world = "source-plugin";
+        let pre = self.pre(plugin, wasm, world)?;
+        let pre = bindings::SourcePluginPre::new(pre).map_err(|e| invalid(plugin, world, e))?;
+        Ok(SourcePlugin::new(plugin, pre, limits, grants))
+    }
+
+    /// Loads a sink plugin from wasm bytes.
+    pub fn load_sink(
+        &self,
+        plugin: &str,
+        wasm: &[u8],
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<SinkPlugin, RuntimeError> {
+        let world = "sink-plugin";
+        let pre = self.pre(plugin, wasm, world)?;
+        let pre = bindings::SinkPluginPre::new(pre).map_err(|e| invalid(plugin, world, e))?;
+        Ok(SinkPlugin::new(plugin, pre, limits, grants))
+    }
+
+    /// Compiles (or loads from cache), checks the world and version, and
+    /// pre-links a component.
+    fn pre(
+        &self,
+        plugin: &str,
+        wasm: &[u8],
+        world: &'static str,
+    ) -> Result<wasmtime::component::InstancePre<PluginState>, RuntimeError> {
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| invalid(plugin, world, e))?;
+        self.describe(&component, wasm).compatible(plugin, world)?;
+        self.linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(plugin, world, e))
     }
 
     /// Reads a plugin file.
@@ -163,6 +204,14 @@ fn engine_config(cache_dir: Option<&Path>, pooling: bool) -> Result<Config, Runt
 
 fn absolute(dir: &Path) -> PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn invalid(plugin: &str, world: &'static str, err: wasmtime::Error) -> RuntimeError {
+    RuntimeError::Invalid {
+        plugin: plugin.to_string(),
+        world,
+        message: format!("{err:#}"),
+    }
 }
 
 fn engine_error(err: wasmtime::Error) -> RuntimeError {

@@ -7,11 +7,12 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+    FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use crate::bindings::LogLevel;
-use crate::bindings::log;
+use crate::bindings::host::{self, HostError, HttpRequest, HttpResponse};
+use crate::bindings::{LogLevel, log};
+use crate::capabilities::{CapabilityError, Grants, HttpGrant, http};
 
 /// How much of a plugin's stderr is kept to explain a panic.
 const STDERR_CAPTURE: usize = 64 * 1024;
@@ -29,14 +30,35 @@ pub(crate) struct PluginState {
     plugin: String,
     scope: String,
     log_lines: u32,
+    http: Option<HttpGrant>,
 }
 
 impl PluginState {
-    /// A state with no files, network, environment or real clock.
-    pub(crate) fn new(plugin: &str, scope: &str, memory_cap: usize) -> Self {
+    /// A state with no network, environment or real clock, and no files
+    /// but the directories `grants` names.
+    pub(crate) fn new(
+        plugin: &str,
+        scope: &str,
+        memory_cap: usize,
+        grants: &Grants,
+    ) -> Result<Self, String> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let (who, at) = (plugin.to_string(), scope.to_string());
-        let wasi = WasiCtxBuilder::new()
+        let mut wasi = WasiCtxBuilder::new();
+        for dir in &grants.dirs {
+            let perms = match dir.write {
+                true => FsPerms::ReadWrite,
+                false => FsPerms::ReadOnly,
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the granted directory {} ({e:#}); create it or fix grants.dirs",
+                        dir.host.display()
+                    )
+                })?;
+        }
+        let wasi = wasi
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
@@ -50,7 +72,7 @@ impl PluginState {
                 Box::pin(async { false })
             })
             .build();
-        Self {
+        Ok(Self {
             wasi,
             table: ResourceTable::new(),
             memory: MemoryGuard::new(memory_cap),
@@ -58,7 +80,14 @@ impl PluginState {
             plugin: plugin.to_string(),
             scope: scope.to_string(),
             log_lines: 0,
-        }
+            http: grants.http.clone(),
+        })
+    }
+
+    /// Logs a refused capability with the plugin and its table.
+    fn denied(&self, what: &str, message: &str) {
+        let (plugin, scope) = (&self.plugin, &self.scope);
+        tracing::warn!(plugin, scope, "denied {what}: {message}");
     }
 
     /// What the plugin printed to stderr, lossily decoded.
@@ -107,6 +136,30 @@ impl log::Host for PluginState {
 }
 
 impl crate::bindings::types::Host for PluginState {}
+
+impl host::Host for PluginState {
+    async fn http_fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, HostError> {
+        let request = http::Request {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+        };
+        let url = request.url.clone();
+        match http::fetch(self.http.as_ref(), request).await {
+            Ok(r) => Ok(HttpResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(CapabilityError::Denied(message)) => {
+                self.denied(&format!("HTTP request to {url}"), &message);
+                Err(HostError::Denied(message))
+            }
+            Err(CapabilityError::Failed(message)) => Err(HostError::Failed(message)),
+        }
+    }
+}
 
 /// Caps linear memory and remembers when the cap was hit, so the host can
 /// report "memory cap" instead of the guest's own abort message.

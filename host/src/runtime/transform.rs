@@ -10,6 +10,7 @@ use super::limits::{FailureKind, Limits, PluginFailure};
 use super::state::PluginState;
 use super::{EPOCH_TICK, deadline_ticks};
 use crate::bindings::{self, Column, RowResult, TransformContext, Value};
+use crate::capabilities::Grants;
 use crate::value::conforms;
 
 /// A loaded transform plugin, ready to instantiate. Cheap to clone.
@@ -18,6 +19,7 @@ pub struct TransformPlugin {
     name: Arc<str>,
     pre: bindings::TransformPluginPre<PluginState>,
     limits: Limits,
+    grants: Arc<Grants>,
 }
 
 /// Resources one call consumed.
@@ -43,11 +45,13 @@ impl TransformPlugin {
         name: &str,
         pre: bindings::TransformPluginPre<PluginState>,
         limits: Limits,
+        grants: Grants,
     ) -> Self {
         Self {
             name: name.into(),
             pre,
             limits,
+            grants: Arc::new(grants),
         }
     }
 
@@ -69,11 +73,14 @@ impl TransformPlugin {
         input: &[Column],
     ) -> Result<TransformInstance, PluginFailure> {
         let scope = format!("{}/{}", ctx.migration, ctx.table);
-        let state = PluginState::new(&self.name, &scope, self.limits.memory_bytes());
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.memory);
-        store.epoch_deadline_trap();
-        arm(&mut store, self.limits);
+        let mut store = new_store(
+            self.pre.engine(),
+            &self.name,
+            &scope,
+            self.limits,
+            &self.grants,
+        )
+        .map_err(|message| self.failure(FailureKind::Config { message }))?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
         let bindings = match instantiated {
             Ok(bindings) => bindings,
@@ -179,8 +186,24 @@ impl TransformInstance {
     }
 }
 
+/// A store for one instance, with its grants, memory cap and deadline.
+pub(super) fn new_store(
+    engine: &wasmtime::Engine,
+    plugin: &str,
+    scope: &str,
+    limits: Limits,
+    grants: &Grants,
+) -> Result<Store<PluginState>, String> {
+    let state = PluginState::new(plugin, scope, limits.memory_bytes(), grants)?;
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.memory);
+    store.epoch_deadline_trap();
+    arm(&mut store, limits);
+    Ok(store)
+}
+
 /// Refills fuel and resets the deadline before a call.
-fn arm(store: &mut Store<PluginState>, limits: Limits) {
+pub(super) fn arm(store: &mut Store<PluginState>, limits: Limits) {
     store
         .set_fuel(limits.fuel)
         .expect("fuel is enabled on every engine");
@@ -189,7 +212,7 @@ fn arm(store: &mut Store<PluginState>, limits: Limits) {
 
 /// The epoch deadline stops busy guests; this timeout also stops a guest
 /// blocked in a host call (a sleep, say), where epochs are not checked.
-async fn with_timeout<T>(
+pub(super) async fn with_timeout<T>(
     limits: Limits,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> wasmtime::Result<T> {
@@ -201,7 +224,11 @@ async fn with_timeout<T>(
 }
 
 /// Tells the true cause of a failed call.
-fn classify(store: &Store<PluginState>, limits: Limits, err: wasmtime::Error) -> FailureKind {
+pub(super) fn classify(
+    store: &Store<PluginState>,
+    limits: Limits,
+    err: wasmtime::Error,
+) -> FailureKind {
     let state = store.data();
     if let Some(requested) = state.memory.refused {
         return FailureKind::MemoryCap {

@@ -187,7 +187,16 @@ impl Table<'_> {
         }
         let traps = self.m.settings.max_plugin_traps;
         let mut chain = Chain::new(self.plan.ctx.clone(), self.plan.steps.clone(), traps);
-        let processed = process(self.plan, &mut chain, SourceBatch { rows, first: 1 }).await?;
+        let processed = process(
+            self.plan,
+            &mut chain,
+            SourceBatch {
+                rows,
+                first: 1,
+                position: None,
+            },
+        )
+        .await?;
         for failure in processed.failures {
             match self.plan.policy {
                 crate::config::ErrorPolicy::Stop => {

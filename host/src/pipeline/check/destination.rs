@@ -4,7 +4,7 @@
 
 use super::super::plan::TablePlan;
 use super::{CheckResult, keys, space};
-use crate::config::{IfExists, Migration};
+use crate::config::{Endpoint, IfExists, Migration};
 use crate::connectors::{Checkpoint, ConnectorError, Sink, Source, open_reader, open_sink};
 use crate::value::TableInfo;
 
@@ -78,6 +78,13 @@ pub(super) async fn check(
         }
     };
     results.push(can_create(sink.as_ref(), &targets).await);
+    if let Endpoint::Plugin(_) = m.destination {
+        results.push(CheckResult::pass(
+            "destination tables",
+            "a plugin destination is write-only: the plugin checks existing tables itself when it prepares them",
+        ));
+        return;
+    }
     let dest = match read_destination(m).await {
         Ok(dest) => dest,
         Err(e) => {

@@ -1,0 +1,370 @@
+//! Source and sink plugins: pre-linked components, and live instances whose
+//! every call runs under the plugin's limits and is checked against the
+//! contract before the host uses what it returned.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use super::limits::{FailureKind, Limits, PluginFailure};
+use super::state::PluginState;
+use super::transform::{arm, classify, new_store, with_timeout};
+use crate::bindings::sink::{IfExists, PrepareMode, Rejected};
+use crate::bindings::{self, Column, TableInfo, Value};
+use crate::capabilities::Grants;
+use crate::value::{conforms, describe, type_name};
+
+/// Calls a guest function under the limits; a trap or the plugin's own
+/// error becomes a [`FailureKind`].
+macro_rules! guest_call {
+    ($this:expr, $call:expr) => {{
+        arm(&mut $this.store, $this.limits);
+        let called = with_timeout($this.limits, $call).await;
+        match called {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err($this.failure(FailureKind::Refused { message })),
+            Err(err) => {
+                let kind = classify(&$this.store, $this.limits, err);
+                Err($this.failure(kind))
+            }
+        }
+    }};
+}
+
+/// A loaded source plugin, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct SourcePlugin {
+    name: Arc<str>,
+    pre: bindings::SourcePluginPre<PluginState>,
+    limits: Limits,
+    grants: Arc<Grants>,
+}
+
+/// A loaded sink plugin, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct SinkPlugin {
+    name: Arc<str>,
+    pre: bindings::SinkPluginPre<PluginState>,
+    limits: Limits,
+    grants: Arc<Grants>,
+}
+
+/// A live source instance. After any failure it must be dropped.
+pub struct SourceInstance {
+    name: Arc<str>,
+    store: Store<PluginState>,
+    bindings: bindings::SourcePlugin,
+    limits: Limits,
+    reader: Option<ResourceAny>,
+}
+
+/// A live, configured sink instance. After any failure it must be dropped.
+pub struct SinkInstance {
+    name: Arc<str>,
+    store: Store<PluginState>,
+    bindings: bindings::SinkPlugin,
+    limits: Limits,
+}
+
+fn failure(name: &str, kind: FailureKind) -> PluginFailure {
+    PluginFailure {
+        plugin: name.to_string(),
+        kind,
+    }
+}
+
+impl SourcePlugin {
+    pub(super) fn new(
+        name: &str,
+        pre: bindings::SourcePluginPre<PluginState>,
+        limits: Limits,
+        grants: Grants,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            pre,
+            limits,
+            grants: Arc::new(grants),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts a fresh instance; `scope` names the work in its log lines.
+    pub async fn instantiate(&self, scope: &str) -> Result<SourceInstance, PluginFailure> {
+        let mut store = new_store(
+            self.pre.engine(),
+            &self.name,
+            scope,
+            self.limits,
+            &self.grants,
+        )
+        .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
+        let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
+        let bindings =
+            instantiated.map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
+        Ok(SourceInstance {
+            name: self.name.clone(),
+            store,
+            bindings,
+            limits: self.limits,
+            reader: None,
+        })
+    }
+}
+
+impl SourceInstance {
+    fn failure(&self, kind: FailureKind) -> PluginFailure {
+        failure(&self.name, kind)
+    }
+
+    /// Checks the configuration and that the source is reachable.
+    pub async fn check(&mut self, config: &str) -> Result<(), PluginFailure> {
+        let guest = self.bindings.credvault_migrate_source();
+        guest_call!(self, guest.call_check(&mut self.store, config))
+    }
+
+    /// The tables the source offers.
+    pub async fn discover(&mut self, config: &str) -> Result<Vec<TableInfo>, PluginFailure> {
+        let guest = self.bindings.credvault_migrate_source();
+        guest_call!(self, guest.call_discover(&mut self.store, config))
+    }
+
+    /// Opens `table`, after `position` when resuming.
+    pub async fn open(
+        &mut self,
+        config: &str,
+        table: &str,
+        after: Option<&str>,
+    ) -> Result<(), PluginFailure> {
+        let guest = self.bindings.credvault_migrate_source();
+        let reader = guest_call!(self, guest.call_open(&mut self.store, config, table, after))?;
+        self.reader = Some(reader);
+        Ok(())
+    }
+
+    /// The next rows of the open table and the position after them; `None`
+    /// at the end. Rows are checked against `columns` and `max_rows`.
+    pub async fn next(
+        &mut self,
+        max_rows: u32,
+        columns: &[Column],
+    ) -> Result<Option<(Vec<Vec<Value>>, String)>, PluginFailure> {
+        let reader = self.reader.expect("open is called before next");
+        let guest = self.bindings.credvault_migrate_source();
+        let batch = guest_call!(
+            self,
+            guest.reader().call_next(&mut self.store, reader, max_rows)
+        )?;
+        let Some(batch) = batch else { return Ok(None) };
+        if batch.rows.len() > max_rows as usize {
+            let message = format!(
+                "returned {} rows when asked for at most {max_rows}; the batch was refused",
+                batch.rows.len()
+            );
+            return Err(self.failure(FailureKind::Contract { message }));
+        }
+        check_rows(&batch.rows, columns)
+            .map_err(|message| self.failure(FailureKind::Contract { message }))?;
+        Ok(Some((batch.rows, batch.position)))
+    }
+}
+
+/// Checks rows against the schema they claim: width and each value's type.
+fn check_rows(rows: &[Vec<Value>], columns: &[Column]) -> Result<(), String> {
+    for (i, row) in rows.iter().enumerate() {
+        if row.len() != columns.len() {
+            return Err(format!(
+                "row {i} has {} values but the table has {} columns",
+                row.len(),
+                columns.len()
+            ));
+        }
+        for (value, column) in row.iter().zip(columns) {
+            if !conforms(value, column) {
+                return Err(format!(
+                    "row {i}: column `{}` is declared {} but got {}",
+                    column.name,
+                    type_name(column.type_),
+                    describe(value)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a sink plugin should make a table ready.
+#[derive(Debug, Clone, Copy)]
+pub enum SinkMode {
+    /// A fresh load: `fail`, `append` or `replace` an existing table.
+    Fresh(crate::config::IfExists),
+    /// Continue an interrupted load.
+    Resume,
+}
+
+impl SinkPlugin {
+    pub(super) fn new(
+        name: &str,
+        pre: bindings::SinkPluginPre<PluginState>,
+        limits: Limits,
+        grants: Grants,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            pre,
+            limits,
+            grants: Arc::new(grants),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts a fresh instance and configures it.
+    pub async fn instantiate(
+        &self,
+        scope: &str,
+        config: &str,
+    ) -> Result<SinkInstance, PluginFailure> {
+        let mut store = new_store(
+            self.pre.engine(),
+            &self.name,
+            scope,
+            self.limits,
+            &self.grants,
+        )
+        .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
+        let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
+        let bindings =
+            instantiated.map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
+        let mut instance = SinkInstance {
+            name: self.name.clone(),
+            store,
+            bindings,
+            limits: self.limits,
+        };
+        let guest = instance.bindings.credvault_migrate_sink();
+        guest_call!(instance, guest.call_configure(&mut instance.store, config))?;
+        Ok(instance)
+    }
+}
+
+impl SinkInstance {
+    fn failure(&self, kind: FailureKind) -> PluginFailure {
+        failure(&self.name, kind)
+    }
+
+    /// Rows in `table`, `None` if it does not exist.
+    pub async fn table_rows(&mut self, table: &str) -> Result<Option<u64>, PluginFailure> {
+        let guest = self.bindings.credvault_migrate_sink();
+        guest_call!(self, guest.call_table_rows(&mut self.store, table))
+    }
+
+    /// Makes `table` ready for rows of `columns`.
+    pub async fn prepare(
+        &mut self,
+        migration: &str,
+        table: &str,
+        columns: &[Column],
+        mode: SinkMode,
+    ) -> Result<(), PluginFailure> {
+        let mode = match mode {
+            SinkMode::Resume => PrepareMode::Resume,
+            SinkMode::Fresh(crate::config::IfExists::Fail) => PrepareMode::Fresh(IfExists::Fail),
+            SinkMode::Fresh(crate::config::IfExists::Append) => {
+                PrepareMode::Fresh(IfExists::Append)
+            }
+            SinkMode::Fresh(crate::config::IfExists::Replace) => {
+                PrepareMode::Fresh(IfExists::Replace)
+            }
+        };
+        let guest = self.bindings.credvault_migrate_sink();
+        let columns = columns.to_vec();
+        guest_call!(
+            self,
+            guest.call_prepare(&mut self.store, migration, table, &columns, mode)
+        )
+    }
+
+    /// Writes and commits rows with their checkpoint; the refused rows, by
+    /// index.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write(
+        &mut self,
+        migration: &str,
+        table: &str,
+        checkpoint_name: &str,
+        rows: &[Vec<Value>],
+        all_or_nothing: bool,
+        checkpoint: &str,
+    ) -> Result<Vec<(usize, String)>, PluginFailure> {
+        let guest = self.bindings.credvault_migrate_sink();
+        let rejected: Vec<Rejected> = guest_call!(
+            self,
+            guest.call_write(
+                &mut self.store,
+                migration,
+                table,
+                checkpoint_name,
+                rows,
+                all_or_nothing,
+                checkpoint
+            )
+        )?;
+        if let Some(bad) = rejected.iter().find(|r| r.index as usize >= rows.len()) {
+            let message = format!(
+                "refused row {} of a batch of {} rows",
+                bad.index,
+                rows.len()
+            );
+            return Err(self.failure(FailureKind::Contract { message }));
+        }
+        Ok(rejected
+            .into_iter()
+            .map(|r| (r.index as usize, r.message))
+            .collect())
+    }
+
+    /// Marks `table` complete.
+    pub async fn finish(
+        &mut self,
+        migration: &str,
+        table: &str,
+        checkpoint: &str,
+    ) -> Result<(), PluginFailure> {
+        let guest = self.bindings.credvault_migrate_sink();
+        guest_call!(
+            self,
+            guest.call_finish(&mut self.store, migration, table, checkpoint)
+        )
+    }
+
+    /// The checkpoint last kept under `name`.
+    pub async fn committed(
+        &mut self,
+        migration: &str,
+        name: &str,
+    ) -> Result<Option<String>, PluginFailure> {
+        let guest = self.bindings.credvault_migrate_sink();
+        guest_call!(self, guest.call_committed(&mut self.store, migration, name))
+    }
+
+    /// Forgets `migration`'s checkpoints.
+    pub async fn reset(&mut self, migration: &str) -> Result<(), PluginFailure> {
+        let guest = self.bindings.credvault_migrate_sink();
+        guest_call!(self, guest.call_reset(&mut self.store, migration))
+    }
+
+    /// Drops `table` if it exists.
+    pub async fn drop_table(&mut self, table: &str) -> Result<(), PluginFailure> {
+        let guest = self.bindings.credvault_migrate_sink();
+        guest_call!(self, guest.call_drop_table(&mut self.store, table))
+    }
+}

@@ -1,0 +1,354 @@
+//! Source and sink plugins run through the CLI: a synthetic generator, CSV
+//! through granted directories, and a paginated HTTP API on a local server,
+//! plus the denials of what was not granted.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+
+use credvault_tests::{Project, guests, people};
+
+use super::project;
+
+fn generator_migration(seed: u64, rows: u64) -> String {
+    format!(
+        r#"name = "synthetic"
+[source]
+type = "plugin"
+plugin = {:?}
+config = {{ seed = {seed}, rows = {rows} }}
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+batch_size = 1000
+[[tables]]
+source = "people"
+"#,
+        guests::GENERATOR
+    )
+}
+
+fn dump(p: &Project) -> Vec<Vec<Option<String>>> {
+    p.query("out/vault.db", "SELECT * FROM people ORDER BY id")
+}
+
+#[test]
+fn the_generator_source_is_deterministic_from_its_seed() {
+    let a = project();
+    a.write("m.toml", &generator_migration(42, 2500));
+    let run = a.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout.contains("2500 read, 2500 written"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("validation of `synthetic`: passed"),
+        "{}",
+        run.all()
+    );
+    let b = project();
+    b.write("m.toml", &generator_migration(42, 2500));
+    b.run_ok(&["run", "m.toml"]);
+    assert_eq!(dump(&a), dump(&b));
+    let c = project();
+    c.write("m.toml", &generator_migration(43, 2500));
+    c.run_ok(&["run", "m.toml"]);
+    assert_ne!(dump(&a), dump(&c));
+    let first = &dump(&a)[0];
+    assert_eq!(first[0].as_deref(), Some("1"));
+    assert!(
+        first[2].as_deref().unwrap().ends_with("1@example.com"),
+        "{first:?}"
+    );
+}
+
+#[test]
+fn a_source_plugin_config_error_names_the_field() {
+    let p = project();
+    let text = generator_migration(1, 1).replace("seed = 1, ", "");
+    p.write("m.toml", &text);
+    let run = p.run(&["check", "m.toml"]);
+    assert_ne!(run.code, 0);
+    assert!(run.all().contains("missing field `seed`"), "{}", run.all());
+}
+
+fn csv_migration(source_grant: &str, sink_grant: &str) -> String {
+    format!(
+        r#"name = "csv-dirs"
+[source]
+type = "plugin"
+plugin = {:?}
+config = {{ dir = "data" }}
+grants = {{ {source_grant} }}
+[destination]
+type = "plugin"
+plugin = {:?}
+config = {{ dir = "out" }}
+grants = {{ {sink_grant} }}
+[settings]
+batch_size = 4
+validate = false
+[[tables]]
+source = "people"
+key = ["id"]
+[tables.columns.id]
+type = "int"
+[tables.columns.score]
+type = "int"
+"#,
+        guests::CSV_SOURCE,
+        guests::CSV_SINK
+    )
+}
+
+const READ_DATA: &str = r#"dirs = [{ path = "data" }]"#;
+const WRITE_OUT: &str = r#"dirs = [{ path = "out", write = true }]"#;
+
+#[test]
+fn csv_files_move_between_granted_directories() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(10));
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    p.write("m.toml", &csv_migration(READ_DATA, WRITE_OUT));
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(run.stdout.contains("10 read, 10 written"), "{}", run.all());
+    let out = std::fs::read_to_string(p.path().join("out/people.csv")).unwrap();
+    let source = std::fs::read_to_string(p.path().join("data/people.csv")).unwrap();
+    assert_eq!(out.replace("\r\n", "\n"), source.replace("\r\n", "\n"));
+}
+
+#[test]
+fn a_directory_not_granted_cannot_be_read() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(3));
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    p.write("m.toml", &csv_migration("", WRITE_OUT));
+    let run = p.run(&["run", "m.toml"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.all().contains("cannot list data") && run.all().contains("grant it with grants.dirs"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn a_directory_granted_read_only_cannot_be_written() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(3));
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    p.write(
+        "m.toml",
+        &csv_migration(READ_DATA, r#"dirs = [{ path = "out" }]"#),
+    );
+    let run = p.run(&["run", "m.toml"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.all().contains("cannot write out/people.csv"),
+        "{}",
+        run.all()
+    );
+    assert!(!p.path().join("out/people.csv").exists());
+}
+
+/// Serves `pages` pages of `per_page` people at /people?page=N, forever.
+fn api_server(pages: usize, per_page: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap_or(0);
+            let page: usize = line
+                .split("page=")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let body = page_body(port, page, pages, per_page);
+            let mut stream = &stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn page_body(port: u16, page: usize, pages: usize, per_page: usize) -> String {
+    let first = (page - 1) * per_page + 1;
+    let items: Vec<serde_json::Value> = (first..first + per_page)
+        .map(|id| serde_json::json!({ "id": id, "name": format!("person {id}"), "score": id as f64 / 2.0 }))
+        .collect();
+    let next = (page < pages).then(|| format!("http://127.0.0.1:{port}/people?page={}", page + 1));
+    serde_json::json!({ "items": items, "next": next }).to_string()
+}
+
+fn api_migration(port: u16, hosts: &str) -> String {
+    format!(
+        r#"name = "api"
+[source]
+type = "plugin"
+plugin = {:?}
+config = {{ url = "http://127.0.0.1:{port}/people?page=1", table = "people", key = ["id"], columns = [{{ name = "id", type = "int" }}, {{ name = "name", type = "text" }}, {{ name = "score", type = "float" }}] }}
+grants = {{ http = {{ hosts = [{hosts}], max_response_kb = 64, timeout_ms = 2000 }} }}
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+batch_size = 7
+[[tables]]
+source = "people"
+"#,
+        guests::HTTP_SOURCE
+    )
+}
+
+#[test]
+fn a_paginated_http_api_is_read_through_the_allow_list() {
+    let port = api_server(3, 10);
+    let p = project();
+    p.write("m.toml", &api_migration(port, r#""127.0.0.1""#));
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(run.stdout.contains("30 read, 30 written"), "{}", run.all());
+    assert!(
+        run.stdout.contains("validation of `api`: passed"),
+        "{}",
+        run.all()
+    );
+    let rows = dump(&p);
+    assert_eq!(rows.len(), 30);
+    assert_eq!(rows[29][1].as_deref(), Some("person 30"));
+}
+
+#[test]
+fn a_host_not_on_the_allow_list_is_denied_and_logged() {
+    let port = api_server(1, 3);
+    let p = project();
+    p.write("m.toml", &api_migration(port, r#""api.example.com""#));
+    let run = p.run(&["run", "m.toml"]);
+    assert_ne!(run.code, 0);
+    let all = run.all();
+    assert!(all.contains("access denied"), "{all}");
+    assert!(
+        all.contains("127.0.0.1:") && all.contains("is not in grants.http.hosts (api.example.com)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("denied HTTP request to"),
+        "the host logs it: {all}"
+    );
+}
+
+#[test]
+fn a_response_over_the_size_limit_is_refused() {
+    let port = api_server(1, 2000);
+    let p = project();
+    p.write("m.toml", &api_migration(port, r#""127.0.0.1""#));
+    let run = p.run(&["run", "m.toml"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.all()
+            .contains("larger than grants.http.max_response_kb (64 KiB)"),
+        "{}",
+        run.all()
+    );
+}
+
+/// Runs the hostile source with `mode` on table `bad`, beside table `good`.
+fn hostile_source(mode: &str, grants: &str) -> (Project, String) {
+    let p = project();
+    std::fs::create_dir_all(p.path().join("data")).unwrap();
+    p.write("secrets/key.txt", "s3cret");
+    p.write(
+        "m.toml",
+        &format!(
+            r#"name = "hostile"
+[source]
+type = "plugin"
+plugin = {:?}
+config = {{ mode = "{mode}" }}
+grants = {{ {grants} }}
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+batch_size = 10
+parallel_tables = 2
+[[tables]]
+source = "bad"
+[[tables]]
+source = "good"
+"#,
+            guests::HOSTILE_SOURCE
+        ),
+    );
+    // The pre-run checks already read a row of each table and refuse to
+    // start; --force runs anyway, so the run itself must stop it.
+    let check = p.run(&["check", "m.toml"]);
+    assert_eq!(check.code, 1, "{}", check.all());
+    let run = p.run(&["run", "--force", "m.toml"]);
+    assert_eq!(run.code, 1, "the run fails cleanly: {}", run.all());
+    let good = p.query("out/vault.db", "SELECT count(*) FROM good");
+    assert_eq!(
+        good[0][0].as_deref(),
+        Some("3"),
+        "the other table landed: {}",
+        run.all()
+    );
+    (p, run.all())
+}
+
+fn bad_rows(p: &Project) -> usize {
+    let tables = p.query(
+        "out/vault.db",
+        "SELECT count(*) FROM sqlite_schema WHERE name = 'bad'",
+    );
+    match tables[0][0].as_deref() {
+        Some("0") => 0,
+        _ => p.query("out/vault.db", "SELECT id FROM bad").len(),
+    }
+}
+
+#[test]
+fn a_giant_source_batch_is_refused_and_nothing_of_it_lands() {
+    let (p, all) = hostile_source("giant", "");
+    assert!(
+        all.contains("error: source plugin credvault_hostile_source.wasm")
+            && all.contains("rows when asked for at most")
+            && all.contains("the batch was refused"),
+        "{all}"
+    );
+    assert_eq!(bad_rows(&p), 0);
+}
+
+#[test]
+fn a_source_reaching_an_ungranted_host_is_denied() {
+    let (_, all) = hostile_source("http", r#"http = { hosts = ["api.example.com"] }"#);
+    assert!(
+        all.contains("access denied: host 169.254.169.254:80 is not in grants.http.hosts"),
+        "{all}"
+    );
+    assert!(
+        all.contains("denied HTTP request to http://169.254.169.254"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_source_reading_an_ungranted_directory_finds_nothing() {
+    let (_, all) = hostile_source("read-dir", r#"dirs = [{ path = "data" }]"#);
+    assert!(all.contains("reading secrets/key.txt"), "{all}");
+    assert!(!all.contains("s3cret"));
+}
+
+#[test]
+fn a_source_writing_a_read_only_directory_is_refused() {
+    let (p, all) = hostile_source("write-dir", r#"dirs = [{ path = "data" }]"#);
+    assert!(all.contains("writing data/planted.txt"), "{all}");
+    assert!(!p.path().join("data/planted.txt").exists());
+}

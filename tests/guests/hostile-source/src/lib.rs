@@ -1,0 +1,93 @@
+//! A source with two tables: `good` reads three rows; `bad` misbehaves as
+//! `mode` says, to prove each misbehaviour is stopped with a clear error
+//! while the host, and the other table, carry on.
+//!
+//! Modes: `giant` (a batch far larger than asked for), `http` (a host not on
+//! the allow-list), `read-dir` (a directory not granted), `write-dir` (a
+//! file in a directory granted read-only).
+
+use credvault_sdk::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct Config {
+    mode: String,
+}
+
+struct Hostile;
+
+enum Table {
+    Good { next: i64 },
+    Bad { mode: String },
+}
+
+fn info(name: &str) -> TableInfo {
+    TableInfo {
+        name: name.into(),
+        columns: vec![Column::new("id", ColumnType::Int)],
+        primary_key: vec!["id".into()],
+        approx_rows: None,
+    }
+}
+
+impl Source for Hostile {
+    type Config = Config;
+    type Reader = Table;
+
+    fn check(_: &Config) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn discover(_: &Config) -> Result<Vec<TableInfo>, String> {
+        Ok(vec![info("bad"), info("good")])
+    }
+
+    fn open(config: &Config, table: &str, _after: Option<&str>) -> Result<Table, String> {
+        Ok(match table {
+            "good" => Table::Good { next: 1 },
+            _ => Table::Bad {
+                mode: config.mode.clone(),
+            },
+        })
+    }
+}
+
+fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<Vec<Value>> {
+    range.map(|i| vec![Value::Int(i)]).collect()
+}
+
+impl Reader for Table {
+    fn next(&mut self, max_rows: usize) -> Result<Option<SourceBatch>, String> {
+        let rows = match self {
+            Table::Good { next } if *next > 3 => return Ok(None),
+            Table::Good { next } => {
+                let last = (*next + max_rows as i64 - 1).min(3);
+                let rows = ids(*next..=last);
+                *next = last + 1;
+                rows
+            }
+            Table::Bad { mode } => misbehave(mode, max_rows)?,
+        };
+        Ok(Some(SourceBatch {
+            position: rows.len().to_string(),
+            rows,
+        }))
+    }
+}
+
+fn misbehave(mode: &str, max_rows: usize) -> Result<Vec<Vec<Value>>, String> {
+    match mode {
+        "giant" => Ok(ids(1..=(max_rows as i64 + 1000))),
+        "http" => credvault_sdk::http::get("http://169.254.169.254/latest/meta-data/")
+            .map(|_| Vec::new())
+            .map_err(String::from),
+        "read-dir" => std::fs::read_to_string("secrets/key.txt")
+            .map(|_| Vec::new())
+            .map_err(|e| format!("reading secrets/key.txt: {e}")),
+        "write-dir" => std::fs::write("data/planted.txt", "x")
+            .map(|_| Vec::new())
+            .map_err(|e| format!("writing data/planted.txt: {e}")),
+        other => Err(format!("unknown mode {other}")),
+    }
+}
+
+export_source!(Hostile);
