@@ -632,11 +632,8 @@ impl Sink for SqliteSink {
     }
 
     async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {}", ident(table)))
-            .execute(&self.db.pool)
+        self.execute(&format!("DROP TABLE IF EXISTS {}", ident(table)))
             .await
-            .map_err(|e| self.db.error(e))?;
-        Ok(())
     }
 
     fn dialect(&self) -> Option<Dialect> {

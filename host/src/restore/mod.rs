@@ -9,6 +9,26 @@
 //! made, so a rollback can prove it put back exactly those rows, even if
 //! the copy was tampered with since.
 
+/// Binds one catalog row (a point and one of its tables) to an
+/// [`insert_sql`] statement, in its column order; a macro because the three
+/// databases' query types differ.
+macro_rules! bind_catalog_row {
+    ($query:expr, $point:expr, $table:expr) => {
+        $query
+            .bind(&$point.name)
+            .bind($point.seq)
+            .bind(&$point.migration)
+            .bind(&$point.created_at)
+            .bind(&$point.expires_at)
+            .bind(&$table.table)
+            .bind($table.existed)
+            .bind(&$table.backup)
+            .bind($table.rows as i64)
+            .bind(&$table.checksum)
+            .bind(&$table.ddl)
+    };
+}
+
 mod mysql;
 mod postgres;
 mod sqlite;

@@ -180,18 +180,7 @@ impl Store for PgStore {
         let fail = |e: sqlx::Error| self.db.error(&e);
         let mut tx = self.db.pool.begin().await.map_err(fail)?;
         for t in &point.tables {
-            sqlx::query(&sql)
-                .bind(&point.name)
-                .bind(point.seq)
-                .bind(&point.migration)
-                .bind(&point.created_at)
-                .bind(&point.expires_at)
-                .bind(&t.table)
-                .bind(t.existed)
-                .bind(&t.backup)
-                .bind(t.rows as i64)
-                .bind(&t.checksum)
-                .bind(&t.ddl)
+            bind_catalog_row!(sqlx::query(&sql), point, t)
                 .execute(&mut *tx)
                 .await
                 .map_err(fail)?;

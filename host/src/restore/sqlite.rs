@@ -87,18 +87,7 @@ impl Store for SqliteStore {
         let sql = insert_sql(CATALOG, |_| "?".into());
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
         for t in &point.tables {
-            sqlx::query(&sql)
-                .bind(&point.name)
-                .bind(point.seq)
-                .bind(&point.migration)
-                .bind(&point.created_at)
-                .bind(&point.expires_at)
-                .bind(&t.table)
-                .bind(t.existed)
-                .bind(&t.backup)
-                .bind(t.rows as i64)
-                .bind(&t.checksum)
-                .bind(&t.ddl)
+            bind_catalog_row!(sqlx::query(&sql), point, t)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.error(e))?;

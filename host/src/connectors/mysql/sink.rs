@@ -535,12 +535,7 @@ impl Sink for MySqlSink {
     }
 
     async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
-        self.server
-            .pool
-            .execute(format!("DROP TABLE IF EXISTS {}", ident(table)).as_str())
-            .await
-            .map_err(|e| self.server.error(e))?;
-        Ok(())
+        Sink::execute(self, &format!("DROP TABLE IF EXISTS {}", ident(table))).await
     }
 
     fn dialect(&self) -> Option<Dialect> {
