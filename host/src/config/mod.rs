@@ -59,6 +59,11 @@ pub struct Migration {
     /// source or destination, chosen with `--env`.
     #[serde(default)]
     pub environments: BTreeMap<String, Environment>,
+    /// Named connections (`[connections.crm]`), each an endpoint like
+    /// `[source]`: what plugins are granted through the host-owned `db`
+    /// resource, and the sources of a consolidation.
+    #[serde(default)]
+    pub connections: BTreeMap<String, Endpoint>,
     /// The folder relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -85,6 +90,9 @@ pub struct Environment {
     pub source: Option<Endpoint>,
     /// Replaces `[destination]`.
     pub destination: Option<Endpoint>,
+    /// Replaces the named `[connections.<name>]` it lists.
+    #[serde(default)]
+    pub connections: BTreeMap<String, Endpoint>,
 }
 
 /// How and when a migration syncs (`[sync]`).
@@ -800,6 +808,14 @@ impl Migration {
         if let Some(destination) = env.destination {
             self.destination = destination;
         }
+        for (connection, endpoint) in env.connections {
+            if !self.connections.contains_key(&connection) {
+                return Err(format!(
+                    "environment `{name}`: connection `{connection}` is not defined at the top level; add [connections.{connection}] or fix the name"
+                ));
+            }
+            self.connections.insert(connection, endpoint);
+        }
         self.name = format!("{}@{name}", self.name);
         self.environment = Some(name.to_string());
         Ok(self)
@@ -822,9 +838,12 @@ impl Migration {
         let name = self.name.clone();
         let envs = self.environments.values_mut();
         let endpoints = envs
-            .flat_map(|e| [e.source.as_mut(), e.destination.as_mut()])
-            .flatten()
-            .chain([&mut self.source, &mut self.destination]);
+            .flat_map(|e| {
+                let swapped = [e.source.as_mut(), e.destination.as_mut()];
+                swapped.into_iter().flatten().chain(e.connections.values_mut())
+            })
+            .chain([&mut self.source, &mut self.destination])
+            .chain(self.connections.values_mut());
         for endpoint in endpoints {
             if let Endpoint::Plugin(p) = endpoint {
                 p.defaults = defaults;

@@ -87,15 +87,31 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         ("source".to_string(), &m.source),
         ("destination".to_string(), &m.destination),
     ];
-    for (name, env) in &m.environments {
-        if env.source.is_none() && env.destination.is_none() {
+    for (name, endpoint) in &m.connections {
+        if !is_plain_name(name) {
             problems.push(format!(
-                "environments.{name}: set a source or a destination for this environment"
+                "connections.{name}: a connection name is letters, digits, `_` and `-`"
             ));
         }
-        let at = |key| format!("environments.{name}.{key}");
+        endpoints.push((format!("connections.{name}"), endpoint));
+    }
+    for (name, env) in &m.environments {
+        if env.source.is_none() && env.destination.is_none() && env.connections.is_empty() {
+            problems.push(format!(
+                "environments.{name}: set a source, a destination or connections for this environment"
+            ));
+        }
+        let at = |key: &str| format!("environments.{name}.{key}");
         endpoints.extend(env.source.iter().map(|e| (at("source"), e)));
         endpoints.extend(env.destination.iter().map(|e| (at("destination"), e)));
+        for (connection, endpoint) in &env.connections {
+            if !m.connections.contains_key(connection) {
+                problems.push(format!(
+                    "environments.{name}.connections.{connection}: no [connections.{connection}] to replace"
+                ));
+            }
+            endpoints.push((at(&format!("connections.{connection}")), endpoint));
+        }
     }
     for (key, endpoint) in endpoints {
         if let super::Endpoint::Postgres(server) | super::Endpoint::Mysql(server) = endpoint {
@@ -145,6 +161,15 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// Whether `name` is a plain identifier: a connection name appears in
+/// grants, logs and error messages, so it stays readable.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn check_sync(m: &Migration, problems: &mut Vec<String>) {
