@@ -7,6 +7,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod consolidate;
 pub mod pipeline;
 pub mod plugins;
 pub mod restore;

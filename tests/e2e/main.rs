@@ -5,6 +5,7 @@ mod cdc;
 mod checks;
 mod cli;
 mod config_errors;
+mod consolidate;
 mod limits;
 mod mariadb;
 mod plugins;

@@ -237,6 +237,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut observer = progress::Reporter::new(json);
             let options = pipeline::RunOptions { restart };
+            if m.is_multi_source() {
+                use crate::consolidate::{Purpose, run};
+                let result = run(&m, &runtime, &state, options, Purpose::Run, &mut observer).await;
+                observer.finish();
+                return show::consolidation(&m, result, &cli.state, json);
+            }
             let result =
                 pipeline::run_migration(&m, &runtime, &state, options, &mut observer).await;
             observer.finish();
@@ -283,7 +289,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { file, json } => {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
             let resuming = resumable(&state, &m).await?;
-            let results = pipeline::check(&m, &runtime, resuming).await;
+            let results = checks(&m, &runtime, resuming).await;
             let detail = checked_detail(&results);
             state.event(&m.name, None, "checked", &detail).await?;
             show::checks(&results, json);
@@ -296,15 +302,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Discover { file, json } => {
             let m = load(&file, cli.env.as_deref())?;
             runtime(&cli.state)?;
-            let source = crate::connectors::open_source(&m).await?;
-            let tables = source.discover().await?;
-            show::discovered(&m, &tables, json);
+            let parts = match m.is_multi_source() {
+                true => m.parts().into_iter().map(|p| p.migration).collect(),
+                false => vec![m],
+            };
+            for part in &parts {
+                let source = crate::connectors::open_source(part).await?;
+                let tables = source.discover().await?;
+                show::discovered(part, &tables, json);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Preview { file, rows, json } => {
             let m = load(&file, cli.env.as_deref())?;
             let runtime = runtime(&cli.state)?;
-            let previews = pipeline::preview(&m, &runtime, rows).await?;
+            let previews = match m.is_multi_source() {
+                true => crate::consolidate::preview(&m, &runtime, rows).await?,
+                false => pipeline::preview(&m, &runtime, rows).await?,
+            };
             show::previews(&previews, json);
             Ok(ExitCode::SUCCESS)
         }
@@ -388,6 +403,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The `checked` audit event's detail: how many checks ran, which failed.
+/// The pre-run checks of a migration, part by part when it has several
+/// sources.
+async fn checks(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<pipeline::CheckResult> {
+    match m.is_multi_source() {
+        true => crate::consolidate::check(m, runtime, resuming).await,
+        false => pipeline::check(m, runtime, resuming).await,
+    }
+}
+
 fn checked_detail(results: &[pipeline::CheckResult]) -> serde_json::Value {
     let failed: Vec<&str> = results
         .iter()
@@ -409,7 +433,7 @@ async fn checked_before_run(
     json: bool,
 ) -> anyhow::Result<bool> {
     let resuming = !restart && resumable(state, m).await?;
-    let results = pipeline::check(m, runtime, resuming).await;
+    let results = checks(m, runtime, resuming).await;
     let failed = results.iter().filter(|r| !r.passed).count();
     let mut detail = checked_detail(&results);
     detail["before_run"] = true.into();
@@ -461,7 +485,10 @@ async fn validate(
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros()),
         refused: state.refused(&m.name).await?,
     };
-    let report = crate::validate::validate(m, runtime, options).await?;
+    let report = match m.is_multi_source() {
+        true => crate::consolidate::validate(m, runtime, state, options).await?,
+        false => crate::validate::validate(m, runtime, options).await?,
+    };
     pipeline::record_validation(state, &report, last.map(|r| r.id)).await?;
     Ok(report)
 }

@@ -286,3 +286,88 @@ fn preview_json(p: &TablePreview) -> serde_json::Value {
         "mapping": mapping, "output": output, "rows": rows,
     })
 }
+
+/// The outcome of a multi-source run, and its exit code.
+pub fn consolidation(
+    m: &Migration,
+    result: Result<crate::consolidate::Summary, crate::pipeline::RunError>,
+    state: &Path,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let s = match result {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if json {
+        let event = serde_json::json!({ "event": "consolidation_finished", "summary": s });
+        out!("{event}");
+    } else {
+        for (label, part) in &s.parts {
+            let c = part.counts;
+            out!(
+                "from `{label}` (run {}): {} read, {} written, {} dropped, {} skipped, {} flagged",
+                part.run_id,
+                c.read,
+                c.written,
+                c.dropped,
+                c.skipped,
+                c.flagged
+            );
+            if let Some(report) = &part.validation {
+                validation(report);
+            }
+        }
+        for t in &s.merged {
+            let kept: Vec<String> = t.kept.iter().map(|(f, n)| format!("{f} {n}")).collect();
+            let a = t.changed;
+            out!(
+                "consolidated `{}` ({}): {} source rows → {} rows, kept {}; {} inserted, {} updated, {} deleted",
+                t.table,
+                t.rule,
+                t.source_rows,
+                t.rows,
+                kept.join(", "),
+                a.inserted,
+                a.updated,
+                a.deleted
+            );
+        }
+        if let Some(report) = &s.validation {
+            validation(report);
+        }
+        let c = s.counts;
+        out!(
+            "migration `{}` run {} {}: {} read, {} written, {} dropped, {} skipped, {} flagged",
+            m.name,
+            s.run_id,
+            if s.passed() {
+                "succeeded"
+            } else {
+                "failed validation; tables that failed were not swapped in"
+            },
+            c.read,
+            c.written,
+            c.dropped,
+            c.skipped,
+            c.flagged
+        );
+        if c.flagged > 0 {
+            out!(
+                "review flagged rows: credvault --state {} flagged list --migration {}",
+                state.display(),
+                m.name
+            );
+        }
+        if m.dry_run {
+            out!("dry run: the scratch tables were dropped; the real tables were not touched");
+        }
+    }
+    Ok(match s.passed() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
+}

@@ -4,6 +4,8 @@
 //! key rather than a setting silently ignored. Relative paths are resolved
 //! against the file's own folder.
 
+mod consolidate;
+mod parts;
 mod secret;
 mod validate;
 
@@ -15,6 +17,7 @@ use serde::Deserialize;
 use crate::capabilities::{DirGrant, Grants, HttpGrant};
 use crate::runtime::Limits;
 
+pub use parts::{Contributor, Part};
 pub use secret::{Secret, load_password};
 pub use validate::ConfigError;
 
@@ -36,8 +39,9 @@ pub use validate::ConfigError;
 pub struct Migration {
     /// The migration's name: used in the state store, logs and reports.
     pub name: String,
-    /// Where rows come from.
-    pub source: Endpoint,
+    /// Where rows come from. A migration whose every table names a
+    /// `connection` needs none.
+    pub source: Option<Endpoint>,
     /// Where rows go.
     pub destination: Endpoint,
     /// Run-wide settings.
@@ -64,6 +68,10 @@ pub struct Migration {
     /// resource, and the sources of a consolidation.
     #[serde(default)]
     pub connections: BTreeMap<String, Endpoint>,
+    /// Destination tables that several `[[tables]]` fill, each with the rule
+    /// that makes one row per key (`[consolidate.<destination table>]`).
+    #[serde(default)]
+    pub consolidate: BTreeMap<String, ConsolidateSpec>,
     /// The folder relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -585,6 +593,8 @@ impl LimitsSpec {
 pub struct TableSpec {
     /// The source table.
     pub source: String,
+    /// Read it from `[connections.<name>]` instead of `[source]`.
+    pub connection: Option<String>,
     /// The destination table. Default: the source name.
     pub destination: Option<String>,
     /// This table's error policy. Default: `settings.on_error`.
@@ -617,6 +627,7 @@ impl TableSpec {
     pub fn new(source: &str) -> Self {
         Self {
             source: source.to_string(),
+            connection: None,
             destination: None,
             on_error: None,
             if_exists: IfExists::default(),
@@ -633,6 +644,49 @@ impl TableSpec {
     pub fn destination(&self) -> &str {
         self.destination.as_deref().unwrap_or(&self.source)
     }
+}
+
+/// How the rows several `[[tables]]` bring to one destination table become
+/// one row per key (`[consolidate.<destination table>]`).
+///
+/// ```toml
+/// [consolidate.customers]
+/// key = ["email"]                       # destination columns that name one entity
+/// rule = "latest"                       # latest | priority
+/// latest_by = "updated_at"              # rule = "latest": the newest value wins (NULL is oldest)
+/// priority = ["crm", "shop", "legacy"]  # connections, first wins; breaks ties of `latest`
+/// lineage = "origin"                    # optional: a column naming the connection each row came from
+/// if_exists = "replace"                 # fail (default) | replace
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsolidateSpec {
+    /// The destination columns that identify one entity across sources.
+    pub key: Vec<String>,
+    /// Which row of a key wins.
+    pub rule: DedupRule,
+    /// For `rule = "latest"`: the column whose largest value wins.
+    pub latest_by: Option<String>,
+    /// Connection names (`source` for `[source]`) in order of precedence;
+    /// default: the order of the `[[tables]]` entries.
+    #[serde(default)]
+    pub priority: Vec<String>,
+    /// A text column added to the table naming the connection of each row.
+    pub lineage: Option<String>,
+    /// What to do when the table exists before a run (`fail` or `replace`;
+    /// syncs always swap in the new copy).
+    #[serde(default)]
+    pub if_exists: IfExists,
+}
+
+/// Which of the rows sharing a key a consolidation keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupRule {
+    /// The row with the largest `latest_by` value; ties go by `priority`.
+    Latest,
+    /// The row from the source listed first in `priority`.
+    Priority,
 }
 
 /// Source tables picked by glob pattern (`*`, `?`, `[abc]`); each is
@@ -803,7 +857,7 @@ impl Migration {
             });
         };
         if let Some(source) = env.source {
-            self.source = source;
+            self.source = Some(source);
         }
         if let Some(destination) = env.destination {
             self.destination = destination;
@@ -840,9 +894,13 @@ impl Migration {
         let endpoints = envs
             .flat_map(|e| {
                 let swapped = [e.source.as_mut(), e.destination.as_mut()];
-                swapped.into_iter().flatten().chain(e.connections.values_mut())
+                swapped
+                    .into_iter()
+                    .flatten()
+                    .chain(e.connections.values_mut())
             })
-            .chain([&mut self.source, &mut self.destination])
+            .chain(self.source.iter_mut())
+            .chain([&mut self.destination])
             .chain(self.connections.values_mut());
         for endpoint in endpoints {
             if let Endpoint::Plugin(p) = endpoint {

@@ -83,10 +83,8 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             }
         }
     }
-    let mut endpoints = vec![
-        ("source".to_string(), &m.source),
-        ("destination".to_string(), &m.destination),
-    ];
+    let mut endpoints = vec![("destination".to_string(), &m.destination)];
+    endpoints.extend(m.source.iter().map(|e| ("source".to_string(), e)));
     for (name, endpoint) in &m.connections {
         if !is_plain_name(name) {
             problems.push(format!(
@@ -114,6 +112,13 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         }
     }
     for (key, endpoint) in endpoints {
+        if let super::Endpoint::Csv { delimiter, .. } = endpoint
+            && !delimiter.is_ascii()
+        {
+            problems.push(format!(
+                "{key}.delimiter: must be one ASCII character, got {delimiter:?}"
+            ));
+        }
         if let super::Endpoint::Postgres(server) | super::Endpoint::Mysql(server) = endpoint {
             if server.password.is_some() {
                 problems.push(format!(
@@ -127,20 +132,18 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             }
         }
     }
-    if let super::Endpoint::Csv { delimiter, .. } = &m.source
-        && !delimiter.is_ascii()
-    {
-        problems.push(format!(
-            "source.delimiter: must be one ASCII character, got {delimiter:?}"
-        ));
-    }
     check_sync(m, &mut problems);
+    check_sources(m, &mut problems);
+    super::consolidate::check(m, &mut problems);
     let mut destinations = HashSet::new();
     for (i, table) in m.tables.iter().enumerate() {
         let at = format!("tables[{i}] ({})", table.source);
-        if !destinations.insert(table.destination()) {
+        if !destinations.insert(table.destination())
+            && !m.consolidate.contains_key(table.destination())
+        {
             problems.push(format!(
-                "{at}.destination: `{}` is the destination of two tables",
+                "{at}.destination: `{}` is the destination of two tables; to merge their rows into one table, add [consolidate.{}] with a key and a rule",
+                table.destination(),
                 table.destination()
             ));
         }
@@ -163,9 +166,42 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     }
 }
 
+/// Every table's endpoint exists: `[source]`, or the connection it names.
+fn check_sources(m: &Migration, problems: &mut Vec<String>) {
+    if m.connections.contains_key(super::parts::MAIN_SOURCE) {
+        problems.push(format!(
+            "connections.{0}: `{0}` names [source] in tables and priorities; call this connection something else",
+            super::parts::MAIN_SOURCE
+        ));
+    }
+    if m.source.is_none() && !m.select.include.is_empty() {
+        problems.push(
+            "select: [select] picks tables of [source], and there is none; add a [source] or list the tables in [[tables]] with their connection".into(),
+        );
+    }
+    let known = || m.connections.keys().cloned().collect::<Vec<_>>().join(", ");
+    for (i, table) in m.tables.iter().enumerate() {
+        let at = format!("tables[{i}] ({})", table.source);
+        match &table.connection {
+            None if m.source.is_none() => problems.push(format!(
+                "{at}: there is no [source] to read it from; set connection = \"<name>\" to one of [connections] ({}) or add a [source]",
+                known()
+            )),
+            Some(c) if !m.connections.contains_key(c) => problems.push(format!(
+                "{at}.connection: no [connections.{c}] is defined{}",
+                match m.connections.is_empty() {
+                    true => "; add one".to_string(),
+                    false => format!(" (known: {})", known()),
+                }
+            )),
+            _ => {}
+        }
+    }
+}
+
 /// Whether `name` is a plain identifier: a connection name appears in
 /// grants, logs and error messages, so it stays readable.
-fn is_plain_name(name: &str) -> bool {
+pub(super) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -201,10 +237,16 @@ fn check_sync(m: &Migration, problems: &mut Vec<String>) {
             _ => {}
         }
     }
-    if m.tables.iter().any(|t| m.sync_mode(t) == SyncMode::Cdc)
-        && !matches!(m.source, super::Endpoint::Postgres(_))
-    {
-        problems.push("sync.mode: CDC reads PostgreSQL's change log; this source is not PostgreSQL, so use incremental or full".into());
+    for (i, table) in m.tables.iter().enumerate() {
+        let endpoint = match &table.connection {
+            Some(c) => m.connections.get(c),
+            None => m.source.as_ref(),
+        };
+        if m.sync_mode(table) == SyncMode::Cdc
+            && !matches!(endpoint, None | Some(super::Endpoint::Postgres(_)))
+        {
+            problems.push(format!("tables[{i}] ({}).sync: CDC reads PostgreSQL's change log; this table's source is not PostgreSQL, so use incremental or full", table.source));
+        }
     }
 }
 

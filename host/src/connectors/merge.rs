@@ -60,6 +60,14 @@ pub struct Dialect {
     pub quote: fn(&str) -> String,
     /// The NULL-safe equality operator (`IS NOT DISTINCT FROM`, `<=>`, `IS`).
     pub same: &'static str,
+    /// A column as compared byte for byte, where the default collation
+    /// would call `A` and `a` the same key (MySQL: `BINARY col`).
+    pub exact: fn(&str) -> String,
+}
+
+/// A column compared as it is (PostgreSQL and SQLite compare text by bytes).
+pub fn as_is(column: &str) -> String {
+    column.to_string()
 }
 
 impl Dialect {
@@ -146,6 +154,7 @@ mod tests {
         let d = Dialect {
             quote,
             same: "IS NOT DISTINCT FROM",
+            exact: super::as_is,
         };
         let key = vec!["id".to_string()];
         let cols = vec!["id".to_string(), "name".to_string()];

@@ -548,7 +548,13 @@ pub(crate) fn readiness(
 
 /// Opens the migration's source.
 pub async fn open_source(m: &Migration) -> Result<Box<dyn Source>, ConnectorError> {
-    open_reader(&m.source, &m.base_dir).await
+    let Some(source) = &m.source else {
+        return Err(ConnectorError::new(
+            format!("migration `{}`", m.name),
+            "it has no [source]: its tables name their connections, so each is read from its own",
+        ));
+    };
+    open_reader(source, &m.base_dir).await
 }
 
 /// Opens any endpoint for reading: the source, or the destination when

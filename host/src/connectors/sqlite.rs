@@ -640,6 +640,7 @@ impl Sink for SqliteSink {
         Some(Dialect {
             quote: ident,
             same: "IS",
+            exact: crate::connectors::merge::as_is,
         })
     }
 

@@ -31,7 +31,8 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// A passed check.
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             passed: true,
@@ -39,7 +40,8 @@ impl CheckResult {
             lines: Vec::new(),
         }
     }
-    fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// A failed check.
+    pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             passed: false,

@@ -83,7 +83,7 @@ pub struct Event {
 /// Filters for listing flagged rows.
 #[derive(Debug, Clone, Default)]
 pub struct FlaggedFilter {
-    /// Only this migration.
+    /// Only this migration (with its parts, syncs and dry runs: `name#…`).
     pub migration: Option<String>,
     /// Only this run.
     pub run_id: Option<i64>,
@@ -357,7 +357,7 @@ impl StateStore {
     pub async fn flagged(&self, filter: &FlaggedFilter) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(
             "SELECT * FROM flagged_rows
-             WHERE policy = 'flag' AND (?1 IS NULL OR migration = ?1) AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
+             WHERE policy = 'flag' AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
              ORDER BY id",
         )
         .bind(&filter.migration)
@@ -586,7 +586,7 @@ impl StateStore {
         limit: u32,
     ) -> Result<Vec<Event>, StateError> {
         let rows = sqlx::query(
-            "SELECT * FROM (SELECT * FROM events WHERE (?1 IS NULL OR migration = ?1) ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            "SELECT * FROM (SELECT * FROM events WHERE (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') ORDER BY id DESC LIMIT ?2) ORDER BY id",
         )
         .bind(migration)
         .bind(i64::from(limit))

@@ -47,7 +47,7 @@ impl Table<'_> {
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
-        let Endpoint::Postgres(ep) = &self.m.source else {
+        let Some(Endpoint::Postgres(ep)) = &self.m.source else {
             return Err(self.fail("CDC needs a PostgreSQL source"));
         };
         let changes = PgChanges::open(ep, &self.m.base_dir, &slot_name(self.m)).await?;

@@ -106,7 +106,10 @@ pub async fn sync_migration(
             &serde_json::json!({ "sync": sync_id }),
         )
         .await?;
-    let outcome = sync_tables(m, runtime, state, observer).await;
+    let outcome = match m.is_multi_source() {
+        true => sync_consolidated(m, runtime, state, observer).await,
+        false => sync_tables(m, runtime, state, observer).await,
+    };
     let (status, error) = match &outcome {
         Ok(_) => ("succeeded", None),
         Err(e) => ("failed", Some(e.to_string())),
@@ -138,7 +141,31 @@ fn sum(tables: &[TableSync]) -> Applied {
     })
 }
 
-async fn sync_tables(
+/// Syncs a multi-source migration: its consolidated tables are rebuilt
+/// from every source and swapped in, its other tables synced by their mode.
+async fn sync_consolidated(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    observer: &mut dyn Observer,
+) -> Result<Vec<TableSync>, RunError> {
+    use crate::consolidate::{Purpose, run};
+    let options = RunOptions { restart: true };
+    let summary = run(m, runtime, state, options, Purpose::Sync, observer).await?;
+    if !summary.passed() {
+        return Err(crate::consolidate::failed_validation());
+    }
+    let mut tables = summary.synced;
+    tables.extend(summary.merged.into_iter().map(|t| TableSync {
+        table: t.table,
+        mode: SyncMode::Full,
+        changed: t.changed,
+    }));
+    Ok(tables)
+}
+
+/// Syncs every table of a single-source migration by its mode.
+pub(crate) async fn sync_tables(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,

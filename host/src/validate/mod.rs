@@ -8,6 +8,7 @@
 //! salted hash of their key, so both sides pick the same rows without
 //! waiting for each other and memory stays bounded by the sample.
 
+mod consolidated;
 pub mod digest;
 mod report;
 
@@ -16,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+pub use consolidated::consolidated;
 pub use digest::TableDigest;
 pub use report::html;
 
@@ -64,7 +66,8 @@ pub struct Line {
 }
 
 impl Line {
-    fn new(check: &str, passed: bool, detail: String) -> Self {
+    /// A line that passes or fails.
+    pub fn new(check: &str, passed: bool, detail: String) -> Self {
         let status = if passed { Status::Pass } else { Status::Fail };
         Self {
             check: check.into(),
@@ -443,18 +446,53 @@ async fn derive(
     picker: &Picker,
     refused: &HashSet<String>,
 ) -> Result<Side, RunError> {
+    let mut side = Side::new(plan.output.len());
+    let counts = derive_rows(m, plan, source, refused, |row| {
+        side.add(row, layout, picker)
+    })
+    .await?;
+    side.read = counts.read;
+    side.failed = counts.failed;
+    side.dropped = counts.dropped;
+    side.refused = counts.refused;
+    Ok(side)
+}
+
+/// What re-deriving a table from its source counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Derived {
+    /// Source rows read.
+    pub read: u64,
+    /// Rows the mapping or a transform refused.
+    pub failed: u64,
+    /// Rows a transform filtered out.
+    pub dropped: u64,
+    /// Rows the destination refused in the run.
+    pub refused: u64,
+}
+
+/// Streams every row of `plan`'s source table through the run's mapping
+/// and transforms into `each`, leaving out the rows the destination
+/// refused in the run (`refused`: their keys or `#positions`).
+pub(crate) async fn derive_rows(
+    m: &Migration,
+    plan: &TablePlan,
+    source: &dyn Source,
+    refused: &HashSet<String>,
+    mut each: impl FnMut(Row),
+) -> Result<Derived, RunError> {
     let traps = m.settings.max_plugin_traps;
     let mut chain = Chain::new(plan.ctx.clone(), plan.steps.clone(), traps);
-    let mut side = Side::new(plan.output.len());
+    let mut counts = Derived::default();
     let ordered = ReadRequest {
         any_order: false,
         ..whole(m, &plan.source)
     };
     stream(source, ordered, async |batch: SourceBatch| {
-        side.read += batch.rows.len() as u64;
+        counts.read += batch.rows.len() as u64;
         let processed = process(plan, &mut chain, batch).await?;
-        side.failed += processed.failures.len() as u64;
-        side.dropped += processed.dropped;
+        counts.failed += processed.failures.len() as u64;
+        counts.dropped += processed.dropped;
         let source = processed.source;
         let rows: Vec<(usize, Row)> = match processed.output {
             Output::Source => source.rows.iter().cloned().enumerate().collect(),
@@ -467,16 +505,15 @@ async fn derive(
                 true => Some(format!("#{}", source.first + i as u64)),
                 false => plan.key_text(&source.rows[i]),
             };
-            let id = id.unwrap_or_default();
-            match refused.contains(&id) {
-                true => side.refused += 1,
-                false => side.add(row, layout, picker),
+            match refused.contains(&id.unwrap_or_default()) {
+                true => counts.refused += 1,
+                false => each(row),
             }
         }
         Ok(())
     })
     .await?;
-    Ok(side)
+    Ok(counts)
 }
 
 /// The destination side: every row of the destination table.

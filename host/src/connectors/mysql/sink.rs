@@ -542,6 +542,7 @@ impl Sink for MySqlSink {
         Some(Dialect {
             quote: ident,
             same: "<=>",
+            exact: binary,
         })
     }
 
@@ -611,6 +612,12 @@ impl Sink for MySqlSink {
             .map_err(|e| self.server.error(e))?;
         Ok(())
     }
+}
+
+/// A column compared byte for byte: MySQL's default collations ignore case
+/// and trailing spaces, so `A@x` and `a@x` would be one key.
+fn binary(column: &str) -> String {
+    format!("BINARY {column}")
 }
 
 #[cfg(test)]

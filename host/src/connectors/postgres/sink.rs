@@ -567,6 +567,7 @@ impl Sink for PgSink {
         Some(Dialect {
             quote: ident,
             same: "IS NOT DISTINCT FROM",
+            exact: crate::connectors::merge::as_is,
         })
     }
 
