@@ -357,3 +357,154 @@ priority = ["a", "c"]
         );
     }
 }
+
+/// `[source]` and two CSV connections into `destination`, by priority.
+fn csv_consolidation(destination: &str) -> String {
+    format!(
+        r#"name = "contacts"
+[source]
+type = "csv"
+path = "a"
+[connections.b]
+type = "csv"
+path = "b"
+[connections.c]
+type = "csv"
+path = "c"
+[destination]
+{destination}
+[[tables]]
+source = "contacts"
+[[tables]]
+connection = "b"
+source = "contacts"
+[[tables]]
+connection = "c"
+source = "contacts"
+[consolidate.contacts]
+key = ["email"]
+rule = "priority"
+priority = ["c", "source", "b"]
+"#
+    )
+}
+
+fn contacts_csvs(p: &credvault_tests::Project) {
+    // `Ann@x` and `ann@x` are two keys: keys compare byte for byte, even
+    // where MariaDB's default collation would call them equal.
+    p.write(
+        "a/contacts.csv",
+        "email,name\nAnn@x,Ann A\nann@x,ann a\nbob@x,Bob A\n",
+    );
+    p.write(
+        "b/contacts.csv",
+        "email,name\nbob@x,Bob B\ncy@x,Cy B\nann@x,ann b\n",
+    );
+    p.write("c/contacts.csv", "email,name\ncy@x,Cy C\n");
+}
+
+const CONTACTS: [(&str, &str); 4] = [
+    ("Ann@x", "Ann A"),
+    ("ann@x", "ann a"),
+    ("bob@x", "Bob A"),
+    ("cy@x", "Cy C"),
+];
+
+#[test]
+fn keys_that_differ_only_in_case_stay_apart_in_mariadb_and_sqlite() {
+    let maria = TestDb::new();
+    for destination in [
+        maria.endpoint(),
+        "type = \"sqlite\"\npath = \"out/vault.db\"".to_string(),
+    ] {
+        let p = project();
+        contacts_csvs(&p);
+        p.write("m.toml", &csv_consolidation(&destination));
+        let run = p.run_ok(&["run", "m.toml"]);
+        assert!(run.stdout.contains("[pass] rows match"), "{}", run.all());
+        let sql = "SELECT email, name FROM contacts";
+        let mut rows = match destination.contains("sqlite") {
+            true => p.query("out/vault.db", sql),
+            false => maria.query(sql),
+        };
+        rows.sort();
+        let want: Vec<Vec<Option<String>>> = CONTACTS
+            .iter()
+            .map(|(e, n)| vec![Some(e.to_string()), Some(n.to_string())])
+            .collect();
+        assert_eq!(rows, want, "{destination}");
+    }
+}
+
+#[test]
+fn a_dry_run_consolidates_into_scratch_tables_and_drops_them() {
+    let p = project();
+    contacts_csvs(&p);
+    p.write(
+        "m.toml",
+        &csv_consolidation("type = \"sqlite\"\npath = \"out/vault.db\""),
+    );
+    let run = p.run_ok(&["run", "m.toml", "--dry-run"]);
+    assert!(run.stdout.contains("[pass] rows match"), "{}", run.all());
+    assert!(run.stdout.contains("dry run"), "{}", run.all());
+    let left = p.query(
+        "out/vault.db",
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_credvault%' ESCAPE '\\'",
+    );
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_consolidation_killed_midway_leaves_the_old_table_and_reruns_exactly_once() {
+    let p = project();
+    let rows = 100_000;
+    let mut big = String::from("email,name\n");
+    for i in 0..rows {
+        big.push_str(&format!("p{i}@x,person {i}\n"));
+    }
+    p.write("a/contacts.csv", &big);
+    p.write("b/contacts.csv", &big.replace("person", "twin"));
+    p.write("c/contacts.csv", "email,name\np7@x,seven from c\n");
+    let text = csv_consolidation("type = \"sqlite\"\npath = \"out/vault.db\"")
+        .replace("priority = [", "if_exists = \"replace\"\npriority = [");
+    p.write("m.toml", &text);
+    p.run_ok(&["run", "m.toml"]);
+    p.write("a/contacts.csv", &big.replace("person", "renamed"));
+    // Killed while the second source is half-way into its scratch table.
+    super::resume::kill_midway(&p, &["run", "m.toml"], || {
+        let sql = "SELECT json_extract(checkpoint, '$.rows') FROM _credvault_checkpoints WHERE migration = 'contacts#b'";
+        let done = std::panic::catch_unwind(|| p.query("out/vault.db", sql)).unwrap_or_default();
+        let done: u64 = done
+            .first()
+            .and_then(|r| r[0].as_deref()?.parse().ok())
+            .unwrap_or(0);
+        done > 0 && done < rows as u64
+    });
+    let during = p.query(
+        "out/vault.db",
+        "SELECT count(*), sum(name LIKE 'person%') FROM contacts",
+    );
+    assert_eq!(
+        during[0],
+        vec![Some(rows.to_string()), Some((rows - 1).to_string())],
+        "the old table is whole until the new copy is swapped in"
+    );
+    let again = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        again.stdout.contains("[pass] rows match"),
+        "{}",
+        again.all()
+    );
+    let after = p.query(
+        "out/vault.db",
+        "SELECT count(*), count(DISTINCT email), sum(name LIKE 'renamed%') FROM contacts",
+    );
+    assert_eq!(
+        after[0],
+        vec![
+            Some(rows.to_string()),
+            Some(rows.to_string()),
+            Some((rows - 1).to_string())
+        ]
+    );
+}

@@ -8,7 +8,7 @@ use credvault_tests::Project;
 use super::project;
 
 /// Waits until `probe` says the run is part-way, then kills it.
-fn kill_midway(p: &Project, args: &[&str], probe: impl Fn() -> bool) {
+pub(crate) fn kill_midway(p: &Project, args: &[&str], probe: impl Fn() -> bool) {
     let mut child = p.spawn(args);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !probe() {
@@ -26,7 +26,7 @@ fn kill_midway(p: &Project, args: &[&str], probe: impl Fn() -> bool) {
     child.wait().unwrap();
 }
 
-fn committed_rows(p: &Project, db: &str) -> u64 {
+pub(crate) fn committed_rows(p: &Project, db: &str) -> u64 {
     if !p.path().join(db).exists() {
         return 0;
     }
