@@ -12,16 +12,19 @@ use crate::value::{TableInfo, to_json, to_text, type_name};
 
 /// A run's outcome, then its validation.
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
-    let c = s.counts;
+    run_line(m, s.run_id, "succeeded", s.counts, state);
+    if let Some(report) = &s.validation {
+        validation(report);
+    }
+    dry_run_note(m);
+}
+
+/// A run's totals, and where its flagged rows are.
+fn run_line(m: &Migration, run_id: i64, verdict: &str, c: crate::state::RunCounts, state: &Path) {
     out!(
-        "migration `{}` run {} succeeded: {} read, {} written, {} dropped, {} skipped, {} flagged",
+        "migration `{}` run {run_id} {verdict}: {}",
         m.name,
-        s.run_id,
-        c.read,
-        c.written,
-        c.dropped,
-        c.skipped,
-        c.flagged
+        counts(c)
     );
     if c.flagged > 0 {
         out!(
@@ -30,9 +33,16 @@ pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
             m.name
         );
     }
-    if let Some(report) = &s.validation {
-        validation(report);
-    }
+}
+
+fn counts(c: crate::state::RunCounts) -> String {
+    format!(
+        "{} read, {} written, {} dropped, {} skipped, {} flagged",
+        c.read, c.written, c.dropped, c.skipped, c.flagged
+    )
+}
+
+fn dry_run_note(m: &Migration) {
     if m.dry_run {
         out!("dry run: the scratch tables were dropped; the real tables were not touched");
     }
@@ -307,15 +317,10 @@ pub fn consolidation(
         out!("{event}");
     } else {
         for (label, part) in &s.parts {
-            let c = part.counts;
             out!(
-                "from `{label}` (run {}): {} read, {} written, {} dropped, {} skipped, {} flagged",
+                "from `{label}` (run {}): {}",
                 part.run_id,
-                c.read,
-                c.written,
-                c.dropped,
-                c.skipped,
-                c.flagged
+                counts(part.counts)
             );
             if let Some(report) = &part.validation {
                 validation(report);
@@ -339,32 +344,12 @@ pub fn consolidation(
         if let Some(report) = &s.validation {
             validation(report);
         }
-        let c = s.counts;
-        out!(
-            "migration `{}` run {} {}: {} read, {} written, {} dropped, {} skipped, {} flagged",
-            m.name,
-            s.run_id,
-            if s.passed() {
-                "succeeded"
-            } else {
-                "failed validation; tables that failed were not swapped in"
-            },
-            c.read,
-            c.written,
-            c.dropped,
-            c.skipped,
-            c.flagged
-        );
-        if c.flagged > 0 {
-            out!(
-                "review flagged rows: credvault --state {} flagged list --migration {}",
-                state.display(),
-                m.name
-            );
-        }
-        if m.dry_run {
-            out!("dry run: the scratch tables were dropped; the real tables were not touched");
-        }
+        let verdict = match s.passed() {
+            true => "succeeded",
+            false => "failed validation; tables that failed it were not swapped in",
+        };
+        run_line(m, s.run_id, verdict, s.counts, state);
+        dry_run_note(m);
     }
     Ok(match s.passed() {
         true => ExitCode::SUCCESS,

@@ -162,17 +162,13 @@ pub async fn run(
     if let Some(point) = point {
         observer.on(&RunEvent::RestorePoint(point));
     }
-    let outcome = run_all(
+    let job = Job {
         m,
         runtime,
         state,
-        options,
         purpose,
-        &unified,
-        sink.as_mut(),
-        observer,
-    )
-    .await;
+    };
+    let outcome = run_all(&job, options, &unified, sink.as_mut(), observer).await;
     let counts = outcome
         .as_ref()
         .map(|o| total(&o.parts))
@@ -220,36 +216,68 @@ struct Outcome {
     synced: Vec<TableSync>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_all(
-    m: &Migration,
-    runtime: &Runtime,
-    state: &StateStore,
-    options: RunOptions,
+/// What every step of a multi-source run works with.
+struct Job<'a> {
+    m: &'a Migration,
+    runtime: &'a Runtime,
+    state: &'a StateStore,
     purpose: Purpose,
+}
+
+async fn run_all(
+    job: &Job<'_>,
+    options: RunOptions,
     unified: &[Unified],
     sink: &mut dyn Sink,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, RunError> {
-    let parts = m.parts();
+    let (parts, synced) = run_parts(job, options, observer).await?;
+    let m = job.m;
+    let mut merged = Vec::new();
+    let mut reports = Vec::new();
+    for u in unified {
+        let (table, report) = consolidate_table(m, u, job.state, sink).await?;
+        merged.push(table);
+        reports.extend(report);
+    }
+    let validation = (m.settings.validate && !reports.is_empty()).then(|| {
+        let report = Report::new(&m.name, 0, reports);
+        observer.on(&RunEvent::Validated {
+            report: report.clone(),
+        });
+        report
+    });
+    Ok(Outcome {
+        parts,
+        merged,
+        validation,
+        synced,
+    })
+}
+
+/// Runs every part: a run moves all its tables; a sync brings the tables
+/// that are not consolidated up to date by their mode, and restages the
+/// others afresh.
+async fn run_parts(
+    job: &Job<'_>,
+    options: RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<(Vec<(String, RunSummary)>, Vec<TableSync>), RunError> {
+    let (m, runtime, state) = (job.m, job.runtime, job.state);
     let mut done = Vec::new();
     let mut synced = Vec::new();
-    for part in &parts {
+    for part in &m.parts() {
         let (staged, plain) = split(m, part);
-        let to_run = match purpose {
-            Purpose::Run => Some(&part.migration),
+        let (to_run, options) = match job.purpose {
+            Purpose::Run => (Some(&part.migration), options),
             Purpose::Sync => {
                 if let Some(plain) = &plain {
                     synced.extend(crate::sync::sync_tables(plain, runtime, state, observer).await?);
                 }
-                staged.as_ref()
+                (staged.as_ref(), RunOptions { restart: true })
             }
         };
         let Some(to_run) = to_run else { continue };
-        let options = match purpose {
-            Purpose::Run => options,
-            Purpose::Sync => RunOptions { restart: true },
-        };
         let summary = run_migration(to_run, runtime, state, options, observer).await?;
         if summary.validation.as_ref().is_some_and(|r| !r.passed) {
             return Err(consolidation_error(format!(
@@ -259,32 +287,7 @@ async fn run_all(
         }
         done.push((part.label.clone(), summary));
     }
-    let mut merged = Vec::new();
-    let mut reports = Vec::new();
-    for u in unified {
-        let (table, report) = consolidate_table(m, u, &parts, state, sink).await?;
-        merged.push(table);
-        reports.extend(report);
-    }
-    let validation = (m.settings.validate && !reports.is_empty()).then(|| {
-        let report = Report {
-            migration: m.name.clone(),
-            validated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            sample: 0,
-            passed: reports.iter().all(TableReport::passed),
-            tables: reports,
-        };
-        observer.on(&RunEvent::Validated {
-            report: report.clone(),
-        });
-        report
-    });
-    Ok(Outcome {
-        parts: done,
-        merged,
-        validation,
-        synced,
-    })
+    Ok((done, synced))
 }
 
 /// A part's tables split into those feeding a consolidated table and the
@@ -363,7 +366,6 @@ async fn ready(
 async fn consolidate_table(
     m: &Migration,
     u: &Unified,
-    parts: &[Part],
     state: &StateStore,
     sink: &mut dyn Sink,
 ) -> Result<(Merged, Option<TableReport>), RunError> {
@@ -388,7 +390,7 @@ async fn consolidate_table(
         .collect();
     let rows = kept.iter().map(|(_, n)| n).sum();
     let report = match m.settings.validate {
-        true => Some(check_copy(m, u, parts, state, &scratch).await?),
+        true => Some(check_copy(m, u, state, &scratch).await?),
         false => None,
     };
     if report.as_ref().is_some_and(|r| !r.passed()) {
@@ -472,10 +474,10 @@ async fn merge_into_copy(
 async fn check_copy(
     m: &Migration,
     u: &Unified,
-    parts: &[Part],
     state: &StateStore,
     scratch: &Scratch,
 ) -> Result<TableReport, RunError> {
+    let parts = m.parts();
     let mut refused = Vec::new();
     for feed in &u.feeds {
         let part = parts.iter().find(|p| p.label == feed.label);

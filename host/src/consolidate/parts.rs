@@ -178,11 +178,5 @@ pub async fn validate(
         };
         tables.push(report);
     }
-    Ok(Report {
-        migration: m.name.clone(),
-        validated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        sample: options.sample,
-        passed: tables.iter().all(TableReport::passed),
-        tables,
-    })
+    Ok(Report::new(&m.name, options.sample, tables))
 }

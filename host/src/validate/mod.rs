@@ -147,13 +147,20 @@ pub async fn validate(
         };
         tables.push(report);
     }
-    Ok(Report {
-        migration: m.name.clone(),
-        validated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        sample: options.sample,
-        passed: tables.iter().all(TableReport::passed),
-        tables,
-    })
+    Ok(Report::new(&m.name, options.sample, tables))
+}
+
+impl Report {
+    /// A report made now of `tables`' validations.
+    pub fn new(migration: &str, sample: u64, tables: Vec<TableReport>) -> Self {
+        Self {
+            migration: migration.to_string(),
+            validated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            sample,
+            passed: tables.iter().all(TableReport::passed),
+            tables,
+        }
+    }
 }
 
 fn missing_table(plan: &TablePlan, destination: String) -> TableReport {
