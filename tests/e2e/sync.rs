@@ -324,3 +324,46 @@ fn cdc_syncs_apply_inserts_updates_and_deletes_from_the_change_log() {
         idle.all()
     );
 }
+
+#[test]
+fn under_serve_a_hostile_plugin_fails_its_own_migration_and_the_others_keep_syncing() {
+    let p = project();
+    orders(&p);
+    sqlite_sync(&p, "kind = \"continuous\"\nevery = \"1s\"", "");
+    // The same table through a transform that loops forever on every row,
+    // with the stop policy: each of its syncs fails on fuel.
+    p.write(
+        "bad.toml",
+        &format!(
+            "name = \"hostile-sync\"\n[source]\ntype = \"sqlite\"\npath = \"src.db\"\n[destination]\ntype = \"sqlite\"\npath = \"bad.db\"\n[sync]\nkind = \"continuous\"\nevery = \"1s\"\n[[tables]]\nsource = \"orders\"\n[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"loop\" }}\nlimits = {{ fuel = 10_000_000 }}\n",
+            credvault_tests::guests::HOSTILE
+        ),
+    );
+    let mut child = p.spawn(&["serve", "bad.toml", "m.toml"]);
+    let start = Instant::now();
+    let synced = |name: &str, status: &str| {
+        let out = p.run_ok(&["status", "--migration", name, "--json"]);
+        let rows: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        rows[0]["status"] == status
+    };
+    while !(synced("orders-sync", "succeeded") && synced("hostile-sync", "failed")) {
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    source(&p, "UPDATE orders SET item = 'later' WHERE id = 2");
+    while p.query("vault.db", "SELECT item FROM orders WHERE id = 2") != [[Some("later".into())]] {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the good migration stopped syncing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = p.run_ok(&["status", "--migration", "hostile-sync", "--json"]);
+    assert!(status.stdout.contains("fuel"), "{}", status.stdout);
+    assert!(child.try_wait().unwrap().is_none(), "serve keeps running");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
