@@ -243,6 +243,21 @@ fn source_priority_keeps_the_first_source_whatever_the_dates() {
     assert!(rows.contains(&row("ada@example.com", "Ada (shop)", Some("+44 1"), "shop")));
     assert!(rows.contains(&row("ken@example.com", "Ken (shop)", Some("+1 4"), "shop")));
     assert_eq!(rows.len(), 6);
+
+    // A second run takes a restore point of the consolidated table first;
+    // rolling back to it brings the first run's rows back.
+    p.write(
+        "legacy/people.csv",
+        &LEGACY.replace("Alan (legacy)", "Alan Turing"),
+    );
+    p.run_ok(&["run", "m.toml"]);
+    assert!(
+        w.customers()
+            .contains(&row("alan@example.com", "Alan Turing", None, "legacy"))
+    );
+    let back = p.run_ok(&["rollback", "m.toml"]);
+    assert!(back.stdout.contains("verified"), "{}", back.all());
+    assert_eq!(w.customers(), rows);
 }
 
 #[test]
