@@ -53,7 +53,7 @@ const SOURCE_AS_TEXT: &str = "id::text, i2::text, i8::text, n::text, f4::float8:
      j::jsonb::text, jb::text, m::text, to_jsonb(arr)::text, iv::text";
 
 const DEST_AS_TEXT: &str = "id::text, i2::text, i8::text, n::text, f4::text, f8::text, t, vc, c, nm, by::text, \
-     ok::text, d::text, tm::text, ts::text, tz::text, u::text, j::text, jb::text, m, arr::text, iv";
+     ok::text, d::text, tm::text, ts::text, tz::text, u::text, j::text, jb::text, m, to_jsonb(arr)::text, iv";
 
 #[test]
 fn every_mapped_type_round_trips_pg_to_pg() {
@@ -87,7 +87,7 @@ fn every_mapped_type_round_trips_pg_to_pg() {
          f8 double precision YES, t text YES, vc text YES, c text YES, nm text YES, by bytea YES, \
          ok boolean YES, d date YES, tm time without time zone YES, ts timestamp without time zone YES, \
          tz timestamp with time zone YES, u uuid YES, j jsonb YES, jb jsonb YES, m text YES, \
-         arr jsonb YES, iv text YES"
+         arr ARRAY YES, iv text YES"
     );
     let (source, dest) = ((SOURCE_AS_TEXT, "all_types"), (DEST_AS_TEXT, "copy"));
     for (from, to) in [(source, dest), (dest, source)] {
@@ -115,7 +115,7 @@ fn every_mapped_type_round_trips_pg_to_pg() {
     assert_eq!(v(1), Some("2024-02-29 13:45:00.123456"));
     assert_eq!(v(2), Some("2024-02-29 11:45:00.654321+00"));
     assert_eq!(v(3), Some("\\x00ff0000"), "bytea keeps zero bytes");
-    assert_eq!(v(4), Some("[1, null, 3]"));
+    assert_eq!(v(4), Some("{1,NULL,3}"), "an array stays an array");
     assert_eq!(v(5), Some("héllo\nwörld ✓ \t 'quoted' \\ back"));
     let nulls = s.one("SELECT count(*) FROM {s}.copy c WHERE id = 2 AND num_nulls(VARIADIC ARRAY[i2::text, i8::text, n::text, f4::text, f8::text, t, vc, c, nm, by::text, ok::text, d::text, tm::text, ts::text, tz::text, u::text, j::text, jb::text, m, arr::text, iv]) = 21");
     assert_eq!(
@@ -773,4 +773,97 @@ fn a_table_split_into_key_ranges_lands_every_row_once() {
         "9001 rows in ranges of about 2000"
     );
     assert_eq!(fingerprint(&s, "big"), fingerprint(&s, "copy"));
+}
+
+/// Arrays of every element type with a binary layout, with NULL elements,
+/// empty and NULL arrays. (A JSON `null` inside a `jsonb[]` is not here: in
+/// the row model's JSON form it cannot be told from a NULL element.)
+const ARRAYS: &str = r#"
+CREATE TABLE {s}.arrays (
+  id int PRIMARY KEY, i2 int2[], i4 int4[], i8 int8[], n numeric(12,3)[], f4 float4[], f8 float8[],
+  t text[], vc varchar(5)[], b bool[], by bytea[], d date[], tm time[], ts timestamp[],
+  tz timestamptz[], u uuid[], jb jsonb[]);
+INSERT INTO {s}.arrays VALUES
+ (1, '{1,-32768}', '{2147483647,NULL}', '{-9223372036854775808}', '{1.500,NULL,-0.001}',
+  '{3.25,NaN}', '{1e308,-Infinity,5e-324}', ARRAY['a,b', 'quote"d', NULL, '', 'ü ✓', 'NULL'],
+  '{abc}', '{t,f,NULL}', ARRAY['\x00ff'::bytea, '\x'::bytea], '{2024-02-29,0001-01-01}',
+  '{23:59:59.999999}', '{"2024-02-29 13:45:00.123456"}', '{"2024-02-29 13:45:00.654321+02"}',
+  '{123e4567-e89b-12d3-a456-426614174000}', ARRAY['{"a": [1, 2.50]}'::jsonb, NULL, '"s"'::jsonb]),
+ (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (3, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
+"#;
+
+#[test]
+fn arrays_stay_arrays_pg_to_pg_element_for_element() {
+    let s = Scratch::new();
+    s.exec(ARRAYS);
+    let p = project();
+    p.write(
+        "m.toml",
+        &pg_to_pg(&s, "", "source = \"arrays\"\ndestination = \"copy\""),
+    );
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(run.stdout.contains("3 written"), "{}", run.all());
+    assert!(
+        run.stdout.contains("validation of `pg-move`: passed"),
+        "{}",
+        run.all()
+    );
+    let types = s.rows(
+        "SELECT string_agg(column_name || ' ' || udt_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_schema = '{s}' AND table_name = 'copy'",
+    );
+    assert_eq!(
+        types[0][0].as_deref(),
+        Some(
+            "id int8, i2 _int8, i4 _int8, i8 _int8, n _numeric, f4 _float8, f8 _float8, t _text, vc _text, \
+             b _bool, by _bytea, d _date, tm _time, ts _timestamp, tz _timestamptz, u _uuid, jb _jsonb"
+        )
+    );
+    // Element for element, NULLs and empties included (compared as text
+    // after casting back to the source's element types).
+    let cols = "id, i2::int2[], i4::int4[], i8, n::numeric(12,3)[], f4::float4[], f8, t, vc::varchar(5)[], b, by, d, tm, ts, tz, u, jb";
+    for (a, b) in [("arrays", "copy"), ("copy", "arrays")] {
+        let diff = s.rows(&format!(
+            "SELECT {cols} FROM {{s}}.{a} EXCEPT SELECT {cols} FROM {{s}}.{b}"
+        ));
+        assert!(diff.is_empty(), "rows of {a} missing from {b}: {diff:?}");
+    }
+    assert_eq!(
+        s.one("SELECT t::text FROM {s}.copy WHERE id = 1")
+            .as_deref(),
+        Some(r#"{"a,b","quote\"d",NULL,"","ü ✓",NULL}"#.replace(",NULL}", ",\"NULL\"}").as_str()),
+        "the text `NULL` is not the NULL element"
+    );
+}
+
+#[test]
+fn appending_into_existing_array_columns_and_refusing_what_does_not_fit() {
+    let s = Scratch::new();
+    s.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, tags text[], grid int[]);
+         INSERT INTO {s}.src VALUES (1, '{a,b}', '{1,2}'), (2, '{c}', '{{1,2},{3,4}}'), (3, NULL, '{}');
+         CREATE TABLE {s}.dst (id int PRIMARY KEY, tags varchar(10)[], grid int4[]);",
+    );
+    let p = project();
+    let table =
+        "source = \"src\"\ndestination = \"dst\"\nif_exists = \"append\"\non_error = \"flag\"";
+    p.write("m.toml", &pg_to_pg(&s, "", table));
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(run.stdout.contains("2 written"), "{}", run.all());
+    assert_eq!(
+        s.rows("SELECT id::text, tags::text, grid::text FROM {s}.dst ORDER BY id"),
+        vec![
+            vec![Some("1".into()), Some("{a,b}".into()), Some("{1,2}".into())],
+            vec![Some("3".into()), None, Some("{}".into())],
+        ]
+    );
+    let flagged = p.run_ok(&["flagged", "list"]);
+    assert!(
+        flagged
+            .stdout
+            .contains("multi-dimensional array cannot be written yet"),
+        "{}",
+        flagged.all()
+    );
 }

@@ -270,6 +270,16 @@ pub trait Source: Send + Sync {
         ))
     }
 
+    /// For each column of `table`, its elements' type when it is an array
+    /// (which the row model carries as a JSON array) that a destination
+    /// with arrays can recreate; empty when the source has none.
+    async fn array_elements(
+        &self,
+        _table: &TableInfo,
+    ) -> Result<Vec<Option<ColumnType>>, ConnectorError> {
+        Ok(Vec::new())
+    }
+
     /// Streams a table in batches into `tx`, in primary-key order when the
     /// table has a key. Memory stays bounded by the channel's capacity.
     async fn read(
@@ -400,6 +410,11 @@ pub trait Sink: Send + Sync {
 
     /// Free space where this destination keeps its data.
     async fn free_space(&self) -> Result<FreeSpace, ConnectorError>;
+
+    /// Says, before `prepare`, which columns of `table` carry a source's
+    /// arrays (as JSON arrays) and of what element type, so a destination
+    /// with array types creates them as such. Others keep JSON.
+    fn array_columns(&mut self, _table: &str, _columns: &[(String, ColumnType)]) {}
 
     /// Makes `table` ready for rows of `columns`.
     async fn prepare(

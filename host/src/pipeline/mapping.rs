@@ -33,6 +33,13 @@ pub struct MappedColumn {
     map: Option<ValueMap>,
 }
 
+impl MappedColumn {
+    /// Whether values pass unchanged: no value map, no type change.
+    pub fn passes_through(&self) -> bool {
+        self.map.is_none() && self.from.type_ == self.to.type_
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ValueMap {
     entries: HashMap<String, Value>,

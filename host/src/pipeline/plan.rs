@@ -9,7 +9,7 @@ use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
 use crate::connectors::Source;
 use crate::plugins;
 use crate::runtime::Runtime;
-use crate::value::{Column, Row, TableInfo, to_json, to_text};
+use crate::value::{Column, ColumnType, Row, TableInfo, to_json, to_text};
 
 /// Everything needed to move one table.
 #[derive(Clone)]
@@ -30,6 +30,10 @@ pub struct TablePlan {
     pub key: Vec<usize>,
     /// What the transforms are told about this run.
     pub ctx: TransformContext,
+    /// Output columns that carry a source array unchanged (as a JSON
+    /// array), with its elements' type: a destination with arrays
+    /// recreates them.
+    pub arrays: Vec<(String, ColumnType)>,
 }
 
 /// A problem found while planning, naming the table and the key at fault.
@@ -137,6 +141,7 @@ async fn plan_table(
         schema = step.output.clone();
         steps.push(step);
     }
+    let arrays = array_columns(source, &info, &mapping, &schema).await;
     Ok(TablePlan {
         spec: spec.clone(),
         source: info,
@@ -146,7 +151,37 @@ async fn plan_table(
         output: schema,
         key,
         ctx,
+        arrays,
     })
+}
+
+/// The output columns that are source arrays passed through: neither
+/// value-mapped nor retyped by the mapping or a transform.
+async fn array_columns(
+    source: &dyn Source,
+    info: &TableInfo,
+    mapping: &Mapping,
+    output: &[Column],
+) -> Vec<(String, ColumnType)> {
+    let Ok(elements) = source.array_elements(info).await else {
+        return Vec::new();
+    };
+    let json = |name: &str| {
+        output
+            .iter()
+            .any(|o| o.name == name && o.type_ == ColumnType::Json)
+    };
+    mapping
+        .columns()
+        .iter()
+        .filter(|c| c.passes_through() && c.to.type_ == ColumnType::Json && json(&c.to.name))
+        .filter_map(|c| {
+            Some((
+                c.to.name.clone(),
+                elements.get(c.source).copied().flatten()?,
+            ))
+        })
+        .collect()
 }
 
 /// Loads a plugin and configures it once against its input schema, which

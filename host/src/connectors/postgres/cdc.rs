@@ -1283,6 +1283,7 @@ mod tests {
             oid,
             typtype: 'b',
             category: if name.ends_with("[]") { 'A' } else { 'X' },
+            elem: 0,
             name: name.into(),
         }
     }

@@ -239,6 +239,8 @@ fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
             let u = u128::from_be_bytes(fixed(b, "uuid")?);
             Value::Uuid(((u >> 64) as u64, u as u64))
         }
+        // Sources select arrays through `to_jsonb`, so none arrives raw.
+        Binary::Array(_) => return Err("an array arrived in binary form".into()),
     })
 }
 
@@ -449,7 +451,7 @@ pub(super) fn header() -> Vec<u8> {
 pub(super) const TRAILER: [u8; 2] = [0xff, 0xff];
 
 /// Appends one field: its length word, then its bytes.
-fn encode_field(value: &Value, layout: Binary, out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn encode_field(value: &Value, layout: Binary, out: &mut Vec<u8>) -> Result<(), String> {
     if matches!(value, Value::Null) {
         out.extend_from_slice(&(-1i32).to_be_bytes());
         return Ok(());
@@ -521,6 +523,7 @@ fn encode_value(value: &Value, layout: Binary, out: &mut Vec<u8>) -> Result<(), 
             out.extend_from_slice(&hi.to_be_bytes());
             out.extend_from_slice(&lo.to_be_bytes());
         }
+        (Binary::Array(elem), Value::Json(json)) => super::array::encode_array(json, elem, out)?,
         _ => return Err(mismatch()),
     }
     Ok(())

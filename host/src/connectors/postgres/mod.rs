@@ -7,6 +7,7 @@
 //! printed; every driver error goes through [`server::connect_error`], which
 //! tells the failure kinds apart and redacts the password.
 
+mod array;
 mod cdc;
 mod copy;
 mod sink;
@@ -195,7 +196,8 @@ impl Db {
             .await
             .map_err(|e| self.error(&e))?;
         let mut tables: Vec<CatalogTable> = Vec::new();
-        for (table, column, oid, typtype, category, type_name, not_null, reltuples, pk_pos) in rows
+        for (table, column, oid, typtype, category, type_name, not_null, reltuples, pk_pos, elem) in
+            rows
         {
             if tables.last().is_none_or(|t| t.name != table) {
                 tables.push(CatalogTable {
@@ -215,6 +217,7 @@ impl Db {
                     oid: u32::try_from(oid).unwrap_or(0),
                     typtype: typtype.chars().next().unwrap_or('b'),
                     category: category.chars().next().unwrap_or('X'),
+                    elem: u32::try_from(elem).unwrap_or(0),
                     name: type_name,
                 },
                 not_null,
@@ -228,7 +231,8 @@ impl Db {
 }
 
 /// One catalog row: table, column, base type OID, typtype, typcategory,
-/// declared type name, NOT NULL, reltuples, position in the primary key.
+/// declared type name, NOT NULL, reltuples, position in the primary key,
+/// array element type OID.
 type CatalogRow = (
     String,
     String,
@@ -239,6 +243,7 @@ type CatalogRow = (
     bool,
     f64,
     Option<i64>,
+    i64,
 );
 
 /// Columns of ordinary and partitioned tables (not partitions, which their
@@ -249,7 +254,8 @@ const CATALOG_SQL: &str = "
 SELECT c.relname::text, a.attname::text, bt.oid::int8, bt.typtype::text, bt.typcategory::text,
        format_type(a.atttypid, NULL), a.attnotnull, c.reltuples::float8,
        (SELECT k.ord FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum)
+         WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum),
+       bt.typelem::int8
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

@@ -27,7 +27,7 @@ use crate::connectors::{
     Checkpoint, ConnectorError, FreeSpace, Prepare, Readiness, Rejected, Sink, WriteBatch,
     readiness,
 };
-use crate::value::{Column, type_name};
+use crate::value::{Column, ColumnType, type_name};
 
 /// Bytes per COPY data message.
 const CHUNK: usize = 1 << 20;
@@ -38,6 +38,8 @@ pub struct PgSink {
     /// Per table, the binary layout of each written column, checked against
     /// the real table when it was prepared.
     layouts: HashMap<String, Vec<Binary>>,
+    /// Per table, the columns created as arrays, with their element type.
+    arrays: HashMap<String, Vec<(String, ColumnType)>>,
 }
 
 /// Where one encoded row sits in the batch's buffer.
@@ -67,6 +69,7 @@ impl PgSink {
         Ok(Self {
             db,
             layouts: HashMap::new(),
+            arrays: HashMap::new(),
         })
     }
 
@@ -102,11 +105,19 @@ impl PgSink {
         columns: &[Column],
         replace: bool,
     ) -> Result<(), ConnectorError> {
+        let arrays = self.arrays.get(table);
         let defs: Vec<String> = columns
             .iter()
             .map(|c| {
                 let null = if c.nullable { "" } else { " NOT NULL" };
-                format!("{} {}{null}", ident(&c.name), create_type(c.type_))
+                let array = arrays.and_then(|a| a.iter().find(|(name, _)| *name == c.name));
+                let t = match array {
+                    Some((_, elem)) if c.type_ == ColumnType::Json => {
+                        format!("{}[]", create_type(*elem))
+                    }
+                    _ => create_type(c.type_).to_string(),
+                };
+                format!("{} {t}{null}", ident(&c.name))
             })
             .collect();
         let fail = |e: &sqlx::Error| self.db.table_error(table, e);
@@ -433,6 +444,10 @@ impl Sink for PgSink {
             }
             Err(e) => Err(self.db.error(&e)),
         }
+    }
+
+    fn array_columns(&mut self, table: &str, columns: &[(String, ColumnType)]) {
+        self.arrays.insert(table.to_string(), columns.to_vec());
     }
 
     async fn prepare(

@@ -8,13 +8,13 @@ use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 
 use super::copy::TupleReader;
-use super::types::{Binary, Select, read_as};
+use super::types::{Binary, Select, array_element, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
     Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key, read_one,
 };
-use crate::value::{Column, TableInfo};
+use crate::value::{Column, ColumnType, TableInfo};
 
 /// Reads the tables of one schema.
 pub struct PgSource {
@@ -315,6 +315,14 @@ impl Source for PgSource {
             .into_iter()
             .map(table_info)
             .collect())
+    }
+
+    async fn array_elements(
+        &self,
+        table: &TableInfo,
+    ) -> Result<Vec<Option<ColumnType>>, ConnectorError> {
+        let t = self.table(&table.name).await?;
+        Ok(t.columns.iter().map(|c| array_element(&c.pg)).collect())
     }
 
     async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError> {

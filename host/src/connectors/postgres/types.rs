@@ -17,7 +17,7 @@
 //! | `timestamp` / `timestamptz` | timestamp / timestamptz | binary (µs) |
 //! | `uuid` | uuid | binary |
 //! | `json` / `jsonb` | json | binary |
-//! | arrays (any element type) | json | `to_jsonb(col)::text` |
+//! | arrays (any element type) | json (a JSON array) | `to_jsonb(col)::text` |
 //! | anything else (`interval`, `inet`, `money`, `timetz`, …) | text | `col::text` |
 
 use crate::value::ColumnType;
@@ -55,6 +55,8 @@ pub(super) struct PgType {
     pub typtype: char,
     /// `pg_type.typcategory` of the base type: `A` for arrays.
     pub category: char,
+    /// For an array, its element type's OID (`pg_type.typelem`); else 0.
+    pub elem: u32,
     /// The declared type's name without modifiers, schema-qualified when not
     /// on the search path (for casting key literals on resume).
     pub name: String,
@@ -96,6 +98,9 @@ pub(super) enum Binary {
     Timestamptz,
     /// 16 bytes.
     Uuid,
+    /// A one-dimensional array of elements of this OID (written from a JSON
+    /// array; arrays are read through `to_jsonb`).
+    Array(u32),
 }
 
 /// How a source column is selected inside `COPY (SELECT …)`.
@@ -183,11 +188,36 @@ pub(super) fn create_type(t: ColumnType) -> &'static str {
 /// without a binary writer here (interval, arrays, ...) are refused when the
 /// table is prepared, not row by row.
 pub(super) fn write_as(t: &PgType) -> Option<Binary> {
+    if t.category == 'A' {
+        return element(t.elem).map(|_| Binary::Array(t.elem));
+    }
     let native = read_as(t);
     if native.select == Select::Plain {
         return Some(native.binary);
     }
     (t.typtype == 'e' || t.name == "citext" || t.name.ends_with(".citext")).then_some(Binary::Text)
+}
+
+/// How the elements of an array of `elem` are read and written, when they
+/// have a binary layout here.
+pub(super) fn element(elem: u32) -> Option<ReadAs> {
+    let t = PgType {
+        oid: elem,
+        typtype: 'b',
+        category: 'X',
+        elem: 0,
+        name: String::new(),
+    };
+    Some(read_as(&t)).filter(|r| r.select == Select::Plain)
+}
+
+/// The row-model type of the elements of an array column the sink can
+/// recreate (one dimension, elements with a binary layout here).
+pub(super) fn array_element(t: &PgType) -> Option<ColumnType> {
+    (t.category == 'A')
+        .then(|| element(t.elem))
+        .flatten()
+        .map(|r| r.column_type)
 }
 
 /// Whether values of `t` can be written into a column laid out as `b`
@@ -207,7 +237,7 @@ pub(super) fn writable(t: ColumnType, b: Binary) -> bool {
         ColumnType::Timestamp => b == B::Timestamp,
         ColumnType::Timestamptz => b == B::Timestamptz,
         ColumnType::Uuid => b == B::Uuid,
-        ColumnType::Json => matches!(b, B::Json | B::Jsonb),
+        ColumnType::Json => matches!(b, B::Json | B::Jsonb | B::Array(_)),
         ColumnType::Text => false,
     }
 }
@@ -218,6 +248,7 @@ mod tests {
 
     fn pg(oid: u32, typtype: char, category: char, name: &str) -> PgType {
         PgType {
+            elem: 0,
             oid,
             typtype,
             category,
