@@ -7,14 +7,15 @@
 use super::project;
 use super::servers::{Scratch, TestDb};
 
-/// The CRM (PostgreSQL): `id`, `email`, `name`, `updated_at`.
+/// The CRM (PostgreSQL): `id`, `email`, `name`, `updated_at`, `tags` (an
+/// array, which lands as JSON in the consolidated table).
 const CRM: &str = r#"
-CREATE TABLE {s}.customers (id int PRIMARY KEY, email text NOT NULL, name text, updated_at timestamptz);
+CREATE TABLE {s}.customers (id int PRIMARY KEY, email text NOT NULL, name text, updated_at timestamptz, tags text[]);
 INSERT INTO {s}.customers VALUES
- (1, 'ada@example.com',   'Ada (crm)',   '2024-03-01 10:00:00+00'),
- (2, 'alan@example.com',  'Alan (crm)',  '2024-01-01 10:00:00+00'),
- (3, 'grace@example.com', 'Grace (crm)', NULL),
- (4, 'ken@example.com',   'Ken (crm)',   '2024-05-05 05:05:05.123456+00');
+ (1, 'ada@example.com',   'Ada (crm)',   '2024-03-01 10:00:00+00', '{vip,math}'),
+ (2, 'alan@example.com',  'Alan (crm)',  '2024-01-01 10:00:00+00', NULL),
+ (3, 'grace@example.com', 'Grace (crm)', NULL, '{}'),
+ (4, 'ken@example.com',   'Ken (crm)',   '2024-05-05 05:05:05.123456+00', '{unix}');
 "#;
 
 /// The shop (MariaDB): other column names, a `phone` nobody else has.
@@ -191,6 +192,10 @@ fn three_sources_become_one_table_with_the_latest_row_of_each_key() {
         vault.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{s}' AND table_name LIKE 'credvault\\_%'"),
         Some("0".into()),
         "scratch tables are dropped"
+    );
+    assert_eq!(
+        vault.one("SELECT tags::text FROM {s}.customers WHERE email = 'ada@example.com'"),
+        Some(r#"["vip", "math"]"#.into())
     );
     let validate = p.run_ok(&["validate", "m.toml"]);
     assert!(validate.stdout.contains("passed"), "{}", validate.all());

@@ -620,6 +620,10 @@ pub struct TableSpec {
     /// Set by an incremental sync: the window of cursor values to read.
     #[serde(skip)]
     pub since: Option<crate::connectors::Since>,
+    /// Land a source's arrays as JSON even where the destination has array
+    /// types (a consolidation's scratch tables, whose sources may differ).
+    #[serde(skip)]
+    pub arrays_as_json: bool,
 }
 
 impl TableSpec {
@@ -637,6 +641,7 @@ impl TableSpec {
             sync: None,
             cursor: None,
             since: None,
+            arrays_as_json: false,
         }
     }
 

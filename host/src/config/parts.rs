@@ -143,6 +143,7 @@ impl Migration {
                 .find(|c| c.spec.source == t.source && c.label == Self::label_of(&t));
             t.destination = me.map(|c| c.stage);
             t.if_exists = IfExists::Replace;
+            t.arrays_as_json = true;
         } else if self.dry_run {
             t.destination = Some(self.final_name(&destination));
             t.if_exists = IfExists::Replace;

@@ -141,7 +141,10 @@ async fn plan_table(
         schema = step.output.clone();
         steps.push(step);
     }
-    let arrays = array_columns(source, &info, &mapping, &schema).await;
+    let arrays = match spec.arrays_as_json {
+        true => Vec::new(),
+        false => array_columns(source, &info, &mapping, &schema).await,
+    };
     Ok(TablePlan {
         spec: spec.clone(),
         source: info,
