@@ -286,6 +286,7 @@ fn a_null_key_or_a_tie_is_refused_and_the_old_table_stays() {
         "{}",
         tie.all()
     );
+    assert!(tie.stdout.contains("NOT swapped in"), "{}", tie.all());
     assert_eq!(
         w.customers(),
         before,

@@ -329,6 +329,17 @@ pub fn consolidation(
         for t in &s.merged {
             let kept: Vec<String> = t.kept.iter().map(|(f, n)| format!("{f} {n}")).collect();
             let a = t.changed;
+            if !t.swapped {
+                out!(
+                    "consolidated `{}` ({}): {} source rows → {} rows, kept {}; NOT swapped in (its validation failed), the table keeps its previous rows",
+                    t.table,
+                    t.rule,
+                    t.source_rows,
+                    t.rows,
+                    kept.join(", ")
+                );
+                continue;
+            }
             out!(
                 "consolidated `{}` ({}): {} source rows → {} rows, kept {}; {} inserted, {} updated, {} deleted",
                 t.table,

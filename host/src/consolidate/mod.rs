@@ -62,6 +62,9 @@ pub struct Merged {
     pub changed: Applied,
     /// The rule, in words.
     pub rule: String,
+    /// Whether the new copy replaced the table (not when it failed its
+    /// validation).
+    pub swapped: bool,
 }
 
 /// What a multi-source run did.
@@ -397,10 +400,11 @@ async fn consolidate_table(
         drop_scratch(u, &scratch, sink).await?;
         let mut report = report.expect("checked");
         report.table = table.clone();
-        return Ok((
-            merged(u, 0, source_rows, kept, Applied::default()),
-            Some(report),
-        ));
+        let result = Merged {
+            swapped: false,
+            ..merged(u, rows, source_rows, kept, Applied::default())
+        };
+        return Ok((result, Some(report)));
     }
     let changed = compare(&m.name, u, &table, &scratch, &dialect, sink, rows).await?;
     sink.swap_tables(&scratch.merged, &table).await?;
@@ -425,6 +429,7 @@ fn merged(
         kept,
         changed,
         rule: u.rule_text(),
+        swapped: true,
     }
 }
 
