@@ -212,3 +212,23 @@ fn a_trapping_plugin_does_not_stop_other_tables() {
         Some("2")
     );
 }
+
+#[test]
+fn under_the_stop_policy_the_first_trapping_row_ends_the_table_by_name() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(50));
+    let table = format!(
+        "[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"loop\", trigger = \"7\" }}\nlimits = {{ fuel = 10_000_000 }}\n",
+        guests::HOSTILE
+    );
+    p.write("m.toml", &people_migration("on_error = \"stop\"", &table));
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("stopped on a failed row (policy `stop`): table `people`, row 7 (id=7)"),
+        "{}",
+        run.all()
+    );
+    assert!(run.stderr.contains("ran out of fuel"), "{}", run.all());
+}

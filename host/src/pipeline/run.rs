@@ -850,6 +850,9 @@ impl<'a> TableRun<'a> {
             plan.steps.clone(),
             self.m.settings.max_plugin_traps,
         );
+        if plan.policy == ErrorPolicy::Stop {
+            chain = chain.stopping_at_first_trap();
+        }
         let transformer = tokio::spawn(async move {
             while let Some(batch) = read_rx.recv().await {
                 let processed = match batch {

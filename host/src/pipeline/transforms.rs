@@ -91,6 +91,9 @@ pub struct Chain {
     traps: u32,
     max_traps: u32,
     stats: Vec<PluginStats>,
+    /// Stop isolating at the first row that traps (the `stop` policy ends
+    /// the table there, so the rest of the batch need not be bisected).
+    first_failure_ends: bool,
 }
 
 impl Chain {
@@ -109,7 +112,16 @@ impl Chain {
             traps: 0,
             max_traps,
             stats,
+            first_failure_ends: false,
         }
+    }
+
+    /// The chain for a table whose policy is `stop`: once a row is found
+    /// to trap, the rest of its batch is left untransformed (and reported
+    /// as such if anyone asks), since the table ends at that row.
+    pub fn stopping_at_first_trap(mut self) -> Self {
+        self.first_failure_ends = true;
+        self
     }
 
     /// Resource use of each step so far.
@@ -188,6 +200,14 @@ impl Chain {
                             batch_first + rows.len() as u64 - 1
                         ),
                     });
+                    if self.first_failure_ends {
+                        self.leave_untransformed(
+                            &mut results,
+                            &failure,
+                            batch_first + start as u64,
+                        );
+                        break;
+                    }
                 }
                 Err(failure) => {
                     tracing::debug!(table = %self.ctx.table, "{failure}; bisecting rows {start}..{end} to isolate the cause");
@@ -251,6 +271,25 @@ impl Chain {
                 column,
                 message,
             },
+        }
+    }
+
+    /// Marks the rows not yet transformed as failed because of the trap
+    /// on row `at`, which ends the table.
+    fn leave_untransformed(
+        &self,
+        results: &mut [Option<ChainOutcome>],
+        failure: &PluginFailure,
+        at: u64,
+    ) {
+        for slot in results.iter_mut().filter(|r| r.is_none()) {
+            *slot = Some(ChainOutcome::Failed {
+                plugin: failure.plugin.clone(),
+                column: None,
+                message: format!(
+                    "not transformed: the table stops at row {at}, where the plugin trapped"
+                ),
+            });
         }
     }
 
