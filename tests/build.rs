@@ -12,6 +12,7 @@ fn main() {
         ("credvault-hostile-guest", "HOSTILE"),
         ("credvault-hostile-source", "HOSTILE_SOURCE"),
         ("credvault-example-add-suffix", "ADD_SUFFIX"),
+        ("credvault-example-db-lookup", "DB_LOOKUP"),
         ("credvault-generator", "GENERATOR"),
         ("credvault-csv-source", "CSV_SOURCE"),
         ("credvault-csv-sink", "CSV_SINK"),
