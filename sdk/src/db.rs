@@ -135,9 +135,7 @@ impl Connection {
         match &self.inner {
             #[cfg(target_arch = "wasm32")]
             Inner::Host(c) => c.execute(sql, params).map_err(from_host),
-            Inner::Fake(fake) => fake
-                .query(sql, params)
-                .map(|r| r.rows.len() as u64),
+            Inner::Fake(fake) => fake.query(sql, params).map(|r| r.rows.len() as u64),
         }
     }
 }

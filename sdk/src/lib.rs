@@ -279,7 +279,7 @@ pub mod prelude {
     pub use crate::source::{Reader, Source, SourceBatch};
     pub use crate::{
         Column, ColumnType, Context, IntoOutcome, Outcome, Row, RowAction, RowError, Schema,
-        TableInfo, Transform, Value, db, export_sink, export_source, export_transform, http,
-        log, transform,
+        TableInfo, Transform, Value, db, export_sink, export_source, export_transform, http, log,
+        transform,
     };
 }

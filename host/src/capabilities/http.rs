@@ -246,6 +246,41 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_endless_body_is_cut_off_at_the_cap_while_it_streams() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                socket.read_exact(&mut byte).await.unwrap();
+                request.push(byte[0]);
+            }
+            let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            // No length and no end: only a cap checked while streaming stops it.
+            while socket.write_all(&[b'x'; 4096]).await.is_ok() {}
+        });
+        let request = Request {
+            method: "GET".into(),
+            url: format!("http://127.0.0.1:{port}/"),
+            headers: vec![],
+            body: vec![],
+        };
+        let mut g = grant(&["127.0.0.1"]);
+        g.timeout = std::time::Duration::from_secs(30);
+        let started = std::time::Instant::now();
+        let err = fetch(Some(&g), request).await.unwrap_err();
+        assert!(
+            matches!(&err, CapabilityError::Failed(m) if m.contains("larger than grants.http.max_response_kb (1 KiB)")),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
     #[test]
     fn a_ca_file_that_is_not_a_certificate_is_refused_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
@@ -254,6 +289,9 @@ mod tests {
         let err = build_client(Some(&file)).unwrap_err();
         assert!(err.contains("holds no PEM certificate"), "{err}");
         let missing = build_client(Some(&dir.path().join("none.pem"))).unwrap_err();
-        assert!(missing.contains("cannot read grants.http.ca_file"), "{missing}");
+        assert!(
+            missing.contains("cannot read grants.http.ca_file"),
+            "{missing}"
+        );
     }
 }

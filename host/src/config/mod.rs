@@ -928,7 +928,10 @@ impl Migration {
         let endpoints = envs
             .flat_map(|e| {
                 let swapped = [e.source.as_mut(), e.destination.as_mut()];
-                swapped.into_iter().flatten().chain(e.connections.values_mut())
+                swapped
+                    .into_iter()
+                    .flatten()
+                    .chain(e.connections.values_mut())
             })
             .chain([&mut self.source, &mut self.destination])
             .chain(self.connections.values_mut());
@@ -961,7 +964,12 @@ impl Migration {
             grants.connections = grants
                 .db
                 .iter()
-                .filter_map(|d| Some((d.connection.clone(), connections.get(&d.connection)?.clone())))
+                .filter_map(|d| {
+                    Some((
+                        d.connection.clone(),
+                        connections.get(&d.connection)?.clone(),
+                    ))
+                })
                 .collect();
         }
     }

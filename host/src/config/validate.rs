@@ -253,14 +253,20 @@ fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>)
 /// a database the host can open for it (in every environment), once, with
 /// usable limits.
 fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
-    let mut endpoints: Vec<(String, &super::Endpoint)> =
-        vec![("source".into(), &m.source), ("destination".into(), &m.destination)];
+    let mut endpoints: Vec<(String, &super::Endpoint)> = vec![
+        ("source".into(), &m.source),
+        ("destination".into(), &m.destination),
+    ];
     for (name, env) in &m.environments {
         let at = |key: &str| format!("environments.{name}.{key}");
         endpoints.extend(env.source.iter().map(|e| (at("source"), e)));
         endpoints.extend(env.destination.iter().map(|e| (at("destination"), e)));
     }
-    endpoints.extend(m.connections.iter().map(|(n, e)| (format!("connections.{n}"), e)));
+    endpoints.extend(
+        m.connections
+            .iter()
+            .map(|(n, e)| (format!("connections.{n}"), e)),
+    );
     let mut grants: Vec<(String, &super::GrantsSpec)> = endpoints
         .into_iter()
         .filter_map(|(at, e)| match e {
@@ -280,7 +286,9 @@ fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
             let at = format!("{at}.db[{k}]");
             let name = &db.connection;
             if !seen.insert(name) {
-                problems.push(format!("{at}: connection `{name}` is granted twice; keep one entry"));
+                problems.push(format!(
+                    "{at}: connection `{name}` is granted twice; keep one entry"
+                ));
             }
             if db.max_rows == 0 || db.max_result_kb == 0 || db.timeout_ms == 0 {
                 problems.push(format!(
@@ -299,12 +307,20 @@ fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
                 continue;
             };
             let replacements = m.environments.iter().filter_map(|(env, e)| {
-                Some((format!("environments.{env}.connections.{name}"), e.connections.get(name)?))
+                Some((
+                    format!("environments.{env}.connections.{name}"),
+                    e.connections.get(name)?,
+                ))
             });
-            for (key, endpoint) in [(format!("connections.{name}"), endpoint)].into_iter().chain(replacements) {
+            for (key, endpoint) in [(format!("connections.{name}"), endpoint)]
+                .into_iter()
+                .chain(replacements)
+            {
                 if !matches!(
                     endpoint,
-                    super::Endpoint::Postgres(_) | super::Endpoint::Mysql(_) | super::Endpoint::Sqlite { .. }
+                    super::Endpoint::Postgres(_)
+                        | super::Endpoint::Mysql(_)
+                        | super::Endpoint::Sqlite { .. }
                 ) {
                     problems.push(format!(
                         "{at}.connection: {key} is not a database (a db grant opens PostgreSQL, MySQL/MariaDB or SQLite connections); grant it another way (a directory, say) or point it at a database"

@@ -189,7 +189,9 @@ fn decode_row(row: &MySqlRow) -> Result<Vec<Value>, DbError> {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let raw = row.try_get_raw(i).map_err(|e| DbError::Driver(e.to_string()))?;
+            let raw = row
+                .try_get_raw(i)
+                .map_err(|e| DbError::Driver(e.to_string()))?;
             if raw.is_null() {
                 return Ok(Value::Null);
             }

@@ -161,7 +161,8 @@ impl PgDb {
             .iter()
             .map(|c| {
                 let oid = c.type_info().oid().map_or(0, |o| o.0);
-                let column_type = result_type(oid).ok_or_else(|| undecodable(c.name(), c.type_info()))?;
+                let column_type =
+                    result_type(oid).ok_or_else(|| undecodable(c.name(), c.type_info()))?;
                 Ok(column(c.name(), column_type))
             })
             .collect()
@@ -219,9 +220,8 @@ impl sqlx::Encode<'_, Postgres> for PgParam<'_> {
 fn arguments(params: &[Value]) -> Result<PgArguments, DbError> {
     let mut args = PgArguments::default();
     for (i, value) in params.iter().enumerate() {
-        args.add(PgParam(value)).map_err(|e| {
-            DbError::Driver(format!("parameter ${}: {e}", i + 1))
-        })?;
+        args.add(PgParam(value))
+            .map_err(|e| DbError::Driver(format!("parameter ${}: {e}", i + 1)))?;
     }
     Ok(args)
 }
@@ -242,7 +242,9 @@ fn result_columns(row: &PgRow) -> Result<Vec<Column>, DbError> {
 fn decode_row(row: &PgRow) -> Result<Vec<Value>, DbError> {
     (0..row.len())
         .map(|i| {
-            let raw = row.try_get_raw(i).map_err(|e| DbError::Driver(e.to_string()))?;
+            let raw = row
+                .try_get_raw(i)
+                .map_err(|e| DbError::Driver(e.to_string()))?;
             if raw.is_null() {
                 return Ok(Value::Null);
             }

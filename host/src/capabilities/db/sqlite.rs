@@ -165,7 +165,10 @@ fn bind_all<'q>(mut query: Query<'q>, params: &'q [Value]) -> Query<'q> {
 
 /// The columns of a result: the declared type where SQLite knows one, else
 /// the type of the first row's value.
-fn result_columns(columns: &[sqlx::sqlite::SqliteColumn], row: &sqlx::sqlite::SqliteRow) -> Vec<Column> {
+fn result_columns(
+    columns: &[sqlx::sqlite::SqliteColumn],
+    row: &sqlx::sqlite::SqliteRow,
+) -> Vec<Column> {
     columns
         .iter()
         .enumerate()

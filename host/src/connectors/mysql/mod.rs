@@ -211,8 +211,9 @@ pub(crate) async fn capability_pool(
         .password(base_dir)
         .map_err(|e| ConnectorError::new(&endpoint, e))?;
     let options = connect_options(ep, port, password.as_ref());
-    let fail =
-        |e: sqlx::Error| server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify);
+    let fail = |e: sqlx::Error| {
+        server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify)
+    };
     let probe = options.connect().await.map_err(fail)?;
     probe.close().await.map_err(fail)?;
     let pool = MySqlPoolOptions::new()

@@ -327,8 +327,9 @@ pub(crate) async fn capability_pool(
         .collect();
     let options =
         connect_options(ep, port, password.as_ref(), &session).statement_cache_capacity(0);
-    let fail =
-        |e: &sqlx::Error| server::connect_error(&endpoint, e, ep, port, password.as_ref(), classify);
+    let fail = |e: &sqlx::Error| {
+        server::connect_error(&endpoint, e, ep, port, password.as_ref(), classify)
+    };
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
         .await
         .map_err(|_| fail(&sqlx::Error::PoolTimedOut))?

@@ -112,7 +112,11 @@ impl Transform for DbLookup {
             .iter()
             .position(|c| c.name == config.on)
             .ok_or_else(|| format!("`on`: the input has no column `{}`", config.on))?;
-        if let Some(clash) = config.add.iter().find(|a| input.iter().any(|c| &c.name == *a)) {
+        if let Some(clash) = config
+            .add
+            .iter()
+            .find(|a| input.iter().any(|c| &c.name == *a))
+        {
             return Err(format!(
                 "`add`: the input already has a column `{clash}`; rename it in the column mapping first"
             ));
@@ -125,14 +129,24 @@ impl Transform for DbLookup {
             .chain(&config.add)
             .map(|c| d.quote(c))
             .collect();
-        let select = format!("SELECT {} FROM {}", columns.join(", "), d.quote(&config.table));
+        let select = format!(
+            "SELECT {} FROM {}",
+            columns.join(", "),
+            d.quote(&config.table)
+        );
         let db = Connection::open(&config.connection).map_err(String::from)?;
         // An empty read gives the lookup columns' real types.
         let probe = db
             .query(&format!("{select} WHERE 1 = 0"), &[])
             .map_err(|e| format!("reading table `{}`: {e}", config.table))?;
         let mut output = input.clone();
-        output.extend(probe.columns.iter().skip(1).map(|c| Column::new(&c.name, c.type_)));
+        output.extend(
+            probe
+                .columns
+                .iter()
+                .skip(1)
+                .map(|c| Column::new(&c.name, c.type_)),
+        );
         let lookup = DbLookup {
             db,
             on,
@@ -261,16 +275,24 @@ mod tests {
     #[test]
     fn a_missing_key_can_be_a_row_error() {
         fake_db("crm", countries);
-        let (_, out) = run_transform::<DbLookup>(&config("error"), schema(), vec![row(1, "XX")]).unwrap();
+        let (_, out) =
+            run_transform::<DbLookup>(&config("error"), schema(), vec![row(1, "XX")]).unwrap();
         let Outcome::Error(e) = &out[0] else {
             panic!("{out:?}")
         };
-        assert!(e.message.contains("no row of `countries` has code = text \"XX\""), "{e:?}");
+        assert!(
+            e.message
+                .contains("no row of `countries` has code = text \"XX\""),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn without_a_connection_configure_says_where_db_works() {
         let err = run_transform::<DbLookup>(&config("null"), schema(), vec![]).unwrap_err();
-        assert!(err.contains("only available inside the credvault host"), "{err}");
+        assert!(
+            err.contains("only available inside the credvault host"),
+            "{err}"
+        );
     }
 }

@@ -23,7 +23,9 @@ struct Config {
 struct Hostile;
 
 enum Table {
-    Good { next: i64 },
+    Good {
+        next: i64,
+    },
     Bad {
         mode: String,
         connection: String,
@@ -117,7 +119,9 @@ fn reach_db(mode: &str, connection: &str, sql: &str) -> String {
     };
     let outcome = match mode {
         "db-execute" => db.execute(sql, &[]).map(|n| format!("{n} rows changed")),
-        _ => db.query(sql, &[]).map(|r| format!("{} rows read", r.rows.len())),
+        _ => db
+            .query(sql, &[])
+            .map(|r| format!("{} rows read", r.rows.len())),
     };
     match outcome {
         Ok(done) => format!("the host let this through: {done}"),
