@@ -101,12 +101,15 @@ type Answer = dyn Fn(&str, &[Value]) -> Result<crate::db::QueryResult, crate::db
 pub struct FakeDb {
     name: String,
     answer: std::rc::Rc<Answer>,
-    calls: std::rc::Rc<std::cell::RefCell<Vec<(String, Vec<Value>)>>>,
+    calls: std::rc::Rc<std::cell::RefCell<Vec<Call>>>,
 }
+
+/// A statement a fake database was asked to run, with its parameters.
+type Call = (String, Vec<Value>);
 
 impl FakeDb {
     /// Every statement run on this connection so far, with its parameters.
-    pub fn calls(&self) -> Vec<(String, Vec<Value>)> {
+    pub fn calls(&self) -> Vec<Call> {
         self.calls.borrow().clone()
     }
 

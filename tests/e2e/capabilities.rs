@@ -432,7 +432,7 @@ fn a_write_grant_lets_the_plugin_write() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(landed >= 2 && landed % 2 == 0, "{landed} rows");
+    assert!(landed >= 2 && landed.is_multiple_of(2), "{landed} rows");
     let db = TestDb::new();
     db.exec("CREATE TABLE planted (id int)");
     let user = db.user(SECRET, &["ALL ON `{db}`.*"]);

@@ -138,7 +138,7 @@ impl PgDb {
             "ROLLBACK"
         };
         if let Err(e) = conn.execute(end).await {
-            let _ = conn.close_on_drop();
+            conn.close_on_drop();
             return outcome.and(Err(self.error(e)));
         }
         outcome
