@@ -11,6 +11,7 @@ fn main() {
     let guests = [
         ("credvault-hostile-guest", "HOSTILE"),
         ("credvault-hostile-source", "HOSTILE_SOURCE"),
+        ("credvault-legacy-guest", "LEGACY_0_2_0"),
         ("credvault-example-add-suffix", "ADD_SUFFIX"),
         ("credvault-example-db-lookup", "DB_LOOKUP"),
         ("credvault-generator", "GENERATOR"),

@@ -719,3 +719,42 @@ fn https_with_a_private_ca_works_only_when_the_grant_trusts_it() {
         run.all()
     );
 }
+
+#[test]
+fn a_plugin_built_against_wit_0_2_0_still_loads_and_runs() {
+    let p = project();
+    p.csv(
+        "people",
+        "id,name",
+        &["1,ada".to_string(), "2,grace".to_string()],
+    );
+    let inspect = p.run_ok(&["plugin", "inspect", guests::LEGACY_0_2_0]);
+    assert!(
+        inspect
+            .stdout
+            .contains("credvault:migrate@0.2.0 (host 0.2.1: compatible)"),
+        "{}",
+        inspect.all()
+    );
+    p.write(
+        "m.toml",
+        &format!(
+            r#"name = "legacy"
+[source]
+type = "csv"
+path = "data"
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[[tables]]
+source = "people"
+[[tables.transforms]]
+plugin = {:?}
+"#,
+            guests::LEGACY_0_2_0
+        ),
+    );
+    p.run_ok(&["run", "m.toml"]);
+    let rows = p.query("out/vault.db", "SELECT name FROM people ORDER BY id");
+    assert_eq!(rows[1][0].as_deref(), Some("GRACE"));
+}
