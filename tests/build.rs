@@ -11,7 +11,9 @@ fn main() {
     let guests = [
         ("credvault-hostile-guest", "HOSTILE"),
         ("credvault-hostile-source", "HOSTILE_SOURCE"),
+        ("credvault-legacy-guest", "LEGACY_0_2_0"),
         ("credvault-example-add-suffix", "ADD_SUFFIX"),
+        ("credvault-example-db-lookup", "DB_LOOKUP"),
         ("credvault-generator", "GENERATOR"),
         ("credvault-csv-source", "CSV_SOURCE"),
         ("credvault-csv-sink", "CSV_SINK"),

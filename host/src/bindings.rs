@@ -1,5 +1,5 @@
 //! The one place WIT bindings are generated for the host: one module per
-//! world, sharing the types, log and host interfaces of the first.
+//! world, sharing the types, log, host and db interfaces of the first.
 //!
 //! The generated value types (`Value`, `Column`, ...) are plain Rust data and
 //! serve as the host's own row model, so rows cross into plugins without a
@@ -10,9 +10,15 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "transform-plugin",
-        imports: { "credvault:migrate/host.http-fetch": async, },
+        imports: {
+            "credvault:migrate/host.http-fetch": async,
+            "credvault:migrate/db": async,
+        },
         exports: { default: async },
         additional_derives: [PartialEq],
+        with: {
+            "credvault:migrate/db.connection": crate::capabilities::db::DbHandle,
+        },
     });
 
     pub mod source_world {
@@ -24,6 +30,7 @@ mod generated {
                 "credvault:migrate/types": super::credvault::migrate::types,
                 "credvault:migrate/log": super::credvault::migrate::log,
                 "credvault:migrate/host": super::credvault::migrate::host,
+                "credvault:migrate/db": super::credvault::migrate::db,
             },
         });
     }
@@ -37,12 +44,13 @@ mod generated {
                 "credvault:migrate/types": super::credvault::migrate::types,
                 "credvault:migrate/log": super::credvault::migrate::log,
                 "credvault:migrate/host": super::credvault::migrate::host,
+                "credvault:migrate/db": super::credvault::migrate::db,
             },
         });
     }
 }
 
-pub use generated::credvault::migrate::{host, log, types};
+pub use generated::credvault::migrate::{db, host, log, types};
 pub use generated::exports::credvault::migrate::transform;
 pub use generated::sink_world::exports::credvault::migrate::sink;
 pub use generated::sink_world::{SinkPlugin, SinkPluginPre};

@@ -65,9 +65,10 @@ pub mod source_bindings {
         default_bindings_module: "credvault_sdk::source_bindings",
         runtime_path: "credvault_sdk::__wit_bindgen::rt",
         with: {
-            "credvault:migrate/types@0.2.0": crate::bindings::credvault::migrate::types,
-            "credvault:migrate/log@0.2.0": crate::bindings::credvault::migrate::log,
-            "credvault:migrate/host@0.2.0": crate::bindings::credvault::migrate::host,
+            "credvault:migrate/types@0.2.1": crate::bindings::credvault::migrate::types,
+            "credvault:migrate/log@0.2.1": crate::bindings::credvault::migrate::log,
+            "credvault:migrate/host@0.2.1": crate::bindings::credvault::migrate::host,
+            "credvault:migrate/db@0.2.1": crate::bindings::credvault::migrate::db,
         },
     });
 }
@@ -83,9 +84,10 @@ pub mod sink_bindings {
         default_bindings_module: "credvault_sdk::sink_bindings",
         runtime_path: "credvault_sdk::__wit_bindgen::rt",
         with: {
-            "credvault:migrate/types@0.2.0": crate::bindings::credvault::migrate::types,
-            "credvault:migrate/log@0.2.0": crate::bindings::credvault::migrate::log,
-            "credvault:migrate/host@0.2.0": crate::bindings::credvault::migrate::host,
+            "credvault:migrate/types@0.2.1": crate::bindings::credvault::migrate::types,
+            "credvault:migrate/log@0.2.1": crate::bindings::credvault::migrate::log,
+            "credvault:migrate/host@0.2.1": crate::bindings::credvault::migrate::host,
+            "credvault:migrate/db@0.2.1": crate::bindings::credvault::migrate::db,
         },
     });
 }
@@ -93,6 +95,7 @@ pub mod sink_bindings {
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+pub mod db;
 pub mod http;
 pub mod log;
 mod row;
@@ -154,6 +157,16 @@ pub trait Transform: Sized + 'static {
     /// Transforms one row (laid out like the input schema) into an outcome
     /// whose row, if kept, is laid out like the output schema.
     fn transform_row(&mut self, row: Row) -> Outcome;
+
+    /// Called with each batch's rows (laid out like the input schema)
+    /// before `transform_row` sees them one by one: the place to look up
+    /// what the whole batch needs at once (one database query per batch,
+    /// not per row). An `Err` fails every row of the batch with its
+    /// message. The default does nothing.
+    fn begin_batch(&mut self, rows: &[Vec<Value>]) -> Result<(), String> {
+        let _ = rows;
+        Ok(())
+    }
 }
 
 /// What happened to one input row.
@@ -266,7 +279,7 @@ pub mod prelude {
     pub use crate::source::{Reader, Source, SourceBatch};
     pub use crate::{
         Column, ColumnType, Context, IntoOutcome, Outcome, Row, RowAction, RowError, Schema,
-        TableInfo, Transform, Value, export_sink, export_source, export_transform, http, log,
+        TableInfo, Transform, Value, db, export_sink, export_source, export_transform, http, log,
         transform,
     };
 }

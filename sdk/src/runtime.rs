@@ -83,6 +83,12 @@ impl<T: Transform> Slot<T> {
                 .collect();
         };
         let width = state.columns.len();
+        if let Err(message) = state.transform.begin_batch(&rows) {
+            return rows
+                .iter()
+                .map(|_| Outcome::Error(RowError::new(message.clone())))
+                .collect();
+        }
         rows.into_iter()
             .map(|values| {
                 if values.len() != width {

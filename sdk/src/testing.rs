@@ -90,3 +90,81 @@ pub fn read_table<S: crate::source::Source>(
 pub fn configure_sink<S: crate::sink::Sink>(config_json: &str) -> Result<S, String> {
     S::configure(crate::runtime::parse_config(config_json)?)
 }
+
+/// The answer a fake database gives to a statement and its parameters.
+type Answer = dyn Fn(&str, &[Value]) -> Result<crate::db::QueryResult, crate::db::DbError>;
+
+/// A stand-in for a granted database connection in native tests, made by
+/// [`fake_db`]. It answers what the test tells it to and records every
+/// statement, so a test can also check how often the plugin asked.
+#[derive(Clone)]
+pub struct FakeDb {
+    name: String,
+    answer: std::rc::Rc<Answer>,
+    calls: std::rc::Rc<std::cell::RefCell<Vec<Call>>>,
+}
+
+/// A statement a fake database was asked to run, with its parameters.
+type Call = (String, Vec<Value>);
+
+impl FakeDb {
+    /// Every statement run on this connection so far, with its parameters.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    pub(crate) fn query(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<crate::db::QueryResult, crate::db::DbError> {
+        self.calls
+            .borrow_mut()
+            .push((sql.to_string(), params.to_vec()));
+        (self.answer)(sql, params)
+    }
+}
+
+std::thread_local! {
+    static FAKE_DBS: std::cell::RefCell<Vec<FakeDb>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Makes [`crate::db::Connection::open`]`(name)` succeed on this thread (each
+/// `#[test]` runs on its own), answering every `query` with `answer(sql,
+/// params)`; `execute` returns the number of rows of that answer. This is a
+/// fake: it checks no SQL and grants nothing; inside the host, only the
+/// migration file's grants open connections.
+///
+/// ```
+/// use credvault_sdk::Value;
+/// use credvault_sdk::db::{Connection, QueryResult};
+///
+/// let fake = credvault_sdk::testing::fake_db("crm", |_sql, params| {
+///     Ok(QueryResult { columns: vec![], rows: vec![params.to_vec()] })
+/// });
+/// let crm = Connection::open("crm").unwrap();
+/// let echo = crm.query("SELECT $1", &[Value::Int(7)]).unwrap();
+/// assert_eq!(echo.rows, vec![vec![Value::Int(7)]]);
+/// assert_eq!(fake.calls().len(), 1);
+/// ```
+pub fn fake_db(
+    name: &str,
+    answer: impl Fn(&str, &[Value]) -> Result<crate::db::QueryResult, crate::db::DbError> + 'static,
+) -> FakeDb {
+    let fake = FakeDb {
+        name: name.to_string(),
+        answer: std::rc::Rc::new(answer),
+        calls: Default::default(),
+    };
+    FAKE_DBS.with(|fakes| {
+        let mut fakes = fakes.borrow_mut();
+        fakes.retain(|f| f.name != name);
+        fakes.push(fake.clone());
+    });
+    fake
+}
+
+/// The fake registered for `name` on this thread, if any.
+pub(crate) fn find_fake_db(name: &str) -> Option<FakeDb> {
+    FAKE_DBS.with(|fakes| fakes.borrow().iter().find(|f| f.name == name).cloned())
+}

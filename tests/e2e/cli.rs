@@ -320,7 +320,7 @@ fn plugins_are_inspected_installed_by_name_and_pinned_by_sha256() {
     assert!(
         inspect
             .stdout
-            .contains("credvault:migrate@0.2.0 (host 0.2.0: compatible)"),
+            .contains("credvault:migrate@0.2.1 (host 0.2.1: compatible)"),
         "{}",
         inspect.all()
     );

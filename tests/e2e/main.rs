@@ -1,6 +1,7 @@
 //! Scenario tests: real migration files run through the `credvault` binary
 //! on real files and databases. One binary for all scenarios.
 
+mod capabilities;
 mod cdc;
 mod checks;
 mod cli;

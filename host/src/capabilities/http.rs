@@ -1,22 +1,19 @@
-//! Outbound HTTP for plugins: a small HTTP/1.1 client that only talks to
-//! hosts on the grant's allow-list, and stops at the grant's size and time
-//! limits. Redirects are not followed: the plugin sees them and must ask
-//! again, so every hop is checked against the allow-list.
-
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+//! Outbound HTTP and HTTPS for plugins, through reqwest (rustls, with the
+//! webpki roots plus an optional private CA from the grant). Only hosts on
+//! the grant's allow-list are reached; the size cap is enforced while the
+//! body streams in, and the whole exchange has the grant's timeout.
+//! Redirects are not followed and proxies from the environment are not
+//! used: the plugin sees a redirect and must ask again, so every hop is
+//! checked against the allow-list.
 
 use super::{CapabilityError, HttpGrant};
-
-/// Longest response head (status line and headers) accepted.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// A request from a plugin.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// GET, POST, ...
     pub method: String,
-    /// An absolute http:// URL.
+    /// An absolute http:// or https:// URL.
     pub url: String,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
@@ -55,13 +52,14 @@ pub async fn fetch(
             grant.hosts.join(", ")
         )));
     }
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(CapabilityError::Failed(format!(
-            "only http:// URLs are supported, got {}://",
+            "only http:// and https:// URLs are supported, got {}://",
             url.scheme()
         )));
     }
-    let exchange = exchange(&url, &host, port, &request, grant.max_response_bytes);
+    let client = grant.client().await.map_err(CapabilityError::Failed)?;
+    let exchange = exchange(client, url, &host, port, request, grant.max_response_bytes);
     match tokio::time::timeout(grant.timeout, exchange).await {
         Ok(result) => result.map_err(CapabilityError::Failed),
         Err(_) => Err(CapabilityError::Failed(format!(
@@ -83,25 +81,93 @@ fn allowed(grant: &HttpGrant, host: &str, port: u16) -> bool {
     })
 }
 
+/// A client for one grant: the webpki roots and the grant's `ca_file`, no
+/// redirects, no proxies.
+pub(super) fn build_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("credvault/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read grants.http.ca_file {}: {e}; point it at the PEM certificate of the CA that signs the server's certificate",
+                path.display()
+            )
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "grants.http.ca_file {} holds no PEM certificate ({e})",
+                path.display()
+            )
+        })?;
+        if certs.is_empty() {
+            return Err(format!(
+                "grants.http.ca_file {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))
+}
+
 async fn exchange(
-    url: &url::Url,
+    client: &reqwest::Client,
+    url: url::Url,
     host: &str,
     port: u16,
-    request: &Request,
+    request: Request,
     max_body: usize,
 ) -> Result<Response, String> {
-    let mut stream = TcpStream::connect((host, port))
+    let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
+    let mut builder = client.request(method, url).body(request.body);
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let mut response = builder
+        .send()
         .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let head = request_head(url, host, request);
-    stream
-        .write_all(head.as_bytes())
+        .map_err(|e| send_error(&e, host, port))?;
+    let too_large = || {
+        format!(
+            "the response is larger than grants.http.max_response_kb ({} KiB)",
+            max_body / 1024
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > max_body as u64)
+    {
+        return Err(too_large());
+    }
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (n.as_str().to_ascii_lowercase(), value)
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .and(stream.write_all(&request.body).await)
-        .map_err(|e| format!("sending to {host}:{port}: {e}"))?;
-    let mut reader = BufReader::new(stream);
-    let (status, headers) = read_head(&mut reader).await?;
-    let body = read_body(&mut reader, &headers, max_body).await?;
+        .map_err(|e| format!("reading the response from {host}:{port}: {}", chain(&e)))?
+    {
+        if body.len() + chunk.len() > max_body {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(Response {
         status,
         headers,
@@ -109,128 +175,35 @@ async fn exchange(
     })
 }
 
-fn request_head(url: &url::Url, host: &str, request: &Request) -> String {
-    let mut path = url.path().to_string();
-    if let Some(query) = url.query() {
-        path = format!("{path}?{query}");
+/// Why a request got no response, saying what to check.
+fn send_error(err: &reqwest::Error, host: &str, port: u16) -> String {
+    let why = chain(err);
+    if why.contains("certificate") || why.contains("Certificate") {
+        return format!(
+            "TLS failed with {host}:{port}: the server's certificate is not trusted or not valid for `{host}` ({why}); if a private CA signs it, set grants.http.ca_file to that CA's PEM certificate"
+        );
     }
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    let mut head = format!(
-        "{} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        request.method.to_ascii_uppercase(),
-        request.body.len()
-    );
-    for (name, value) in &request.headers {
-        let clean = |s: &str| s.replace(['\r', '\n'], " ");
-        head.push_str(&format!("{}: {}\r\n", clean(name), clean(value)));
+    if err.is_connect() {
+        return format!("cannot connect to {host}:{port}: {why}");
     }
-    head.push_str("\r\n");
-    head
+    if err.is_builder() {
+        return format!("the request is malformed: {why}");
+    }
+    format!("the request to {host}:{port} failed: {why}")
 }
 
-async fn read_head(
-    reader: &mut BufReader<TcpStream>,
-) -> Result<(u16, Vec<(String, String)>), String> {
-    let mut lines = Vec::new();
-    let mut total = 0;
-    loop {
-        let mut line = String::new();
-        let n = reader
-            .read_line(&mut line)
-            .await
-            .map_err(|e| format!("reading the response: {e}"))?;
-        total += n;
-        if n == 0 || total > MAX_HEAD {
-            return Err("the response head is missing or too long".into());
+/// An error with its causes, `outer: inner: innermost`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
         }
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            break;
-        }
-        lines.push(line);
+        source = cause.source();
     }
-    let status = lines
-        .first()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or("the response has no HTTP status line")?;
-    let headers = lines[1..]
-        .iter()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok((status, headers))
-}
-
-async fn read_body(
-    reader: &mut BufReader<TcpStream>,
-    headers: &[(String, String)],
-    max: usize,
-) -> Result<Vec<u8>, String> {
-    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    let too_large = || {
-        format!(
-            "the response is larger than grants.http.max_response_kb ({} KiB)",
-            max / 1024
-        )
-    };
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        return read_chunked(reader, max).await;
-    }
-    if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if length > max {
-            return Err(too_large());
-        }
-        let mut body = vec![0; length];
-        reader
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| format!("reading the response body: {e}"))?;
-        return Ok(body);
-    }
-    let mut body = Vec::new();
-    let read = reader
-        .take(max as u64 + 1)
-        .read_to_end(&mut body)
-        .await
-        .map_err(|e| format!("reading the response body: {e}"))?;
-    if read > max {
-        return Err(too_large());
-    }
-    Ok(body)
-}
-
-async fn read_chunked(reader: &mut BufReader<TcpStream>, max: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader
-            .read_line(&mut line)
-            .await
-            .map_err(|e| format!("reading a response chunk: {e}"))?;
-        let size_text = line.trim().split(';').next().unwrap_or_default();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size `{}`", line.trim()))?;
-        if size == 0 {
-            return Ok(body);
-        }
-        if body.len() + size > max {
-            return Err(format!(
-                "the response is larger than grants.http.max_response_kb ({} KiB)",
-                max / 1024
-            ));
-        }
-        let start = body.len();
-        body.resize(start + size + 2, 0);
-        reader
-            .read_exact(&mut body[start..])
-            .await
-            .map_err(|e| format!("reading a response chunk: {e}"))?;
-        body.truncate(start + size);
-    }
+    text
 }
 
 #[cfg(test)]
@@ -238,11 +211,12 @@ mod tests {
     use super::*;
 
     fn grant(hosts: &[&str]) -> HttpGrant {
-        HttpGrant {
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            max_response_bytes: 1024,
-            timeout: std::time::Duration::from_secs(1),
-        }
+        HttpGrant::new(
+            hosts.iter().map(|h| h.to_string()).collect(),
+            1024,
+            std::time::Duration::from_secs(1),
+            None,
+        )
     }
 
     #[test]
@@ -258,17 +232,66 @@ mod tests {
     async fn ungranted_hosts_are_denied_before_connecting() {
         let request = Request {
             method: "GET".into(),
-            url: "http://203.0.113.9/x".into(),
+            url: "https://203.0.113.9/x".into(),
             headers: vec![],
             body: vec![],
         };
         let denied = fetch(Some(&grant(&["api.example.com"])), request.clone()).await;
         assert!(
-            matches!(denied, Err(CapabilityError::Denied(m)) if m.contains("203.0.113.9:80 is not in grants.http.hosts"))
+            matches!(denied, Err(CapabilityError::Denied(m)) if m.contains("203.0.113.9:443 is not in grants.http.hosts"))
         );
         let none = fetch(None, request).await;
         assert!(
             matches!(none, Err(CapabilityError::Denied(m)) if m.contains("no HTTP access is granted"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_cut_off_at_the_cap_while_it_streams() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                socket.read_exact(&mut byte).await.unwrap();
+                request.push(byte[0]);
+            }
+            let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            // No length and no end: only a cap checked while streaming stops it.
+            while socket.write_all(&[b'x'; 4096]).await.is_ok() {}
+        });
+        let request = Request {
+            method: "GET".into(),
+            url: format!("http://127.0.0.1:{port}/"),
+            headers: vec![],
+            body: vec![],
+        };
+        let mut g = grant(&["127.0.0.1"]);
+        g.timeout = std::time::Duration::from_secs(30);
+        let started = std::time::Instant::now();
+        let err = fetch(Some(&g), request).await.unwrap_err();
+        assert!(
+            matches!(&err, CapabilityError::Failed(m) if m.contains("larger than grants.http.max_response_kb (1 KiB)")),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_not_a_certificate_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let err = build_client(Some(&file)).unwrap_err();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let missing = build_client(Some(&dir.path().join("none.pem"))).unwrap_err();
+        assert!(
+            missing.contains("cannot read grants.http.ca_file"),
+            "{missing}"
         );
     }
 }

@@ -32,6 +32,9 @@ fn import_note(import: &str) -> &'static str {
     if import.starts_with("credvault:migrate/host") {
         return "capabilities (HTTP): denied unless the migration grants them";
     }
+    if import.starts_with("credvault:migrate/db") {
+        return "database connections: only those the migration grants, read-only unless granted write";
+    }
     match import.split('/').next().unwrap_or(import) {
         "credvault:migrate" => "host interface",
         "wasi:filesystem" => "files: only directories the migration grants",

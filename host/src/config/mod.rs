@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::capabilities::{DirGrant, Grants, HttpGrant};
+use crate::capabilities::{DbGrant, DbLimits, DbTarget, DirGrant, Grants, HttpGrant};
 use crate::runtime::Limits;
 
 pub use parts::{Contributor, Part};
@@ -300,7 +300,7 @@ impl PluginEndpoint {
 /// Capabilities granted to a plugin; each is denied unless listed here.
 ///
 /// ```toml
-/// grants = { dirs = [{ path = "data", write = false }], http = { hosts = ["api.example.com"], max_response_kb = 1024, timeout_ms = 5000 } }
+/// grants = { dirs = [{ path = "data", write = false }], http = { hosts = ["api.example.com"], max_response_kb = 1024, timeout_ms = 5000, ca_file = "certs/ca.pem" }, db = [{ connection = "crm" }] }
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +310,54 @@ pub struct GrantsSpec {
     pub dirs: Vec<DirSpec>,
     /// Outbound HTTP to an allow-list of hosts.
     pub http: Option<HttpSpec>,
+    /// Named connections (`[connections.<name>]`) the plugin may open
+    /// through the host-owned `db` resource.
+    #[serde(default)]
+    pub db: Vec<DbSpec>,
+    /// The endpoints of the connections `db` names, copied in from the
+    /// migration (and its environment) when the file loads, so the grants
+    /// resolve on their own.
+    #[serde(skip)]
+    pub connections: BTreeMap<String, Endpoint>,
+}
+
+/// A named connection granted to a plugin. The host connects (the plugin
+/// never sees the address or the password) and the database itself keeps
+/// it read-only unless `write = true`.
+///
+/// ```toml
+/// grants = { db = [{ connection = "crm", write = false, max_rows = 10000, max_result_kb = 4096, timeout_ms = 5000 }] }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbSpec {
+    /// The `[connections.<name>]` granted: PostgreSQL, MySQL/MariaDB or SQLite.
+    pub connection: String,
+    /// Whether the plugin may change data. Default false: every statement
+    /// runs in a read-only transaction (SQLite: a read-only connection).
+    #[serde(default)]
+    pub write: bool,
+    /// The most rows one query may return. Default 10000.
+    #[serde(default = "default_db_max_rows")]
+    pub max_rows: u64,
+    /// The most data one query may return, KiB. Default 4096.
+    #[serde(default = "default_db_max_result_kb")]
+    pub max_result_kb: u64,
+    /// How long one statement may run, ms. Default 5000.
+    #[serde(default = "default_db_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_db_max_rows() -> u64 {
+    10_000
+}
+
+fn default_db_max_result_kb() -> u64 {
+    4_096
+}
+
+fn default_db_timeout_ms() -> u64 {
+    5_000
 }
 
 /// A directory granted to a plugin. The plugin opens it by `path` as
@@ -324,7 +372,7 @@ pub struct DirSpec {
     pub write: bool,
 }
 
-/// Outbound HTTP granted to a plugin.
+/// Outbound HTTP and HTTPS granted to a plugin.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
@@ -336,6 +384,9 @@ pub struct HttpSpec {
     /// Time one request may take, ms. Default 5000.
     #[serde(default = "default_http_timeout_ms")]
     pub timeout_ms: u64,
+    /// A PEM file of CA certificates to trust for `https://` besides the
+    /// public (webpki) roots: a private CA. Relative to the migration file.
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_max_response_kb() -> u64 {
@@ -359,12 +410,47 @@ impl GrantsSpec {
                     write: d.write,
                 })
                 .collect(),
-            http: self.http.as_ref().map(|h| HttpGrant {
-                hosts: h.hosts.clone(),
-                max_response_bytes: (h.max_response_kb as usize).saturating_mul(1024),
-                timeout: std::time::Duration::from_millis(h.timeout_ms),
+            http: self.http.as_ref().map(|h| {
+                HttpGrant::new(
+                    h.hosts.clone(),
+                    (h.max_response_kb as usize).saturating_mul(1024),
+                    std::time::Duration::from_millis(h.timeout_ms),
+                    h.ca_file.as_ref().map(|f| base_dir.join(f)),
+                )
             }),
+            db: self
+                .db
+                .iter()
+                .filter_map(|d| self.db_grant(d, base_dir))
+                .collect(),
         }
+    }
+
+    /// One `db` grant resolved against its connection; `None` when the
+    /// connection is missing or not a database (the file's checks refuse
+    /// both, so this only drops what was already reported).
+    fn db_grant(&self, spec: &DbSpec, base_dir: &Path) -> Option<DbGrant> {
+        let target = match self.connections.get(&spec.connection)? {
+            Endpoint::Postgres(server) => DbTarget::Postgres {
+                server: server.clone(),
+                base_dir: base_dir.to_path_buf(),
+            },
+            Endpoint::Mysql(server) => DbTarget::Mysql {
+                server: server.clone(),
+                base_dir: base_dir.to_path_buf(),
+            },
+            Endpoint::Sqlite { path } => DbTarget::Sqlite {
+                path: base_dir.join(path),
+            },
+            _ => return None,
+        };
+        let limits = DbLimits {
+            max_rows: usize::try_from(spec.max_rows).unwrap_or(usize::MAX),
+            max_bytes: usize::try_from(spec.max_result_kb.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
+            timeout: std::time::Duration::from_millis(spec.timeout_ms),
+        };
+        Some(DbGrant::new(&spec.connection, target, spec.write, limits))
     }
 }
 
@@ -837,6 +923,7 @@ impl Migration {
         })?;
         migration.base_dir = base_dir;
         migration.fill_plugin_endpoints();
+        migration.share_connections();
         validate::check(&migration).map_err(|problems| ConfigError::Invalid {
             path: origin.to_path_buf(),
             problems,
@@ -877,6 +964,7 @@ impl Migration {
         }
         self.name = format!("{}@{name}", self.name);
         self.environment = Some(name.to_string());
+        self.share_connections();
         Ok(self)
     }
 
@@ -912,6 +1000,41 @@ impl Migration {
                 p.defaults = defaults;
                 p.migration = name.clone();
             }
+        }
+    }
+
+    /// Copies the endpoints of the connections each plugin's `db` grant
+    /// names into its grants, so they resolve wherever the plugin loads.
+    fn share_connections(&mut self) {
+        let connections = self.connections.clone();
+        let envs = self.environments.values_mut();
+        let endpoints = envs
+            .flat_map(|e| {
+                let swapped = [e.source.as_mut(), e.destination.as_mut()];
+                swapped
+                    .into_iter()
+                    .flatten()
+                    .chain(e.connections.values_mut())
+            })
+            .chain(self.source.iter_mut())
+            .chain([&mut self.destination])
+            .chain(self.connections.values_mut());
+        let plugins = endpoints.filter_map(|e| match e {
+            Endpoint::Plugin(p) => Some(&mut p.grants),
+            _ => None,
+        });
+        let transforms = self.tables.iter_mut().flat_map(|t| &mut t.transforms);
+        for grants in plugins.chain(transforms.map(|t| &mut t.grants)) {
+            grants.connections = grants
+                .db
+                .iter()
+                .filter_map(|d| {
+                    Some((
+                        d.connection.clone(),
+                        connections.get(&d.connection)?.clone(),
+                    ))
+                })
+                .collect();
         }
     }
 

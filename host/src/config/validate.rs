@@ -83,15 +83,12 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             }
         }
     }
-    let mut endpoints = vec![("destination".to_string(), &m.destination)];
-    endpoints.extend(m.source.iter().map(|e| ("source".to_string(), e)));
-    for (name, endpoint) in &m.connections {
+    for name in m.connections.keys() {
         if !is_plain_name(name) {
             problems.push(format!(
                 "connections.{name}: a connection name is letters, digits, `_` and `-`"
             ));
         }
-        endpoints.push((format!("connections.{name}"), endpoint));
     }
     for (name, env) in &m.environments {
         if env.source.is_none() && env.destination.is_none() && env.connections.is_empty() {
@@ -99,19 +96,15 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
                 "environments.{name}: set a source, a destination or connections for this environment"
             ));
         }
-        let at = |key: &str| format!("environments.{name}.{key}");
-        endpoints.extend(env.source.iter().map(|e| (at("source"), e)));
-        endpoints.extend(env.destination.iter().map(|e| (at("destination"), e)));
-        for (connection, endpoint) in &env.connections {
+        for connection in env.connections.keys() {
             if !m.connections.contains_key(connection) {
                 problems.push(format!(
                     "environments.{name}.connections.{connection}: no [connections.{connection}] to replace"
                 ));
             }
-            endpoints.push((at(&format!("connections.{connection}")), endpoint));
         }
     }
-    for (key, endpoint) in endpoints {
+    for (key, endpoint) in endpoints(m) {
         if let super::Endpoint::Csv { delimiter, .. } = endpoint
             && !delimiter.is_ascii()
         {
@@ -135,6 +128,7 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     check_sync(m, &mut problems);
     check_sources(m, &mut problems);
     super::consolidate::check(m, &mut problems);
+    check_db_grants(m, &mut problems);
     let mut destinations = HashSet::new();
     for (i, table) in m.tables.iter().enumerate() {
         let at = format!("tables[{i}] ({})", table.source);
@@ -197,6 +191,29 @@ fn check_sources(m: &Migration, problems: &mut Vec<String>) {
             _ => {}
         }
     }
+}
+
+/// Every endpoint of the file with the key it is written under: the
+/// destination, the source, the connections and each environment's.
+fn endpoints(m: &Migration) -> Vec<(String, &super::Endpoint)> {
+    let mut all = vec![("destination".to_string(), &m.destination)];
+    all.extend(m.source.iter().map(|e| ("source".to_string(), e)));
+    all.extend(
+        m.connections
+            .iter()
+            .map(|(n, e)| (format!("connections.{n}"), e)),
+    );
+    for (name, env) in &m.environments {
+        let at = |key: &str| format!("environments.{name}.{key}");
+        all.extend(env.source.iter().map(|e| (at("source"), e)));
+        all.extend(env.destination.iter().map(|e| (at("destination"), e)));
+        all.extend(
+            env.connections
+                .iter()
+                .map(|(c, e)| (at(&format!("connections.{c}")), e)),
+        );
+    }
+    all
 }
 
 /// Whether `name` is a plain identifier: a connection name appears in
@@ -285,6 +302,74 @@ fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>)
                 problems.push(format!(
                     "{at}.rename: two columns are mapped onto `{target}`"
                 ));
+            }
+        }
+    }
+}
+
+/// Every plugin's `grants.db`: each names a `[connections.<name>]` that is
+/// a database the host can open for it (in every environment), once, with
+/// usable limits.
+fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
+    let mut grants: Vec<(String, &super::GrantsSpec)> = endpoints(m)
+        .into_iter()
+        .filter_map(|(at, e)| match e {
+            super::Endpoint::Plugin(p) => Some((format!("{at}.grants"), &p.grants)),
+            _ => None,
+        })
+        .collect();
+    for (i, table) in m.tables.iter().enumerate() {
+        for (j, t) in table.transforms.iter().enumerate() {
+            let at = format!("tables[{i}] ({}).transforms[{j}].grants", table.source);
+            grants.push((at, &t.grants));
+        }
+    }
+    for (at, spec) in grants {
+        let mut seen = HashSet::new();
+        for (k, db) in spec.db.iter().enumerate() {
+            let at = format!("{at}.db[{k}]");
+            let name = &db.connection;
+            if !seen.insert(name) {
+                problems.push(format!(
+                    "{at}: connection `{name}` is granted twice; keep one entry"
+                ));
+            }
+            if db.max_rows == 0 || db.max_result_kb == 0 || db.timeout_ms == 0 {
+                problems.push(format!(
+                    "{at}: max_rows, max_result_kb and timeout_ms must be at least 1"
+                ));
+            }
+            let Some(endpoint) = m.connections.get(name) else {
+                let known: Vec<&str> = m.connections.keys().map(String::as_str).collect();
+                problems.push(format!(
+                    "{at}.connection: there is no [connections.{name}] in this file ({}); define it, or fix the name",
+                    match known.is_empty() {
+                        true => "it defines no connections".to_string(),
+                        false => format!("it defines: {}", known.join(", ")),
+                    }
+                ));
+                continue;
+            };
+            let replacements = m.environments.iter().filter_map(|(env, e)| {
+                Some((
+                    format!("environments.{env}.connections.{name}"),
+                    e.connections.get(name)?,
+                ))
+            });
+            for (key, endpoint) in [(format!("connections.{name}"), endpoint)]
+                .into_iter()
+                .chain(replacements)
+            {
+                if !matches!(
+                    endpoint,
+                    super::Endpoint::Postgres(_)
+                        | super::Endpoint::Mysql(_)
+                        | super::Endpoint::Sqlite { .. }
+                ) {
+                    problems.push(format!(
+                        "{at}.connection: {key} is not a database (a db grant opens PostgreSQL, MySQL/MariaDB or SQLite connections); grant it another way (a directory, say) or point it at a database"
+                    ));
+                }
             }
         }
     }

@@ -120,7 +120,7 @@ async fn discover(pool: &SqlitePool, endpoint: &str) -> Result<Vec<TableInfo>, C
 
 /// The raw value SQLite stored; the mapping stage converts it to the
 /// column's type (so a stray value becomes a row error, not a crash).
-fn raw_value(row: &SqliteRow, i: usize) -> Value {
+pub(crate) fn raw_value(row: &SqliteRow, i: usize) -> Value {
     let Ok(raw) = row.try_get_raw(i) else {
         return Value::Null;
     };
@@ -707,23 +707,30 @@ fn insert_sql(table: &str, columns: &[Column], rows: usize) -> String {
     )
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+/// A query on SQLite with its bound values.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 fn bind_rows<'q>(mut query: Query<'q>, rows: &'q [Row]) -> Query<'q> {
     for row in rows {
         for value in row {
-            query = match value {
-                Value::Null => query.bind(None::<i64>),
-                Value::Boolean(b) => query.bind(*b),
-                Value::Int(i) => query.bind(*i),
-                // SQLite turns a NaN REAL into NULL; as text it survives.
-                Value::Float(f) if f.is_nan() => query.bind("NaN"),
-                Value::Float(f) => query.bind(*f),
-                Value::Text(s) | Value::Decimal(s) | Value::Json(s) => query.bind(s.as_str()),
-                Value::Bytes(b) => query.bind(b.as_slice()),
-                other => query.bind(to_text(other)),
-            };
+            query = bind_value(query, value);
         }
     }
     query
+}
+
+/// Binds one value in the form this sink stores it (temporal values and
+/// UUIDs as their ISO text).
+pub(crate) fn bind_value<'q>(query: Query<'q>, value: &'q Value) -> Query<'q> {
+    match value {
+        Value::Null => query.bind(None::<i64>),
+        Value::Boolean(b) => query.bind(*b),
+        Value::Int(i) => query.bind(*i),
+        // SQLite turns a NaN REAL into NULL; as text it survives.
+        Value::Float(f) if f.is_nan() => query.bind("NaN"),
+        Value::Float(f) => query.bind(*f),
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => query.bind(s.as_str()),
+        Value::Bytes(b) => query.bind(b.as_slice()),
+        other => query.bind(to_text(other)),
+    }
 }

@@ -9,7 +9,7 @@ use super::{Runtime, RuntimeError};
 /// The WIT package this host implements.
 pub const WIT_PACKAGE: &str = "credvault:migrate";
 /// Its version.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.2.1";
 
 /// A plugin file's description.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -149,7 +149,7 @@ mod tests {
         let newer = info(Some("transform-plugin"), "0.1.0")
             .compatible("p", "transform-plugin")
             .unwrap_err();
-        assert!(newer.to_string().contains("built against credvault:migrate@0.1.0, and this host speaks credvault:migrate@0.2.0"), "{newer}");
+        assert!(newer.to_string().contains("built against credvault:migrate@0.1.0, and this host speaks credvault:migrate@0.2.1"), "{newer}");
         let sink = info(Some("sink-plugin"), "0.2.0")
             .compatible("p", "transform-plugin")
             .unwrap_err();

@@ -1,18 +1,21 @@
 //! What a plugin's store holds: a deny-by-default WASI context, the memory
-//! guard, captured stderr and the log target.
+//! guard, captured stderr, the log target, and the capabilities granted to
+//! it (HTTP, database connections).
 
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
+use crate::bindings::db::{self, QueryResult};
 use crate::bindings::host::{self, HostError, HttpRequest, HttpResponse};
-use crate::bindings::{LogLevel, log};
-use crate::capabilities::{CapabilityError, Grants, HttpGrant, http};
+use crate::bindings::{LogLevel, Value, log};
+use crate::capabilities::db::DbHandle;
+use crate::capabilities::{CapabilityError, DbGrant, Grants, HttpGrant, http};
 
 /// How much of a plugin's stderr is kept to explain a panic.
 const STDERR_CAPTURE: usize = 64 * 1024;
@@ -20,6 +23,11 @@ const STDERR_CAPTURE: usize = 64 * 1024;
 const MAX_LOG_LINES: u32 = 1_000;
 /// Longest log line kept, in bytes.
 const MAX_LOG_LINE: usize = 2_000;
+/// Database connections an instance may hold open at once: each is only an
+/// entry in the store's table, but a loop of opens must not grow it forever.
+const MAX_DB_HANDLES: usize = 64;
+/// How much of a refused statement the host's log line shows.
+const LOGGED_SQL: usize = 200;
 
 /// Per-instance state of a plugin store.
 pub(crate) struct PluginState {
@@ -31,6 +39,8 @@ pub(crate) struct PluginState {
     scope: String,
     log_lines: u32,
     http: Option<HttpGrant>,
+    db: Vec<DbGrant>,
+    db_handles: usize,
 }
 
 impl PluginState {
@@ -81,6 +91,8 @@ impl PluginState {
             scope: scope.to_string(),
             log_lines: 0,
             http: grants.http.clone(),
+            db: grants.db.clone(),
+            db_handles: 0,
         })
     }
 
@@ -158,6 +170,103 @@ impl host::Host for PluginState {
             }
             Err(CapabilityError::Failed(message)) => Err(HostError::Failed(message)),
         }
+    }
+}
+
+impl PluginState {
+    /// The grant behind an open connection.
+    fn db_grant(&self, handle: &Resource<DbHandle>) -> Result<&DbGrant, HostError> {
+        let handle = self
+            .table
+            .get(handle)
+            .map_err(|e| HostError::Failed(format!("not an open connection: {e}")))?;
+        Ok(&self.db[handle.grant])
+    }
+
+    /// A failed statement as the plugin sees it; a refused write is logged.
+    fn db_error(&self, connection: &str, sql: &str, err: CapabilityError) -> HostError {
+        match err {
+            CapabilityError::Denied(message) => {
+                let cut = sql.floor_char_boundary(LOGGED_SQL.min(sql.len()));
+                let statement = match cut < sql.len() {
+                    true => format!("{}…", &sql[..cut]),
+                    false => sql.to_string(),
+                };
+                self.denied(
+                    &format!("database write through connection `{connection}` ({statement})"),
+                    &message,
+                );
+                HostError::Denied(message)
+            }
+            CapabilityError::Failed(message) => HostError::Failed(message),
+        }
+    }
+}
+
+impl db::Host for PluginState {}
+
+impl db::HostConnection for PluginState {
+    async fn open(&mut self, name: String) -> Result<Resource<DbHandle>, HostError> {
+        let handle = match crate::capabilities::db::open(&self.db, &name) {
+            Ok(handle) => handle,
+            Err(CapabilityError::Denied(message)) => {
+                self.denied(&format!("database connection `{name}`"), &message);
+                return Err(HostError::Denied(message));
+            }
+            Err(CapabilityError::Failed(message)) => return Err(HostError::Failed(message)),
+        };
+        if self.db_handles >= MAX_DB_HANDLES {
+            return Err(HostError::Failed(format!(
+                "this plugin instance already holds {MAX_DB_HANDLES} open connections; drop the ones it no longer needs (or reuse one)"
+            )));
+        }
+        // Connect now, so a wrong password or an unreachable server shows
+        // at `open`, where the plugin expects it.
+        self.db[handle.grant]
+            .query("SELECT 1", &[])
+            .await
+            .map_err(|e| self.db_error(&name, "SELECT 1", e))?;
+        let resource = self
+            .table
+            .push(handle)
+            .map_err(|e| HostError::Failed(format!("cannot keep the connection: {e}")))?;
+        self.db_handles += 1;
+        Ok(resource)
+    }
+
+    async fn query(
+        &mut self,
+        handle: Resource<DbHandle>,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Result<QueryResult, HostError> {
+        let grant = self.db_grant(&handle)?.clone();
+        match grant.query(&sql, &params).await {
+            Ok(result) => Ok(QueryResult {
+                columns: result.columns,
+                rows: result.rows,
+            }),
+            Err(e) => Err(self.db_error(&grant.name, &sql, e)),
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        handle: Resource<DbHandle>,
+        sql: String,
+        params: Vec<Value>,
+    ) -> Result<u64, HostError> {
+        let grant = self.db_grant(&handle)?.clone();
+        grant
+            .execute(&sql, &params)
+            .await
+            .map_err(|e| self.db_error(&grant.name, &sql, e))
+    }
+
+    async fn drop(&mut self, handle: Resource<DbHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.db_handles = self.db_handles.saturating_sub(1);
+        Ok(())
     }
 }
 

@@ -107,7 +107,9 @@ pub async fn sync_migration(
         )
         .await?;
     let outcome = match m.is_multi_source() {
-        true => sync_consolidated(m, runtime, state, observer).await,
+        // Boxed: a consolidation nests whole runs and syncs, and its
+        // future is too deep to lay out inline.
+        true => Box::pin(sync_consolidated(m, runtime, state, observer)).await,
         false => sync_tables(m, runtime, state, observer).await,
     };
     let (status, error) = match &outcome {

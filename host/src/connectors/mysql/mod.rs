@@ -22,6 +22,7 @@ use sqlx::mysql::{
 use sqlx::{ConnectOptions, Connection, Decode, Executor, MySql, Row as _};
 
 pub use sink::MySqlSink;
+pub(crate) use sink::{Query, bind_value};
 pub use source::MySqlSource;
 
 use super::ConnectorError;
@@ -193,6 +194,80 @@ pub(crate) async fn open_destination(
     base_dir: &Path,
 ) -> Result<Server, ConnectorError> {
     Server::connect("destination", ep, base_dir, 1, sink::SESSION).await
+}
+
+/// Connects once to `ep` for the `db` capability (so a refused password is
+/// reported at once), then opens a pool of two whose sessions are strict
+/// and in UTC like the connectors'. Returns the pool, the password (to
+/// redact it from later errors) and whether the server is MariaDB.
+pub(crate) async fn capability_pool(
+    role: &str,
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+) -> Result<(MySqlPool, Option<Secret>, bool), ConnectorError> {
+    let port = ep.port.unwrap_or(DEFAULT_PORT);
+    let endpoint = server::describe(role, "mariadb", ep, port);
+    let password = ep
+        .password(base_dir)
+        .map_err(|e| ConnectorError::new(&endpoint, e))?;
+    let options = connect_options(ep, port, password.as_ref());
+    let fail = |e: sqlx::Error| {
+        server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify)
+    };
+    let probe = options.connect().await.map_err(fail)?;
+    probe.close().await.map_err(fail)?;
+    let pool = MySqlPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(sink::SESSION).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(fail)?;
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&pool)
+        .await
+        .map_err(fail)?;
+    Ok((pool, password, version.contains("MariaDB")))
+}
+
+/// How a query result column whose type sqlx names `type_name` (`INT`,
+/// `VARCHAR`, `BIGINT UNSIGNED`, …) is read, in the binary protocol.
+fn result_kind(type_name: &str) -> types::Kind {
+    use types::Kind;
+    match type_name {
+        "BOOLEAN" => Kind::Bool,
+        "BIGINT UNSIGNED" => Kind::BigUnsigned,
+        n if n.ends_with(" UNSIGNED") => Kind::Unsigned,
+        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => Kind::Signed,
+        "FLOAT" => Kind::Float,
+        "DOUBLE" => Kind::Double,
+        "DECIMAL" => Kind::Decimal,
+        "DATE" => Kind::Date,
+        "TIME" => Kind::Time,
+        "DATETIME" => Kind::DateTime,
+        "TIMESTAMP" => Kind::Timestamp,
+        "JSON" => Kind::Json,
+        "BIT" => Kind::Bit,
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "GEOMETRY" => {
+            Kind::Bytes
+        }
+        _ => Kind::Text,
+    }
+}
+
+/// The row-model type of a query result column (see [`result_kind`]).
+pub(crate) fn result_type(type_name: &str) -> crate::value::ColumnType {
+    result_kind(type_name).column_type()
+}
+
+/// Decodes one non-NULL binary-protocol value of a query result column.
+pub(crate) fn decode_result(type_name: &str, raw: &[u8]) -> Result<crate::value::Value, String> {
+    decode::decode(result_kind(type_name), raw)
 }
 
 /// Connection options from the endpoint's parts: never a URL, so the

@@ -325,29 +325,34 @@ fn insert_sql(table: &str, columns: &[Column], rows: usize) -> String {
     )
 }
 
-type Query<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
+/// A query on MySQL/MariaDB with its bound values.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
 
-/// Binds values in the forms MySQL parses exactly: temporal values as ISO
-/// text (a `timestamptz` as its UTC wall-clock time), decimals as their
-/// text.
 fn bind_rows<'q>(mut query: Query<'q>, rows: &'q [Row]) -> Query<'q> {
     for row in rows {
         for value in row {
-            query = match value {
-                Value::Null => query.bind(None::<&str>),
-                Value::Boolean(b) => query.bind(*b),
-                Value::Int(i) => query.bind(*i),
-                Value::Float(f) => query.bind(*f),
-                Value::Text(s) | Value::Decimal(s) | Value::Json(s) => query.bind(s.as_str()),
-                Value::Bytes(b) => query.bind(b.as_slice()),
-                Value::Timestamp(t) | Value::Timestamptz(t) => query.bind(naive_text(*t)),
-                Value::Date(d) => query.bind(date_from_days(*d).and_then(iso_date)),
-                Value::Time(t) => query.bind(time_from_micros(*t).map(time_text)),
-                other => query.bind(to_text(other)),
-            };
+            query = bind_value(query, value);
         }
     }
     query
+}
+
+/// Binds a value in the form MySQL parses exactly: temporal values as ISO
+/// text (a `timestamptz` as its UTC wall-clock time), decimals as their
+/// text.
+pub(crate) fn bind_value<'q>(query: Query<'q>, value: &'q Value) -> Query<'q> {
+    match value {
+        Value::Null => query.bind(None::<&str>),
+        Value::Boolean(b) => query.bind(*b),
+        Value::Int(i) => query.bind(*i),
+        Value::Float(f) => query.bind(*f),
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => query.bind(s.as_str()),
+        Value::Bytes(b) => query.bind(b.as_slice()),
+        Value::Timestamp(t) | Value::Timestamptz(t) => query.bind(naive_text(*t)),
+        Value::Date(d) => query.bind(date_from_days(*d).and_then(iso_date)),
+        Value::Time(t) => query.bind(time_from_micros(*t).map(time_text)),
+        other => query.bind(to_text(other)),
+    }
 }
 
 #[async_trait]

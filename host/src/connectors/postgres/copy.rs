@@ -204,7 +204,7 @@ fn utf8(b: &[u8]) -> Result<String, String> {
 }
 
 /// Decodes one non-NULL field.
-fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
+pub(super) fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
     Ok(match layout {
         Binary::Bool => Value::Boolean(fixed::<1>(b, "bool")?[0] != 0),
         Binary::Int2 => Value::Int(i16::from_be_bytes(fixed(b, "int2")?).into()),
@@ -465,7 +465,7 @@ pub(super) fn encode_field(value: &Value, layout: Binary, out: &mut Vec<u8>) -> 
     Ok(())
 }
 
-fn encode_value(value: &Value, layout: Binary, out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn encode_value(value: &Value, layout: Binary, out: &mut Vec<u8>) -> Result<(), String> {
     let mismatch = || {
         format!(
             "cannot write {} into a {layout:?} column",

@@ -311,6 +311,82 @@ fn connect_options(
     options
 }
 
+/// Connects once to `ep` for the `db` capability (so a refused password is
+/// reported at once, not as a pool timeout), then keeps a lazy pool of two.
+/// `session` adds startup settings. Statements are not cached: a plugin
+/// may bind values of other types to the same SQL from call to call.
+pub(crate) async fn capability_pool(
+    role: &str,
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+    session: &[(&str, &str)],
+) -> Result<(PgPool, Option<Secret>), ConnectorError> {
+    let port = ep.port.unwrap_or(DEFAULT_PORT);
+    let endpoint = server::describe(role, "postgres", ep, port);
+    let password = ep
+        .password(base_dir)
+        .map_err(|m| ConnectorError::new(&endpoint, m))?;
+    let schema = ident(ep.schema.as_deref().unwrap_or("public"));
+    let session: Vec<(&str, &str)> = [("search_path", schema.as_str())]
+        .into_iter()
+        .chain(session.iter().copied())
+        .collect();
+    let options =
+        connect_options(ep, port, password.as_ref(), &session).statement_cache_capacity(0);
+    let fail = |e: &sqlx::Error| {
+        server::connect_error(&endpoint, e, ep, port, password.as_ref(), classify)
+    };
+    let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| fail(&sqlx::Error::PoolTimedOut))?
+        .map_err(|e| fail(&e))?;
+    let _ = probe.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy_with(options);
+    Ok((pool, password))
+}
+
+/// How a query result column of type `oid` is read: its row-model type,
+/// when its binary form is one the connectors decode (others need a cast
+/// to text in the query).
+pub(crate) fn result_type(oid: u32) -> Option<crate::value::ColumnType> {
+    types::element(oid).map(|read| read.column_type)
+}
+
+/// Decodes one non-NULL binary result value of a column of type `oid`
+/// (one [`result_type`] accepts).
+pub(crate) fn decode_result(oid: u32, bytes: &[u8]) -> Result<crate::value::Value, String> {
+    let read = types::element(oid).ok_or("a result column of a type without a binary decoder")?;
+    copy::decode_field(read.binary, bytes)
+}
+
+/// Appends a parameter's binary form to `out` and returns the type OID it
+/// is sent as; NULL is sent as OID 0 (unspecified), so the server infers
+/// its type from the statement.
+pub(crate) fn encode_param(value: &crate::value::Value, out: &mut Vec<u8>) -> Result<u32, String> {
+    use crate::value::Value;
+    use types::{Binary, oid};
+    let (oid, layout) = match value {
+        Value::Null => return Ok(0),
+        Value::Boolean(_) => (oid::BOOL, Binary::Bool),
+        Value::Int(_) => (oid::INT8, Binary::Int8),
+        Value::Float(_) => (oid::FLOAT8, Binary::Float8),
+        Value::Decimal(_) => (oid::NUMERIC, Binary::Numeric),
+        Value::Text(_) => (oid::TEXT, Binary::Text),
+        Value::Bytes(_) => (oid::BYTEA, Binary::Bytea),
+        Value::Date(_) => (oid::DATE, Binary::Date),
+        Value::Time(_) => (oid::TIME, Binary::Time),
+        Value::Timestamp(_) => (oid::TIMESTAMP, Binary::Timestamp),
+        Value::Timestamptz(_) => (oid::TIMESTAMPTZ, Binary::Timestamptz),
+        Value::Uuid(_) => (oid::UUID, Binary::Uuid),
+        Value::Json(_) => (oid::JSONB, Binary::Jsonb),
+    };
+    copy::encode_value(value, layout, out)?;
+    Ok(oid)
+}
+
 /// Opens a PostgreSQL source.
 pub(super) async fn open_source(
     ep: &ServerEndpoint,

@@ -198,8 +198,9 @@ pub(super) fn write_as(t: &PgType) -> Option<Binary> {
     (t.typtype == 'e' || t.name == "citext" || t.name.ends_with(".citext")).then_some(Binary::Text)
 }
 
-/// How the elements of an array of `elem` are read and written, when they
-/// have a binary layout here.
+/// How values of the type with OID `elem` (an array's elements, a query
+/// result's column) are read and written, when they have a binary layout
+/// here.
 pub(super) fn element(elem: u32) -> Option<ReadAs> {
     let t = PgType {
         oid: elem,

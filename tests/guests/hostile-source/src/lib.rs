@@ -4,20 +4,33 @@
 //!
 //! Modes: `giant` (a batch far larger than asked for), `http` (a host not on
 //! the allow-list), `read-dir` (a directory not granted), `write-dir` (a
-//! file in a directory granted read-only).
+//! file in a directory granted read-only), `db-query` / `db-execute` (open
+//! database connection `connection` and run `sql` on it: a connection not
+//! granted, a write through a read-only grant, a result over the row cap, a
+//! statement past the timeout, an SQLite `ATTACH`).
 
 use credvault_sdk::prelude::*;
 
 #[derive(serde::Deserialize)]
 struct Config {
     mode: String,
+    #[serde(default)]
+    connection: String,
+    #[serde(default)]
+    sql: String,
 }
 
 struct Hostile;
 
 enum Table {
-    Good { next: i64 },
-    Bad { mode: String },
+    Good {
+        next: i64,
+    },
+    Bad {
+        mode: String,
+        connection: String,
+        sql: String,
+    },
 }
 
 fn info(name: &str) -> TableInfo {
@@ -46,6 +59,8 @@ impl Source for Hostile {
             "good" => Table::Good { next: 1 },
             _ => Table::Bad {
                 mode: config.mode.clone(),
+                connection: config.connection.clone(),
+                sql: config.sql.clone(),
             },
         })
     }
@@ -65,7 +80,12 @@ impl Reader for Table {
                 *next = last + 1;
                 rows
             }
-            Table::Bad { mode } => misbehave(mode, max_rows)?,
+            Table::Bad {
+                mode,
+                connection,
+                sql,
+            } if mode.starts_with("db-") => return Err(reach_db(mode, connection, sql)),
+            Table::Bad { mode, .. } => misbehave(mode, max_rows)?,
         };
         Ok(Some(SourceBatch {
             position: rows.len().to_string(),
@@ -87,6 +107,25 @@ fn misbehave(mode: &str, max_rows: usize) -> Result<Vec<Vec<Value>>, String> {
             .map(|_| Vec::new())
             .map_err(|e| format!("writing data/planted.txt: {e}")),
         other => Err(format!("unknown mode {other}")),
+    }
+}
+
+/// Runs `sql` on `connection`; every outcome is an error, so the table stops
+/// with what the host said (or with the news that it let this through).
+fn reach_db(mode: &str, connection: &str, sql: &str) -> String {
+    let db = match credvault_sdk::db::Connection::open(connection) {
+        Ok(db) => db,
+        Err(e) => return format!("opening {connection}: {e}"),
+    };
+    let outcome = match mode {
+        "db-execute" => db.execute(sql, &[]).map(|n| format!("{n} rows changed")),
+        _ => db
+            .query(sql, &[])
+            .map(|r| format!("{} rows read", r.rows.len())),
+    };
+    match outcome {
+        Ok(done) => format!("the host let this through: {done}"),
+        Err(e) => format!("running {sql}: {e}"),
     }
 }
 

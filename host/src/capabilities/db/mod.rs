@@ -1,0 +1,334 @@
+//! The host-owned `db` capability: a plugin opens a connection the migration
+//! file grants it by name (`grants = { db = [{ connection = "crm" }] }`), and
+//! the host connects with sqlx. The plugin never sees the address, the user
+//! or the password, and driver messages reach it with the password redacted.
+//!
+//! Read-only grants are enforced by the database, never by reading the SQL:
+//! PostgreSQL and MySQL/MariaDB run every statement in a `READ ONLY`
+//! transaction, SQLite opens the file read-only. Each statement also runs
+//! under the grant's timeout (on the server where it has one) and its row
+//! and byte caps, checked while rows stream in.
+
+mod mysql;
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use super::CapabilityError;
+use crate::config::ServerEndpoint;
+use crate::value::{Column, ColumnType, Value};
+
+/// A connection granted to a plugin, with its limits. Clones share one pool,
+/// opened on first use, so every instance of a plugin reuses it.
+#[derive(Clone)]
+pub struct DbGrant {
+    /// The connection's name in the migration file.
+    pub name: String,
+    /// Where it points.
+    pub target: DbTarget,
+    /// Whether the plugin may change data.
+    pub write: bool,
+    /// Caps on each statement.
+    pub limits: DbLimits,
+    pool: Arc<OnceCell<Pool>>,
+}
+
+impl fmt::Debug for DbGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbGrant")
+            .field("name", &self.name)
+            .field("write", &self.write)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The database a grant opens.
+#[derive(Debug, Clone)]
+pub enum DbTarget {
+    /// A PostgreSQL server; its password comes from the endpoint's
+    /// `password_env`/`password_file`, read against `base_dir`.
+    Postgres {
+        /// The server.
+        server: ServerEndpoint,
+        /// The migration file's folder.
+        base_dir: PathBuf,
+    },
+    /// A MySQL or MariaDB server.
+    Mysql {
+        /// The server.
+        server: ServerEndpoint,
+        /// The migration file's folder.
+        base_dir: PathBuf,
+    },
+    /// An SQLite file (never created: it must exist).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// Caps on each statement a plugin runs.
+#[derive(Debug, Clone, Copy)]
+pub struct DbLimits {
+    /// The most rows a query may return.
+    pub max_rows: usize,
+    /// The most bytes of values a query may return.
+    pub max_bytes: usize,
+    /// How long a statement may run.
+    pub timeout: Duration,
+}
+
+/// What a query returned: its columns and rows in the row model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    /// The result's columns, in order.
+    pub columns: Vec<Column>,
+    /// The rows; value `i` belongs to column `i`.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A connection a plugin opened: the index of its grant among the plugin's.
+#[derive(Debug, Clone, Copy)]
+pub struct DbHandle {
+    /// Which of the plugin's grants it uses.
+    pub grant: usize,
+}
+
+/// The open database behind a grant.
+enum Pool {
+    Postgres(postgres::PgDb),
+    Mysql(mysql::MyDb),
+    Sqlite(sqlite::LiteDb),
+}
+
+/// Why a statement failed, before it is phrased for the plugin.
+#[derive(Debug)]
+enum DbError {
+    /// The database refused a write because the session is read-only.
+    ReadOnly(String),
+    /// The statement ran past the grant's timeout.
+    Timeout,
+    /// The result had more rows than `max_rows`.
+    TooManyRows,
+    /// The result held more bytes than `max_bytes`.
+    TooLarge,
+    /// Anything else the driver or the database said (password redacted).
+    Driver(String),
+}
+
+impl DbGrant {
+    /// A grant of connection `name`.
+    pub fn new(name: &str, target: DbTarget, write: bool, limits: DbLimits) -> Self {
+        Self {
+            name: name.to_string(),
+            target,
+            write,
+            limits,
+            pool: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The grant's database, connected on first use. A failure is not
+    /// kept, so a later `open` tries again.
+    async fn pool(&self) -> Result<&Pool, CapabilityError> {
+        let opened = self
+            .pool
+            .get_or_try_init(|| async {
+                match &self.target {
+                    DbTarget::Postgres { server, base_dir } => {
+                        postgres::PgDb::open(&self.name, server, base_dir, self.write)
+                            .await
+                            .map(Pool::Postgres)
+                    }
+                    DbTarget::Mysql { server, base_dir } => {
+                        mysql::MyDb::open(&self.name, server, base_dir, self.write)
+                            .await
+                            .map(Pool::Mysql)
+                    }
+                    DbTarget::Sqlite { path } => sqlite::LiteDb::open(path, self.write)
+                        .await
+                        .map(Pool::Sqlite),
+                }
+            })
+            .await;
+        opened.map_err(|message| {
+            CapabilityError::Failed(format!(
+                "connection `{}` could not be opened: {message}",
+                self.name
+            ))
+        })
+    }
+
+    /// Runs a statement that returns rows.
+    pub async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryResult, CapabilityError> {
+        let result = match self.pool().await? {
+            Pool::Postgres(db) => db.query(sql, params, self.write, self.limits).await,
+            Pool::Mysql(db) => db.query(sql, params, self.write, self.limits).await,
+            Pool::Sqlite(db) => db.query(sql, params, self.limits).await,
+        };
+        result.map_err(|e| self.error(e))
+    }
+
+    /// Runs a statement that changes rows; returns how many it changed.
+    pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, CapabilityError> {
+        let result = match self.pool().await? {
+            Pool::Postgres(db) => db.execute(sql, params, self.write, self.limits).await,
+            Pool::Mysql(db) => db.execute(sql, params, self.write, self.limits).await,
+            Pool::Sqlite(db) => db.execute(sql, params, self.limits).await,
+        };
+        result.map_err(|e| self.error(e))
+    }
+
+    /// A statement's failure as the plugin sees it, naming the setting to
+    /// change.
+    fn error(&self, err: DbError) -> CapabilityError {
+        let name = &self.name;
+        let limits = &self.limits;
+        match err {
+            DbError::ReadOnly(why) => CapabilityError::Denied(format!(
+                "connection `{name}` is granted read-only, and the database refused this write ({why}); set write = true in this plugin's grants.db entry for `{name}` if it should write"
+            )),
+            DbError::Timeout => CapabilityError::Failed(format!(
+                "the statement on connection `{name}` ran longer than its grant's timeout_ms = {} and was cancelled; make it cheaper (an index, a LIMIT) or raise timeout_ms",
+                limits.timeout.as_millis()
+            )),
+            DbError::TooManyRows => CapabilityError::Failed(format!(
+                "the query on connection `{name}` returned more than its grant's max_rows = {} rows; add a LIMIT (or page through with WHERE key > last) or raise max_rows",
+                limits.max_rows
+            )),
+            DbError::TooLarge => CapabilityError::Failed(format!(
+                "the query on connection `{name}` returned more than its grant's max_result_kb = {} KiB; select fewer columns or rows, or raise max_result_kb",
+                limits.max_bytes / 1024
+            )),
+            DbError::Driver(message) => {
+                CapabilityError::Failed(format!("connection `{name}`: {message}"))
+            }
+        }
+    }
+}
+
+/// Finds the grant of connection `name` among a plugin's grants.
+pub fn open(grants: &[DbGrant], name: &str) -> Result<DbHandle, CapabilityError> {
+    if grants.is_empty() {
+        return Err(CapabilityError::Denied(format!(
+            "no database connection is granted to this plugin, so `{name}` is refused; add grants.db = [{{ connection = \"{name}\" }}] to it in the migration file (naming a [connections.{name}])"
+        )));
+    }
+    match grants.iter().position(|g| g.name == name) {
+        Some(grant) => Ok(DbHandle { grant }),
+        None => {
+            let granted: Vec<&str> = grants.iter().map(|g| g.name.as_str()).collect();
+            Err(CapabilityError::Denied(format!(
+                "connection `{name}` is not in this plugin's grants.db ({}); add {{ connection = \"{name}\" }} there if it should reach it",
+                granted.join(", ")
+            )))
+        }
+    }
+}
+
+/// Gathers a result's rows, stopping at the grant's caps.
+struct Collector {
+    limits: DbLimits,
+    rows: Vec<Vec<Value>>,
+    bytes: usize,
+}
+
+impl Collector {
+    fn new(limits: DbLimits) -> Self {
+        Self {
+            limits,
+            rows: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Keeps a row, or says which cap it would break.
+    fn push(&mut self, row: Vec<Value>) -> Result<(), DbError> {
+        if self.rows.len() >= self.limits.max_rows {
+            return Err(DbError::TooManyRows);
+        }
+        self.bytes += row.iter().map(value_size).sum::<usize>();
+        if self.bytes > self.limits.max_bytes {
+            return Err(DbError::TooLarge);
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// About how many bytes a value takes in a result.
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        _ => 8,
+    }
+}
+
+/// A result column.
+fn column(name: &str, column_type: ColumnType) -> Column {
+    Column {
+        name: name.to_string(),
+        type_: column_type,
+        nullable: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(name: &str) -> DbGrant {
+        let limits = DbLimits {
+            max_rows: 2,
+            max_bytes: 10,
+            timeout: Duration::from_secs(1),
+        };
+        let target = DbTarget::Sqlite {
+            path: PathBuf::from("x.db"),
+        };
+        DbGrant::new(name, target, false, limits)
+    }
+
+    #[test]
+    fn only_granted_connections_open() {
+        let none = open(&[], "crm").unwrap_err();
+        assert!(
+            matches!(&none, CapabilityError::Denied(m) if m.contains("no database connection is granted") && m.contains("grants.db = [{ connection = \"crm\" }]")),
+            "{none:?}"
+        );
+        let other = open(&[grant("crm")], "billing").unwrap_err();
+        assert!(
+            matches!(&other, CapabilityError::Denied(m) if m.contains("`billing` is not in this plugin's grants.db (crm)")),
+            "{other:?}"
+        );
+        assert_eq!(open(&[grant("a"), grant("crm")], "crm").unwrap().grant, 1);
+    }
+
+    #[test]
+    fn the_collector_stops_at_either_cap() {
+        let mut rows = Collector::new(grant("g").limits);
+        rows.push(vec![Value::Int(1)]).unwrap();
+        assert!(matches!(
+            rows.push(vec![Value::Int(2)]),
+            Err(DbError::TooLarge)
+        ));
+        let mut few = Collector::new(DbLimits {
+            max_bytes: 1000,
+            ..grant("g").limits
+        });
+        few.push(vec![Value::Null]).unwrap();
+        few.push(vec![Value::Null]).unwrap();
+        assert!(matches!(
+            few.push(vec![Value::Null]),
+            Err(DbError::TooManyRows)
+        ));
+    }
+}
