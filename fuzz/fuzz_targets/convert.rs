@@ -64,7 +64,11 @@ struct Decimal {
 
 impl Decimal {
     fn text(&self) -> String {
-        let digits = |d: &[u8]| d.iter().map(|b| char::from(b'0' + b % 10)).collect::<String>();
+        let digits = |d: &[u8]| {
+            d.iter()
+                .map(|b| char::from(b'0' + b % 10))
+                .collect::<String>()
+        };
         let int = digits(&self.int);
         let int = int.trim_start_matches('0');
         let int = if int.is_empty() { "0" } else { int };
@@ -130,9 +134,9 @@ impl AnyValue {
             AnyValue::Bytes(b) => Value::Bytes(b.clone()),
             AnyValue::Date(d) => Value::Date(*d),
             AnyValue::Time(t) => Value::Time(*t),
-            AnyValue::TimeOfDay(secs, micros) => Value::Time(
-                u64::from(secs % 86_400) * 1_000_000 + u64::from(micros % 1_000_000),
-            ),
+            AnyValue::TimeOfDay(secs, micros) => {
+                Value::Time(u64::from(secs % 86_400) * 1_000_000 + u64::from(micros % 1_000_000))
+            }
             AnyValue::Timestamp(t) => Value::Timestamp(*t),
             AnyValue::Timestamptz(t) => Value::Timestamptz(*t),
             AnyValue::Uuid(hi, lo) => Value::Uuid((*hi, *lo)),
@@ -149,7 +153,9 @@ fn type_at(i: u8) -> ColumnType {
 /// The same value, bit for bit (NaN equals NaN).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+        (Value::Float(x), Value::Float(y)) => {
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+        }
         _ => a == b,
     }
 }
@@ -198,13 +204,24 @@ fn rounded(decimal: &str) -> Option<i64> {
 fn check_type(result: &Value, from: Option<ColumnType>, to: ColumnType) {
     match from {
         None => assert_eq!(result, &Value::Null, "null must stay null"),
-        Some(_) => assert_eq!(value_type(result), Some(to), "converted to the wrong type: {result:?}"),
+        Some(_) => assert_eq!(
+            value_type(result),
+            Some(to),
+            "converted to the wrong type: {result:?}"
+        ),
     }
 }
 
 /// An exact conversion keeps the value: it comes back unchanged.
-fn check_round_trip(original: &Value, converted: &Value, from: ColumnType, to: ColumnType, canonical: bool) {
-    if from == to {
+fn check_round_trip(
+    original: &Value,
+    converted: &Value,
+    from: ColumnType,
+    to: ColumnType,
+    canonical: bool,
+) {
+    // Text is not canonical (" 42 " becomes 42): `check_text` covers it.
+    if from == to || from == ColumnType::Text {
         return;
     }
     let back = convert(converted.clone(), from);
@@ -214,7 +231,10 @@ fn check_round_trip(original: &Value, converted: &Value, from: ColumnType, to: C
             let back = back.unwrap_or_else(|e| {
                 panic!("{original:?} became text {converted:?}, which does not read back: {e}")
             });
-            assert!(same(&back, original), "{original:?} → {converted:?} → {back:?}");
+            assert!(
+                same(&back, original),
+                "{original:?} → {converted:?} → {back:?}"
+            );
         }
         return;
     }
@@ -240,7 +260,10 @@ fn check_nearest(original: &Value, result: &Value, decimal: Option<&str>) {
         (Value::Timestamp(t) | Value::Timestamptz(t), Value::Date(d)) => {
             let start = i128::from(*d) * MICROS_PER_DAY;
             let t = i128::from(*t);
-            assert!(start <= t && t < start + MICROS_PER_DAY, "{t} µs is not on day {d}");
+            assert!(
+                start <= t && t < start + MICROS_PER_DAY,
+                "{t} µs is not on day {d}"
+            );
         }
         _ => {}
     }
@@ -267,12 +290,18 @@ fn check_value(value: Value, to: ColumnType, decimal: Option<&str>) {
     };
     if let Ok(result) = &exact {
         check_type(result, Some(from), to);
-        assert!(convertible(from, to, false), "{value:?} → {result:?} is not `convertible`");
+        assert!(
+            convertible(from, to, false),
+            "{value:?} → {result:?} is not `convertible`"
+        );
         check_round_trip(&value, result, from, to, decimal.is_some());
     }
     if let Ok(result) = &lossy {
         check_type(result, Some(from), to);
-        assert!(convertible(from, to, true), "{value:?} → {result:?} (lossy) is not `convertible`");
+        assert!(
+            convertible(from, to, true),
+            "{value:?} → {result:?} (lossy) is not `convertible`"
+        );
         if exact.is_err() {
             check_nearest(&value, result, decimal);
         }

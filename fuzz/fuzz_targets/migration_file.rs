@@ -49,8 +49,16 @@ fn endpoints(m: &Migration) -> Vec<(String, &Endpoint)> {
         all.push((format!("connections.{name}"), e));
     }
     for (env, e) in &m.environments {
-        all.extend(e.source.iter().map(|s| (format!("environments.{env}.source"), s)));
-        all.extend(e.destination.iter().map(|d| (format!("environments.{env}.destination"), d)));
+        all.extend(
+            e.source
+                .iter()
+                .map(|s| (format!("environments.{env}.source"), s)),
+        );
+        all.extend(
+            e.destination
+                .iter()
+                .map(|d| (format!("environments.{env}.destination"), d)),
+        );
         for (name, c) in &e.connections {
             all.push((format!("environments.{env}.connections.{name}"), c));
         }
@@ -65,7 +73,10 @@ fn check_accepted(m: &Migration) {
     for (key, endpoint) in endpoints(m) {
         match endpoint {
             Endpoint::Csv { delimiter, .. } => {
-                assert!(delimiter.is_ascii(), "{key}.delimiter {delimiter:?} was accepted");
+                assert!(
+                    delimiter.is_ascii(),
+                    "{key}.delimiter {delimiter:?} was accepted"
+                );
             }
             Endpoint::Plugin(p) => {
                 let _ = p.config_json();
@@ -80,14 +91,23 @@ fn check_accepted(m: &Migration) {
     }
     if m.settings.validate {
         let plugin = matches!(m.destination, Endpoint::Plugin(_));
-        assert!(!plugin, "a plugin destination with validate = true was accepted");
+        assert!(
+            !plugin,
+            "a plugin destination with validate = true was accepted"
+        );
     }
     if m.tables.iter().any(|t| m.sync_mode(t) == SyncMode::Cdc) {
         let postgres = matches!(m.source, Endpoint::Postgres(_));
-        assert!(postgres, "a CDC table with a source other than PostgreSQL was accepted");
+        assert!(
+            postgres,
+            "a CDC table with a source other than PostgreSQL was accepted"
+        );
     }
     let interval = m.sync.interval().expect("an accepted sync interval parses");
-    let schedule = m.sync.schedule().expect("an accepted cron expression parses");
+    let schedule = m
+        .sync
+        .schedule()
+        .expect("an accepted cron expression parses");
     if interval.is_some() || schedule.is_some() {
         let last = chrono::DateTime::from_timestamp(1_700_000_000, 0);
         let _ = m.sync.next_after(last);
@@ -112,10 +132,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(m) => {
             check_accepted(&m);
             for env in m.environments.keys() {
-                let entered = m
-                    .clone()
-                    .in_environment(env)
-                    .unwrap_or_else(|e| panic!("environment {env} was accepted but cannot be entered: {e}"));
+                let entered = m.clone().in_environment(env).unwrap_or_else(|e| {
+                    panic!("environment {env} was accepted but cannot be entered: {e}")
+                });
                 check_accepted(&entered);
             }
         }

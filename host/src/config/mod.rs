@@ -774,7 +774,7 @@ impl Migration {
     pub fn parse(text: &str, origin: &Path, base_dir: PathBuf) -> Result<Self, ConfigError> {
         let mut migration: Migration = toml::from_str(text).map_err(|err| ConfigError::Syntax {
             path: origin.to_path_buf(),
-            message: err.to_string(),
+            message: secret::syntax_message(text, &err),
         })?;
         migration.base_dir = base_dir;
         migration.fill_plugin_endpoints();
@@ -840,7 +840,10 @@ impl Migration {
         let endpoints = envs
             .flat_map(|e| {
                 let swapped = [e.source.as_mut(), e.destination.as_mut()];
-                swapped.into_iter().flatten().chain(e.connections.values_mut())
+                swapped
+                    .into_iter()
+                    .flatten()
+                    .chain(e.connections.values_mut())
             })
             .chain([&mut self.source, &mut self.destination])
             .chain(self.connections.values_mut());
