@@ -919,7 +919,7 @@ impl Migration {
     pub fn parse(text: &str, origin: &Path, base_dir: PathBuf) -> Result<Self, ConfigError> {
         let mut migration: Migration = toml::from_str(text).map_err(|err| ConfigError::Syntax {
             path: origin.to_path_buf(),
-            message: err.to_string(),
+            message: secret::syntax_message(text, &err),
         })?;
         migration.base_dir = base_dir;
         migration.fill_plugin_endpoints();

@@ -41,6 +41,34 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A TOML parser error as shown to the user. The parser quotes the line it
+/// stopped at; in a file with a `password` key (which validation refuses
+/// anyway) that quote could show the password, so there the quoted lines
+/// are left out and the position and the reason remain.
+pub(super) fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let full = error.to_string();
+    if !has_password_key(text) {
+        return full;
+    }
+    let quoted = |line: &str| {
+        let gutter = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        gutter.trim_start().starts_with('|')
+    };
+    let kept: Vec<&str> = full.lines().filter(|line| !quoted(line)).collect();
+    kept.join("\n")
+}
+
+/// Whether `text` sets a key named `password` (bare, quoted or dotted), as
+/// opposed to `password_env` or `password_file`.
+fn has_password_key(text: &str) -> bool {
+    text.match_indices("password").any(|(at, word)| {
+        let rest = text[at + word.len()..].trim_start_matches(['"', '\'', ' ', '\t']);
+        rest.starts_with(['=', '.'])
+    })
+}
+
 /// Loads a password from `password_env` or `password_file` (relative to
 /// `base_dir`); `Ok(None)` when neither is set. Errors name the variable or
 /// file, never the value.
@@ -74,6 +102,28 @@ pub fn load_password(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzz/fuzz_targets/migration_file.rs: a syntax error on the
+    /// line of a `password` key quoted the password. Minimized input.
+    #[test]
+    fn a_syntax_error_does_not_quote_a_password() {
+        let text = "name = \"leak\"\n[source]\ntype = \"csv\"\npath = \"data\"\npassword = \"hunter2-secret\"$\n";
+        let err = super::super::Migration::parse(text, Path::new("m.toml"), "/".into())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("line 5, column 28"), "{err}");
+        assert!(err.contains("expected newline"), "{err}");
+    }
+
+    #[test]
+    fn other_syntax_errors_keep_the_quoted_line() {
+        let text = "name = \"x\"\n[source]\ntype = \"csv\"\npassword_env = \"PW\"$\n";
+        let err = super::super::Migration::parse(text, Path::new("m.toml"), "/".into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password_env = \"PW\"$"), "{err}");
+    }
 
     #[test]
     fn secrets_never_print() {

@@ -105,11 +105,13 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         }
     }
     for (key, endpoint) in endpoints(m) {
+        // The CSV connectors take the delimiter as one byte; a quote or a
+        // line break as delimiter makes files that do not read back as written.
         if let super::Endpoint::Csv { delimiter, .. } = endpoint
-            && !delimiter.is_ascii()
+            && (!delimiter.is_ascii() || ['"', '\n', '\r'].contains(delimiter))
         {
             problems.push(format!(
-                "{key}.delimiter: must be one ASCII character, got {delimiter:?}"
+                "{key}.delimiter: must be one ASCII character other than a quote or a line break, got {delimiter:?}"
             ));
         }
         if let super::Endpoint::Postgres(server) | super::Endpoint::Mysql(server) = endpoint {
@@ -371,6 +373,42 @@ fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
                     ));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Migration;
+
+    /// Only the source's CSV delimiter was checked, but every CSV endpoint
+    /// takes it as one byte (`'é' as u8` is 0xE9, a different delimiter).
+    /// fuzz/fuzz_targets/csv_reader.rs found that a line break as delimiter
+    /// writes files that read back with another column.
+    #[test]
+    fn every_csv_delimiter_is_one_ascii_character() {
+        let text = "name = \"x\"\n[source]\ntype = \"csv\"\npath = \"in\"\n[destination]\ntype = \"csv\"\npath = \"out\"\ndelimiter = \"é\"\n[environments.e]\nsource = { type = \"csv\", path = \"in\", delimiter = \"§\" }\n[[tables]]\nsource = \"t\"\n";
+        let err = Migration::parse(text, Path::new("m.toml"), "/".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("destination.delimiter: must be one ASCII character other than a quote or a line break, got 'é'"),
+            "{err}"
+        );
+        assert!(
+            err.contains("environments.e.source.delimiter: must be one ASCII character"),
+            "{err}"
+        );
+        for delimiter in ["\\n", "\\r", "\\\""] {
+            let text = format!(
+                "name = \"x\"\n[source]\ntype = \"csv\"\npath = \"in\"\ndelimiter = \"{delimiter}\"\n[destination]\ntype = \"sqlite\"\npath = \"o.db\"\n[[tables]]\nsource = \"t\"\n"
+            );
+            let err = Migration::parse(&text, Path::new("m.toml"), "/".into())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("source.delimiter: must be one ASCII character other than a quote or a line break"), "{err}");
         }
     }
 }

@@ -101,14 +101,8 @@ impl Source for CsvSource {
                         ))
                     })?
                     .clone();
-                let columns = headers
-                    .iter()
-                    .map(|h| Column {
-                        name: h.trim().to_string(),
-                        type_: ColumnType::Text,
-                        nullable: true,
-                    })
-                    .collect();
+                let columns = columns_of(&headers)
+                    .map_err(|message| self.error(format!("{}: {message}", file.display())))?;
                 Ok(TableInfo {
                     name,
                     columns,
@@ -166,6 +160,34 @@ impl Source for CsvSource {
         let meta = std::fs::metadata(file).map_err(|e| self.error(e.to_string()))?;
         Ok(Some(meta.len()))
     }
+}
+
+/// The columns a header row names. A schema's column names are unique, so
+/// a repeated name (two empty ones included, as `a,,` gives) is refused
+/// rather than left to a later stage to trip over; so is a file with no
+/// header row, which would be a table without columns.
+fn columns_of(headers: &csv::StringRecord) -> Result<Vec<Column>, String> {
+    if headers.is_empty() {
+        return Err("the file is empty: a CSV table needs a header row naming its columns".into());
+    }
+    let mut columns: Vec<Column> = Vec::with_capacity(headers.len());
+    for (i, header) in headers.iter().enumerate() {
+        let name = header.trim();
+        if let Some(first) = columns.iter().position(|c| c.name == name) {
+            return Err(format!(
+                "the header row names column {:?} twice (columns {} and {}); give every column its own name",
+                name,
+                first + 1,
+                i + 1
+            ));
+        }
+        columns.push(Column {
+            name: name.to_string(),
+            type_: ColumnType::Text,
+            nullable: true,
+        });
+    }
+    Ok(columns)
 }
 
 fn read_batches(
@@ -503,5 +525,55 @@ impl Sink for CsvSink {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn discover(content: &[u8]) -> Result<Vec<TableInfo>, ConnectorError> {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let file = dir.path().join("t.csv");
+        std::fs::write(&file, content).expect("writing the file");
+        CsvSource::new(file, b',', String::new())?.discover().await
+    }
+
+    /// Found by fuzz/fuzz_targets/csv_reader.rs (`x,x`, and `a,,` with two
+    /// empty names): column names must be unique within a schema.
+    #[tokio::test]
+    async fn a_header_that_repeats_a_name_is_refused() {
+        let err = discover(b"x,x\n1,2\n").await.unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "names column \"x\" twice (columns 1 and 2); give every column its own name"
+            ),
+            "{err}"
+        );
+        let err = discover(b"id, x ,x\n").await.unwrap_err().to_string();
+        assert!(
+            err.contains("column \"x\" twice (columns 2 and 3)"),
+            "{err}"
+        );
+        let err = discover(b"id,,\n1,2,3\n").await.unwrap_err().to_string();
+        assert!(err.contains("column \"\" twice (columns 2 and 3)"), "{err}");
+    }
+
+    /// Found by fuzz/fuzz_targets/csv_reader.rs: an empty file was a table
+    /// without columns, which the CSV sink wrote back as one column `""`.
+    #[tokio::test]
+    async fn a_file_without_a_header_row_is_refused() {
+        for content in [&b""[..], b"\n\n"] {
+            let err = discover(content).await.unwrap_err().to_string();
+            assert!(
+                err.contains("the file is empty: a CSV table needs a header row"),
+                "{err}"
+            );
+        }
+        let tables = discover(b" id , name \n1,a\n")
+            .await
+            .expect("a plain header");
+        let names: Vec<&str> = tables[0].columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "name"]);
     }
 }

@@ -2,11 +2,12 @@
 //! value exactly or fails with a message saying what was expected: nothing
 //! is rounded, truncated or shifted silently.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use crate::value::{
-    ColumnType, Value, days_from_date, describe, micros_from_time, micros_from_timestamp,
-    parse_uuid, to_text, type_name, value_type,
+    ColumnType, Value, date_from_days, days_from_date, describe, micros_from_time,
+    micros_from_timestamp, parse_uuid, time_from_micros, timestamp_from_micros, to_text, type_name,
+    value_type,
 };
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -39,11 +40,7 @@ pub fn convert_lossy(value: Value, to: ColumnType) -> Result<Value, String> {
         (Value::Float(f), ColumnType::Int) if f.is_finite() && f.abs() < 9.2e18 => {
             Some(Value::Int(f.round() as i64))
         }
-        (Value::Decimal(d), ColumnType::Int) => d
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.abs() < 9.2e18)
-            .map(|f| Value::Int(f.round() as i64)),
+        (Value::Decimal(d), ColumnType::Int) => round_decimal(d).map(Value::Int),
         (Value::Decimal(d), ColumnType::Float) => d.parse().ok().map(Value::Float),
         (Value::Int(i), ColumnType::Float) => Some(Value::Float(*i as f64)),
         (Value::Timestamp(t) | Value::Timestamptz(t), ColumnType::Date) => {
@@ -95,8 +92,11 @@ pub fn mismatch(value: &Value, to: ColumnType) -> String {
 
 fn convert_other(value: &Value, to: ColumnType) -> Option<Value> {
     match (value, to) {
-        (Value::Bytes(b), ColumnType::Text) => String::from_utf8(b.clone()).ok().map(Value::Text),
-        (value, ColumnType::Text) => to_text(value).map(Value::Text),
+        (Value::Bytes(b), ColumnType::Text) => bytes_to_text(b).map(Value::Text),
+        (value, ColumnType::Text) => has_text_form(value)
+            .then(|| to_text(value))
+            .flatten()
+            .map(Value::Text),
         (Value::Text(text), to) => from_text(text, to),
         (Value::Int(i), ColumnType::Float) => exact_float(*i).map(Value::Float),
         (Value::Int(i), ColumnType::Decimal) => Some(Value::Decimal(i.to_string())),
@@ -109,7 +109,10 @@ fn convert_other(value: &Value, to: ColumnType) -> Option<Value> {
         }
         (Value::Decimal(d), ColumnType::Float) => decimal_to_float(d).map(Value::Float),
         (Value::Decimal(d), ColumnType::Int) => canonical_decimal(d)?.parse().ok().map(Value::Int),
+        // A day outside the calendar (past year 262143) has no timestamp;
+        // the multiplication would overflow for the farthest ones.
         (Value::Date(d), ColumnType::Timestamp) => {
+            date_from_days(*d)?;
             Some(Value::Timestamp(i64::from(*d) * MICROS_PER_DAY))
         }
         (Value::Timestamp(t), ColumnType::Date) => (t.rem_euclid(MICROS_PER_DAY) == 0)
@@ -117,6 +120,29 @@ fn convert_other(value: &Value, to: ColumnType) -> Option<Value> {
         (Value::Timestamp(t), ColumnType::Timestamptz) => Some(Value::Timestamptz(*t)),
         (Value::Timestamptz(t), ColumnType::Timestamp) => Some(Value::Timestamp(*t)),
         _ => None,
+    }
+}
+
+/// Bytes as their UTF-8 text, except text that reads back as a `\x` hex
+/// escape (`from_text` would turn `\x41` into one byte): such bytes take
+/// the hex form, so the text converts back to the same bytes.
+fn bytes_to_text(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    match text.trim().starts_with("\\x") {
+        true => to_text(&Value::Bytes(bytes.to_vec())),
+        false => Some(text.to_string()),
+    }
+}
+
+/// Whether `to_text` gives text that reads back as the value: dates and
+/// times outside chrono's calendar (past year 262143, or a time of day
+/// past 24 h) print as a count (`day 2147483647`) for messages only.
+fn has_text_form(value: &Value) -> bool {
+    match value {
+        Value::Date(d) => date_from_days(*d).is_some(),
+        Value::Time(t) => time_from_micros(*t).is_some(),
+        Value::Timestamp(t) | Value::Timestamptz(t) => timestamp_from_micros(*t).is_some(),
+        _ => true,
     }
 }
 
@@ -136,8 +162,11 @@ pub fn from_text(text: &str, to: ColumnType) -> Option<Value> {
         ColumnType::Date => Value::Date(days_from_date(
             NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?,
         )),
+        // A leap second (23:59:60) would be 24:00:00, not a time of day.
         ColumnType::Time => Value::Time(micros_from_time(
-            NaiveTime::parse_from_str(t, "%H:%M:%S%.f").ok()?,
+            NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
+                .ok()
+                .filter(|t| t.nanosecond() < 1_000_000_000)?,
         )),
         ColumnType::Timestamp => Value::Timestamp(micros_from_timestamp(parse_naive_timestamp(t)?)),
         ColumnType::Timestamptz => Value::Timestamptz(parse_timestamptz(t)?),
@@ -174,9 +203,12 @@ fn parse_naive_timestamp(t: &str) -> Option<NaiveDateTime> {
 }
 
 /// An instant needs a zone: text without one is refused rather than guessed.
+/// RFC 3339 has four-digit years; the last form takes the signed years
+/// beyond 0000–9999 that `to_text` prints (`+10000-01-01T00:00:00Z`).
 fn parse_timestamptz(t: &str) -> Option<i64> {
     let parsed = DateTime::parse_from_rfc3339(t)
         .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .or_else(|_| DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%#z"))
         .ok()?;
     Some(parsed.timestamp_micros())
 }
@@ -211,6 +243,22 @@ fn decimal_to_float(d: &str) -> Option<f64> {
         None => canonical,
     };
     (f.to_string() == trimmed).then_some(f)
+}
+
+/// A decimal rounded half away from zero (as `f64::round`) on its digits:
+/// through a float, 9007199254740993.4 would become ...994.
+fn round_decimal(d: &str) -> Option<i64> {
+    let canonical = canonical_decimal(d.trim())?;
+    let (negative, digits) = match canonical.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, canonical.as_str()),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let mut n: i128 = int.parse().ok()?;
+    if frac.starts_with(['5', '6', '7', '8', '9']) {
+        n += 1;
+    }
+    i64::try_from(if negative { -n } else { n }).ok()
 }
 
 fn exact_float(i: i64) -> Option<f64> {
@@ -356,6 +404,85 @@ mod tests {
             Ok(Value::Float(2.0)),
             "exact stays exact"
         );
+    }
+
+    // Found by fuzz/fuzz_targets/convert.rs; the inputs are the minimized
+    // crashes.
+
+    #[test]
+    fn a_date_outside_the_calendar_has_no_timestamp() {
+        // The day times 86400 s overflowed i64: a panic under overflow
+        // checks, a wrong timestamp without them.
+        assert!(convert(Value::Date(-126_484_736), ColumnType::Timestamp).is_err());
+        assert!(convert(Value::Date(i32::MAX), ColumnType::Timestamp).is_err());
+        assert_eq!(
+            convert(Value::Date(-1), ColumnType::Timestamp),
+            Ok(Value::Timestamp(-86_400_000_000))
+        );
+    }
+
+    #[test]
+    fn values_outside_the_calendar_do_not_become_text() {
+        // They printed as `day -118147366` or `1159660514428 µs`, text that
+        // no conversion reads back.
+        for value in [
+            Value::Date(-118_147_366),
+            Value::Time(1_159_660_514_428),
+            Value::Timestamp(i64::MAX),
+            Value::Timestamptz(i64::MIN),
+        ] {
+            let err = convert(value.clone(), ColumnType::Text).unwrap_err();
+            assert!(err.starts_with("expected text, got "), "{err}");
+        }
+    }
+
+    #[test]
+    fn timestamptz_text_beyond_four_digit_years_reads_back() {
+        // 10000-01-01T00:00:00Z and -0001-12-31T23:59:59.999999Z.
+        for micros in [253_402_300_800_000_000, -62_167_219_200_000_001] {
+            let value = Value::Timestamptz(micros);
+            let text = convert(value.clone(), ColumnType::Text).unwrap();
+            assert_eq!(convert(text, ColumnType::Timestamptz), Ok(value));
+        }
+    }
+
+    // Found while writing the fuzz properties (the round trips the
+    // convert target checks).
+
+    #[test]
+    fn bytes_that_spell_a_hex_escape_keep_their_bytes_through_text() {
+        let bytes = Value::Bytes(b"\\x41".to_vec());
+        let text = convert(bytes.clone(), ColumnType::Text).unwrap();
+        assert_eq!(text, Value::Text("\\x5c783431".into()));
+        assert_eq!(convert(text, ColumnType::Bytes), Ok(bytes));
+        assert_eq!(
+            convert(Value::Bytes(b" plain ".to_vec()), ColumnType::Text),
+            Ok(Value::Text(" plain ".into()))
+        );
+    }
+
+    #[test]
+    fn a_leap_second_is_not_a_time_of_day() {
+        // It parsed as 24:00:00 (86400000000 µs), which prints as a count.
+        assert!(convert(Value::Text("23:59:60".into()), ColumnType::Time).is_err());
+        assert_eq!(
+            convert(Value::Text("23:59:59.5".into()), ColumnType::Time),
+            Ok(Value::Time(86_399_500_000))
+        );
+    }
+
+    #[test]
+    fn lossy_decimals_round_on_their_digits() {
+        // Through a float, ...993.4 rounded to ...994.
+        let lossy = |d: &str| convert_lossy(Value::Decimal(d.into()), ColumnType::Int);
+        assert_eq!(
+            lossy("9007199254740993.4"),
+            Ok(Value::Int(9_007_199_254_740_993))
+        );
+        assert_eq!(lossy("-2.5"), Ok(Value::Int(-3)));
+        assert_eq!(lossy("0.49"), Ok(Value::Int(0)));
+        assert_eq!(lossy("9223372036854775807.4"), Ok(Value::Int(i64::MAX)));
+        assert!(lossy("9223372036854775807.5").is_err());
     }
 
     #[test]
