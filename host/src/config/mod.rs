@@ -206,7 +206,11 @@ impl SyncSpec {
         }
         let interval = self.interval().ok().flatten()?;
         let interval = chrono::Duration::from_std(interval).ok()?;
-        Some(last.map_or(now, |l| l + interval))
+        // An interval past chrono's last date means no next sync, not a panic.
+        match last {
+            None => Some(now),
+            Some(l) => l.checked_add_signed(interval),
+        }
     }
 }
 

@@ -672,9 +672,17 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
                 .fetch_all(pool)
                 .await?;
         if !columns.iter().any(|c| c == column) {
-            sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {def}"))
+            let added = sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {def}"))
                 .execute(pool)
-                .await?;
+                .await;
+            // Another process opening the same new store (`status` while
+            // `serve` starts, say) may have added it in between.
+            match added {
+                Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column name") => {}
+                other => {
+                    other?;
+                }
+            }
         }
     }
     Ok(())
