@@ -987,23 +987,15 @@ impl Migration {
     fn fill_plugin_endpoints(&mut self) {
         let defaults = self.limits.over(Limits::default());
         let name = self.name.clone();
-        let envs = self.environments.values_mut();
-        let endpoints = envs
-            .flat_map(|e| {
-                let swapped = [e.source.as_mut(), e.destination.as_mut()];
-                swapped
-                    .into_iter()
-                    .flatten()
-                    .chain(e.connections.values_mut())
-            })
-            .chain(self.source.iter_mut())
-            .chain([&mut self.destination])
-            .chain(self.connections.values_mut());
-        for endpoint in endpoints {
-            if let Endpoint::Plugin(p) = endpoint {
-                p.defaults = defaults;
-                p.migration = name.clone();
-            }
+        let all = plugin_endpoints(
+            &mut self.environments,
+            &mut self.source,
+            &mut self.destination,
+            &mut self.connections,
+        );
+        for p in all {
+            p.defaults = defaults;
+            p.migration = name.clone();
         }
     }
 
@@ -1011,22 +1003,13 @@ impl Migration {
     /// names into its grants, so they resolve wherever the plugin loads.
     fn share_connections(&mut self) {
         let connections = self.connections.clone();
-        let envs = self.environments.values_mut();
-        let endpoints = envs
-            .flat_map(|e| {
-                let swapped = [e.source.as_mut(), e.destination.as_mut()];
-                swapped
-                    .into_iter()
-                    .flatten()
-                    .chain(e.connections.values_mut())
-            })
-            .chain(self.source.iter_mut())
-            .chain([&mut self.destination])
-            .chain(self.connections.values_mut());
-        let plugins = endpoints.filter_map(|e| match e {
-            Endpoint::Plugin(p) => Some(&mut p.grants),
-            _ => None,
-        });
+        let plugins = plugin_endpoints(
+            &mut self.environments,
+            &mut self.source,
+            &mut self.destination,
+            &mut self.connections,
+        )
+        .map(|p| &mut p.grants);
         let transforms = self.tables.iter_mut().flat_map(|t| &mut t.transforms);
         for grants in plugins.chain(transforms.map(|t| &mut t.grants)) {
             grants.connections = grants
@@ -1083,4 +1066,31 @@ impl Migration {
     pub fn limits(&self, transform: &TransformSpec) -> Limits {
         transform.limits.over(self.limits.over(Limits::default()))
     }
+}
+
+/// Every plugin endpoint of a migration: in its environments, its source,
+/// destination and connections (fields passed apart so the caller may
+/// borrow the others meanwhile).
+fn plugin_endpoints<'a>(
+    environments: &'a mut BTreeMap<String, Environment>,
+    source: &'a mut Option<Endpoint>,
+    destination: &'a mut Endpoint,
+    connections: &'a mut BTreeMap<String, Endpoint>,
+) -> impl Iterator<Item = &'a mut PluginEndpoint> {
+    environments
+        .values_mut()
+        .flat_map(|e| {
+            let swapped = [e.source.as_mut(), e.destination.as_mut()];
+            swapped
+                .into_iter()
+                .flatten()
+                .chain(e.connections.values_mut())
+        })
+        .chain(source.iter_mut())
+        .chain([destination])
+        .chain(connections.values_mut())
+        .filter_map(|e| match e {
+            Endpoint::Plugin(p) => Some(p),
+            _ => None,
+        })
 }
