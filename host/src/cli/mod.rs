@@ -193,6 +193,7 @@ enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
     init_tracing(&cli.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -207,6 +208,27 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// Makes glibc's malloc serve every thread from one arena; must run before
+/// any thread starts. A batch's rows are allocated on the tokio worker that
+/// decodes them and freed on whichever one writes them, and glibc returns a
+/// freed chunk to the arena it came from: with an arena per worker, each
+/// grew towards the whole working set of batches in flight, and the sum
+/// kept rising the longer a table ran (peak RSS up 10–50 MiB from 1M to 10M
+/// rows while the live heap stayed flat at ~50 MiB). With one arena peak
+/// RSS is the live heap, flat with rows; measured no slower on 2 cores
+/// (small allocations come from each thread's tcache without the lock).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn one_malloc_arena() {
+    // SAFETY: mallopt only sets a tuning parameter of the allocator, and it
+    // runs first thing in `main`, before other threads exist.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+}
+
+/// Other allocators keep no per-thread arenas to limit.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn one_malloc_arena() {}
 
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
