@@ -519,14 +519,13 @@ async fn compare(
     rows: u64,
 ) -> Result<Applied, RunError> {
     let names = u.names();
-    let fits = sink.existing_rows(table).await?.is_some()
-        && sink.misfits(table, &u.columns).await?.is_empty();
+    let existing = sink.existing_rows(table).await?;
+    let fits = existing.is_some() && sink.misfits(table, &u.columns).await?.is_empty();
     if !fits {
-        let deleted = sink.existing_rows(table).await?.unwrap_or(0);
         return Ok(Applied {
             inserted: rows,
             updated: 0,
-            deleted,
+            deleted: existing.unwrap_or(0),
         });
     }
     let key = u.key_names();

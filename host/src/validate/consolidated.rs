@@ -11,13 +11,12 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use super::digest::hash_row;
-use super::{Line, TableDigest, TableReport, derive_rows, stream, whole};
+use super::{Line, TableDigest, TableReport, derive_rows, in_type, stream, whole};
 use crate::config::{DedupRule, Migration};
 use crate::connectors::{SourceBatch, open_reader};
 use crate::consolidate::Unified;
 use crate::pipeline::RunError;
-use crate::pipeline::convert::convert_ref;
-use crate::value::{Row, TableInfo, Value, to_text, value_type};
+use crate::value::{Row, TableInfo, Value, to_text};
 
 /// Differences listed by name before the rest are only counted.
 const SHOWN: usize = 5;
@@ -149,11 +148,7 @@ fn lay_out(unified: &Unified, feed: usize, row: &Row) -> Row {
         .enumerate()
         .map(|(i, c)| {
             let at = f.at.get(i).copied().flatten();
-            let v = at.map_or(Value::Null, |i| row[i].clone());
-            match value_type(&v) {
-                Some(t) if t != c.type_ => convert_ref(&v, c.type_).unwrap_or(v),
-                _ => v,
-            }
+            at.map_or(Value::Null, |i| in_type(&row[i], c.type_))
         })
         .collect();
     if let Some(l) = unified.lineage {
@@ -355,12 +350,7 @@ fn align(unified: &Unified, row: &Row, order: &[usize]) -> Row {
     order
         .iter()
         .zip(&unified.columns)
-        .map(|(&i, c)| match value_type(&row[i]) {
-            Some(t) if t != c.type_ => {
-                convert_ref(&row[i], c.type_).unwrap_or_else(|_| row[i].clone())
-            }
-            _ => row[i].clone(),
-        })
+        .map(|(&i, c)| in_type(&row[i], c.type_))
         .collect()
 }
 

@@ -26,7 +26,7 @@ use crate::connectors::{ReadRequest, Source, SourceBatch, open_reader, open_sour
 use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Output, RunError, TablePlan, plan, process};
 use crate::runtime::Runtime;
-use crate::value::{Column, Row, TableInfo, Value, to_text, type_name, value_type};
+use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text, type_name, value_type};
 
 /// How to validate.
 #[derive(Debug, Clone, Default)]
@@ -321,12 +321,7 @@ impl Layout {
         self.order
             .iter()
             .zip(&self.columns)
-            .map(|(&i, c)| match value_type(&row[i]) {
-                Some(t) if t != c.type_ => {
-                    convert_ref(&row[i], c.type_).unwrap_or_else(|_| row[i].clone())
-                }
-                _ => row[i].clone(),
-            })
+            .map(|(&i, c)| in_type(&row[i], c.type_))
             .collect()
     }
 
@@ -354,6 +349,15 @@ impl Layout {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// `value` in type `to` where it converts exactly; otherwise as it is (so
+/// it will not match a value of type `to`).
+fn in_type(value: &Value, to: ColumnType) -> Value {
+    match value_type(value) {
+        Some(t) if t != to => convert_ref(value, to).unwrap_or_else(|_| value.clone()),
+        _ => value.clone(),
     }
 }
 

@@ -9,7 +9,9 @@ use futures_util::TryStreamExt;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgPool, PgRow, PgTypeInfo};
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgColumn, PgConnection, PgPool, PgRow, PgTypeInfo,
+};
 use sqlx::{Arguments, Column as _, Executor, Postgres, Row as _, Statement as _, ValueRef as _};
 
 use super::{Collector, DbError, DbLimits, QueryResult, column};
@@ -65,7 +67,7 @@ impl PgDb {
                 .fetch(&mut *conn);
             while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
                 if columns.is_none() {
-                    columns = Some(result_columns(&row)?);
+                    columns = Some(result_columns(row.columns())?);
                 }
                 rows.push(decode_row(&row)?)?;
             }
@@ -156,16 +158,7 @@ impl PgDb {
             .prepare_with(sql, &types)
             .await
             .map_err(|e| self.error(e))?;
-        statement
-            .columns()
-            .iter()
-            .map(|c| {
-                let oid = c.type_info().oid().map_or(0, |o| o.0);
-                let column_type =
-                    result_type(oid).ok_or_else(|| undecodable(c.name(), c.type_info()))?;
-                Ok(column(c.name(), column_type))
-            })
-            .collect()
+        result_columns(statement.columns())
     }
 
     /// A driver error as the plugin sees it, the password redacted.
@@ -226,9 +219,9 @@ fn arguments(params: &[Value]) -> Result<PgArguments, DbError> {
     Ok(args)
 }
 
-/// The columns of a result, from its first row.
-fn result_columns(row: &PgRow) -> Result<Vec<Column>, DbError> {
-    row.columns()
+/// The columns of a result (from its first row, or its prepared statement).
+fn result_columns(columns: &[PgColumn]) -> Result<Vec<Column>, DbError> {
+    columns
         .iter()
         .map(|c| {
             let oid = c.type_info().oid().map_or(0, |o| o.0);

@@ -82,6 +82,8 @@ pub(crate) struct Server {
     pub(crate) pool: MySqlPool,
     /// Whether the server is MariaDB 10.7 or later (it has a `UUID` type).
     native_uuid: bool,
+    /// Whether the server is MariaDB rather than MySQL.
+    mariadb: bool,
 }
 
 impl Server {
@@ -129,6 +131,7 @@ impl Server {
             password,
             pool,
             native_uuid: has_native_uuid(&version),
+            mariadb: version.contains("MariaDB"),
         })
     }
 
@@ -205,34 +208,8 @@ pub(crate) async fn capability_pool(
     ep: &ServerEndpoint,
     base_dir: &Path,
 ) -> Result<(MySqlPool, Option<Secret>, bool), ConnectorError> {
-    let port = ep.port.unwrap_or(DEFAULT_PORT);
-    let endpoint = server::describe(role, "mariadb", ep, port);
-    let password = ep
-        .password(base_dir)
-        .map_err(|e| ConnectorError::new(&endpoint, e))?;
-    let options = connect_options(ep, port, password.as_ref());
-    let fail = |e: sqlx::Error| {
-        server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify)
-    };
-    let probe = options.connect().await.map_err(fail)?;
-    probe.close().await.map_err(fail)?;
-    let pool = MySqlPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                conn.execute(sink::SESSION).await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .map_err(fail)?;
-    let version: String = sqlx::query_scalar("SELECT VERSION()")
-        .fetch_one(&pool)
-        .await
-        .map_err(fail)?;
-    Ok((pool, password, version.contains("MariaDB")))
+    let server = Server::connect(role, ep, base_dir, 2, sink::SESSION).await?;
+    Ok((server.pool, server.password, server.mariadb))
 }
 
 /// How a query result column whose type sqlx names `type_name` (`INT`,
