@@ -152,7 +152,8 @@ fn a_directory_granted_read_only_cannot_be_written() {
     assert!(!p.path().join("out/people.csv").exists());
 }
 
-/// Serves `pages` pages of `per_page` people at /people?page=N, forever.
+/// Serves `pages` pages of `per_page` people at /people?page=N, forever,
+/// one request per connection.
 fn api_server(pages: usize, per_page: usize) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -161,6 +162,12 @@ fn api_server(pages: usize, per_page: usize) -> u16 {
             let mut reader = BufReader::new(&stream);
             let mut line = String::new();
             reader.read_line(&mut line).unwrap_or(0);
+            // Read the whole head: closing a socket with unread bytes sends
+            // a reset instead of the response.
+            let mut header = String::new();
+            while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                header.clear();
+            }
             let page: usize = line
                 .split("page=")
                 .nth(1)
@@ -171,7 +178,7 @@ fn api_server(pages: usize, per_page: usize) -> u16 {
             let mut stream = &stream;
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }

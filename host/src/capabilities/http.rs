@@ -128,14 +128,22 @@ async fn exchange(
 ) -> Result<Response, String> {
     let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
+    let idempotent = matches!(
+        method,
+        reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::OPTIONS
+    );
     let mut builder = client.request(method, url).body(request.body);
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let mut response = builder
-        .send()
-        .await
-        .map_err(|e| send_error(&e, host, port))?;
+    // A server may close an idle kept-alive connection just as a request
+    // goes out on it; a read-only request is then safely sent once more.
+    let retry = idempotent.then(|| builder.try_clone()).flatten();
+    let mut response = match builder.send().await {
+        Err(e) if retry.is_some() && connection_dropped(&e) => retry.unwrap().send().await,
+        sent => sent,
+    }
+    .map_err(|e| send_error(&e, host, port))?;
     let too_large = || {
         format!(
             "the response is larger than grants.http.max_response_kb ({} KiB)",
@@ -173,6 +181,24 @@ async fn exchange(
         headers,
         body,
     })
+}
+
+/// Whether the connection broke under the request (reset, aborted, closed).
+fn connection_dropped(err: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Why a request got no response, saying what to check.
@@ -248,17 +274,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_endless_body_is_cut_off_at_the_cap_while_it_streams() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            while !request.ends_with(b"\r\n\r\n") {
-                let mut byte = [0];
-                socket.read_exact(&mut byte).await.unwrap();
-                request.push(byte[0]);
-            }
+            read_head(&mut socket).await;
             let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
             socket.write_all(head.as_bytes()).await.unwrap();
             // No length and no end: only a cap checked while streaming stops it.
@@ -279,6 +300,52 @@ mod tests {
             "{err:?}"
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    /// Reads one request head from `socket`.
+    async fn read_head(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            if socket.read_exact(&mut byte).await.is_err() {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        head
+    }
+
+    #[tokio::test]
+    async fn a_get_on_a_kept_alive_connection_reset_by_the_server_is_sent_again() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let (mut kept, _) = listener.accept().await.unwrap();
+            read_head(&mut kept).await;
+            kept.write_all(ok).await.unwrap();
+            // The second request arrives on the kept-alive connection,
+            // which the server then resets unanswered.
+            read_head(&mut kept).await;
+            kept.set_zero_linger().unwrap();
+            drop(kept);
+            let (mut fresh, _) = listener.accept().await.unwrap();
+            read_head(&mut fresh).await;
+            fresh.write_all(ok).await.unwrap();
+        });
+        let g = grant(&["127.0.0.1"]);
+        for _ in 0..2 {
+            let request = Request {
+                method: "GET".into(),
+                url: format!("http://127.0.0.1:{port}/"),
+                headers: vec![],
+                body: vec![],
+            };
+            let response = fetch(Some(&g), request).await.unwrap();
+            assert_eq!(response.body, b"ok");
+        }
     }
 
     #[test]
