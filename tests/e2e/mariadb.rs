@@ -117,7 +117,7 @@ fn every_type_round_trips_mariadb_to_mariadb() {
         types,
         [
             "b=tinyint(1)",
-            "d=decimal(65,30)",
+            "d=decimal(30,10)",
             "id=bigint(20)",
             "j=longtext",
             "ts=datetime(6)",
@@ -664,4 +664,37 @@ fn a_split_table_lands_each_key_range_once() {
     );
     assert_eq!(ranges, "4", "four key ranges, each with its checkpoint");
     assert_eq!(checksum(&db, "big_copy"), checksum(&db, "big"));
+}
+
+#[test]
+fn a_decimal_keeps_its_declared_precision_unless_a_transform_runs() {
+    let db = TestDb::new();
+    db.exec(
+        "CREATE TABLE prices (id INT PRIMARY KEY, amount DECIMAL(12,2));
+         INSERT INTO prices VALUES (1, 10.50), (2, -0.01);",
+    );
+    let amount_type = |table: &str| {
+        db.value(&format!(
+            "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}' AND COLUMN_NAME = 'amount'"
+        ))
+    };
+    let p = project();
+    let copied = "source = \"prices\"\ndestination = \"copied\"";
+    let computed = "source = \"prices\"\ndestination = \"computed\"\n[[tables.transforms]]\nplugin = \"expr\"\nconfig.expressions = [\"note = 'x'\"]";
+    let text = migration(&db.endpoint(), &db.endpoint(), "", &[copied, computed]);
+    p.write("m.toml", &text);
+    let check = p.run_ok(&["check", "m.toml"]);
+    assert!(
+        check
+            .stdout
+            .contains("amount decimal → amount decimal(12,2)"),
+        "{}",
+        check.all()
+    );
+    p.run_ok(&["run", "m.toml"]);
+    assert_eq!(amount_type("copied"), "decimal(12,2)");
+    assert_eq!(db.value("SELECT amount FROM copied WHERE id = 2"), "-0.01");
+    // A transform may compute more digits than the source column had, so
+    // where one runs the column gets the exact, wide type instead.
+    assert_eq!(amount_type("computed"), "decimal(65,30)");
 }

@@ -89,6 +89,15 @@ fn every_mapped_type_round_trips_pg_to_pg() {
          tz timestamp with time zone YES, u uuid YES, j jsonb YES, jb jsonb YES, m text YES, \
          arr ARRAY YES, iv text YES"
     );
+    let n = s.rows(
+        "SELECT numeric_precision, numeric_scale FROM information_schema.columns \
+         WHERE table_schema = '{s}' AND table_name = 'copy' AND column_name = 'n'",
+    );
+    assert_eq!(
+        (n[0][0].as_deref(), n[0][1].as_deref()),
+        (Some("30"), Some("10")),
+        "numeric(30,10) is created as such"
+    );
     let (source, dest) = ((SOURCE_AS_TEXT, "all_types"), (DEST_AS_TEXT, "copy"));
     for (from, to) in [(source, dest), (dest, source)] {
         let diff = s.rows(&format!(

@@ -50,6 +50,44 @@ use tokio::sync::mpsc;
 use crate::config::{Endpoint, IfExists, Migration};
 use crate::value::{Column, ColumnType, Row, TableInfo, type_name};
 
+/// What a source column's native type says beyond its row-model type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Native {
+    /// An array, carried as a JSON array, of elements of this type.
+    Array(ColumnType),
+    /// A decimal of `precision` digits, `scale` of them after the point.
+    Decimal {
+        /// Total significant digits.
+        precision: u32,
+        /// Digits after the point.
+        scale: u32,
+    },
+}
+
+impl Native {
+    /// Whether this still describes an output column of type `t` (a
+    /// mapping or a transform may have retyped it).
+    pub fn fits(self, t: ColumnType) -> bool {
+        match self {
+            Native::Array(_) => t == ColumnType::Json,
+            Native::Decimal { .. } => t == ColumnType::Decimal,
+        }
+    }
+}
+
+/// The native type a sink was told of for `column` of `table`, if any.
+pub(crate) fn native_of(
+    natives: &std::collections::HashMap<String, Vec<(String, Native)>>,
+    table: &str,
+    column: &str,
+) -> Option<Native> {
+    let columns = natives.get(table)?;
+    columns
+        .iter()
+        .find(|(name, _)| name == column)
+        .map(|(_, n)| *n)
+}
+
 /// A connector failure, with the endpoint it concerns and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{endpoint}: {message}")]
@@ -270,13 +308,13 @@ pub trait Source: Send + Sync {
         ))
     }
 
-    /// For each column of `table`, its elements' type when it is an array
-    /// (which the row model carries as a JSON array) that a destination
-    /// with arrays can recreate; empty when the source has none.
-    async fn array_elements(
+    /// For each column of `table`, what its native type says beyond the
+    /// row model's (an array's element type, a decimal's precision), so a
+    /// destination that has the same can recreate it; empty when nothing.
+    async fn native_types(
         &self,
         _table: &TableInfo,
-    ) -> Result<Vec<Option<ColumnType>>, ConnectorError> {
+    ) -> Result<Vec<Option<Native>>, ConnectorError> {
         Ok(Vec::new())
     }
 
@@ -411,10 +449,10 @@ pub trait Sink: Send + Sync {
     /// Free space where this destination keeps its data.
     async fn free_space(&self) -> Result<FreeSpace, ConnectorError>;
 
-    /// Says, before `prepare`, which columns of `table` carry a source's
-    /// arrays (as JSON arrays) and of what element type, so a destination
-    /// with array types creates them as such. Others keep JSON.
-    fn array_columns(&mut self, _table: &str, _columns: &[(String, ColumnType)]) {}
+    /// Says, before `prepare`, which columns of `table` carry a source
+    /// column's native type unchanged, so a destination that has that type
+    /// creates them as such (others get the row-model type's default).
+    fn native_columns(&mut self, _table: &str, _columns: &[(String, Native)]) {}
 
     /// Makes `table` ready for rows of `columns`.
     async fn prepare(

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::plan::{TablePlan, plan_each};
 use crate::config::{Endpoint, Migration};
-use crate::connectors::{Source, open_source};
+use crate::connectors::{Native, Source, open_source};
 use crate::runtime::Runtime;
 use crate::value::{Column, TableInfo, type_name};
 
@@ -60,8 +60,14 @@ fn type_mapping(plan: &TablePlan) -> Vec<String> {
         .iter()
         .map(|c| {
             let lossy = if c.lossy { " (lossy allowed)" } else { "" };
+            let native = plan.natives.iter().find(|(name, _)| *name == c.to.name);
+            let kept = match native.map(|(_, n)| *n) {
+                Some(Native::Decimal { precision, scale }) => format!("({precision},{scale})"),
+                Some(Native::Array(elem)) => format!(" (array of {})", type_name(elem)),
+                None => String::new(),
+            };
             format!(
-                "{} {} → {} {}{lossy}",
+                "{} {} → {} {}{kept}{lossy}",
                 c.from.name,
                 type_name(c.from.type_),
                 c.to.name,

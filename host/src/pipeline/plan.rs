@@ -6,10 +6,10 @@ use super::run::RowFailure;
 use super::transforms::TransformStep;
 use crate::bindings::TransformContext;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
-use crate::connectors::Source;
+use crate::connectors::{Native, Source};
 use crate::plugins;
 use crate::runtime::Runtime;
-use crate::value::{Column, ColumnType, Row, TableInfo, to_json, to_text};
+use crate::value::{Column, Row, TableInfo, to_json, to_text};
 
 /// Everything needed to move one table.
 #[derive(Clone)]
@@ -30,10 +30,10 @@ pub struct TablePlan {
     pub key: Vec<usize>,
     /// What the transforms are told about this run.
     pub ctx: TransformContext,
-    /// Output columns that carry a source array unchanged (as a JSON
-    /// array), with its elements' type: a destination with arrays
-    /// recreates them.
-    pub arrays: Vec<(String, ColumnType)>,
+    /// Output columns that carry a source column unchanged, with what its
+    /// native type says (array element, decimal precision): a destination
+    /// that has such types recreates them.
+    pub natives: Vec<(String, Native)>,
 }
 
 /// A problem found while planning, naming the table and the key at fault.
@@ -141,9 +141,9 @@ async fn plan_table(
         schema = step.output.clone();
         steps.push(step);
     }
-    let arrays = match spec.arrays_as_json {
+    let natives = match spec.arrays_as_json {
         true => Vec::new(),
-        false => array_columns(source, &info, &mapping, &schema).await,
+        false => native_columns(source, &info, &mapping, &schema, steps.is_empty()).await,
     };
     Ok(TablePlan {
         spec: spec.clone(),
@@ -154,35 +154,39 @@ async fn plan_table(
         output: schema,
         key,
         ctx,
-        arrays,
+        natives,
     })
 }
 
-/// The output columns that are source arrays passed through: neither
-/// value-mapped nor retyped by the mapping or a transform.
-async fn array_columns(
+/// The output columns that pass a source column through (neither
+/// value-mapped nor retyped by the mapping or a transform), with what the
+/// source's native type says of them. A decimal's precision is kept only
+/// when no transform runs: a transform may compute values with more digits,
+/// which a narrower column would refuse (or PostgreSQL round).
+async fn native_columns(
     source: &dyn Source,
     info: &TableInfo,
     mapping: &Mapping,
     output: &[Column],
-) -> Vec<(String, ColumnType)> {
-    let Ok(elements) = source.array_elements(info).await else {
+    untransformed: bool,
+) -> Vec<(String, Native)> {
+    let Ok(natives) = source.native_types(info).await else {
         return Vec::new();
     };
-    let json = |name: &str| {
+    let fits = |name: &str, native: Native| {
         output
             .iter()
-            .any(|o| o.name == name && o.type_ == ColumnType::Json)
+            .any(|o| o.name == name && native.fits(o.type_))
     };
     mapping
         .columns()
         .iter()
-        .filter(|c| c.passes_through() && c.to.type_ == ColumnType::Json && json(&c.to.name))
+        .filter(|c| c.passes_through())
         .filter_map(|c| {
-            Some((
-                c.to.name.clone(),
-                elements.get(c.source).copied().flatten()?,
-            ))
+            let native = natives.get(c.source).copied().flatten()?;
+            let kept = untransformed || matches!(native, Native::Array(_));
+            (kept && native.fits(c.to.type_) && fits(&c.to.name, native))
+                .then(|| (c.to.name.clone(), native))
         })
         .collect()
 }

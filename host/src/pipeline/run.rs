@@ -535,7 +535,7 @@ impl<'a> TableRun<'a> {
     /// after the last committed checkpoint when resuming.
     async fn start(&self, sink: &mut dyn Sink, resuming: bool) -> Result<Checkpoint, RunError> {
         let (name, table) = (&self.m.name, self.table());
-        sink.array_columns(table, &self.plan.arrays);
+        sink.native_columns(table, &self.plan.natives);
         let committed = match resuming {
             true => sink.committed(name, table).await?,
             false => None,

@@ -239,7 +239,7 @@ impl Table<'_> {
         rows: &[Row],
     ) -> Result<(), RunError> {
         let migration = format!("{}#sync", self.m.name);
-        sink.array_columns(table, &self.plan.arrays);
+        sink.native_columns(table, &self.plan.natives);
         sink.prepare(
             &migration,
             table,

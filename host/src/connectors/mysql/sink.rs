@@ -1,6 +1,7 @@
 //! The MariaDB/MySQL sink: creates InnoDB tables, and lands each batch as
 //! multi-row INSERTs together with its checkpoint in one transaction.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -15,8 +16,8 @@ use crate::config::ServerEndpoint;
 use crate::connectors::Step;
 use crate::connectors::merge::Dialect;
 use crate::connectors::{
-    Checkpoint, ConnectorError, FreeSpace, Prepare, Readiness, Rejected, Sink, WriteBatch, misfits,
-    readiness, server,
+    Checkpoint, ConnectorError, FreeSpace, Native, Prepare, Readiness, Rejected, Sink, WriteBatch,
+    misfits, native_of, readiness, server,
 };
 use crate::value::{Column, Row, TableInfo, Value, date_from_days, time_from_micros, to_text};
 
@@ -39,6 +40,8 @@ pub struct MySqlSink {
     server: Server,
     /// Bytes one statement may carry: half of `max_allowed_packet`.
     max_statement: usize,
+    /// Per table, the columns created with a source's native type.
+    natives: HashMap<String, Vec<(String, Native)>>,
 }
 
 /// Why a batch could not land as a whole.
@@ -63,6 +66,7 @@ impl MySqlSink {
         Ok(Self {
             server,
             max_statement,
+            natives: HashMap::new(),
         })
     }
 
@@ -95,11 +99,15 @@ impl MySqlSink {
         let defs: Vec<String> = columns
             .iter()
             .map(|c| {
-                let mut def = format!(
-                    "{} {}",
-                    ident(&c.name),
-                    create_type(c.type_, self.server.native_uuid)
-                );
+                let t = match native_of(&self.natives, table, &c.name) {
+                    Some(Native::Decimal { precision, scale })
+                        if (1..=65).contains(&precision) && scale <= 30 =>
+                    {
+                        format!("DECIMAL({precision},{scale})")
+                    }
+                    _ => create_type(c.type_, self.server.native_uuid).to_string(),
+                };
+                let mut def = format!("{} {t}", ident(&c.name));
                 if !c.nullable {
                     def.push_str(" NOT NULL");
                 }
@@ -443,6 +451,10 @@ impl Sink for MySqlSink {
             .map_err(|e| self.server.error(e))?;
         let dir = text(&row, 0).unwrap_or_default();
         Ok(server::data_dir_space(&self.server.ep.host, &dir))
+    }
+
+    fn native_columns(&mut self, table: &str, columns: &[(String, Native)]) {
+        self.natives.insert(table.to_string(), columns.to_vec());
     }
 
     async fn prepare(

@@ -15,7 +15,8 @@ use super::types::{Kind, SchemaColumn};
 use super::{OWN_TABLES, Server, ident, raw, sql_mode, text};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key, read_one,
+    Batcher, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch, integer_key,
+    read_one,
 };
 use crate::value::{Column, Row, TableInfo, Value};
 
@@ -47,6 +48,15 @@ struct ReadColumn {
 }
 
 impl ReadColumn {
+    /// A `DECIMAL(p,s)`'s precision and scale.
+    fn native(&self) -> Option<Native> {
+        let (precision, scale) = (self.precision?, self.scale?);
+        (self.kind == Kind::Decimal).then_some(Native::Decimal {
+            precision: u32::try_from(precision).ok()?,
+            scale: u32::try_from(scale).ok()?,
+        })
+    }
+
     /// The expression the read orders and compares by. `enum` and `set`
     /// sort by their index but compare with text by text, so they are
     /// ordered as text to keep resuming consistent.
@@ -498,6 +508,11 @@ impl Source for MySqlSource {
                 name,
             })
             .collect())
+    }
+
+    async fn native_types(&self, table: &TableInfo) -> Result<Vec<Option<Native>>, ConnectorError> {
+        let found = self.columns(Some(&table.name)).await?;
+        Ok(found.iter().map(|(_, c)| c.native()).collect())
     }
 
     async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError> {

@@ -1284,6 +1284,7 @@ mod tests {
             typtype: 'b',
             category: if name.ends_with("[]") { 'A' } else { 'X' },
             elem: 0,
+            typmod: -1,
             name: name.into(),
         }
     }

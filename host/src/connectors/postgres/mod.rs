@@ -196,9 +196,20 @@ impl Db {
             .await
             .map_err(|e| self.error(&e))?;
         let mut tables: Vec<CatalogTable> = Vec::new();
-        for (table, column, oid, typtype, category, type_name, not_null, reltuples, pk_pos, elem) in
-            rows
-        {
+        for row in rows {
+            let (
+                table,
+                column,
+                oid,
+                typtype,
+                category,
+                type_name,
+                not_null,
+                reltuples,
+                pk_pos,
+                elem,
+                typmod,
+            ) = row;
             if tables.last().is_none_or(|t| t.name != table) {
                 tables.push(CatalogTable {
                     name: table,
@@ -218,6 +229,7 @@ impl Db {
                     typtype: typtype.chars().next().unwrap_or('b'),
                     category: category.chars().next().unwrap_or('X'),
                     elem: u32::try_from(elem).unwrap_or(0),
+                    typmod: i32::try_from(typmod).unwrap_or(-1),
                     name: type_name,
                 },
                 not_null,
@@ -232,7 +244,7 @@ impl Db {
 
 /// One catalog row: table, column, base type OID, typtype, typcategory,
 /// declared type name, NOT NULL, reltuples, position in the primary key,
-/// array element type OID.
+/// array element type OID, type modifier (-1 for none).
 type CatalogRow = (
     String,
     String,
@@ -243,6 +255,7 @@ type CatalogRow = (
     bool,
     f64,
     Option<i64>,
+    i64,
     i64,
 );
 
@@ -255,7 +268,8 @@ SELECT c.relname::text, a.attname::text, bt.oid::int8, bt.typtype::text, bt.typc
        format_type(a.atttypid, NULL), a.attnotnull, c.reltuples::float8,
        (SELECT k.ord FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
          WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum),
-       bt.typelem::int8
+       bt.typelem::int8,
+       (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int8
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

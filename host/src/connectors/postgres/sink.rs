@@ -24,10 +24,10 @@ use crate::connectors::Step;
 use crate::connectors::merge::Dialect;
 use crate::connectors::server::{self, DbFailure};
 use crate::connectors::{
-    Checkpoint, ConnectorError, FreeSpace, Prepare, Readiness, Rejected, Sink, WriteBatch,
-    readiness,
+    Checkpoint, ConnectorError, FreeSpace, Native, Prepare, Readiness, Rejected, Sink, WriteBatch,
+    native_of, readiness,
 };
-use crate::value::{Column, ColumnType, type_name};
+use crate::value::{Column, type_name};
 
 /// Bytes per COPY data message.
 const CHUNK: usize = 1 << 20;
@@ -38,8 +38,8 @@ pub struct PgSink {
     /// Per table, the binary layout of each written column, checked against
     /// the real table when it was prepared.
     layouts: HashMap<String, Vec<Binary>>,
-    /// Per table, the columns created as arrays, with their element type.
-    arrays: HashMap<String, Vec<(String, ColumnType)>>,
+    /// Per table, the columns created with a source's native type.
+    natives: HashMap<String, Vec<(String, Native)>>,
 }
 
 /// Where one encoded row sits in the batch's buffer.
@@ -69,7 +69,7 @@ impl PgSink {
         Ok(Self {
             db,
             layouts: HashMap::new(),
-            arrays: HashMap::new(),
+            natives: HashMap::new(),
         })
     }
 
@@ -105,15 +105,16 @@ impl PgSink {
         columns: &[Column],
         replace: bool,
     ) -> Result<(), ConnectorError> {
-        let arrays = self.arrays.get(table);
         let defs: Vec<String> = columns
             .iter()
             .map(|c| {
                 let null = if c.nullable { "" } else { " NOT NULL" };
-                let array = arrays.and_then(|a| a.iter().find(|(name, _)| *name == c.name));
-                let t = match array {
-                    Some((_, elem)) if c.type_ == ColumnType::Json => {
-                        format!("{}[]", create_type(*elem))
+                let t = match native_of(&self.natives, table, &c.name) {
+                    Some(Native::Array(elem)) => format!("{}[]", create_type(elem)),
+                    Some(Native::Decimal { precision, scale })
+                        if (1..=1000).contains(&precision) =>
+                    {
+                        format!("numeric({precision},{scale})")
                     }
                     _ => create_type(c.type_).to_string(),
                 };
@@ -446,8 +447,8 @@ impl Sink for PgSink {
         }
     }
 
-    fn array_columns(&mut self, table: &str, columns: &[(String, ColumnType)]) {
-        self.arrays.insert(table.to_string(), columns.to_vec());
+    fn native_columns(&mut self, table: &str, columns: &[(String, Native)]) {
+        self.natives.insert(table.to_string(), columns.to_vec());
     }
 
     async fn prepare(

@@ -8,13 +8,14 @@ use futures_util::TryStreamExt;
 use tokio::sync::mpsc;
 
 use super::copy::TupleReader;
-use super::types::{Binary, Select, array_element, read_as};
+use super::types::{Binary, Select, native, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Checkpoint, ConnectorError, ReadRequest, Source, SourceBatch, integer_key, read_one,
+    Batcher, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch, integer_key,
+    read_one,
 };
-use crate::value::{Column, ColumnType, TableInfo};
+use crate::value::{Column, TableInfo};
 
 /// Reads the tables of one schema.
 pub struct PgSource {
@@ -317,12 +318,9 @@ impl Source for PgSource {
             .collect())
     }
 
-    async fn array_elements(
-        &self,
-        table: &TableInfo,
-    ) -> Result<Vec<Option<ColumnType>>, ConnectorError> {
+    async fn native_types(&self, table: &TableInfo) -> Result<Vec<Option<Native>>, ConnectorError> {
         let t = self.table(&table.name).await?;
-        Ok(t.columns.iter().map(|c| array_element(&c.pg)).collect())
+        Ok(t.columns.iter().map(|c| native(&c.pg)).collect())
     }
 
     async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError> {

@@ -20,6 +20,7 @@
 //! | arrays (any element type) | json (a JSON array) | `to_jsonb(col)::text` |
 //! | anything else (`interval`, `inet`, `money`, `timetz`, …) | text | `col::text` |
 
+use crate::connectors::Native;
 use crate::value::ColumnType;
 
 /// Well-known type OIDs (fixed in every PostgreSQL since 8.x).
@@ -57,6 +58,8 @@ pub(super) struct PgType {
     pub category: char,
     /// For an array, its element type's OID (`pg_type.typelem`); else 0.
     pub elem: u32,
+    /// The declared type modifier (`numeric(p,s)`'s p and s), -1 for none.
+    pub typmod: i32,
     /// The declared type's name without modifiers, schema-qualified when not
     /// on the search path (for casting key literals on resume).
     pub name: String,
@@ -207,18 +210,24 @@ pub(super) fn element(elem: u32) -> Option<ReadAs> {
         typtype: 'b',
         category: 'X',
         elem: 0,
+        typmod: -1,
         name: String::new(),
     };
     Some(read_as(&t)).filter(|r| r.select == Select::Plain)
 }
 
-/// The row-model type of the elements of an array column the sink can
-/// recreate (one dimension, elements with a binary layout here).
-pub(super) fn array_element(t: &PgType) -> Option<ColumnType> {
-    (t.category == 'A')
-        .then(|| element(t.elem))
-        .flatten()
-        .map(|r| r.column_type)
+/// What a column's type says beyond its row-model type: the elements of
+/// an array the sink can recreate (one dimension, elements with a binary
+/// layout here), or a `numeric(p,s)`'s precision and scale.
+pub(super) fn native(t: &PgType) -> Option<Native> {
+    if t.category == 'A' {
+        return element(t.elem).map(|r| Native::Array(r.column_type));
+    }
+    // numeric's typmod is ((p << 16) | s) + 4; a negative scale (PG 15+)
+    // has no MySQL counterpart and is left out.
+    let digits = u32::try_from(t.typmod.checked_sub(4)?).ok()?;
+    let (precision, scale) = (digits >> 16, digits & 0xffff);
+    (t.oid == oid::NUMERIC && scale <= precision).then_some(Native::Decimal { precision, scale })
 }
 
 /// Whether values of `t` can be written into a column laid out as `b`
@@ -250,6 +259,7 @@ mod tests {
     fn pg(oid: u32, typtype: char, category: char, name: &str) -> PgType {
         PgType {
             elem: 0,
+            typmod: -1,
             oid,
             typtype,
             category,
