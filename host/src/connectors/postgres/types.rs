@@ -268,6 +268,39 @@ mod tests {
     }
 
     #[test]
+    fn numeric_typmods_give_precision_and_scale() {
+        let numeric = |typmod| {
+            native(&PgType {
+                typmod,
+                ..pg(oid::NUMERIC, 'b', 'N', "numeric")
+            })
+        };
+        let (p12s2, p5s0) = (((12 << 16) | 2) + 4, (5 << 16) + 4);
+        assert_eq!(
+            numeric(p12s2),
+            Some(Native::Decimal {
+                precision: 12,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            numeric(p5s0),
+            Some(Native::Decimal {
+                precision: 5,
+                scale: 0
+            })
+        );
+        assert_eq!(numeric(-1), None, "unconstrained numeric");
+        let negative_scale = ((3 << 16) | 0x7fe) + 4;
+        assert_eq!(numeric(negative_scale), None);
+        let varchar = PgType {
+            typmod: p12s2,
+            ..pg(1043, 'b', 'S', "character varying")
+        };
+        assert_eq!(native(&varchar), None);
+    }
+
+    #[test]
     fn arrays_become_json_and_unknown_types_text() {
         let arr = read_as(&pg(1007, 'b', 'A', "integer[]"));
         assert_eq!(
