@@ -234,8 +234,14 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
         b.text("#audit").filter(|a| a.contains("rolled_back"))
     });
 
-    // Pause and resume a sync.
+    // A sync from the dashboard, as `credvault sync` does it.
     b.goto(&served.url("/m/people-sync"));
+    assert_eq!(run_now(&b), "ok", "{:?}", b.text("#live"));
+    let synced = b.text("#live-status").unwrap_or_default();
+    assert!(synced.contains("sync 2 succeeded"), "{synced}");
+    assert_eq!(count(&p, "out/sync.db"), 10, "the source holds 10 rows now");
+
+    // Pause and resume a sync.
     b.click("#pause");
     b.wait("the resume button", || b.text("#resume"));
     assert!(b.text("#status").unwrap_or_default().contains("paused"));

@@ -383,7 +383,7 @@ fn events(body: &mut String, events: &[Event]) {
 pub fn confirm_rollback(migration: &str, destination: &str, point: &Point) -> String {
     let name = enc(migration);
     let mut body = format!(
-        "<h1>Roll back {}?</h1><p>This puts the destination tables in {} back as restore point \
+        "<h1>Roll back {}?</h1><p>This puts the tables of the {} back as restore point \
          <strong>{}</strong> (made {}) holds them, then verifies each by checksum. \
          Rows written since are lost, and the next run starts afresh.</p><ul>",
         esc(migration),
