@@ -99,6 +99,7 @@ async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> 
         kind: kind(m),
         status,
         paused: paused.is_some(),
+        scheduled: m.sync.kind != SyncKind::OneTime,
         last_sync: last_sync.map(|s| s.started_at),
         last_run: last_run.map(|r| r.started_at),
         next_sync,

@@ -24,6 +24,8 @@ pub struct Overview {
     pub status: String,
     /// Whether its syncs are paused.
     pub paused: bool,
+    /// Whether it syncs on a schedule (continuous or scheduled).
+    pub scheduled: bool,
     /// When its last sync started.
     pub last_sync: Option<String>,
     /// When its last run started.
@@ -175,16 +177,24 @@ pub fn migration(p: &Page) -> String {
         maybe_when(&o.last_sync),
         esc(&o.next_sync)
     );
-    let toggle = match o.paused {
-        true => ("resume", "Resume syncs"),
-        false => ("pause", "Pause syncs"),
+    // Pausing stops syncs; a one-time migration has none, unless the CLI
+    // paused it anyway.
+    let toggle = match (o.paused, o.scheduled) {
+        (true, _) => Some(("resume", "Resume syncs")),
+        (false, true) => Some(("pause", "Pause syncs")),
+        (false, false) => None,
     };
     let _ = write!(
         body,
-        "<div class=\"actions\"><form method=\"post\" action=\"/m/{name}/run\"><button id=\"run-now\">Run now</button></form>\
-         <form method=\"post\" action=\"/m/{name}/{}\"><button id=\"{}\" class=\"secondary\">{}</button></form></div>",
-        toggle.0, toggle.0, toggle.1
+        "<div class=\"actions\"><form method=\"post\" action=\"/m/{name}/run\"><button id=\"run-now\">Run now</button></form>"
     );
+    if let Some((action, label)) = toggle {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/m/{name}/{action}\"><button id=\"{action}\" class=\"secondary\">{label}</button></form>"
+        );
+    }
+    body.push_str("</div>");
     let _ = write!(
         body,
         "<section id=\"live\" data-events=\"/m/{name}/events\"><h2>Live progress</h2>\
