@@ -215,3 +215,63 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
         self.1.on(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(done: u64) -> RunEvent {
+        RunEvent::Progress {
+            table: "people".into(),
+            done,
+            total: 10,
+            written: done,
+            errors: 0,
+            elapsed_s: 1.0,
+        }
+    }
+
+    fn started(migration: &str) -> RunEvent {
+        RunEvent::RunStarted {
+            run_id: 1,
+            migration: migration.into(),
+            tables: 1,
+            resumed_from: None,
+        }
+    }
+
+    #[test]
+    fn a_page_opened_mid_run_sees_the_newest_progress_then_what_follows() {
+        let live = Arc::new(Live::default());
+        live.begin("m", "run");
+        let mut observer = live.observer("m");
+        observer.on(&started("m"));
+        observer.on(&progress(4));
+        observer.on(&progress(8));
+        let (first, mut receiver) = live.subscribe("m");
+        assert_eq!(first.len(), 3, "{first:?}");
+        assert!(first[0].contains("action_started") && first[1].contains("run_started"));
+        assert!(
+            first[2].contains("\"done\":8"),
+            "only the newest progress: {first:?}"
+        );
+        live.outcome("m", true, "the run succeeded");
+        let next = receiver.try_recv().expect("the outcome is sent");
+        assert_eq!(next.migration, "m");
+        assert!(next.json.contains("the run succeeded"));
+        assert!(live.subscribe("other").0.is_empty());
+    }
+
+    #[test]
+    fn the_scheduler_s_runs_belong_to_their_migration_and_start_afresh() {
+        let live = Arc::new(Live::default());
+        let mut observer = live.scheduler_observer();
+        observer.on(&started("s#sync"));
+        observer.on(&progress(10));
+        live.outcome("s", true, "sync 1 succeeded");
+        assert_eq!(live.subscribe("s").0.len(), 3);
+        observer.on(&started("s#sync"));
+        let (first, _) = live.subscribe("s");
+        assert_eq!(first.len(), 1, "a new sync starts afresh: {first:?}");
+    }
+}
