@@ -2,6 +2,7 @@
 //! WebAssembly plugins. This crate holds the host runtime, the native
 //! connectors, the pipeline, the state store and the `credvault` CLI.
 
+pub mod actions;
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;
@@ -14,5 +15,6 @@ pub mod restore;
 pub mod runtime;
 pub mod state;
 pub mod sync;
+pub mod ui;
 pub mod validate;
 pub mod value;

@@ -16,6 +16,7 @@ mod restore;
 mod resume;
 mod servers;
 mod sync;
+mod ui;
 mod validate;
 
 use credvault_tests::Project;

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod browser;
+
 /// Paths of the components built for tests (see build.rs).
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
@@ -106,6 +108,16 @@ impl Project {
         self.command(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting credvault")
+    }
+
+    /// Starts `credvault` in the background with its stderr piped, to read
+    /// what it announces (the dashboard's address, say).
+    pub fn spawn_with_stderr(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("starting credvault")
     }

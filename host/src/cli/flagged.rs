@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
-use crate::state::{FlaggedFilter, FlaggedRow, StateStore};
+use crate::actions::{ExportFormat, export_flagged};
+use crate::state::{FlaggedFilter, StateStore};
 
 #[derive(Subcommand)]
 pub enum FlaggedCommand {
@@ -103,21 +104,18 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
             output,
         } => {
             let rows = state.flagged(&filter.into()).await?;
-            let mut out: Box<dyn Write> = match &output {
+            let out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
                     std::fs::File::create(path)
                         .with_context(|| format!("creating {}", path.display()))?,
                 ),
                 None => Box::new(std::io::stdout().lock()),
             };
-            match format {
-                Format::Jsonl => {
-                    for row in &rows {
-                        writeln!(out, "{}", serde_json::to_string(row)?)?;
-                    }
-                }
-                Format::Csv => write_csv(&rows, out)?,
-            }
+            let format = match format {
+                Format::Jsonl => ExportFormat::Jsonl,
+                Format::Csv => ExportFormat::Csv,
+            };
+            export_flagged(&rows, format, out)?;
             if let Some(path) = output {
                 eprintln!(
                     "exported {} flagged row(s) to {}",
@@ -128,60 +126,4 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
             Ok(())
         }
     }
-}
-
-fn write_csv(rows: &[FlaggedRow], out: Box<dyn Write>) -> anyhow::Result<()> {
-    let mut columns: Vec<String> = Vec::new();
-    for r in rows {
-        if let Some(obj) = r.row.as_object() {
-            for k in obj.keys() {
-                if !columns.contains(k) {
-                    columns.push(k.clone());
-                }
-            }
-        }
-    }
-    let mut w = csv::Writer::from_writer(out);
-    let fixed = [
-        "id",
-        "run_id",
-        "migration",
-        "table",
-        "position",
-        "key",
-        "stage",
-        "column",
-        "value",
-        "error",
-    ];
-    w.write_record(
-        fixed
-            .iter()
-            .map(|s| s.to_string())
-            .chain(columns.iter().cloned()),
-    )?;
-    for r in rows {
-        let mut record = vec![
-            r.id.to_string(),
-            r.run_id.to_string(),
-            r.migration.clone(),
-            r.table.clone(),
-            r.position.to_string(),
-            r.key.clone().unwrap_or_default(),
-            r.stage.clone(),
-            r.column.clone().unwrap_or_default(),
-            r.value.clone().unwrap_or_default(),
-            r.error.clone(),
-        ];
-        for c in &columns {
-            record.push(match r.row.get(c) {
-                None | Some(serde_json::Value::Null) => String::new(),
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-            });
-        }
-        w.write_record(record)?;
-    }
-    w.flush()?;
-    Ok(())
 }

@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use crate::actions::{self, Ran};
 use crate::config::Migration;
 use crate::pipeline;
 use crate::runtime::Runtime;
@@ -259,15 +260,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut observer = progress::Reporter::new(json);
             let options = pipeline::RunOptions { restart };
-            if m.is_multi_source() {
-                use crate::consolidate::{Purpose, run};
-                let result = run(&m, &runtime, &state, options, Purpose::Run, &mut observer).await;
-                observer.finish();
-                return show::consolidation(&m, result, &cli.state, json);
-            }
-            let result =
-                pipeline::run_migration(&m, &runtime, &state, options, &mut observer).await;
+            let ran = actions::run(&m, &runtime, &state, options, &mut observer).await;
             observer.finish();
+            let result = match ran {
+                Ran::Consolidated(result) => {
+                    return show::consolidation(&m, result, &cli.state, json);
+                }
+                Ran::Single(result) => result,
+            };
             match result {
                 Ok(summary) => {
                     if !json {
@@ -310,9 +310,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { file, json } => {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
-            let resuming = resumable(&state, &m).await?;
-            let results = checks(&m, &runtime, resuming).await;
-            let detail = checked_detail(&results);
+            let resuming = actions::resumable(&state, &m).await?;
+            let results = actions::checks(&m, &runtime, resuming).await;
+            let detail = actions::checked_detail(&results);
             state.event(&m.name, None, "checked", &detail).await?;
             show::checks(&results, json);
             Ok(if results.iter().all(|r| r.passed) {
@@ -369,7 +369,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|f| load(f, cli.env.as_deref()))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let state = StateStore::open(&cli.state).await?;
-            sync::serve_until_stopped(migrations, &runtime(&cli.state)?, &state).await
+            let dashboard = args.dashboard().await?;
+            sync::serve_until_stopped(migrations, &runtime(&cli.state)?, &state, dashboard).await
         }
         Command::Status { migration, json } => {
             let state = StateStore::open(&cli.state).await?;
@@ -381,11 +382,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause { file } => {
             let m = load(&file, cli.env.as_deref())?;
             let state = StateStore::open(&cli.state).await?;
-            match state.pause(&m.name).await? {
+            match actions::pause(&state, &m.name).await? {
                 true => {
-                    state
-                        .event(&m.name, None, "paused", &serde_json::json!({}))
-                        .await?;
                     out!(
                         "`{}` is paused: syncs wait until `credvault resume`",
                         m.name
@@ -398,11 +396,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume { file } => {
             let m = load(&file, cli.env.as_deref())?;
             let state = StateStore::open(&cli.state).await?;
-            match state.resume(&m.name).await? {
+            match actions::resume(&state, &m.name).await? {
                 true => {
-                    state
-                        .event(&m.name, None, "resumed", &serde_json::json!({}))
-                        .await?;
                     out!(
                         "`{}` resumed: the next sync picks up every change made meanwhile",
                         m.name
@@ -424,25 +419,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The `checked` audit event's detail: how many checks ran, which failed.
-/// The pre-run checks of a migration, part by part when it has several
-/// sources.
-async fn checks(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<pipeline::CheckResult> {
-    match m.is_multi_source() {
-        true => crate::consolidate::check(m, runtime, resuming).await,
-        false => pipeline::check(m, runtime, resuming).await,
-    }
-}
-
-fn checked_detail(results: &[pipeline::CheckResult]) -> serde_json::Value {
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|r| !r.passed)
-        .map(|r| r.name.as_str())
-        .collect();
-    serde_json::json!({ "checks": results.len(), "failed": failed })
-}
-
 /// Runs the checks before a run and records them; false if a check failed
 /// and the run must not start (`--force` starts it anyway, and the audit
 /// event says so).
@@ -454,23 +430,10 @@ async fn checked_before_run(
     force: bool,
     json: bool,
 ) -> anyhow::Result<bool> {
-    let resuming = !restart && resumable(state, m).await?;
-    let results = checks(m, runtime, resuming).await;
+    let results = actions::check_before_run(m, runtime, state, restart, force).await?;
     let failed = results.iter().filter(|r| !r.passed).count();
-    let mut detail = checked_detail(&results);
-    detail["before_run"] = true.into();
-    detail["forced"] = (force && failed > 0).into();
-    state.event(&m.name, None, "checked", &detail).await?;
     show::failed_checks(&results, force, json);
     Ok(failed == 0 || force)
-}
-
-/// Whether the next run of `m` resumes an interrupted one.
-async fn resumable(state: &StateStore, m: &Migration) -> anyhow::Result<bool> {
-    Ok(state
-        .last_run(&m.name)
-        .await?
-        .is_some_and(|r| r.resumable()))
 }
 
 /// Loads a migration file, in the environment `env` if one is named.

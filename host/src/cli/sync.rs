@@ -1,15 +1,19 @@
 //! `credvault sync`, `serve`, `status`, `pause` and `resume`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
+use tokio::net::TcpListener;
 
 use super::progress::Reporter;
 use crate::config::Migration;
 use crate::runtime::Runtime;
 use crate::state::{StateStore, SyncRecord};
 use crate::sync::{Stop, SyncError, SyncSummary, serve, sync_migration};
+use crate::ui::{Both, Dashboard, Live};
 
 /// Options of `credvault serve`.
 #[derive(Args)]
@@ -17,12 +21,30 @@ pub struct ServeArgs {
     /// The migration files to keep in sync (one-time ones are skipped).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Also serve the web dashboard (see `--listen`).
+    #[arg(long)]
+    ui: bool,
+    /// Where the dashboard listens (with `--ui`); port 0 picks a free one.
+    #[arg(long, default_value = crate::ui::DEFAULT_LISTEN, requires = "ui")]
+    listen: SocketAddr,
+    /// Let the dashboard listen on an address other than loopback. It has
+    /// no login: put your own access control in front of it.
+    #[arg(long, requires = "ui")]
+    allow_remote: bool,
 }
 
 impl ServeArgs {
     /// The migration files.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+
+    /// Binds the dashboard's address, when `--ui` asks for it.
+    pub async fn dashboard(&self) -> anyhow::Result<Option<TcpListener>> {
+        match self.ui {
+            true => Ok(Some(crate::ui::bind(self.listen, self.allow_remote).await?)),
+            false => Ok(None),
+        }
     }
 }
 
@@ -78,11 +100,13 @@ fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bo
 }
 
 /// Syncs the migrations when due until SIGTERM or Ctrl-C, then finishes
-/// the sync in progress and exits.
+/// the sync in progress and exits. With a `dashboard` listener, serves the
+/// web dashboard meanwhile, and waits for a run started there too.
 pub async fn serve_until_stopped(
     migrations: Vec<Migration>,
     runtime: &Runtime,
     state: &StateStore,
+    dashboard: Option<TcpListener>,
 ) -> anyhow::Result<ExitCode> {
     let (raise, stop) = Stop::new();
     tokio::spawn(async move {
@@ -97,7 +121,18 @@ pub async fn serve_until_stopped(
             None => eprintln!("`{}` is one-time: not scheduled", m.name),
         }
     }
-    let mut observer = Reporter::new(false);
+    let live = Arc::new(Live::default());
+    let ui = match dashboard {
+        Some(listener) => Some(start_dashboard(
+            listener,
+            &migrations,
+            runtime,
+            state,
+            &live,
+        )?),
+        None => None,
+    };
+    let mut observer = Both(Reporter::new(false), live.scheduler_observer());
     serve(
         &migrations,
         runtime,
@@ -105,12 +140,48 @@ pub async fn serve_until_stopped(
         &mut observer,
         stop,
         |m, outcome| {
+            if ui.is_some() {
+                match &outcome {
+                    Ok(s) => live.outcome(&m.name, true, &format!("sync {} succeeded", s.sync_id)),
+                    Err(e) => live.outcome(&m.name, false, &e.to_string()),
+                }
+            }
             show_outcome(m, outcome, false);
         },
     )
     .await?;
-    observer.finish();
+    observer.0.finish();
+    if let Some((dashboard, server)) = ui {
+        dashboard.idle().await;
+        server.abort();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the dashboard in the background.
+fn start_dashboard(
+    listener: TcpListener,
+    migrations: &[Migration],
+    runtime: &Runtime,
+    state: &StateStore,
+    live: &Arc<Live>,
+) -> anyhow::Result<(Arc<Dashboard>, tokio::task::JoinHandle<()>)> {
+    let addr = listener.local_addr()?;
+    let dashboard = Arc::new(Dashboard::new(
+        migrations.to_vec(),
+        runtime.clone(),
+        state.clone(),
+        Arc::clone(live),
+        addr,
+    ));
+    eprintln!("dashboard: http://{addr}/");
+    let served = Arc::clone(&dashboard);
+    let server = tokio::spawn(async move {
+        if let Err(e) = crate::ui::serve(listener, served).await {
+            eprintln!("error: the dashboard stopped: {e}");
+        }
+    });
+    Ok((dashboard, server))
 }
 
 async fn wait_for_signal() {
@@ -187,7 +258,6 @@ fn duration(r: &SyncRecord) -> Option<f64> {
 }
 
 fn next_sync(r: &SyncRecord) -> Option<String> {
-    let schedule: crate::sync::Summary = serde_json::from_value(r.schedule.clone()).ok()?;
-    let next = schedule.next_after(parse(&r.started_at))?;
+    let next = crate::sync::next_sync(r)?;
     Some(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }

@@ -606,6 +606,53 @@ impl StateStore {
             .collect())
     }
 
+    /// The newest `limit` runs of `migration`, newest first.
+    pub async fn runs(&self, migration: &str, limit: u32) -> Result<Vec<RunRecord>, StateError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE migration = ? ORDER BY id DESC LIMIT ?")
+            .bind(migration)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| RunRecord {
+                id: r.get("id"),
+                started_at: r.get("started_at"),
+                finished_at: r.get("finished_at"),
+                status: r.get("status"),
+                counts: RunCounts {
+                    read: r.get::<i64, _>("rows_read") as u64,
+                    written: r.get::<i64, _>("rows_written") as u64,
+                    dropped: r.get::<i64, _>("rows_dropped") as u64,
+                    skipped: r.get::<i64, _>("rows_skipped") as u64,
+                    flagged: r.get::<i64, _>("rows_flagged") as u64,
+                },
+                error: r.get("error"),
+            })
+            .collect())
+    }
+
+    /// The newest validation report kept for `migration`.
+    pub async fn last_validation(
+        &self,
+        migration: &str,
+    ) -> Result<Option<StoredValidation>, StateError> {
+        let row: Option<(String, Option<i64>, bool, String)> = sqlx::query_as(
+            "SELECT at, run_id, passed, report FROM validations WHERE migration = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(migration)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(row.map(|(at, run_id, passed, report)| StoredValidation {
+            at,
+            run_id,
+            passed,
+            report: serde_json::from_str(&report).unwrap_or_default(),
+        }))
+    }
+
     /// The status of a run.
     pub async fn run_status(&self, run_id: i64) -> Result<Option<String>, StateError> {
         sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
@@ -614,6 +661,36 @@ impl StateStore {
             .await
             .map_err(|e| self.error(e))
     }
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: i64,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub finished_at: Option<String>,
+    /// `running`, `succeeded`, `failed` or `rolled_back`.
+    pub status: String,
+    /// Its counters.
+    pub counts: RunCounts,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A validation report as kept.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoredValidation {
+    /// When it was kept (RFC 3339).
+    pub at: String,
+    /// The run it validated, if any.
+    pub run_id: Option<i64>,
+    /// Whether every table passed.
+    pub passed: bool,
+    /// The report (`validate --json`'s form).
+    pub report: serde_json::Value,
 }
 
 /// A sync as recorded.

@@ -13,7 +13,7 @@ mod schedule;
 
 use serde::Serialize;
 
-pub use schedule::{Stop, Summary, serve};
+pub use schedule::{Stop, Summary, next_sync, serve};
 
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};
 use crate::connectors::merge::{Applied, Dialect};

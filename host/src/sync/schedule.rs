@@ -10,7 +10,7 @@ use super::{SyncError, sync_migration};
 use crate::config::{Migration, SyncKind, SyncSpec};
 use crate::pipeline::Observer;
 use crate::runtime::Runtime;
-use crate::state::StateStore;
+use crate::state::{StateStore, SyncRecord};
 
 /// The longest the scheduler sleeps before looking again.
 const LONGEST_NAP: Duration = Duration::from_secs(30);
@@ -50,6 +50,16 @@ impl Summary {
         };
         spec.next_after(last)
     }
+}
+
+/// When the sync after `last` is due, by the schedule kept with it (so no
+/// migration file is needed); `None` for a one-time migration.
+pub fn next_sync(last: &SyncRecord) -> Option<chrono::DateTime<chrono::Utc>> {
+    let schedule: Summary = serde_json::from_value(last.schedule.clone()).ok()?;
+    let started = chrono::DateTime::parse_from_rfc3339(&last.started_at)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc));
+    schedule.next_after(started)
 }
 
 /// Asks a running scheduler to stop once the sync in progress is done.

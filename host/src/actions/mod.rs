@@ -1,0 +1,216 @@
+//! What a person asks of a migration (check before a run, run, pause,
+//! resume, export flagged rows), one function each: the CLI and the web
+//! dashboard both call these, so neither has an implementation of its own.
+
+use std::io::Write;
+
+use crate::config::Migration;
+use crate::pipeline::{self, CheckResult, Observer, RunError, RunOptions, RunSummary};
+use crate::runtime::Runtime;
+use crate::state::{FlaggedRow, StateError, StateStore};
+
+/// How a run ended: a single-source run or a consolidation.
+pub enum Ran {
+    /// A migration with one source.
+    Single(Result<RunSummary, RunError>),
+    /// A migration with several sources.
+    Consolidated(Result<crate::consolidate::Summary, RunError>),
+}
+
+impl Ran {
+    /// Whether the run finished and its validation passed.
+    pub fn passed(&self) -> bool {
+        match self {
+            Ran::Single(Ok(s)) => s.validation.as_ref().is_none_or(|r| r.passed),
+            Ran::Consolidated(Ok(s)) => s.passed(),
+            Ran::Single(Err(_)) | Ran::Consolidated(Err(_)) => false,
+        }
+    }
+
+    /// Why the run failed, if it did.
+    pub fn error(&self) -> Option<&RunError> {
+        match self {
+            Ran::Single(Err(e)) | Ran::Consolidated(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The pre-run checks of a migration, part by part when it has several
+/// sources.
+pub async fn checks(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<CheckResult> {
+    match m.is_multi_source() {
+        true => crate::consolidate::check(m, runtime, resuming).await,
+        false => pipeline::check(m, runtime, resuming).await,
+    }
+}
+
+/// The `checked` audit event's detail: how many checks ran, which failed.
+pub fn checked_detail(results: &[CheckResult]) -> serde_json::Value {
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.name.as_str())
+        .collect();
+    serde_json::json!({ "checks": results.len(), "failed": failed })
+}
+
+/// Runs the checks before a run and records them in the audit log (with
+/// whether `force` starts the run despite a failure). The run may start
+/// when every check passed or `force` is set.
+pub async fn check_before_run(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    restart: bool,
+    force: bool,
+) -> Result<Vec<CheckResult>, StateError> {
+    let resuming = !restart && resumable(state, m).await?;
+    let results = checks(m, runtime, resuming).await;
+    let failed = results.iter().any(|r| !r.passed);
+    let mut detail = checked_detail(&results);
+    detail["before_run"] = true.into();
+    detail["forced"] = (force && failed).into();
+    state.event(&m.name, None, "checked", &detail).await?;
+    Ok(results)
+}
+
+/// Whether the next run of `m` resumes an interrupted one.
+pub async fn resumable(state: &StateStore, m: &Migration) -> Result<bool, StateError> {
+    Ok(state
+        .last_run(&m.name)
+        .await?
+        .is_some_and(|r| r.resumable()))
+}
+
+/// Runs a migration, consolidating when it has several sources.
+pub async fn run(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    options: RunOptions,
+    observer: &mut dyn Observer,
+) -> Ran {
+    use crate::consolidate::Purpose;
+    match m.is_multi_source() {
+        true => Ran::Consolidated(
+            crate::consolidate::run(m, runtime, state, options, Purpose::Run, observer).await,
+        ),
+        false => Ran::Single(pipeline::run_migration(m, runtime, state, options, observer).await),
+    }
+}
+
+/// Pauses a migration's syncs and records it; false if it already was.
+pub async fn pause(state: &StateStore, migration: &str) -> Result<bool, StateError> {
+    let paused = state.pause(migration).await?;
+    if paused {
+        let detail = serde_json::json!({});
+        state.event(migration, None, "paused", &detail).await?;
+    }
+    Ok(paused)
+}
+
+/// Resumes a paused migration and records it; false if it was not paused.
+pub async fn resume(state: &StateStore, migration: &str) -> Result<bool, StateError> {
+    let resumed = state.resume(migration).await?;
+    if resumed {
+        let detail = serde_json::json!({});
+        state.event(migration, None, "resumed", &detail).await?;
+    }
+    Ok(resumed)
+}
+
+/// The file formats flagged rows are exported in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with the error columns first, then the row's own columns.
+    Csv,
+}
+
+/// Writing an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The output could not be written.
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// The CSV writer failed.
+    #[error("writing the CSV export: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// Writes flagged rows (with their source values) for fixing.
+pub fn export_flagged(
+    rows: &[FlaggedRow],
+    format: ExportFormat,
+    mut out: impl Write,
+) -> Result<(), ExportError> {
+    match format {
+        ExportFormat::Jsonl => {
+            for row in rows {
+                let line = serde_json::to_string(row).expect("flagged rows serialize");
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        ExportFormat::Csv => write_csv(rows, out),
+    }
+}
+
+fn write_csv(rows: &[FlaggedRow], out: impl Write) -> Result<(), ExportError> {
+    let mut columns: Vec<String> = Vec::new();
+    for r in rows {
+        if let Some(obj) = r.row.as_object() {
+            for k in obj.keys() {
+                if !columns.contains(k) {
+                    columns.push(k.clone());
+                }
+            }
+        }
+    }
+    let mut w = csv::Writer::from_writer(out);
+    let fixed = [
+        "id",
+        "run_id",
+        "migration",
+        "table",
+        "position",
+        "key",
+        "stage",
+        "column",
+        "value",
+        "error",
+    ];
+    w.write_record(
+        fixed
+            .iter()
+            .map(|s| s.to_string())
+            .chain(columns.iter().cloned()),
+    )?;
+    for r in rows {
+        let mut record = vec![
+            r.id.to_string(),
+            r.run_id.to_string(),
+            r.migration.clone(),
+            r.table.clone(),
+            r.position.to_string(),
+            r.key.clone().unwrap_or_default(),
+            r.stage.clone(),
+            r.column.clone().unwrap_or_default(),
+            r.value.clone().unwrap_or_default(),
+            r.error.clone(),
+        ];
+        for c in &columns {
+            record.push(match r.row.get(c) {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+            });
+        }
+        w.write_record(record)?;
+    }
+    w.flush()?;
+    Ok(())
+}

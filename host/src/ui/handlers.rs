@@ -1,0 +1,361 @@
+//! The dashboard's routes: each reads the state store or calls the same
+//! function as the CLI command it stands for.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use futures_util::{Stream, StreamExt as _};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Dashboard;
+use super::pages::{self, Overview, Page};
+use crate::actions::{self, ExportFormat};
+use crate::config::{Migration, SyncKind};
+use crate::pipeline::RunOptions;
+use crate::state::{FlaggedFilter, StateError};
+
+type Dash = State<Arc<Dashboard>>;
+
+/// Flagged rows shown on a migration's page (the export has them all).
+const SHOWN_FLAGGED: usize = 200;
+/// Audit events shown on a migration's page.
+const SHOWN_EVENTS: u32 = 100;
+/// Runs shown on a migration's page.
+const SHOWN_RUNS: u32 = 10;
+
+/// A page that could not be served.
+pub struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Html(pages::failure(self.0, &self.1))).into_response()
+    }
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+/// Refuses requests to another host, and state changes from other sites.
+pub async fn guard(State(d): Dash, request: Request, next: Next) -> Response {
+    match d.origins.refuse(request.method(), request.headers()) {
+        Some(why) => (StatusCode::FORBIDDEN, why).into_response(),
+        None => next.run(request).await,
+    }
+}
+
+fn find<'a>(d: &'a Dashboard, name: &str) -> Result<&'a Migration, Failure> {
+    d.migration(name).ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("no migration `{name}` is served here"),
+        )
+    })
+}
+
+/// The stylesheet.
+pub async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css")], pages::STYLE)
+}
+
+/// The list of migrations.
+pub async fn index(State(d): Dash) -> Result<Html<String>, Failure> {
+    let mut rows = Vec::new();
+    for m in &d.migrations {
+        rows.push(overview(&d, m).await?);
+    }
+    Ok(Html(pages::index(&rows)))
+}
+
+async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> {
+    let last_sync = d.state.last_syncs(Some(&m.name)).await?.into_iter().next();
+    let last_run = d.state.runs(&m.name, 1).await?.into_iter().next();
+    let paused = d.state.paused(&m.name).await?.map(|(since, _)| since);
+    let next_sync = match (&paused, m.sync.kind, &last_sync) {
+        (Some(_), _, _) => "paused".to_string(),
+        (None, SyncKind::OneTime, _) => "not scheduled (one-time)".to_string(),
+        (None, _, Some(last)) => crate::sync::next_sync(last)
+            .map(|t| pages::when(&t.to_rfc3339()))
+            .unwrap_or_else(|| "not scheduled".into()),
+        (None, _, None) => "due now".to_string(),
+    };
+    let status = match (&paused, m.sync.kind, &last_sync, &last_run) {
+        (Some(_), ..) => "paused".to_string(),
+        (None, SyncKind::OneTime, _, Some(run)) => format!("run {}", run.status),
+        (None, _, Some(sync), _) => format!("sync {}", sync.status),
+        (None, _, None, Some(run)) => format!("run {}", run.status),
+        (None, _, None, None) => "never run".to_string(),
+    };
+    Ok(Overview {
+        name: m.name.clone(),
+        kind: kind(m),
+        status,
+        paused: paused.is_some(),
+        scheduled: m.sync.kind != SyncKind::OneTime,
+        last_sync: last_sync.map(|s| s.started_at),
+        last_run: last_run.map(|r| r.started_at),
+        next_sync,
+    })
+}
+
+/// `one-time`, or `continuous, every 5m`, or `scheduled, cron 0 3 * * * UTC`.
+fn kind(m: &Migration) -> String {
+    let name = serde_json::to_value(m.sync.kind).expect("serializable");
+    let name = name.as_str().unwrap_or("?");
+    match (&m.sync.cron, &m.sync.every) {
+        (Some(cron), _) => format!("{name}, cron {cron} UTC"),
+        (None, Some(every)) => format!("{name}, every {every}"),
+        (None, None) => name.to_string(),
+    }
+}
+
+/// A migration's page.
+pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<String>, Failure> {
+    let m = find(&d, &name)?;
+    let filter = FlaggedFilter {
+        migration: Some(m.name.clone()),
+        ..FlaggedFilter::default()
+    };
+    let flagged = d.state.flagged(&filter).await?;
+    let page = Page {
+        overview: overview(&d, m).await?,
+        runs: d.state.runs(&m.name, SHOWN_RUNS).await?,
+        validation: d.state.last_validation(&m.name).await?,
+        flagged_total: flagged.len(),
+        flagged: flagged.into_iter().take(SHOWN_FLAGGED).collect(),
+        points: crate::restore::list(m).await.map_err(|e| e.to_string()),
+        events: d.state.events(Some(&m.name), SHOWN_EVENTS).await?,
+    };
+    Ok(Html(pages::migration(&page)))
+}
+
+/// Live progress of a migration's runs, as server-sent events: what has
+/// happened so far in the current run, then each new event.
+pub async fn events(
+    State(d): Dash,
+    Path(name): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Failure> {
+    find(&d, &name)?;
+    let (first, receiver) = d.live.subscribe(&name);
+    let first = futures_util::stream::iter(first).map(|json| Ok(Event::default().data(json)));
+    let rest = futures_util::stream::unfold((receiver, name), |(mut receiver, name)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(update) if update.migration == name => {
+                    let event = Event::default().data(update.json);
+                    return Some((Ok(event), (receiver, name)));
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(first.chain(rest)).keep_alive(KeepAlive::default()))
+}
+
+/// `credvault flagged export --migration NAME` as a JSON-lines download.
+pub async fn export_jsonl(State(d): Dash, Path(name): Path<String>) -> Result<Response, Failure> {
+    export(&d, &name, ExportFormat::Jsonl).await
+}
+
+/// `credvault flagged export --migration NAME --format csv` as a download.
+pub async fn export_csv(State(d): Dash, Path(name): Path<String>) -> Result<Response, Failure> {
+    export(&d, &name, ExportFormat::Csv).await
+}
+
+async fn export(d: &Dashboard, name: &str, format: ExportFormat) -> Result<Response, Failure> {
+    let m = find(d, name)?;
+    let filter = FlaggedFilter {
+        migration: Some(m.name.clone()),
+        ..FlaggedFilter::default()
+    };
+    let rows = d.state.flagged(&filter).await?;
+    let mut body = Vec::new();
+    actions::export_flagged(&rows, format, &mut body)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (extension, mime) = match format {
+        ExportFormat::Jsonl => ("jsonl", "application/jsonl; charset=utf-8"),
+        ExportFormat::Csv => ("csv", "text/csv; charset=utf-8"),
+    };
+    let file = format!("{}-flagged.{extension}", pages::file_name(&m.name));
+    let disposition = format!("attachment; filename=\"{file}\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn back(name: &str) -> Redirect {
+    Redirect::to(&format!("/m/{}", pages::enc(name)))
+}
+
+fn busy() -> Failure {
+    Failure(
+        StatusCode::CONFLICT,
+        "a run, sync or rollback started from this dashboard is still going: wait for it to finish (its page shows its progress)".into(),
+    )
+}
+
+/// Runs a one-time migration (`credvault run`, checks first) or syncs a
+/// scheduled one (`credvault sync`), in the background; its page follows
+/// the progress.
+pub async fn run_now(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
+    let m = find(&d, &name)?.clone();
+    let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
+    let action = match m.sync.kind {
+        SyncKind::OneTime => "run",
+        _ => "sync",
+    };
+    d.live.begin(&m.name, action);
+    let dashboard = Arc::clone(&d);
+    let runtime = tokio::runtime::Handle::current();
+    // On a thread of its own: the run's future holds borrows across awaits
+    // that the compiler cannot prove `Send` for every lifetime, so it is
+    // driven here rather than spawned as a task (its own tasks still run on
+    // the runtime's workers).
+    std::thread::spawn(move || {
+        let _busy = guard;
+        let (ok, message) = runtime.block_on(async {
+            match m.sync.kind {
+                SyncKind::OneTime => dashboard.run(&m).await,
+                _ => dashboard.sync(&m).await,
+            }
+        });
+        dashboard.live.outcome(&m.name, ok, &message);
+    });
+    Ok(back(&name))
+}
+
+impl Dashboard {
+    /// `credvault run FILE`: the pre-run checks, then the run.
+    async fn run(&self, m: &Migration) -> (bool, String) {
+        let checks =
+            match actions::check_before_run(m, &self.runtime, &self.state, false, false).await {
+                Ok(checks) => checks,
+                Err(e) => return (false, e.to_string()),
+            };
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        if !failed.is_empty() {
+            let message = format!(
+                "{} pre-run check(s) failed, so the run did not start: {} (`credvault check` shows every check)",
+                failed.len(),
+                failed.join("; ")
+            );
+            return (false, message);
+        }
+        let mut observer = self.live.observer(&m.name);
+        let options = RunOptions::default();
+        let ran = actions::run(m, &self.runtime, &self.state, options, &mut observer).await;
+        match (ran.error(), ran.passed()) {
+            (Some(e), _) => (false, e.to_string()),
+            (None, true) => (true, "the run succeeded".into()),
+            (None, false) => (false, "the run finished, but its validation failed".into()),
+        }
+    }
+
+    /// `credvault sync FILE`.
+    async fn sync(&self, m: &Migration) -> (bool, String) {
+        let mut observer = self.live.observer(&m.name);
+        match crate::sync::sync_migration(m, &self.runtime, &self.state, &mut observer).await {
+            Ok(s) => (
+                true,
+                format!(
+                    "sync {} succeeded: {} new, {} updated, {} deleted",
+                    s.sync_id, s.total.inserted, s.total.updated, s.total.deleted
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+}
+
+/// `credvault pause FILE`.
+pub async fn pause(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
+    let m = find(&d, &name)?;
+    actions::pause(&d.state, &m.name).await?;
+    Ok(back(&name))
+}
+
+/// `credvault resume FILE`.
+pub async fn resume(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
+    let m = find(&d, &name)?;
+    actions::resume(&d.state, &m.name).await?;
+    Ok(back(&name))
+}
+
+/// Which restore point a rollback goes to.
+#[derive(Deserialize)]
+pub struct To {
+    to: String,
+}
+
+/// The confirmation asked before a rollback: what it will do.
+pub async fn confirm_rollback(
+    State(d): Dash,
+    Path(name): Path<String>,
+    Query(To { to }): Query<To>,
+) -> Result<Html<String>, Failure> {
+    let m = find(&d, &name)?;
+    let listing = crate::restore::list(m)
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let point = listing
+        .points
+        .iter()
+        .find(|p| p.name == to)
+        .ok_or_else(|| {
+            Failure(
+                StatusCode::NOT_FOUND,
+                format!("`{}` has no restore point `{to}`", m.name),
+            )
+        })?;
+    Ok(Html(pages::confirm_rollback(
+        &m.name,
+        &listing.destination,
+        point,
+    )))
+}
+
+/// The confirmed rollback form.
+#[derive(Deserialize)]
+pub struct Confirmed {
+    to: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `credvault rollback FILE --to POINT`, once confirmed.
+pub async fn rollback(
+    State(d): Dash,
+    Path(name): Path<String>,
+    Form(form): Form<Confirmed>,
+) -> Result<Html<String>, Failure> {
+    let m = find(&d, &name)?;
+    if form.confirm != "yes" {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "a rollback needs its confirmation (confirm=yes); open the restore point's Roll back link".into(),
+        ));
+    }
+    let _busy = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
+    let report = crate::restore::rollback(m, Some(&form.to), &d.state)
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Html(pages::rolled_back(&m.name, &report)))
+}

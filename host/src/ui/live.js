@@ -1,0 +1,87 @@
+// Live progress of a migration's page: the run events `credvault run --json`
+// prints, received as server-sent events.
+(function () {
+  const live = document.getElementById("live");
+  const status = document.getElementById("live-status");
+  const rows = document.querySelector("#progress tbody");
+  const failures = document.getElementById("failures");
+  const tables = new Map();
+
+  function row(table) {
+    let tr = tables.get(table);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.table = table;
+      tr.innerHTML = '<td class="t"></td><td><div class="bar"><div></div></div></td>' +
+        '<td class="pct">0%</td><td class="rows"></td><td class="rate"></td><td class="eta"></td><td class="errors">0</td>';
+      tr.querySelector(".t").textContent = table;
+      rows.appendChild(tr);
+      tables.set(table, tr);
+    }
+    return tr;
+  }
+
+  function show(tr, done, total, rate, eta, errors) {
+    const pct = total > 0 ? Math.min(100, Math.floor(done * 100 / total)) : 100;
+    tr.querySelector(".bar > div").style.width = pct + "%";
+    tr.querySelector(".pct").textContent = pct + "%";
+    tr.querySelector(".rows").textContent = done.toLocaleString("en") + " / " + total.toLocaleString("en");
+    tr.querySelector(".rate").textContent = Math.round(rate).toLocaleString("en");
+    tr.querySelector(".eta").textContent = eta;
+    tr.querySelector(".errors").textContent = errors;
+  }
+
+  function say(text, kind) {
+    status.textContent = text;
+    status.className = kind;
+  }
+
+  const handlers = {
+    action_started(e) {
+      tables.clear(); rows.innerHTML = ""; failures.innerHTML = "";
+      say(e.action + " starting…", "warn");
+    },
+    run_started(e) {
+      say("run " + e.run_id + " of " + e.migration + " running: " + e.tables + " table(s)" +
+          (e.resumed_from ? ", resuming run " + e.resumed_from : ""), "warn");
+    },
+    table_started(e) { show(row(e.table), e.resumed_at, e.total, 0, "…", 0); },
+    table_skipped(e) { const tr = row(e.table); show(tr, 0, 0, 0, "—", 0); tr.querySelector(".eta").textContent = e.reason; },
+    progress(e) {
+      const rate = e.done / Math.max(e.elapsed_s, 1e-6);
+      const left = e.done > 0 && e.done < e.total ? Math.round((e.total - e.done) / rate) + "s" : "0s";
+      show(row(e.table), e.done, e.total, rate, left, e.errors);
+    },
+    table_finished(e) {
+      const c = e.counts;
+      show(row(e.table), c.read, c.read, c.read / Math.max(e.elapsed_s, 1e-6), "done", c.skipped + c.flagged);
+    },
+    row_failed(e) {
+      const f = e.failure;
+      if (failures.children.length >= 20) failures.removeChild(failures.firstChild);
+      const li = document.createElement("li");
+      li.textContent = e.policy + ": " + f.table + " row " + f.position + (f.key ? " (" + f.key + ")" : "") +
+        ", " + f.stage + (f.column ? " column " + f.column : "") + ": " + f.message;
+      failures.appendChild(li);
+    },
+    restore_point(e) { say("restore point " + e.name + " taken (" + e.rows + " rows)", "warn"); },
+    run_finished(e) {
+      say("run " + e.run_id + " " + e.status + (e.error ? ": " + e.error : ""), e.status === "succeeded" ? "good" : "bad");
+    },
+    validated(e) { say(status.textContent + "; validation " + (e.passed ? "passed" : "failed"), e.passed ? "good" : "bad"); },
+    outcome(e) {
+      say(e.message, e.ok ? "good" : "bad");
+      live.dataset.outcome = e.ok ? "ok" : "failed";
+      const more = document.createElement("a");
+      more.href = location.pathname; more.id = "refresh"; more.textContent = " · refresh the page for its results";
+      status.appendChild(more);
+    },
+  };
+
+  const source = new EventSource(live.dataset.events);
+  source.onmessage = (m) => {
+    const e = JSON.parse(m.data);
+    const handle = handlers[e.event];
+    if (handle) handle(e);
+  };
+})();

@@ -1,0 +1,353 @@
+//! The web dashboard of `credvault serve --ui`, clicked through in a real
+//! headless chromium: a run followed live to 100 %, its flagged rows
+//! exported (the same bytes as `credvault flagged export`), a rollback
+//! confirmed and checked in the destination, a sync paused and resumed;
+//! and state changes refused from other origins, by raw HTTP requests.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use credvault_tests::browser::{Browser, http};
+use credvault_tests::{Project, people};
+
+use super::project;
+
+/// Rows in the source table; rows 7 and 1234 have a score that is no int.
+const ROWS: usize = 20_000;
+
+/// A one-time CSV → SQLite migration that flags bad rows, and a
+/// continuous one synced hourly.
+fn dashboard_project() -> Project {
+    let p = project();
+    let mut rows = people(ROWS);
+    rows[6] = "7,person 7,thirty".into();
+    rows[1233] = "1234,person 1234,lots".into();
+    p.csv("people", "id,name,score", &rows);
+    p.write("m.toml", &migration("people-move", "out/vault.db", ""));
+    p.write(
+        "s.toml",
+        &migration(
+            "people-sync",
+            "out/sync.db",
+            "[sync]\nkind = \"continuous\"\nevery = \"1h\"\n",
+        ),
+    );
+    p
+}
+
+fn migration(name: &str, destination: &str, sync: &str) -> String {
+    format!(
+        r#"name = "{name}"
+[source]
+type = "csv"
+path = "data"
+[destination]
+type = "sqlite"
+path = "{destination}"
+[settings]
+on_error = "flag"
+batch_size = 500
+{sync}[[tables]]
+source = "people"
+key = ["id"]
+if_exists = "replace"
+[tables.columns.id]
+type = "int"
+[tables.columns.score]
+type = "int"
+"#
+    )
+}
+
+/// `credvault serve --ui` on a free port; its address (`127.0.0.1:port`).
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(p: &Project, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--ui", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["m.toml", "s.toml"]);
+        let mut child = p.spawn_with_stderr(&args);
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        // Reads stderr to its end, so serve never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("dashboard: http://") {
+                    let _ = tx.send(url.trim_end_matches('/').to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("serve --ui announces the dashboard's address on stderr");
+        Self { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops it as SIGTERM does, and checks it exits cleanly.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let status = self.child.wait().expect("waiting for serve");
+        assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn count(p: &Project, db: &str) -> usize {
+    p.query(db, "SELECT count(*) FROM people")[0][0]
+        .as_deref()
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
+/// Clicks "Run now" on the open migration page and waits for the outcome.
+fn run_now(b: &Browser) -> String {
+    // The page shows the previous outcome until the click's page loads.
+    b.script(
+        "delete document.getElementById('live').dataset.outcome;",
+        serde_json::json!([]),
+    );
+    b.click("#run-now");
+    b.wait("the run's outcome", || {
+        let done = b.script(
+            "return document.getElementById('live').dataset.outcome || null;",
+            serde_json::json!([]),
+        );
+        done.as_str().map(str::to_string)
+    })
+}
+
+#[test]
+fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
+    let p = dashboard_project();
+    let served = Served::start(&p, &[]);
+    let b = Browser::start();
+
+    // The list: both migrations, their kinds and schedules.
+    b.goto(&served.url("/"));
+    let list = b.text("#migrations").expect("the migrations table");
+    assert!(
+        list.contains("people-move") && list.contains("one-time"),
+        "{list}"
+    );
+    assert!(list.contains("continuous, every 1h"), "{list}");
+    assert!(list.contains("not scheduled (one-time)"), "{list}");
+
+    // A run, followed live to 100 %.
+    b.click("a[href='/m/people-move']");
+    b.wait("the migration page", || {
+        b.text("h1").filter(|h| h == "people-move")
+    });
+    assert_eq!(run_now(&b), "ok", "{:?}", b.text("#live"));
+    let progress = b.text("#progress tbody tr").expect("a progress row");
+    assert!(progress.contains("100%"), "{progress}");
+    assert!(progress.contains("20,000 / 20,000"), "{progress}");
+    let failures = b.text("#failures").unwrap_or_default();
+    assert!(
+        failures.contains("row 7 (id=7)") && failures.contains("expected int"),
+        "{failures}"
+    );
+    assert_eq!(count(&p, "out/vault.db"), ROWS - 2);
+
+    // After the run: its validation, flagged rows and restore point.
+    b.click("#refresh");
+    b.wait("the validation", || {
+        b.text("#validation").filter(|v| v.contains("passed"))
+    });
+    let validation = b.text("#validation").unwrap_or_default();
+    assert!(validation.contains("row count"), "{validation}");
+    let flagged = b.text("#flagged").unwrap_or_default();
+    assert!(
+        flagged.contains("thirty") && flagged.contains("lots"),
+        "{flagged}"
+    );
+
+    // The export is what `credvault flagged export` writes.
+    b.click("#export-csv");
+    let csv = std::fs::read_to_string(b.downloaded("people-move-flagged.csv")).expect("the CSV");
+    let cli = p.run_ok(&[
+        "flagged",
+        "export",
+        "--migration",
+        "people-move",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(csv, cli.stdout);
+    assert!(csv.starts_with("id,run_id,migration,table,position,key,stage,column,value,error"));
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let jsonl = http(&served.addr, "GET", "/m/people-move/flagged.jsonl", &[], "");
+    assert_eq!(jsonl.status, 200);
+    assert!(
+        jsonl
+            .header("content-disposition")
+            .unwrap_or("")
+            .contains("attachment")
+    );
+    let cli = p.run_ok(&["flagged", "export", "--migration", "people-move"]);
+    assert_eq!(jsonl.body, cli.stdout);
+
+    // A second run with fewer rows, then a rollback to the point it made.
+    p.csv("people", "id,name,score", &people(10));
+    assert_eq!(run_now(&b), "ok", "{:?}", b.text("#live"));
+    assert_eq!(count(&p, "out/vault.db"), 10);
+    b.click("#refresh");
+    b.click("#restore-points tbody tr a.danger");
+    b.wait("the confirmation", || {
+        b.text("h1").filter(|h| h.starts_with("Roll back"))
+    });
+    let question = b.text("main").unwrap_or_default();
+    assert!(
+        question.contains(&format!("back to {} rows", ROWS - 2)),
+        "{question}"
+    );
+    assert_eq!(
+        count(&p, "out/vault.db"),
+        10,
+        "nothing happens before the confirmation"
+    );
+    b.click("#confirm-rollback");
+    let result = b.wait("the rollback", || b.text("#rollback-result"));
+    assert!(result.contains("passed"), "{result}");
+    assert_eq!(count(&p, "out/vault.db"), ROWS - 2);
+    b.click("#back");
+    b.wait("the audit log", || {
+        b.text("#audit").filter(|a| a.contains("rolled_back"))
+    });
+
+    // A sync from the dashboard, as `credvault sync` does it.
+    b.goto(&served.url("/m/people-sync"));
+    assert_eq!(run_now(&b), "ok", "{:?}", b.text("#live"));
+    let synced = b.text("#live-status").unwrap_or_default();
+    assert!(synced.contains("sync 2 succeeded"), "{synced}");
+    assert_eq!(count(&p, "out/sync.db"), 10, "the source holds 10 rows now");
+
+    // Pause and resume a sync.
+    b.click("#pause");
+    b.wait("the resume button", || b.text("#resume"));
+    assert!(b.text("#status").unwrap_or_default().contains("paused"));
+    assert!(b.text("#audit").unwrap_or_default().contains("paused"));
+    let status = p.run_ok(&["status", "--migration", "people-sync"]);
+    assert!(status.stdout.contains("paused since"), "{}", status.all());
+    b.click("#resume");
+    b.wait("the pause button", || b.text("#pause"));
+    assert!(b.text("#audit").unwrap_or_default().contains("resumed"));
+    let status = p.run_ok(&["status", "--migration", "people-sync"]);
+    assert!(!status.stdout.contains("paused since"), "{}", status.all());
+
+    // SIGTERM with a page's live stream still open: serve exits cleanly.
+    served.stop();
+    drop(b);
+}
+
+#[test]
+fn state_changes_from_another_origin_are_refused() {
+    let p = dashboard_project();
+    let served = Served::start(&p, &[]);
+    let addr = served.addr.as_str();
+    let own = format!("http://{addr}");
+    let pause = "/m/people-sync/pause";
+    let paused = || {
+        p.run_ok(&["log", "--migration", "people-sync"])
+            .stdout
+            .contains("paused")
+    };
+
+    let evil = http(
+        addr,
+        "POST",
+        pause,
+        &[("Origin", "http://evil.example")],
+        "",
+    );
+    assert_eq!(evil.status, 403, "{evil:?}");
+    assert!(
+        evil.body
+            .contains("must come from the dashboard's own pages"),
+        "{evil:?}"
+    );
+    let lookalike = format!("{own}0");
+    let near = http(addr, "POST", pause, &[("Origin", lookalike.as_str())], "");
+    assert_eq!(near.status, 403, "{near:?}");
+    let bare = http(addr, "POST", pause, &[], "");
+    assert_eq!(bare.status, 403, "no Origin and no Referer: {bare:?}");
+    let foreign_referer = http(
+        addr,
+        "POST",
+        pause,
+        &[("Referer", "http://evil.example/x")],
+        "",
+    );
+    assert_eq!(foreign_referer.status, 403, "{foreign_referer:?}");
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let rebound_host = format!("evil.example:{port}");
+    let rebound = http(addr, "GET", "/", &[("Host", rebound_host.as_str())], "");
+    assert_eq!(
+        rebound.status, 403,
+        "another Host (DNS rebinding): {rebound:?}"
+    );
+    let by_get = http(addr, "GET", pause, &[], "");
+    assert_eq!(
+        by_get.status, 405,
+        "state changes are POST only: {by_get:?}"
+    );
+    let unconfirmed = http(
+        addr,
+        "POST",
+        "/m/people-move/rollback",
+        &[
+            ("Origin", own.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "to=whatever",
+    );
+    assert_eq!(unconfirmed.status, 400, "{unconfirmed:?}");
+    assert!(!paused(), "nothing was paused by refused requests");
+
+    let referer = format!("{own}/m/people-sync");
+    let ok = http(addr, "POST", pause, &[("Referer", referer.as_str())], "");
+    assert_eq!(ok.status, 303, "{ok:?}");
+    assert!(paused());
+    let ok = http(
+        addr,
+        "POST",
+        "/m/people-sync/resume",
+        &[("Origin", own.as_str())],
+        "",
+    );
+    assert_eq!(ok.status, 303, "{ok:?}");
+    served.stop();
+}
+
+#[test]
+fn the_dashboard_listens_only_on_loopback_unless_told() {
+    let p = dashboard_project();
+    let run = p.run(&["serve", "--ui", "--listen", "0.0.0.0:0", "m.toml"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("refusing to serve the dashboard on 0.0.0.0:0")
+            && run.stderr.contains("--allow-remote"),
+        "{}",
+        run.all()
+    );
+}
