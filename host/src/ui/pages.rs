@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 
 use crate::restore::{Action, Listing, Point, Rollback};
 use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation};
+/// Escapes text for HTML (the validation report's escaping).
+pub(crate) use crate::validate::report::esc;
 
 /// The stylesheet.
 pub const STYLE: &str = include_str!("style.css");
@@ -50,22 +52,6 @@ pub struct Page {
     pub points: Result<Listing, String>,
     /// Its audit log, oldest first.
     pub events: Vec<Event>,
-}
-
-/// Escapes text for HTML.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encodes a path segment or query value.

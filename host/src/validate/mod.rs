@@ -10,7 +10,7 @@
 
 mod consolidated;
 pub mod digest;
-mod report;
+pub(crate) mod report;
 
 use std::collections::{HashMap, HashSet};
 

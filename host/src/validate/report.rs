@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::{Report, Status};
 
 /// Escapes text for HTML.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {
