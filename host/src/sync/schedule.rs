@@ -14,6 +14,8 @@ use crate::state::{StateStore, SyncRecord};
 
 /// The longest the scheduler sleeps before looking again.
 const LONGEST_NAP: Duration = Duration::from_secs(30);
+/// How soon the scheduler looks again after a sync.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// A migration's schedule, as kept with each sync (so `status` can say
 /// when the next one is due without the migration file).
@@ -117,6 +119,9 @@ pub async fn serve(
                 continue;
             }
             report(m, sync_migration(m, runtime, state, observer).await);
+            // Its next due time is only known now: look again soon (not at
+            // once, so a sync that fails before it is recorded cannot spin).
+            soonest = soonest.min(RECHECK);
         }
         stop.nap(soonest).await;
     }
