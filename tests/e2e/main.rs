@@ -14,6 +14,7 @@ mod policies;
 mod postgres;
 mod restore;
 mod resume;
+mod retry;
 mod servers;
 mod sync;
 mod ui;

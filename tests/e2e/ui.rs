@@ -1,6 +1,6 @@
 //! The web dashboard of `credvault serve --ui`, clicked through in a real
 //! headless chromium: a run followed live to 100 %, its flagged rows
-//! exported (the same bytes as `credvault flagged export`), a rollback
+//! exported (the same bytes as `credvault flagged export`) and retried, a rollback
 //! confirmed and checked in the destination, a sync paused and resumed;
 //! and state changes refused from other origins, by raw HTTP requests.
 
@@ -205,6 +205,20 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     );
     let cli = p.run_ok(&["flagged", "export", "--migration", "people-move"]);
     assert_eq!(jsonl.body, cli.stdout);
+
+    // A row retried from its button: the migration is unchanged, so it
+    // fails again and stays flagged, as `credvault flagged retry` says.
+    b.click("#flagged tbody tr button");
+    let result = b.wait("the retry", || b.text("#retry-result tbody"));
+    let cells: Vec<&str> = result.split_whitespace().collect();
+    assert_eq!(cells, ["people", "1", "0", "0", "0", "1"], "{result}");
+    b.click("#back");
+    b.wait("the audit log", || {
+        b.text("#audit").filter(|a| a.contains("flagged_retried"))
+    });
+    let open = p.run_ok(&["flagged", "list", "--json"]);
+    assert_eq!(open.stdout.lines().count(), 2, "{}", open.all());
+    assert!(open.stdout.contains("\"retries\":1"), "{}", open.all());
 
     // A second run with fewer rows, then a rollback to the point it made.
     p.csv("people", "id,name,score", &people(10));

@@ -1,7 +1,8 @@
 //! What a person asks of a migration (check before a run, run, pause,
-//! resume, export flagged rows), one function each: the CLI and the web
+//! resume, export flagged rows and read them back fixed), one function each: the CLI and the web
 //! dashboard both call these, so neither has an implementation of its own.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use crate::config::Migration;
@@ -38,21 +39,22 @@ impl Ran {
 
 /// The pre-run checks of a migration, part by part when it has several
 /// sources.
-pub async fn checks(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<CheckResult> {
+async fn checks(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<CheckResult> {
     match m.is_multi_source() {
         true => crate::consolidate::check(m, runtime, resuming).await,
         false => pipeline::check(m, runtime, resuming).await,
     }
 }
 
-/// The `checked` audit event's detail: how many checks ran, which failed.
-pub fn checked_detail(results: &[CheckResult]) -> serde_json::Value {
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|r| !r.passed)
-        .map(|r| r.name.as_str())
-        .collect();
-    serde_json::json!({ "checks": results.len(), "failed": failed })
+/// Runs a migration's checks (as `credvault check` does) and records them
+/// in the audit log.
+pub async fn check(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+) -> Result<Vec<CheckResult>, StateError> {
+    let resuming = resumable(state, m).await?;
+    record_checks(m, runtime, state, resuming, None).await
 }
 
 /// Runs the checks before a run and records them in the audit log (with
@@ -66,11 +68,29 @@ pub async fn check_before_run(
     force: bool,
 ) -> Result<Vec<CheckResult>, StateError> {
     let resuming = !restart && resumable(state, m).await?;
+    record_checks(m, runtime, state, resuming, Some(force)).await
+}
+
+/// The checks and their `checked` audit event: how many ran, which failed,
+/// and before a run whether it was forced.
+async fn record_checks(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    resuming: bool,
+    before_run: Option<bool>,
+) -> Result<Vec<CheckResult>, StateError> {
     let results = checks(m, runtime, resuming).await;
-    let failed = results.iter().any(|r| !r.passed);
-    let mut detail = checked_detail(&results);
-    detail["before_run"] = true.into();
-    detail["forced"] = (force && failed).into();
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut detail = serde_json::json!({ "checks": results.len(), "failed": failed });
+    if let Some(force) = before_run {
+        detail["before_run"] = true.into();
+        detail["forced"] = (force && !failed.is_empty()).into();
+    }
     state.event(&m.name, None, "checked", &detail).await?;
     Ok(results)
 }
@@ -157,6 +177,35 @@ pub fn export_flagged(
         }
         ExportFormat::Csv => write_csv(rows, out),
     }
+}
+
+/// Reads fixed rows back from a JSON-lines export: each line's `row` by
+/// its flagged-row `id`. Other fields (the error, the key) are ignored.
+pub fn read_fixed(text: &str) -> Result<HashMap<i64, serde_json::Value>, String> {
+    let mut fixed = HashMap::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = |e: &str| format!("line {}: {e}", n + 1);
+        let entry: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            at(&format!(
+                "{e} (fixed rows come as JSON lines, as `credvault flagged export --format jsonl` writes them)"
+            ))
+        })?;
+        let id = entry["id"]
+            .as_i64()
+            .ok_or_else(|| at("no flagged-row `id`; keep the `id` of each exported line"))?;
+        let row = entry
+            .get("row")
+            .filter(|r| r.is_object())
+            .ok_or_else(|| at("no `row` object; fix the values inside the exported `row`"))?;
+        if fixed.insert(id, row.clone()).is_some() {
+            return Err(at(&format!("flagged row #{id} comes twice")));
+        }
+    }
+    Ok(fixed)
 }
 
 fn write_csv(rows: &[FlaggedRow], out: impl Write) -> Result<(), ExportError> {

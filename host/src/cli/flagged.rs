@@ -1,12 +1,14 @@
 //! `credvault flagged`: rows kept for review under the `flag` policy.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
 use crate::actions::{ExportFormat, export_flagged};
+use crate::pipeline::{RetryCounts, RetryRequest, retry_flagged};
 use crate::state::{FlaggedFilter, StateStore};
 
 #[derive(Subcommand)]
@@ -29,6 +31,26 @@ pub enum FlaggedCommand {
         /// Write here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+    /// Send flagged rows through the migration's current mapping and
+    /// transforms into the destination again: after fixing the migration
+    /// file or the destination, or with rows fixed in an export.
+    Retry {
+        /// The migration file.
+        file: PathBuf,
+        /// Only rows of this destination table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Only this flagged row (repeat for more).
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        /// Use the fixed rows of this JSON-lines export (edit the values
+        /// inside each line's `row`); the other rows go as they were read.
+        #[arg(long)]
+        fixed: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -63,9 +85,24 @@ impl From<Filter> for FlaggedFilter {
     }
 }
 
-pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<()> {
+pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> anyhow::Result<()> {
     match command {
+        FlaggedCommand::Retry {
+            file,
+            table,
+            ids,
+            fixed,
+            json,
+        } => {
+            let fixed = match fixed {
+                Some(path) => read_fixed(&path)?,
+                None => HashMap::new(),
+            };
+            let request = RetryRequest { table, ids, fixed };
+            retry(&file, env, state, &request, json).await
+        }
         FlaggedCommand::List { filter, json } => {
+            let state = StateStore::open(state).await?;
             let rows = state.flagged(&filter.into()).await?;
             if json {
                 for row in &rows {
@@ -103,6 +140,7 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
             format,
             output,
         } => {
+            let state = StateStore::open(state).await?;
             let rows = state.flagged(&filter.into()).await?;
             let out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
@@ -126,4 +164,53 @@ pub async fn run(command: FlaggedCommand, state: &StateStore) -> anyhow::Result<
             Ok(())
         }
     }
+}
+
+fn read_fixed(path: &Path) -> anyhow::Result<HashMap<i64, serde_json::Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    crate::actions::read_fixed(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+async fn retry(
+    file: &Path,
+    env: Option<&str>,
+    state: &Path,
+    request: &RetryRequest,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (m, runtime, state) = super::open(file, env, state).await?;
+    let summary = retry_flagged(&m, &runtime, &state, request).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    for t in &summary.tables {
+        out!("{}: {}", t.table, retried(&t.counts));
+    }
+    match summary.tables.len() {
+        0 => out!("no open flagged rows to retry"),
+        1 => {}
+        _ => out!("total: {}", retried(&summary.total)),
+    }
+    if summary.total.failed > 0 {
+        out!(
+            "rows that failed again stay flagged with their new error: credvault flagged list --migration {}",
+            m.name
+        );
+    }
+    if summary.not_retryable > 0 {
+        out!(
+            "{} other open flagged row(s) (from syncs, or from runs before the last fresh run) were left alone",
+            summary.not_retryable
+        );
+    }
+    Ok(())
+}
+
+fn retried(c: &RetryCounts) -> String {
+    format!(
+        "{} retried: {} written, {} already at the destination by key, {} dropped by a transform, {} failed again",
+        c.retried, c.written, c.present, c.dropped, c.failed
+    )
 }

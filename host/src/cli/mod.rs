@@ -168,7 +168,7 @@ enum Command {
         /// The migration file.
         file: PathBuf,
     },
-    /// List or export rows kept for review under the `flag` policy.
+    /// List, export or retry rows kept for review under the `flag` policy.
     Flagged {
         #[command(subcommand)]
         command: flagged::FlaggedCommand,
@@ -310,10 +310,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { file, json } => {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
-            let resuming = actions::resumable(&state, &m).await?;
-            let results = actions::checks(&m, &runtime, resuming).await;
-            let detail = actions::checked_detail(&results);
-            state.event(&m.name, None, "checked", &detail).await?;
+            let results = actions::check(&m, &runtime, &state).await?;
             show::checks(&results, json);
             Ok(if results.iter().all(|r| r.passed) {
                 ExitCode::SUCCESS
@@ -408,8 +405,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Flagged { command } => {
-            let state = StateStore::open(&cli.state).await?;
-            flagged::run(command, &state).await?;
+            flagged::run(command, &cli.state, cli.env.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::RestorePoints { command } => restore::points(command, cli.env.as_deref()).await,

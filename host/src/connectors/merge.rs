@@ -103,6 +103,23 @@ impl Dialect {
         )
     }
 
+    /// Whether `table` holds the key of the row of `staged` whose
+    /// `tag` column is `n` (a count: 0 or more).
+    pub fn count_key_of(
+        &self,
+        table: &str,
+        staged: &str,
+        tag: &str,
+        n: usize,
+        key: &[String],
+    ) -> String {
+        format!(
+            "SELECT COUNT(*) FROM {table} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE n.{} = {n} AND {})",
+            (self.quote)(tag),
+            self.keys_match("o", "n", key)
+        )
+    }
+
     /// Deletes the rows of `table` whose key is in `keys`.
     pub fn delete_keys(&self, table: &str, keys: &str, key: &[String]) -> String {
         format!(

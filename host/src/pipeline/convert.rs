@@ -178,6 +178,24 @@ pub fn from_text(text: &str, to: ColumnType) -> Option<Value> {
     })
 }
 
+/// Reads back a value written by [`crate::value::to_json`] (or edited by a
+/// person in a flagged-row export) as a value of type `to`.
+pub fn from_json(json: &serde_json::Value, to: ColumnType) -> Result<Value, String> {
+    use serde_json::Value as J;
+    let value = match (json, to) {
+        (J::Null, _) => Some(Value::Null),
+        (J::Bool(b), ColumnType::Boolean) => Some(Value::Boolean(*b)),
+        (J::Number(n), ColumnType::Int) => n.as_i64().map(Value::Int),
+        (J::Number(n), ColumnType::Float) => n.as_f64().map(Value::Float),
+        (J::Number(n), _) => from_text(&n.to_string(), to),
+        (J::Bool(b), _) => from_text(&b.to_string(), to),
+        (J::String(s), _) => from_text(s, to),
+        (J::Array(_) | J::Object(_), ColumnType::Json) => Some(Value::Json(json.to_string())),
+        _ => None,
+    };
+    value.ok_or_else(|| format!("{json} cannot be read as {}", type_name(to)))
+}
+
 fn parse_bool(t: &str) -> Option<bool> {
     match t.to_ascii_lowercase().as_str() {
         "true" | "t" | "yes" | "y" | "1" | "on" => Some(true),
@@ -284,6 +302,38 @@ pub fn from_toml(value: &toml::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_value_comes_back_from_its_json_form() {
+        let values = [
+            Value::Boolean(false),
+            Value::Int(-9_007_199_254_740_993),
+            Value::Float(0.1),
+            Value::Float(f64::NAN),
+            Value::Decimal("12.300".into()),
+            Value::Text(" padded ".into()),
+            Value::Bytes(vec![0, 255, 92]),
+            Value::Date(-719_162),
+            Value::Time(86_399_999_999),
+            Value::Timestamp(1_700_000_000_123_456),
+            Value::Timestamptz(-1),
+            Value::Uuid((u64::MAX, 7)),
+            Value::Json(r#"{"a":[1,2]}"#.into()),
+        ];
+        for value in values {
+            let t = value_type(&value).unwrap();
+            let back = from_json(&crate::value::to_json(&value), t).unwrap();
+            assert_eq!(to_text(&back), to_text(&value), "{value:?}");
+        }
+        assert_eq!(
+            from_json(&serde_json::json!({"a": 1}), ColumnType::Json),
+            Ok(Value::Json(r#"{"a":1}"#.into()))
+        );
+        assert_eq!(
+            from_json(&serde_json::json!("x"), ColumnType::Int),
+            Err(r#""x" cannot be read as int"#.into())
+        );
+    }
 
     #[test]
     fn convertible_agrees_with_convert() {

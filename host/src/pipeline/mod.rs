@@ -7,6 +7,7 @@ pub mod convert;
 mod mapping;
 mod plan;
 mod preview;
+mod retry;
 mod run;
 mod transforms;
 
@@ -15,6 +16,7 @@ pub use check::{CheckResult, check};
 pub use mapping::{MapError, MappedColumn, Mapping};
 pub use plan::{PlanError, TablePlan, plan};
 pub use preview::{PreviewRow, TablePreview, preview};
+pub use retry::{RetryCounts, RetryError, RetryRequest, RetrySummary, TableRetry, retry_flagged};
 pub use run::{
     Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, flagged as flagged_row,
     record_validation, run_migration,

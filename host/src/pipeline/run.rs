@@ -971,6 +971,7 @@ pub fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
         error: f.message.clone(),
         row: f.row.clone(),
         flagged_at: String::new(),
+        retries: 0,
     }
 }
 

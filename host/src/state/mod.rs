@@ -46,6 +46,8 @@ pub struct FlaggedRow {
     pub row: serde_json::Value,
     /// When it was flagged (RFC 3339).
     pub flagged_at: String,
+    /// How many times it was retried and failed again.
+    pub retries: i64,
 }
 
 /// Counters of a run, as stored.
@@ -133,7 +135,10 @@ CREATE TABLE IF NOT EXISTS flagged_rows (
     error TEXT NOT NULL,
     row_json TEXT NOT NULL,
     flagged_at TEXT NOT NULL,
-    policy TEXT NOT NULL DEFAULT 'flag'
+    policy TEXT NOT NULL DEFAULT 'flag',
+    retries INTEGER NOT NULL DEFAULT 0,
+    resolved_at TEXT,
+    resolution TEXT
 );
 CREATE INDEX IF NOT EXISTS flagged_rows_by_migration ON flagged_rows (migration, run_id);
 CREATE TABLE IF NOT EXISTS syncs (
@@ -314,7 +319,7 @@ impl StateStore {
     ) -> Result<HashMap<String, HashSet<String>>, StateError> {
         let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
             "SELECT table_name, row_key, position FROM flagged_rows
-             WHERE migration = ?1 AND stage = 'destination'
+             WHERE migration = ?1 AND stage = 'destination' AND resolved_at IS NULL
                AND run_id >= (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)",
         )
         .bind(migration)
@@ -353,11 +358,12 @@ impl StateStore {
         Ok(())
     }
 
-    /// Lists flagged rows, oldest first.
+    /// Lists the flagged rows still open (not retried into the
+    /// destination), oldest first.
     pub async fn flagged(&self, filter: &FlaggedFilter) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(
             "SELECT * FROM flagged_rows
-             WHERE policy = 'flag' AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
+             WHERE policy = 'flag' AND resolved_at IS NULL AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
              ORDER BY id",
         )
         .bind(&filter.migration)
@@ -366,23 +372,58 @@ impl StateStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| FlaggedRow {
-                id: r.get("id"),
-                run_id: r.get("run_id"),
-                migration: r.get("migration"),
-                table: r.get("table_name"),
-                position: r.get("position"),
-                key: r.get("row_key"),
-                stage: r.get("stage"),
-                column: r.get("column_name"),
-                value: r.get("value"),
-                error: r.get("error"),
-                row: serde_json::from_str(r.get::<&str, _>("row_json")).unwrap_or_default(),
-                flagged_at: r.get("flagged_at"),
-            })
-            .collect())
+        Ok(rows.iter().map(flagged_row).collect())
+    }
+
+    /// The open flagged rows a retry may write into `migration`'s
+    /// destination: those of its own runs since its last fresh run (older
+    /// ones belong to a destination table that run rebuilt), oldest first.
+    pub async fn retryable(&self, migration: &str) -> Result<Vec<FlaggedRow>, StateError> {
+        let rows = sqlx::query(
+            "SELECT * FROM flagged_rows
+             WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1
+               AND run_id >= (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)
+             ORDER BY id",
+        )
+        .bind(migration)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(rows.iter().map(flagged_row).collect())
+    }
+
+    /// Closes flagged rows: `written` (a retry wrote them), `present` (the
+    /// destination already had their key) or `dropped` (a transform now
+    /// filters them out).
+    pub async fn resolve(&self, ids: &[i64], resolution: &str) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let at = now();
+        for id in ids {
+            sqlx::query("UPDATE flagged_rows SET resolved_at = ?, resolution = ? WHERE id = ?")
+                .bind(&at)
+                .bind(resolution)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Keeps a flagged row open with the error its retry met.
+    pub async fn failed_again(&self, id: i64, failure: &FlaggedRow) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE flagged_rows SET stage = ?, column_name = ?, value = ?, error = ?, retries = retries + 1 WHERE id = ?",
+        )
+        .bind(&failure.stage)
+        .bind(&failure.column)
+        .bind(&failure.value)
+        .bind(&failure.error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// Appends an event to the audit log.
@@ -737,12 +778,33 @@ impl LastRun {
     }
 }
 
+fn flagged_row(r: &sqlx::sqlite::SqliteRow) -> FlaggedRow {
+    FlaggedRow {
+        id: r.get("id"),
+        run_id: r.get("run_id"),
+        migration: r.get("migration"),
+        table: r.get("table_name"),
+        position: r.get("position"),
+        key: r.get("row_key"),
+        stage: r.get("stage"),
+        column: r.get("column_name"),
+        value: r.get("value"),
+        error: r.get("error"),
+        row: serde_json::from_str(r.get::<&str, _>("row_json")).unwrap_or_default(),
+        flagged_at: r.get("flagged_at"),
+        retries: r.get("retries"),
+    }
+}
+
 /// Brings a store made by an older version up to the current tables.
 async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     for (table, column, def) in [
         ("runs", "clock", "INTEGER"),
         ("runs", "resumed_from", "INTEGER"),
         ("flagged_rows", "policy", "TEXT NOT NULL DEFAULT 'flag'"),
+        ("flagged_rows", "retries", "INTEGER NOT NULL DEFAULT 0"),
+        ("flagged_rows", "resolved_at", "TEXT"),
+        ("flagged_rows", "resolution", "TEXT"),
     ] {
         let columns: Vec<String> =
             sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))

@@ -17,7 +17,7 @@ use super::Dashboard;
 use super::pages::{self, Overview, Page};
 use crate::actions::{self, ExportFormat};
 use crate::config::{Migration, SyncKind};
-use crate::pipeline::RunOptions;
+use crate::pipeline::{self, RetryError, RetryRequest, RunOptions};
 use crate::state::{FlaggedFilter, StateError};
 
 type Dash = State<Arc<Dashboard>>;
@@ -297,6 +297,33 @@ pub async fn resume(State(d): Dash, Path(name): Path<String>) -> Result<Redirect
     let m = find(&d, &name)?;
     actions::resume(&d.state, &m.name).await?;
     Ok(back(&name))
+}
+
+/// The rows a retry form asks for: one (`id`) or all.
+#[derive(Deserialize)]
+pub struct Retry {
+    id: Option<i64>,
+}
+
+/// `credvault flagged retry FILE [--id ID]`.
+pub async fn retry(
+    State(d): Dash,
+    Path(name): Path<String>,
+    Form(form): Form<Retry>,
+) -> Result<Html<String>, Failure> {
+    let m = find(&d, &name)?.clone();
+    let _busy = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
+    let request = RetryRequest {
+        ids: form.id.into_iter().collect(),
+        ..RetryRequest::default()
+    };
+    let summary = pipeline::retry_flagged(&m, &d.runtime, &d.state, &request)
+        .await
+        .map_err(|e| match e {
+            RetryError::Refused(why) => Failure(StatusCode::CONFLICT, why),
+            other => Failure(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })?;
+    Ok(Html(pages::retried(&m.name, &summary)))
 }
 
 /// Which restore point a rollback goes to.

@@ -105,6 +105,7 @@ pub async fn serve(listener: TcpListener, dashboard: Arc<Dashboard>) -> std::io:
         .route("/m/{name}/events", get(handlers::events))
         .route("/m/{name}/flagged.jsonl", get(handlers::export_jsonl))
         .route("/m/{name}/flagged.csv", get(handlers::export_csv))
+        .route("/m/{name}/flagged/retry", post(handlers::retry))
         .route("/m/{name}/run", post(handlers::run_now))
         .route("/m/{name}/pause", post(handlers::pause))
         .route("/m/{name}/resume", post(handlers::resume))

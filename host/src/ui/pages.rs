@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use axum::http::StatusCode;
 
+use crate::pipeline::RetrySummary;
 use crate::restore::{Action, Listing, Point, Rollback};
 use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation};
 /// Escapes text for HTML (the validation report's escaping).
@@ -281,7 +282,8 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
     let _ = write!(
         body,
         "<p class=\"actions\"><a class=\"button secondary\" id=\"export-jsonl\" href=\"/m/{name}/flagged.jsonl\" download>Export JSONL</a>\
-         <a class=\"button secondary\" id=\"export-csv\" href=\"/m/{name}/flagged.csv\" download>Export CSV</a>{}</p>",
+         <a class=\"button secondary\" id=\"export-csv\" href=\"/m/{name}/flagged.csv\" download>Export CSV</a>\
+         <form method=\"post\" action=\"/m/{name}/flagged/retry\"><button id=\"retry-all\" title=\"through the current mapping and transforms into the destination; rows that fail again stay here\">Retry all</button></form>{}</p>",
         match rows.len() < total {
             true => format!(
                 " <span class=\"quiet\">showing the first {}</span>",
@@ -292,12 +294,14 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
     );
     body.push_str(
         "<table><thead><tr><th>#</th><th>Run</th><th>Table</th><th>Row</th><th>Key</th><th>Stage</th>\
-         <th>Column</th><th>Value</th><th>Error</th></tr></thead><tbody>",
+         <th>Column</th><th>Value</th><th>Error</th><th></th></tr></thead><tbody>",
     );
     for r in rows {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}</td>\
+             <td><form method=\"post\" action=\"/m/{name}/flagged/retry\"><input type=\"hidden\" name=\"id\" value=\"{id}\">\
+             <button class=\"secondary\" id=\"retry-{id}\">Retry</button></form></td></tr>",
             r.id,
             r.run_id,
             esc(&r.table),
@@ -306,7 +310,8 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
             esc(&r.stage),
             esc(r.column.as_deref().unwrap_or("")),
             esc(r.value.as_deref().unwrap_or("")),
-            esc(&r.error)
+            esc(&r.error),
+            id = r.id
         );
     }
     body.push_str("</tbody></table></section>");
@@ -454,6 +459,44 @@ pub fn rolled_back(migration: &str, report: &Rollback) -> String {
         esc(migration)
     );
     layout("Rolled back", &body)
+}
+
+/// What a retry of flagged rows did.
+pub fn retried(migration: &str, summary: &RetrySummary) -> String {
+    let mut body = format!(
+        "<h1>Retried flagged rows of {}</h1><table id=\"retry-result\"><thead><tr><th>Table</th><th>Retried</th>\
+         <th>Written</th><th>Already there</th><th>Dropped</th><th>Failed again</th></tr></thead><tbody>",
+        esc(migration)
+    );
+    let total = ("total", &summary.total);
+    let tables = summary.tables.iter().map(|t| (t.table.as_str(), &t.counts));
+    for (table, c) in tables.chain((summary.tables.len() > 1).then_some(total)) {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(table),
+            c.retried,
+            c.written,
+            c.present,
+            c.dropped,
+            c.failed
+        );
+    }
+    body.push_str("</tbody></table>");
+    if summary.tables.is_empty() {
+        body.push_str("<p>No open flagged row could be retried.</p>");
+    }
+    body.push_str(
+        "<p class=\"quiet\">Rows already there were left as the destination holds them; \
+         rows that failed again stay flagged with their new error.</p>",
+    );
+    let _ = write!(
+        body,
+        "<p><a class=\"button\" id=\"back\" href=\"/m/{}\">Back to {}</a></p>",
+        enc(migration),
+        esc(migration)
+    );
+    layout("Retried", &body)
 }
 
 /// A page saying what went wrong.
