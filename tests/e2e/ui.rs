@@ -209,14 +209,20 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     // A row retried from its button: the migration is unchanged, so it
     // fails again and stays flagged, as `credvault flagged retry` says.
     b.click("#flagged tbody tr button");
-    let result = b.wait("the retry", || b.text("#retry-result tbody"));
-    let cells: Vec<&str> = result.split_whitespace().collect();
-    assert_eq!(cells, ["people", "1", "0", "0", "0", "1"], "{result}");
+    b.wait("the retry", || b.text("#retry-result tbody"));
+    let cells = b.script(
+        "return Array.from(document.querySelectorAll('#retry-result tbody td'), td => td.textContent);",
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        cells,
+        serde_json::json!(["people", "1", "0", "0", "0", "1"])
+    );
     b.click("#back");
     b.wait("the audit log", || {
         b.text("#audit").filter(|a| a.contains("flagged_retried"))
     });
-    let open = p.run_ok(&["flagged", "list", "--json"]);
+    let open = p.run_ok(&["flagged", "list", "--migration", "people-move", "--json"]);
     assert_eq!(open.stdout.lines().count(), 2, "{}", open.all());
     assert!(open.stdout.contains("\"retries\":1"), "{}", open.all());
 
@@ -364,4 +370,68 @@ fn the_dashboard_listens_only_on_loopback_unless_told() {
         "{}",
         run.all()
     );
+}
+
+#[test]
+fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
+    let p = dashboard_project();
+    // The scheduled sync's transform sleeps on row 2 until its 3 s limit.
+    let slow = format!(
+        "[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"sleep\", trigger = \"2\" }}\nlimits = {{ timeout_ms = 3000 }}\n",
+        credvault_tests::guests::HOSTILE
+    );
+    let sync = migration(
+        "people-sync",
+        "out/sync.db",
+        "[sync]\nkind = \"continuous\"\nevery = \"1h\"\n",
+    );
+    p.write("s.toml", &format!("{sync}{slow}"));
+    let served = Served::start(&p, &[]);
+    let addr = served.addr.as_str();
+    let own = format!("http://{addr}");
+    let log = |kind: &str| {
+        p.run_ok(&["log", "--migration", "people-sync"])
+            .stdout
+            .contains(kind)
+    };
+    let started = std::time::Instant::now();
+    while !log("sync_started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no sync started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for path in [
+        "/m/people-sync/run",
+        "/m/people-move/run",
+        "/m/people-move/flagged/retry",
+    ] {
+        let form = [
+            ("Origin", own.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        let click = http(addr, "POST", path, &form, "");
+        assert_eq!(click.status, 409, "{path}: {click:?}");
+        assert!(
+            click.body.contains("started here or by the schedule"),
+            "{click:?}"
+        );
+    }
+    while !log("synced") {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the sync never ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let click = http(
+        addr,
+        "POST",
+        "/m/people-move/run",
+        &[("Origin", own.as_str())],
+        "",
+    );
+    assert_eq!(click.status, 303, "its turn came: {click:?}");
+    served.stop();
 }

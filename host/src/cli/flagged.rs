@@ -44,8 +44,8 @@ pub enum FlaggedCommand {
         /// Only this flagged row (repeat for more).
         #[arg(long = "id")]
         ids: Vec<i64>,
-        /// Use the fixed rows of this JSON-lines export (edit the values
-        /// inside each line's `row`); the other rows go as they were read.
+        /// Retry the rows of this JSON-lines export, with the values fixed
+        /// inside each line's `row` (lines left out are not retried).
         #[arg(long)]
         fixed: Option<PathBuf>,
         /// Print the result as JSON.

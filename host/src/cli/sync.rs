@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use tokio::net::TcpListener;
+use tokio::sync::Mutex;
 
 use super::progress::Reporter;
 use crate::config::Migration;
@@ -122,6 +123,7 @@ pub async fn serve_until_stopped(
         }
     }
     let live = Arc::new(Live::default());
+    let turn = Arc::new(Mutex::new(()));
     let ui = match dashboard {
         Some(listener) => Some(start_dashboard(
             listener,
@@ -129,6 +131,7 @@ pub async fn serve_until_stopped(
             runtime,
             state,
             &live,
+            &turn,
         )?),
         None => None,
     };
@@ -138,6 +141,7 @@ pub async fn serve_until_stopped(
         runtime,
         state,
         &mut observer,
+        &turn,
         stop,
         |m, outcome| {
             if ui.is_some() {
@@ -165,6 +169,7 @@ fn start_dashboard(
     runtime: &Runtime,
     state: &StateStore,
     live: &Arc<Live>,
+    turn: &Arc<Mutex<()>>,
 ) -> anyhow::Result<(Arc<Dashboard>, tokio::task::JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     let dashboard = Arc::new(Dashboard::new(
@@ -172,6 +177,7 @@ fn start_dashboard(
         runtime.clone(),
         state.clone(),
         Arc::clone(live),
+        Arc::clone(turn),
         addr,
     ));
     eprintln!("dashboard: http://{addr}/");

@@ -35,10 +35,11 @@ const TAG: &str = "credvault_retry_row";
 pub struct RetryRequest {
     /// Only rows of this destination table.
     pub table: Option<String>,
-    /// Only these flagged rows (all open ones when empty).
+    /// Only these flagged rows (when empty: those in `fixed`, or with no
+    /// fixed rows every open one).
     pub ids: Vec<i64>,
     /// Fixed source rows by flagged-row id, as a person edited them in a
-    /// JSON-lines export; the others are retried as they were read.
+    /// JSON-lines export; other rows are retried as they were read.
     pub fixed: HashMap<i64, serde_json::Value>,
 }
 
@@ -182,17 +183,23 @@ fn choose(
             "flagged row #{id} is not an open flagged row of a run of `{migration}` since its last fresh run (see `credvault flagged list --migration {migration}`)"
         )));
     }
-    if let (Some(table), Some(id)) = (&request.table, asked.clone().next()) {
-        if known[id].table != *table {
-            return Err(RetryError::Refused(format!(
-                "flagged row #{id} belongs to table `{}`, not `{table}`",
-                known[id].table
-            )));
-        }
+    if let Some(table) = &request.table
+        && let Some(id) = asked.clone().find(|id| known[id].table != *table)
+    {
+        return Err(RetryError::Refused(format!(
+            "flagged row #{id} belongs to table `{}`, not `{table}`",
+            known[id].table
+        )));
     }
+    // Fixed rows alone are retried when no ids are named: lines left out of
+    // the edited export are rows the person chose not to retry.
+    let ids: Vec<i64> = match request.ids.is_empty() {
+        true => request.fixed.keys().copied().collect(),
+        false => request.ids.clone(),
+    };
     let mut rows: BTreeMap<String, Vec<FlaggedRow>> = BTreeMap::new();
     for row in retryable {
-        let by_id = request.ids.is_empty() || request.ids.contains(&row.id);
+        let by_id = ids.is_empty() || ids.contains(&row.id);
         let by_table = request.table.as_ref().is_none_or(|t| *t == row.table);
         if by_id && by_table {
             rows.entry(row.table.clone()).or_default().push(row);

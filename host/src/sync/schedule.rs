@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use super::{SyncError, sync_migration};
 use crate::config::{Migration, SyncKind, SyncSpec};
@@ -88,12 +88,14 @@ impl Stop {
 /// Syncs each of `migrations` whenever it is due (its first sync at once),
 /// skipping paused ones, until `stop` is raised; a sync in progress always
 /// finishes first, so no batch is cut off. Failures are reported to
-/// `report` and retried at the next due time.
+/// `report` and retried at the next due time. Each sync holds `turn`, which
+/// the dashboard's actions hold too, so a click never runs beside a sync.
 pub async fn serve(
     migrations: &[Migration],
     runtime: &Runtime,
     state: &StateStore,
     observer: &mut dyn Observer,
+    turn: &Mutex<()>,
     mut stop: Stop,
     mut report: impl FnMut(&Migration, Result<super::SyncSummary, SyncError>),
 ) -> Result<(), SyncError> {
@@ -107,6 +109,9 @@ pub async fn serve(
             if stop.raised() {
                 break;
             }
+            // Taken before looking at the due time: a sync just run from the
+            // dashboard moves it.
+            let _turn = turn.lock().await;
             let due = next_due(m, state).await?;
             let wait = due
                 .map(|d| (d - chrono::Utc::now()).to_std().unwrap_or_default())

@@ -204,7 +204,7 @@ fn back(name: &str) -> Redirect {
 fn busy() -> Failure {
     Failure(
         StatusCode::CONFLICT,
-        "a run, sync or rollback started from this dashboard is still going: wait for it to finish (its page shows its progress)".into(),
+        "a run, sync, retry or rollback is still going (started here or by the schedule): wait for it to finish (its page shows its progress)".into(),
     )
 }
 

@@ -61,18 +61,21 @@ pub struct Dashboard {
     state: StateStore,
     live: Arc<Live>,
     origins: Origins,
-    /// Held while a run, sync or rollback started here is going: one at a
-    /// time, so a second click cannot start the same run twice.
+    /// Held while a run, sync, retry or rollback started here is going,
+    /// and by the scheduler while it syncs: one at a time, so a click can
+    /// neither start a run twice nor run beside a scheduled sync.
     busy: Arc<Mutex<()>>,
 }
 
 impl Dashboard {
-    /// A dashboard of `migrations` served at `addr`.
+    /// A dashboard of `migrations` served at `addr`, taking turns with the
+    /// scheduler through `busy`.
     pub fn new(
         migrations: Vec<Migration>,
         runtime: Runtime,
         state: StateStore,
         live: Arc<Live>,
+        busy: Arc<Mutex<()>>,
         addr: SocketAddr,
     ) -> Self {
         Self {
@@ -81,7 +84,7 @@ impl Dashboard {
             state,
             live,
             origins: Origins::of(addr),
-            busy: Arc::new(Mutex::new(())),
+            busy,
         }
     }
 
