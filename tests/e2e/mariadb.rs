@@ -1,7 +1,7 @@
 //! MariaDB scenarios against the real server on 127.0.0.1:3306 (user root,
 //! no password): every type of the mapping table to MariaDB, SQLite and
 //! PostgreSQL, zero dates, connection failures told apart, a row the
-//! destination refuses, and runs resumed after a stop and after `kill -9`.
+//! destination refuses (and retried once it takes it), and runs resumed after a stop and after `kill -9`.
 //! Each test works in its own throwaway database, dropped even on failure.
 
 use std::time::{Duration, Instant};
@@ -513,6 +513,30 @@ fn a_row_the_destination_refuses_is_flagged_and_the_rest_lands() {
     assert_eq!(db.value("SELECT COUNT(*) FROM ledger"), "9");
     assert_eq!(db.value("SELECT amount FROM ledger WHERE id = 3"), "99.99");
     assert!(db.query("SELECT 1 FROM ledger WHERE id = 7").is_empty());
+
+    // Retried: key 3 is there already and is left alone; row 7 is refused
+    // again until the column takes three decimals.
+    let retry = p.run_ok(&["flagged", "retry", "m.toml"]);
+    assert!(
+        retry
+            .stdout
+            .contains("2 retried: 0 written, 1 already at the destination by key")
+            && retry.stdout.contains("1 failed again"),
+        "{}",
+        retry.all()
+    );
+    db.exec("ALTER TABLE ledger MODIFY amount DECIMAL(12,3)");
+    let retry = p.run_ok(&["flagged", "retry", "m.toml"]);
+    assert!(
+        retry.stdout.contains("1 retried: 1 written"),
+        "{}",
+        retry.all()
+    );
+    assert_eq!(db.value("SELECT amount FROM ledger WHERE id = 7"), "1.234");
+    assert_eq!(db.value("SELECT amount FROM ledger WHERE id = 3"), "99.990");
+    assert_eq!(db.value("SELECT COUNT(*) FROM ledger"), "10");
+    let list = p.run_ok(&["flagged", "list"]);
+    assert!(list.stdout.contains("0 flagged row(s)"), "{}", list.all());
 }
 
 #[test]

@@ -263,3 +263,25 @@ fn write_csv(rows: &[FlaggedRow], out: impl Write) -> Result<(), ExportError> {
     w.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_fixed;
+
+    #[test]
+    fn fixed_rows_are_read_by_id_and_bad_lines_are_named() {
+        let text =
+            "{\"id\":4,\"error\":\"x\",\"row\":{\"score\":\"30\"}}\n\n{\"id\":9,\"row\":{}}\n";
+        let fixed = read_fixed(text).unwrap();
+        assert_eq!(fixed[&4], serde_json::json!({ "score": "30" }));
+        assert_eq!(fixed.len(), 2);
+        let twice = read_fixed("{\"id\":4,\"row\":{}}\n{\"id\":4,\"row\":{}}");
+        assert_eq!(twice, Err("line 2: flagged row #4 comes twice".into()));
+        let no_id = read_fixed("{\"row\":{}}").unwrap_err();
+        assert!(no_id.starts_with("line 1: no flagged-row `id`"), "{no_id}");
+        let no_row = read_fixed("{\"id\":1,\"row\":[1]}").unwrap_err();
+        assert!(no_row.contains("no `row` object"), "{no_row}");
+        let csv = read_fixed("id,score\n1,30").unwrap_err();
+        assert!(csv.contains("flagged export --format jsonl"), "{csv}");
+    }
+}
