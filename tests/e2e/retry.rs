@@ -75,6 +75,12 @@ fn a_row_that_fails_again_stays_flagged_until_the_migration_is_fixed() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0]["retries"], 1);
     assert_eq!(open[0]["column"], "score");
+    let list = p.run_ok(&["flagged", "list"]);
+    assert!(
+        list.stdout.contains("got text \"thirty\" (retried 1×)"),
+        "{}",
+        list.all()
+    );
 
     p.write(
         "bad.jsonl",

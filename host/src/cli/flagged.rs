@@ -121,8 +121,12 @@ pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> an
                     .as_deref()
                     .map(|c| format!(", column `{c}`"))
                     .unwrap_or_default();
+                let retried = match r.retries {
+                    0 => String::new(),
+                    n => format!(" (retried {n}×)"),
+                };
                 out!(
-                    "#{} run {} {}.{} row {}{key}, {}{column}: {}",
+                    "#{} run {} {}.{} row {}{key}, {}{column}: {}{retried}",
                     r.id,
                     r.run_id,
                     r.migration,

@@ -133,7 +133,7 @@ pub async fn retry_flagged(
     let open = state.flagged(&filter).await?.len();
     let chosen = choose(&m.name, retryable, request)?;
     let mut summary = RetrySummary {
-        not_retryable: (open - chosen.open) as u64,
+        not_retryable: open.saturating_sub(chosen.open) as u64,
         ..RetrySummary::default()
     };
     if chosen.rows.is_empty() {

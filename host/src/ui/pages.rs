@@ -299,7 +299,7 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
     for r in rows {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}</td>\
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}{}</td>\
              <td><form method=\"post\" action=\"/m/{name}/flagged/retry\"><input type=\"hidden\" name=\"id\" value=\"{id}\">\
              <button class=\"secondary\" id=\"retry-{id}\">Retry</button></form></td></tr>",
             r.id,
@@ -311,6 +311,10 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
             esc(r.column.as_deref().unwrap_or("")),
             esc(r.value.as_deref().unwrap_or("")),
             esc(&r.error),
+            match r.retries {
+                0 => String::new(),
+                n => format!(" <span class=\"quiet\">(retried {n}×)</span>"),
+            },
             id = r.id
         );
     }
