@@ -237,3 +237,24 @@ fn rows_the_destination_refused_go_in_once_it_takes_them_and_validation_agrees()
     let validate = p.run_ok(&["validate", "m.toml"]);
     assert!(validate.stdout.contains("passed"), "{}", validate.all());
 }
+
+#[test]
+fn a_fresh_run_supersedes_the_flags_of_the_runs_before_it() {
+    let p = project();
+    let mut rows = people(4);
+    rows[1] = "2,person 2,two".into();
+    p.csv("people", "id,name,score", &rows);
+    let replace = "if_exists = \"replace\"";
+    p.write("m.toml", &people_migration("on_error = \"flag\"", replace));
+    p.run_ok(&["run", "m.toml"]);
+    p.run_ok(&["run", "m.toml"]);
+    let open = flagged_json(&p);
+    assert_eq!(
+        open.len(),
+        1,
+        "the second run flagged the row again: {open:?}"
+    );
+    assert_eq!(open[0]["run_id"], 2);
+    let retry = p.run_ok(&["flagged", "retry", "m.toml"]);
+    assert!(retry.stdout.contains("1 retried"), "{}", retry.all());
+}

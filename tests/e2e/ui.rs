@@ -257,6 +257,17 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     // A sync from the dashboard, as `credvault sync` does it.
     b.goto(&served.url("/m/people-sync"));
     assert_eq!(run_now(&b), "ok", "{:?}", b.text("#live"));
+    b.click("#refresh");
+    let flagged = b.text("#flagged").unwrap_or_default();
+    assert!(
+        flagged.contains("thirty"),
+        "the first sync's flags: {flagged}"
+    );
+    let forms = b.script(
+        "return document.querySelectorAll('#flagged form').length;",
+        serde_json::json!([]),
+    );
+    assert_eq!(forms, 0, "a sync's flagged rows have no Retry: {flagged}");
     let synced = b.text("#live-status").unwrap_or_default();
     assert!(synced.contains("sync 2 succeeded"), "{synced}");
     assert_eq!(count(&p, "out/sync.db"), 10, "the source holds 10 rows now");

@@ -103,7 +103,9 @@ pub async fn resumable(state: &StateStore, m: &Migration) -> Result<bool, StateE
         .is_some_and(|r| r.resumable()))
 }
 
-/// Runs a migration, consolidating when it has several sources.
+/// Runs a migration, consolidating when it has several sources. After a
+/// fresh single-source run, the flagged rows of the runs before it are
+/// closed as superseded (it flagged again those that still fail).
 pub async fn run(
     m: &Migration,
     runtime: &Runtime,
@@ -116,7 +118,13 @@ pub async fn run(
         true => Ran::Consolidated(
             crate::consolidate::run(m, runtime, state, options, Purpose::Run, observer).await,
         ),
-        false => Ran::Single(pipeline::run_migration(m, runtime, state, options, observer).await),
+        false => {
+            let ran = pipeline::run_migration(m, runtime, state, options, observer).await;
+            if let Err(e) = state.supersede_flagged(&m.name).await {
+                tracing::warn!("older flagged rows stay listed: {e}");
+            }
+            Ran::Single(ran)
+        }
     }
 }
 

@@ -392,6 +392,23 @@ impl StateStore {
         Ok(rows.iter().map(flagged_row).collect())
     }
 
+    /// Closes the open flagged rows of `migration`'s runs before its last
+    /// fresh run: that run rebuilt the destination they were kept for, and
+    /// flagged again whichever of them still fail.
+    pub async fn supersede_flagged(&self, migration: &str) -> Result<u64, StateError> {
+        let done = sqlx::query(
+            "UPDATE flagged_rows SET resolved_at = ?2, resolution = 'superseded'
+             WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1
+               AND run_id < (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)",
+        )
+        .bind(migration)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected())
+    }
+
     /// Closes flagged rows: `written` (a retry wrote them), `present` (the
     /// destination already had their key) or `dropped` (a transform now
     /// filters them out).

@@ -130,6 +130,13 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
         runs: d.state.runs(&m.name, SHOWN_RUNS).await?,
         validation: d.state.last_validation(&m.name).await?,
         flagged_total: flagged.len(),
+        retryable: d
+            .state
+            .retryable(&m.name)
+            .await?
+            .iter()
+            .map(|r| r.id)
+            .collect(),
         flagged: flagged.into_iter().take(SHOWN_FLAGGED).collect(),
         points: crate::restore::list(m).await.map_err(|e| e.to_string()),
         events: d.state.events(Some(&m.name), SHOWN_EVENTS).await?,

@@ -2,6 +2,7 @@
 //! one small script for live progress (no build step, nothing fetched from
 //! elsewhere).
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use axum::http::StatusCode;
@@ -49,6 +50,8 @@ pub struct Page {
     pub flagged: Vec<FlaggedRow>,
     /// How many there are in all.
     pub flagged_total: usize,
+    /// Those `credvault flagged retry` may retry (not those of syncs).
+    pub retryable: HashSet<i64>,
     /// Its restore points, or why they cannot be listed.
     pub points: Result<Listing, String>,
     /// Its audit log, oldest first.
@@ -192,7 +195,7 @@ pub fn migration(p: &Page) -> String {
     );
     runs(&mut body, &p.runs);
     validation(&mut body, p.validation.as_ref());
-    flagged(&mut body, &name, &p.flagged, p.flagged_total);
+    flagged(&mut body, &name, p);
     points(&mut body, &name, &p.points);
     events(&mut body, &p.events);
     let _ = write!(body, "<script>{LIVE}</script>");
@@ -270,7 +273,8 @@ fn validation(body: &mut String, v: Option<&StoredValidation>) {
     body.push_str("</section>");
 }
 
-fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
+fn flagged(body: &mut String, name: &str, p: &Page) {
+    let (rows, total) = (&p.flagged, p.flagged_total);
     let _ = write!(
         body,
         "<section id=\"flagged\"><h2>Flagged rows <span class=\"count\">{total}</span></h2>"
@@ -279,11 +283,19 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
         body.push_str("<p class=\"quiet\">none: rows that fail under the <code>flag</code> policy are kept here for review</p></section>");
         return;
     }
+    let retry_all = match p.retryable.is_empty() {
+        true => String::new(),
+        false => format!(
+            "<form method=\"post\" action=\"/m/{name}/flagged/retry\"><button id=\"retry-all\" \
+             title=\"through the current mapping and transforms into the destination; rows that fail again stay here\">\
+             Retry all {}</button></form>",
+            p.retryable.len()
+        ),
+    };
     let _ = write!(
         body,
-        "<p class=\"actions\"><a class=\"button secondary\" id=\"export-jsonl\" href=\"/m/{name}/flagged.jsonl\" download>Export JSONL</a>\
-         <a class=\"button secondary\" id=\"export-csv\" href=\"/m/{name}/flagged.csv\" download>Export CSV</a>\
-         <form method=\"post\" action=\"/m/{name}/flagged/retry\"><button id=\"retry-all\" title=\"through the current mapping and transforms into the destination; rows that fail again stay here\">Retry all</button></form>{}</p>",
+        "<div class=\"actions\"><a class=\"button secondary\" id=\"export-jsonl\" href=\"/m/{name}/flagged.jsonl\" download>Export JSONL</a>\
+         <a class=\"button secondary\" id=\"export-csv\" href=\"/m/{name}/flagged.csv\" download>Export CSV</a>{retry_all}{}</div>",
         match rows.len() < total {
             true => format!(
                 " <span class=\"quiet\">showing the first {}</span>",
@@ -299,9 +311,7 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
     for r in rows {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}{}</td>\
-             <td><form method=\"post\" action=\"/m/{name}/flagged/retry\"><input type=\"hidden\" name=\"id\" value=\"{id}\">\
-             <button class=\"secondary\" id=\"retry-{id}\">Retry</button></form></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}{}</td><td>{}</td></tr>",
             r.id,
             r.run_id,
             esc(&r.table),
@@ -315,10 +325,22 @@ fn flagged(body: &mut String, name: &str, rows: &[FlaggedRow], total: usize) {
                 0 => String::new(),
                 n => format!(" <span class=\"quiet\">(retried {n}×)</span>"),
             },
-            id = r.id
+            retry_button(name, r.id, p.retryable.contains(&r.id)),
         );
     }
     body.push_str("</tbody></table></section>");
+}
+
+/// A row's Retry button; rows of syncs have none (their next sync reads
+/// the source again).
+fn retry_button(name: &str, id: i64, retryable: bool) -> String {
+    match retryable {
+        true => format!(
+            "<form method=\"post\" action=\"/m/{name}/flagged/retry\"><input type=\"hidden\" name=\"id\" value=\"{id}\">\
+             <button class=\"secondary\" id=\"retry-{id}\">Retry</button></form>"
+        ),
+        false => String::new(),
+    }
 }
 
 fn points(body: &mut String, name: &str, points: &Result<Listing, String>) {
