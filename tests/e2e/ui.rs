@@ -1,6 +1,7 @@
 //! The web dashboard of `credvault serve --ui`, clicked through in a real
 //! headless chromium: a run followed live to 100 %, its flagged rows
-//! exported (the same bytes as `credvault flagged export`) and retried, a rollback
+//! exported (the same bytes as `credvault flagged export`) and retried
+//! (failing again, and once fixed written), a rollback
 //! confirmed and checked in the destination, a sync paused and resumed;
 //! and state changes refused from other origins, by raw HTTP requests.
 
@@ -444,5 +445,50 @@ fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
         "",
     );
     assert_eq!(click.status, 303, "its turn came: {click:?}");
+    served.stop();
+}
+
+#[test]
+fn a_row_the_destination_refused_is_retried_from_its_button_once_fixed() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(5));
+    p.write(
+        "m.toml",
+        &migration("people-move", "out/vault.db", "")
+            .replace("if_exists = \"replace\"", "if_exists = \"append\""),
+    );
+    p.write("s.toml", &migration("people-sync", "out/sync.db", ""));
+    std::fs::create_dir_all(p.path().join("out")).unwrap();
+    let db = p.path().join("out/vault.db");
+    credvault_tests::exec_sqlite(
+        &db,
+        "CREATE TABLE people (id INTEGER, name TEXT, score INTEGER);
+         CREATE TRIGGER no_thirty BEFORE INSERT ON people WHEN NEW.score = 30
+         BEGIN SELECT RAISE(ABORT, 'score 30 is reserved'); END;",
+    );
+    let served = Served::start(&p, &[]);
+    let b = Browser::start();
+    b.goto(&served.url("/m/people-move"));
+    assert_eq!(run_now(&b), "ok", "{:?}", b.text("#live"));
+    b.click("#refresh");
+    let flagged = b.text("#flagged").unwrap_or_default();
+    assert!(flagged.contains("score 30 is reserved"), "{flagged}");
+    assert_eq!(count(&p, "out/vault.db"), 4);
+
+    credvault_tests::exec_sqlite(&db, "DROP TRIGGER no_thirty");
+    b.click("#flagged tbody tr button");
+    b.wait("the retry", || b.text("#retry-result tbody"));
+    let cells = b.script(
+        "return Array.from(document.querySelectorAll('#retry-result tbody td'), td => td.textContent);",
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        cells,
+        serde_json::json!(["people", "1", "1", "0", "0", "0"])
+    );
+    assert_eq!(count(&p, "out/vault.db"), 5);
+    b.click("#back");
+    let flagged = b.wait("the flagged rows", || b.text("#flagged"));
+    assert!(flagged.contains("none"), "{flagged}");
     served.stop();
 }
