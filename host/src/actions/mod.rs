@@ -103,9 +103,10 @@ pub async fn resumable(state: &StateStore, m: &Migration) -> Result<bool, StateE
         .is_some_and(|r| r.resumable()))
 }
 
-/// Runs a migration, consolidating when it has several sources. After a
-/// fresh single-source run, the flagged rows of the runs before it are
-/// closed as superseded (it flagged again those that still fail).
+/// Runs a migration, consolidating when it has several sources. Once a
+/// single-source run is done, the flagged rows of the runs before its
+/// fresh start are closed as superseded (it flagged again those that
+/// still fail).
 pub async fn run(
     m: &Migration,
     runtime: &Runtime,
@@ -120,7 +121,10 @@ pub async fn run(
         ),
         false => {
             let ran = pipeline::run_migration(m, runtime, state, options, observer).await;
-            if let Err(e) = state.supersede_flagged(&m.name).await {
+            // Only once it is done: a run cut off has not flagged its rows yet.
+            if ran.is_ok()
+                && let Err(e) = state.supersede_flagged(&m.name).await
+            {
                 tracing::warn!("older flagged rows stay listed: {e}");
             }
             Ran::Single(ran)

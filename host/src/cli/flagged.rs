@@ -203,6 +203,12 @@ async fn retry(
             m.name
         );
     }
+    if summary.stale_fixes > 0 {
+        out!(
+            "{} line(s) of the fixed file name rows no longer open (retried since the export, or flagged again by a later run): left alone",
+            summary.stale_fixes
+        );
+    }
     if summary.not_retryable > 0 {
         out!(
             "{} other open flagged row(s) (from syncs, or from runs before the last fresh run) were left alone",
@@ -213,8 +219,12 @@ async fn retry(
 }
 
 fn retried(c: &RetryCounts) -> String {
+    let rebuilt = match c.superseded {
+        0 => String::new(),
+        n => format!(", {n} closed unwritten (a full sync rebuilt the keyless table since)"),
+    };
     format!(
-        "{} retried: {} written, {} already at the destination by key, {} dropped by a transform, {} failed again",
+        "{} retried: {} written, {} already at the destination by key, {} dropped by a transform, {} failed again{rebuilt}",
         c.retried, c.written, c.present, c.dropped, c.failed
     )
 }

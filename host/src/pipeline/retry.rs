@@ -56,6 +56,9 @@ pub struct RetryCounts {
     pub dropped: u64,
     /// Rows that failed again and stay flagged.
     pub failed: u64,
+    /// Rows of a table without a key that a full sync has rebuilt since
+    /// they were flagged (it read them again), closed unwritten.
+    pub superseded: u64,
 }
 
 impl RetryCounts {
@@ -65,6 +68,7 @@ impl RetryCounts {
         self.present += other.present;
         self.dropped += other.dropped;
         self.failed += other.failed;
+        self.superseded += other.superseded;
     }
 }
 
@@ -84,9 +88,12 @@ pub struct RetrySummary {
     pub tables: Vec<TableRetry>,
     /// Over all tables.
     pub total: RetryCounts,
-    /// Open flagged rows left alone: those of syncs, of consolidation parts
-    /// and of runs older than the last fresh run.
+    /// Open flagged rows left alone: those of syncs and of runs older than
+    /// the last fresh run.
     pub not_retryable: u64,
+    /// Lines of the fixed file for rows no longer open (retried since the
+    /// export, or flagged again by a later run), left alone.
+    pub stale_fixes: u64,
 }
 
 /// Why a retry could not start or stopped.
@@ -125,15 +132,17 @@ pub async fn retry_flagged(
             m.name
         )));
     }
-    let retryable = state.retryable(&m.name).await?;
+    state.supersede_flagged(&m.name).await?;
     let filter = crate::state::FlaggedFilter {
         migration: Some(m.name.clone()),
         ..Default::default()
     };
-    let open = state.flagged(&filter).await?.len();
-    let chosen = choose(&m.name, retryable, request)?;
+    let open = state.flagged(&filter).await?;
+    let retryable = state.retryable(&m.name).await?;
+    let chosen = choose(&m.name, &open, retryable, request)?;
     let mut summary = RetrySummary {
-        not_retryable: open.saturating_sub(chosen.open) as u64,
+        not_retryable: chosen.others,
+        stale_fixes: chosen.stale_fixes,
         ..RetrySummary::default()
     };
     if chosen.rows.is_empty() {
@@ -144,6 +153,7 @@ pub async fn retry_flagged(
     let plans = plan(m, source.as_ref(), runtime, clock)
         .await
         .map_err(RunError::Plan)?;
+    let mut work = Vec::new();
     for (table, rows) in chosen.rows {
         let Some(plan) = plans.iter().find(|p| p.spec.destination() == table) else {
             return Err(RetryError::Refused(format!(
@@ -151,61 +161,103 @@ pub async fn retry_flagged(
                 rows.len()
             )));
         };
-        let counts = Retrying::new(m, plan, state)
-            .run(rows, &request.fixed)
-            .await?;
-        summary.total.add(&counts);
-        summary.tables.push(TableRetry { table, counts });
+        let all = chosen.by_table.get(&table).cloned().unwrap_or_default();
+        work.push((plan, rows, all));
     }
-    let detail = serde_json::to_value(&summary).expect("summaries serialize");
+    let synced = state.last_synced(&m.name).await?;
+    let mut outcome = Ok(());
+    for (plan, rows, all) in work {
+        let mut retrying = Retrying::new(m, plan, state, synced.as_deref());
+        outcome = retrying.run(rows, &all, &request.fixed).await;
+        summary.total.add(&retrying.counts);
+        summary.tables.push(TableRetry {
+            table: plan.spec.destination().to_string(),
+            counts: retrying.counts,
+        });
+        if outcome.is_err() {
+            break;
+        }
+    }
+    let mut detail = serde_json::to_value(&summary).expect("summaries serialize");
+    if let Err(e) = &outcome {
+        detail["error"] = e.to_string().into();
+    }
     state
         .event(&m.name, None, "flagged_retried", &detail)
         .await?;
-    Ok(summary)
+    outcome.map(|()| summary)
 }
 
-/// The rows a request selects, by table, and how many were retryable.
+/// The rows a request selects, by table.
 struct Chosen {
     rows: BTreeMap<String, Vec<FlaggedRow>>,
-    open: usize,
+    /// The ids of every retryable row, by table, selected or not.
+    by_table: HashMap<String, Vec<i64>>,
+    /// Open flagged rows of the migration's syncs and parts, left alone.
+    others: u64,
+    /// Lines of the fixed file for rows no longer open.
+    stale_fixes: u64,
 }
 
 fn choose(
     migration: &str,
+    open: &[FlaggedRow],
     retryable: Vec<FlaggedRow>,
     request: &RetryRequest,
 ) -> Result<Chosen, RetryError> {
-    let open = retryable.len();
     let known: HashMap<i64, &FlaggedRow> = retryable.iter().map(|r| (r.id, r)).collect();
-    let asked = request.ids.iter().chain(request.fixed.keys());
-    if let Some(id) = asked.clone().find(|id| !known.contains_key(id)) {
+    let others: Vec<i64> = open
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| !known.contains_key(id))
+        .collect();
+    if let Some(id) = request.ids.iter().find(|id| !known.contains_key(id)) {
         return Err(RetryError::Refused(format!(
             "flagged row #{id} is not an open flagged row of a run of `{migration}` since its last fresh run (see `credvault flagged list --migration {migration}`)"
         )));
     }
+    // A fixed file names the rows to retry when no ids are given; its
+    // lines for rows no longer open (retried since the export, or flagged
+    // again by a later run) and for the syncs' rows are left alone.
+    let only_fixed = request.ids.is_empty() && !request.fixed.is_empty();
+    let asked: Vec<i64> = match only_fixed {
+        true => request
+            .fixed
+            .keys()
+            .filter(|id| known.contains_key(id))
+            .copied()
+            .collect(),
+        false => request.ids.clone(),
+    };
+    let stale_fixes = request
+        .fixed
+        .keys()
+        .filter(|id| !known.contains_key(id) && !others.contains(id))
+        .count() as u64;
     if let Some(table) = &request.table
-        && let Some(id) = asked.clone().find(|id| known[id].table != *table)
+        && let Some(id) = asked.iter().find(|id| known[id].table != *table)
     {
         return Err(RetryError::Refused(format!(
             "flagged row #{id} belongs to table `{}`, not `{table}`",
             known[id].table
         )));
     }
-    // Fixed rows alone are retried when no ids are named: lines left out of
-    // the edited export are rows the person chose not to retry.
-    let ids: Vec<i64> = match request.ids.is_empty() {
-        true => request.fixed.keys().copied().collect(),
-        false => request.ids.clone(),
-    };
     let mut rows: BTreeMap<String, Vec<FlaggedRow>> = BTreeMap::new();
+    let mut by_table: HashMap<String, Vec<i64>> = HashMap::new();
     for row in retryable {
-        let by_id = ids.is_empty() || ids.contains(&row.id);
+        by_table.entry(row.table.clone()).or_default().push(row.id);
+        let by_id = asked.contains(&row.id) || (asked.is_empty() && !only_fixed);
         let by_table = request.table.as_ref().is_none_or(|t| *t == row.table);
         if by_id && by_table {
             rows.entry(row.table.clone()).or_default().push(row);
         }
     }
-    Ok(Chosen { rows, open })
+    Ok(Chosen {
+        rows,
+        by_table,
+        others: others.len() as u64,
+        stale_fixes,
+    })
 }
 
 /// A flagged row read back into a source row.
@@ -219,15 +271,23 @@ struct Retrying<'a> {
     m: &'a Migration,
     plan: &'a TablePlan,
     state: &'a StateStore,
+    /// When the migration's last successful sync started.
+    synced: Option<&'a str>,
     counts: RetryCounts,
 }
 
 impl<'a> Retrying<'a> {
-    fn new(m: &'a Migration, plan: &'a TablePlan, state: &'a StateStore) -> Self {
+    fn new(
+        m: &'a Migration,
+        plan: &'a TablePlan,
+        state: &'a StateStore,
+        synced: Option<&'a str>,
+    ) -> Self {
         Self {
             m,
             plan,
             state,
+            synced,
             counts: RetryCounts::default(),
         }
     }
@@ -242,10 +302,11 @@ impl<'a> Retrying<'a> {
     }
 
     async fn run(
-        mut self,
+        &mut self,
         rows: Vec<FlaggedRow>,
+        all: &[i64],
         fixed: &HashMap<i64, serde_json::Value>,
-    ) -> Result<RetryCounts, RetryError> {
+    ) -> Result<(), RetryError> {
         let mut sink = open_sink(self.m).await?;
         if sink.dialect().is_none() {
             return Err(RetryError::Refused(format!(
@@ -253,7 +314,8 @@ impl<'a> Retrying<'a> {
                 sink.describe()
             )));
         }
-        let rows = self.finish_cut_short(sink.as_ref(), rows).await?;
+        let rows = self.finish_cut_short(sink.as_ref(), rows, all).await?;
+        let rows = self.drop_rebuilt(rows).await?;
         sink.native_columns(self.table(), &self.plan.natives);
         sink.prepare(
             &self.m.name,
@@ -276,15 +338,18 @@ impl<'a> Retrying<'a> {
             let out = self.skip_present(sink.as_mut(), out).await?;
             self.write(sink.as_mut(), out).await?;
         }
-        Ok(self.counts)
+        Ok(())
     }
 
     /// Closes the rows a retry wrote but could not record as written
-    /// before it was cut short: their ids were committed with them.
+    /// before it was cut short: their ids were committed with them. All
+    /// open rows of the table (`all`) are settled, not only those asked
+    /// for, since the next batch's ids replace these.
     async fn finish_cut_short(
         &mut self,
         sink: &dyn Sink,
         rows: Vec<FlaggedRow>,
+        all: &[i64],
     ) -> Result<Vec<FlaggedRow>, RetryError> {
         let committed = sink
             .committed(&self.m.name, &self.checkpoint_name())
@@ -295,11 +360,29 @@ impl<'a> Retrying<'a> {
             .split(',')
             .filter_map(|id| id.parse().ok())
             .collect();
-        let (done, rest): (Vec<FlaggedRow>, Vec<FlaggedRow>) =
-            rows.into_iter().partition(|r| written.contains(&r.id));
-        let ids: Vec<i64> = done.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = written.into_iter().filter(|id| all.contains(id)).collect();
         self.state.resolve(&ids, "written").await?;
         self.counts.written += ids.len() as u64;
+        self.counts.retried += ids.len() as u64;
+        Ok(rows.into_iter().filter(|r| !ids.contains(&r.id)).collect())
+    }
+
+    /// Closes, unwritten, the rows of a table without a key that a full
+    /// sync has rebuilt since they were flagged: it read them again, and
+    /// without a key nothing tells whether it wrote them.
+    async fn drop_rebuilt(&mut self, rows: Vec<FlaggedRow>) -> Result<Vec<FlaggedRow>, RetryError> {
+        let Some(synced) = self.synced else {
+            return Ok(rows);
+        };
+        if !self.plan.output_key().is_empty() {
+            return Ok(rows);
+        }
+        let (gone, rest): (Vec<FlaggedRow>, Vec<FlaggedRow>) = rows
+            .into_iter()
+            .partition(|r| r.flagged_at.as_str() < synced);
+        let ids: Vec<i64> = gone.iter().map(|r| r.id).collect();
+        self.state.resolve(&ids, "superseded").await?;
+        self.counts.superseded += ids.len() as u64;
         self.counts.retried += ids.len() as u64;
         Ok(rest)
     }
@@ -325,6 +408,7 @@ impl<'a> Retrying<'a> {
                         column,
                         value,
                         error: message,
+                        // A fix that cannot be read replaces nothing.
                         ..flagged_row.clone()
                     };
                     self.failed_again(&flagged_row, &again).await?;
@@ -431,7 +515,8 @@ impl<'a> Retrying<'a> {
 
     /// Stages the rows in a scratch table tagged by index and counts, per
     /// row, the destination rows with its key: no value is ever spliced
-    /// into SQL.
+    /// into SQL. The destination gets an index on the key (kept, as a sync
+    /// keeps it) so each count is a lookup.
     async fn find_present(
         &self,
         sink: &mut dyn Sink,
@@ -472,8 +557,18 @@ impl<'a> Retrying<'a> {
             all_or_nothing: false,
             checkpoint: &Checkpoint::default(),
         };
-        sink.write(batch).await?;
+        if let Some((at, why)) = sink.write(batch).await?.into_iter().next() {
+            sink.drop_table(&scratch).await?;
+            return Err(RetryError::Refused(format!(
+                "table `{}`: staging flagged row #{} to compare its key failed: {why}",
+                self.table(),
+                out[at].0.flagged.id
+            )));
+        }
         let (table, staged) = (sink.sql_name(self.table()), sink.sql_name(&scratch));
+        // The key index a sync makes too: one lookup per row, not a scan.
+        let index = format!("credvault_key_{}", self.table());
+        sink.execute(&dialect.index(&index, &table, key)).await?;
         let steps: Vec<Step> = (0..rows.len())
             .map(|i| Step::Count(dialect.count_key_of(&table, &staged, TAG, i, key)))
             .collect();

@@ -377,11 +377,12 @@ impl StateStore {
 
     /// The open flagged rows a retry may write into `migration`'s
     /// destination: those of its own runs since its last fresh run (older
-    /// ones belong to a destination table that run rebuilt), oldest first.
+    /// ones belong to a destination table that run rebuilt; a CDC sync's,
+    /// run 0, are the sync's to read again), oldest first.
     pub async fn retryable(&self, migration: &str) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(
             "SELECT * FROM flagged_rows
-             WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1
+             WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1 AND run_id > 0
                AND run_id >= (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)
              ORDER BY id",
         )
@@ -392,26 +393,43 @@ impl StateStore {
         Ok(rows.iter().map(flagged_row).collect())
     }
 
-    /// Closes the open flagged rows of `migration`'s runs before its last
-    /// fresh run: that run rebuilt the destination they were kept for, and
-    /// flagged again whichever of them still fail.
-    pub async fn supersede_flagged(&self, migration: &str) -> Result<u64, StateError> {
-        let done = sqlx::query(
+    /// Closes the open flags of `migration` that later ones stand for:
+    /// those of runs before its last fresh run (which rebuilt the
+    /// destination they were kept for, and flagged again the rows that
+    /// still fail), and earlier flags of a row flagged again (a resumed run
+    /// reads the batch it was cut off in once more).
+    pub async fn supersede_flagged(&self, migration: &str) -> Result<(), StateError> {
+        sqlx::query(
             "UPDATE flagged_rows SET resolved_at = ?2, resolution = 'superseded'
              WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1
-               AND run_id < (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)",
+               AND (run_id < (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)
+                    OR EXISTS (SELECT 1 FROM flagged_rows later
+                               WHERE later.migration = flagged_rows.migration AND later.table_name = flagged_rows.table_name
+                                 AND later.position = flagged_rows.position AND later.id > flagged_rows.id
+                                 AND later.policy = 'flag' AND later.resolved_at IS NULL))",
         )
         .bind(migration)
         .bind(now())
         .execute(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected())
+        Ok(())
+    }
+
+    /// When the last successful sync of `migration` started (RFC 3339).
+    pub async fn last_synced(&self, migration: &str) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar(
+            "SELECT MAX(started_at) FROM syncs WHERE migration = ? AND status = 'succeeded'",
+        )
+        .bind(migration)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.error(e))
     }
 
     /// Closes flagged rows: `written` (a retry wrote them), `present` (the
-    /// destination already had their key) or `dropped` (a transform now
-    /// filters them out).
+    /// destination already had their key), `dropped` (a transform now
+    /// filters them out) or `superseded` (the table was rebuilt since).
     pub async fn resolve(&self, ids: &[i64], resolution: &str) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
         let at = now();
@@ -427,15 +445,17 @@ impl StateStore {
         tx.commit().await.map_err(|e| self.error(e))
     }
 
-    /// Keeps a flagged row open with the error its retry met.
+    /// Keeps a flagged row open with the error its retry met, and the row
+    /// as it was tried (with a person's fixes, so the next export has them).
     pub async fn failed_again(&self, id: i64, failure: &FlaggedRow) -> Result<(), StateError> {
         sqlx::query(
-            "UPDATE flagged_rows SET stage = ?, column_name = ?, value = ?, error = ?, retries = retries + 1 WHERE id = ?",
+            "UPDATE flagged_rows SET stage = ?, column_name = ?, value = ?, error = ?, row_json = ?, retries = retries + 1 WHERE id = ?",
         )
         .bind(&failure.stage)
         .bind(&failure.column)
         .bind(&failure.value)
         .bind(&failure.error)
+        .bind(failure.row.to_string())
         .bind(id)
         .execute(&self.pool)
         .await

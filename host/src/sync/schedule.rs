@@ -112,6 +112,9 @@ pub async fn serve(
             // Taken before looking at the due time: a sync just run from the
             // dashboard moves it.
             let _turn = turn.lock().await;
+            if stop.raised() {
+                break;
+            }
             let due = next_due(m, state).await?;
             let wait = due
                 .map(|d| (d - chrono::Utc::now()).to_std().unwrap_or_default())

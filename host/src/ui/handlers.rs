@@ -319,18 +319,40 @@ pub async fn retry(
     Form(form): Form<Retry>,
 ) -> Result<Html<String>, Failure> {
     let m = find(&d, &name)?.clone();
-    let _busy = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
+    let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
     let request = RetryRequest {
         ids: form.id.into_iter().collect(),
         ..RetryRequest::default()
     };
-    let summary = pipeline::retry_flagged(&m, &d.runtime, &d.state, &request)
+    // On a thread of its own (as a run): a browser that gives up waiting
+    // must not cut the retry off between its writes.
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let dashboard = Arc::clone(&d);
+    let runtime = tokio::runtime::Handle::current();
+    let name = m.name.clone();
+    std::thread::spawn(move || {
+        let _busy = guard;
+        let summary = runtime.block_on(pipeline::retry_flagged(
+            &m,
+            &dashboard.runtime,
+            &dashboard.state,
+            &request,
+        ));
+        let _ = done.send(summary);
+    });
+    let summary = outcome
         .await
+        .map_err(|_| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the retry panicked".into(),
+            )
+        })?
         .map_err(|e| match e {
             RetryError::Refused(why) => Failure(StatusCode::CONFLICT, why),
             other => Failure(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         })?;
-    Ok(Html(pages::retried(&m.name, &summary)))
+    Ok(Html(pages::retried(&name, &summary)))
 }
 
 /// Which restore point a rollback goes to.

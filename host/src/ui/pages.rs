@@ -509,6 +509,13 @@ pub fn retried(migration: &str, summary: &RetrySummary) -> String {
         );
     }
     body.push_str("</tbody></table>");
+    if summary.total.superseded > 0 {
+        let _ = write!(
+            body,
+            "<p>{} row(s) of tables without a key were closed unwritten: a full sync rebuilt the table since they were flagged.</p>",
+            summary.total.superseded
+        );
+    }
     if summary.tables.is_empty() {
         body.push_str("<p>No open flagged row could be retried.</p>");
     }
