@@ -264,6 +264,10 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
         flagged.contains("thirty"),
         "the first sync's flags: {flagged}"
     );
+    assert!(
+        !flagged.contains("credvault_stage"),
+        "a sync's rows name the table, not its scratch copy: {flagged}"
+    );
     let forms = b.script(
         "return document.querySelectorAll('#flagged form').length;",
         serde_json::json!([]),

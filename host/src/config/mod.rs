@@ -714,6 +714,10 @@ pub struct TableSpec {
     /// types (a consolidation's scratch tables, whose sources may differ).
     #[serde(skip)]
     pub arrays_as_json: bool,
+    /// Set on a sync's scratch copy: the table it stands in for, which row
+    /// errors name (not the scratch table, which a person never sees).
+    #[serde(skip)]
+    pub stands_for: Option<String>,
 }
 
 impl TableSpec {
@@ -732,6 +736,7 @@ impl TableSpec {
             cursor: None,
             since: None,
             arrays_as_json: false,
+            stands_for: None,
         }
     }
 

@@ -259,8 +259,9 @@ impl TablePlan {
             .zip(row)
             .map(|(c, v)| (c.name.clone(), to_json(v)))
             .collect::<serde_json::Map<_, _>>();
+        let table = self.spec.stands_for.as_deref();
         RowFailure {
-            table: self.spec.destination().to_string(),
+            table: table.unwrap_or(self.spec.destination()).to_string(),
             position,
             key,
             stage,

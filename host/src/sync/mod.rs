@@ -249,6 +249,7 @@ impl<'a> Table<'a> {
             destination: Some(self.stage.clone()),
             if_exists: IfExists::Replace,
             since,
+            stands_for: Some(self.name.clone()),
             ..self.plan.spec.clone()
         };
         self.stage_spec(spec, runtime, state, observer).await
@@ -266,6 +267,7 @@ impl<'a> Table<'a> {
             destination: Some(keys.clone()),
             if_exists: IfExists::Replace,
             transforms: Vec::new(),
+            stands_for: Some(self.name.clone()),
             ..self.plan.spec.clone()
         };
         for (i, column) in self.plan.source.columns.iter().enumerate() {
