@@ -53,6 +53,12 @@ fn a_row_fixed_in_its_export_is_retried_into_the_destination_once() {
     let count = p.query("out/vault.db", "SELECT COUNT(*) FROM people");
     assert_eq!(count[0][0].as_deref(), Some("6"));
     assert!(flagged_json(&p).is_empty(), "the row is no longer open");
+    let all = p.run_ok(&["flagged", "list", "--all"]);
+    assert!(
+        all.stdout.contains(": retried and written]") && all.stdout.contains("1 flagged row(s)"),
+        "closed rows are listed with --all: {}",
+        all.all()
+    );
     let again = p.run_ok(&["flagged", "retry", "m.toml", "--fixed", "fixed.jsonl"]);
     assert!(
         again

@@ -65,6 +65,10 @@ pub struct Filter {
     /// Only this destination table.
     #[arg(long)]
     table: Option<String>,
+    /// Also rows already closed (retried, or superseded by a later run),
+    /// with how and when.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,6 +85,7 @@ impl From<Filter> for FlaggedFilter {
             migration: f.migration,
             run_id: f.run,
             table: f.table,
+            closed_too: f.all,
         }
     }
 }
@@ -125,8 +130,12 @@ pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> an
                     0 => String::new(),
                     n => format!(" (retried {n}×)"),
                 };
+                let closed = match (&r.resolution, &r.resolved_at) {
+                    (Some(how), Some(at)) => format!(" [closed {at}: {}]", closed_as(how)),
+                    _ => String::new(),
+                };
                 out!(
-                    "#{} run {} {}.{} row {}{key}, {}{column}: {}{retried}",
+                    "#{} run {} {}.{} row {}{key}, {}{column}: {}{retried}{closed}",
                     r.id,
                     r.run_id,
                     r.migration,
@@ -167,6 +176,16 @@ pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> an
             }
             Ok(())
         }
+    }
+}
+
+fn closed_as(resolution: &str) -> &str {
+    match resolution {
+        "written" => "retried and written",
+        "present" => "the destination already had its key",
+        "dropped" => "a transform now drops it",
+        "superseded" => "superseded by a later run or sync",
+        other => other,
     }
 }
 

@@ -972,6 +972,8 @@ pub fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
         row: f.row.clone(),
         flagged_at: String::new(),
         retries: 0,
+        resolution: None,
+        resolved_at: None,
     }
 }
 

@@ -48,6 +48,13 @@ pub struct FlaggedRow {
     pub flagged_at: String,
     /// How many times it was retried and failed again.
     pub retries: i64,
+    /// How it was closed, once it is: `written`, `present`, `dropped` or
+    /// `superseded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// When it was closed (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
 }
 
 /// Counters of a run, as stored.
@@ -91,6 +98,8 @@ pub struct FlaggedFilter {
     pub run_id: Option<i64>,
     /// Only this destination table.
     pub table: Option<String>,
+    /// Closed rows too (retried, superseded), with how they were closed.
+    pub closed_too: bool,
 }
 
 /// The state store.
@@ -358,17 +367,18 @@ impl StateStore {
         Ok(())
     }
 
-    /// Lists the flagged rows still open (not retried into the
-    /// destination), oldest first.
+    /// Lists the flagged rows still open (not retried into the destination
+    /// nor superseded), or with `closed_too` all of them, oldest first.
     pub async fn flagged(&self, filter: &FlaggedFilter) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(
             "SELECT * FROM flagged_rows
-             WHERE policy = 'flag' AND resolved_at IS NULL AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
+             WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
              ORDER BY id",
         )
         .bind(&filter.migration)
         .bind(filter.run_id)
         .bind(&filter.table)
+        .bind(filter.closed_too)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
@@ -830,6 +840,8 @@ fn flagged_row(r: &sqlx::sqlite::SqliteRow) -> FlaggedRow {
         row: serde_json::from_str(r.get::<&str, _>("row_json")).unwrap_or_default(),
         flagged_at: r.get("flagged_at"),
         retries: r.get("retries"),
+        resolution: r.get("resolution"),
+        resolved_at: r.get("resolved_at"),
     }
 }
 
