@@ -90,6 +90,24 @@ impl Served {
         Self { child, addr }
     }
 
+    /// Waits until the scheduler's first sync of `people-sync` (made at
+    /// once) is done, so a click does not meet it (and a 409).
+    fn after_first_sync(self, p: &Project) -> Self {
+        let started = std::time::Instant::now();
+        while !p
+            .run_ok(&["log", "--migration", "people-sync"])
+            .stdout
+            .contains("synced")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the first sync never ended"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -140,7 +158,7 @@ fn run_now(b: &Browser) -> String {
 #[test]
 fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     let p = dashboard_project();
-    let served = Served::start(&p, &[]);
+    let served = Served::start(&p, &[]).after_first_sync(&p);
     let b = Browser::start();
 
     // The list: both migrations, their kinds and schedules.
@@ -492,5 +510,81 @@ fn a_row_the_destination_refused_is_retried_from_its_button_once_fixed() {
     b.click("#back");
     let flagged = b.wait("the flagged rows", || b.text("#flagged"));
     assert!(flagged.contains("none"), "{flagged}");
+    served.stop();
+}
+
+#[test]
+fn edits_to_a_migration_file_apply_without_restarting_serve() {
+    let p = dashboard_project();
+    let served = Served::start(&p, &[]).after_first_sync(&p);
+    let addr = served.addr.as_str();
+    let own = format!("http://{addr}");
+    let form = [
+        ("Origin", own.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let logged = |migration: &str, kind: &str| {
+        p.run_ok(&["log", "--migration", migration])
+            .stdout
+            .matches(kind)
+            .count()
+    };
+    let started = std::time::Instant::now();
+    let wait_for = |migration: &str, kind: &str, times: usize| {
+        while logged(migration, kind) < times {
+            let waited = started.elapsed();
+            assert!(
+                waited < Duration::from_secs(120),
+                "no {times}× `{kind}` after {waited:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let run = http(addr, "POST", "/m/people-move/run", &form, "");
+    assert_eq!(run.status, 303, "{run:?}");
+    wait_for("people-move", "validated", 1);
+    assert_eq!(count(&p, "out/vault.db"), ROWS - 2);
+
+    // The fix goes into the file; the dashboard's Retry uses it at once.
+    let fixed = migration("people-move", "out/vault.db", "").replace(
+        "[tables.columns.score]\ntype = \"int\"",
+        "[tables.columns.score]\ntype = \"int\"\nmap = { thirty = 30, lots = 1000 }\nunmapped = \"keep\"",
+    );
+    p.write("m.toml", &fixed);
+    // The run's thread may still hold its turn a moment after `validated`.
+    let retry = loop {
+        let retry = http(addr, "POST", "/m/people-move/flagged/retry", &form, "");
+        if retry.status != 409 || started.elapsed() > Duration::from_secs(60) {
+            break retry;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(retry.status, 200, "{retry:?}");
+    assert!(
+        retry.body.contains("<td>people</td><td>2</td><td>2</td>"),
+        "{}",
+        retry.body
+    );
+    assert_eq!(count(&p, "out/vault.db"), ROWS);
+
+    // A file that no longer reads is refused, not acted on in an old version.
+    p.write("m.toml", "name = \"people-move\"\n[source\n");
+    let page = http(addr, "GET", "/m/people-move", &[], "");
+    assert_eq!(page.status, 409, "{page:?}");
+    assert!(page.body.contains("m.toml"), "{}", page.body);
+    let run = http(addr, "POST", "/m/people-move/run", &form, "");
+    assert_eq!(run.status, 409, "{run:?}");
+
+    // A new schedule applies to the next look of the scheduler.
+    wait_for("people-sync", "synced", 1);
+    p.write(
+        "s.toml",
+        &migration(
+            "people-sync",
+            "out/sync.db",
+            "[sync]\nkind = \"continuous\"\nevery = \"1s\"\n",
+        ),
+    );
+    wait_for("people-sync", "synced", 2);
     served.stop();
 }

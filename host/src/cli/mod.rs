@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::actions::{self, Ran};
-use crate::config::Migration;
+use crate::config::{Catalog, Migration};
 use crate::pipeline;
 use crate::runtime::Runtime;
 use crate::state::StateStore;
@@ -360,14 +360,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             sync::sync_once(&m, &runtime, &state, json).await
         }
         Command::Serve(args) => {
-            let migrations = args
-                .files()
-                .iter()
-                .map(|f| load(f, cli.env.as_deref()))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let catalog =
+                Catalog::load(args.files(), cli.env.as_deref()).map_err(anyhow::Error::msg)?;
             let state = StateStore::open(&cli.state).await?;
             let dashboard = args.dashboard().await?;
-            sync::serve_until_stopped(migrations, &runtime(&cli.state)?, &state, dashboard).await
+            sync::serve_until_stopped(catalog, &runtime(&cli.state)?, &state, dashboard).await
         }
         Command::Status { migration, json } => {
             let state = StateStore::open(&cli.state).await?;
@@ -434,13 +431,7 @@ async fn checked_before_run(
 
 /// Loads a migration file, in the environment `env` if one is named.
 fn load(file: &Path, env: Option<&str>) -> anyhow::Result<Migration> {
-    let m = Migration::load(file)?;
-    match env {
-        Some(env) => m
-            .in_environment(env)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display())),
-        None => Ok(m),
-    }
+    Migration::load_in(file, env).map_err(anyhow::Error::msg)
 }
 
 /// Validates a migration against the clock of its last run, and keeps

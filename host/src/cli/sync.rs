@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use super::progress::Reporter;
-use crate::config::Migration;
+use crate::config::{Catalog, Migration};
 use crate::runtime::Runtime;
 use crate::state::{StateStore, SyncRecord};
 use crate::sync::{Stop, SyncError, SyncSummary, serve, sync_migration};
@@ -104,7 +104,7 @@ fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bo
 /// the sync in progress and exits. With a `dashboard` listener, serves the
 /// web dashboard meanwhile, and waits for a run started there too.
 pub async fn serve_until_stopped(
-    migrations: Vec<Migration>,
+    catalog: Catalog,
     runtime: &Runtime,
     state: &StateStore,
     dashboard: Option<TcpListener>,
@@ -115,29 +115,25 @@ pub async fn serve_until_stopped(
         eprintln!("stopping: the sync in progress finishes first");
         let _ = raise.send(true);
     });
-    for m in &migrations {
+    for m in &catalog.migrations() {
         let next = crate::sync::Summary::of(m).next_after(None);
         match next {
             Some(_) => eprintln!("serving `{}` ({})", m.name, describe_schedule(m)),
             None => eprintln!("`{}` is one-time: not scheduled", m.name),
         }
     }
+    let catalog = Arc::new(catalog);
     let live = Arc::new(Live::default());
     let turn = Arc::new(Mutex::new(()));
     let ui = match dashboard {
         Some(listener) => Some(start_dashboard(
-            listener,
-            &migrations,
-            runtime,
-            state,
-            &live,
-            &turn,
+            listener, &catalog, runtime, state, &live, &turn,
         )?),
         None => None,
     };
     let mut observer = Both(Reporter::new(false), live.scheduler_observer());
     serve(
-        &migrations,
+        &catalog,
         runtime,
         state,
         &mut observer,
@@ -165,7 +161,7 @@ pub async fn serve_until_stopped(
 /// Serves the dashboard in the background.
 fn start_dashboard(
     listener: TcpListener,
-    migrations: &[Migration],
+    catalog: &Arc<Catalog>,
     runtime: &Runtime,
     state: &StateStore,
     live: &Arc<Live>,
@@ -173,7 +169,7 @@ fn start_dashboard(
 ) -> anyhow::Result<(Arc<Dashboard>, tokio::task::JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     let dashboard = Arc::new(Dashboard::new(
-        migrations.to_vec(),
+        Arc::clone(catalog),
         runtime.clone(),
         state.clone(),
         Arc::clone(live),

@@ -4,6 +4,7 @@
 //! key rather than a setting silently ignored. Relative paths are resolved
 //! against the file's own folder.
 
+mod catalog;
 mod consolidate;
 mod parts;
 mod secret;
@@ -16,6 +17,8 @@ use serde::Deserialize;
 
 use crate::capabilities::{DbGrant, DbLimits, DbTarget, DirGrant, Grants, HttpGrant};
 use crate::runtime::Limits;
+
+pub use catalog::Catalog;
 
 pub use parts::{Contributor, Part};
 pub use secret::{Secret, load_password};
@@ -922,6 +925,18 @@ impl Migration {
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, path, base_dir)
+    }
+
+    /// Reads a migration file in the environment `env`, if one is named;
+    /// the error names the file.
+    pub fn load_in(path: &Path, env: Option<&str>) -> Result<Self, String> {
+        let m = Self::load(path).map_err(|e| e.to_string())?;
+        match env {
+            Some(env) => m
+                .in_environment(env)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            None => Ok(m),
+        }
     }
 
     /// Parses and validates migration text; `origin` names it in errors.

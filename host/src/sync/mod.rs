@@ -43,6 +43,10 @@ pub enum SyncError {
         /// By whom.
         by: String,
     },
+    /// The migration file no longer reads (under `serve`, which reads it
+    /// again before each sync).
+    #[error("{0}; its syncs wait until the file reads again")]
+    Unreadable(String),
     /// The sync failed.
     #[error(transparent)]
     Run(#[from] RunError),

@@ -1,13 +1,14 @@
 //! `credvault serve`: syncs continuous and scheduled migrations when they
 //! are due, until stopped.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
 use super::{SyncError, sync_migration};
-use crate::config::{Migration, SyncKind, SyncSpec};
+use crate::config::{Catalog, Migration, SyncKind, SyncSpec};
 use crate::pipeline::Observer;
 use crate::runtime::Runtime;
 use crate::state::{StateStore, SyncRecord};
@@ -85,13 +86,16 @@ impl Stop {
     }
 }
 
-/// Syncs each of `migrations` whenever it is due (its first sync at once),
-/// skipping paused ones, until `stop` is raised; a sync in progress always
-/// finishes first, so no batch is cut off. Failures are reported to
-/// `report` and retried at the next due time. Each sync holds `turn`, which
-/// the dashboard's actions hold too, so a click never runs beside a sync.
+/// Syncs each migration of `catalog` whenever it is due (its first sync at
+/// once), skipping paused ones, until `stop` is raised; a sync in progress
+/// always finishes first, so no batch is cut off. Each file is read again
+/// before its due time is looked at, so edits apply without a restart; a
+/// file that no longer reads is reported once and not synced until it does.
+/// Failures are reported to `report` and retried at the next due time.
+/// Each sync holds `turn`, which the dashboard's actions hold too, so a
+/// click never runs beside a sync.
 pub async fn serve(
-    migrations: &[Migration],
+    catalog: &Catalog,
     runtime: &Runtime,
     state: &StateStore,
     observer: &mut dyn Observer,
@@ -99,13 +103,10 @@ pub async fn serve(
     mut stop: Stop,
     mut report: impl FnMut(&Migration, Result<super::SyncSummary, SyncError>),
 ) -> Result<(), SyncError> {
-    let scheduled: Vec<&Migration> = migrations
-        .iter()
-        .filter(|m| m.sync.kind != SyncKind::OneTime)
-        .collect();
+    let mut unreadable: HashMap<String, String> = HashMap::new();
     while !stop.raised() {
         let mut soonest = LONGEST_NAP;
-        for m in &scheduled {
+        for last in catalog.migrations() {
             if stop.raised() {
                 break;
             }
@@ -115,7 +116,22 @@ pub async fn serve(
             if stop.raised() {
                 break;
             }
-            let due = next_due(m, state).await?;
+            let m = match catalog.current(&last.name) {
+                Some(Ok(m)) => m,
+                Some(Err(why)) => {
+                    if unreadable.get(&last.name) != Some(&why) {
+                        unreadable.insert(last.name.clone(), why.clone());
+                        report(&last, Err(SyncError::Unreadable(why)));
+                    }
+                    continue;
+                }
+                None => continue,
+            };
+            unreadable.remove(&m.name);
+            if m.sync.kind == SyncKind::OneTime {
+                continue;
+            }
+            let due = next_due(&m, state).await?;
             let wait = due
                 .map(|d| (d - chrono::Utc::now()).to_std().unwrap_or_default())
                 .unwrap_or(LONGEST_NAP);
@@ -126,7 +142,7 @@ pub async fn serve(
             if state.paused(&m.name).await?.is_some() {
                 continue;
             }
-            report(m, sync_migration(m, runtime, state, observer).await);
+            report(&m, sync_migration(&m, runtime, state, observer).await);
             // Its next due time is only known now: look again soon (not at
             // once, so a sync that fails before it is recorded cannot spin).
             soonest = soonest.min(RECHECK);

@@ -52,13 +52,17 @@ pub async fn guard(State(d): Dash, request: Request, next: Next) -> Response {
     }
 }
 
-fn find<'a>(d: &'a Dashboard, name: &str) -> Result<&'a Migration, Failure> {
-    d.migration(name).ok_or_else(|| {
-        Failure(
+/// A served migration, its file read again: a file that no longer reads
+/// is refused with its error rather than acted on in an older version.
+fn find(d: &Dashboard, name: &str) -> Result<Migration, Failure> {
+    match d.migration(name) {
+        Some(Ok(m)) => Ok(m),
+        Some(Err(why)) => Err(Failure(StatusCode::CONFLICT, why)),
+        None => Err(Failure(
             StatusCode::NOT_FOUND,
             format!("no migration `{name}` is served here"),
-        )
-    })
+        )),
+    }
 }
 
 /// The stylesheet.
@@ -69,7 +73,7 @@ pub async fn style() -> impl IntoResponse {
 /// The list of migrations.
 pub async fn index(State(d): Dash) -> Result<Html<String>, Failure> {
     let mut rows = Vec::new();
-    for m in &d.migrations {
+    for m in &d.catalog.migrations() {
         rows.push(overview(&d, m).await?);
     }
     Ok(Html(pages::index(&rows)))
@@ -119,7 +123,7 @@ fn kind(m: &Migration) -> String {
 
 /// A migration's page.
 pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<String>, Failure> {
-    let m = find(&d, &name)?;
+    let m = &find(&d, &name)?;
     let filter = FlaggedFilter {
         migration: Some(m.name.clone()),
         ..FlaggedFilter::default()
@@ -219,7 +223,7 @@ fn busy() -> Failure {
 /// scheduled one (`credvault sync`), in the background; its page follows
 /// the progress.
 pub async fn run_now(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
-    let m = find(&d, &name)?.clone();
+    let m = find(&d, &name)?;
     let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
     let action = match m.sync.kind {
         SyncKind::OneTime => "run",
@@ -294,14 +298,14 @@ impl Dashboard {
 
 /// `credvault pause FILE`.
 pub async fn pause(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
-    let m = find(&d, &name)?;
+    let m = &find(&d, &name)?;
     actions::pause(&d.state, &m.name).await?;
     Ok(back(&name))
 }
 
 /// `credvault resume FILE`.
 pub async fn resume(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
-    let m = find(&d, &name)?;
+    let m = &find(&d, &name)?;
     actions::resume(&d.state, &m.name).await?;
     Ok(back(&name))
 }
@@ -318,7 +322,7 @@ pub async fn retry(
     Path(name): Path<String>,
     Form(form): Form<Retry>,
 ) -> Result<Html<String>, Failure> {
-    let m = find(&d, &name)?.clone();
+    let m = find(&d, &name)?;
     let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
     let request = RetryRequest {
         ids: form.id.into_iter().collect(),
@@ -367,7 +371,7 @@ pub async fn confirm_rollback(
     Path(name): Path<String>,
     Query(To { to }): Query<To>,
 ) -> Result<Html<String>, Failure> {
-    let m = find(&d, &name)?;
+    let m = &find(&d, &name)?;
     let listing = crate::restore::list(m)
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -402,7 +406,7 @@ pub async fn rollback(
     Path(name): Path<String>,
     Form(form): Form<Confirmed>,
 ) -> Result<Html<String>, Failure> {
-    let m = find(&d, &name)?;
+    let m = &find(&d, &name)?;
     if form.confirm != "yes" {
         return Err(Failure(
             StatusCode::BAD_REQUEST,

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-use crate::config::Migration;
+use crate::config::{Catalog, Migration};
 use crate::runtime::Runtime;
 use crate::state::StateStore;
 
@@ -56,7 +56,7 @@ pub async fn bind(addr: SocketAddr, allow_remote: bool) -> Result<TcpListener, U
 
 /// What the pages read and the buttons act on.
 pub struct Dashboard {
-    migrations: Vec<Migration>,
+    catalog: Arc<Catalog>,
     runtime: Runtime,
     state: StateStore,
     live: Arc<Live>,
@@ -68,10 +68,10 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A dashboard of `migrations` served at `addr`, taking turns with the
-    /// scheduler through `busy`.
+    /// A dashboard of the `catalog`'s migrations served at `addr`, taking
+    /// turns with the scheduler through `busy`.
     pub fn new(
-        migrations: Vec<Migration>,
+        catalog: Arc<Catalog>,
         runtime: Runtime,
         state: StateStore,
         live: Arc<Live>,
@@ -79,7 +79,7 @@ impl Dashboard {
         addr: SocketAddr,
     ) -> Self {
         Self {
-            migrations,
+            catalog,
             runtime,
             state,
             live,
@@ -93,8 +93,10 @@ impl Dashboard {
         let _ = self.busy.lock().await;
     }
 
-    fn migration(&self, name: &str) -> Option<&Migration> {
-        self.migrations.iter().find(|m| m.name == name)
+    /// A migration as its file reads now: pages and clicks act on the
+    /// file as edited, as the CLI would.
+    fn migration(&self, name: &str) -> Option<Result<Migration, String>> {
+        self.catalog.current(name)
     }
 }
 

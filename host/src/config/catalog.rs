@@ -1,0 +1,69 @@
+//! The migration files `serve` keeps: each is read again whenever it is
+//! used (a due sync, a dashboard page or click), so an edit (a value map
+//! for a retry, a new schedule) applies without a restart.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::Migration;
+
+/// The migration files of one `serve`.
+pub struct Catalog {
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    path: PathBuf,
+    env: Option<String>,
+    /// As last read successfully.
+    last: Mutex<Migration>,
+}
+
+impl Catalog {
+    /// Reads every file once (in the environment `env`, if named); the
+    /// first that does not read is the error.
+    pub fn load(files: &[PathBuf], env: Option<&str>) -> Result<Self, String> {
+        let entries = files
+            .iter()
+            .map(|path| {
+                Ok(Entry {
+                    last: Mutex::new(Migration::load_in(path, env)?),
+                    path: path.clone(),
+                    env: env.map(str::to_string),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { entries })
+    }
+
+    /// Every migration as last read, in the order of the files.
+    pub fn migrations(&self) -> Vec<Migration> {
+        self.entries.iter().map(Entry::last).collect()
+    }
+
+    /// A migration's file read again now. A file that no longer reads, or
+    /// that now names another migration, is an error that says so.
+    pub fn current(&self, name: &str) -> Option<Result<Migration, String>> {
+        let entry = self.entries.iter().find(|e| e.last().name == name)?;
+        let read = Migration::load_in(&entry.path, entry.env.as_deref()).and_then(|m| {
+            match m.name == name {
+                true => Ok(m),
+                false => Err(format!(
+                    "{} now names migration `{}`, not `{name}`: restart serve to serve it under its new name",
+                    entry.path.display(),
+                    m.name
+                )),
+            }
+        });
+        if let Ok(m) = &read {
+            *entry.last.lock().expect("catalog lock") = m.clone();
+        }
+        Some(read)
+    }
+}
+
+impl Entry {
+    fn last(&self) -> Migration {
+        self.last.lock().expect("catalog lock").clone()
+    }
+}
