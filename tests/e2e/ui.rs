@@ -93,18 +93,7 @@ impl Served {
     /// Waits until the scheduler's first sync of `people-sync` (made at
     /// once) is done, so a click does not meet it (and a 409).
     fn after_first_sync(self, p: &Project) -> Self {
-        let started = std::time::Instant::now();
-        while !p
-            .run_ok(&["log", "--migration", "people-sync"])
-            .stdout
-            .contains("synced")
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "the first sync never ended"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_logged(p, "people-sync", "synced", 1);
         self
     }
 
@@ -128,6 +117,25 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until `migration`'s audit log holds `times` events of `kind`.
+fn wait_logged(p: &Project, migration: &str, kind: &str, times: usize) {
+    let started = std::time::Instant::now();
+    let logged = || {
+        let log = p.run_ok(&["log", "--migration", migration]).stdout;
+        log.lines()
+            .filter(|l| l.split_whitespace().any(|w| w == kind))
+            .count()
+    };
+    while logged() < times {
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(120),
+            "`{migration}` logged no {times}× `{kind}` in {waited:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -423,23 +431,7 @@ fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
     let served = Served::start(&p, &[]);
     let addr = served.addr.as_str();
     let own = format!("http://{addr}");
-    let log = |kind: &str| {
-        p.run_ok(&["log", "--migration", "people-sync"])
-            .stdout
-            .contains(kind)
-    };
-    let started = std::time::Instant::now();
-    let wait_for = |kind: &str| {
-        while !log(kind) {
-            let waited = started.elapsed();
-            assert!(
-                waited < Duration::from_secs(120),
-                "no `{kind}` after {waited:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    wait_for("sync_started");
+    wait_logged(&p, "people-sync", "sync_started", 1);
     for path in [
         "/m/people-sync/run",
         "/m/people-move/run",
@@ -456,7 +448,7 @@ fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
             "{click:?}"
         );
     }
-    wait_for("synced");
+    wait_logged(&p, "people-sync", "synced", 1);
     let click = http(
         addr,
         "POST",
@@ -523,26 +515,9 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
         ("Origin", own.as_str()),
         ("Content-Type", "application/x-www-form-urlencoded"),
     ];
-    let logged = |migration: &str, kind: &str| {
-        p.run_ok(&["log", "--migration", migration])
-            .stdout
-            .matches(kind)
-            .count()
-    };
-    let started = std::time::Instant::now();
-    let wait_for = |migration: &str, kind: &str, times: usize| {
-        while logged(migration, kind) < times {
-            let waited = started.elapsed();
-            assert!(
-                waited < Duration::from_secs(120),
-                "no {times}× `{kind}` after {waited:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     let run = http(addr, "POST", "/m/people-move/run", &form, "");
     assert_eq!(run.status, 303, "{run:?}");
-    wait_for("people-move", "validated", 1);
+    wait_logged(&p, "people-move", "validated", 1);
     assert_eq!(count(&p, "out/vault.db"), ROWS - 2);
 
     // The fix goes into the file; the dashboard's Retry uses it at once.
@@ -552,6 +527,7 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
     );
     p.write("m.toml", &fixed);
     // The run's thread may still hold its turn a moment after `validated`.
+    let started = std::time::Instant::now();
     let retry = loop {
         let retry = http(addr, "POST", "/m/people-move/flagged/retry", &form, "");
         if retry.status != 409 || started.elapsed() > Duration::from_secs(60) {
@@ -576,7 +552,7 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
     assert_eq!(run.status, 409, "{run:?}");
 
     // A new schedule applies to the next look of the scheduler.
-    wait_for("people-sync", "synced", 1);
+    wait_logged(&p, "people-sync", "synced", 1);
     p.write(
         "s.toml",
         &migration(
@@ -585,6 +561,6 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
             "[sync]\nkind = \"continuous\"\nevery = \"1s\"\n",
         ),
     );
-    wait_for("people-sync", "synced", 2);
+    wait_logged(&p, "people-sync", "synced", 2);
     served.stop();
 }
