@@ -103,20 +103,11 @@ impl Dialect {
         )
     }
 
-    /// Whether `table` holds the key of the row of `staged` whose
-    /// `tag` column is `n` (a count: 0 or more).
-    pub fn count_key_of(
-        &self,
-        table: &str,
-        staged: &str,
-        tag: &str,
-        n: usize,
-        key: &[String],
-    ) -> String {
+    /// The rows of `staged` whose `tag` column is `n` (0 or 1).
+    pub fn count_tagged(&self, staged: &str, tag: &str, n: usize) -> String {
         format!(
-            "SELECT COUNT(*) FROM {table} o WHERE EXISTS (SELECT 1 FROM {staged} n WHERE n.{} = {n} AND {})",
-            (self.quote)(tag),
-            self.keys_match("o", "n", key)
+            "SELECT COUNT(*) FROM {staged} WHERE {} = {n}",
+            (self.quote)(tag)
         )
     }
 

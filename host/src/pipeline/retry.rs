@@ -513,10 +513,10 @@ impl<'a> Retrying<'a> {
         Ok(rest.into_iter().map(|(_, o)| o).collect())
     }
 
-    /// Stages the rows in a scratch table tagged by index and counts, per
-    /// row, the destination rows with its key: no value is ever spliced
-    /// into SQL. The destination gets an index on the key (kept, as a sync
-    /// keeps it) so each count is a lookup.
+    /// Stages the rows in a scratch table tagged by index and takes out in
+    /// SQL those whose key the destination holds: no value is ever spliced
+    /// into a statement. The destination gets an index on the key (kept, as
+    /// a sync keeps it) so each row is a lookup, not a scan.
     async fn find_present(
         &self,
         sink: &mut dyn Sink,
@@ -569,15 +569,24 @@ impl<'a> Retrying<'a> {
         // The key index a sync makes too: one lookup per row, not a scan.
         let index = format!("credvault_key_{}", self.table());
         sink.execute(&dialect.index(&index, &table, key)).await?;
-        let steps: Vec<Step> = (0..rows.len())
-            .map(|i| Step::Count(dialect.count_key_of(&table, &staged, TAG, i, key)))
-            .collect();
-        let counts = sink
-            .run_script(&owner, &scratch, &steps, &Checkpoint::default())
-            .await?;
+        // One statement takes the staged rows whose key the table holds out;
+        // only when there were some does a count per row tell which.
+        let mut steps = vec![Step::Exec(dialect.delete_keys(&staged, &table, key))];
+        let no_checkpoint = Checkpoint::default();
+        let taken = sink.run_script(&owner, &scratch, &steps, &no_checkpoint).await?;
+        let present = match taken[0] {
+            0 => vec![false; rows.len()],
+            _ => {
+                steps = (0..rows.len())
+                    .map(|i| Step::Count(dialect.count_tagged(&staged, TAG, i)))
+                    .collect();
+                let left = sink.run_script(&owner, &scratch, &steps, &no_checkpoint).await?;
+                left.into_iter().map(|n| n == 0).collect()
+            }
+        };
         sink.drop_table(&scratch).await?;
         sink.reset(&owner).await?;
-        Ok(counts.into_iter().map(|n| n > 0).collect())
+        Ok(present)
     }
 
     /// Writes the rows, each batch with the ids it holds; a refused row is

@@ -150,6 +150,7 @@ CREATE TABLE IF NOT EXISTS flagged_rows (
     resolution TEXT
 );
 CREATE INDEX IF NOT EXISTS flagged_rows_by_migration ON flagged_rows (migration, run_id);
+CREATE INDEX IF NOT EXISTS flagged_rows_by_row ON flagged_rows (migration, table_name, position);
 CREATE TABLE IF NOT EXISTS syncs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     migration TEXT NOT NULL,
@@ -441,18 +442,17 @@ impl StateStore {
     /// destination already had their key), `dropped` (a transform now
     /// filters them out) or `superseded` (the table was rebuilt since).
     pub async fn resolve(&self, ids: &[i64], resolution: &str) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
-        let at = now();
-        for id in ids {
-            sqlx::query("UPDATE flagged_rows SET resolved_at = ?, resolution = ? WHERE id = ?")
-                .bind(&at)
-                .bind(resolution)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.error(e))
+        let ids = serde_json::to_string(ids).expect("ids serialize");
+        sqlx::query(
+            "UPDATE flagged_rows SET resolved_at = ?, resolution = ? WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(now())
+        .bind(resolution)
+        .bind(ids)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// Keeps a flagged row open with the error its retry met, and the row
