@@ -573,14 +573,18 @@ impl<'a> Retrying<'a> {
         // only when there were some does a count per row tell which.
         let mut steps = vec![Step::Exec(dialect.delete_keys(&staged, &table, key))];
         let no_checkpoint = Checkpoint::default();
-        let taken = sink.run_script(&owner, &scratch, &steps, &no_checkpoint).await?;
+        let taken = sink
+            .run_script(&owner, &scratch, &steps, &no_checkpoint)
+            .await?;
         let present = match taken[0] {
             0 => vec![false; rows.len()],
             _ => {
                 steps = (0..rows.len())
                     .map(|i| Step::Count(dialect.count_tagged(&staged, TAG, i)))
                     .collect();
-                let left = sink.run_script(&owner, &scratch, &steps, &no_checkpoint).await?;
+                let left = sink
+                    .run_script(&owner, &scratch, &steps, &no_checkpoint)
+                    .await?;
                 left.into_iter().map(|n| n == 0).collect()
             }
         };
