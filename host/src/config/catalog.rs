@@ -13,6 +13,8 @@ pub struct Catalog {
 }
 
 struct Entry {
+    /// The migration's name, which a file may not change under `serve`.
+    name: String,
     path: PathBuf,
     env: Option<String>,
     /// As last read successfully.
@@ -26,8 +28,10 @@ impl Catalog {
         let entries = files
             .iter()
             .map(|path| {
+                let m = Migration::load_in(path, env)?;
                 Ok(Entry {
-                    last: Mutex::new(Migration::load_in(path, env)?),
+                    name: m.name.clone(),
+                    last: Mutex::new(m),
                     path: path.clone(),
                     env: env.map(str::to_string),
                 })
@@ -44,7 +48,7 @@ impl Catalog {
     /// A migration's file read again now. A file that no longer reads, or
     /// that now names another migration, is an error that says so.
     pub fn current(&self, name: &str) -> Option<Result<Migration, String>> {
-        let entry = self.entries.iter().find(|e| e.last().name == name)?;
+        let entry = self.entries.iter().find(|e| e.name == name)?;
         let read = Migration::load_in(&entry.path, entry.env.as_deref()).and_then(|m| {
             match m.name == name {
                 true => Ok(m),

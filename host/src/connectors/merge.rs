@@ -139,6 +139,22 @@ impl Dialect {
         )
     }
 
+    /// The index a destination table keeps on its key (`table` as named,
+    /// `sql_table` as SQL writes it), made once and shared by syncs,
+    /// consolidations and retries, so their statements find rows by key.
+    pub fn key_index(&self, table: &str, sql_table: &str, key: &[String]) -> String {
+        self.index(&format!("credvault_key_{table}"), sql_table, key)
+    }
+
+    /// An index on a scratch table's key, under a name of its own: the
+    /// scratch table may be swapped in, and its index goes with it.
+    pub fn scratch_key_index(&self, sql_scratch: &str, key: &[String]) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.index(&format!("credvault_key_{nanos:x}"), sql_scratch, key)
+    }
+
     /// Copies every row of `from` into `table`.
     pub fn insert_all(&self, table: &str, from: &str, columns: &[String]) -> String {
         let cols: Vec<String> = columns.iter().map(|c| (self.quote)(c)).collect();

@@ -530,16 +530,11 @@ async fn compare(
     }
     let key = u.key_names();
     let (t, s) = (sink.sql_name(table), sink.sql_name(&scratch.merged));
-    // The copy's index goes with it when it is swapped in, so its name
-    // must be new each time.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    for (index, on) in [
-        (format!("credvault_key_{table}"), &t),
-        (format!("credvault_key_{nanos:x}"), &s),
+    for sql in [
+        dialect.key_index(table, &t, &key),
+        dialect.scratch_key_index(&s, &key),
     ] {
-        sink.execute(&dialect.index(&index, on, &key)).await?;
+        sink.execute(&sql).await?;
     }
     let steps = [
         Step::Count(dialect.count_missing(&s, &t, &key)),

@@ -7,7 +7,7 @@
 //! is not overwritten, and the ids of each committed batch are committed
 //! with it, so a retry cut short is finished by the next one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -206,7 +206,7 @@ fn choose(
     request: &RetryRequest,
 ) -> Result<Chosen, RetryError> {
     let known: HashMap<i64, &FlaggedRow> = retryable.iter().map(|r| (r.id, r)).collect();
-    let others: Vec<i64> = open
+    let others: HashSet<i64> = open
         .iter()
         .map(|r| r.id)
         .filter(|id| !known.contains_key(id))
@@ -220,14 +220,14 @@ fn choose(
     // lines for rows no longer open (retried since the export, or flagged
     // again by a later run) and for the syncs' rows are left alone.
     let only_fixed = request.ids.is_empty() && !request.fixed.is_empty();
-    let asked: Vec<i64> = match only_fixed {
+    let asked: HashSet<i64> = match only_fixed {
         true => request
             .fixed
             .keys()
             .filter(|id| known.contains_key(id))
             .copied()
             .collect(),
-        false => request.ids.clone(),
+        false => request.ids.iter().copied().collect(),
     };
     let stale_fixes = request
         .fixed
@@ -567,8 +567,8 @@ impl<'a> Retrying<'a> {
         }
         let (table, staged) = (sink.sql_name(self.table()), sink.sql_name(&scratch));
         // The key index a sync makes too: one lookup per row, not a scan.
-        let index = format!("credvault_key_{}", self.table());
-        sink.execute(&dialect.index(&index, &table, key)).await?;
+        sink.execute(&dialect.key_index(self.table(), &table, key))
+            .await?;
         // One statement takes the staged rows whose key the table holds out;
         // only when there were some does a count per row tell which.
         let mut steps = vec![Step::Exec(dialect.delete_keys(&staged, &table, key))];

@@ -102,6 +102,14 @@ pub struct FlaggedFilter {
     pub closed_too: bool,
 }
 
+/// The id of `?1`'s last fresh run (one that did not resume another): its
+/// flags and refusals stand for the destination as that run rebuilt it.
+macro_rules! last_fresh_run {
+    () => {
+        "(SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)"
+    };
+}
+
 /// The state store.
 #[derive(Clone)]
 pub struct StateStore {
@@ -327,11 +335,12 @@ impl StateStore {
         &self,
         migration: &str,
     ) -> Result<HashMap<String, HashSet<String>>, StateError> {
-        let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(concat!(
             "SELECT table_name, row_key, position FROM flagged_rows
-             WHERE migration = ?1 AND stage = 'destination' AND resolved_at IS NULL
-               AND run_id >= (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)",
-        )
+                 WHERE migration = ?1 AND stage = 'destination' AND resolved_at IS NULL
+                   AND run_id >= ",
+            last_fresh_run!()
+        ))
         .bind(migration)
         .fetch_all(&self.pool)
         .await
@@ -391,12 +400,13 @@ impl StateStore {
     /// ones belong to a destination table that run rebuilt; a CDC sync's,
     /// run 0, are the sync's to read again), oldest first.
     pub async fn retryable(&self, migration: &str) -> Result<Vec<FlaggedRow>, StateError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT * FROM flagged_rows
-             WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1 AND run_id > 0
-               AND run_id >= (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)
-             ORDER BY id",
-        )
+                 WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1 AND run_id > 0
+                   AND run_id >= ",
+            last_fresh_run!(),
+            " ORDER BY id"
+        ))
         .bind(migration)
         .fetch_all(&self.pool)
         .await
@@ -411,13 +421,16 @@ impl StateStore {
     /// reads the batch it was cut off in once more).
     pub async fn supersede_flagged(&self, migration: &str) -> Result<(), StateError> {
         sqlx::query(
-            "UPDATE flagged_rows SET resolved_at = ?2, resolution = 'superseded'
-             WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1
-               AND (run_id < (SELECT COALESCE(MAX(id), 0) FROM runs WHERE migration = ?1 AND resumed_from IS NULL)
-                    OR EXISTS (SELECT 1 FROM flagged_rows later
+            concat!(
+                "UPDATE flagged_rows SET resolved_at = ?2, resolution = 'superseded'
+                 WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1
+                   AND (run_id < ",
+                last_fresh_run!(),
+                " OR EXISTS (SELECT 1 FROM flagged_rows later
                                WHERE later.migration = flagged_rows.migration AND later.table_name = flagged_rows.table_name
                                  AND later.position = flagged_rows.position AND later.id > flagged_rows.id
-                                 AND later.policy = 'flag' AND later.resolved_at IS NULL))",
+                                 AND later.policy = 'flag' AND later.resolved_at IS NULL))"
+            ),
         )
         .bind(migration)
         .bind(now())

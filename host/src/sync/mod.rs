@@ -432,14 +432,9 @@ impl<'a> Table<'a> {
         if key.is_empty() {
             return Ok(());
         }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let scratch_index = format!("credvault_key_{nanos:x}");
-        let table_index = format!("credvault_key_{}", self.name);
         let statements = [
-            dialect.index(&scratch_index, &sink.sql_name(scratch), &key),
-            dialect.index(&table_index, &sink.sql_name(&self.name), &key),
+            dialect.scratch_key_index(&sink.sql_name(scratch), &key),
+            dialect.key_index(&self.name, &sink.sql_name(&self.name), &key),
         ];
         for sql in statements {
             sink.execute(&sql).await?;
