@@ -2,6 +2,7 @@
 //! function as the CLI command it stands for.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, Request, State};
@@ -12,6 +13,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::Dashboard;
 use super::pages::{self, Overview, Page};
@@ -231,22 +233,45 @@ pub async fn run_now(State(d): Dash, Path(name): Path<String>) -> Result<Redirec
     };
     d.live.begin(&m.name, action);
     let dashboard = Arc::clone(&d);
-    let runtime = tokio::runtime::Handle::current();
-    // On a thread of its own: the run's future holds borrows across awaits
-    // that the compiler cannot prove `Send` for every lifetime, so it is
-    // driven here rather than spawned as a task (its own tasks still run on
-    // the runtime's workers).
-    std::thread::spawn(move || {
-        let _busy = guard;
-        let (ok, message) = runtime.block_on(async {
-            match m.sync.kind {
-                SyncKind::OneTime => dashboard.run(&m).await,
-                _ => dashboard.sync(&m).await,
-            }
-        });
+    // Not awaited: the page follows the run's progress instead.
+    drop(in_turn(guard, move || async move {
+        let (ok, message) = match m.sync.kind {
+            SyncKind::OneTime => dashboard.run(&m).await,
+            _ => dashboard.sync(&m).await,
+        };
         dashboard.live.outcome(&m.name, ok, &message);
-    });
+    }));
     Ok(back(&name))
+}
+
+/// Runs `work` on a thread of its own that holds the dashboard's turn
+/// until it is done; its result comes through the receiver. On its own
+/// thread because a run's future holds borrows across awaits that the
+/// compiler cannot prove `Send` for every lifetime (its tasks still run on
+/// the runtime's workers), and because a browser that stops waiting must
+/// not cut an action off between its writes, as dropping a request's
+/// future would.
+fn in_turn<T, F, Fut>(turn: OwnedMutexGuard<()>, work: F) -> oneshot::Receiver<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    let (done, result) = oneshot::channel();
+    std::thread::spawn(move || {
+        let _turn = turn;
+        let _ = done.send(runtime.block_on(work()));
+    });
+    result
+}
+
+/// The answer when an action's thread ended without a result.
+fn panicked(action: &str) -> Failure {
+    Failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the {action} panicked"),
+    )
 }
 
 impl Dashboard {
@@ -328,34 +353,18 @@ pub async fn retry(
         ids: form.id.into_iter().collect(),
         ..RetryRequest::default()
     };
-    // On a thread of its own (as a run): a browser that gives up waiting
-    // must not cut the retry off between its writes.
-    let (done, outcome) = tokio::sync::oneshot::channel();
     let dashboard = Arc::clone(&d);
-    let runtime = tokio::runtime::Handle::current();
     let name = m.name.clone();
-    std::thread::spawn(move || {
-        let _busy = guard;
-        let summary = runtime.block_on(pipeline::retry_flagged(
-            &m,
-            &dashboard.runtime,
-            &dashboard.state,
-            &request,
-        ));
-        let _ = done.send(summary);
-    });
-    let summary = outcome
-        .await
-        .map_err(|_| {
-            Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the retry panicked".into(),
-            )
-        })?
-        .map_err(|e| match e {
-            RetryError::Refused(why) => Failure(StatusCode::CONFLICT, why),
-            other => Failure(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        })?;
+    let summary = in_turn(guard, move || async move {
+        let (runtime, state) = (&dashboard.runtime, &dashboard.state);
+        pipeline::retry_flagged(&m, runtime, state, &request).await
+    })
+    .await
+    .map_err(|_| panicked("retry"))?
+    .map_err(|e| match e {
+        RetryError::Refused(why) => Failure(StatusCode::CONFLICT, why),
+        other => Failure(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    })?;
     Ok(Html(pages::retried(&name, &summary)))
 }
 
@@ -406,16 +415,21 @@ pub async fn rollback(
     Path(name): Path<String>,
     Form(form): Form<Confirmed>,
 ) -> Result<Html<String>, Failure> {
-    let m = &find(&d, &name)?;
+    let m = find(&d, &name)?;
     if form.confirm != "yes" {
         return Err(Failure(
             StatusCode::BAD_REQUEST,
             "a rollback needs its confirmation (confirm=yes); open the restore point's Roll back link".into(),
         ));
     }
-    let _busy = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
-    let report = crate::restore::rollback(m, Some(&form.to), &d.state)
-        .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Html(pages::rolled_back(&m.name, &report)))
+    let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
+    let dashboard = Arc::clone(&d);
+    let name = m.name.clone();
+    let report = in_turn(guard, move || async move {
+        crate::restore::rollback(&m, Some(&form.to), &dashboard.state).await
+    })
+    .await
+    .map_err(|_| panicked("rollback"))?
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Html(pages::rolled_back(&name, &report)))
 }
