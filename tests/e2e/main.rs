@@ -7,6 +7,7 @@ mod checks;
 mod cli;
 mod config_errors;
 mod consolidate;
+mod hold;
 mod limits;
 mod mariadb;
 mod plugins;

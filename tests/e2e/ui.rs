@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Child;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use credvault_tests::browser::{Browser, http};
@@ -66,6 +66,8 @@ type = "int"
 struct Served {
     child: Child,
     addr: String,
+    /// What it printed on stderr so far.
+    said: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -76,24 +78,33 @@ impl Served {
         let mut child = p.spawn_with_stderr(&args);
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&said);
         // Reads stderr to its end, so serve never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("dashboard: http://") {
                     let _ = tx.send(url.trim_end_matches('/').to_string());
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("serve --ui announces the dashboard's address on stderr");
-        Self { child, addr }
+        Self { child, addr, said }
+    }
+
+    /// The lines it printed on stderr that contain `text`.
+    fn said(&self, text: &str) -> Vec<String> {
+        let said = self.said.lock().unwrap();
+        said.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
     /// Waits until the scheduler's first sync of `people-sync` (made at
     /// once) is done, so a click does not meet it (and a 409).
     fn after_first_sync(self, p: &Project) -> Self {
-        wait_logged(p, "people-sync", "synced", 1);
+        p.wait_logged("people-sync", "synced", 1);
         self
     }
 
@@ -117,25 +128,6 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Waits until `migration`'s audit log holds `times` events of `kind`.
-fn wait_logged(p: &Project, migration: &str, kind: &str, times: usize) {
-    let started = std::time::Instant::now();
-    let logged = || {
-        let log = p.run_ok(&["log", "--migration", migration]).stdout;
-        log.lines()
-            .filter(|l| l.split_whitespace().any(|w| w == kind))
-            .count()
-    };
-    while logged() < times {
-        let waited = started.elapsed();
-        assert!(
-            waited < Duration::from_secs(120),
-            "`{migration}` logged no {times}× `{kind}` in {waited:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -417,11 +409,7 @@ fn the_dashboard_listens_only_on_loopback_unless_told() {
 #[test]
 fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
     let p = dashboard_project();
-    // The scheduled sync's transform sleeps on row 2 until its 3 s limit.
-    let slow = format!(
-        "[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"sleep\", trigger = \"2\" }}\nlimits = {{ timeout_ms = 3000 }}\n",
-        credvault_tests::guests::HOSTILE
-    );
+    let slow = slow_transform(3);
     let sync = migration(
         "people-sync",
         "out/sync.db",
@@ -431,7 +419,7 @@ fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
     let served = Served::start(&p, &[]);
     let addr = served.addr.as_str();
     let own = format!("http://{addr}");
-    wait_logged(&p, "people-sync", "sync_started", 1);
+    p.wait_logged("people-sync", "sync_started", 1);
     for path in [
         "/m/people-sync/run",
         "/m/people-move/run",
@@ -448,7 +436,7 @@ fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
             "{click:?}"
         );
     }
-    wait_logged(&p, "people-sync", "synced", 1);
+    p.wait_logged("people-sync", "synced", 1);
     let click = http(
         addr,
         "POST",
@@ -457,6 +445,57 @@ fn a_click_waits_its_turn_while_a_scheduled_sync_runs() {
         "",
     );
     assert_eq!(click.status, 303, "its turn came: {click:?}");
+    served.stop();
+}
+
+/// A transform that sleeps on row 2 until its `seconds` limit.
+fn slow_transform(seconds: u32) -> String {
+    format!(
+        "[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"sleep\", trigger = \"2\" }}\nlimits = {{ timeout_ms = {} }}\n",
+        credvault_tests::guests::HOSTILE,
+        seconds * 1000
+    )
+}
+
+#[test]
+fn serve_waits_for_a_run_another_process_holds() {
+    let p = dashboard_project();
+    p.csv("people", "id,name,score", &people(50));
+    // One row a batch, so the sleeping row costs one timeout, not one
+    // per step of isolating it in its batch.
+    let sync = migration(
+        "people-sync",
+        "out/sync.db",
+        "[sync]\nkind = \"continuous\"\nevery = \"1h\"\n",
+    )
+    .replace("batch_size = 500", "batch_size = 1");
+    p.write("s.toml", &format!("{sync}{}", slow_transform(4)));
+    let mut shell = p.spawn(&["run", "s.toml"]);
+    p.wait_logged("people-sync", "run_started", 1);
+    let served = Served::start(&p, &[]);
+    let own = format!("http://{}", served.addr);
+    let click = http(
+        &served.addr,
+        "POST",
+        "/m/people-sync/run",
+        &[("Origin", own.as_str())],
+        "",
+    );
+    assert_eq!(click.status, 409, "{click:?}");
+    let holder = format!(
+        "migration `people-sync` is busy: `credvault run` (pid {}, user ",
+        shell.id()
+    );
+    assert!(click.body.contains(&holder), "{click:?}");
+    assert!(shell.wait().expect("the shell's run").success());
+    // The scheduler found the sync due, said once that it waits, and
+    // synced as soon as the run let go.
+    p.wait_logged("people-sync", "synced", 1);
+    assert_eq!(served.said(&holder).len(), 1, "{:?}", served.said(""));
+    let log = p.run_ok(&["log", "--migration", "people-sync"]).stdout;
+    let finished = log.find(" run_finished ").expect("the run finished");
+    let synced = log.find(" sync_started ").expect("the sync started");
+    assert!(finished < synced, "the sync started after the run:\n{log}");
     served.stop();
 }
 
@@ -517,7 +556,7 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
     ];
     let run = http(addr, "POST", "/m/people-move/run", &form, "");
     assert_eq!(run.status, 303, "{run:?}");
-    wait_logged(&p, "people-move", "validated", 1);
+    p.wait_logged("people-move", "validated", 1);
     assert_eq!(count(&p, "out/vault.db"), ROWS - 2);
 
     // The fix goes into the file; the dashboard's Retry uses it at once.
@@ -552,7 +591,7 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
     assert_eq!(run.status, 409, "{run:?}");
 
     // A new schedule applies to the next look of the scheduler.
-    wait_logged(&p, "people-sync", "synced", 1);
+    p.wait_logged("people-sync", "synced", 1);
     p.write(
         "s.toml",
         &migration(
@@ -561,6 +600,6 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
             "[sync]\nkind = \"continuous\"\nevery = \"1s\"\n",
         ),
     );
-    wait_logged(&p, "people-sync", "synced", 2);
+    p.wait_logged("people-sync", "synced", 2);
     served.stop();
 }

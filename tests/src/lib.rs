@@ -129,6 +129,25 @@ impl Project {
         run
     }
 
+    /// Waits until `migration`'s audit log holds `times` events of `kind`.
+    pub fn wait_logged(&self, migration: &str, kind: &str, times: usize) {
+        let started = std::time::Instant::now();
+        let logged = || {
+            let log = self.run_ok(&["log", "--migration", migration]).stdout;
+            log.lines()
+                .filter(|l| l.split_whitespace().any(|w| w == kind))
+                .count()
+        };
+        while logged() < times {
+            let waited = started.elapsed();
+            assert!(
+                waited < std::time::Duration::from_secs(120),
+                "`{migration}` logged no {times}× `{kind}` in {waited:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Runs an SQL query on an SQLite file of the project; every value as
     /// text (`None` for NULL).
     pub fn query(&self, db: &str, sql: &str) -> Vec<Vec<Option<String>>> {

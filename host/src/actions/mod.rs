@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::config::Migration;
 use crate::pipeline::{self, CheckResult, Observer, RunError, RunOptions, RunSummary};
 use crate::runtime::Runtime;
-use crate::state::{FlaggedRow, StateError, StateStore};
+use crate::state::{FlaggedRow, Hold, StateError, StateStore};
 
 /// How a run ended: a single-source run or a consolidation.
 pub enum Ran {
@@ -106,14 +106,16 @@ pub async fn resumable(state: &StateStore, m: &Migration) -> Result<bool, StateE
 /// Runs a migration, consolidating when it has several sources. Once a
 /// single-source run is done, the flagged rows of the runs before its
 /// fresh start are closed as superseded (it flagged again those that
-/// still fail).
+/// still fail). `hold` keeps other writers of `m` out meanwhile.
 pub async fn run(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
+    hold: &Hold,
     options: RunOptions,
     observer: &mut dyn Observer,
 ) -> Ran {
+    debug_assert_eq!(hold.migration(), m.name);
     use crate::consolidate::Purpose;
     match m.is_multi_source() {
         true => Ran::Consolidated(

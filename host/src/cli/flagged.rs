@@ -203,7 +203,8 @@ async fn retry(
     json: bool,
 ) -> anyhow::Result<()> {
     let (m, runtime, state) = super::open(file, env, state).await?;
-    let summary = retry_flagged(&m, &runtime, &state, request).await?;
+    let hold = state.hold(&m.name, "credvault flagged retry")?;
+    let summary = retry_flagged(&m, &runtime, &state, &hold, request).await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());

@@ -255,12 +255,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if dry_run {
                 m = m.dry_run();
             }
+            let hold = state.hold(&m.name, "credvault run")?;
             if !checked_before_run(&m, &runtime, &state, restart, force, json).await? {
                 return Ok(ExitCode::FAILURE);
             }
             let mut observer = progress::Reporter::new(json);
             let options = pipeline::RunOptions { restart };
-            let ran = actions::run(&m, &runtime, &state, options, &mut observer).await;
+            let ran = actions::run(&m, &runtime, &state, &hold, options, &mut observer).await;
             observer.finish();
             let result = match ran {
                 Ran::Consolidated(result) => {

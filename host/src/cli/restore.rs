@@ -45,7 +45,8 @@ pub async fn rollback(
 ) -> anyhow::Result<ExitCode> {
     let m = super::load(file, env)?;
     let state = StateStore::open(state).await?;
-    let report = crate::restore::rollback(&m, to, &state).await?;
+    let hold = state.hold(&m.name, "credvault rollback")?;
+    let report = crate::restore::rollback(&m, to, &state, &hold).await?;
     if json {
         out!(
             "{}",

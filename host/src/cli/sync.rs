@@ -56,8 +56,9 @@ pub async fn sync_once(
     state: &StateStore,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let hold = state.hold(&m.name, "credvault sync")?;
     let mut observer = Reporter::new(json);
-    let outcome = sync_migration(m, runtime, state, &mut observer).await;
+    let outcome = sync_migration(m, runtime, state, &hold, &mut observer).await;
     observer.finish();
     Ok(show_outcome(m, outcome, json))
 }

@@ -21,7 +21,7 @@ use crate::connectors::{
     Checkpoint, Prepare, Sink, SourceBatch, Step, WriteBatch, open_sink, open_source,
 };
 use crate::runtime::Runtime;
-use crate::state::{FlaggedRow, StateError, StateStore};
+use crate::state::{FlaggedRow, Hold, StateError, StateStore};
 use crate::value::{Column, ColumnType, Row};
 
 /// Rows written per destination transaction. Small, because a refused row
@@ -119,13 +119,16 @@ impl From<crate::connectors::ConnectorError> for RetryError {
     }
 }
 
-/// Retries the open flagged rows of `m`'s own runs that `request` selects.
+/// Retries the open flagged rows of `m`'s own runs that `request` selects,
+/// while `hold` keeps other writers of `m` out.
 pub async fn retry_flagged(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
+    hold: &Hold,
     request: &RetryRequest,
 ) -> Result<RetrySummary, RetryError> {
+    debug_assert_eq!(hold.migration(), m.name);
     if m.is_multi_source() {
         return Err(RetryError::Refused(format!(
             "`{}` consolidates several sources, and its flagged rows belong to each source's part; fix their cause and run the migration again",

@@ -42,7 +42,7 @@ use crate::config::{Endpoint, Migration};
 use crate::connectors::{
     ConnectorError, ReadRequest, Source, SourceBatch, open_reader, open_writer,
 };
-use crate::state::{StateError, StateStore};
+use crate::state::{Hold, StateError, StateStore};
 use crate::validate::TableDigest;
 use crate::value::TableInfo;
 
@@ -320,7 +320,9 @@ pub async fn rollback(
     m: &Migration,
     to: Option<&str>,
     state: &StateStore,
+    hold: &Hold,
 ) -> Result<Rollback, RestoreError> {
+    debug_assert_eq!(hold.migration(), m.name);
     let store = open_store(m).await?;
     let point = pick(store.as_ref(), &m.name, to).await?;
     preflight(store.as_ref(), &point).await?;

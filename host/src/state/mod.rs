@@ -9,6 +9,9 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, SqlitePool};
 
+mod hold;
+pub use hold::{Hold, HoldError};
+
 /// A state-store failure.
 #[derive(Debug, thiserror::Error)]
 #[error("state store {path}: {message}")]

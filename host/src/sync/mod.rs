@@ -20,7 +20,7 @@ use crate::connectors::merge::{Applied, Dialect};
 use crate::connectors::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source};
 use crate::pipeline::{Observer, RunError, RunOptions, TablePlan, plan, run_migration};
 use crate::runtime::Runtime;
-use crate::state::StateStore;
+use crate::state::{Hold, HoldError, StateStore};
 
 /// The prefix of the scratch tables a sync writes before it swaps or merges.
 const STAGE_PREFIX: &str = "credvault_stage_";
@@ -47,6 +47,9 @@ pub enum SyncError {
     /// again before each sync).
     #[error("{0}; its syncs wait until the file reads again")]
     Unreadable(String),
+    /// Another process is writing the migration.
+    #[error(transparent)]
+    Busy(#[from] HoldError),
     /// The sync failed.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -86,13 +89,16 @@ pub struct SyncSummary {
     pub total: Applied,
 }
 
-/// Runs one sync of every table of `m`.
+/// Runs one sync of every table of `m`, while `hold` keeps other writers
+/// of `m` out.
 pub async fn sync_migration(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
+    hold: &Hold,
     observer: &mut dyn Observer,
 ) -> Result<SyncSummary, SyncError> {
+    debug_assert_eq!(hold.migration(), m.name);
     if let Some((since, by)) = state.paused(&m.name).await? {
         return Err(SyncError::Paused {
             migration: m.name.clone(),

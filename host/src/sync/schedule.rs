@@ -1,7 +1,7 @@
 //! `credvault serve`: syncs continuous and scheduled migrations when they
 //! are due, until stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -93,7 +93,9 @@ impl Stop {
 /// file that no longer reads is reported once and not synced until it does.
 /// Failures are reported to `report` and retried at the next due time.
 /// Each sync holds `turn`, which the dashboard's actions hold too, so a
-/// click never runs beside a sync.
+/// click never runs beside a sync; a migration another process holds (a
+/// `credvault run` in a shell, say) is reported once and synced once it
+/// is let go.
 pub async fn serve(
     catalog: &Catalog,
     runtime: &Runtime,
@@ -104,6 +106,7 @@ pub async fn serve(
     mut report: impl FnMut(&Migration, Result<super::SyncSummary, SyncError>),
 ) -> Result<(), SyncError> {
     let mut unreadable: HashMap<String, String> = HashMap::new();
+    let mut held_elsewhere: HashSet<String> = HashSet::new();
     while !stop.raised() {
         let mut soonest = LONGEST_NAP;
         for last in catalog.migrations() {
@@ -142,7 +145,22 @@ pub async fn serve(
             if state.paused(&m.name).await?.is_some() {
                 continue;
             }
-            report(&m, sync_migration(&m, runtime, state, observer).await);
+            let hold = match state.hold(&m.name, "credvault serve (a scheduled sync)") {
+                Ok(hold) => hold,
+                Err(busy) => {
+                    // Due still: look again soon, and say so once.
+                    if held_elsewhere.insert(m.name.clone()) {
+                        report(&m, Err(busy.into()));
+                    }
+                    soonest = soonest.min(RECHECK);
+                    continue;
+                }
+            };
+            held_elsewhere.remove(&m.name);
+            report(
+                &m,
+                sync_migration(&m, runtime, state, &hold, observer).await,
+            );
             // Its next due time is only known now: look again soon (not at
             // once, so a sync that fails before it is recorded cannot spin).
             soonest = soonest.min(RECHECK);

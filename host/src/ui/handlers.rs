@@ -20,7 +20,7 @@ use super::pages::{self, Overview, Page};
 use crate::actions::{self, ExportFormat};
 use crate::config::{Migration, SyncKind};
 use crate::pipeline::{self, RetryError, RetryRequest, RunOptions};
-use crate::state::{FlaggedFilter, StateError};
+use crate::state::{FlaggedFilter, Hold, StateError};
 
 type Dash = State<Arc<Dashboard>>;
 
@@ -30,6 +30,8 @@ const SHOWN_FLAGGED: usize = 200;
 const SHOWN_EVENTS: u32 = 100;
 /// Runs shown on a migration's page.
 const SHOWN_RUNS: u32 = 10;
+/// How long a click waits for its turn before it is told to wait.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A page that could not be served.
 pub struct Failure(StatusCode, String);
@@ -214,11 +216,30 @@ fn back(name: &str) -> Redirect {
     Redirect::to(&format!("/m/{}", pages::enc(name)))
 }
 
-fn busy() -> Failure {
-    Failure(
-        StatusCode::CONFLICT,
-        "a run, sync, retry or rollback is still going (started here or by the schedule): wait for it to finish (its page shows its progress)".into(),
-    )
+/// This `serve` process's turn and the migration's hold, or a 409 that
+/// says what to wait for: an action here or a scheduled sync, or another
+/// process writing the migration. Waits a moment for the turn, which the
+/// scheduler also takes for the few milliseconds it looks at due times.
+async fn take_turn(d: &Dashboard, m: &Migration, action: &str) -> Result<Turn, Failure> {
+    let turn = Arc::clone(&d.busy).lock_owned();
+    let turn = tokio::time::timeout(TURN_WAIT, turn).await.map_err(|_| {
+        Failure(
+            StatusCode::CONFLICT,
+            "a run, sync, retry or rollback is still going (started here or by the schedule): wait for it to finish (its page shows its progress)".into(),
+        )
+    })?;
+    let action = format!("credvault serve (a {action} from the dashboard)");
+    let hold = d
+        .state
+        .hold(&m.name, &action)
+        .map_err(|e| Failure(StatusCode::CONFLICT, e.to_string()))?;
+    Ok(Turn { turn, hold })
+}
+
+/// What an action holds while it runs: see [`take_turn`].
+struct Turn {
+    turn: OwnedMutexGuard<()>,
+    hold: Hold,
 }
 
 /// Runs a one-time migration (`credvault run`, checks first) or syncs a
@@ -226,18 +247,18 @@ fn busy() -> Failure {
 /// the progress.
 pub async fn run_now(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
     let m = find(&d, &name)?;
-    let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
     let action = match m.sync.kind {
         SyncKind::OneTime => "run",
         _ => "sync",
     };
+    let turn = take_turn(&d, &m, action).await?;
     d.live.begin(&m.name, action);
     let dashboard = Arc::clone(&d);
     // Not awaited: the page follows the run's progress instead.
-    drop(in_turn(guard, move || async move {
+    drop(in_turn(turn, move |hold| async move {
         let (ok, message) = match m.sync.kind {
-            SyncKind::OneTime => dashboard.run(&m).await,
-            _ => dashboard.sync(&m).await,
+            SyncKind::OneTime => dashboard.run(&m, &hold).await,
+            _ => dashboard.sync(&m, &hold).await,
         };
         dashboard.live.outcome(&m.name, ok, &message);
     }));
@@ -245,15 +266,16 @@ pub async fn run_now(State(d): Dash, Path(name): Path<String>) -> Result<Redirec
 }
 
 /// Runs `work` on a thread of its own that holds the dashboard's turn
-/// until it is done; its result comes through the receiver. On its own
+/// until it is done, and gives it the migration's hold; its result comes
+/// through the receiver. On its own
 /// thread because a run's future holds borrows across awaits that the
 /// compiler cannot prove `Send` for every lifetime (its tasks still run on
 /// the runtime's workers), and because a browser that stops waiting must
 /// not cut an action off between its writes, as dropping a request's
 /// future would.
-fn in_turn<T, F, Fut>(turn: OwnedMutexGuard<()>, work: F) -> oneshot::Receiver<T>
+fn in_turn<T, F, Fut>(Turn { turn, hold }: Turn, work: F) -> oneshot::Receiver<T>
 where
-    F: FnOnce() -> Fut + Send + 'static,
+    F: FnOnce(Hold) -> Fut + Send + 'static,
     Fut: Future<Output = T>,
     T: Send + 'static,
 {
@@ -261,7 +283,7 @@ where
     let (done, result) = oneshot::channel();
     std::thread::spawn(move || {
         let _turn = turn;
-        let _ = done.send(runtime.block_on(work()));
+        let _ = done.send(runtime.block_on(work(hold)));
     });
     result
 }
@@ -276,7 +298,7 @@ fn panicked(action: &str) -> Failure {
 
 impl Dashboard {
     /// `credvault run FILE`: the pre-run checks, then the run.
-    async fn run(&self, m: &Migration) -> (bool, String) {
+    async fn run(&self, m: &Migration, hold: &Hold) -> (bool, String) {
         let checks =
             match actions::check_before_run(m, &self.runtime, &self.state, false, false).await {
                 Ok(checks) => checks,
@@ -297,7 +319,7 @@ impl Dashboard {
         }
         let mut observer = self.live.observer(&m.name);
         let options = RunOptions::default();
-        let ran = actions::run(m, &self.runtime, &self.state, options, &mut observer).await;
+        let ran = actions::run(m, &self.runtime, &self.state, hold, options, &mut observer).await;
         match (ran.error(), ran.passed()) {
             (Some(e), _) => (false, e.to_string()),
             (None, true) => (true, "the run succeeded".into()),
@@ -306,9 +328,10 @@ impl Dashboard {
     }
 
     /// `credvault sync FILE`.
-    async fn sync(&self, m: &Migration) -> (bool, String) {
+    async fn sync(&self, m: &Migration, hold: &Hold) -> (bool, String) {
         let mut observer = self.live.observer(&m.name);
-        match crate::sync::sync_migration(m, &self.runtime, &self.state, &mut observer).await {
+        let (runtime, state) = (&self.runtime, &self.state);
+        match crate::sync::sync_migration(m, runtime, state, hold, &mut observer).await {
             Ok(s) => (
                 true,
                 format!(
@@ -348,16 +371,16 @@ pub async fn retry(
     Form(form): Form<Retry>,
 ) -> Result<Html<String>, Failure> {
     let m = find(&d, &name)?;
-    let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
+    let turn = take_turn(&d, &m, "retry").await?;
     let request = RetryRequest {
         ids: form.id.into_iter().collect(),
         ..RetryRequest::default()
     };
     let dashboard = Arc::clone(&d);
     let name = m.name.clone();
-    let summary = in_turn(guard, move || async move {
+    let summary = in_turn(turn, move |hold| async move {
         let (runtime, state) = (&dashboard.runtime, &dashboard.state);
-        pipeline::retry_flagged(&m, runtime, state, &request).await
+        pipeline::retry_flagged(&m, runtime, state, &hold, &request).await
     })
     .await
     .map_err(|_| panicked("retry"))?
@@ -422,11 +445,11 @@ pub async fn rollback(
             "a rollback needs its confirmation (confirm=yes); open the restore point's Roll back link".into(),
         ));
     }
-    let guard = Arc::clone(&d.busy).try_lock_owned().map_err(|_| busy())?;
+    let turn = take_turn(&d, &m, "rollback").await?;
     let dashboard = Arc::clone(&d);
     let name = m.name.clone();
-    let report = in_turn(guard, move || async move {
-        crate::restore::rollback(&m, Some(&form.to), &dashboard.state).await
+    let report = in_turn(turn, move |hold| async move {
+        crate::restore::rollback(&m, Some(&form.to), &dashboard.state, &hold).await
     })
     .await
     .map_err(|_| panicked("rollback"))?
