@@ -245,6 +245,40 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     assert_eq!(open.stdout.lines().count(), 2, "{}", open.all());
     assert!(open.stdout.contains("\"retries\":1"), "{}", open.all());
 
+    // Row 7 fixed in the JSONL export and uploaded: only the rows in the
+    // file are retried, and row 7 lands with its fixed value.
+    b.click("#refresh");
+    b.click("#export-jsonl");
+    let export = std::fs::read_to_string(b.downloaded("people-move-flagged.jsonl")).unwrap();
+    let line = export.lines().find(|l| l.contains("thirty")).unwrap();
+    let fixed = p.write("fixed.jsonl", &line.replace("\"thirty\"", "\"30\""));
+    let not_jsonl = p.write("fixed.csv", "id,score\n7,30\n");
+    b.upload("#fixed-file", &not_jsonl);
+    b.click("#retry-fixed");
+    let refused = b.wait("the refusal", || b.text("#failure"));
+    assert!(
+        refused.starts_with("the fixed file: line 1:") && refused.contains("JSON lines"),
+        "{refused}"
+    );
+    b.goto(&served.url("/m/people-move"));
+    b.upload("#fixed-file", &fixed);
+    b.click("#retry-fixed");
+    b.wait("the retry", || b.text("#retry-result tbody"));
+    let cells = b.script(
+        "return Array.from(document.querySelectorAll('#retry-result tbody td'), td => td.textContent);",
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        cells,
+        serde_json::json!(["people", "1", "1", "0", "0", "0"])
+    );
+    let score = p.query("out/vault.db", "SELECT score FROM people WHERE id = 7");
+    assert_eq!(score[0][0].as_deref(), Some("30"));
+    let open = p.run_ok(&["flagged", "list", "--migration", "people-move", "--json"]);
+    assert_eq!(open.stdout.lines().count(), 1, "{}", open.all());
+    assert!(open.stdout.contains("lots"), "{}", open.all());
+    b.click("#back");
+
     // A second run with fewer rows, then a rollback to the point it made.
     p.csv("people", "id,name,score", &people(10));
     assert_eq!(run_now(&b), "ok", "{:?}", b.text("#live"));
@@ -256,7 +290,7 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     });
     let question = b.text("main").unwrap_or_default();
     assert!(
-        question.contains(&format!("back to {} rows", ROWS - 2)),
+        question.contains(&format!("back to {} rows", ROWS - 1)),
         "{question}"
     );
     assert_eq!(
@@ -267,7 +301,7 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     b.click("#confirm-rollback");
     let result = b.wait("the rollback", || b.text("#rollback-result"));
     assert!(result.contains("passed"), "{result}");
-    assert_eq!(count(&p, "out/vault.db"), ROWS - 2);
+    assert_eq!(count(&p, "out/vault.db"), ROWS - 1);
     b.click("#back");
     b.wait("the audit log", || {
         b.text("#audit").filter(|a| a.contains("rolled_back"))
@@ -375,6 +409,20 @@ fn state_changes_from_another_origin_are_refused() {
         "to=whatever",
     );
     assert_eq!(unconfirmed.status, 400, "{unconfirmed:?}");
+    let upload = "--b\r\nContent-Disposition: form-data; name=\"fixed\"; filename=\"f.jsonl\"\r\n\r\n{\"id\":1,\"row\":{}}\r\n--b--\r\n";
+    let evil_upload = http(
+        addr,
+        "POST",
+        "/m/people-move/flagged/retry-fixed",
+        &[
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "multipart/form-data; boundary=b"),
+        ],
+        upload,
+    );
+    assert_eq!(evil_upload.status, 403, "{evil_upload:?}");
+    let log = p.run_ok(&["log", "--migration", "people-move"]).stdout;
+    assert!(!log.contains("flagged_retried"), "{log}");
     assert!(!paused(), "nothing was paused by refused requests");
 
     let referer = format!("{own}/m/people-sync");

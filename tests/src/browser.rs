@@ -291,6 +291,17 @@ impl Browser {
         self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Chooses `file` in the file input `css` selects.
+    pub fn upload(&self, css: &str, file: &Path) {
+        let id = self.wait(&format!("`{css}` to appear"), || self.element(css));
+        let text = file.to_str().expect("a UTF-8 path");
+        self.session_call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
     /// The text of the element `css` selects, if there is one.
     pub fn text(&self, css: &str) -> Option<String> {
         let text = self.script(

@@ -219,6 +219,9 @@ pub fn read_fixed(text: &str) -> Result<HashMap<i64, serde_json::Value>, String>
             return Err(at(&format!("flagged row #{id} comes twice")));
         }
     }
+    if fixed.is_empty() {
+        return Err("no fixed rows in it: keep the exported lines of the rows you fixed".into());
+    }
     Ok(fixed)
 }
 
@@ -295,6 +298,8 @@ mod tests {
         assert!(no_id.starts_with("line 1: no flagged-row `id`"), "{no_id}");
         let no_row = read_fixed("{\"id\":1,\"row\":[1]}").unwrap_err();
         assert!(no_row.contains("no `row` object"), "{no_row}");
+        let empty = read_fixed("\n").unwrap_err();
+        assert!(empty.starts_with("no fixed rows"), "{empty}");
         let csv = read_fixed("id,score\n1,30").unwrap_err();
         assert!(csv.contains("flagged export --format jsonl"), "{csv}");
     }

@@ -5,7 +5,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{Form, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -370,13 +371,54 @@ pub async fn retry(
     Path(name): Path<String>,
     Form(form): Form<Retry>,
 ) -> Result<Html<String>, Failure> {
-    let m = find(&d, &name)?;
-    let turn = take_turn(&d, &m, "retry").await?;
     let request = RetryRequest {
         ids: form.id.into_iter().collect(),
         ..RetryRequest::default()
     };
-    let dashboard = Arc::clone(&d);
+    retry_with(d, &name, request).await
+}
+
+/// The largest fixed file taken (a 10,000-row export is about 2 MiB).
+pub const FIXED_LIMIT: usize = 64 << 20;
+
+/// `credvault flagged retry FILE --fixed FIXED.jsonl`, the file uploaded:
+/// the rows it holds, as fixed in an export.
+pub async fn retry_fixed(
+    State(d): Dash,
+    Path(name): Path<String>,
+    mut upload: Multipart,
+) -> Result<Html<String>, Failure> {
+    let refused = |why: String| Failure(StatusCode::BAD_REQUEST, format!("the fixed file: {why}"));
+    // Too large is 413, a broken upload 400.
+    let broken =
+        |e: MultipartError| Failure(e.status(), format!("the fixed file: {}", e.body_text()));
+    let mut text = None;
+    while let Some(field) = upload.next_field().await.map_err(broken)? {
+        if field.name() == Some("fixed") {
+            let bytes = field.bytes().await.map_err(broken)?;
+            let utf8 = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                refused("it is not UTF-8 text; upload the JSON-lines export".into())
+            })?;
+            text = Some(utf8);
+        }
+    }
+    let text = text.ok_or_else(|| refused("none was uploaded; choose the edited export".into()))?;
+    let request = RetryRequest {
+        fixed: actions::read_fixed(&text).map_err(refused)?,
+        ..RetryRequest::default()
+    };
+    retry_with(d, &name, request).await
+}
+
+/// Retries what `request` asks in `name`'s turn; its result page.
+async fn retry_with(
+    d: Arc<Dashboard>,
+    name: &str,
+    request: RetryRequest,
+) -> Result<Html<String>, Failure> {
+    let m = find(&d, name)?;
+    let turn = take_turn(&d, &m, "retry").await?;
+    let dashboard = d;
     let name = m.name.clone();
     let summary = in_turn(turn, move |hold| async move {
         let (runtime, state) = (&dashboard.runtime, &dashboard.state);

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -111,6 +112,10 @@ pub async fn serve(listener: TcpListener, dashboard: Arc<Dashboard>) -> std::io:
         .route("/m/{name}/flagged.jsonl", get(handlers::export_jsonl))
         .route("/m/{name}/flagged.csv", get(handlers::export_csv))
         .route("/m/{name}/flagged/retry", post(handlers::retry))
+        .route(
+            "/m/{name}/flagged/retry-fixed",
+            post(handlers::retry_fixed).layer(DefaultBodyLimit::max(handlers::FIXED_LIMIT)),
+        )
         .route("/m/{name}/run", post(handlers::run_now))
         .route("/m/{name}/pause", post(handlers::pause))
         .route("/m/{name}/resume", post(handlers::resume))

@@ -288,7 +288,11 @@ fn flagged(body: &mut String, name: &str, p: &Page) {
         false => format!(
             "<form method=\"post\" action=\"/m/{name}/flagged/retry\"><button id=\"retry-all\" \
              title=\"through the current mapping and transforms into the destination; rows that fail again stay here\">\
-             Retry all {}</button></form>",
+             Retry all {}</button></form>\
+             <form method=\"post\" action=\"/m/{name}/flagged/retry-fixed\" enctype=\"multipart/form-data\" class=\"upload\">\
+             <input type=\"file\" name=\"fixed\" id=\"fixed-file\" accept=\".jsonl,.json,.txt\" required \
+             title=\"the JSONL export with the values of some rows fixed; only the rows in it are retried\">\
+             <button class=\"secondary\" id=\"retry-fixed\">Retry fixed rows</button></form>",
             p.retryable.len()
         ),
     };
