@@ -96,6 +96,39 @@ fn flag_keeps_the_row_its_error_and_position_for_review_and_export() {
 }
 
 #[test]
+fn an_export_of_many_flagged_rows_holds_each_once() {
+    let p = project();
+    // 5,000 bad rows: the export reads them a page of 2,000 at a time.
+    let rows: Vec<String> = (1..=5_000)
+        .map(|i| format!("{i},person {i},bad{i}"))
+        .collect();
+    p.csv("people", "id,name,score", &rows);
+    p.write("m.toml", &people_migration("on_error = \"flag\"", ""));
+    p.run_ok(&["run", "m.toml"]);
+    let jsonl = p.run_ok(&["flagged", "export"]).stdout;
+    let positions: Vec<i64> = jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["position"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(positions, (1..=5_000).collect::<Vec<i64>>());
+    let csv = p.run_ok(&["flagged", "export", "--format", "csv"]).stdout;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,run_id,migration,table,position,key,stage,column,value,error,id,name,score")
+    );
+    assert_eq!(lines.clone().count(), 5_000);
+    assert!(
+        lines.last().unwrap().ends_with(",5000,person 5000,bad5000"),
+        "{csv:.300}"
+    );
+}
+
+#[test]
 fn transform_row_errors_follow_the_policy() {
     let p = project();
     p.csv("people", "id,name,score", &people(4));

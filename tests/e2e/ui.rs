@@ -72,7 +72,11 @@ struct Served {
 
 impl Served {
     fn start(p: &Project, extra: &[&str]) -> Self {
-        let mut args = vec!["serve", "--ui", "--listen", "127.0.0.1:0"];
+        Self::listening(p, "127.0.0.1:0", extra)
+    }
+
+    fn listening(p: &Project, listen: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--ui", "--listen", listen];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["m.toml", "s.toml"]);
         let mut child = p.spawn_with_stderr(&args);
@@ -423,6 +427,12 @@ fn state_changes_from_another_origin_are_refused() {
     assert_eq!(evil_upload.status, 403, "{evil_upload:?}");
     let log = p.run_ok(&["log", "--migration", "people-move"]).stdout;
     assert!(!log.contains("flagged_retried"), "{log}");
+    // No page may be framed by another site, which could trick a click.
+    for page in [&evil, &http(addr, "GET", "/m/people-move", &[], "")] {
+        assert_eq!(page.header("x-frame-options"), Some("DENY"), "{page:?}");
+        let policy = page.header("content-security-policy").unwrap_or("");
+        assert!(policy.contains("frame-ancestors 'none'"), "{page:?}");
+    }
     assert!(!paused(), "nothing was paused by refused requests");
 
     let referer = format!("{own}/m/people-sync");
@@ -441,6 +451,29 @@ fn state_changes_from_another_origin_are_refused() {
 }
 
 #[test]
+fn a_run_whose_validation_failed_is_not_shown_as_a_success() {
+    let p = dashboard_project();
+    p.csv("people", "id,name,score", &people(50));
+    p.run_ok(&["run", "m.toml"]);
+    credvault_tests::exec_sqlite(
+        &p.path().join("out/vault.db"),
+        "UPDATE people SET score = score + 1 WHERE id = 5",
+    );
+    assert_eq!(p.run(&["validate", "m.toml"]).code, 1);
+    let served = Served::start(&p, &[]);
+    for path in ["/", "/m/people-move"] {
+        let page = http(&served.addr, "GET", path, &[], "");
+        assert!(
+            page.body
+                .contains("<span class=\"badge bad\">run succeeded, validation failed</span>"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    served.stop();
+}
+
+#[test]
 fn the_dashboard_listens_only_on_loopback_unless_told() {
     let p = dashboard_project();
     let run = p.run(&["serve", "--ui", "--listen", "0.0.0.0:0", "m.toml"]);
@@ -452,6 +485,31 @@ fn the_dashboard_listens_only_on_loopback_unless_told() {
         "{}",
         run.all()
     );
+    let unnamed = p.run(&[
+        "serve",
+        "--ui",
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-remote",
+        "m.toml",
+    ]);
+    assert_eq!(unnamed.code, 2, "{}", unnamed.all());
+    assert!(
+        unnamed.stderr.contains("would answer no one") && unnamed.stderr.contains("--origin"),
+        "{}",
+        unnamed.all()
+    );
+    let public = "https://migrations.example.com";
+    let served = Served::listening(&p, "0.0.0.0:0", &["--allow-remote", "--origin", public]);
+    let addr = served.addr.as_str();
+    let by_ip = http(addr, "GET", "/", &[], "");
+    assert_eq!(by_ip.status, 403, "0.0.0.0 is no name: {by_ip:?}");
+    let proxied = [("Host", "migrations.example.com"), ("Origin", public)];
+    let page = http(addr, "GET", "/", &proxied[..1], "");
+    assert_eq!(page.status, 200, "{page:?}");
+    let pause = http(addr, "POST", "/m/people-sync/pause", &proxied, "");
+    assert_eq!(pause.status, 303, "{pause:?}");
+    served.stop();
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::config::Migration;
 use crate::pipeline::{self, CheckResult, Observer, RunError, RunOptions, RunSummary};
 use crate::runtime::Runtime;
-use crate::state::{FlaggedRow, Hold, StateError, StateStore};
+use crate::state::{FlaggedFilter, FlaggedRow, Hold, StateError, StateStore};
 
 /// How a run ended: a single-source run or a consolidation.
 pub enum Ran {
@@ -172,25 +172,108 @@ pub enum ExportError {
     /// The CSV writer failed.
     #[error("writing the CSV export: {0}")]
     Csv(#[from] csv::Error),
+    /// The flagged rows could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
-/// Writes flagged rows (with their source values) for fixing.
-pub fn export_flagged(
-    rows: &[FlaggedRow],
+/// Flagged rows read from the state store at a time by an export.
+const EXPORT_PAGE: u32 = 2_000;
+
+/// An export of flagged rows (with their source values) for fixing, made
+/// a page of rows at a time so that its memory does not grow with them.
+pub struct Export {
+    state: StateStore,
+    filter: FlaggedFilter,
     format: ExportFormat,
-    mut out: impl Write,
-) -> Result<(), ExportError> {
-    match format {
-        ExportFormat::Jsonl => {
-            for row in rows {
-                let line = serde_json::to_string(row).expect("flagged rows serialize");
-                writeln!(out, "{line}")?;
-            }
-            out.flush()?;
-            Ok(())
+    /// A CSV export's row columns, once known (a first pass reads them),
+    /// and the last row that pass saw: rows flagged since may have other
+    /// columns, so they are left for the next export.
+    columns: Option<(Vec<String>, i64)>,
+    /// How many rows were exported.
+    pub rows: u64,
+}
+
+impl Export {
+    /// An export of the rows `filter` selects.
+    pub fn new(state: &StateStore, filter: &FlaggedFilter, format: ExportFormat) -> Self {
+        let filter = FlaggedFilter {
+            limit: Some(EXPORT_PAGE),
+            after: None,
+            ..filter.clone()
+        };
+        Self {
+            state: state.clone(),
+            filter,
+            format,
+            columns: None,
+            rows: 0,
         }
-        ExportFormat::Csv => write_csv(rows, out),
     }
+
+    /// The next piece of the file, or `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ExportError> {
+        let mut chunk = Vec::new();
+        if self.format == ExportFormat::Csv && self.columns.is_none() {
+            let columns = self.csv_columns().await?;
+            write_csv_header(&columns.0, &mut chunk)?;
+            self.columns = Some(columns);
+        }
+        let mut rows = self.state.flagged(&self.filter).await?;
+        if let Some((_, until)) = self.columns {
+            rows.retain(|r| r.id <= until);
+        }
+        let Some(last) = rows.last() else {
+            return Ok((!chunk.is_empty()).then_some(chunk));
+        };
+        self.filter.after = Some(last.id);
+        self.rows += rows.len() as u64;
+        match &self.columns {
+            Some((columns, _)) => write_csv_rows(&rows, columns, &mut chunk)?,
+            None => write_jsonl(&rows, &mut chunk)?,
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Writes the whole export to `out`; how many rows it holds.
+    pub async fn write_to(mut self, mut out: impl Write) -> Result<u64, ExportError> {
+        while let Some(chunk) = self.next_chunk().await? {
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+        Ok(self.rows)
+    }
+
+    /// Every column of the exported rows, in the order they first come,
+    /// and the last row's id.
+    async fn csv_columns(&self) -> Result<(Vec<String>, i64), ExportError> {
+        let mut filter = self.filter.clone();
+        let mut columns: Vec<String> = Vec::new();
+        loop {
+            let rows = self.state.flagged(&filter).await?;
+            let Some(last) = rows.last() else {
+                return Ok((columns, filter.after.unwrap_or(0)));
+            };
+            filter.after = Some(last.id);
+            for key in rows
+                .iter()
+                .filter_map(|r| r.row.as_object())
+                .flat_map(|o| o.keys())
+            {
+                if !columns.contains(key) {
+                    columns.push(key.clone());
+                }
+            }
+        }
+    }
+}
+
+fn write_jsonl(rows: &[FlaggedRow], out: &mut Vec<u8>) -> Result<(), ExportError> {
+    for row in rows {
+        serde_json::to_writer(&mut *out, row).expect("flagged rows serialize");
+        out.push(b'\n');
+    }
+    Ok(())
 }
 
 /// Reads fixed rows back from a JSON-lines export: each line's `row` by
@@ -225,36 +308,34 @@ pub fn read_fixed(text: &str) -> Result<HashMap<i64, serde_json::Value>, String>
     Ok(fixed)
 }
 
-fn write_csv(rows: &[FlaggedRow], out: impl Write) -> Result<(), ExportError> {
-    let mut columns: Vec<String> = Vec::new();
-    for r in rows {
-        if let Some(obj) = r.row.as_object() {
-            for k in obj.keys() {
-                if !columns.contains(k) {
-                    columns.push(k.clone());
-                }
-            }
-        }
-    }
+/// The CSV export's fixed columns, before the row's own.
+const CSV_FIXED: [&str; 10] = [
+    "id",
+    "run_id",
+    "migration",
+    "table",
+    "position",
+    "key",
+    "stage",
+    "column",
+    "value",
+    "error",
+];
+
+fn write_csv_header(columns: &[String], out: &mut Vec<u8>) -> Result<(), ExportError> {
     let mut w = csv::Writer::from_writer(out);
-    let fixed = [
-        "id",
-        "run_id",
-        "migration",
-        "table",
-        "position",
-        "key",
-        "stage",
-        "column",
-        "value",
-        "error",
-    ];
-    w.write_record(
-        fixed
-            .iter()
-            .map(|s| s.to_string())
-            .chain(columns.iter().cloned()),
-    )?;
+    let fixed = CSV_FIXED.iter().map(|s| s.to_string());
+    w.write_record(fixed.chain(columns.iter().cloned()))?;
+    w.flush()?;
+    Ok(())
+}
+
+fn write_csv_rows(
+    rows: &[FlaggedRow],
+    columns: &[String],
+    out: &mut Vec<u8>,
+) -> Result<(), ExportError> {
+    let mut w = csv::Writer::from_writer(out);
     for r in rows {
         let mut record = vec![
             r.id.to_string(),
@@ -268,7 +349,7 @@ fn write_csv(rows: &[FlaggedRow], out: impl Write) -> Result<(), ExportError> {
             r.value.clone().unwrap_or_default(),
             r.error.clone(),
         ];
-        for c in &columns {
+        for c in columns {
             record.push(match r.row.get(c) {
                 None | Some(serde_json::Value::Null) => String::new(),
                 Some(serde_json::Value::String(s)) => s.clone(),

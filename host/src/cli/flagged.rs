@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
-use crate::actions::{ExportFormat, export_flagged};
+use crate::actions::{Export, ExportFormat};
 use crate::pipeline::{RetryCounts, RetryRequest, retry_flagged};
 use crate::state::{FlaggedFilter, StateStore};
 
@@ -86,6 +86,7 @@ impl From<Filter> for FlaggedFilter {
             run_id: f.run,
             table: f.table,
             closed_too: f.all,
+            ..FlaggedFilter::default()
         }
     }
 }
@@ -154,25 +155,21 @@ pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> an
             output,
         } => {
             let state = StateStore::open(state).await?;
-            let rows = state.flagged(&filter.into()).await?;
             let out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
                     std::fs::File::create(path)
                         .with_context(|| format!("creating {}", path.display()))?,
                 ),
-                None => Box::new(std::io::stdout().lock()),
+                None => Box::new(std::io::stdout()),
             };
             let format = match format {
                 Format::Jsonl => ExportFormat::Jsonl,
                 Format::Csv => ExportFormat::Csv,
             };
-            export_flagged(&rows, format, out)?;
+            let export = Export::new(&state, &filter.into(), format);
+            let rows = export.write_to(std::io::BufWriter::new(out)).await?;
             if let Some(path) = output {
-                eprintln!(
-                    "exported {} flagged row(s) to {}",
-                    rows.len(),
-                    path.display()
-                );
+                eprintln!("exported {rows} flagged row(s) to {}", path.display());
             }
             Ok(())
         }

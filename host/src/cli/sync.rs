@@ -14,7 +14,7 @@ use crate::config::{Catalog, Migration};
 use crate::runtime::Runtime;
 use crate::state::{StateStore, SyncRecord};
 use crate::sync::{Stop, SyncError, SyncSummary, serve, sync_migration};
-use crate::ui::{Both, Dashboard, Live};
+use crate::ui::{Both, Dashboard, Live, Origins};
 
 /// Options of `credvault serve`.
 #[derive(Args)]
@@ -32,6 +32,11 @@ pub struct ServeArgs {
     /// no login: put your own access control in front of it.
     #[arg(long, requires = "ui")]
     allow_remote: bool,
+    /// Another origin users reach the dashboard by, as they type it
+    /// (`https://migrations.example.com` behind a proxy); repeatable, and
+    /// needed when listening on 0.0.0.0 or [::].
+    #[arg(long = "origin", value_name = "URL", requires = "ui")]
+    origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -40,12 +45,22 @@ impl ServeArgs {
         &self.files
     }
 
-    /// Binds the dashboard's address, when `--ui` asks for it.
-    pub async fn dashboard(&self) -> anyhow::Result<Option<TcpListener>> {
-        match self.ui {
-            true => Ok(Some(crate::ui::bind(self.listen, self.allow_remote).await?)),
-            false => Ok(None),
+    /// Binds the dashboard's address, when `--ui` asks for it, with the
+    /// origins it answers.
+    pub async fn dashboard(&self) -> anyhow::Result<Option<(TcpListener, Origins)>> {
+        if !self.ui {
+            return Ok(None);
         }
+        let listener = crate::ui::bind(self.listen, self.allow_remote).await?;
+        let origins = Origins::of(listener.local_addr()?, &self.origins)?;
+        if origins.is_empty() {
+            anyhow::bail!(
+                "the dashboard on {} would answer no one: it answers only requests addressed to a name it knows, and an address like 0.0.0.0 is none; add --origin with the URL users type (http://HOST:{})",
+                self.listen,
+                self.listen.port()
+            );
+        }
+        Ok(Some((listener, origins)))
     }
 }
 
@@ -108,7 +123,7 @@ pub async fn serve_until_stopped(
     catalog: Catalog,
     runtime: &Runtime,
     state: &StateStore,
-    dashboard: Option<TcpListener>,
+    dashboard: Option<(TcpListener, Origins)>,
 ) -> anyhow::Result<ExitCode> {
     let (raise, stop) = Stop::new();
     tokio::spawn(async move {
@@ -127,8 +142,8 @@ pub async fn serve_until_stopped(
     let live = Arc::new(Live::default());
     let turn = Arc::new(Mutex::new(()));
     let ui = match dashboard {
-        Some(listener) => Some(start_dashboard(
-            listener, &catalog, runtime, state, &live, &turn,
+        Some((listener, origins)) => Some(start_dashboard(
+            listener, origins, &catalog, runtime, state, &live, &turn,
         )?),
         None => None,
     };
@@ -162,6 +177,7 @@ pub async fn serve_until_stopped(
 /// Serves the dashboard in the background.
 fn start_dashboard(
     listener: TcpListener,
+    origins: Origins,
     catalog: &Arc<Catalog>,
     runtime: &Runtime,
     state: &StateStore,
@@ -175,9 +191,12 @@ fn start_dashboard(
         state.clone(),
         Arc::clone(live),
         Arc::clone(turn),
-        addr,
+        origins,
     ));
     eprintln!("dashboard: http://{addr}/");
+    if addr.ip().is_unspecified() {
+        eprintln!("  answering as {}", dashboard.origins().join(", "));
+    }
     let served = Arc::clone(&dashboard);
     let server = tokio::spawn(async move {
         if let Err(e) = crate::ui::serve(listener, served).await {

@@ -103,6 +103,28 @@ pub struct FlaggedFilter {
     pub table: Option<String>,
     /// Closed rows too (retried, superseded), with how they were closed.
     pub closed_too: bool,
+    /// Only rows after this id (to read them page by page).
+    pub after: Option<i64>,
+    /// At most this many rows.
+    pub limit: Option<u32>,
+}
+
+/// The rows a [`FlaggedFilter`] selects (binds ?1–?5).
+macro_rules! flagged_where {
+    () => {
+        " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3) AND (?5 IS NULL OR id > ?5)"
+    };
+}
+
+/// The open flagged rows a retry may write into `?1`'s destination: see
+/// [`StateStore::retryable`].
+macro_rules! retryable_where {
+    () => {
+        concat!(
+            " WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1 AND run_id > 0 AND run_id >= ",
+            last_fresh_run!()
+        )
+    };
 }
 
 /// The id of `?1`'s last fresh run (one that did not resume another): its
@@ -383,19 +405,39 @@ impl StateStore {
     /// Lists the flagged rows still open (not retried into the destination
     /// nor superseded), or with `closed_too` all of them, oldest first.
     pub async fn flagged(&self, filter: &FlaggedFilter) -> Result<Vec<FlaggedRow>, StateError> {
-        let rows = sqlx::query(
-            "SELECT * FROM flagged_rows
-             WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3)
-             ORDER BY id",
-        )
-        .bind(&filter.migration)
-        .bind(filter.run_id)
-        .bind(&filter.table)
-        .bind(filter.closed_too)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.error(e))?;
+        let sql = concat!(
+            "SELECT * FROM flagged_rows",
+            flagged_where!(),
+            " ORDER BY id LIMIT ?6"
+        );
+        let limit = filter.limit.map_or(-1, i64::from);
+        let rows = bind_filter(sqlx::query(sql), filter)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(rows.iter().map(flagged_row).collect())
+    }
+
+    /// How many flagged rows `filter` selects (its `limit` aside).
+    pub async fn count_flagged(&self, filter: &FlaggedFilter) -> Result<u64, StateError> {
+        let sql = concat!("SELECT count(*) FROM flagged_rows", flagged_where!());
+        let row = bind_filter(sqlx::query(sql), filter)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    /// The ids of [`StateStore::retryable`]'s rows, without the rows.
+    pub async fn retryable_ids(&self, migration: &str) -> Result<HashSet<i64>, StateError> {
+        let sql = concat!("SELECT id FROM flagged_rows", retryable_where!());
+        let ids = sqlx::query_scalar(sql)
+            .bind(migration)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(ids.into_iter().collect())
     }
 
     /// The open flagged rows a retry may write into `migration`'s
@@ -404,10 +446,8 @@ impl StateStore {
     /// run 0, are the sync's to read again), oldest first.
     pub async fn retryable(&self, migration: &str) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(concat!(
-            "SELECT * FROM flagged_rows
-                 WHERE policy = 'flag' AND resolved_at IS NULL AND migration = ?1 AND run_id > 0
-                   AND run_id >= ",
-            last_fresh_run!(),
+            "SELECT * FROM flagged_rows",
+            retryable_where!(),
             " ORDER BY id"
         ))
         .bind(migration)
@@ -893,6 +933,19 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 }
 
 /// Who is acting: the OS user running the tool.
+/// Binds a [`FlaggedFilter`] to `?1`–`?5` of [`flagged_where!`].
+fn bind_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    filter: &'q FlaggedFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(&filter.migration)
+        .bind(filter.run_id)
+        .bind(&filter.table)
+        .bind(filter.closed_too)
+        .bind(filter.after)
+}
+
 fn actor() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{Form, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -18,15 +19,16 @@ use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::Dashboard;
 use super::pages::{self, Overview, Page};
-use crate::actions::{self, ExportFormat};
+use crate::actions::{self, Export, ExportFormat};
 use crate::config::{Migration, SyncKind};
 use crate::pipeline::{self, RetryError, RetryRequest, RunOptions};
-use crate::state::{FlaggedFilter, Hold, StateError};
+use crate::restore::RestoreError;
+use crate::state::{FlaggedFilter, Hold, RunRecord, StateError};
 
 type Dash = State<Arc<Dashboard>>;
 
 /// Flagged rows shown on a migration's page (the export has them all).
-const SHOWN_FLAGGED: usize = 200;
+const SHOWN_FLAGGED: u32 = 200;
 /// Audit events shown on a migration's page.
 const SHOWN_EVENTS: u32 = 100;
 /// Runs shown on a migration's page.
@@ -49,13 +51,31 @@ impl From<StateError> for Failure {
     }
 }
 
-/// Refuses requests to another host, and state changes from other sites.
+/// Refuses requests to another host, and state changes from other sites;
+/// forbids every answer to be framed by another site (whose page could
+/// otherwise trick a click on a button) and to run inline scripts.
 pub async fn guard(State(d): Dash, request: Request, next: Next) -> Response {
-    match d.origins.refuse(request.method(), request.headers()) {
+    let mut response = match d.origins.refuse(request.method(), request.headers()) {
         Some(why) => (StatusCode::FORBIDDEN, why).into_response(),
         None => next.run(request).await,
+    };
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, header::HeaderValue::from_static(value));
     }
+    response
 }
+
+/// Sent with every answer.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "same-origin"),
+];
 
 /// A served migration, its file read again: a file that no longer reads
 /// is refused with its error rather than acted on in an older version.
@@ -73,6 +93,12 @@ fn find(d: &Dashboard, name: &str) -> Result<Migration, Failure> {
 /// The stylesheet.
 pub async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css")], pages::STYLE)
+}
+
+/// The live-progress script (a file, so the pages' policy can forbid
+/// inline scripts).
+pub async fn script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript")], pages::LIVE)
 }
 
 /// The list of migrations.
@@ -96,11 +122,15 @@ async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> 
             .unwrap_or_else(|| "not scheduled".into()),
         (None, _, None) => "due now".to_string(),
     };
-    let status = match (&paused, m.sync.kind, &last_sync, &last_run) {
+    let run_status = match &last_run {
+        Some(run) => Some(run_status(d, &m.name, run).await?),
+        None => None,
+    };
+    let status = match (&paused, m.sync.kind, &last_sync, run_status) {
         (Some(_), ..) => "paused".to_string(),
-        (None, SyncKind::OneTime, _, Some(run)) => format!("run {}", run.status),
+        (None, SyncKind::OneTime, _, Some(run)) => run,
         (None, _, Some(sync), _) => format!("sync {}", sync.status),
-        (None, _, None, Some(run)) => format!("run {}", run.status),
+        (None, _, None, Some(run)) => run,
         (None, _, None, None) => "never run".to_string(),
     };
     Ok(Overview {
@@ -112,6 +142,17 @@ async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> 
         last_sync: last_sync.map(|s| s.started_at),
         last_run: last_run.map(|r| r.started_at),
         next_sync,
+    })
+}
+
+/// `run succeeded`, or `run succeeded, validation failed` when the newest
+/// validation of that run failed (as `credvault run` exits 1 then).
+async fn run_status(d: &Dashboard, name: &str, run: &RunRecord) -> Result<String, StateError> {
+    let validation = d.state.last_validation(name).await?;
+    let failed = validation.is_some_and(|v| v.run_id == Some(run.id) && !v.passed);
+    Ok(match failed {
+        true => format!("run {}, validation failed", run.status),
+        false => format!("run {}", run.status),
     })
 }
 
@@ -133,20 +174,17 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
         migration: Some(m.name.clone()),
         ..FlaggedFilter::default()
     };
-    let flagged = d.state.flagged(&filter).await?;
+    let shown = FlaggedFilter {
+        limit: Some(SHOWN_FLAGGED),
+        ..filter.clone()
+    };
     let page = Page {
         overview: overview(&d, m).await?,
         runs: d.state.runs(&m.name, SHOWN_RUNS).await?,
         validation: d.state.last_validation(&m.name).await?,
-        flagged_total: flagged.len(),
-        retryable: d
-            .state
-            .retryable(&m.name)
-            .await?
-            .iter()
-            .map(|r| r.id)
-            .collect(),
-        flagged: flagged.into_iter().take(SHOWN_FLAGGED).collect(),
+        flagged_total: d.state.count_flagged(&filter).await?,
+        retryable: d.state.retryable_ids(&m.name).await?,
+        flagged: d.state.flagged(&shown).await?,
         points: crate::restore::list(m).await.map_err(|e| e.to_string()),
         events: d.state.events(Some(&m.name), SHOWN_EVENTS).await?,
     };
@@ -193,10 +231,18 @@ async fn export(d: &Dashboard, name: &str, format: ExportFormat) -> Result<Respo
         migration: Some(m.name.clone()),
         ..FlaggedFilter::default()
     };
-    let rows = d.state.flagged(&filter).await?;
-    let mut body = Vec::new();
-    actions::export_flagged(&rows, format, &mut body)
+    // The first piece is read before answering, so that a failure is a
+    // page; the rest streams, a page of rows at a time.
+    let mut export = Export::new(&d.state, &filter, format);
+    let first = export
+        .next_chunk()
+        .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let rest = futures_util::stream::unfold(export, |mut export| async move {
+        let chunk = export.next_chunk().await.transpose()?;
+        Some((chunk, export))
+    });
+    let body = futures_util::stream::iter(first.map(Ok)).chain(rest);
     let (extension, mime) = match format {
         ExportFormat::Jsonl => ("jsonl", "application/jsonl; charset=utf-8"),
         ExportFormat::Csv => ("csv", "text/csv; charset=utf-8"),
@@ -208,7 +254,7 @@ async fn export(d: &Dashboard, name: &str, format: ExportFormat) -> Result<Respo
             (header::CONTENT_TYPE, mime.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        body,
+        Body::from_stream(body),
     )
         .into_response())
 }
@@ -495,6 +541,9 @@ pub async fn rollback(
     })
     .await
     .map_err(|_| panicked("rollback"))?
-    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    .map_err(|e| match e {
+        RestoreError::Refused { .. } => Failure(StatusCode::CONFLICT, e.to_string()),
+        other => Failure(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    })?;
     Ok(Html(pages::rolled_back(&name, &report)))
 }

@@ -69,24 +69,29 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A dashboard of the `catalog`'s migrations served at `addr`, taking
-    /// turns with the scheduler through `busy`.
+    /// A dashboard of the `catalog`'s migrations answering `origins`,
+    /// taking turns with the scheduler through `busy`.
     pub fn new(
         catalog: Arc<Catalog>,
         runtime: Runtime,
         state: StateStore,
         live: Arc<Live>,
         busy: Arc<Mutex<()>>,
-        addr: SocketAddr,
+        origins: Origins,
     ) -> Self {
         Self {
             catalog,
             runtime,
             state,
             live,
-            origins: Origins::of(addr),
+            origins,
             busy,
         }
+    }
+
+    /// The origins it answers.
+    pub fn origins(&self) -> &[String] {
+        self.origins.all()
     }
 
     /// Waits until no action started here is running.
@@ -107,6 +112,7 @@ pub async fn serve(listener: TcpListener, dashboard: Arc<Dashboard>) -> std::io:
     let app = Router::new()
         .route("/", get(handlers::index))
         .route("/style.css", get(handlers::style))
+        .route("/live.js", get(handlers::script))
         .route("/m/{name}", get(handlers::migration))
         .route("/m/{name}/events", get(handlers::events))
         .route("/m/{name}/flagged.jsonl", get(handlers::export_jsonl))

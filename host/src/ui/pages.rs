@@ -16,7 +16,7 @@ pub(crate) use crate::validate::report::esc;
 /// The stylesheet.
 pub const STYLE: &str = include_str!("style.css");
 /// The live-progress script of a migration's page.
-const LIVE: &str = include_str!("live.js");
+pub const LIVE: &str = include_str!("live.js");
 
 /// A migration's line in the list, and the head of its page.
 pub struct Overview {
@@ -49,7 +49,7 @@ pub struct Page {
     /// Its flagged rows (the first of them).
     pub flagged: Vec<FlaggedRow>,
     /// How many there are in all.
-    pub flagged_total: usize,
+    pub flagged_total: u64,
     /// Those `credvault flagged retry` may retry (not those of syncs).
     pub retryable: HashSet<i64>,
     /// Its restore points, or why they cannot be listed.
@@ -188,7 +188,8 @@ pub fn migration(p: &Page) -> String {
     let _ = write!(
         body,
         "<section id=\"live\" data-events=\"/m/{name}/events\"><h2>Live progress</h2>\
-         <p id=\"live-status\" class=\"quiet\">no run since this dashboard started</p>\
+         <p id=\"live-status\" class=\"quiet\">no run or sync started by this dashboard or its schedule yet \
+         (one started from a shell shows under Runs once it ends)</p>\
          <table id=\"progress\"><thead><tr><th>Table</th><th>Progress</th><th>%</th><th>Rows</th>\
          <th>Rows/s</th><th>ETA</th><th>Errors</th></tr></thead><tbody></tbody></table>\
          <ul id=\"failures\"></ul></section>"
@@ -198,7 +199,7 @@ pub fn migration(p: &Page) -> String {
     flagged(&mut body, &name, p);
     points(&mut body, &name, &p.points);
     events(&mut body, &p.events);
-    let _ = write!(body, "<script>{LIVE}</script>");
+    body.push_str("<script src=\"/live.js\"></script>");
     layout(&o.name, &body)
 }
 
@@ -300,7 +301,7 @@ fn flagged(body: &mut String, name: &str, p: &Page) {
         body,
         "<div class=\"actions\"><a class=\"button secondary\" id=\"export-jsonl\" href=\"/m/{name}/flagged.jsonl\" download>Export JSONL</a>\
          <a class=\"button secondary\" id=\"export-csv\" href=\"/m/{name}/flagged.csv\" download>Export CSV</a>{retry_all}{}</div>",
-        match rows.len() < total {
+        match (rows.len() as u64) < total {
             true => format!(
                 " <span class=\"quiet\">showing the first {}</span>",
                 rows.len()
