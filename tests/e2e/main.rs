@@ -13,6 +13,7 @@ mod mariadb;
 mod plugins;
 mod policies;
 mod postgres;
+mod progress;
 mod restore;
 mod resume;
 mod retry;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::ErrorPolicy;
-use crate::pipeline::{Observer, RunEvent};
+use crate::pipeline::{Observer, RowFailure, RunEvent};
 
 /// Row failures printed per table before the rest are only counted.
 const SHOWN_FAILURES: u32 = 10;
@@ -69,12 +69,38 @@ impl Reporter {
     }
 }
 
-fn eta(done: u64, total: u64, elapsed: f64) -> String {
-    if done == 0 || done >= total {
-        return "0s".into();
+/// Seconds left as a bar or a line shows them (`?` before a row moved).
+fn eta(eta_s: Option<f64>) -> String {
+    eta_s.map_or("?".into(), |s| format!("{s:.0}s"))
+}
+
+/// A run's header: which run, of which migration, and for a step of a
+/// sync or one source of several, which.
+fn header(event: &RunEvent) -> String {
+    let RunEvent::RunStarted {
+        run_id,
+        migration,
+        tables,
+        resumed_from,
+        sync,
+        source,
+    } = event
+    else {
+        return String::new();
+    };
+    let from = source
+        .as_ref()
+        .map(|s| format!(" (source `{s}`)"))
+        .unwrap_or_default();
+    let resumed = resumed_from
+        .map(|r| format!(", resuming interrupted run {r}"))
+        .unwrap_or_default();
+    match sync {
+        Some(sync) => {
+            format!("sync {sync} of `{migration}`{from}: run {run_id}, {tables} table(s){resumed}")
+        }
+        None => format!("run {run_id} of `{migration}`{from}: {tables} table(s){resumed}"),
     }
-    let secs = elapsed / done as f64 * (total - done) as f64;
-    format!("{secs:.0}s")
 }
 
 impl Observer for Reporter {
@@ -86,20 +112,9 @@ impl Observer for Reporter {
             );
             return;
         }
+        let row = event.row().unwrap_or_default();
         match event {
-            RunEvent::RunStarted {
-                run_id,
-                migration,
-                tables,
-                resumed_from,
-            } => {
-                let resumed = resumed_from
-                    .map(|r| format!(", resuming interrupted run {r}"))
-                    .unwrap_or_default();
-                self.print(&format!(
-                    "run {run_id} of `{migration}`: {tables} table(s){resumed}"
-                ));
-            }
+            RunEvent::RunStarted { .. } => self.print(&header(event)),
             RunEvent::RestorePoint(point) => {
                 for name in &point.pruned {
                     self.print(&format!("restore point {name} expired and was removed"));
@@ -112,114 +127,184 @@ impl Observer for Reporter {
                     super::restore::shown(&point.expires_at)
                 ));
             }
-            RunEvent::TableSkipped { table, reason } => {
-                self.print(&format!("{table}: skipped, {reason}"))
+            RunEvent::TableSkipped { reason, .. } => {
+                self.print(&format!("{row}: skipped, {reason}"))
             }
             RunEvent::TableStarted {
-                table,
                 total,
                 resumed_at,
-            } => match &mut self.mode {
-                Mode::Bars { multi, bars } => {
-                    let bar = multi.add(ProgressBar::new(*total));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix:>16} [{bar:30}] {percent:>3}% {human_pos}/{human_len} rows {per_sec:0} ETA {eta} {msg}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_prefix(table.clone());
-                    bar.set_position(*resumed_at);
-                    bars.insert(table.clone(), bar);
-                }
-                _ if *resumed_at > 0 => {
-                    eprintln!("{table}: resuming after row {resumed_at} of {total}")
-                }
-                _ => eprintln!("{table}: starting, {total} rows"),
-            },
-            RunEvent::Progress {
-                table,
-                done,
-                total,
-                written,
-                errors,
-                elapsed_s,
-            } => match &mut self.mode {
-                Mode::Bars { bars, .. } => {
-                    if let Some(bar) = bars.get(table) {
-                        bar.set_position(*done);
-                        bar.set_message(format!("errors: {errors}"));
-                    }
-                }
-                Mode::Plain { last } => {
-                    if last.elapsed() >= PLAIN_EVERY || done == total {
-                        *last = Instant::now();
-                        let pct = if *total == 0 {
-                            100.0
-                        } else {
-                            *done as f64 * 100.0 / *total as f64
-                        };
-                        let rate = *done as f64 / elapsed_s.max(1e-6);
-                        eprintln!(
-                            "{table}: {pct:.1}% {done}/{total} rows, {written} written, {rate:.0} rows/s, ETA {}, errors {errors}",
-                            eta(*done, *total, *elapsed_s)
-                        );
-                    }
-                }
-                Mode::Json => {}
-            },
-            RunEvent::RowFailed { failure, policy } => {
-                let seen = self.failures.entry(failure.table.clone()).or_default();
-                *seen += 1;
-                let seen = *seen;
-                let verb = match policy {
-                    ErrorPolicy::Stop => "stopped",
-                    ErrorPolicy::Skip => "skipped",
-                    ErrorPolicy::Flag => "flagged",
-                };
-                if seen <= SHOWN_FAILURES {
-                    self.print(&format!("{verb}: {failure}"));
-                } else if seen == SHOWN_FAILURES + 1 {
-                    self.print(&format!(
-                        "{}: more failed rows; see the summary",
-                        failure.table
-                    ));
-                }
-            }
-            RunEvent::TableFinished {
-                table,
-                counts,
-                plugins,
-                elapsed_s,
-            } => {
-                if let Mode::Bars { bars, .. } = &mut self.mode
-                    && let Some(bar) = bars.remove(table)
-                {
-                    bar.finish_and_clear();
-                }
-                let rate = counts.read as f64 / elapsed_s.max(1e-6);
-                self.print(&format!(
-                    "{table}: done in {elapsed_s:.2}s, {} read, {} written, {} dropped, {} skipped, {} flagged ({rate:.0} rows/s)",
-                    counts.read, counts.written, counts.dropped, counts.skipped, counts.flagged
-                ));
-                for p in plugins {
-                    self.print(&format!(
-                        "  plugin {}: {} calls, {} instance(s), {} fuel, peak memory {:.1} MiB, {:.2}s; rows in {}, out {}, dropped {}, failed {}",
-                        p.plugin,
-                        p.calls,
-                        p.instances,
-                        p.fuel,
-                        p.peak_memory as f64 / (1024.0 * 1024.0),
-                        p.seconds,
-                        p.rows_in,
-                        p.rows_out,
-                        p.rows_dropped,
-                        p.rows_failed
-                    ));
-                }
-            }
+                ranges,
+                ..
+            } => self.started(row, *total, *resumed_at, *ranges),
+            RunEvent::Progress { .. } => self.progress(&row, event),
+            RunEvent::RowFailed {
+                failure, policy, ..
+            } => self.failed(row, failure, *policy),
+            RunEvent::TableFinished { .. } => self.finished(&row, event),
             RunEvent::RunFinished { .. } | RunEvent::Validated { .. } => {}
         }
+    }
+}
+
+impl Reporter {
+    fn started(&mut self, row: String, total: u64, resumed_at: u64, ranges: usize) {
+        let split = match ranges {
+            0 => String::new(),
+            n => format!(" in {n} key ranges"),
+        };
+        match &mut self.mode {
+            Mode::Bars { multi, bars } => {
+                let bar = multi.add(ProgressBar::new(total).with_position(resumed_at));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>16} [{bar:30}] {percent:>3}% {human_pos}/{human_len} rows {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(row.clone());
+                bars.insert(row, bar);
+            }
+            _ if resumed_at > 0 => {
+                eprintln!("{row}: resuming after row {resumed_at} of {total}{split}")
+            }
+            _ => eprintln!("{row}: starting, {total} rows{split}"),
+        }
+    }
+
+    /// Rate and ETA come with the event: this run's own pace, over the
+    /// whole table when it moves in key ranges.
+    fn progress(&mut self, row: &str, event: &RunEvent) {
+        let RunEvent::Progress {
+            done,
+            total,
+            written,
+            errors,
+            rows_per_s,
+            eta_s,
+            ..
+        } = event
+        else {
+            return;
+        };
+        let pace = format!("{rows_per_s:.0} rows/s, ETA {}", eta(*eta_s));
+        match &mut self.mode {
+            Mode::Bars { bars, .. } => {
+                if let Some(bar) = bars.get(row) {
+                    bar.set_position(*done);
+                    bar.set_message(format!("{pace}, errors: {errors}"));
+                }
+            }
+            Mode::Plain { last } => {
+                if last.elapsed() >= PLAIN_EVERY || done == total {
+                    *last = Instant::now();
+                    let pct = match *total {
+                        0 => 100.0,
+                        total => *done as f64 * 100.0 / total as f64,
+                    };
+                    eprintln!(
+                        "{row}: {pct:.1}% {done}/{total} rows, {written} written, {pace}, errors {errors}"
+                    );
+                }
+            }
+            Mode::Json => {}
+        }
+    }
+
+    fn failed(&mut self, row: String, failure: &RowFailure, policy: ErrorPolicy) {
+        let seen = self.failures.entry(row.clone()).or_default();
+        *seen += 1;
+        let seen = *seen;
+        let verb = match policy {
+            ErrorPolicy::Stop => "stopped",
+            ErrorPolicy::Skip => "skipped",
+            ErrorPolicy::Flag => "flagged",
+        };
+        if seen <= SHOWN_FAILURES {
+            self.print(&format!("{verb}: {failure}"));
+        } else if seen == SHOWN_FAILURES + 1 {
+            self.print(&format!("{row}: more failed rows; see the summary"));
+        }
+    }
+
+    fn finished(&mut self, row: &str, event: &RunEvent) {
+        let RunEvent::TableFinished {
+            counts,
+            done,
+            plugins,
+            elapsed_s,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if let Mode::Bars { bars, .. } = &mut self.mode
+            && let Some(bar) = bars.remove(row)
+        {
+            bar.finish_and_clear();
+        }
+        let rate = counts.read as f64 / elapsed_s.max(1e-6);
+        // A resumed run read only the rows its interrupted run had not.
+        let resumed = match *done > counts.read {
+            true => format!("; {done} rows in all, with the interrupted run's"),
+            false => String::new(),
+        };
+        self.print(&format!(
+            "{row}: done in {elapsed_s:.2}s, {} read, {} written, {} dropped, {} skipped, {} flagged ({rate:.0} rows/s){resumed}",
+            counts.read, counts.written, counts.dropped, counts.skipped, counts.flagged
+        ));
+        for p in plugins {
+            self.print(&format!(
+                "  plugin {}: {} calls, {} instance(s), {} fuel, peak memory {:.1} MiB, {:.2}s; rows in {}, out {}, dropped {}, failed {}",
+                p.plugin,
+                p.calls,
+                p.instances,
+                p.fuel,
+                p.peak_memory as f64 / (1024.0 * 1024.0),
+                p.seconds,
+                p.rows_in,
+                p.rows_out,
+                p.rows_dropped,
+                p.rows_failed
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(sync: Option<i64>, source: Option<&str>) -> RunEvent {
+        RunEvent::RunStarted {
+            run_id: 7,
+            migration: "cronny".into(),
+            tables: 1,
+            resumed_from: None,
+            sync,
+            source: source.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_run_s_header_names_the_sync_and_the_source_it_is_a_step_of() {
+        assert_eq!(
+            header(&started(None, None)),
+            "run 7 of `cronny`: 1 table(s)"
+        );
+        assert_eq!(
+            header(&started(Some(3), None)),
+            "sync 3 of `cronny`: run 7, 1 table(s)"
+        );
+        assert_eq!(
+            header(&started(None, Some("crm"))),
+            "run 7 of `cronny` (source `crm`): 1 table(s)"
+        );
+    }
+
+    #[test]
+    fn an_eta_is_unknown_until_the_run_moved_a_row() {
+        assert_eq!(eta(None), "?");
+        assert_eq!(eta(Some(12.4)), "12s");
     }
 }

@@ -27,8 +27,8 @@ use crate::config::{IfExists, Migration, Part};
 use crate::connectors::merge::{Applied, Dialect};
 use crate::connectors::{Checkpoint, ConnectorError, Prepare, Sink, Step, open_sink, open_source};
 use crate::pipeline::{
-    Observer, PlanError, RunError, RunEvent, RunOptions, RunSummary, plan, record_validation,
-    run_migration,
+    Naming, Observer, PlanError, RunError, RunEvent, RunOptions, RunSummary, plan,
+    record_validation, run_named,
 };
 use crate::restore;
 use crate::runtime::Runtime;
@@ -43,8 +43,8 @@ use crate::value::{Column, ColumnType};
 pub enum Purpose {
     /// `credvault run`.
     Run,
-    /// `credvault sync` / `serve`.
-    Sync,
+    /// `credvault sync` / `serve`: the sync's id.
+    Sync(i64),
 }
 
 /// What the merge of one consolidated table did.
@@ -247,6 +247,7 @@ async fn run_all(
         let report = Report::new(&m.name, 0, reports);
         observer.on(&RunEvent::Validated {
             report: report.clone(),
+            source: None,
         });
         report
     });
@@ -271,17 +272,19 @@ async fn run_parts(
     let mut synced = Vec::new();
     for part in &m.parts() {
         let (staged, plain) = split(m, part);
+        let naming = naming(job, part);
         let (to_run, options) = match job.purpose {
             Purpose::Run => (Some(&part.migration), options),
-            Purpose::Sync => {
+            Purpose::Sync(_) => {
                 if let Some(plain) = &plain {
-                    synced.extend(crate::sync::sync_tables(plain, runtime, state, observer).await?);
+                    let sync = crate::sync::sync_tables(plain, runtime, state, &naming, observer);
+                    synced.extend(sync.await?);
                 }
                 (staged.as_ref(), RunOptions { restart: true })
             }
         };
         let Some(to_run) = to_run else { continue };
-        let summary = run_migration(to_run, runtime, state, options, observer).await?;
+        let summary = run_named(to_run, runtime, state, options, &naming, observer).await?;
         if summary.validation.as_ref().is_some_and(|r| !r.passed) {
             return Err(consolidation_error(format!(
                 "the tables from `{}` did not validate against their source (see its report above), so nothing was merged; fix the cause and run again",
@@ -291,6 +294,27 @@ async fn run_parts(
         done.push((part.label.clone(), summary));
     }
     Ok((done, synced))
+}
+
+/// How a part's runs report themselves: as a step of the migration, from
+/// its source, each scratch table named for the consolidated table it
+/// feeds.
+fn naming(job: &Job<'_>, part: &Part) -> Naming {
+    let m = job.m;
+    let tables = m
+        .consolidate
+        .keys()
+        .flat_map(|t| m.contributors(t).into_iter().map(|c| (c.stage, t.clone())))
+        .collect();
+    Naming {
+        migration: Some(m.name.clone()),
+        sync: match job.purpose {
+            Purpose::Run => None,
+            Purpose::Sync(id) => Some(id),
+        },
+        source: Some(part.label.clone()),
+        tables,
+    }
 }
 
 /// A part's tables split into those feeding a consolidated table and the

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::batch::{Output, Processed, process};
 use super::plan::{PlanError, TablePlan, plan};
+use super::progress::{Naming, Tallies, Tally, pace, row_name};
 use super::transforms::{Chain, ChainError, PluginStats};
 use crate::config::{ErrorPolicy, Migration};
 use crate::connectors::{
@@ -101,7 +102,9 @@ pub enum RunError {
     },
 }
 
-/// What a run reports as it goes.
+/// What a run reports as it goes. A run that is one step of a larger job
+/// (a sync, one source of several) names what a person knows: the
+/// migration, the destination table and the source, never scratch names.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
@@ -115,6 +118,12 @@ pub enum RunEvent {
         tables: usize,
         /// The interrupted run this one continues, if any.
         resumed_from: Option<i64>,
+        /// The sync this run is a step of.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sync: Option<i64>,
+        /// The source it reads, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     /// The destination tables were copied into a restore point.
     RestorePoint(Taken),
@@ -122,32 +131,53 @@ pub enum RunEvent {
     TableStarted {
         /// The destination table.
         table: String,
+        /// The source it reads, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
         /// Rows in the source table.
         total: u64,
         /// Rows already committed by an interrupted run.
         resumed_at: u64,
+        /// Key ranges it moves in side by side (0: in one stream).
+        ranges: usize,
     },
     /// A table needed no work.
     TableSkipped {
         /// The destination table.
         table: String,
+        /// The source it reads, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
         /// Why.
         reason: String,
     },
-    /// A batch was committed.
+    /// A batch was committed. A table moved in key ranges reports the sum
+    /// over its ranges.
     Progress {
         /// The destination table.
         table: String,
-        /// Rows processed so far.
+        /// The source it reads, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// Rows processed so far, with those an interrupted run committed.
         done: u64,
         /// Rows in the source table.
         total: u64,
-        /// Rows written so far.
+        /// Rows written so far by this run.
         written: u64,
-        /// Rows skipped or flagged so far.
+        /// Rows skipped or flagged so far by this run.
         errors: u64,
         /// Seconds since the table started.
         elapsed_s: f64,
+        /// Rows committed by an interrupted run before this one started.
+        resumed_at: u64,
+        /// This run's pace: `(done - resumed_at) / elapsed_s`.
+        rows_per_s: f64,
+        /// Seconds left at this run's pace (unknown before it moved a row).
+        eta_s: Option<f64>,
+        /// The key range whose batch this was, e.g. `2/6`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        range: Option<String>,
     },
     /// A row failed and its policy was applied.
     RowFailed {
@@ -155,13 +185,21 @@ pub enum RunEvent {
         failure: RowFailure,
         /// The policy applied.
         policy: ErrorPolicy,
+        /// The source it was read from, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     /// A table finished.
     TableFinished {
         /// The destination table.
         table: String,
-        /// Its counts.
+        /// The source it reads, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// This run's counts.
         counts: RunCounts,
+        /// Rows done, with those an interrupted run committed.
+        done: u64,
         /// What each of its plugins consumed.
         plugins: Vec<PluginStats>,
         /// Seconds it took.
@@ -182,7 +220,27 @@ pub enum RunEvent {
     Validated {
         /// The report.
         report: Report,
+        /// The source the run read, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
+}
+
+impl RunEvent {
+    /// The progress row a table's event belongs to: the table, and for one
+    /// source of several, which (a consolidated table has one per source).
+    pub fn row(&self) -> Option<String> {
+        match self {
+            Self::TableStarted { table, source, .. }
+            | Self::TableSkipped { table, source, .. }
+            | Self::Progress { table, source, .. }
+            | Self::TableFinished { table, source, .. } => Some(row_name(table, source.as_deref())),
+            Self::RowFailed {
+                failure, source, ..
+            } => Some(row_name(&failure.table, source.as_deref())),
+            _ => None,
+        }
+    }
 }
 
 /// Receives run events (the CLI draws progress bars or prints JSON).
@@ -220,6 +278,20 @@ pub async fn run_migration(
     options: RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
+    let naming = Naming::default();
+    run_named(m, runtime, state, options, &naming, observer).await
+}
+
+/// [`run_migration`] for a run that is one step of a larger job: its
+/// events name things as `naming` says.
+pub async fn run_named(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    options: RunOptions,
+    naming: &Naming,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, RunError> {
     let resumed = match options.restart {
         true => None,
         false => state.last_run(&m.name).await?.filter(|r| r.resumable()),
@@ -247,14 +319,19 @@ pub async fn run_migration(
         .await?;
     observer.on(&RunEvent::RunStarted {
         run_id,
-        migration: m.name.clone(),
+        migration: naming.migration.clone().unwrap_or_else(|| m.name.clone()),
         tables: plans.len(),
         resumed_from,
+        sync: naming.sync,
+        source: naming.source.clone(),
     });
     if let Some(point) = point {
         observer.on(&RunEvent::RestorePoint(point));
     }
-    let events = Events(Mutex::new(observer));
+    let events = Events {
+        observer: Mutex::new(observer),
+        naming,
+    };
     let (totals, result) = run_tables(
         m,
         &plans,
@@ -265,7 +342,7 @@ pub async fn run_migration(
         &events,
     )
     .await;
-    let observer = events.0.into_inner().expect("observer lock");
+    let observer = events.observer.into_inner().expect("observer lock");
     let (status, error) = match &result {
         Ok(()) => ("succeeded", None),
         Err(err) => ("failed", Some(err.to_string())),
@@ -285,7 +362,7 @@ pub async fn run_migration(
     });
     let validation = match (result, m.settings.validate) {
         (Err(err), _) => Err(err),
-        (Ok(()), true) => validate_run(m, runtime, state, run_id, clock, observer)
+        (Ok(()), true) => validate_run(m, runtime, state, run_id, clock, naming, observer)
             .await
             .map(Some),
         (Ok(()), false) => Ok(None),
@@ -308,6 +385,7 @@ async fn validate_run(
     state: &StateStore,
     run_id: i64,
     clock: i64,
+    naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<Report, RunError> {
     let options = validate::Options {
@@ -318,7 +396,8 @@ async fn validate_run(
     let report = validate::validate(m, runtime, options).await?;
     record_validation(state, &report, Some(run_id)).await?;
     observer.on(&RunEvent::Validated {
-        report: report.clone(),
+        report: naming.report(report.clone()),
+        source: naming.source.clone(),
     });
     Ok(report)
 }
@@ -377,12 +456,24 @@ type Stages = (
     mpsc::Receiver<Result<Processed, RunError>>,
 );
 
-/// Events from tables running side by side, to one observer.
-struct Events<'a>(Mutex<&'a mut dyn Observer>);
+/// Events from tables running side by side, to one observer, naming
+/// things as the run's [`Naming`] says.
+struct Events<'a> {
+    observer: Mutex<&'a mut dyn Observer>,
+    naming: &'a Naming,
+}
 
 impl Events<'_> {
     fn on(&self, event: &RunEvent) {
-        self.0.lock().expect("observer lock").on(event);
+        self.observer.lock().expect("observer lock").on(event);
+    }
+
+    fn table(&self, plan: &TablePlan) -> String {
+        self.naming.table(&plan.spec).to_string()
+    }
+
+    fn source(&self) -> Option<String> {
+        self.naming.source.clone()
     }
 }
 
@@ -507,6 +598,14 @@ struct TableRun<'a> {
 struct Slice {
     checkpoint: String,
     range: KeyRange,
+    /// Which range it is (from 0), and where every range of the table stands.
+    index: usize,
+    tallies: Arc<Tallies>,
+}
+
+/// The name the checkpoint of range `i` of `count` goes by.
+fn range_name(table: &str, i: usize, count: usize) -> String {
+    format!("{table}#{}/{count}", i + 1)
 }
 
 impl<'a> TableRun<'a> {
@@ -601,7 +700,8 @@ impl<'a> TableRun<'a> {
         let checkpoint = self.start(sink, resuming).await?;
         if checkpoint.done {
             events.on(&RunEvent::TableSkipped {
-                table,
+                table: events.table(self.plan),
+                source: events.source(),
                 reason: "completed by the interrupted run".into(),
             });
             return Ok(());
@@ -610,12 +710,17 @@ impl<'a> TableRun<'a> {
         let checkpoint = match self.split(source, sink, &mut total, &checkpoint).await? {
             Some(ranges) => {
                 let total = total.get().await?;
+                let committed = self.ranges_committed(sink, ranges.len()).await?;
                 events.on(&RunEvent::TableStarted {
-                    table: table.clone(),
+                    table: events.table(self.plan),
+                    source: events.source(),
                     total,
-                    resumed_at: checkpoint.rows,
+                    resumed_at: committed.iter().sum(),
+                    ranges: ranges.len(),
                 });
-                self.run_slices(source, ranges, total, events).await?
+                let tallies = Arc::new(Tallies::resumed(&committed));
+                self.run_slices(source, ranges, tallies, total, events)
+                    .await?
             }
             None => {
                 self.move_rows(source, sink, checkpoint, &mut total, started, events)
@@ -632,12 +737,30 @@ impl<'a> TableRun<'a> {
             .event(&self.m.name, Some(self.run_id), "table_finished", &detail)
             .await?;
         events.on(&RunEvent::TableFinished {
-            table,
+            table: events.table(self.plan),
+            source: events.source(),
             counts: self.counts,
+            done: checkpoint.rows,
             plugins: self.plugins.clone(),
             elapsed_s: started.elapsed().as_secs_f64(),
         });
         Ok(())
+    }
+
+    /// The rows each of the table's `count` key ranges committed before
+    /// this run (none, unless it resumes an interrupted one).
+    async fn ranges_committed(
+        &self,
+        sink: &mut dyn Sink,
+        count: usize,
+    ) -> Result<Vec<u64>, RunError> {
+        let mut rows = Vec::with_capacity(count);
+        for i in 0..count {
+            let name = range_name(self.table(), i, count);
+            let committed = sink.committed(&self.m.name, &name).await?;
+            rows.push(committed.map_or(0, |c| c.rows));
+        }
+        Ok(rows)
     }
 
     /// The key ranges to move this table in, when `settings.split_rows`
@@ -686,6 +809,7 @@ impl<'a> TableRun<'a> {
         &mut self,
         source: &Arc<dyn Source>,
         ranges: Vec<KeyRange>,
+        tallies: Arc<Tallies>,
         total: u64,
         events: &Events<'_>,
     ) -> Result<Checkpoint, RunError> {
@@ -696,12 +820,14 @@ impl<'a> TableRun<'a> {
         let outcomes: Vec<(RunCounts, Vec<PluginStats>, Result<Checkpoint, RunError>)> =
             futures_util::stream::iter(ranges.into_iter().enumerate())
                 .map(|(i, range)| {
-                    let table = &table;
+                    let (table, tallies) = (&table, Arc::clone(&tallies));
                     async move {
                         let mut slice = TableRun::new(m, plan, run_id, state);
                         slice.slice = Some(Slice {
-                            checkpoint: format!("{table}#{}/{count}", i + 1),
+                            checkpoint: range_name(table, i, count),
                             range,
+                            index: i,
+                            tallies,
                         });
                         let outcome = slice.run_slice(source, total, started, events).await;
                         (slice.counts, slice.plugins, outcome)
@@ -776,11 +902,14 @@ impl<'a> TableRun<'a> {
         };
         let (reader, transformer, mut processed) = self.spawn_stages(source, request);
         let total = total.get().await?;
+        let resumed_at = checkpoint.rows;
         if self.slice.is_none() {
             events.on(&RunEvent::TableStarted {
-                table: table.clone(),
+                table: events.table(self.plan),
+                source: events.source(),
                 total,
-                resumed_at: checkpoint.rows,
+                resumed_at,
+                ranges: 0,
             });
         }
         let mut last_state_write = Instant::now();
@@ -821,19 +950,45 @@ impl<'a> TableRun<'a> {
                     .event(&self.m.name, Some(self.run_id), "progress", &detail)
                     .await?;
             }
-            events.on(&RunEvent::Progress {
-                table: self.checkpoint_name().to_string(),
+            let mine = Tally {
                 done: checkpoint.rows,
-                total,
+                resumed_at,
                 written: self.counts.written,
                 errors: self.counts.skipped + self.counts.flagged,
-                elapsed_s: started.elapsed().as_secs_f64(),
-            });
+            };
+            events.on(&self.progress(mine, total, started, events));
         }
         reader.await.expect("reader task panicked");
         let plugins = transformer.await.expect("transform task panicked");
         merge(&mut self.plugins, plugins);
         Ok(checkpoint)
+    }
+
+    /// The table's progress event once this run (or this key range) is at
+    /// `mine`: a key range reports the sum over the table's ranges.
+    fn progress(&self, mine: Tally, total: u64, started: Instant, events: &Events<'_>) -> RunEvent {
+        let (tally, range) = match &self.slice {
+            Some(s) => {
+                let range = format!("{}/{}", s.index + 1, s.tallies.ranges());
+                (s.tallies.set(s.index, mine), Some(range))
+            }
+            None => (mine, None),
+        };
+        let elapsed_s = started.elapsed().as_secs_f64();
+        let (rows_per_s, eta_s) = pace(tally, total, elapsed_s);
+        RunEvent::Progress {
+            table: events.table(self.plan),
+            source: events.source(),
+            done: tally.done,
+            total,
+            written: tally.written,
+            errors: tally.errors,
+            elapsed_s,
+            resumed_at: tally.resumed_at,
+            rows_per_s,
+            eta_s,
+            range,
+        }
     }
 
     /// Starts the reader and the map-and-transform stage on their own tasks,
@@ -911,14 +1066,21 @@ impl<'a> TableRun<'a> {
         Ok(())
     }
 
+    /// Applies the table's policy to a failed row. The state store keeps
+    /// the row under the table it was written to; what is reported names
+    /// the table a person knows.
     async fn apply_policy(
         &mut self,
-        failure: RowFailure,
+        mut failure: RowFailure,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
         let policy = self.plan.policy;
+        let shown = events.table(self.plan);
         match policy {
-            ErrorPolicy::Stop => return Err(RunError::Stopped(Box::new(failure))),
+            ErrorPolicy::Stop => {
+                failure.table = shown;
+                return Err(RunError::Stopped(Box::new(failure)));
+            }
             ErrorPolicy::Skip => {
                 if failure.stage == "destination" {
                     self.state
@@ -942,7 +1104,12 @@ impl<'a> TableRun<'a> {
                 }
             }
         }
-        events.on(&RunEvent::RowFailed { failure, policy });
+        failure.table = shown;
+        events.on(&RunEvent::RowFailed {
+            failure,
+            policy,
+            source: events.source(),
+        });
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ pub use schedule::{Stop, Summary, next_sync, serve};
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};
 use crate::connectors::merge::{Applied, Dialect};
 use crate::connectors::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source};
-use crate::pipeline::{Observer, RunError, RunOptions, TablePlan, plan, run_migration};
+use crate::pipeline::{Naming, Observer, RunError, RunOptions, TablePlan, plan, run_named};
 use crate::runtime::Runtime;
 use crate::state::{Hold, HoldError, StateStore};
 
@@ -119,8 +119,15 @@ pub async fn sync_migration(
     let outcome = match m.is_multi_source() {
         // Boxed: a consolidation nests whole runs and syncs, and its
         // future is too deep to lay out inline.
-        true => Box::pin(sync_consolidated(m, runtime, state, observer)).await,
-        false => sync_tables(m, runtime, state, observer).await,
+        true => Box::pin(sync_consolidated(m, runtime, state, sync_id, observer)).await,
+        false => {
+            let naming = Naming {
+                migration: Some(m.name.clone()),
+                sync: Some(sync_id),
+                ..Naming::default()
+            };
+            sync_tables(m, runtime, state, &naming, observer).await
+        }
     };
     let (status, error) = match &outcome {
         Ok(_) => ("succeeded", None),
@@ -159,11 +166,13 @@ async fn sync_consolidated(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
+    sync_id: i64,
     observer: &mut dyn Observer,
 ) -> Result<Vec<TableSync>, RunError> {
     use crate::consolidate::{Purpose, run};
     let options = RunOptions { restart: true };
-    let summary = run(m, runtime, state, options, Purpose::Sync, observer).await?;
+    let purpose = Purpose::Sync(sync_id);
+    let summary = run(m, runtime, state, options, purpose, observer).await?;
     if !summary.passed() {
         return Err(crate::consolidate::failed_validation());
     }
@@ -176,11 +185,14 @@ async fn sync_consolidated(
     Ok(tables)
 }
 
-/// Syncs every table of a single-source migration by its mode.
+/// Syncs every table of a single-source migration by its mode; its runs
+/// report themselves as `naming` says (a step of which sync, of which
+/// migration).
 pub(crate) async fn sync_tables(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
+    naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<Vec<TableSync>, RunError> {
     let source = open_source(m).await?;
@@ -194,7 +206,7 @@ pub(crate) async fn sync_tables(
     .map_err(RunError::Plan)?;
     let mut done = Vec::new();
     for plan in &plans {
-        let table = Table::new(m, plan);
+        let table = Table::new(m, plan, naming);
         let changed = match m.sync_mode(&plan.spec) {
             SyncMode::Full => table.full(runtime, state, observer).await?,
             SyncMode::Incremental => {
@@ -217,6 +229,8 @@ pub(crate) async fn sync_tables(
 struct Table<'a> {
     m: &'a Migration,
     plan: &'a TablePlan,
+    /// How its scratch runs report themselves.
+    naming: &'a Naming,
     /// The destination table.
     name: String,
     /// Its scratch table.
@@ -226,11 +240,12 @@ struct Table<'a> {
 }
 
 impl<'a> Table<'a> {
-    fn new(m: &'a Migration, plan: &'a TablePlan) -> Self {
+    fn new(m: &'a Migration, plan: &'a TablePlan, naming: &'a Naming) -> Self {
         let name = plan.spec.destination().to_string();
         Self {
             m,
             plan,
+            naming,
             stage: format!("{STAGE_PREFIX}{name}"),
             checkpoint: format!("sync:{name}"),
             name,
@@ -307,7 +322,7 @@ impl<'a> Table<'a> {
         one.settings.validate = false;
         one.settings.restore_points = false;
         let options = RunOptions { restart: true };
-        run_migration(&one, runtime, state, options, observer).await?;
+        run_named(&one, runtime, state, options, self.naming, observer).await?;
         Ok(())
     }
 

@@ -31,6 +31,16 @@
     tr.querySelector(".errors").textContent = errors;
   }
 
+  // A progress row: the table, and for one source of several, which (a
+  // consolidated table fills from each source in turn).
+  function name(table, source) {
+    return source ? table + " (from source `" + source + "`)" : table;
+  }
+
+  function seconds(eta) {
+    return eta === null || eta === undefined ? "…" : Math.round(eta) + "s";
+  }
+
   function say(text, kind) {
     status.textContent = text;
     status.className = kind;
@@ -42,25 +52,33 @@
       say(e.action + " starting…", "warn");
     },
     run_started(e) {
-      say("run " + e.run_id + " of " + e.migration + " running: " + e.tables + " table(s)" +
+      const what = (e.sync ? "sync " + e.sync + " of " + e.migration + ", run " + e.run_id
+                           : "run " + e.run_id + " of " + e.migration) +
+                   (e.source ? " (source " + e.source + ")" : "");
+      say(what + " running: " + e.tables + " table(s)" +
           (e.resumed_from ? ", resuming run " + e.resumed_from : ""), "warn");
     },
-    table_started(e) { show(row(e.table), e.resumed_at, e.total, 0, "…", 0); },
-    table_skipped(e) { const tr = row(e.table); show(tr, 0, 0, 0, "—", 0); tr.querySelector(".eta").textContent = e.reason; },
+    table_started(e) { show(row(name(e.table, e.source)), e.resumed_at, e.total, 0, "…", 0); },
+    table_skipped(e) {
+      const tr = row(name(e.table, e.source));
+      show(tr, 0, 0, 0, "—", 0);
+      tr.querySelector(".eta").textContent = e.reason;
+    },
+    // Rate and ETA are the run's own pace (a resumed run's rows from before
+    // took none of its time), over all key ranges of a split table.
     progress(e) {
-      const rate = e.done / Math.max(e.elapsed_s, 1e-6);
-      const left = e.done > 0 && e.done < e.total ? Math.round((e.total - e.done) / rate) + "s" : "0s";
-      show(row(e.table), e.done, e.total, rate, left, e.errors);
+      show(row(name(e.table, e.source)), e.done, e.total, e.rows_per_s, seconds(e.eta_s), e.errors);
     },
     table_finished(e) {
       const c = e.counts;
-      show(row(e.table), c.read, c.read, c.read / Math.max(e.elapsed_s, 1e-6), "done", c.skipped + c.flagged);
+      show(row(name(e.table, e.source)), e.done, e.done, c.read / Math.max(e.elapsed_s, 1e-6), "done",
+           c.skipped + c.flagged);
     },
     row_failed(e) {
       const f = e.failure;
       if (failures.children.length >= 20) failures.removeChild(failures.firstChild);
       const li = document.createElement("li");
-      li.textContent = e.policy + ": " + f.table + " row " + f.position + (f.key ? " (" + f.key + ")" : "") +
+      li.textContent = e.policy + ": " + name(f.table, e.source) + " row " + f.position + (f.key ? " (" + f.key + ")" : "") +
         ", " + f.stage + (f.column ? " column " + f.column : "") + ": " + f.message;
       failures.appendChild(li);
     },

@@ -30,7 +30,8 @@ pub struct Update {
 struct Snapshot {
     /// The action and run headers, in order.
     header: Vec<String>,
-    /// The newest event of each table, in the order the tables started.
+    /// The newest event of each progress row (a table, or one source's
+    /// part of a consolidated table), in the order the rows started.
     tables: Vec<(String, String)>,
     /// The newest row failures.
     failures: Vec<String>,
@@ -50,10 +51,10 @@ impl Snapshot {
             .collect()
     }
 
-    fn table(&mut self, table: &str, json: String) {
-        match self.tables.iter_mut().find(|(t, _)| t == table) {
+    fn table(&mut self, row: String, json: String) {
+        match self.tables.iter_mut().find(|(t, _)| *t == row) {
             Some(slot) => slot.1 = json,
-            None => self.tables.push((table.to_string(), json)),
+            None => self.tables.push((row, json)),
         }
     }
 }
@@ -147,10 +148,12 @@ impl Live {
                 }
                 s.header.push(json.clone());
             }
-            RunEvent::TableStarted { table, .. }
-            | RunEvent::Progress { table, .. }
-            | RunEvent::TableFinished { table, .. }
-            | RunEvent::TableSkipped { table, .. } => s.table(table, json.clone()),
+            RunEvent::TableStarted { .. }
+            | RunEvent::Progress { .. }
+            | RunEvent::TableFinished { .. }
+            | RunEvent::TableSkipped { .. } => {
+                s.table(event.row().unwrap_or_default(), json.clone())
+            }
             RunEvent::RowFailed { .. } => {
                 if s.failures.len() == KEPT_FAILURES {
                     s.failures.remove(0);
@@ -171,7 +174,7 @@ impl Live {
 fn slim(event: &RunEvent) -> String {
     let mut value = serde_json::to_value(event).expect("events serialize");
     match event {
-        RunEvent::Validated { report } => {
+        RunEvent::Validated { report, .. } => {
             value = serde_json::json!({ "event": "validated", "passed": report.passed });
         }
         RunEvent::RowFailed { .. } => {
@@ -196,7 +199,8 @@ impl Observer for LiveObserver {
         if let RunEvent::RunStarted { migration, .. } = event
             && !self.fixed
         {
-            // A sync's scratch runs are named `<migration>#sync`.
+            // Events name the migration; a scratch run's own name
+            // (`<migration>#sync`) is cut back to it all the same.
             let base = migration.split('#').next().unwrap_or(migration);
             self.migration = Some(base.to_string());
         }
@@ -221,13 +225,22 @@ mod tests {
     use super::*;
 
     fn progress(done: u64) -> RunEvent {
+        from_source(done, None)
+    }
+
+    fn from_source(done: u64, source: Option<&str>) -> RunEvent {
         RunEvent::Progress {
             table: "people".into(),
+            source: source.map(Into::into),
             done,
             total: 10,
             written: done,
             errors: 0,
             elapsed_s: 1.0,
+            resumed_at: 0,
+            rows_per_s: done as f64,
+            eta_s: None,
+            range: None,
         }
     }
 
@@ -237,6 +250,8 @@ mod tests {
             migration: migration.into(),
             tables: 1,
             resumed_from: None,
+            sync: None,
+            source: None,
         }
     }
 
@@ -273,5 +288,19 @@ mod tests {
         observer.on(&started("s#sync"));
         let (first, _) = live.subscribe("s");
         assert_eq!(first.len(), 1, "a new sync starts afresh: {first:?}");
+    }
+
+    #[test]
+    fn each_source_of_a_consolidated_table_keeps_its_own_row() {
+        let live = Arc::new(Live::default());
+        let mut observer = live.observer("m");
+        observer.on(&started("m"));
+        observer.on(&from_source(4, Some("crm")));
+        observer.on(&from_source(6, Some("shop")));
+        observer.on(&from_source(10, Some("crm")));
+        let (first, _) = live.subscribe("m");
+        assert_eq!(first.len(), 3, "{first:?}");
+        assert!(first[1].contains("\"crm\"") && first[1].contains("\"done\":10"));
+        assert!(first[2].contains("\"shop\"") && first[2].contains("\"done\":6"));
     }
 }
