@@ -109,10 +109,12 @@ pub struct FlaggedFilter {
     pub limit: Option<u32>,
 }
 
-/// The rows a [`FlaggedFilter`] selects (binds ?1–?5).
+/// The rows a [`FlaggedFilter`] selects (binds ?1–?5). `id > ?5` is
+/// always there (0 for no page yet), so that SQLite seeks to each page by
+/// the primary key instead of reading every row before it again.
 macro_rules! flagged_where {
     () => {
-        " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3) AND (?5 IS NULL OR id > ?5)"
+        " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3) AND id > ?5"
     };
 }
 
@@ -429,11 +431,31 @@ impl StateStore {
         Ok(row.get::<i64, _>(0) as u64)
     }
 
-    /// The ids of [`StateStore::retryable`]'s rows, without the rows.
-    pub async fn retryable_ids(&self, migration: &str) -> Result<HashSet<i64>, StateError> {
-        let sql = concat!("SELECT id FROM flagged_rows", retryable_where!());
+    /// How many rows [`StateStore::retryable`] would return.
+    pub async fn count_retryable(&self, migration: &str) -> Result<u64, StateError> {
+        let sql = concat!("SELECT count(*) FROM flagged_rows", retryable_where!());
+        let count: i64 = sqlx::query_scalar(sql)
+            .bind(migration)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(count as u64)
+    }
+
+    /// Which of `ids` [`StateStore::retryable`] would return.
+    pub async fn retryable_among(
+        &self,
+        migration: &str,
+        ids: &[i64],
+    ) -> Result<HashSet<i64>, StateError> {
+        let sql = concat!(
+            "SELECT id FROM flagged_rows",
+            retryable_where!(),
+            " AND id IN (SELECT value FROM json_each(?2))"
+        );
         let ids = sqlx::query_scalar(sql)
             .bind(migration)
+            .bind(serde_json::to_string(ids).expect("serializable"))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
@@ -943,7 +965,7 @@ fn bind_filter<'q>(
         .bind(filter.run_id)
         .bind(&filter.table)
         .bind(filter.closed_too)
-        .bind(filter.after)
+        .bind(filter.after.unwrap_or(0))
 }
 
 fn actor() -> String {

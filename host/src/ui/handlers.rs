@@ -178,13 +178,16 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
         limit: Some(SHOWN_FLAGGED),
         ..filter.clone()
     };
+    let flagged = d.state.flagged(&shown).await?;
+    let shown_ids: Vec<i64> = flagged.iter().map(|r| r.id).collect();
     let page = Page {
         overview: overview(&d, m).await?,
         runs: d.state.runs(&m.name, SHOWN_RUNS).await?,
         validation: d.state.last_validation(&m.name).await?,
         flagged_total: d.state.count_flagged(&filter).await?,
-        retryable: d.state.retryable_ids(&m.name).await?,
-        flagged: d.state.flagged(&shown).await?,
+        retryable_total: d.state.count_retryable(&m.name).await?,
+        retryable: d.state.retryable_among(&m.name, &shown_ids).await?,
+        flagged,
         points: crate::restore::list(m).await.map_err(|e| e.to_string()),
         events: d.state.events(Some(&m.name), SHOWN_EVENTS).await?,
     };

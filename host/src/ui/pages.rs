@@ -50,7 +50,9 @@ pub struct Page {
     pub flagged: Vec<FlaggedRow>,
     /// How many there are in all.
     pub flagged_total: u64,
-    /// Those `credvault flagged retry` may retry (not those of syncs).
+    /// How many `credvault flagged retry` may retry (not those of syncs).
+    pub retryable_total: u64,
+    /// Which of the rows shown it may retry.
     pub retryable: HashSet<i64>,
     /// Its restore points, or why they cannot be listed.
     pub points: Result<Listing, String>,
@@ -284,7 +286,7 @@ fn flagged(body: &mut String, name: &str, p: &Page) {
         body.push_str("<p class=\"quiet\">none: rows that fail under the <code>flag</code> policy are kept here for review</p></section>");
         return;
     }
-    let retry_all = match p.retryable.is_empty() {
+    let retry_all = match p.retryable_total == 0 {
         true => String::new(),
         false => format!(
             "<form method=\"post\" action=\"/m/{name}/flagged/retry\"><button id=\"retry-all\" \
@@ -294,7 +296,7 @@ fn flagged(body: &mut String, name: &str, p: &Page) {
              <input type=\"file\" name=\"fixed\" id=\"fixed-file\" accept=\".jsonl,.json,.txt\" required \
              title=\"the JSONL export with the values of some rows fixed; only the rows in it are retried\">\
              <button class=\"secondary\" id=\"retry-fixed\">Retry fixed rows</button></form>",
-            p.retryable.len()
+            p.retryable_total
         ),
     };
     let _ = write!(
