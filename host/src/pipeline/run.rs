@@ -918,9 +918,7 @@ impl<'a> TableRun<'a> {
             let consumed = batch.source.rows.len() as u64;
             self.counts.read += consumed;
             self.counts.dropped += batch.dropped;
-            for failure in batch.failures {
-                self.apply_policy(failure, events).await?;
-            }
+            self.apply_policies(batch.failures, events).await?;
             checkpoint = Checkpoint {
                 rows: checkpoint.rows + consumed,
                 key: batch
@@ -1092,26 +1090,65 @@ impl<'a> TableRun<'a> {
             ErrorPolicy::Flag => {
                 let row = flagged(&failure, self.run_id, &self.m.name);
                 self.state.flag(&row).await?;
-                self.counts.flagged += 1;
-                if self.counts.flagged <= AUDITED_FLAGS {
-                    let detail = serde_json::json!({
-                        "table": row.table, "position": row.position, "key": row.key,
-                        "stage": row.stage, "column": row.column, "error": row.error,
-                    });
-                    self.state
-                        .event(&self.m.name, Some(self.run_id), "row_flagged", &detail)
-                        .await?;
-                }
+                self.count_flag(&row).await?;
             }
         }
         failure.table = shown;
-        events.on(&RunEvent::RowFailed {
-            failure,
-            policy,
-            source: events.source(),
-        });
+        report(failure, policy, events);
         Ok(())
     }
+
+    /// Applies the policy to the rows a batch's mapping and transforms
+    /// failed, before the batch is written; under `flag` they are kept in
+    /// one transaction of the state store.
+    async fn apply_policies(
+        &mut self,
+        failures: Vec<RowFailure>,
+        events: &Events<'_>,
+    ) -> Result<(), RunError> {
+        if self.plan.policy != ErrorPolicy::Flag || failures.len() < 2 {
+            for failure in failures {
+                self.apply_policy(failure, events).await?;
+            }
+            return Ok(());
+        }
+        let rows: Vec<FlaggedRow> = failures
+            .iter()
+            .map(|f| flagged(f, self.run_id, &self.m.name))
+            .collect();
+        self.state.flag_all(&rows).await?;
+        let shown = events.table(self.plan);
+        for (mut failure, row) in failures.into_iter().zip(&rows) {
+            self.count_flag(row).await?;
+            failure.table = shown.clone();
+            report(failure, ErrorPolicy::Flag, events);
+        }
+        Ok(())
+    }
+
+    /// Counts a kept flagged row, and logs the first ones in the audit log.
+    async fn count_flag(&mut self, row: &FlaggedRow) -> Result<(), RunError> {
+        self.counts.flagged += 1;
+        if self.counts.flagged <= AUDITED_FLAGS {
+            let detail = serde_json::json!({
+                "table": row.table, "position": row.position, "key": row.key,
+                "stage": row.stage, "column": row.column, "error": row.error,
+            });
+            self.state
+                .event(&self.m.name, Some(self.run_id), "row_flagged", &detail)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Tells the observers of a failed row and what its policy did.
+fn report(failure: RowFailure, policy: ErrorPolicy, events: &Events<'_>) {
+    events.on(&RunEvent::RowFailed {
+        failure,
+        policy,
+        source: events.source(),
+    });
 }
 
 /// The progress milestone (25, 50 or 75 %) a batch crossed, if any.

@@ -349,6 +349,20 @@ impl StateStore {
         self.keep(row, "flag").await
     }
 
+    /// Keeps several rows under the `flag` policy in one transaction: a
+    /// commit each would bound a run whose rows all fail to a few thousand
+    /// rows a second.
+    pub async fn flag_all(&self, rows: &[FlaggedRow]) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        for row in rows {
+            keep_row(row, "flag")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
     /// Notes a row the destination refused under the `skip` policy, so
     /// validation knows the destination lacks it on purpose.
     pub async fn skipped(&self, row: &FlaggedRow) -> Result<(), StateError> {
@@ -382,25 +396,10 @@ impl StateStore {
     }
 
     async fn keep(&self, row: &FlaggedRow, policy: &str) -> Result<(), StateError> {
-        sqlx::query(
-            "INSERT INTO flagged_rows (run_id, migration, table_name, position, row_key, stage, column_name, value, error, row_json, flagged_at, policy)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(row.run_id)
-        .bind(&row.migration)
-        .bind(&row.table)
-        .bind(row.position)
-        .bind(&row.key)
-        .bind(&row.stage)
-        .bind(&row.column)
-        .bind(&row.value)
-        .bind(&row.error)
-        .bind(row.row.to_string())
-        .bind(now())
-        .bind(policy)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.error(e))?;
+        keep_row(row, policy)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -955,6 +954,29 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 }
 
 /// Who is acting: the OS user running the tool.
+/// The insert that keeps a failed row under `policy`.
+fn keep_row<'q>(
+    row: &'q FlaggedRow,
+    policy: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO flagged_rows (run_id, migration, table_name, position, row_key, stage, column_name, value, error, row_json, flagged_at, policy)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.run_id)
+    .bind(&row.migration)
+    .bind(&row.table)
+    .bind(row.position)
+    .bind(&row.key)
+    .bind(&row.stage)
+    .bind(&row.column)
+    .bind(&row.value)
+    .bind(&row.error)
+    .bind(row.row.to_string())
+    .bind(now())
+    .bind(policy)
+}
+
 /// Binds a [`FlaggedFilter`] to `?1`–`?5` of [`flagged_where!`].
 fn bind_filter<'q>(
     query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
