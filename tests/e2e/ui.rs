@@ -451,6 +451,33 @@ fn state_changes_from_another_origin_are_refused() {
 }
 
 #[test]
+fn a_run_killed_outright_shows_as_interrupted_not_running() {
+    let p = dashboard_project();
+    p.csv("people", "id,name,score", &people(50));
+    let m =
+        migration("people-move", "out/vault.db", "").replace("batch_size = 500", "batch_size = 1");
+    p.write("m.toml", &format!("{m}{}", slow_transform(30)));
+    let mut shell = p.spawn(&["run", "m.toml"]);
+    p.wait_logged("people-move", "run_started", 1);
+    let served = Served::start(&p, &[]);
+    let page = || http(&served.addr, "GET", "/m/people-move", &[], "").body;
+    let running = page();
+    assert!(
+        running.contains("<span class=\"badge warn\">running</span>"),
+        "{running}"
+    );
+    shell.kill().expect("SIGKILL");
+    shell.wait().expect("reaped");
+    let cut = page();
+    assert!(
+        cut.contains("interrupted (the next run resumes it)"),
+        "{cut}"
+    );
+    assert!(!cut.contains(">running<"), "{cut}");
+    served.stop();
+}
+
+#[test]
 fn a_run_whose_validation_failed_is_not_shown_as_a_success() {
     let p = dashboard_project();
     p.csv("people", "id,name,score", &people(50));

@@ -111,6 +111,18 @@ impl StateStore {
         })
     }
 
+    /// Whether the last process that held `migration` is still alive. A
+    /// run left `running` by one that is not was cut off (killed, crashed,
+    /// the machine went down) and resumes on the next run. Reads the lock
+    /// file only: taking the lock to look, however briefly, could turn a
+    /// writer starting at that moment away.
+    pub fn holder_alive(&self, migration: &str) -> bool {
+        std::fs::read_to_string(self.lock_path(migration))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Holder>(&text).ok())
+            .is_some_and(|h| std::path::Path::new(&format!("/proc/{}", h.pid)).exists())
+    }
+
     /// `state.db` keeps its locks in `state.db.locks/`, one file per
     /// migration, named by the name's hash since names may hold any
     /// character.
@@ -160,6 +172,8 @@ mod tests {
             "{err}"
         );
         let other = state.hold("people/2 ü", "credvault run").unwrap();
+        assert!(state.holder_alive("people"));
+        assert!(!state.holder_alive("never held"));
         drop(hold);
         drop(state.hold("people", "credvault sync").unwrap());
         drop(other);

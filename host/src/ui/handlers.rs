@@ -112,7 +112,7 @@ pub async fn index(State(d): Dash) -> Result<Html<String>, Failure> {
 
 async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> {
     let last_sync = d.state.last_syncs(Some(&m.name)).await?.into_iter().next();
-    let last_run = d.state.runs(&m.name, 1).await?.into_iter().next();
+    let last_run = runs(d, &m.name, 1).await?.into_iter().next();
     let paused = d.state.paused(&m.name).await?.map(|(since, _)| since);
     let next_sync = match (&paused, m.sync.kind, &last_sync) {
         (Some(_), _, _) => "paused".to_string(),
@@ -143,6 +143,19 @@ async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> 
         last_run: last_run.map(|r| r.started_at),
         next_sync,
     })
+}
+
+/// `name`'s newest `n` runs; one left `running` by a process that is gone
+/// (killed, crashed) shows as interrupted.
+async fn runs(d: &Dashboard, name: &str, n: u32) -> Result<Vec<RunRecord>, StateError> {
+    let mut runs = d.state.runs(name, n).await?;
+    let running = |r: &&mut RunRecord| r.status == "running";
+    if runs.iter_mut().any(|r| running(&r)) && !d.state.holder_alive(name) {
+        for r in runs.iter_mut().filter(running) {
+            r.status = "interrupted (the next run resumes it)".into();
+        }
+    }
+    Ok(runs)
 }
 
 /// `run succeeded`, or `run succeeded, validation failed` when the newest
@@ -182,7 +195,7 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
     let shown_ids: Vec<i64> = flagged.iter().map(|r| r.id).collect();
     let page = Page {
         overview: overview(&d, m).await?,
-        runs: d.state.runs(&m.name, SHOWN_RUNS).await?,
+        runs: runs(&d, &m.name, SHOWN_RUNS).await?,
         validation: d.state.last_validation(&m.name).await?,
         flagged_total: d.state.count_flagged(&filter).await?,
         retryable_total: d.state.count_retryable(&m.name).await?,

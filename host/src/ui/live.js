@@ -48,7 +48,7 @@
 
   const handlers = {
     action_started(e) {
-      tables.clear(); rows.innerHTML = ""; failures.innerHTML = "";
+      clear();
       say(e.action + " starting…", "warn");
     },
     run_started(e) {
@@ -96,7 +96,11 @@
     },
   };
 
+  function clear() { tables.clear(); rows.innerHTML = ""; failures.innerHTML = ""; }
+
   const source = new EventSource(live.dataset.events);
+  // A stream that reconnects gets the whole state again: start from empty.
+  source.onopen = clear;
   source.onmessage = (m) => {
     const e = JSON.parse(m.data);
     const handle = handlers[e.event];

@@ -114,7 +114,10 @@ fn status_class(status: &str) -> &'static str {
         "bad"
     } else if status.contains("succeeded") || status.contains("passed") {
         "good"
-    } else if status.contains("paused") || status.contains("running") {
+    } else if ["paused", "running", "interrupted"]
+        .iter()
+        .any(|s| status.contains(s))
+    {
         "warn"
     } else {
         "quiet"
