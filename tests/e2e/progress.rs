@@ -7,7 +7,7 @@ use credvault_tests::{Project, exec_sqlite};
 use serde_json::Value;
 
 use super::project;
-use super::resume::{committed_rows, kill_midway};
+use super::resume::{CSV_TO_SQLITE, committed_rows, kill_midway};
 
 /// The JSON events a `--json` command printed (a sync's summary included).
 fn events(stdout: &str) -> Vec<Value> {
@@ -83,24 +83,6 @@ fn a_table_split_into_key_ranges_reports_as_one_table_whose_ranges_add_up() {
     assert!(!run.stdout.contains("big#"), "{}", run.stdout);
 }
 
-const SLOW_CSV_TO_SQLITE: &str = r#"name = "resumed"
-[source]
-type = "csv"
-path = "data"
-[destination]
-type = "sqlite"
-path = "out/vault.db"
-[settings]
-batch_size = 500
-[[tables]]
-source = "people"
-[tables.columns.id]
-type = "int"
-[[tables.transforms]]
-plugin = "expr"
-config.expressions = ["name = upper(name)"]
-"#;
-
 const PEOPLE: u64 = 200_000;
 
 #[test]
@@ -108,7 +90,7 @@ fn a_resumed_run_reports_its_own_pace_and_the_whole_table() {
     let p = project();
     let rows: Vec<String> = (1..=PEOPLE).map(|i| format!("{i},name {i}")).collect();
     p.csv("people", "id,name", &rows);
-    p.write("m.toml", SLOW_CSV_TO_SQLITE);
+    p.write("m.toml", &CSV_TO_SQLITE.replace("resume-me", "resumed"));
     kill_midway(&p, &["run", "m.toml"], || {
         committed_rows(&p, "out/vault.db") >= 20_000
     });

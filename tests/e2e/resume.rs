@@ -64,7 +64,8 @@ fn big_csv(p: &Project) {
     p.csv("people", "id,name,score", &rows);
 }
 
-const CSV_TO_SQLITE: &str = r#"name = "resume-me"
+/// CSV → SQLite through the `expr` plugin, in batches of 500.
+pub(crate) const CSV_TO_SQLITE: &str = r#"name = "resume-me"
 [source]
 type = "csv"
 path = "data"

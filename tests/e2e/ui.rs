@@ -142,6 +142,15 @@ fn count(p: &Project, db: &str) -> usize {
         .expect("a count")
 }
 
+/// The cells of the retry result page's table, once it shows.
+fn retry_result(b: &Browser) -> serde_json::Value {
+    b.wait("the retry", || b.text("#retry-result tbody"));
+    b.script(
+        "return Array.from(document.querySelectorAll('#retry-result tbody td'), td => td.textContent);",
+        serde_json::json!([]),
+    )
+}
+
 /// Clicks "Run now" on the open migration page and waits for the outcome.
 fn run_now(b: &Browser) -> String {
     // The page shows the previous outcome until the click's page loads.
@@ -232,11 +241,7 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     // A row retried from its button: the migration is unchanged, so it
     // fails again and stays flagged, as `credvault flagged retry` says.
     b.click("#flagged tbody tr button");
-    b.wait("the retry", || b.text("#retry-result tbody"));
-    let cells = b.script(
-        "return Array.from(document.querySelectorAll('#retry-result tbody td'), td => td.textContent);",
-        serde_json::json!([]),
-    );
+    let cells = retry_result(&b);
     assert_eq!(
         cells,
         serde_json::json!(["people", "1", "0", "0", "0", "1"])
@@ -267,11 +272,7 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     b.goto(&served.url("/m/people-move"));
     b.upload("#fixed-file", &fixed);
     b.click("#retry-fixed");
-    b.wait("the retry", || b.text("#retry-result tbody"));
-    let cells = b.script(
-        "return Array.from(document.querySelectorAll('#retry-result tbody td'), td => td.textContent);",
-        serde_json::json!([]),
-    );
+    let cells = retry_result(&b);
     assert_eq!(
         cells,
         serde_json::json!(["people", "1", "1", "0", "0", "0"])
@@ -332,6 +333,16 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
     let synced = b.text("#live-status").unwrap_or_default();
     assert!(synced.contains("sync 2 succeeded"), "{synced}");
     assert_eq!(count(&p, "out/sync.db"), 10, "the source holds 10 rows now");
+    // Its syncs, the schedule's first and this one, with what they changed.
+    let syncs = b.script(
+        "return Array.from(document.querySelectorAll('#syncs tbody tr'), tr => tr.cells[3].textContent + ' ' + tr.cells[6].textContent);",
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        syncs,
+        serde_json::json!([format!("succeeded {}", ROWS - 2 - 9), "succeeded 0"]),
+        "newest first; the second deleted all rows but 1–10 (of which 7 was flagged, and is new)"
+    );
 
     // Pause and resume a sync.
     b.click("#pause");
@@ -661,11 +672,7 @@ fn a_row_the_destination_refused_is_retried_from_its_button_once_fixed() {
 
     credvault_tests::exec_sqlite(&db, "DROP TRIGGER no_thirty");
     b.click("#flagged tbody tr button");
-    b.wait("the retry", || b.text("#retry-result tbody"));
-    let cells = b.script(
-        "return Array.from(document.querySelectorAll('#retry-result tbody td'), td => td.textContent);",
-        serde_json::json!([]),
-    );
+    let cells = retry_result(&b);
     assert_eq!(
         cells,
         serde_json::json!(["people", "1", "1", "0", "0", "0"])

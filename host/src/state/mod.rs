@@ -647,21 +647,18 @@ impl StateStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| SyncRecord {
-                id: r.get("id"),
-                migration: r.get("migration"),
-                started_at: r.get("started_at"),
-                finished_at: r.get("finished_at"),
-                status: r.get("status"),
-                inserted: r.get::<i64, _>("inserted") as u64,
-                updated: r.get::<i64, _>("updated") as u64,
-                deleted: r.get::<i64, _>("deleted") as u64,
-                error: r.get("error"),
-                schedule: serde_json::from_str(r.get::<&str, _>("schedule")).unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.iter().map(sync_record).collect())
+    }
+
+    /// The newest `limit` syncs of `migration`, newest first.
+    pub async fn syncs(&self, migration: &str, limit: u32) -> Result<Vec<SyncRecord>, StateError> {
+        let rows = sqlx::query("SELECT * FROM syncs WHERE migration = ? ORDER BY id DESC LIMIT ?")
+            .bind(migration)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows.iter().map(sync_record).collect())
     }
 
     /// Pauses a migration's syncs; false if it already was.
@@ -954,6 +951,21 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 }
 
 /// Who is acting: the OS user running the tool.
+fn sync_record(r: &sqlx::sqlite::SqliteRow) -> SyncRecord {
+    SyncRecord {
+        id: r.get("id"),
+        migration: r.get("migration"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+        status: r.get("status"),
+        inserted: r.get::<i64, _>("inserted") as u64,
+        updated: r.get::<i64, _>("updated") as u64,
+        deleted: r.get::<i64, _>("deleted") as u64,
+        error: r.get("error"),
+        schedule: serde_json::from_str(r.get::<&str, _>("schedule")).unwrap_or_default(),
+    }
+}
+
 /// The insert that keeps a failed row under `policy`.
 fn keep_row<'q>(
     row: &'q FlaggedRow,

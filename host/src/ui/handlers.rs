@@ -23,7 +23,7 @@ use crate::actions::{self, Export, ExportFormat};
 use crate::config::{Migration, SyncKind};
 use crate::pipeline::{self, RetryError, RetryRequest, RunOptions};
 use crate::restore::RestoreError;
-use crate::state::{FlaggedFilter, Hold, RunRecord, StateError};
+use crate::state::{FlaggedFilter, Hold, RunRecord, StateError, SyncRecord};
 
 type Dash = State<Arc<Dashboard>>;
 
@@ -149,13 +149,33 @@ async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> 
 /// (killed, crashed) shows as interrupted.
 async fn runs(d: &Dashboard, name: &str, n: u32) -> Result<Vec<RunRecord>, StateError> {
     let mut runs = d.state.runs(name, n).await?;
-    let running = |r: &&mut RunRecord| r.status == "running";
-    if runs.iter_mut().any(|r| running(&r)) && !d.state.holder_alive(name) {
-        for r in runs.iter_mut().filter(running) {
-            r.status = "interrupted (the next run resumes it)".into();
+    let statuses = runs.iter_mut().map(|r| &mut r.status);
+    mark_cut_off(d, name, statuses, "the next run resumes it");
+    Ok(runs)
+}
+
+/// `name`'s newest `n` syncs, as [`runs`] marks them.
+async fn syncs(d: &Dashboard, name: &str, n: u32) -> Result<Vec<SyncRecord>, StateError> {
+    let mut syncs = d.state.syncs(name, n).await?;
+    let statuses = syncs.iter_mut().map(|s| &mut s.status);
+    mark_cut_off(d, name, statuses, "the next sync redoes it");
+    Ok(syncs)
+}
+
+/// Marks `running` statuses as interrupted when no live process holds
+/// `name`.
+fn mark_cut_off<'a>(
+    d: &Dashboard,
+    name: &str,
+    statuses: impl Iterator<Item = &'a mut String>,
+    next: &str,
+) {
+    let mut running = statuses.filter(|s| s.as_str() == "running").peekable();
+    if running.peek().is_some() && !d.state.holder_alive(name) {
+        for status in running {
+            *status = format!("interrupted ({next})");
         }
     }
-    Ok(runs)
 }
 
 /// `run succeeded`, or `run succeeded, validation failed` when the newest
@@ -196,6 +216,7 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
     let page = Page {
         overview: overview(&d, m).await?,
         runs: runs(&d, &m.name, SHOWN_RUNS).await?,
+        syncs: syncs(&d, &m.name, SHOWN_RUNS).await?,
         validation: d.state.last_validation(&m.name).await?,
         flagged_total: d.state.count_flagged(&filter).await?,
         retryable_total: d.state.count_retryable(&m.name).await?,

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 
 use crate::pipeline::RetrySummary;
 use crate::restore::{Action, Listing, Point, Rollback};
-use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation};
+use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation, SyncRecord};
 /// Escapes text for HTML (the validation report's escaping).
 pub(crate) use crate::validate::report::esc;
 
@@ -44,6 +44,8 @@ pub struct Page {
     pub overview: Overview,
     /// Its newest runs.
     pub runs: Vec<RunRecord>,
+    /// Its newest syncs, when it is scheduled.
+    pub syncs: Vec<SyncRecord>,
     /// Its newest validation.
     pub validation: Option<StoredValidation>,
     /// Its flagged rows (the first of them).
@@ -199,6 +201,9 @@ pub fn migration(p: &Page) -> String {
          <th>Rows/s</th><th>ETA</th><th>Errors</th></tr></thead><tbody></tbody></table>\
          <ul id=\"failures\"></ul></section>"
     );
+    if o.scheduled {
+        syncs(&mut body, &p.syncs);
+    }
     runs(&mut body, &p.runs);
     validation(&mut body, p.validation.as_ref());
     flagged(&mut body, &name, p);
@@ -232,6 +237,34 @@ fn runs(body: &mut String, runs: &[RunRecord]) {
             c.skipped,
             c.flagged,
             esc(r.error.as_deref().unwrap_or(""))
+        );
+    }
+    body.push_str("</tbody></table></section>");
+}
+
+/// A scheduled migration's newest syncs, with what each changed.
+fn syncs(body: &mut String, syncs: &[SyncRecord]) {
+    body.push_str("<section id=\"syncs\"><h2>Syncs</h2>");
+    if syncs.is_empty() {
+        body.push_str("<p class=\"quiet\">no sync yet</p></section>");
+        return;
+    }
+    body.push_str(
+        "<table><thead><tr><th>Sync</th><th>Started</th><th>Finished</th><th>Status</th><th>New</th>\
+         <th>Updated</th><th>Deleted</th><th>Error</th></tr></thead><tbody>",
+    );
+    for s in syncs {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s.id,
+            when(&s.started_at),
+            maybe_when(&s.finished_at),
+            badge(&s.status),
+            s.inserted,
+            s.updated,
+            s.deleted,
+            esc(s.error.as_deref().unwrap_or(""))
         );
     }
     body.push_str("</tbody></table></section>");
