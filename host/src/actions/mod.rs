@@ -230,7 +230,7 @@ impl Export {
         self.rows += rows.len() as u64;
         match &self.columns {
             Some((columns, _)) => write_csv_rows(&rows, columns, &mut chunk)?,
-            None => write_jsonl(&rows, &mut chunk)?,
+            None => write_jsonl(&rows, &mut chunk),
         }
         Ok(Some(chunk))
     }
@@ -268,12 +268,11 @@ impl Export {
     }
 }
 
-fn write_jsonl(rows: &[FlaggedRow], out: &mut Vec<u8>) -> Result<(), ExportError> {
+fn write_jsonl(rows: &[FlaggedRow], out: &mut Vec<u8>) {
     for row in rows {
         serde_json::to_writer(&mut *out, row).expect("flagged rows serialize");
         out.push(b'\n');
     }
-    Ok(())
 }
 
 /// Reads fixed rows back from a JSON-lines export: each line's `row` by

@@ -1087,11 +1087,7 @@ impl<'a> TableRun<'a> {
                 }
                 self.counts.skipped += 1;
             }
-            ErrorPolicy::Flag => {
-                let row = flagged(&failure, self.run_id, &self.m.name);
-                self.state.flag(&row).await?;
-                self.count_flag(&row).await?;
-            }
+            ErrorPolicy::Flag => return self.flag(vec![failure], events).await,
         }
         failure.table = shown;
         report(failure, policy, events);
@@ -1099,19 +1095,30 @@ impl<'a> TableRun<'a> {
     }
 
     /// Applies the policy to the rows a batch's mapping and transforms
-    /// failed, before the batch is written; under `flag` they are kept in
-    /// one transaction of the state store.
+    /// failed, before the batch is written.
     async fn apply_policies(
         &mut self,
         failures: Vec<RowFailure>,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
-        if self.plan.policy != ErrorPolicy::Flag || failures.len() < 2 {
-            for failure in failures {
-                self.apply_policy(failure, events).await?;
-            }
-            return Ok(());
+        if self.plan.policy == ErrorPolicy::Flag {
+            return self.flag(failures, events).await;
         }
+        for failure in failures {
+            self.apply_policy(failure, events).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps failed rows under the `flag` policy, in one transaction of the
+    /// state store (a commit per row held a run whose rows all fail to a
+    /// few thousand rows a second), and logs the first ones in the audit
+    /// log.
+    async fn flag(
+        &mut self,
+        failures: Vec<RowFailure>,
+        events: &Events<'_>,
+    ) -> Result<(), RunError> {
         let rows: Vec<FlaggedRow> = failures
             .iter()
             .map(|f| flagged(f, self.run_id, &self.m.name))
@@ -1119,24 +1126,18 @@ impl<'a> TableRun<'a> {
         self.state.flag_all(&rows).await?;
         let shown = events.table(self.plan);
         for (mut failure, row) in failures.into_iter().zip(&rows) {
-            self.count_flag(row).await?;
+            self.counts.flagged += 1;
+            if self.counts.flagged <= AUDITED_FLAGS {
+                let detail = serde_json::json!({
+                    "table": row.table, "position": row.position, "key": row.key,
+                    "stage": row.stage, "column": row.column, "error": row.error,
+                });
+                self.state
+                    .event(&self.m.name, Some(self.run_id), "row_flagged", &detail)
+                    .await?;
+            }
             failure.table = shown.clone();
             report(failure, ErrorPolicy::Flag, events);
-        }
-        Ok(())
-    }
-
-    /// Counts a kept flagged row, and logs the first ones in the audit log.
-    async fn count_flag(&mut self, row: &FlaggedRow) -> Result<(), RunError> {
-        self.counts.flagged += 1;
-        if self.counts.flagged <= AUDITED_FLAGS {
-            let detail = serde_json::json!({
-                "table": row.table, "position": row.position, "key": row.key,
-                "stage": row.stage, "column": row.column, "error": row.error,
-            });
-            self.state
-                .event(&self.m.name, Some(self.run_id), "row_flagged", &detail)
-                .await?;
         }
         Ok(())
     }
