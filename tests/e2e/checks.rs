@@ -326,7 +326,7 @@ fn mappings_are_checked_against_the_real_schemas() {
     );
     assert_has(
         &all,
-        "[FAIL] destination table pets: already exists with 0 rows; set if_exists = \"append\" or \"replace\"",
+        "[FAIL] destination table pets: already exists with 0 rows, and this migration did not create it; set if_exists = \"append\" to add the rows to it, or choose another destination table",
     );
     assert_has(&all, "[pass] table people mapping");
 }

@@ -1,6 +1,6 @@
 //! End-to-end runs of the CLI as a user would type them.
 
-use credvault_tests::{guests, people};
+use credvault_tests::{exec_sqlite, guests, people};
 
 use super::{people_migration, project};
 
@@ -172,12 +172,35 @@ fn an_existing_destination_table_is_never_overwritten_by_default() {
     let again = p.run(&["run", "m.toml"]);
     assert_eq!(again.code, 1, "{}", again.all());
     assert!(
-        again.stderr.contains("already exists with 3 rows") && again.stderr.contains("if_exists"),
+        again
+            .stderr
+            .contains("holds 3 rows from an earlier run of migration `people-move`")
+            && again.stderr.contains("if_exists = \"replace\""),
         "{}",
         again.all()
     );
-    let check = p.run(&["check", "m.toml"]);
-    assert_eq!(check.code, 1);
+    // `check` passes on the migration's own table (syncs update it) and
+    // never advises replacing a table the migration did not create.
+    let check = p.run_ok(&["check", "m.toml"]);
+    assert!(
+        check
+            .stdout
+            .contains("holds 3 rows from an earlier run of this migration"),
+        "{}",
+        check.all()
+    );
+    exec_sqlite(
+        &p.path().join("out/vault.db"),
+        "DROP TABLE people; CREATE TABLE people (id INTEGER, name TEXT, score INTEGER)",
+    );
+    let theirs = p.run(&["check", "m.toml"]);
+    assert_eq!(theirs.code, 1, "{}", theirs.all());
+    assert!(
+        theirs.stdout.contains("this migration did not create it")
+            && !theirs.stdout.contains("\"replace\""),
+        "{}",
+        theirs.all()
+    );
     assert!(
         check.stdout.contains("[FAIL] destination table people"),
         "{}",

@@ -10,6 +10,7 @@ mod consolidate;
 mod hold;
 mod limits;
 mod mariadb;
+mod owned;
 mod plugins;
 mod policies;
 mod postgres;

@@ -63,6 +63,9 @@ pub struct Dialect {
     /// A column as compared byte for byte, where the default collation
     /// would call `A` and `a` the same key (MySQL: `BINARY col`).
     pub exact: fn(&str) -> String,
+    /// Whether an update that reads another table is spelled `UPDATE t
+    /// JOIN s ON … SET …` (MySQL) rather than `UPDATE t SET … FROM s`.
+    pub update_join: bool,
 }
 
 /// A column compared as it is (PostgreSQL and SQLite compare text by bytes).
@@ -155,6 +158,56 @@ impl Dialect {
         self.index(&format!("credvault_key_{nanos:x}"), sql_scratch, key)
     }
 
+    /// Gives the rows of `table` whose key is in `from` with other values
+    /// the values there, in place: the row keeps its other columns, and no
+    /// delete trigger or cascade fires.
+    pub fn update_changed(
+        &self,
+        table: &str,
+        from: &str,
+        columns: &[String],
+        key: &[String],
+    ) -> String {
+        let set = |target: &str| {
+            columns
+                .iter()
+                .filter(|c| !key.contains(c))
+                .map(|c| format!("{target}{c} = n.{c}", c = (self.quote)(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (matches, differs) = (
+            self.keys_match(table, "n", key),
+            self.rows_same(table, "n", columns),
+        );
+        match self.update_join {
+            true => format!(
+                "UPDATE {table} JOIN {from} n ON {matches} SET {} WHERE NOT ({differs})",
+                set(&format!("{table}."))
+            ),
+            false => format!(
+                "UPDATE {table} SET {} FROM {from} n WHERE {matches} AND NOT ({differs})",
+                set("")
+            ),
+        }
+    }
+
+    /// Copies the rows of `from` whose key is not in `table` into it.
+    pub fn insert_missing(
+        &self,
+        table: &str,
+        from: &str,
+        columns: &[String],
+        key: &[String],
+    ) -> String {
+        let cols: Vec<String> = columns.iter().map(|c| (self.quote)(c)).collect();
+        format!(
+            "INSERT INTO {table} ({cols}) SELECT {cols} FROM {from} n WHERE NOT EXISTS (SELECT 1 FROM {table} o WHERE {})",
+            self.keys_match("o", "n", key),
+            cols = cols.join(", ")
+        )
+    }
+
     /// Copies every row of `from` into `table`.
     pub fn insert_all(&self, table: &str, from: &str, columns: &[String]) -> String {
         let cols: Vec<String> = columns.iter().map(|c| (self.quote)(c)).collect();
@@ -179,6 +232,7 @@ mod tests {
             quote,
             same: "IS NOT DISTINCT FROM",
             exact: super::as_is,
+            update_join: false,
         };
         let key = vec!["id".to_string()];
         let cols = vec!["id".to_string(), "name".to_string()];

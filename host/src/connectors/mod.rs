@@ -34,6 +34,7 @@ macro_rules! run_steps {
 mod csv;
 pub mod merge;
 pub(crate) mod mysql;
+pub mod owner;
 pub mod plugin;
 pub(crate) mod postgres;
 pub mod server;
@@ -526,6 +527,30 @@ pub trait Sink: Send + Sync {
         ))
     }
 
+    /// What tells this life of `table` from a table of the same name made
+    /// after it was dropped (PostgreSQL: its oid), or `None` when the table
+    /// is not there or this destination cannot tell.
+    async fn table_identity(&self, _table: &str) -> Result<Option<String>, ConnectorError> {
+        Ok(None)
+    }
+
+    /// The tables `table`'s foreign keys refer to (itself left out), so a
+    /// load fills parents before children; empty when it has none or does
+    /// not exist.
+    async fn parents(&self, _table: &str) -> Result<Vec<String>, ConnectorError> {
+        Ok(Vec::new())
+    }
+
+    /// Creates `copy`, empty, with the columns, defaults, NOT NULL, check
+    /// and unique constraints of `table` (not its foreign keys), so rows
+    /// staged there are refused as `table` would refuse them.
+    async fn create_like(&mut self, copy: &str, _table: &str) -> Result<(), ConnectorError> {
+        Err(ConnectorError::new(
+            self.describe(),
+            format!("cannot create `{copy}`: this destination takes full runs only"),
+        ))
+    }
+
     /// Puts `copy` in the place of `table` (dropping the old one) so that
     /// readers see the old table or the new one, never half of either.
     async fn swap_tables(&mut self, copy: &str, _table: &str) -> Result<(), ConnectorError> {
@@ -591,7 +616,7 @@ pub(crate) fn readiness(
         (Prepare::Fresh(IfExists::Fail), Some(rows)) => Err(ConnectorError::new(
             endpoint,
             format!(
-                "table `{table}` already exists with {rows} rows; set if_exists = \"append\" or \"replace\" for it, or choose another destination table"
+                "table `{table}` already exists with {rows} rows; set if_exists = \"append\" to add the rows to it, or choose another destination table"
             ),
         )),
         (Prepare::Fresh(IfExists::Replace), Some(_)) => Ok(Readiness::Replace),

@@ -406,7 +406,7 @@ impl SqliteSink {
             return Ok(());
         }
         Err(self.db.error(format!(
-            "cannot append to `{table}`: it has no column(s) {}; rename them in the mapping or use if_exists = \"replace\"",
+            "cannot append to `{table}`: it has no column(s) {}; rename them in the mapping, or choose another destination table",
             missing.join(", ")
         )))
     }
@@ -641,6 +641,7 @@ impl Sink for SqliteSink {
             quote: ident,
             same: "IS",
             exact: crate::connectors::merge::as_is,
+            update_join: false,
         })
     }
 
@@ -672,6 +673,49 @@ impl Sink for SqliteSink {
         Ok(())
     }
 
+    async fn parents(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?) WHERE \"table\" <> ?",
+        )
+        .bind(table)
+        .bind(table)
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(|e| self.db.error(e))
+    }
+
+    /// The table's root page and its definition: a table made again gets
+    /// another of at least one of them, but for a rare page reuse.
+    async fn table_identity(&self, table: &str) -> Result<Option<String>, ConnectorError> {
+        sqlx::query_scalar(
+            "SELECT rootpage || ' ' || sql FROM sqlite_schema WHERE type = 'table' AND name = ?",
+        )
+        .bind(table)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(|e| self.db.error(e))
+    }
+
+    /// The table's own `CREATE TABLE` under the copy's name (SQLite has no
+    /// `LIKE`); its separate indexes stay behind.
+    async fn create_like(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError> {
+        let sql: Option<String> =
+            sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?")
+                .bind(table)
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(|e| self.db.error(e))?;
+        let Some(definition) = sql.as_deref().and_then(columns_part) else {
+            return Err(self
+                .db
+                .error(format!("cannot read the definition of table `{table}`")));
+        };
+        self.execute(&format!("DROP TABLE IF EXISTS {}", ident(copy)))
+            .await?;
+        self.execute(&format!("CREATE TABLE {} {definition}", ident(copy)))
+            .await
+    }
+
     async fn swap_tables(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError> {
         let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
         let steps = [
@@ -694,6 +738,35 @@ impl Sink for SqliteSink {
             .map_err(|e| self.db.error(e))?;
         Ok(())
     }
+}
+
+/// What follows the table's name in its `CREATE TABLE`: the parenthesised
+/// columns and constraints, and any table options after them.
+fn columns_part(create: &str) -> Option<&str> {
+    let head = create.get(..12)?;
+    if !head.eq_ignore_ascii_case("CREATE TABLE") {
+        return None;
+    }
+    let rest = create[12..].trim_start();
+    let name_end = match rest.chars().next()? {
+        q @ ('"' | '`' | '[') => {
+            let close = if q == '[' { ']' } else { q };
+            let mut i = 1;
+            let bytes = rest.as_bytes();
+            loop {
+                let at = i + rest[i..].find(close)?;
+                // A doubled quote is a quote inside the name.
+                if close != ']' && bytes.get(at + 1) == Some(&(close as u8)) {
+                    i = at + 2;
+                    continue;
+                }
+                break at + 1;
+            }
+        }
+        _ => rest.find(|c: char| c == '(' || c.is_whitespace())?,
+    };
+    let after = rest[name_end..].trim_start();
+    after.starts_with('(').then_some(after)
 }
 
 fn insert_sql(table: &str, columns: &[Column], rows: usize) -> String {

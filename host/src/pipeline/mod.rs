@@ -5,6 +5,7 @@ mod batch;
 mod check;
 pub mod convert;
 mod mapping;
+mod order;
 mod plan;
 mod preview;
 mod progress;

@@ -14,13 +14,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::batch::{Output, Processed, process};
+use super::order::load_order;
 use super::plan::{PlanError, TablePlan, plan};
 use super::progress::{Naming, Tallies, Tally, pace, row_name};
 use super::transforms::{Chain, ChainError, PluginStats};
-use crate::config::{ErrorPolicy, Migration};
+use crate::config::{ErrorPolicy, IfExists, Migration};
 use crate::connectors::{
     Checkpoint, ConnectorError, KeyRange, Prepare, ReadRequest, Sink, Source, SourceBatch,
-    WriteBatch, open_sink, open_source,
+    WriteBatch, open_sink, open_source, owner,
 };
 use crate::restore::{self, RestoreError, Taken};
 use crate::runtime::Runtime;
@@ -489,8 +490,43 @@ async fn run_tables(
     resuming: bool,
     events: &Events<'_>,
 ) -> (RunCounts, Result<(), RunError>) {
+    let order = match open_sink(m).await {
+        Ok(sink) => load_order(sink.as_ref(), plans).await,
+        Err(err) => Err(err),
+    };
+    let waves = match order {
+        Ok(order) => order.waves,
+        Err(err) => return (RunCounts::default(), Err(err.into())),
+    };
     let failed = AtomicBool::new(false);
-    let outcomes: Vec<(RunCounts, Result<(), RunError>)> = futures_util::stream::iter(plans)
+    let mut outcomes = Vec::with_capacity(plans.len());
+    for wave in waves {
+        outcomes.extend(run_wave(m, &wave, source, state, run_id, resuming, events, &failed).await);
+    }
+    let mut totals = RunCounts::default();
+    let mut result = Ok(());
+    for (counts, outcome) in outcomes {
+        add(&mut totals, &counts);
+        if let (Err(err), Ok(())) = (outcome, &result) {
+            result = Err(err);
+        }
+    }
+    (totals, result)
+}
+
+/// Moves one wave of tables, `parallel_tables` at a time.
+#[allow(clippy::too_many_arguments)]
+async fn run_wave(
+    m: &Migration,
+    wave: &[&TablePlan],
+    source: &Arc<dyn Source>,
+    state: &StateStore,
+    run_id: i64,
+    resuming: bool,
+    events: &Events<'_>,
+    failed: &AtomicBool,
+) -> Vec<(RunCounts, Result<(), RunError>)> {
+    futures_util::stream::iter(wave.iter().copied())
         .map(|table| async {
             let mut run = TableRun::new(m, table, run_id, state);
             if failed.load(Ordering::SeqCst) {
@@ -511,16 +547,7 @@ async fn run_tables(
         })
         .buffer_unordered(m.settings.parallel_tables.max(1))
         .collect()
-        .await;
-    let mut totals = RunCounts::default();
-    let mut result = Ok(());
-    for (counts, outcome) in outcomes {
-        add(&mut totals, &counts);
-        if let (Err(err), Ok(())) = (outcome, &result) {
-            result = Err(err);
-        }
-    }
-    (totals, result)
+        .await
 }
 
 /// A table's exact row count, counted on its own task alongside the copy
@@ -641,13 +668,29 @@ impl<'a> TableRun<'a> {
         };
         if let Some(checkpoint) = committed {
             if !checkpoint.done {
+                owner::check_resume(sink, name, table).await?;
                 sink.prepare(name, table, &self.plan.output, Prepare::Resume)
                     .await?;
             }
             return Ok(checkpoint);
         }
-        let mode = Prepare::Fresh(self.plan.spec.if_exists);
-        sink.prepare(name, table, &self.plan.output, mode).await?;
+        let if_exists = self.plan.spec.if_exists;
+        let existed = sink.existing_rows(table).await?;
+        if let (Some(rows), IfExists::Fail) = (existed, if_exists)
+            && owner::owns(sink, name, table).await?
+        {
+            let message = format!(
+                "table `{table}` holds {rows} rows from an earlier run of migration `{name}`; `credvault sync FILE` brings it up to date, or set if_exists = \"replace\" for a fresh copy (a restore point keeps the old rows)"
+            );
+            return Err(ConnectorError::new(sink.describe(), message).into());
+        }
+        let existed = existed.is_some();
+        sink.prepare(name, table, &self.plan.output, Prepare::Fresh(if_exists))
+            .await?;
+        if !existed || if_exists == IfExists::Replace {
+            owner::claim(sink, name, table).await?;
+        }
+        owner::mark_start(sink, name, table).await?;
         let start = Checkpoint::default();
         // Committing an empty first batch records that the table is ours, so
         // a crash before the first real batch still resumes.

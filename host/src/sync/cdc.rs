@@ -127,13 +127,17 @@ impl Table<'_> {
             self.key(),
             self.columns(),
         );
-        let steps = [
+        // Changed rows are updated in place (a delete and insert would
+        // fire the table's delete triggers and cascades).
+        let mut steps = vec![
             Step::Count(dialect.count_missing(&s, &t, &key)),
             Step::Count(dialect.count_changed(&s, &t, &columns, &key)),
             Step::Exec(dialect.delete_keys(&t, &d, &key)),
-            Step::Exec(dialect.delete_keys(&t, &s, &key)),
-            Step::Exec(dialect.insert_all(&t, &s, &columns)),
+            Step::Exec(dialect.insert_missing(&t, &s, &columns, &key)),
         ];
+        if columns.iter().any(|c| !key.contains(c)) {
+            steps.push(Step::Exec(dialect.update_changed(&t, &s, &columns, &key)));
+        }
         let reached = Checkpoint {
             cursor: Some(reached.to_string()),
             ..Checkpoint::default()

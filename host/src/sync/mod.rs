@@ -17,7 +17,7 @@ pub use schedule::{Stop, Summary, next_sync, serve};
 
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};
 use crate::connectors::merge::{Applied, Dialect};
-use crate::connectors::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source};
+use crate::connectors::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source, owner};
 use crate::pipeline::{Naming, Observer, RunError, RunOptions, TablePlan, plan, run_named};
 use crate::runtime::Runtime;
 use crate::state::{Hold, HoldError, StateStore};
@@ -262,17 +262,27 @@ impl<'a> Table<'a> {
     }
 
     /// Copies the rows `since` selects (all of them without it) into the
-    /// scratch table, through the ordinary run pipeline.
+    /// scratch table, through the ordinary run pipeline. Staging for a
+    /// table the user made goes into an empty copy of it (`theirs`), so its
+    /// constraints refuse rows there and the table's row policy applies.
     async fn stage(
         &self,
         since: Option<Since>,
+        theirs: Option<&mut dyn Sink>,
         runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
+        let if_exists = match theirs {
+            Some(sink) => {
+                sink.create_like(&self.stage, &self.name).await?;
+                IfExists::Append
+            }
+            None => IfExists::Replace,
+        };
         let spec = TableSpec {
             destination: Some(self.stage.clone()),
-            if_exists: IfExists::Replace,
+            if_exists,
             since,
             stands_for: Some(self.name.clone()),
             ..self.plan.spec.clone()
@@ -326,28 +336,108 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
-    /// Copies the whole table, then swaps the copy in.
+    /// Copies the whole table, then swaps the copy in, if the migration
+    /// made the table; into a table someone else made, merges the copy by
+    /// key instead, so the table keeps its definition, grants and rows from
+    /// elsewhere.
     async fn full(
         &self,
         runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
-        self.stage(None, runtime, state, observer).await?;
         let mut sink = open_sink(self.m).await?;
         let Some(dialect) = sink.dialect() else {
             return Err(self.no_sql(sink.as_ref()));
         };
-        let changed = match sink.existing_rows(&self.name).await? {
-            None => self.all_new(sink.as_mut()).await?,
-            Some(_) => {
+        let exists = sink.existing_rows(&self.name).await?.is_some();
+        if exists && !owner::owns(sink.as_ref(), &self.m.name, &self.name).await? {
+            self.need_key(sink.as_ref())?;
+            self.stage(None, Some(sink.as_mut()), runtime, state, observer)
+                .await?;
+            let deletes = self.m.sync.detect_deletes.then_some(self.stage.as_str());
+            let reached = Checkpoint::default();
+            let changed = self
+                .merge(sink.as_mut(), &dialect, deletes, &reached)
+                .await?;
+            sink.drop_table(&self.stage).await?;
+            return Ok(changed);
+        }
+        self.stage(None, None, runtime, state, observer).await?;
+        let changed = match exists {
+            false => self.all_new(sink.as_mut()).await?,
+            true => {
                 self.index(sink.as_mut(), &dialect, &self.stage).await?;
                 self.compare(sink.as_mut(), &dialect, &Checkpoint::default())
                     .await?
             }
         };
         sink.swap_tables(&self.stage, &self.name).await?;
+        owner::claim(sink.as_mut(), &self.m.name, &self.name).await?;
         Ok(changed)
+    }
+
+    /// Merges the staged rows into the table by key in one transaction
+    /// that also commits `reached`: changed rows are updated in place, new
+    /// ones inserted, and with `deletes`, rows whose key is not in that
+    /// scratch table are deleted.
+    async fn merge(
+        &self,
+        sink: &mut dyn Sink,
+        dialect: &Dialect,
+        deletes: Option<&str>,
+        reached: &Checkpoint,
+    ) -> Result<Applied, RunError> {
+        self.index(sink, dialect, &self.stage).await?;
+        let (t, s, key, columns) = (
+            sink.sql_name(&self.name),
+            sink.sql_name(&self.stage),
+            self.key(),
+            self.columns(),
+        );
+        let mut steps = vec![
+            Step::Count(dialect.count_missing(&s, &t, &key)),
+            Step::Count(dialect.count_changed(&s, &t, &columns, &key)),
+            Step::Exec(dialect.insert_missing(&t, &s, &columns, &key)),
+        ];
+        if columns.iter().any(|c| !key.contains(c)) {
+            steps.push(Step::Exec(dialect.update_changed(&t, &s, &columns, &key)));
+        }
+        if let Some(keys) = deletes {
+            self.index(sink, dialect, keys).await?;
+            steps.push(Step::Count(dialect.count_missing(
+                &t,
+                &sink.sql_name(keys),
+                &key,
+            )));
+            steps.push(Step::Exec(dialect.delete_missing(
+                &t,
+                &sink.sql_name(keys),
+                &key,
+            )));
+        }
+        let n = sink
+            .run_script(&self.m.name, &self.checkpoint, &steps, reached)
+            .await?;
+        Ok(Applied {
+            inserted: n[0],
+            updated: n[1],
+            deleted: deletes.map_or(0, |_| n[n.len() - 2]),
+        })
+    }
+
+    /// Refuses a merge into a table that has no key to merge by.
+    fn need_key(&self, sink: &dyn Sink) -> Result<(), RunError> {
+        if !self.key().is_empty() {
+            return Ok(());
+        }
+        Err(RunError::Connector(crate::connectors::ConnectorError::new(
+            sink.describe(),
+            format!(
+                "table `{}`: migration `{}` did not create it (or it was made again since), so a sync will not replace it but merges into it by key, and it has none; set `key = [...]` for it",
+                self.name, self.m.name
+            ),
+        )))
     }
 
     /// Copies the rows past the cursor, then replaces the rows with their
@@ -389,7 +479,13 @@ impl<'a> Table<'a> {
             from,
             to: to.clone(),
         };
-        self.stage(Some(since), runtime, state, observer).await?;
+        let theirs = exists && !owner::owns(sink.as_ref(), &self.m.name, &self.name).await?;
+        let like: Option<&mut dyn Sink> = match theirs {
+            true => Some(sink.as_mut()),
+            false => None,
+        };
+        self.stage(Some(since), like, runtime, state, observer)
+            .await?;
         let reached = Checkpoint {
             cursor: Some(to),
             ..Checkpoint::default()
@@ -399,50 +495,27 @@ impl<'a> Table<'a> {
             sink.run_script(&self.m.name, &self.checkpoint, &[], &reached)
                 .await?;
             sink.swap_tables(&self.stage, &self.name).await?;
+            owner::claim(sink.as_mut(), &self.m.name, &self.name).await?;
             return Ok(changed);
         }
-        self.index(sink.as_mut(), &dialect, &self.stage).await?;
-        let (t, s, key, columns) = (
-            sink.sql_name(&self.name),
-            sink.sql_name(&self.stage),
-            self.key(),
-            self.columns(),
-        );
-        let mut steps = vec![
-            Step::Count(dialect.count_missing(&s, &t, &key)),
-            Step::Count(dialect.count_changed(&s, &t, &columns, &key)),
-            Step::Exec(dialect.delete_keys(&t, &s, &key)),
-            Step::Exec(dialect.insert_all(&t, &s, &columns)),
-        ];
         let keys = match self.m.sync.detect_deletes {
             true => Some(self.stage_keys(runtime, state, observer).await?),
             false => None,
         };
-        if let Some(keys) = &keys {
-            self.index(sink.as_mut(), &dialect, keys).await?;
-            steps.push(Step::Exec(dialect.delete_missing(
-                &t,
-                &sink.sql_name(keys),
-                &key,
-            )));
-        }
-        let n = sink
-            .run_script(&self.m.name, &self.checkpoint, &steps, &reached)
+        let changed = self
+            .merge(sink.as_mut(), &dialect, keys.as_deref(), &reached)
             .await?;
         sink.drop_table(&self.stage).await?;
         if let Some(keys) = &keys {
             sink.drop_table(keys).await?;
         }
-        Ok(Applied {
-            inserted: n[0],
-            updated: n[1],
-            deleted: n.get(4).copied().unwrap_or(0),
-        })
+        Ok(changed)
     }
 
-    /// Indexes the scratch table and the destination table on the key, so
-    /// merging and counting find rows by key (the destination's index is
-    /// made once and kept: later syncs need it too).
+    /// Indexes the scratch table and, if the migration made it, the
+    /// destination table on the key, so merging and counting find rows by
+    /// key (the destination's index is made once and kept: later syncs
+    /// need it too). A table someone else made is left as it is.
     async fn index(
         &self,
         sink: &mut dyn Sink,
@@ -453,10 +526,10 @@ impl<'a> Table<'a> {
         if key.is_empty() {
             return Ok(());
         }
-        let statements = [
-            dialect.scratch_key_index(&sink.sql_name(scratch), &key),
-            dialect.key_index(&self.name, &sink.sql_name(&self.name), &key),
-        ];
+        let mut statements = vec![dialect.scratch_key_index(&sink.sql_name(scratch), &key)];
+        if owner::owns(sink, &self.m.name, &self.name).await? {
+            statements.push(dialect.key_index(&self.name, &sink.sql_name(&self.name), &key));
+        }
         for sql in statements {
             sink.execute(&sql).await?;
         }

@@ -90,7 +90,7 @@ impl MySqlSink {
             return Ok(());
         }
         Err(self.server.message(format!(
-            "cannot append to `{table}`: it has no column(s) {}; rename them in the mapping or use if_exists = \"replace\"",
+            "cannot append to `{table}`: it has no column(s) {}; rename them in the mapping, or choose another destination table",
             missing.join(", ")
         )))
     }
@@ -560,6 +560,7 @@ impl Sink for MySqlSink {
             quote: ident,
             same: "<=>",
             exact: binary,
+            update_join: true,
         })
     }
 
@@ -590,6 +591,42 @@ impl Sink for MySqlSink {
             .execute(sql)
             .await
             .map_err(|e| self.server.error(e))?;
+        Ok(())
+    }
+
+    async fn parents(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
+        let sql = "SELECT DISTINCT REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE \
+                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
+                   AND REFERENCED_TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME <> TABLE_NAME";
+        sqlx::query_scalar(sql)
+            .bind(table)
+            .fetch_all(&self.server.pool)
+            .await
+            .map_err(|e| self.server.error(e))
+    }
+
+    /// When the table was made (to the second): a table made again later
+    /// has another time.
+    async fn table_identity(&self, table: &str) -> Result<Option<String>, ConnectorError> {
+        let sql = "SELECT CONCAT(CREATE_TIME, '') FROM information_schema.TABLES \
+                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+        let found: Option<Option<String>> = sqlx::query_scalar(sql)
+            .bind(table)
+            .fetch_optional(&self.server.pool)
+            .await
+            .map_err(|e| self.server.error(e))?;
+        Ok(found.map(|time| time.unwrap_or_default()))
+    }
+
+    /// `CREATE TABLE … LIKE` copies columns, defaults, indexes and checks
+    /// (never foreign keys).
+    async fn create_like(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError> {
+        for sql in [
+            format!("DROP TABLE IF EXISTS {}", ident(copy)),
+            format!("CREATE TABLE {} LIKE {}", ident(copy), ident(table)),
+        ] {
+            self.execute(&sql).await?;
+        }
         Ok(())
     }
 

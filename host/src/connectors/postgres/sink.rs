@@ -90,7 +90,7 @@ impl PgSink {
         };
         let layouts = fit(&existing, columns).map_err(|problems| {
             self.db.fail(format!(
-                "cannot load into the existing table `{table}`: {}; rename or convert those columns in the mapping, or use if_exists = \"replace\"",
+                "cannot load into the existing table `{table}`: {}; rename or convert those columns in the mapping, or choose another destination table",
                 problems.join("; ")
             ))
         })?;
@@ -584,6 +584,7 @@ impl Sink for PgSink {
             quote: ident,
             same: "IS NOT DISTINCT FROM",
             exact: crate::connectors::merge::as_is,
+            update_join: false,
         })
     }
 
@@ -611,6 +612,39 @@ impl Sink for PgSink {
             .execute(&self.db.pool)
             .await
             .map_err(|e| self.db.error(&e))?;
+        Ok(())
+    }
+
+    async fn parents(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT p.relname::text FROM pg_constraint c \
+             JOIN pg_class p ON p.oid = c.confrelid \
+             WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) AND c.confrelid <> c.conrelid",
+        )
+        .bind(self.db.qualified(table))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(|e| self.db.table_error(table, &e))
+    }
+
+    /// The table's oid: a table made again gets another.
+    async fn table_identity(&self, table: &str) -> Result<Option<String>, ConnectorError> {
+        sqlx::query_scalar("SELECT to_regclass($1)::oid::text")
+            .bind(self.db.qualified(table))
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.table_error(table, &e))
+    }
+
+    async fn create_like(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError> {
+        let (copy_sql, table_sql) = (self.db.qualified(copy), self.db.qualified(table));
+        for sql in [
+            format!("DROP TABLE IF EXISTS {copy_sql}"),
+            format!("CREATE TABLE {copy_sql} (LIKE {table_sql} INCLUDING ALL)"),
+        ] {
+            self.execute(&sql).await?;
+        }
+        self.layouts.remove(copy);
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use super::super::plan::TablePlan;
 use super::{CheckResult, keys, space};
 use crate::config::{Endpoint, IfExists, Migration};
-use crate::connectors::{Checkpoint, ConnectorError, Sink, Source, open_reader, open_sink};
+use crate::connectors::{Checkpoint, ConnectorError, Sink, Source, open_reader, open_sink, owner};
 use crate::value::TableInfo;
 
 /// A destination table as the run will find it.
@@ -17,6 +17,10 @@ pub(super) struct Target<'a> {
     /// This migration's checkpoint for it, when the run resumes an
     /// interrupted one that had started it.
     pub resumed: Option<Checkpoint>,
+    /// Whether this migration created the table (an earlier run did, and
+    /// nobody has made it again since): only such a table may be replaced
+    /// without the user asking for it.
+    pub ours: bool,
 }
 
 impl Target<'_> {
@@ -78,6 +82,7 @@ pub(super) async fn check(
         }
     };
     results.push(can_create(sink.as_ref(), &targets).await);
+    results.push(load_order(sink.as_ref(), plans).await);
     if let Endpoint::Plugin(_) = m.destination {
         results.push(CheckResult::pass(
             "destination tables",
@@ -137,10 +142,12 @@ async fn targets<'a>(
             false => None,
         };
         let rows = sink.existing_rows(table).await?;
+        let ours = rows.is_some() && owner::owns(sink, &m.name, table).await?;
         targets.push(Target {
             plan,
             rows,
             resumed,
+            ours,
         });
     }
     Ok(targets)
@@ -184,7 +191,7 @@ async fn table_checks(
     results.push(writable(sink, t).await);
     let fresh_rows = t.resumed.is_none() && t.rows.unwrap_or(0) > 0;
     if fresh_rows {
-        results.push(keys::check(m, t.plan, source, dest).await);
+        results.push(keys::check(m, t.plan, source, dest, t.ours).await);
     }
     results
 }
@@ -201,18 +208,24 @@ fn conflict(t: &Target<'_>) -> CheckResult {
             c.rows
         )),
         (None, None, _) => pass("does not exist yet; it will be created".into()),
+        (None, Some(rows), IfExists::Fail) if t.ours => pass(format!(
+            "holds {rows} rows from an earlier run of this migration: `credvault sync` brings it up to date; a new `run` leaves it alone unless if_exists = \"replace\" asks for a fresh copy"
+        )),
         (None, Some(rows), IfExists::Fail) => CheckResult::fail(
             name.clone(),
             format!(
-                "already exists with {rows} rows; set if_exists = \"append\" or \"replace\", or choose another table"
+                "already exists with {rows} rows, and this migration did not create it; set if_exists = \"append\" to add the rows to it, or choose another destination table"
             ),
         ),
         (None, Some(rows), IfExists::Append) => {
             pass(format!("exists with {rows} rows; rows will be appended"))
         }
-        (None, Some(rows), IfExists::Replace) => {
-            pass(format!("exists with {rows} rows; it will be replaced"))
-        }
+        (None, Some(rows), IfExists::Replace) if t.ours => pass(format!(
+            "exists with {rows} rows, created by an earlier run of this migration; it will be replaced by a fresh copy"
+        )),
+        (None, Some(rows), IfExists::Replace) => pass(format!(
+            "exists with {rows} rows and was not created by this migration; it will be replaced as if_exists = \"replace\" asks (a restore point keeps it)"
+        )),
     }
 }
 
@@ -230,8 +243,9 @@ async fn fits(sink: &dyn Sink, t: &Target<'_>) -> CheckResult {
         Ok(problems) => CheckResult::fail(
             name,
             format!(
-                "{}; rename or convert those columns in the mapping, or use if_exists = \"replace\"",
-                problems.join("; ")
+                "{}; rename or convert those columns in the mapping{}",
+                problems.join("; "),
+                replace_advice(t.ours)
             ),
         ),
         Err(e) => CheckResult::fail(name, e.to_string()),
@@ -244,4 +258,53 @@ async fn writable(sink: &dyn Sink, t: &Target<'_>) -> CheckResult {
         Ok(()) => CheckResult::pass(name, "this user may add rows (none written)"),
         Err(e) => CheckResult::fail(name, e.to_string()),
     }
+}
+
+/// Advice to replace a table, given only for a table the migration created:
+/// any other is the user's, and never to be replaced on our suggestion.
+pub(super) fn replace_advice(ours: bool) -> &'static str {
+    match ours {
+        true => ", or use if_exists = \"replace\" (this migration created the table)",
+        false => ", or choose another destination table",
+    }
+}
+
+const ORDER: &str = "destination load order";
+
+/// Parents before children, by the destination's foreign keys between the
+/// run's tables; a cycle fails (its rows may arrive before their parents).
+async fn load_order(sink: &dyn Sink, plans: &[TablePlan]) -> CheckResult {
+    let order = match super::super::order::load_order(sink, plans).await {
+        Ok(order) => order,
+        Err(e) => return CheckResult::fail(ORDER, e.to_string()),
+    };
+    if !order.cycle.is_empty() {
+        return CheckResult::fail(
+            ORDER,
+            format!(
+                "the foreign keys of {} form a cycle, so some rows may arrive before the rows they refer to and be refused by the table's row policy; drop one of the constraints for the load (and add it back after), or run with --force to load them together anyway",
+                order.cycle.join(", ")
+            ),
+        );
+    }
+    if order.waves.len() < 2 {
+        return CheckResult::pass(ORDER, "no foreign keys between the run's tables");
+    }
+    let waves: Vec<String> = order
+        .waves
+        .iter()
+        .map(|w| {
+            w.iter()
+                .map(|p| p.spec.destination())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect();
+    CheckResult::pass(
+        ORDER,
+        format!(
+            "parents before children, by their foreign keys: {}",
+            waves.join(", then ")
+        ),
+    )
 }

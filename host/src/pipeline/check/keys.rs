@@ -49,6 +49,7 @@ pub(super) async fn check(
     plan: &TablePlan,
     source: &dyn Source,
     dest: &Destination,
+    ours: bool,
 ) -> CheckResult {
     let name = format!("destination table {} keys", plan.spec.destination());
     let Some(table) = dest.table(plan.spec.destination()) else {
@@ -71,12 +72,12 @@ pub(super) async fn check(
         Err(e) => return CheckResult::fail(name, e),
     };
     match source_collisions(m, plan, source, &key, &held).await {
-        Ok(found) => report(name, &key, &found),
+        Ok(found) => report(name, &key, &found, ours),
         Err(e) => CheckResult::fail(name, e),
     }
 }
 
-fn report(name: String, key: &KeyColumns, found: &Found) -> CheckResult {
+fn report(name: String, key: &KeyColumns, found: &Found, ours: bool) -> CheckResult {
     let columns = key.names.join(", ");
     if found.colliding == 0 {
         return CheckResult::pass(
@@ -90,10 +91,11 @@ fn report(name: String, key: &KeyColumns, found: &Found) -> CheckResult {
     CheckResult::fail(
         name,
         format!(
-            "{} of {} source rows have a key ({columns}) already in the table, e.g. {}; appended, they would be refused by a unique key or land twice: remove them from one side, or use if_exists = \"replace\"",
+            "{} of {} source rows have a key ({columns}) already in the table, e.g. {}; appended, they would be refused by a unique key or land twice: remove them from one side{}",
             found.colliding,
             found.compared,
-            found.examples.join("; ")
+            found.examples.join("; "),
+            super::destination::replace_advice(ours)
         ),
     )
 }
