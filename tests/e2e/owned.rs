@@ -94,7 +94,7 @@ fn a_full_sync_merges_into_a_postgres_table_the_user_made_and_keeps_its_definiti
             "imported_at timestamp with time zone true"
         ]
     );
-    let rows = s.rows("SELECT id::text, tier::text FROM {s}.customers ORDER BY id");
+    let rows = s.rows("SELECT id::text, tier::text FROM {s}.customers ORDER BY customers.id");
     let rows: Vec<String> = rows
         .iter()
         .map(|r| {
