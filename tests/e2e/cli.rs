@@ -174,18 +174,29 @@ fn an_existing_destination_table_is_never_overwritten_by_default() {
     assert!(
         again
             .stderr
-            .contains("holds 3 rows from an earlier run of migration `people-move`")
+            .contains("already exists with 3 rows from an earlier run of this migration")
             && again.stderr.contains("if_exists = \"replace\""),
         "{}",
         again.all()
     );
-    // `check` passes on the migration's own table (syncs update it) and
-    // never advises replacing a table the migration did not create.
+    assert!(
+        !again.stderr.contains("restore point people-move"),
+        "refused before anything: {}",
+        again.all()
+    );
+    // A continuous migration's `check` passes on its own table (its syncs
+    // update it); no check advises replacing a table the migration did
+    // not create.
+    let continuous = "\n[sync]\nkind = \"continuous\"\nevery = \"1h\"\n";
+    p.write(
+        "m.toml",
+        &format!("{}{continuous}", people_migration("", "")),
+    );
     let check = p.run_ok(&["check", "m.toml"]);
     assert!(
-        check
-            .stdout
-            .contains("holds 3 rows from an earlier run of this migration"),
+        check.stdout.contains(
+            "holds 3 rows from an earlier run of this migration: its syncs bring it up to date"
+        ),
         "{}",
         check.all()
     );
@@ -202,9 +213,9 @@ fn an_existing_destination_table_is_never_overwritten_by_default() {
         theirs.all()
     );
     assert!(
-        check.stdout.contains("[FAIL] destination table people"),
+        theirs.stdout.contains("[FAIL] destination table people"),
         "{}",
-        check.all()
+        theirs.all()
     );
     p.write("m.toml", &people_migration("", "if_exists = \"replace\""));
     p.run_ok(&["run", "m.toml"]);

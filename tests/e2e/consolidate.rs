@@ -529,3 +529,36 @@ fn a_consolidation_killed_midway_leaves_the_old_table_and_reruns_exactly_once() 
         ]
     );
 }
+
+#[test]
+fn a_consolidation_never_rebuilds_a_table_it_did_not_create() {
+    let w = setup();
+    let (p, vault) = (&w.p, &w.vault);
+    vault.exec(
+        "CREATE TABLE {s}.customers (email text PRIMARY KEY, name text, phone text, origin text);
+         INSERT INTO {s}.customers VALUES ('mine@example.com', 'Mine', NULL, 'by hand')",
+    );
+    let rule = "rule = \"priority\"\npriority = [\"crm\", \"shop\", \"legacy\"]";
+    let failing =
+        migration(&w, rule, "").replace("if_exists = \"replace\"", "if_exists = \"fail\"");
+    p.write("m.toml", &failing);
+    for (command, says) in [
+        ("run", "it exists with 1 rows"),
+        ("sync", "was not created by migration `customers-360`"),
+    ] {
+        let refused = p.run(&[command, "m.toml"]);
+        assert_eq!(refused.code, 1, "{}", refused.all());
+        assert!(refused.all().contains(says), "{}", refused.all());
+        assert_eq!(
+            w.customers(),
+            vec![row("mine@example.com", "Mine", None, "by hand")],
+            "`{command}` left the user's table alone"
+        );
+    }
+    // Asked to replace it, a run does (a restore point keeps it), and from
+    // then on the table is the migration's: its syncs rebuild it.
+    p.write("m.toml", &migration(&w, rule, ""));
+    p.run_ok(&["run", "m.toml"]);
+    assert_eq!(w.customers().len(), 6);
+    p.run_ok(&["sync", "m.toml"]);
+}

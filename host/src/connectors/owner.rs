@@ -16,6 +16,9 @@ use super::{Checkpoint, ConnectorError, Sink};
 /// empty name (the file's validation refuses it).
 const REGISTER: &str = "";
 
+/// The suffix of a table's entry in the register.
+const CREATED: &str = "#created";
+
 /// The suffix of the checkpoint that records which life of its table a
 /// migration's load started on.
 const LIFE: &str = "#life";
@@ -28,7 +31,9 @@ fn keeps_register(sink: &dyn Sink) -> bool {
 
 /// The register's entry for `table`: (owner, life), if one was made.
 async fn entry(sink: &dyn Sink, table: &str) -> Result<Option<(String, String)>, ConnectorError> {
-    let saved = sink.committed(REGISTER, table).await?;
+    let saved = sink
+        .committed(REGISTER, &format!("{table}{CREATED}"))
+        .await?;
     Ok(saved.and_then(|c| Some((c.position?, c.cursor?))))
 }
 
@@ -72,7 +77,8 @@ pub async fn claim(
         cursor: Some(format!("{token} {identity}")),
         ..Checkpoint::default()
     };
-    sink.run_script(REGISTER, table, &[], &entry).await?;
+    sink.run_script(REGISTER, &format!("{table}{CREATED}"), &[], &entry)
+        .await?;
     Ok(())
 }
 
@@ -105,11 +111,12 @@ pub async fn creator(sink: &dyn Sink, table: &str) -> Result<Option<String>, Con
 }
 
 /// Records, at the start of a load, which life of `table` the migration's
-/// checkpoints belong to.
+/// checkpoints belong to, and how many rows it held before (`rows_before`).
 pub async fn mark_start(
     sink: &mut dyn Sink,
     migration: &str,
     table: &str,
+    rows_before: u64,
 ) -> Result<(), ConnectorError> {
     if !keeps_register(sink) {
         return Ok(());
@@ -118,12 +125,27 @@ pub async fn mark_start(
         return Ok(());
     };
     let mark = Checkpoint {
+        rows: rows_before,
         cursor: Some(life),
         ..Checkpoint::default()
     };
     sink.run_script(migration, &format!("{table}{LIFE}"), &[], &mark)
         .await?;
     Ok(())
+}
+
+/// How many rows `table` held when `migration`'s last fresh load of it
+/// started, if recorded (and the table is still that life of it).
+pub async fn rows_before(
+    sink: &dyn Sink,
+    migration: &str,
+    table: &str,
+) -> Result<Option<u64>, ConnectorError> {
+    let Some(mark) = sink.committed(migration, &format!("{table}{LIFE}")).await? else {
+        return Ok(None);
+    };
+    let now = life(sink, table).await?;
+    Ok((now.is_some() && now == mark.cursor).then_some(mark.rows))
 }
 
 /// Refuses to resume a load into a table that is no longer the one it

@@ -25,7 +25,9 @@ pub use schema::{Feed, Unified};
 
 use crate::config::{IfExists, Migration, Part};
 use crate::connectors::merge::{Applied, Dialect};
-use crate::connectors::{Checkpoint, ConnectorError, Prepare, Sink, Step, open_sink, open_source};
+use crate::connectors::{
+    Checkpoint, ConnectorError, Prepare, Sink, Step, open_sink, open_source, owner,
+};
 use crate::pipeline::{
     Naming, Observer, PlanError, RunError, RunEvent, RunOptions, RunSummary, plan,
     record_validation, run_named,
@@ -384,6 +386,19 @@ async fn ready(
                 u.table
             )));
         }
+        // A consolidation rebuilds its tables whole: only one it created,
+        // or one the user asked it to replace, may be swapped out.
+        let asked = purpose == Purpose::Run && u.spec.if_exists == IfExists::Replace;
+        if let Some(rows) = existing
+            && !m.dry_run
+            && !asked
+            && !owner::owns(sink, &m.name, &table).await?
+        {
+            return Err(consolidation_error(format!(
+                "table `{table}` ({rows} rows) was not created by migration `{}` (or was made again since), and a consolidation rebuilds its tables whole, so it is left alone; choose another table, or set if_exists = \"replace\" in [consolidate.{}] and `credvault run` to replace it (a restore point keeps it)",
+                m.name, u.table
+            )));
+        }
     }
     Ok(())
 }
@@ -432,6 +447,7 @@ async fn consolidate_table(
     }
     let changed = compare(&m.name, u, &table, &scratch, &dialect, sink, rows).await?;
     sink.swap_tables(&scratch.merged, &table).await?;
+    owner::claim(sink, &m.name, &table).await?;
     drop_scratch(u, &scratch, sink).await?;
     let result = merged(u, rows, source_rows, kept, changed);
     let detail = serde_json::to_value(&result).expect("serializable");

@@ -306,7 +306,9 @@ pub async fn run_named(
         .await
         .map_err(RunError::Plan)?;
     if resumed_from.is_none() {
-        open_sink(m).await?.reset(&m.name).await?;
+        let mut sink = open_sink(m).await?;
+        refuse_own_copies(m, sink.as_ref(), &plans).await?;
+        sink.reset(&m.name).await?;
     }
     // A dry run writes only scratch tables: nothing to restore.
     let point = match resumed_from.is_none() && !m.dry_run {
@@ -380,6 +382,34 @@ pub async fn run_named(
 }
 
 /// Validates what a run wrote, keeps the report and records the outcome.
+/// Refuses, before anything is written, a fresh run into tables an earlier
+/// run of this migration made, unless `if_exists` says what to do with
+/// them: they are no user's, but they may hold what an application wrote
+/// since.
+async fn refuse_own_copies(
+    m: &Migration,
+    sink: &dyn Sink,
+    plans: &[TablePlan],
+) -> Result<(), RunError> {
+    for plan in plans.iter().filter(|p| p.spec.if_exists == IfExists::Fail) {
+        let table = plan.spec.destination();
+        if let Some(rows) = sink.existing_rows(table).await?
+            && owner::owns(sink, &m.name, table).await?
+        {
+            let message = format!("table `{table}` {}", own_copy(rows));
+            return Err(ConnectorError::new(sink.describe(), message).into());
+        }
+    }
+    Ok(())
+}
+
+/// Why a fresh run stops at a table an earlier run of the migration made.
+pub(super) fn own_copy(rows: u64) -> String {
+    format!(
+        "already exists with {rows} rows from an earlier run of this migration; `credvault sync` brings it up to date, or set if_exists = \"replace\" for a fresh copy (a restore point keeps the old rows)"
+    )
+}
+
 async fn validate_run(
     m: &Migration,
     runtime: &Runtime,
@@ -676,21 +706,14 @@ impl<'a> TableRun<'a> {
         }
         let if_exists = self.plan.spec.if_exists;
         let existed = sink.existing_rows(table).await?;
-        if let (Some(rows), IfExists::Fail) = (existed, if_exists)
-            && owner::owns(sink, name, table).await?
-        {
-            let message = format!(
-                "table `{table}` holds {rows} rows from an earlier run of migration `{name}`; `credvault sync FILE` brings it up to date, or set if_exists = \"replace\" for a fresh copy (a restore point keeps the old rows)"
-            );
-            return Err(ConnectorError::new(sink.describe(), message).into());
-        }
-        let existed = existed.is_some();
         sink.prepare(name, table, &self.plan.output, Prepare::Fresh(if_exists))
             .await?;
-        if !existed || if_exists == IfExists::Replace {
+        let created = existed.is_none() || if_exists == IfExists::Replace;
+        if created {
             owner::claim(sink, name, table).await?;
         }
-        owner::mark_start(sink, name, table).await?;
+        let rows_before = existed.filter(|_| !created).unwrap_or(0);
+        owner::mark_start(sink, name, table, rows_before).await?;
         let start = Checkpoint::default();
         // Committing an empty first batch records that the table is ours, so
         // a crash before the first real batch still resumes.

@@ -4,7 +4,7 @@
 
 use super::super::plan::TablePlan;
 use super::{CheckResult, keys, space};
-use crate::config::{Endpoint, IfExists, Migration};
+use crate::config::{Endpoint, IfExists, Migration, SyncKind};
 use crate::connectors::{Checkpoint, ConnectorError, Sink, Source, open_reader, open_sink, owner};
 use crate::value::TableInfo;
 
@@ -183,7 +183,7 @@ async fn table_checks(
     dest: &Destination,
     t: &Target<'_>,
 ) -> Vec<CheckResult> {
-    let mut results = vec![conflict(t)];
+    let mut results = vec![conflict(m, t)];
     if !t.appends() {
         return results;
     }
@@ -198,7 +198,7 @@ async fn table_checks(
 
 /// The table's state against `if_exists`; the run's own tables when
 /// resuming are no conflict.
-fn conflict(t: &Target<'_>) -> CheckResult {
+fn conflict(m: &Migration, t: &Target<'_>) -> CheckResult {
     let name = format!("destination table {}", t.table());
     let pass = |detail: String| CheckResult::pass(name.clone(), detail);
     match (&t.resumed, t.rows, t.plan.spec.if_exists) {
@@ -208,9 +208,14 @@ fn conflict(t: &Target<'_>) -> CheckResult {
             c.rows
         )),
         (None, None, _) => pass("does not exist yet; it will be created".into()),
-        (None, Some(rows), IfExists::Fail) if t.ours => pass(format!(
-            "holds {rows} rows from an earlier run of this migration: `credvault sync` brings it up to date; a new `run` leaves it alone unless if_exists = \"replace\" asks for a fresh copy"
-        )),
+        (None, Some(rows), IfExists::Fail) if t.ours && m.sync.kind != SyncKind::OneTime => {
+            pass(format!(
+                "holds {rows} rows from an earlier run of this migration: its syncs bring it up to date (a new `run` needs if_exists = \"replace\" for a fresh copy)"
+            ))
+        }
+        (None, Some(rows), IfExists::Fail) if t.ours => {
+            CheckResult::fail(name.clone(), super::super::run::own_copy(rows))
+        }
         (None, Some(rows), IfExists::Fail) => CheckResult::fail(
             name.clone(),
             format!(
