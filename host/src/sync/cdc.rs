@@ -194,6 +194,7 @@ impl Table<'_> {
                 rows,
                 first: 1,
                 position: None,
+                faults: Vec::new(),
             },
         )
         .await?;
