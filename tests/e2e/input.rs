@@ -68,7 +68,10 @@ fn an_unbalanced_quote_stops_the_table_naming_its_line() {
     );
     // Nothing merged was written (the batch holding the broken row is not).
     let (rows, _, longest) = loaded(&p);
-    assert!(rows == "0" || longest.parse::<u32>().unwrap_or(0) <= 9, "{rows} rows, {longest}");
+    assert!(
+        rows == "0" || longest.parse::<u32>().unwrap_or(0) <= 9,
+        "{rows} rows, {longest}"
+    );
 }
 
 #[test]
@@ -92,8 +95,11 @@ fn an_unbalanced_quote_is_one_flagged_row_and_the_rest_loads() {
     assert_eq!(missing[0][0].as_deref(), Some("0"));
     let list = p.run_ok(&["flagged", "list"]);
     assert!(
-        list.stdout.contains("row 500 (id=500), source, column `name`")
-            && list.stdout.contains("line 501: the quote that opens at line 501"),
+        list.stdout
+            .contains("row 500 (id=500), source, column `name`")
+            && list
+                .stdout
+                .contains("line 501: the quote that opens at line 501"),
         "{}",
         list.all()
     );
@@ -137,7 +143,13 @@ fn ragged_lines_and_text_that_is_not_utf8_are_flagged_and_the_rest_loads() {
     let ids = p.query("out/vault.db", "SELECT id, name FROM t ORDER BY id");
     let ids: Vec<String> = ids
         .iter()
-        .map(|r| format!("{}={}", r[0].as_deref().unwrap_or(""), r[1].as_deref().unwrap_or("")))
+        .map(|r| {
+            format!(
+                "{}={}",
+                r[0].as_deref().unwrap_or(""),
+                r[1].as_deref().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(ids, ["1=one", "3=three", "6=six"]);
     let list = p.run_ok(&["flagged", "list"]);
@@ -194,7 +206,10 @@ fn postgres_infinity_and_far_timestamps_are_flagged_by_key() {
         "{}",
         run.all()
     );
-    let got = p.query("out/vault.db", "SELECT id, d, ts, tz FROM events ORDER BY id");
+    let got = p.query(
+        "out/vault.db",
+        "SELECT id, d, ts, tz FROM events ORDER BY id",
+    );
     let got: Vec<String> = got
         .into_iter()
         .map(|r| {
@@ -203,8 +218,14 @@ fn postgres_infinity_and_far_timestamps_are_flagged_by_key() {
         })
         .collect();
     assert_eq!(got.len(), 2, "{got:?}");
-    assert!(got[0].starts_with("1 | 2024-01-31 | 2024-01-31 13:45:00 | 2024-01-31T13:45:00"), "{got:?}");
-    assert!(got[1].starts_with("7 | 1999-12-31 | 1999-12-31 23:59:59 | 2000-01-01T00:00:00"), "{got:?}");
+    assert!(
+        got[0].starts_with("1 | 2024-01-31 | 2024-01-31 13:45:00 | 2024-01-31T13:45:00"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("7 | 1999-12-31 | 1999-12-31 23:59:59 | 2000-01-01T00:00:00"),
+        "{got:?}"
+    );
     let list = p.run_ok(&["flagged", "list"]);
     for expected in [
         "(id=2), mapping, column `d`: expected date like 2024-01-31, got text \"infinity\"",

@@ -15,9 +15,9 @@ use super::{
     Batcher, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Rejected, Sink, Source,
     SourceBatch, SourceFault, WriteBatch, free_space_at,
 };
-use records::{Record, Records};
 use crate::config::IfExists;
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
+use records::{Record, Records};
 
 /// Reads `.csv` files with a header row.
 pub struct CsvSource {
@@ -297,9 +297,17 @@ fn to_row(record: Record, columns: &[Column], null: &str) -> (Row, Option<Source
 /// header's width have no column; with too many, the last column's own
 /// text is uncertain (an unquoted delimiter may have split any field), so
 /// it is left out of the kept row as the missing ones are.
-fn ragged(line: u64, fields: Vec<Vec<u8>>, columns: &[Column], null: &str) -> (Row, Option<SourceFault>) {
+fn ragged(
+    line: u64,
+    fields: Vec<Vec<u8>>,
+    columns: &[Column],
+    null: &str,
+) -> (Row, Option<SourceFault>) {
     let (width, found) = (columns.len(), fields.len());
-    let text: Vec<String> = fields.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    let text: Vec<String> = fields
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
     let value = shorten(&text.join(","));
     let (row, bad) = values(fields.into_iter().take(width).collect(), width, null);
     let mut unread: Vec<usize> = bad.into_iter().map(|(c, _)| c).collect();
@@ -343,7 +351,9 @@ fn values(fields: Vec<Vec<u8>>, width: usize, null: &str) -> (Row, Vec<(usize, V
 
 /// Why a field that is not UTF-8 is refused, and what to do.
 fn not_utf8(line: u64, raw: &[u8]) -> String {
-    let at = std::str::from_utf8(raw).err().map_or(0, |e| e.valid_up_to());
+    let at = std::str::from_utf8(raw)
+        .err()
+        .map_or(0, |e| e.valid_up_to());
     format!(
         "line {line}: the text is not UTF-8 (byte 0x{:02x} at byte {} of the field); save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`) and run again",
         raw.get(at).copied().unwrap_or(0),

@@ -41,7 +41,10 @@ pub async fn process(
 ) -> Result<Processed, RunError> {
     let passes = |row: &Row| plan.mapping.conforms(row);
     let clean = source.faults.is_empty();
-    if clean && plan.steps.is_empty() && plan.mapping.is_identity() && source.rows.iter().all(passes)
+    if clean
+        && plan.steps.is_empty()
+        && plan.mapping.is_identity()
+        && source.rows.iter().all(passes)
     {
         return Ok(Processed {
             source,

@@ -40,7 +40,9 @@ impl Line {
     fn content(&self) -> &[u8] {
         let b = &self.bytes[..];
         let b = b.strip_suffix(b"\n").unwrap_or(b);
-        b.strip_suffix(b"\r").filter(|_| b.len() < self.bytes.len()).unwrap_or(b)
+        b.strip_suffix(b"\r")
+            .filter(|_| b.len() < self.bytes.len())
+            .unwrap_or(b)
     }
 
     /// The line break.
@@ -225,7 +227,12 @@ impl<R: BufRead> Records<R> {
 
     /// Reads a quoted field into `field`, from byte `at` of `line` (just
     /// after the opening quote).
-    fn quoted(&mut self, mut line: Line, mut at: usize, field: &mut Vec<u8>) -> std::io::Result<Quoted> {
+    fn quoted(
+        &mut self,
+        mut line: Line,
+        mut at: usize,
+        field: &mut Vec<u8>,
+    ) -> std::io::Result<Quoted> {
         let opened = line.number;
         let mut taken: Vec<Line> = Vec::new();
         loop {
@@ -360,7 +367,10 @@ mod tests {
 
     #[test]
     fn a_quote_inside_an_unquoted_field_is_a_character() {
-        assert_eq!(read("a,b\n5\" disk,x\n", Some(2))[1], fields(2, &["5\" disk", "x"]));
+        assert_eq!(
+            read("a,b\n5\" disk,x\n", Some(2))[1],
+            fields(2, &["5\" disk", "x"])
+        );
     }
 
     #[test]
@@ -378,8 +388,14 @@ mod tests {
         else {
             panic!("{got:?}")
         };
-        assert_eq!((*line, fields.clone(), *column), (2, vec![b"1".to_vec()], 1));
-        assert!(message.contains("opens at line 2 is not closed before line 3"), "{message}");
+        assert_eq!(
+            (*line, fields.clone(), *column),
+            (2, vec![b"1".to_vec()], 1)
+        );
+        assert!(
+            message.contains("opens at line 2 is not closed before line 3"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -389,7 +405,11 @@ mod tests {
         let broken = broken_at(&got);
         assert_eq!(broken.len(), 1, "{got:?}");
         assert_eq!(broken[0].0, 3);
-        assert!(broken[0].1.contains("opens at line 3 is never closed"), "{}", broken[0].1);
+        assert!(
+            broken[0].1.contains("opens at line 3 is never closed"),
+            "{}",
+            broken[0].1
+        );
         assert_eq!(got.last(), Some(&fields(4, &["z"])));
     }
 
@@ -398,13 +418,20 @@ mod tests {
         let got = read("a,b\n\"x\"y,1\n2,3\n", Some(2));
         let broken = broken_at(&got);
         assert_eq!(broken.len(), 1);
-        assert!(broken[0].1.contains("followed by \"y,1\""), "{}", broken[0].1);
+        assert!(
+            broken[0].1.contains("followed by \"y,1\""),
+            "{}",
+            broken[0].1
+        );
         assert_eq!(got[2], fields(3, &["2", "3"]));
     }
 
     #[test]
     fn a_multi_line_field_with_lines_unlike_records_is_kept() {
-        let got = read("id,note,x\n1,\"Dear Sir,\nthanks\n\nbye\",z\n2,b,c\n", Some(3));
+        let got = read(
+            "id,note,x\n1,\"Dear Sir,\nthanks\n\nbye\",z\n2,b,c\n",
+            Some(3),
+        );
         assert_eq!(got[1], fields(2, &["1", "Dear Sir,\nthanks\n\nbye", "z"]));
         assert_eq!(got[2], fields(6, &["2", "b", "c"]));
     }

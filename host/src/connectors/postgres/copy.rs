@@ -280,7 +280,12 @@ fn pg_timestamp_text(micros: i64, zoned: bool) -> String {
     let [date, bc] = pg_date_text(micros.div_euclid(DAY));
     let of_day = micros.rem_euclid(DAY);
     let (secs, frac) = (of_day / 1_000_000, of_day % 1_000_000);
-    let mut text = format!("{date} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let mut text = format!(
+        "{date} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if frac != 0 {
         let digits = format!("{frac:06}");
         text.push('.');
@@ -677,9 +682,18 @@ mod tests {
         assert_eq!(timestamp_from_pg(i64::MIN, true), text("-infinity"));
         // '294276-12-31 23:59:59.5', PostgreSQL's last timestamp but half a second.
         let last = 9_223_371_331_199_500_000;
-        assert_eq!(timestamp_from_pg(last, false), text("294276-12-31 23:59:59.5"));
-        assert_eq!(timestamp_from_pg(last, true), text("294276-12-31 23:59:59.5+00"));
-        assert_eq!(timestamp_from_pg(1, true), Value::Timestamptz(EPOCH_MICROS + 1));
+        assert_eq!(
+            timestamp_from_pg(last, false),
+            text("294276-12-31 23:59:59.5")
+        );
+        assert_eq!(
+            timestamp_from_pg(last, true),
+            text("294276-12-31 23:59:59.5+00")
+        );
+        assert_eq!(
+            timestamp_from_pg(1, true),
+            Value::Timestamptz(EPOCH_MICROS + 1)
+        );
     }
 
     #[test]
