@@ -8,6 +8,7 @@ mod cli;
 mod config_errors;
 mod consolidate;
 mod hold;
+mod input;
 mod limits;
 mod mariadb;
 mod owned;

@@ -1,8 +1,10 @@
 //! CSV files: a source (one table per file) and a sink (one file per table).
 //! Every CSV value is text; the column mapping gives it a type.
 
+mod records;
+
 use std::fs::File;
-use std::io::Seek;
+use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -11,10 +13,11 @@ use tokio::sync::mpsc;
 
 use super::{
     Batcher, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Rejected, Sink, Source,
-    SourceBatch, WriteBatch, free_space_at,
+    SourceBatch, SourceFault, WriteBatch, free_space_at,
 };
 use crate::config::IfExists;
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
+use records::{Record, Records};
 
 /// Reads `.csv` files with a header row.
 pub struct CsvSource {
@@ -73,11 +76,34 @@ impl CsvSource {
         )))
     }
 
-    fn reader(&self, file: &Path) -> Result<csv::Reader<File>, ConnectorError> {
-        csv::ReaderBuilder::new()
-            .delimiter(self.delimiter)
-            .from_path(file)
-            .map_err(|e| self.error(format!("{}: {e}", file.display())))
+    /// The file's records, past its header row; and the header's names.
+    fn open(&self, file: &Path) -> Result<(Records<BufReader<File>>, Vec<String>), ConnectorError> {
+        let fail = |message: String| self.error(format!("{}: {message}", file.display()));
+        let input = File::open(file).map_err(|e| fail(e.to_string()))?;
+        let mut records = Records::new(BufReader::new(input), self.delimiter);
+        let header = header_of(&mut records).map_err(fail)?;
+        records.set_width(header.len());
+        Ok((records, header))
+    }
+}
+
+/// The header row's names (untrimmed); an empty list for an empty file.
+fn header_of(records: &mut Records<BufReader<File>>) -> Result<Vec<String>, String> {
+    let fix = "fix the file, then run again";
+    match records.next_record() {
+        Err(e) => Err(format!("line {}: cannot read the header row: {e}; {fix}", records.line())),
+        Ok(None) => Ok(Vec::new()),
+        Ok(Some(Record::Broken { line, message, .. })) => Err(format!(
+            "line {line}: cannot read the header row: {message}; {fix}"
+        )),
+        Ok(Some(Record::Fields { line, fields })) => fields
+            .into_iter()
+            .map(|f| {
+                String::from_utf8(f).map_err(|_| {
+                    format!("line {line}: the header row is not UTF-8 text; save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+                })
+            })
+            .collect(),
     }
 }
 
@@ -91,16 +117,7 @@ impl Source for CsvSource {
         self.files()?
             .into_iter()
             .map(|(name, file)| {
-                let headers = self
-                    .reader(&file)?
-                    .headers()
-                    .map_err(|e| {
-                        self.error(format!(
-                            "{}: cannot read the header row: {e}",
-                            file.display()
-                        ))
-                    })?
-                    .clone();
+                let (_, headers) = self.open(&file)?;
                 let columns = columns_of(&headers)
                     .map_err(|message| self.error(format!("{}: {message}", file.display())))?;
                 Ok(TableInfo {
@@ -114,14 +131,15 @@ impl Source for CsvSource {
     }
 
     async fn count(&self, table: &TableInfo) -> Result<u64, ConnectorError> {
-        let mut reader = self.reader(&self.file(&table.name)?)?;
+        let (mut records, _) = self.open(&self.file(&table.name)?)?;
         let endpoint = self.describe();
         tokio::task::spawn_blocking(move || {
-            let mut record = csv::ByteRecord::new();
             let mut n = 0;
-            while reader
-                .read_byte_record(&mut record)
-                .map_err(|e| ConnectorError::new(endpoint.clone(), e.to_string()))?
+            // Broken records are rows too (row errors when read).
+            while records
+                .next_record()
+                .map_err(|e| ConnectorError::new(&endpoint, read_failed(records.line(), &e)))?
+                .is_some()
             {
                 n += 1;
             }
@@ -136,8 +154,8 @@ impl Source for CsvSource {
         request: ReadRequest,
         tx: mpsc::Sender<Result<SourceBatch, ConnectorError>>,
     ) {
-        let reader = match self.file(&request.table.name).and_then(|f| self.reader(&f)) {
-            Ok(reader) => reader,
+        let reader = match self.file(&request.table.name).and_then(|f| self.open(&f)) {
+            Ok((records, _)) => records,
             Err(err) => {
                 let _ = tx.send(Err(err)).await;
                 return;
@@ -166,7 +184,7 @@ impl Source for CsvSource {
 /// a repeated name (two empty ones included, as `a,,` gives) is refused
 /// rather than left to a later stage to trip over; so is a file with no
 /// header row, which would be a table without columns.
-fn columns_of(headers: &csv::StringRecord) -> Result<Vec<Column>, String> {
+fn columns_of(headers: &[String]) -> Result<Vec<Column>, String> {
     if headers.is_empty() {
         return Err("the file is empty: a CSV table needs a header row naming its columns".into());
     }
@@ -190,8 +208,13 @@ fn columns_of(headers: &csv::StringRecord) -> Result<Vec<Column>, String> {
     Ok(columns)
 }
 
+/// What to say when the file cannot be read at all.
+fn read_failed(line: u64, e: &std::io::Error) -> String {
+    format!("line {line}: {e}; fix the file or remove the bad line, then run again")
+}
+
 fn read_batches(
-    mut reader: csv::Reader<File>,
+    mut records: Records<BufReader<File>>,
     null: &str,
     request: &ReadRequest,
     tx: &mpsc::Sender<Result<SourceBatch, ConnectorError>>,
@@ -199,34 +222,28 @@ fn read_batches(
 ) {
     let skip = request.after.as_ref().map_or(0, |c| c.rows);
     let limit = request.limit.unwrap_or(u64::MAX);
-    let mut record = csv::StringRecord::new();
+    let columns = &request.table.columns;
     let mut batches = Batcher::new(request.batch_size, skip + 1);
     let mut seen = 0u64;
     while seen < skip.saturating_add(limit) {
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
+        let record = match records.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
             Err(e) => {
-                let message = format!("{e}; fix the file or remove the bad line, then run again");
+                let message = read_failed(records.line(), &e);
                 let _ = tx.blocking_send(Err(ConnectorError::new(endpoint, message)));
                 return;
             }
-        }
+        };
         seen += 1;
         if seen <= skip {
             continue;
         }
-        let row = record
-            .iter()
-            .map(|f| {
-                if f == null {
-                    Value::Null
-                } else {
-                    Value::Text(f.to_string())
-                }
-            })
-            .collect();
-        if let Some(batch) = batches.push(row)
+        let full = match to_row(record, columns, null) {
+            (row, None) => batches.push(row),
+            (row, Some(fault)) => batches.push_fault(row, fault),
+        };
+        if let Some(batch) = full
             && tx.blocking_send(Ok(batch)).is_err()
         {
             return;
@@ -234,6 +251,121 @@ fn read_batches(
     }
     if let Some(batch) = batches.finish() {
         let _ = tx.blocking_send(Ok(batch));
+    }
+}
+
+/// A record as a row of the table, or as a stand-in row (the fields that
+/// could be read, NULL elsewhere) and what is wrong with it.
+fn to_row(record: Record, columns: &[Column], null: &str) -> (Row, Option<SourceFault>) {
+    match record {
+        Record::Fields { line, fields } if fields.len() != columns.len() => {
+            ragged(line, fields, columns, null)
+        }
+        Record::Fields { line, fields } => {
+            let (row, bad) = values(fields, columns.len(), null);
+            let fault = bad.first().map(|(c, raw)| SourceFault {
+                index: 0,
+                column: Some(*c),
+                unread: bad.iter().map(|(c, _)| *c).collect(),
+                value: Some(shorten(&String::from_utf8_lossy(raw))),
+                message: not_utf8(line, raw),
+            });
+            (row, fault)
+        }
+        Record::Broken {
+            line,
+            fields,
+            column,
+            message,
+        } => {
+            let (row, bad) = values(fields, columns.len(), null);
+            let mut unread: Vec<usize> = bad.into_iter().map(|(c, _)| c).collect();
+            unread.extend(column.min(columns.len())..columns.len());
+            let fault = SourceFault {
+                index: 0,
+                column: (column < columns.len()).then_some(column),
+                unread,
+                value: None,
+                message: format!("line {line}: {message}"),
+            };
+            (row, Some(fault))
+        }
+    }
+}
+
+/// A line with more or fewer fields than the header. Fields past the
+/// header's width have no column; with too many, the last column's own
+/// text is uncertain (an unquoted delimiter may have split any field), so
+/// it is left out of the kept row as the missing ones are.
+fn ragged(
+    line: u64,
+    fields: Vec<Vec<u8>>,
+    columns: &[Column],
+    null: &str,
+) -> (Row, Option<SourceFault>) {
+    let (width, found) = (columns.len(), fields.len());
+    let text: Vec<String> = fields
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let value = shorten(&text.join(","));
+    let (row, bad) = values(fields.into_iter().take(width).collect(), width, null);
+    let mut unread: Vec<usize> = bad.into_iter().map(|(c, _)| c).collect();
+    unread.extend(found.min(width)..width);
+    if found > width {
+        unread.push(width - 1);
+    }
+    let header: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let message = format!(
+        "line {line} has {found} field(s) but the header has {width} ({}); fix the line (quote a field that holds the delimiter) or remove it",
+        header.join(", ")
+    );
+    let fault = SourceFault {
+        index: 0,
+        column: None,
+        unread,
+        value: Some(value),
+        message,
+    };
+    (row, Some(fault))
+}
+
+/// The fields as values, `width` of them (NULL past the fields given),
+/// and the fields that are not UTF-8, by column, with their bytes.
+fn values(fields: Vec<Vec<u8>>, width: usize, null: &str) -> (Row, Vec<(usize, Vec<u8>)>) {
+    let mut row = Vec::with_capacity(width);
+    let mut bad = Vec::new();
+    for (c, field) in fields.into_iter().enumerate() {
+        match String::from_utf8(field) {
+            Ok(text) if text == null => row.push(Value::Null),
+            Ok(text) => row.push(Value::Text(text)),
+            Err(e) => {
+                bad.push((c, e.into_bytes()));
+                row.push(Value::Null);
+            }
+        }
+    }
+    row.resize(width, Value::Null);
+    (row, bad)
+}
+
+/// Why a field that is not UTF-8 is refused, and what to do.
+fn not_utf8(line: u64, raw: &[u8]) -> String {
+    let at = std::str::from_utf8(raw)
+        .err()
+        .map_or(0, |e| e.valid_up_to());
+    format!(
+        "line {line}: the text is not UTF-8 (byte 0x{:02x} at byte {} of the field); save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`) and run again",
+        raw.get(at).copied().unwrap_or(0),
+        at + 1
+    )
+}
+
+/// Text from the file, cut to 200 characters for messages.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 

@@ -119,6 +119,31 @@ pub struct SourceBatch {
     /// Where a source plugin stands after the last row: its opaque
     /// resumable position, kept in the checkpoint.
     pub position: Option<String>,
+    /// Rows the source could not read as rows of the table, by index in
+    /// `rows` (ascending): each goes to the table's row-error policy.
+    pub faults: Vec<SourceFault>,
+}
+
+/// A source row that could not be read as a row of its table (a CSV line
+/// with too few or too many fields, text that is not UTF-8, a quote that
+/// runs away): a row error under the table's policy, like a value the
+/// mapping refuses, so the rest of the table still loads. The batch holds
+/// a stand-in row of the table's width at `index` (the values that could
+/// be read, NULL elsewhere), which is never written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFault {
+    /// The row's index in its batch.
+    pub index: usize,
+    /// The column at fault, if one is.
+    pub column: Option<usize>,
+    /// Columns whose values could not be read: they are left out of the
+    /// kept (flagged) row, so a retry asks for them rather than writing
+    /// NULL in their place.
+    pub unread: Vec<usize>,
+    /// The offending text, shortened, if there is one.
+    pub value: Option<String>,
+    /// What is wrong, where (e.g. the line), and what to do.
+    pub message: String,
 }
 
 /// What to read.
@@ -705,6 +730,7 @@ impl Batcher {
                 rows: Vec::with_capacity(size),
                 first,
                 position: None,
+                faults: Vec::new(),
             },
             size,
         }
@@ -720,8 +746,17 @@ impl Batcher {
             rows: Vec::with_capacity(self.size),
             first: self.batch.first + self.size as u64,
             position: None,
+            faults: Vec::new(),
         };
         Some(std::mem::replace(&mut self.batch, next))
+    }
+
+    /// Adds the stand-in row of a row the source could not read, with what
+    /// went wrong (its `index` is set here); returns a full batch, if any.
+    pub(crate) fn push_fault(&mut self, row: Row, fault: SourceFault) -> Option<SourceBatch> {
+        let index = self.batch.rows.len();
+        self.batch.faults.push(SourceFault { index, ..fault });
+        self.push(row)
     }
 
     /// The last, partial batch.

@@ -130,6 +130,7 @@ impl PluginSource {
                 rows,
                 first,
                 position: Some(position),
+                faults: Vec::new(),
             };
             first += count;
             if tx.send(Ok(batch)).await.is_err() {

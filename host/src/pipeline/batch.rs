@@ -6,7 +6,9 @@
 use super::plan::TablePlan;
 use super::run::{RowFailure, RunError};
 use super::transforms::{Chain, ChainOutcome};
-use crate::connectors::SourceBatch;
+use std::collections::HashMap;
+
+use crate::connectors::{SourceBatch, SourceFault};
 use crate::value::Row;
 
 /// A batch after mapping and transforms.
@@ -15,7 +17,7 @@ pub struct Processed {
     pub source: SourceBatch,
     /// What to write.
     pub output: Output,
-    /// Rows that failed mapping or a transform.
+    /// Rows that failed at the source, in mapping or in a transform.
     pub failures: Vec<RowFailure>,
     /// Rows a transform filtered out.
     pub dropped: u64,
@@ -38,7 +40,12 @@ pub async fn process(
     source: SourceBatch,
 ) -> Result<Processed, RunError> {
     let passes = |row: &Row| plan.mapping.conforms(row);
-    if plan.steps.is_empty() && plan.mapping.is_identity() && source.rows.iter().all(passes) {
+    let clean = source.faults.is_empty();
+    if clean
+        && plan.steps.is_empty()
+        && plan.mapping.is_identity()
+        && source.rows.iter().all(passes)
+    {
         return Ok(Processed {
             source,
             output: Output::Source,
@@ -50,7 +57,12 @@ pub async fn process(
     let mut failures = Vec::new();
     let mut mapped = Vec::with_capacity(source.rows.len());
     let mut index = Vec::with_capacity(source.rows.len());
+    let faults: HashMap<usize, &SourceFault> = source.faults.iter().map(|f| (f.index, f)).collect();
     for (i, row) in source.rows.iter().enumerate() {
+        if let Some(fault) = faults.get(&i) {
+            failures.push(source_failure(plan, row, first + i as u64, fault));
+            continue;
+        }
         match plan.mapping.apply(row) {
             Ok(out) => {
                 mapped.push(out);
@@ -101,4 +113,25 @@ pub async fn process(
         failures,
         dropped,
     })
+}
+
+/// The failure of a row the source could not read. Its stand-in row is
+/// kept without the columns that could not be read, so a retry of it asks
+/// for them (through a fixed export) instead of writing NULL.
+fn source_failure(plan: &TablePlan, row: &Row, position: u64, fault: &SourceFault) -> RowFailure {
+    let column = fault.column.map(|c| plan.source.columns[c].name.clone());
+    let mut failure = plan.failure(
+        row,
+        position,
+        "source".into(),
+        column,
+        fault.value.clone(),
+        fault.message.clone(),
+    );
+    if let Some(object) = failure.row.as_object_mut() {
+        for &c in &fault.unread {
+            object.remove(&plan.source.columns[c].name);
+        }
+    }
+    failure
 }

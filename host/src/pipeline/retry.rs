@@ -473,6 +473,7 @@ impl<'a> Retrying<'a> {
             rows,
             first: 1,
             position: None,
+            faults: Vec::new(),
         };
         let processed = process(self.plan, chain, batch).await?;
         let mut slots: Vec<Option<Item>> = items.into_iter().map(Some).collect();

@@ -47,7 +47,7 @@ pub struct RowFailure {
     pub position: u64,
     /// The row's key, e.g. `id=42`.
     pub key: Option<String>,
-    /// `mapping`, `transform <plugin>` or `destination`.
+    /// `source`, `mapping`, `transform <plugin>` or `destination`.
     pub stage: String,
     /// The column at fault, when known.
     pub column: Option<String>,

@@ -37,7 +37,7 @@ pub struct FlaggedRow {
     pub position: i64,
     /// The row's key (`id=42`), when the table has one.
     pub key: Option<String>,
-    /// The stage that failed: `mapping`, `transform <plugin>`, `destination`.
+    /// The stage that failed: `source`, `mapping`, `transform <plugin>`, `destination`.
     pub stage: String,
     /// The column at fault, when known.
     pub column: Option<String>,

@@ -198,6 +198,7 @@ impl Table<'_> {
                 rows,
                 first: 1,
                 position: None,
+                faults: Vec::new(),
             },
         )
         .await?;

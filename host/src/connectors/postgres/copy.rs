@@ -5,7 +5,7 @@
 //! field count, then per field an i32 length, -1 for NULL, and the bytes),
 //! then an i16 -1. Every number is big-endian.
 
-use crate::value::{Row, Value, to_text};
+use crate::value::{Row, Value, date_from_days, timestamp_from_micros, to_text};
 
 use super::types::Binary;
 
@@ -220,21 +220,17 @@ pub(super) fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
             _ => return Err("a jsonb field with an unknown version".into()),
         },
         Binary::Bytea => Value::Bytes(b.to_vec()),
-        Binary::Date => Value::Date(date_from_pg(i32::from_be_bytes(fixed(b, "date")?))?),
+        Binary::Date => date_from_pg(i32::from_be_bytes(fixed(b, "date")?)),
         Binary::Time => {
             let micros = i64::from_be_bytes(fixed(b, "time")?);
             Value::Time(
                 u64::try_from(micros).map_err(|_| format!("a negative time ({micros} µs)"))?,
             )
         }
-        Binary::Timestamp => Value::Timestamp(timestamp_from_pg(i64::from_be_bytes(fixed(
-            b,
-            "timestamp",
-        )?))?),
-        Binary::Timestamptz => Value::Timestamptz(timestamp_from_pg(i64::from_be_bytes(fixed(
-            b,
-            "timestamptz",
-        )?))?),
+        Binary::Timestamp => timestamp_from_pg(i64::from_be_bytes(fixed(b, "timestamp")?), false),
+        Binary::Timestamptz => {
+            timestamp_from_pg(i64::from_be_bytes(fixed(b, "timestamptz")?), true)
+        }
         Binary::Uuid => {
             let u = u128::from_be_bytes(fixed(b, "uuid")?);
             Value::Uuid(((u >> 64) as u64, u as u64))
@@ -244,23 +240,82 @@ pub(super) fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
     })
 }
 
-/// PostgreSQL days since 2000 as ours since 1970; infinity has no date.
-fn date_from_pg(days: i32) -> Result<i32, String> {
-    if days == i32::MAX || days == i32::MIN {
-        return Err(infinite("date"));
+/// PostgreSQL days since 2000 as a date. A day the row model has no date
+/// for (`infinity`, `-infinity`, past year 262143) is handed on as
+/// PostgreSQL's text for it, which the column mapping refuses as a date:
+/// a row error naming the row's key and the column under the table's
+/// policy, or a value a `map` or `type = "text"` keeps.
+fn date_from_pg(days: i32) -> Value {
+    match days {
+        i32::MAX => return Value::Text("infinity".into()),
+        i32::MIN => return Value::Text("-infinity".into()),
+        _ => {}
     }
-    days.checked_add(EPOCH_DAYS)
-        .ok_or_else(|| format!("date {days} days from 2000 is out of range"))
+    match days.checked_add(EPOCH_DAYS) {
+        Some(d) if date_from_days(d).is_some() => Value::Date(d),
+        _ => Value::Text(pg_date_text(i64::from(days)).join("")),
+    }
 }
 
-/// PostgreSQL µs since 2000 as ours since 1970; infinity has no timestamp.
-fn timestamp_from_pg(micros: i64) -> Result<i64, String> {
-    if micros == i64::MAX || micros == i64::MIN {
-        return Err(infinite("timestamp"));
+/// PostgreSQL µs since 2000 as a timestamp; like [`date_from_pg`], one the
+/// row model cannot hold (infinity, past year 262143) is handed on as
+/// PostgreSQL's text for it (UTC for `timestamptz`).
+fn timestamp_from_pg(micros: i64, zoned: bool) -> Value {
+    match micros {
+        i64::MAX => return Value::Text("infinity".into()),
+        i64::MIN => return Value::Text("-infinity".into()),
+        _ => {}
     }
-    micros
-        .checked_add(EPOCH_MICROS)
-        .ok_or_else(|| format!("timestamp {micros} µs from 2000 is out of range"))
+    match micros.checked_add(EPOCH_MICROS) {
+        Some(t) if timestamp_from_micros(t).is_some() && zoned => Value::Timestamptz(t),
+        Some(t) if timestamp_from_micros(t).is_some() => Value::Timestamp(t),
+        _ => Value::Text(pg_timestamp_text(micros, zoned)),
+    }
+}
+
+/// `294276-12-31 23:59:59.5` (`+00` when zoned, ` BC` before year 1), as
+/// PostgreSQL writes it, for µs since 2000.
+fn pg_timestamp_text(micros: i64, zoned: bool) -> String {
+    const DAY: i64 = 86_400_000_000;
+    let [date, bc] = pg_date_text(micros.div_euclid(DAY));
+    let of_day = micros.rem_euclid(DAY);
+    let (secs, frac) = (of_day / 1_000_000, of_day % 1_000_000);
+    let mut text = format!(
+        "{date} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if frac != 0 {
+        let digits = format!("{frac:06}");
+        text.push('.');
+        text.push_str(digits.trim_end_matches('0'));
+    }
+    if zoned {
+        text.push_str("+00");
+    }
+    text + &bc
+}
+
+/// The date `days` after 2000-01-01 as PostgreSQL writes it (`2024-01-31`,
+/// `0044-03-15` + ` BC`): the date, and the era suffix.
+fn pg_date_text(days: i64) -> [String; 2] {
+    // Howard Hinnant's civil_from_days, on days since 1970.
+    let z = days + i64::from(EPOCH_DAYS) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    // Year 0 of the proleptic calendar is 1 BC.
+    let (year, bc) = match year {
+        y if y >= 1 => (y, ""),
+        y => (1 - y, " BC"),
+    };
+    [format!("{year:04}-{month:02}-{day:02}"), bc.to_string()]
 }
 
 /// Why an infinite date or timestamp cannot be read.
@@ -610,6 +665,35 @@ mod tests {
             assert!(reader.ended());
             assert_eq!(got, rows, "chunks of {size}");
         }
+    }
+
+    #[test]
+    fn dates_and_timestamps_without_a_row_model_value_arrive_as_their_text() {
+        let text = |s: &str| Value::Text(s.into());
+        assert_eq!(date_from_pg(i32::MAX), text("infinity"));
+        assert_eq!(date_from_pg(i32::MIN), text("-infinity"));
+        assert_eq!(date_from_pg(0), Value::Date(EPOCH_DAYS));
+        // PostgreSQL's last date, 5874897-12-31, and 300000-01-01.
+        assert_eq!(date_from_pg(2_145_031_948), text("5874897-12-31"));
+        assert_eq!(date_from_pg(108_842_265), text("300000-01-01"));
+        assert_eq!(date_from_pg(-746_117), Value::Date(-746_117 + EPOCH_DAYS));
+        assert_eq!(pg_date_text(-746_117), ["0044-03-15", " BC"]);
+        assert_eq!(timestamp_from_pg(i64::MAX, false), text("infinity"));
+        assert_eq!(timestamp_from_pg(i64::MIN, true), text("-infinity"));
+        // '294276-12-31 23:59:59.5', PostgreSQL's last timestamp but half a second.
+        let last = 9_223_371_331_199_500_000;
+        assert_eq!(
+            timestamp_from_pg(last, false),
+            text("294276-12-31 23:59:59.5")
+        );
+        assert_eq!(
+            timestamp_from_pg(last, true),
+            text("294276-12-31 23:59:59.5+00")
+        );
+        assert_eq!(
+            timestamp_from_pg(1, true),
+            Value::Timestamptz(EPOCH_MICROS + 1)
+        );
     }
 
     #[test]
