@@ -123,14 +123,13 @@ fn hash_value(h: &mut Sha256, value: &Value) {
     h.update(&body);
 }
 
-/// One bit pattern for every NaN, and 0.0 for -0.0.
+/// One bit pattern for every NaN. -0.0 stays apart from 0.0: a
+/// destination that keeps the sign must keep it (validation compares
+/// with what a destination that cannot would hold, see `AtRest`).
 fn canonical_float(f: f64) -> u64 {
-    if f.is_nan() {
-        f64::NAN.to_bits()
-    } else if f == 0.0 {
-        0
-    } else {
-        f.to_bits()
+    match f.is_nan() {
+        true => f64::NAN.to_bits(),
+        false => f.to_bits(),
     }
 }
 
