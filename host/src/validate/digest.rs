@@ -271,6 +271,9 @@ mod tests {
             Value::Json(r#"{"a":2,"b":1}"#.into()),
         ]]);
         assert_eq!(a, b);
+        // Every NaN is one value; -0.0 and 0.0 are two.
+        assert!(same(&Value::Float(f64::NAN), &Value::Float(-f64::NAN)));
+        assert!(!same(&Value::Float(-0.0), &Value::Float(0.0)));
         // A text "1" and an int 1 are different values.
         assert_ne!(
             digest(&[vec![Value::Text("1".into())]]),
