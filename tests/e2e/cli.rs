@@ -457,6 +457,7 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
             "row_flagged",
             "table_finished",
             "run_finished",
+            "validating",
             "validated"
         ]
     );
@@ -468,7 +469,8 @@ fn the_audit_log_shows_checks_runs_and_their_results() {
     assert_eq!(events[5]["detail"]["column"], "score");
     assert_eq!(events[6]["detail"]["counts"]["flagged"], 1);
     assert_eq!(events[7]["detail"]["status"], "succeeded");
-    assert_eq!(events[8]["detail"]["passed"], true);
+    assert_eq!(events[8]["detail"]["sample"], 100);
+    assert_eq!(events[9]["detail"]["passed"], true);
     assert!(
         events
             .iter()

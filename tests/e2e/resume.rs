@@ -196,3 +196,119 @@ fn a_large_table_split_into_key_ranges_lands_exactly_once_even_when_killed() {
     );
     assert_every_id_once(&p, "out/copy.db", "keyed");
 }
+
+/// How many `kind` events the project's state store holds.
+fn logged(p: &Project, kind: &str) -> u64 {
+    let sql = format!("SELECT count(*) FROM events WHERE kind = '{kind}'");
+    let rows =
+        std::panic::catch_unwind(|| p.query(".credvault/state.db", &sql)).unwrap_or_default();
+    rows.first()
+        .and_then(|r| r[0].as_deref())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The runs as recorded: id, status, validation.
+fn runs(p: &Project) -> Vec<Vec<Option<String>>> {
+    p.query(
+        ".credvault/state.db",
+        "SELECT id, status, validation FROM runs ORDER BY id",
+    )
+}
+
+/// Copies the big table, killed once its validation has started.
+fn killed_while_validating(p: &Project) {
+    big_csv(p);
+    let m = CSV_TO_SQLITE.replace(
+        "batch_size = 500",
+        "batch_size = 500\nvalidate_sample = 200000",
+    );
+    p.write("m.toml", &m);
+    kill_midway(p, &["run", "m.toml"], || logged(p, "validating") > 0);
+    assert_every_id_once(p, "out/vault.db", "people");
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(
+        runs(p),
+        [[text("1"), text("succeeded"), text("pending")]],
+        "copied, its validation cut off"
+    );
+    assert_eq!(logged(p, "validated"), 0, "killed before it validated");
+    let status = p.run_ok(&["status", "--migration", "resume-me"]).stdout;
+    assert!(
+        status.contains("validation not completed: the next `credvault run` completes it"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_run_killed_while_validating_is_validated_by_the_next_run() {
+    let p = project();
+    killed_while_validating(&p);
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("run 1 copied every table but its validation did not complete"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("validation of `resume-me`: passed"),
+        "{}",
+        run.all()
+    );
+    assert!(!run.all().contains("already exists"), "{}", run.all());
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(
+        runs(&p),
+        [[text("1"), text("succeeded"), text("passed")]],
+        "no new run: the first one got its validation"
+    );
+    assert_every_id_once(&p, "out/vault.db", "people");
+    let kept = p.query(
+        ".credvault/state.db",
+        "SELECT run_id, passed FROM validations",
+    );
+    assert_eq!(kept, [[text("1"), text("1")]]);
+    let log = p.run_ok(&["log", "--migration", "resume-me"]).stdout;
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("validated run 1"), "{log}");
+    assert!(last.contains(r#""passed":true"#), "{log}");
+    let status = p.run_ok(&["status", "--migration", "resume-me"]).stdout;
+    assert!(status.contains("succeeded, validation passed"), "{status}");
+    // Validated now: the migration is finished, and a run starts afresh.
+    let again = p.run(&["run", "m.toml"]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(again.stderr.contains("already exists"), "{}", again.all());
+}
+
+#[test]
+fn a_validation_completed_later_that_fails_fails_the_run() {
+    let p = project();
+    killed_while_validating(&p);
+    credvault_tests::exec_sqlite(
+        &p.path().join("out/vault.db"),
+        "DELETE FROM people WHERE id = 4242",
+    );
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 1, "exits by the validation: {}", run.all());
+    assert!(
+        run.stdout.contains("expected 200000, destination 199999"),
+        "{}",
+        run.all()
+    );
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(runs(&p), [[text("1"), text("succeeded"), text("failed")]]);
+    // Its validation is complete: `validate` does not rewrite the run's
+    // outcome, and the next run is a fresh one (which refuses to
+    // overwrite the table).
+    credvault_tests::exec_sqlite(
+        &p.path().join("out/vault.db"),
+        "INSERT INTO people VALUES (4242, 'NAME 4242', '71')",
+    );
+    p.run_ok(&["validate", "m.toml"]);
+    assert_eq!(runs(&p), [[text("1"), text("succeeded"), text("failed")]]);
+    let again = p.run(&["run", "m.toml"]);
+    assert_eq!(again.code, 1, "{}", again.all());
+    assert!(again.stderr.contains("already exists"), "{}", again.all());
+}

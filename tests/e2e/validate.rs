@@ -338,3 +338,192 @@ fn mariadb_validation_compares_canonical_values_and_catches_tampering() {
         "{out}"
     );
 }
+
+/// CSV → SQLite of a table without a key: whole rows are what the spot
+/// check matches, so identical rows are counted.
+const KEYLESS: &str = r#"name = "keyless"
+[source]
+type = "csv"
+path = "data"
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+validate_sample = 1000
+[[tables]]
+source = "visits"
+[tables.columns.n]
+type = "int"
+"#;
+
+#[test]
+fn a_keyless_table_with_duplicate_rows_passes_and_a_lost_or_changed_duplicate_fails() {
+    let p = project();
+    let mut rows: Vec<String> = (1..=40).map(|i| format!("{i},page {}", i % 7)).collect();
+    rows.extend(["3,page 3", "5,page 5", "5,page 5"].map(String::from));
+    p.csv("visits", "n,page", &rows);
+    p.write("m.toml", KEYLESS);
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        line(&run.stdout, "spot check").contains("[pass] spot check: 43 random rows"),
+        "{}",
+        run.all()
+    );
+    let copies = "SELECT n, count(*) FROM visits WHERE n IN (3, 5) GROUP BY n ORDER BY n";
+    assert_eq!(
+        p.query("out/vault.db", copies),
+        [
+            [Some("3".into()), Some("2".into())],
+            [Some("5".into()), Some("3".into())]
+        ]
+    );
+    // One of the three copies lost.
+    tamper(
+        &p,
+        "DELETE FROM visits WHERE rowid = (SELECT max(rowid) FROM visits WHERE n = 5)",
+    );
+    let out = validate_fails(&p, &[]);
+    assert!(
+        line(&out, "spot check").contains("2 rows at the destination, 3 expected"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "row count").contains("expected 43, destination 42"),
+        "{out}"
+    );
+    // Back to three, one of them changed.
+    tamper(&p, "INSERT INTO visits VALUES (5, 'page five'); ");
+    let out = validate_fails(&p, &[]);
+    assert!(line(&out, "checksum").contains("[FAIL]"), "{out}");
+    assert!(
+        line(&out, "spot check").contains("2 rows at the destination, 3 expected"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "spot check").contains("at the destination but not in the source"),
+        "{out}"
+    );
+    tamper(
+        &p,
+        "UPDATE visits SET page = 'page 5' WHERE page = 'page five'",
+    );
+    p.run_ok(&["validate", "m.toml"]);
+}
+
+/// PostgreSQL numeric NaN/±Infinity and float8 -0.0, to SQLite, MariaDB
+/// and PostgreSQL: each run validates, what each destination holds is
+/// as the README's type table says, and a real change still fails.
+fn special_numbers() -> Scratch {
+    let s = Scratch::new();
+    s.exec(
+        "CREATE TABLE {s}.nums (id int PRIMARY KEY, d numeric, f float8);
+         INSERT INTO {s}.nums VALUES (1, 'NaN', '-0'), (2, 'Infinity', 0), (3, '-Infinity', '-0'),
+           (4, 1.50, -1.5), (5, '-0.00', 'NaN'), (6, NULL, NULL)",
+    );
+    s
+}
+
+fn special_numbers_migration(s: &Scratch, destination: &str) -> String {
+    format!(
+        "name = \"nums\"\n{}[destination]\n{destination}\n[settings]\nvalidate_sample = 100\n[[tables]]\nsource = \"nums\"\n",
+        s.endpoint("source", "")
+    )
+}
+
+#[test]
+fn nan_and_infinite_decimals_and_negative_zero_validate_into_sqlite() {
+    let s = special_numbers();
+    let p = project();
+    let m = special_numbers_migration(&s, "type = \"sqlite\"\npath = \"out/vault.db\"");
+    p.write("m.toml", &m);
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout.contains("validation of `nums`: passed"),
+        "{}",
+        run.all()
+    );
+    let held = p.query(
+        "out/vault.db",
+        "SELECT id, d, typeof(d), f, typeof(f) FROM nums ORDER BY id",
+    );
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(held[0][1..3], [text("NaN"), text("text")]);
+    assert_eq!(held[1][1..3], [text("Infinity"), text("text")]);
+    assert_eq!(held[2][1..3], [text("-Infinity"), text("text")]);
+    // SQLite keeps no negative zero in a REAL column (README's type table).
+    assert_eq!(held[0][3..5], [text("0"), text("real")]);
+    assert_eq!(held[4][3..5], [text("NaN"), text("text")]);
+    tamper(&p, "UPDATE nums SET d = 'Infinity' WHERE id = 1");
+    let out = validate_fails(&p, &[]);
+    assert!(
+        line(&out, "spot check")
+            .contains(r#"id=1: column d expected "NaN", destination "Infinity""#),
+        "{out}"
+    );
+    tamper(&p, "UPDATE nums SET d = 'NaN' WHERE id = 1");
+    p.run_ok(&["validate", "m.toml"]);
+}
+
+#[test]
+fn negative_zero_stays_in_postgres_and_losing_it_fails_validation() {
+    let s = special_numbers();
+    s.exec("CREATE SCHEMA {s}_out");
+    let p = project();
+    let out_schema = format!("{}_out", s.schema);
+    let destination = format!(
+        "type = \"postgres\"\ndatabase = \"test\"\nuser = \"postgres\"\nschema = \"{out_schema}\""
+    );
+    p.write("m.toml", &special_numbers_migration(&s, &destination));
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout.contains("validation of `nums`: passed"),
+        "{}",
+        run.all()
+    );
+    let signs =
+        format!("SELECT id, f::text, d::text FROM {out_schema}.nums WHERE id <= 3 ORDER BY id");
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(
+        s.rows(&signs),
+        [
+            [text("1"), text("-0"), text("NaN")],
+            [text("2"), text("0"), text("Infinity")],
+            [text("3"), text("-0"), text("-Infinity")]
+        ]
+    );
+    s.exec(&format!("UPDATE {out_schema}.nums SET f = 0 WHERE id = 3"));
+    let out = validate_fails(&p, &[]);
+    assert!(line(&out, "checksum").contains("[FAIL]"), "{out}");
+    assert!(
+        line(&out, "spot check").contains(r#"id=3: column f expected "-0", destination "0""#),
+        "{out}"
+    );
+}
+
+#[test]
+fn negative_zero_into_mariadb_becomes_zero_as_documented_and_validates() {
+    let s = Scratch::new();
+    s.exec(
+        "CREATE TABLE {s}.nums (id int PRIMARY KEY, d numeric(6,2), f float8);
+         INSERT INTO {s}.nums VALUES (1, '-0.00', '-0'), (2, 1.5, -1.5), (3, 0, 0)",
+    );
+    let db = TestDb::new();
+    let p = project();
+    p.write("m.toml", &special_numbers_migration(&s, &db.endpoint()));
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout.contains("validation of `nums`: passed"),
+        "{}",
+        run.all()
+    );
+    // The sign of a DOUBLE zero is lost by the server (atan2 tells it).
+    let held = db.query("SELECT d, f, atan2(f, -1) > 0 FROM nums WHERE id = 1");
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(held, [[text("0.00"), text("0"), text("1")]]);
+    db.exec("UPDATE nums SET f = 1 WHERE id = 1");
+    let out = validate_fails(&p, &[]);
+    assert!(
+        line(&out, "spot check").contains(r#"id=1: column f expected "0", destination "1""#),
+        "{out}"
+    );
+}

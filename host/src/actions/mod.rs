@@ -67,8 +67,20 @@ pub async fn check_before_run(
     restart: bool,
     force: bool,
 ) -> Result<Vec<CheckResult>, StateError> {
+    // A run that only completes the last run's validation writes nothing,
+    // so there is nothing to check (its tables exist: they are the copy).
+    if !restart && awaits_validation(state, m).await? {
+        return Ok(Vec::new());
+    }
     let resuming = !restart && resumable(state, m).await?;
     record_checks(m, runtime, state, resuming, Some(force)).await
+}
+
+/// Whether the next run of `m` only completes the validation of its last
+/// run, which copied everything but was cut off while validating.
+pub async fn awaits_validation(state: &StateStore, m: &Migration) -> Result<bool, StateError> {
+    let last = state.last_run(&m.name).await?;
+    Ok(m.settings.validate && !m.is_multi_source() && last.is_some_and(|r| r.awaits_validation()))
 }
 
 /// The checks and their `checked` audit event: how many ran, which failed,

@@ -369,6 +369,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { migration, json } => {
             let state = StateStore::open(&cli.state).await?;
+            if let Some(name) = migration.as_deref().filter(|_| !json)
+                && let Some(run) = state.runs(name, 1).await?.first()
+            {
+                show::last_run(name, run);
+            }
             let records = state.last_syncs(migration.as_deref()).await?;
             let paused = state.paused_all().await?;
             sync::status(&records, &paused, json);

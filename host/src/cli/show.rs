@@ -6,7 +6,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::config::Migration;
 use crate::pipeline::{CheckResult, PreviewRow, RunSummary, TablePreview};
-use crate::state::Event;
+use crate::state::{Event, RunRecord};
 use crate::validate::{Report, Status};
 use crate::value::{TableInfo, to_json, to_text, type_name};
 
@@ -91,7 +91,8 @@ pub fn checks(results: &[CheckResult], json: bool) {
 pub fn failed_checks(results: &[CheckResult], force: bool, json: bool) {
     let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed).collect();
     if failed.is_empty() {
-        if !json {
+        // None ran: the run only completes the last run's validation.
+        if !json && !results.is_empty() {
             eprintln!("all {} pre-run checks passed", results.len());
         }
         return;
@@ -248,6 +249,22 @@ pub fn events(events: &[Event], json: bool) {
             e.detail
         );
     }
+}
+
+/// A migration's last run and how its validation went, for `status`.
+pub fn last_run(migration: &str, r: &RunRecord) {
+    let validation = match r.validation.as_deref() {
+        Some("pending") => ", validation not completed: the next `credvault run` completes it",
+        Some("passed") => ", validation passed",
+        Some("failed") => ", validation FAILED",
+        _ => "",
+    };
+    out!(
+        "{migration}: last run {} {} {}{validation}",
+        r.id,
+        r.started_at,
+        r.status
+    );
 }
 
 fn new_table(header: impl Into<comfy_table::Row>) -> Table {

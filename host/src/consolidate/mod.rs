@@ -183,7 +183,7 @@ pub async fn run(
         Err(e) => ("failed", Some(e.to_string())),
     };
     state
-        .finish_run(run_id, status, counts, error.as_deref())
+        .finish_run(run_id, status, counts, error.as_deref(), false)
         .await?;
     let detail = serde_json::json!({ "status": status, "counts": counts, "error": error });
     state

@@ -25,7 +25,7 @@ use crate::connectors::{
 };
 use crate::restore::{self, RestoreError, Taken};
 use crate::runtime::Runtime;
-use crate::state::{FlaggedRow, RunCounts, StateError, StateStore};
+use crate::state::{FlaggedRow, LastRun, RunCounts, StateError, StateStore};
 use crate::validate::{self, Report};
 use crate::value::{Row, TableInfo};
 
@@ -293,10 +293,16 @@ pub async fn run_named(
     naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
-    let resumed = match options.restart {
+    let last = match options.restart {
         true => None,
-        false => state.last_run(&m.name).await?.filter(|r| r.resumable()),
+        false => state.last_run(&m.name).await?,
     };
+    if let Some(last) = last.as_ref().filter(|r| r.awaits_validation())
+        && m.settings.validate
+    {
+        return finish_validation(m, runtime, state, last, naming, observer).await;
+    }
+    let resumed = last.filter(|r| r.resumable());
     let resumed_from = resumed.as_ref().map(|r| r.id);
     let clock = resumed
         .and_then(|r| r.clock)
@@ -350,8 +356,9 @@ pub async fn run_named(
         Ok(()) => ("succeeded", None),
         Err(err) => ("failed", Some(err.to_string())),
     };
+    let validating = result.is_ok() && m.settings.validate;
     state
-        .finish_run(run_id, status, totals, error.as_deref())
+        .finish_run(run_id, status, totals, error.as_deref(), validating)
         .await?;
     let detail = serde_json::json!({ "status": status, "counts": totals, "error": error });
     state
@@ -378,6 +385,44 @@ pub async fn run_named(
         run_id,
         counts: totals,
         validation,
+    })
+}
+
+/// Completes the validation of `last`, a run that copied everything but
+/// was cut off while validating (killed, say): nothing is copied again.
+async fn finish_validation(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    last: &LastRun,
+    naming: &Naming,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, RunError> {
+    tracing::warn!(
+        "run {} copied every table but its validation did not complete; validating it now",
+        last.id
+    );
+    let counts = state
+        .runs(&m.name, 1)
+        .await?
+        .first()
+        .map(|r| r.counts)
+        .unwrap_or_default();
+    let clock = last
+        .clock
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+    let report = validate_run(m, runtime, state, last.id, clock, naming, observer).await;
+    if m.dry_run {
+        let source = open_source(m).await?;
+        let plans = plan(m, source.as_ref(), runtime, clock)
+            .await
+            .map_err(RunError::Plan)?;
+        drop_scratch_tables(m, &plans).await?;
+    }
+    Ok(RunSummary {
+        run_id: last.id,
+        counts,
+        validation: Some(report?),
     })
 }
 
@@ -424,6 +469,12 @@ async fn validate_run(
         run_started_at: clock,
         refused: state.refused(&m.name).await?,
     };
+    // Marks where a run killed from here on stopped (the run is already
+    // recorded as awaiting its validation).
+    let detail = serde_json::json!({ "sample": options.sample });
+    state
+        .event(&m.name, Some(run_id), "validating", &detail)
+        .await?;
     let report = validate::validate(m, runtime, options).await?;
     record_validation(state, &report, Some(run_id)).await?;
     observer.on(&RunEvent::Validated {
@@ -443,6 +494,9 @@ pub async fn record_validation(
     state
         .save_validation(&report.migration, run_id, report.passed, &json)
         .await?;
+    if let Some(run_id) = run_id {
+        state.validated(run_id, report.passed).await?;
+    }
     let failed: Vec<String> = report
         .tables
         .iter()

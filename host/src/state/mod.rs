@@ -225,6 +225,9 @@ CREATE TABLE IF NOT EXISTS events (
 /// The status of a run whose destination was rolled back before it finished.
 const ROLLED_BACK: &str = "rolled_back";
 
+/// The validation of a run that finished copying, until it completes.
+const PENDING: &str = "pending";
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -295,16 +298,19 @@ impl StateStore {
         Ok(id)
     }
 
-    /// Records how a run ended.
+    /// Records how a run ended. `validating`: a validation follows, so
+    /// the run is marked as awaiting it in the same statement (a run cut
+    /// off while validating is then told from one never validated).
     pub async fn finish_run(
         &self,
         run_id: i64,
         status: &str,
         counts: RunCounts,
         error: Option<&str>,
+        validating: bool,
     ) -> Result<(), StateError> {
         sqlx::query(
-            "UPDATE runs SET finished_at = ?, status = ?, rows_read = ?, rows_written = ?, rows_dropped = ?, rows_skipped = ?, rows_flagged = ?, error = ? WHERE id = ?",
+            "UPDATE runs SET finished_at = ?, status = ?, rows_read = ?, rows_written = ?, rows_dropped = ?, rows_skipped = ?, rows_flagged = ?, error = ?, validation = ? WHERE id = ?",
         )
         .bind(now())
         .bind(status)
@@ -314,6 +320,7 @@ impl StateStore {
         .bind(counts.skipped as i64)
         .bind(counts.flagged as i64)
         .bind(error)
+        .bind(validating.then_some(PENDING))
         .bind(run_id)
         .execute(&self.pool)
         .await
@@ -585,14 +592,19 @@ impl StateStore {
 
     /// The newest run of `migration`: its id, status and clock.
     pub async fn last_run(&self, migration: &str) -> Result<Option<LastRun>, StateError> {
-        let last: Option<(i64, String, Option<i64>)> = sqlx::query_as(
-            "SELECT id, status, clock FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1",
+        let last: Option<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT id, status, clock, validation FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(migration)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
-        Ok(last.map(|(id, status, clock)| LastRun { id, status, clock }))
+        Ok(last.map(|(id, status, clock, validation)| LastRun {
+            id,
+            status,
+            clock,
+            validation,
+        }))
     }
 
     /// Records the start of a sync, with the schedule it runs on.
@@ -702,6 +714,20 @@ impl StateStore {
             .map_err(|e| self.error(e))
     }
 
+    /// Gives a run awaiting its validation the outcome (`passed` or
+    /// `failed`); a run validated already keeps its own.
+    pub async fn validated(&self, run_id: i64, passed: bool) -> Result<(), StateError> {
+        let outcome = if passed { "passed" } else { "failed" };
+        sqlx::query("UPDATE runs SET validation = ? WHERE id = ? AND validation = ?")
+            .bind(outcome)
+            .bind(run_id)
+            .bind(PENDING)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     /// Keeps a validation report.
     pub async fn save_validation(
         &self,
@@ -791,6 +817,7 @@ impl StateStore {
                     flagged: r.get::<i64, _>("rows_flagged") as u64,
                 },
                 error: r.get("error"),
+                validation: r.get("validation"),
             })
             .collect())
     }
@@ -840,6 +867,11 @@ pub struct RunRecord {
     pub counts: RunCounts,
     /// Why it failed.
     pub error: Option<String>,
+    /// Its validation: `pending` (it finished copying and its validation
+    /// has not completed yet), `passed` or `failed`; none when it was not
+    /// validated (or ran before validations were recorded with runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
 }
 
 /// A validation report as kept.
@@ -889,6 +921,8 @@ pub struct LastRun {
     pub status: String,
     /// The time its transforms were told (µs), if recorded.
     pub clock: Option<i64>,
+    /// Its validation: `pending`, `passed`, `failed`, or none.
+    pub validation: Option<String>,
 }
 
 impl LastRun {
@@ -896,6 +930,13 @@ impl LastRun {
     /// was rolled back.
     pub fn resumable(&self) -> bool {
         self.status != "succeeded" && self.status != ROLLED_BACK
+    }
+
+    /// Whether it copied everything but its validation never completed
+    /// (the process was killed while validating): the next run validates
+    /// it instead of starting over.
+    pub fn awaits_validation(&self) -> bool {
+        self.status == "succeeded" && self.validation.as_deref() == Some(PENDING)
     }
 }
 
@@ -924,6 +965,7 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     for (table, column, def) in [
         ("runs", "clock", "INTEGER"),
         ("runs", "resumed_from", "INTEGER"),
+        ("runs", "validation", "TEXT"),
         ("flagged_rows", "policy", "TEXT NOT NULL DEFAULT 'flag'"),
         ("flagged_rows", "retries", "INTEGER NOT NULL DEFAULT 0"),
         ("flagged_rows", "resolved_at", "TEXT"),

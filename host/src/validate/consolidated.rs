@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use super::digest::hash_row;
-use super::{Line, TableDigest, TableReport, derive_rows, in_type, stream, whole};
+use super::{AtRest, Line, TableDigest, TableReport, derive_rows, in_type, stream, whole};
 use crate::config::{DedupRule, Migration};
 use crate::connectors::{SourceBatch, open_reader};
 use crate::consolidate::Unified;
@@ -120,6 +120,7 @@ async fn expect(
     let mut expected = Expected::default();
     let identity: Vec<usize> = (0..unified.columns.len()).collect();
     let none = HashSet::new();
+    let at_rest = AtRest::of(&m.destination);
     for (i, feed) in unified.feeds.iter().enumerate() {
         let part = m.parts().into_iter().find(|p| p.label == feed.label);
         let part = part.map(|p| p.migration).unwrap_or_else(|| m.clone());
@@ -128,7 +129,7 @@ async fn expect(
         let mut rows = 0;
         let counts = derive_rows(m, &feed.plan, source.as_ref(), refused, |row| {
             rows += 1;
-            let row = lay_out(unified, i, &row);
+            let row = at_rest.apply(lay_out(unified, i, &row));
             expected.add(unified, i, row, &identity);
         })
         .await?;

@@ -21,7 +21,7 @@ pub use consolidated::consolidated;
 pub use digest::TableDigest;
 pub use report::html;
 
-use crate::config::{IfExists, Migration};
+use crate::config::{Endpoint, IfExists, Migration};
 use crate::connectors::{ReadRequest, Source, SourceBatch, open_reader, open_source};
 use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Output, RunError, TablePlan, plan, process};
@@ -356,8 +356,60 @@ impl Layout {
 /// it will not match a value of type `to`).
 fn in_type(value: &Value, to: ColumnType) -> Value {
     match value_type(value) {
-        Some(t) if t != to => convert_ref(value, to).unwrap_or_else(|_| value.clone()),
+        Some(t) if t != to => convert_ref(value, to)
+            .ok()
+            .or_else(|| special_decimal(value, to))
+            .unwrap_or_else(|| value.clone()),
         _ => value.clone(),
+    }
+}
+
+/// A decimal NaN or ±Infinity (PostgreSQL's `numeric` has them) kept as
+/// text by a destination without such decimals (SQLite's `DECIMAL_TEXT`).
+/// The mapping never parses them from text, so only validation reads
+/// them back.
+fn special_decimal(value: &Value, to: ColumnType) -> Option<Value> {
+    match (value, to) {
+        (Value::Text(t), ColumnType::Decimal)
+            if matches!(t.as_str(), "NaN" | "Infinity" | "-Infinity") =>
+        {
+            Some(Value::Decimal(t.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// What a destination cannot keep of a value, so that an expected row is
+/// compared as the destination can hold it: a difference it cannot help
+/// (and the README's type table states) is not a failure, and any other
+/// difference still is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AtRest {
+    /// Whether a float keeps the sign of zero. SQLite stores a whole REAL
+    /// as an integer and MariaDB's DOUBLE drops the sign, so -0.0 reads
+    /// back as 0.0 there; PostgreSQL and CSV keep it.
+    negative_zero: bool,
+}
+
+impl AtRest {
+    /// How `destination` stores values.
+    pub(crate) fn of(destination: &Endpoint) -> Self {
+        let negative_zero = !matches!(destination, Endpoint::Sqlite { .. } | Endpoint::Mysql(_));
+        Self { negative_zero }
+    }
+
+    /// `row` as the destination holds it.
+    pub(crate) fn apply(self, mut row: Row) -> Row {
+        if !self.negative_zero {
+            for value in &mut row {
+                if let Value::Float(f) = value
+                    && *f == 0.0
+                {
+                    *f = 0.0;
+                }
+            }
+        }
+        row
     }
 }
 
@@ -458,8 +510,9 @@ async fn derive(
     refused: &HashSet<String>,
 ) -> Result<Side, RunError> {
     let mut side = Side::new(plan.output.len());
+    let at_rest = AtRest::of(&m.destination);
     let counts = derive_rows(m, plan, source, refused, |row| {
-        side.add(row, layout, picker)
+        side.add(at_rest.apply(row), layout, picker)
     })
     .await?;
     side.read = counts.read;
@@ -610,23 +663,8 @@ fn spot_line(
     for (key, rows) in &expected.sample {
         checked += rows.len();
         let there = found.sample.get(key).map(Vec::as_slice).unwrap_or(&[]);
-        let row = &rows[0];
-        match there {
-            [] => problems.push(format!(
-                "{}: missing at the destination",
-                layout.key_text(row)
-            )),
-            [one] if rows.len() == 1 => {
-                if let Some(diff) = difference(plan, row, one) {
-                    problems.push(format!("{}: {diff}", layout.key_text(row)));
-                }
-            }
-            many => problems.push(format!(
-                "{}: {} rows at the destination, {} expected",
-                layout.key_text(row),
-                many.len(),
-                rows.len()
-            )),
+        if let Some(problem) = compare_sampled(plan, layout, rows, there) {
+            problems.push(problem);
         }
     }
     if !appended {
@@ -656,6 +694,39 @@ fn spot_line(
             format!("{n} of {checked} rows differ: {}", problems.join("; ")),
         ),
     }
+}
+
+/// Compares the rows sampled under one key (or, in a table without a key,
+/// one whole row) on both sides: the destination must hold as many as
+/// the source gave (a row a keyless source holds twice lands twice), each
+/// with the expected values. `want` is never empty.
+fn compare_sampled(plan: &TablePlan, layout: &Layout, want: &[Row], got: &[Row]) -> Option<String> {
+    let key = layout.key_text(&want[0]);
+    if got.is_empty() {
+        return Some(format!("{key}: missing at the destination"));
+    }
+    if got.len() != want.len() {
+        return Some(format!(
+            "{key}: {} rows at the destination, {} expected",
+            got.len(),
+            want.len()
+        ));
+    }
+    // Rows of one key pair up by their whole content, whatever order each
+    // side read them in.
+    let (want, got) = (by_content(layout, want), by_content(layout, got));
+    let diff = want
+        .iter()
+        .zip(&got)
+        .find_map(|(a, b)| difference(plan, a, b))?;
+    Some(format!("{key}: {diff}"))
+}
+
+/// Rows sorted by the hash of their whole canonical content.
+fn by_content<'a>(layout: &Layout, rows: &'a [Row]) -> Vec<&'a Row> {
+    let mut sorted: Vec<&Row> = rows.iter().collect();
+    sorted.sort_by_cached_key(|r| digest::hash_row(r, &layout.identity()));
+    sorted
 }
 
 /// The first column where two rows differ, in words.
