@@ -354,8 +354,11 @@ fn cdc_project(server: &LogicalPg, rows: u32, sync: &str) -> (Project, Pg) {
 /// The destination holds exactly the source's rows.
 fn same_rows(p: &Project, pg: &Pg) {
     assert_eq!(
-        p.query("vault.db", "SELECT id, owner, balance FROM accounts ORDER BY id"),
-        pg.rows("SELECT id::text, owner, balance::text FROM accounts ORDER BY id")
+        p.query(
+            "vault.db",
+            "SELECT id, owner, balance FROM accounts ORDER BY id"
+        ),
+        pg.rows("SELECT id::text, owner, balance::text FROM accounts ORDER BY accounts.id")
     );
 }
 
@@ -373,7 +376,10 @@ fn wait_for<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T
         if let Some(found) = probe() {
             return found;
         }
-        assert!(start.elapsed() < Duration::from_secs(secs), "waited in vain for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "waited in vain for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -396,7 +402,10 @@ fn status_and_pause_show_the_wal_a_paused_slot_keeps_and_warn_past_max_lag() {
         .expect("the slot")
         .parse()
         .unwrap();
-    assert!(before > 1 << 20, "nine updates of 2000 rows keep {before} bytes");
+    assert!(
+        before > 1 << 20,
+        "nine updates of 2000 rows keep {before} bytes"
+    );
     let json = p.run_ok(&["status", "m.toml", "--json"]).stdout;
     let after: u64 = slot(&pg, "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)")
         .unwrap()
@@ -405,7 +414,10 @@ fn status_and_pause_show_the_wal_a_paused_slot_keeps_and_warn_past_max_lag() {
     let rows: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     let report = &rows[0]["slots"][0];
     let kept = report["health"]["retained_bytes"].as_u64().expect(&json);
-    assert!(before <= kept && kept <= after, "{before} <= {kept} <= {after}");
+    assert!(
+        before <= kept && kept <= after,
+        "{before} <= {kept} <= {after}"
+    );
     assert!(report["health"]["lag_bytes"].as_u64().expect(&json) > 1 << 20);
     assert_eq!(report["health"]["wal_status"], "reserved", "{json}");
     assert_eq!(report["max_lag"], 256 * 1024);
@@ -429,9 +441,7 @@ fn status_and_pause_show_the_wal_a_paused_slot_keeps_and_warn_past_max_lag() {
         page.contains("<section id=\"slots\"><h2>Change capture</h2>")
             && page.contains(&format!("<td>{SLOT}</td>"))
             && page.contains(">reserved</span>")
-            && page.contains(&format!(
-                "<p class=\"warning\">slot `{SLOT}` keeps "
-            ))
+            && page.contains(&format!("<p class=\"warning\">slot `{SLOT}` keeps "))
             && page.contains("past max_lag (256 kB)"),
         "{page}"
     );
@@ -440,11 +450,17 @@ fn status_and_pause_show_the_wal_a_paused_slot_keeps_and_warn_past_max_lag() {
     let synced = p.run_ok(&["sync", "m.toml"]);
     assert!(synced.stdout.contains("succeeded"), "{}", synced.all());
     same_rows(&p, &pg);
-    let lag: u64 = slot(&pg, "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)")
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(lag < 256 * 1024, "the sync confirmed its changes: lag {lag}");
+    let lag: u64 = slot(
+        &pg,
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(
+        lag < 256 * 1024,
+        "the sync confirmed its changes: lag {lag}"
+    );
 
     // A bad max_lag is refused with the key named.
     p.write(
@@ -456,8 +472,9 @@ fn status_and_pause_show_the_wal_a_paused_slot_keeps_and_warn_past_max_lag() {
     let bad = p.run(&["status", "bad.toml"]);
     assert_eq!(bad.code, 2, "{}", bad.all());
     assert!(
-        bad.stderr
-            .contains("sync.max_lag: \"lots\" is not a byte size; write a number with a unit, e.g. \"1GB\""),
+        bad.stderr.contains(
+            "sync.max_lag: \"lots\" is not a byte size; write a number with a unit, e.g. \"1GB\""
+        ),
         "{}",
         bad.all()
     );
@@ -469,7 +486,10 @@ fn dashboard_page(p: &Project, path: &str) -> String {
     let lines = std::io::BufReader::new(serve.stderr.take().unwrap()).lines();
     let addr = lines
         .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("dashboard: http://").map(|a| a.trim_end_matches('/').to_string()))
+        .find_map(|l| {
+            l.strip_prefix("dashboard: http://")
+                .map(|a| a.trim_end_matches('/').to_string())
+        })
         .expect("serve --ui says where it listens");
     let page = credvault_tests::browser::http(&addr, "GET", path, &[], "");
     let _ = serve.kill();
@@ -482,7 +502,16 @@ fn dashboard_page(p: &Project, path: &str) -> String {
 /// until the server ends it: a `pg_recvlogical` streaming from it.
 fn hold_slot(server: &LogicalPg) -> std::process::Child {
     std::process::Command::new(format!("{PG_BIN}/pg_recvlogical"))
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-S", SLOT])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-S",
+            SLOT,
+        ])
         .args(["-p", &server.port.to_string(), "--start", "-f", "/dev/null"])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -516,7 +545,9 @@ fn remove_drops_the_slot_and_bookkeeping_and_is_refused_while_a_sync_holds_it() 
     let refused = p.run(&["remove", "m.toml"]);
     assert_eq!(refused.code, 2, "{}", refused.all());
     assert!(
-        refused.stderr.contains("migration `pg-cdc` is busy: `credvault sync`"),
+        refused
+            .stderr
+            .contains("migration `pg-cdc` is busy: `credvault sync`"),
         "{}",
         refused.all()
     );
@@ -530,7 +561,11 @@ fn remove_drops_the_slot_and_bookkeeping_and_is_refused_while_a_sync_holds_it() 
     // Nothing was lost meanwhile.
     pg.exec("INSERT INTO accounts VALUES (101, 'new', 1); DELETE FROM accounts WHERE id = 1");
     let synced = p.run_ok(&["sync", "m.toml"]);
-    assert!(synced.stdout.contains("1 new, 0 updated, 1 deleted"), "{}", synced.all());
+    assert!(
+        synced.stdout.contains("1 new, 0 updated, 1 deleted"),
+        "{}",
+        synced.all()
+    );
     same_rows(&p, &pg);
     p.run_ok(&["pause", "m.toml"]);
 
@@ -543,11 +578,16 @@ fn remove_drops_the_slot_and_bookkeeping_and_is_refused_while_a_sync_holds_it() 
         "{removed}"
     );
     assert_eq!(
-        pg.one(&format!("SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = '{SLOT}'")),
+        pg.one(&format!(
+            "SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        )),
         Some("0".into())
     );
     assert_eq!(
-        p.query("vault.db", "SELECT count(*) FROM _credvault_checkpoints WHERE migration LIKE 'pg-cdc%'"),
+        p.query(
+            "vault.db",
+            "SELECT count(*) FROM _credvault_checkpoints WHERE migration LIKE 'pg-cdc%'"
+        ),
         vec![vec![Some("0".into())]]
     );
     assert!(p.run_ok(&["status"]).stdout.contains("no syncs yet"));
@@ -557,7 +597,10 @@ fn remove_drops_the_slot_and_bookkeeping_and_is_refused_while_a_sync_holds_it() 
         .find(|l| l.contains("\"removed\""))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(removal.contains(SLOT), "{removal}");
-    assert!(log.contains("\"paused\"") && log.contains("\"synced\""), "the trail stays: {log}");
+    assert!(
+        log.contains("\"paused\"") && log.contains("\"synced\""),
+        "the trail stays: {log}"
+    );
     // Again: nothing left to drop, and no error.
     let again = p.run_ok(&["remove", "m.toml"]).stdout;
     assert!(!again.contains("dropped replication slot"), "{again}");
@@ -594,7 +637,9 @@ fn a_slot_that_lost_its_wal_fails_the_sync_with_what_to_do() {
     let failed = p.run(&["sync", "m.toml"]);
     assert_eq!(failed.code, 1, "{}", failed.all());
     assert!(
-        failed.stderr.contains(&format!("replication slot `{SLOT}` lost WAL it needed"))
+        failed
+            .stderr
+            .contains(&format!("replication slot `{SLOT}` lost WAL it needed"))
             && failed.stderr.contains("must be copied again in full")
             && failed.stderr.contains("`credvault remove FILE`"),
         "{}",

@@ -34,7 +34,11 @@ pub enum RemoveError {
 /// stop keeping WAL for it), its checkpoints in the destination and its
 /// records in the state store, so its next sync or run starts with a full
 /// copy; records a `removed` audit event. Each step is safe to repeat.
-pub async fn remove(m: &Migration, state: &StateStore, hold: &Hold) -> Result<Removed, RemoveError> {
+pub async fn remove(
+    m: &Migration,
+    state: &StateStore,
+    hold: &Hold,
+) -> Result<Removed, RemoveError> {
     debug_assert_eq!(hold.migration(), m.name);
     let slots = crate::sync::drop_slots(m).await?;
     let checkpoints = owners(m);

@@ -24,7 +24,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .unwrap_or(t.len());
     let (number, unit) = (t[..split].trim(), t[split..].trim());
     let number: f64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.strip_suffix("iB").map_or(unit.to_string(), |u| format!("{u}B"));
+    let unit = unit
+        .strip_suffix("iB")
+        .map_or(unit.to_string(), |u| format!("{u}B"));
     let factor = match unit.as_str() {
         "" => 1,
         u => UNITS

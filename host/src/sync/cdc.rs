@@ -71,7 +71,10 @@ impl SlotReport {
         let Some(h) = &self.health else {
             return match &self.error {
                 Some(e) => format!("CDC slot `{}`: cannot read it: {e}", self.slot),
-                None => format!("CDC slot `{}`: not created yet (the first CDC sync creates it)", self.slot),
+                None => format!(
+                    "CDC slot `{}`: not created yet (the first CDC sync creates it)",
+                    self.slot
+                ),
             };
         };
         let bytes = |b: Option<u64>| b.map_or("-".to_string(), show_size);
@@ -80,10 +83,15 @@ impl SlotReport {
             self.slot,
             bytes(h.retained_bytes),
             bytes(h.lag_bytes),
-            h.wal_status.as_deref().unwrap_or("unknown (before PostgreSQL 13)")
+            h.wal_status
+                .as_deref()
+                .unwrap_or("unknown (before PostgreSQL 13)")
         );
         if let Some(safe) = h.safe_wal_size {
-            line.push_str(&format!(", safe_wal_size {}", show_size(safe.max(0) as u64)));
+            line.push_str(&format!(
+                ", safe_wal_size {}",
+                show_size(safe.max(0) as u64)
+            ));
         }
         if let Some(pid) = h.active_pid {
             line.push_str(&format!(", in use by server process {pid}"));
@@ -109,7 +117,9 @@ pub async fn slot_reports(m: &Migration) -> Vec<SlotReport> {
             Ok(h) => (h, None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let warnings = health.as_ref().map_or_else(Vec::new, |h| warnings_of(h, max_lag));
+        let warnings = health
+            .as_ref()
+            .map_or_else(Vec::new, |h| warnings_of(h, max_lag));
         reports.push(SlotReport {
             migration: part.name.clone(),
             slot,

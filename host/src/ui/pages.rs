@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use axum::http::StatusCode;
 
+use crate::config::show_size;
 use crate::pipeline::RetrySummary;
 use crate::restore::{Action, Listing, Point, Rollback};
-use crate::config::show_size;
 use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation, SyncRecord};
 use crate::sync::SlotReport;
 /// Escapes text for HTML (the validation report's escaping).
@@ -244,7 +244,8 @@ fn slots(body: &mut String, slots: &[SlotReport]) {
             bytes(h.and_then(|h| h.lag_bytes)),
             badge(&status),
             bytes(h.and_then(|h| h.safe_wal_size).map(|s| s.max(0) as u64)),
-            h.and_then(|h| h.active_pid).map_or(String::new(), |p| format!("pid {p}")),
+            h.and_then(|h| h.active_pid)
+                .map_or(String::new(), |p| format!("pid {p}")),
             show_size(r.max_lag)
         );
     }

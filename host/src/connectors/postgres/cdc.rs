@@ -382,16 +382,18 @@ impl PgChanges {
             .fetch_optional(&self.db.pool)
             .await
             .map_err(|e| self.db.error(&e))?;
-        Ok(row.map(|(retained, lag, wal_status, safe, pid, keep)| SlotHealth {
-            slot: self.slot.clone(),
-            retained_bytes: retained.map(|b| b.max(0) as u64),
-            lag_bytes: lag.map(|b| b.max(0) as u64),
-            lost: wal_status.as_deref() == Some("lost"),
-            wal_status,
-            safe_wal_size: safe,
-            active_pid: pid,
-            max_slot_wal_keep_size: keep.filter(|k| k != "-1"),
-        }))
+        Ok(
+            row.map(|(retained, lag, wal_status, safe, pid, keep)| SlotHealth {
+                slot: self.slot.clone(),
+                retained_bytes: retained.map(|b| b.max(0) as u64),
+                lag_bytes: lag.map(|b| b.max(0) as u64),
+                lost: wal_status.as_deref() == Some("lost"),
+                wal_status,
+                safe_wal_size: safe,
+                active_pid: pid,
+                max_slot_wal_keep_size: keep.filter(|k| k != "-1"),
+            }),
+        )
     }
 
     /// Fails with what to do when the slot lost WAL it needed, and waits
@@ -1570,6 +1572,20 @@ mod tests {
             ),
             Ok(Value::Text("happy".into()))
         );
+    }
+
+    #[test]
+    fn the_servers_lost_wal_errors_are_recognized() {
+        for message in [
+            "requested WAL segment 000000010000000000000003 has already been removed",
+            "can no longer get changes from replication slot \"credvault_m\"",
+            "cannot advance replication slot that has not previously reserved WAL",
+        ] {
+            assert!(super::is_lost_wal(message), "{message}");
+        }
+        assert!(!super::is_lost_wal(
+            "replication slot \"x\" is active for PID 7"
+        ));
     }
 
     #[test]
