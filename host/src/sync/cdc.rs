@@ -158,12 +158,13 @@ fn warnings_of(h: &SlotHealth, max_lag: u64) -> Vec<String> {
 }
 
 /// Drops the CDC slots of `m` (their names; a slot that does not exist
-/// is skipped), so the sources stop keeping WAL for it.
+/// is skipped), so the sources stop keeping WAL for it; waits first for
+/// the session a killed sync may have left on a slot.
 pub async fn drop_slots(m: &Migration) -> Result<Vec<String>, ConnectorError> {
     let mut dropped = Vec::new();
     for (part, ep) in cdc_sources(m) {
         let changes = PgChanges::open(&ep, &part.base_dir, &slot_name(&part)).await?;
-        if changes.health().await?.is_some() {
+        if changes.wait_free(SLOT_WAIT).await?.is_some() {
             changes.drop_slot().await?;
             dropped.push(changes.slot().to_string());
         }

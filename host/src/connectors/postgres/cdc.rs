@@ -396,22 +396,27 @@ impl PgChanges {
         )
     }
 
-    /// Fails with what to do when the slot lost WAL it needed, and waits
-    /// (up to `bound`) while another server session still holds it: a sync
-    /// killed part-way leaves its session running until the server notices
-    /// the client is gone, which takes as long as the read it was doing.
+    /// Fails with what to do when the slot lost WAL it needed, after
+    /// waiting (up to `bound`) while another server session still holds it
+    /// (see [`PgChanges::wait_free`]).
     pub async fn ready(&self, bound: Duration) -> Result<(), ConnectorError> {
+        match self.wait_free(bound).await? {
+            Some(health) if health.lost => Err(self.lost("wal_status = lost")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits (up to `bound`) until no other server session holds the slot,
+    /// then says what it keeps (`None` if it does not exist). A sync killed
+    /// part-way leaves its session running until the server notices the
+    /// client is gone, which takes as long as the read it was doing.
+    pub async fn wait_free(&self, bound: Duration) -> Result<Option<SlotHealth>, ConnectorError> {
         let start = Instant::now();
         let mut told = None;
         loop {
-            let Some(health) = self.health().await? else {
-                return Ok(());
-            };
-            if health.lost {
-                return Err(self.lost("wal_status = lost"));
-            }
-            let Some(pid) = health.active_pid else {
-                return Ok(());
+            let health = self.health().await?;
+            let Some(pid) = health.as_ref().and_then(|h| h.active_pid) else {
+                return Ok(health);
             };
             if start.elapsed() >= bound {
                 return Err(self.still_held(pid, bound));
