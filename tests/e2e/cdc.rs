@@ -1,9 +1,15 @@
 //! Change data capture from PostgreSQL, through the library API
 //! (`credvault::connectors::PgChanges`), against a throwaway server with
 //! `wal_level = logical`, and against the shared server (`replica`) for the
-//! error that says what to set.
+//! error that says what to set. Then the slot's upkeep through the binary:
+//! the WAL it keeps in `status` and `pause`, `remove`, a slot that lost its
+//! WAL, and a slot still held by the session of a killed sync.
 
+use std::io::BufRead;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use credvault_tests::Project;
 
 use credvault::config::{Endpoint, ServerEndpoint, TlsMode};
 use credvault::connectors::{Lsn, PgChanges, SourceChange, TableChange, open_reader};
@@ -11,7 +17,8 @@ use credvault::value::{Row, TableInfo};
 use tokio::sync::mpsc;
 
 use super::postgres::ALL_TYPES;
-use super::servers::{LogicalPg, Pg, block_on};
+use super::project;
+use super::servers::{LogicalPg, PG_BIN, Pg, block_on};
 
 /// Runs statements on the throwaway server (inside the test's runtime,
 /// where the blocking [`Pg`] helper cannot run).
@@ -320,4 +327,354 @@ fn a_server_without_logical_decoding_says_what_to_set() {
         .await;
         assert!(bad.is_err_and(|e| e.to_string().contains("not valid")));
     });
+}
+
+/// The slot every test migration below reads from.
+const SLOT: &str = "credvault_pg_cdc";
+
+/// A CDC migration of `accounts` (`rows` of them) from the throwaway
+/// server into SQLite, with extra `[sync]` settings.
+fn cdc_project(server: &LogicalPg, rows: u32, sync: &str) -> (Project, Pg) {
+    let pg = Pg::connect_at(server.port, "postgres");
+    pg.exec(&format!(
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance int);
+         INSERT INTO accounts SELECT i, 'owner ' || i, i FROM generate_series(1, {rows}) i"
+    ));
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"pg-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n{sync}\n[[tables]]\nsource = \"accounts\"\n",
+            server.port
+        ),
+    );
+    (p, pg)
+}
+
+/// The destination holds exactly the source's rows.
+fn same_rows(p: &Project, pg: &Pg) {
+    assert_eq!(
+        p.query(
+            "vault.db",
+            "SELECT id, owner, balance FROM accounts ORDER BY id"
+        ),
+        pg.rows("SELECT id::text, owner, balance::text FROM accounts ORDER BY accounts.id")
+    );
+}
+
+/// The slot's column `expr`, by our own SQL.
+fn slot(pg: &Pg, expr: &str) -> Option<String> {
+    pg.one(&format!(
+        "SELECT ({expr})::text FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+    ))
+}
+
+/// Polls `probe` every 20 ms for up to `secs` seconds.
+fn wait_for<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "waited in vain for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn status_and_pause_show_the_wal_a_paused_slot_keeps_and_warn_past_max_lag() {
+    let server = LogicalPg::start();
+    let (p, pg) = cdc_project(&server, 2000, "max_lag = \"256kB\"");
+    p.run_ok(&["sync", "m.toml"]);
+    let paused = p.run_ok(&["pause", "m.toml"]).stdout;
+    assert!(
+        paused.contains(&format!("CDC slot `{SLOT}`: keeps"))
+            && paused.contains("while paused, each CDC slot keeps every change's WAL"),
+        "{paused}"
+    );
+    for _ in 0..9 {
+        pg.exec("UPDATE accounts SET balance = balance + 1");
+    }
+    let before: u64 = slot(&pg, "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)")
+        .expect("the slot")
+        .parse()
+        .unwrap();
+    assert!(
+        before > 1 << 20,
+        "nine updates of 2000 rows keep {before} bytes"
+    );
+    let json = p.run_ok(&["status", "m.toml", "--json"]).stdout;
+    let after: u64 = slot(&pg, "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let report = &rows[0]["slots"][0];
+    let kept = report["health"]["retained_bytes"].as_u64().expect(&json);
+    assert!(
+        before <= kept && kept <= after,
+        "{before} <= {kept} <= {after}"
+    );
+    assert!(report["health"]["lag_bytes"].as_u64().expect(&json) > 1 << 20);
+    assert_eq!(report["health"]["wal_status"], "reserved", "{json}");
+    assert_eq!(report["max_lag"], 256 * 1024);
+    assert_eq!(rows[0]["paused"], true);
+
+    let text = p.run_ok(&["status", "m.toml"]).stdout;
+    assert!(
+        text.contains(&format!("CDC slot `{SLOT}`: keeps "))
+            && text.contains("wal_status reserved")
+            && text.contains(&format!(
+                "warning: slot `{SLOT}` keeps {} of WAL on the source, past max_lag (256 kB)",
+                credvault::config::show_size(kept)
+            ))
+            && text.contains("paused since"),
+        "{text}"
+    );
+    // Without the file, status cannot ask the source: as before.
+    assert!(!p.run_ok(&["status"]).stdout.contains("CDC slot"));
+    let page = dashboard_page(&p, "/m/pg-cdc");
+    assert!(
+        page.contains("<section id=\"slots\"><h2>Change capture</h2>")
+            && page.contains(&format!("<td>{SLOT}</td>"))
+            && page.contains(">reserved</span>")
+            && page.contains(&format!("<p class=\"warning\">slot `{SLOT}` keeps "))
+            && page.contains("past max_lag (256 kB)"),
+        "{page}"
+    );
+
+    p.run_ok(&["resume", "m.toml"]);
+    let synced = p.run_ok(&["sync", "m.toml"]);
+    assert!(synced.stdout.contains("succeeded"), "{}", synced.all());
+    same_rows(&p, &pg);
+    let lag: u64 = slot(
+        &pg,
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(
+        lag < 256 * 1024,
+        "the sync confirmed its changes: lag {lag}"
+    );
+
+    // A bad max_lag is refused with the key named.
+    p.write(
+        "bad.toml",
+        &std::fs::read_to_string(p.path().join("m.toml"))
+            .unwrap()
+            .replace("\"256kB\"", "\"lots\""),
+    );
+    let bad = p.run(&["status", "bad.toml"]);
+    assert_eq!(bad.code, 2, "{}", bad.all());
+    assert!(
+        bad.stderr.contains(
+            "sync.max_lag: \"lots\" is not a byte size; write a number with a unit, e.g. \"1GB\""
+        ),
+        "{}",
+        bad.all()
+    );
+}
+
+/// One page of `credvault serve --ui m.toml`.
+fn dashboard_page(p: &Project, path: &str) -> String {
+    let mut serve = p.spawn_with_stderr(&["serve", "--ui", "--listen", "127.0.0.1:0", "m.toml"]);
+    let lines = std::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let addr = lines
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("dashboard: http://")
+                .map(|a| a.trim_end_matches('/').to_string())
+        })
+        .expect("serve --ui says where it listens");
+    let page = credvault_tests::browser::http(&addr, "GET", path, &[], "");
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body
+}
+
+/// Holds the slot from outside, the way a killed sync's session does
+/// until the server ends it: a `pg_recvlogical` streaming from it.
+fn hold_slot(server: &LogicalPg) -> std::process::Child {
+    std::process::Command::new(format!("{PG_BIN}/pg_recvlogical"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-S",
+            SLOT,
+        ])
+        .args(["-p", &server.port.to_string(), "--start", "-f", "/dev/null"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pg_recvlogical")
+}
+
+#[test]
+fn remove_drops_the_slot_and_bookkeeping_and_is_refused_while_a_sync_holds_it() {
+    let server = LogicalPg::start();
+    let (p, pg) = cdc_project(&server, 100, "");
+    p.run_ok(&["sync", "m.toml"]);
+    assert_eq!(slot(&pg, "slot_name").as_deref(), Some(SLOT));
+
+    // A session holds the slot: the next sync waits for it, naming its
+    // pid, and holds the migration meanwhile, so `remove` is refused.
+    let mut holder = hold_slot(&server);
+    let pid = wait_for("the slot in use", 30, || slot(&pg, "active_pid"));
+    let mut sync = p.spawn_with_stderr(&["sync", "m.toml"]);
+    let mut stderr = std::io::BufReader::new(sync.stderr.take().unwrap()).lines();
+    let waiting = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("is still held"))
+        .expect("the sync says it waits");
+    assert!(
+        waiting.contains(&format!(
+            "replication slot `{SLOT}` is still held by server process {pid}"
+        )) && waiting.contains("waiting up to"),
+        "{waiting}"
+    );
+    let refused = p.run(&["remove", "m.toml"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("migration `pg-cdc` is busy: `credvault sync`"),
+        "{}",
+        refused.all()
+    );
+    assert_eq!(slot(&pg, "slot_name").as_deref(), Some(SLOT), "still there");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let status = sync.wait().unwrap();
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    assert!(status.success(), "{rest:?}");
+
+    // Nothing was lost meanwhile.
+    pg.exec("INSERT INTO accounts VALUES (101, 'new', 1); DELETE FROM accounts WHERE id = 1");
+    let synced = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        synced.stdout.contains("1 new, 0 updated, 1 deleted"),
+        "{}",
+        synced.all()
+    );
+    same_rows(&p, &pg);
+    p.run_ok(&["pause", "m.toml"]);
+
+    let removed = p.run_ok(&["remove", "m.toml"]).stdout;
+    assert!(
+        removed.contains(&format!("dropped replication slot `{SLOT}` on the source"))
+            && removed.contains("deleted its checkpoints in the destination")
+            && removed.contains(" runs, 3 syncs")
+            && removed.contains("and its pause"),
+        "{removed}"
+    );
+    assert_eq!(
+        pg.one(&format!(
+            "SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        )),
+        Some("0".into())
+    );
+    assert_eq!(
+        p.query(
+            "vault.db",
+            "SELECT count(*) FROM _credvault_checkpoints WHERE migration LIKE 'pg-cdc%'"
+        ),
+        vec![vec![Some("0".into())]]
+    );
+    assert!(p.run_ok(&["status"]).stdout.contains("no syncs yet"));
+    let log = p.run_ok(&["log", "--json"]).stdout;
+    let removal = log
+        .lines()
+        .find(|l| l.contains("\"removed\""))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(removal.contains(SLOT), "{removal}");
+    assert!(
+        log.contains("\"paused\"") && log.contains("\"synced\""),
+        "the trail stays: {log}"
+    );
+    // Again: nothing left to drop, and no error.
+    let again = p.run_ok(&["remove", "m.toml"]).stdout;
+    assert!(!again.contains("dropped replication slot"), "{again}");
+
+    // The next sync starts over with a fresh slot and a full copy.
+    let fresh = p.run_ok(&["sync", "m.toml"]);
+    assert!(fresh.stdout.contains("succeeded"), "{}", fresh.all());
+    assert_eq!(slot(&pg, "slot_name").as_deref(), Some(SLOT));
+    same_rows(&p, &pg);
+}
+
+#[test]
+fn a_slot_that_lost_its_wal_fails_the_sync_with_what_to_do() {
+    // 1 MB WAL segments, and a slot may keep at most 2 MB of them.
+    let server = LogicalPg::start_with(
+        &["--wal-segsize=1"],
+        "-c max_slot_wal_keep_size=2MB -c min_wal_size=2MB -c max_wal_size=4MB",
+    );
+    let (p, pg) = cdc_project(&server, 100, "");
+    p.run_ok(&["sync", "m.toml"]);
+    p.run_ok(&["pause", "m.toml"]);
+    pg.exec("UPDATE accounts SET balance = -1 WHERE id = 1; CREATE TABLE filler (n int)");
+    wait_for("the slot to lose its WAL", 60, || {
+        pg.exec("INSERT INTO filler SELECT generate_series(1, 50000); SELECT pg_switch_wal(); CHECKPOINT");
+        (slot(&pg, "wal_status").as_deref() == Some("lost")).then_some(())
+    });
+    let status = p.run_ok(&["status", "m.toml"]).stdout;
+    assert!(
+        status.contains("wal_status lost")
+            && status.contains(&format!("warning: slot `{SLOT}` lost WAL it needed")),
+        "{status}"
+    );
+    p.run_ok(&["resume", "m.toml"]);
+    let failed = p.run(&["sync", "m.toml"]);
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert!(
+        failed
+            .stderr
+            .contains(&format!("replication slot `{SLOT}` lost WAL it needed"))
+            && failed.stderr.contains("must be copied again in full")
+            && failed.stderr.contains("`credvault remove FILE`"),
+        "{}",
+        failed.all()
+    );
+    // The way out it names works.
+    p.run_ok(&["remove", "m.toml"]);
+    p.run_ok(&["sync", "m.toml"]);
+    same_rows(&p, &pg);
+    assert_eq!(slot(&pg, "wal_status").as_deref(), Some("reserved"));
+}
+
+#[test]
+fn a_sync_killed_mid_read_is_followed_by_one_that_waits_for_its_session() {
+    let server = LogicalPg::start();
+    let (p, pg) = cdc_project(&server, 20_000, "");
+    p.run_ok(&["sync", "m.toml"]);
+    pg.exec(
+        "BEGIN; UPDATE accounts SET balance = balance + 1; UPDATE accounts SET owner = 'changed'; COMMIT",
+    );
+    let mut sync = p.spawn(&["sync", "m.toml"]);
+    let pid = wait_for("the sync to read the slot", 120, || slot(&pg, "active_pid"));
+    sync.kill().unwrap(); // SIGKILL
+    let _ = sync.wait();
+    let again = p.run_ok(&["sync", "m.toml"]);
+    assert!(!again.stderr.contains("another sync"), "{}", again.all());
+    if again.stderr.contains("is still held") {
+        assert!(
+            again
+                .stderr
+                .contains(&format!("is still held by server process {pid}")),
+            "{}",
+            again.all()
+        );
+    }
+    assert!(again.stdout.contains("succeeded"), "{}", again.all());
+    same_rows(&p, &pg);
 }

@@ -330,6 +330,12 @@ pub(crate) struct LogicalPg {
 
 impl LogicalPg {
     pub(crate) fn start() -> Self {
+        Self::start_with(&[], "")
+    }
+
+    /// A server made with extra `initdb` arguments (`--wal-segsize=1`) and
+    /// extra server options (`-c max_slot_wal_keep_size=2MB`).
+    pub(crate) fn start_with(initdb: &[&str], options: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         // initdb refuses to run as root: run the server as `postgres` then.
         let as_postgres = std::process::Command::new("id")
@@ -360,17 +366,20 @@ impl LogicalPg {
             "initdb",
             &[
                 "-D",
-                &data,
+                data.as_str(),
                 "-U",
                 "postgres",
                 "--auth=trust",
                 "-E",
                 "UTF8",
                 "--no-sync",
-            ],
+            ]
+            .into_iter()
+            .chain(initdb.iter().copied())
+            .collect::<Vec<_>>(),
         );
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off {options}",
             server.dir.path().display()
         );
         let log = server.dir.path().join("log").display().to_string();

@@ -2,8 +2,12 @@
 //! resume, export flagged rows and read them back fixed), one function each: the CLI and the web
 //! dashboard both call these, so neither has an implementation of its own.
 
+mod remove;
+
 use std::collections::HashMap;
 use std::io::Write;
+
+pub use remove::{RemoveError, Removed, remove};
 
 use crate::config::Migration;
 use crate::pipeline::{self, CheckResult, Observer, RunError, RunOptions, RunSummary};

@@ -149,8 +149,12 @@ enum Command {
     /// Keep continuous and scheduled migrations in sync until SIGTERM or
     /// Ctrl-C (the sync in progress finishes first).
     Serve(sync::ServeArgs),
-    /// Show each migration's last sync, what it changed and the next one.
+    /// Show each migration's last sync, what it changed and the next one;
+    /// with migration files, also what their CDC slots keep on the source.
     Status {
+        /// Migration files whose CDC replication slots to show (retained
+        /// WAL, lag, wal_status), warning past `[sync] max_lag`.
+        files: Vec<PathBuf>,
         /// Only this migration (its name).
         #[arg(long)]
         migration: Option<String>,
@@ -167,6 +171,17 @@ enum Command {
     Resume {
         /// The migration file.
         file: PathBuf,
+    },
+    /// Remove a migration: drop its CDC replication slots, its checkpoints
+    /// in the destination and its records in the state store (the
+    /// destination's tables, restore points and audit trail stay). Its next
+    /// sync or run copies everything again.
+    Remove {
+        /// The migration file.
+        file: PathBuf,
+        /// Print what was dropped as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List, export or retry rows kept for review under the `flag` policy.
     Flagged {
@@ -367,7 +382,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let dashboard = args.dashboard().await?;
             sync::serve_until_stopped(catalog, &runtime(&cli.state)?, &state, dashboard).await
         }
-        Command::Status { migration, json } => {
+        Command::Status {
+            files,
+            migration,
+            json,
+        } => {
             let state = StateStore::open(&cli.state).await?;
             if let Some(name) = migration.as_deref().filter(|_| !json)
                 && let Some(run) = state.runs(name, 1).await?.first()
@@ -376,7 +395,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let records = state.last_syncs(migration.as_deref()).await?;
             let paused = state.paused_all().await?;
-            sync::status(&records, &paused, json);
+            let mut slots = Vec::new();
+            for file in &files {
+                let m = load(file, cli.env.as_deref())?;
+                if migration.as_ref().is_none_or(|n| *n == m.name) {
+                    slots.push((m.name.clone(), crate::sync::slot_reports(&m).await));
+                }
+            }
+            sync::status(&records, &paused, &slots, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Pause { file } => {
@@ -391,6 +417,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 false => out!("`{}` was already paused", m.name),
             }
+            sync::paused_slots(&crate::sync::slot_reports(&m).await);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Remove { file, json } => {
+            let m = load(&file, cli.env.as_deref())?;
+            let state = StateStore::open(&cli.state).await?;
+            let hold = state.hold(&m.name, "credvault remove")?;
+            let removed = actions::remove(&m, &state, &hold).await?;
+            sync::removed(&m, &removed, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Resume { file } => {

@@ -10,10 +10,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use super::progress::Reporter;
-use crate::config::{Catalog, Migration};
+use crate::actions::Removed;
+use crate::config::{Catalog, Migration, show_size};
 use crate::runtime::Runtime;
 use crate::state::{StateStore, SyncRecord};
-use crate::sync::{Stop, SyncError, SyncSummary, serve, sync_migration};
+use crate::sync::{SlotReport, Stop, SyncError, SyncSummary, serve, sync_migration};
 use crate::ui::{Both, Dashboard, Live, Origins};
 
 /// Options of `credvault serve`.
@@ -223,26 +224,48 @@ fn describe_schedule(m: &Migration) -> String {
     }
 }
 
-/// Prints each migration's last sync and when the next is due.
-pub fn status(records: &[SyncRecord], paused: &[(String, String)], json: bool) {
+/// The CDC slots of each migration named on the command line.
+pub type Slots = [(String, Vec<SlotReport>)];
+
+/// Prints each migration's last sync and when the next is due, and the
+/// CDC slots of the migrations in `slots` with their warnings.
+pub fn status(records: &[SyncRecord], paused: &[(String, String)], slots: &Slots, json: bool) {
+    let slots_of = |name: &str| {
+        slots
+            .iter()
+            .find(|(m, _)| m == name)
+            .map_or(&[][..], |(_, s)| s.as_slice())
+    };
     if json {
-        let rows: Vec<serde_json::Value> = records
+        let mut rows: Vec<serde_json::Value> = records
             .iter()
             .map(|r| {
                 let mut v = serde_json::to_value(r).expect("serializable");
                 v["next_sync"] = next_sync(r).into();
                 v["paused"] = paused.iter().any(|(m, _)| m == &r.migration).into();
+                v["slots"] = serde_json::to_value(slots_of(&r.migration)).expect("serializable");
                 v
             })
             .collect();
+        for (name, reports) in slots {
+            if !records.iter().any(|r| &r.migration == name) {
+                rows.push(serde_json::json!({ "migration": name, "slots": reports }));
+            }
+        }
         out!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("serializable")
         );
         return;
     }
-    if records.is_empty() {
+    if records.is_empty() && slots.is_empty() {
         out!("no syncs yet: `credvault sync FILE` runs one");
+    }
+    for (name, reports) in slots {
+        if !records.iter().any(|r| &r.migration == name) {
+            out!("{name}: no sync yet");
+            show_slots(reports);
+        }
     }
     for r in records {
         let duration = duration(r).map_or(String::new(), |d| format!(" in {d:.1}s"));
@@ -265,7 +288,66 @@ pub fn status(records: &[SyncRecord], paused: &[(String, String)], json: bool) {
                 next_sync(r).unwrap_or_else(|| "not scheduled (one-time)".into())
             ),
         }
+        show_slots(slots_of(&r.migration));
     }
+}
+
+/// A migration's CDC slots, one line each, then their warnings.
+fn show_slots(reports: &[SlotReport]) {
+    for report in reports {
+        out!("  {}", report.summary());
+        for warning in &report.warnings {
+            out!("  warning: {warning}");
+        }
+    }
+}
+
+/// After `pause`: what the migration's CDC slots keep, and that they keep
+/// growing while it is paused.
+pub fn paused_slots(reports: &[SlotReport]) {
+    if reports.is_empty() {
+        return;
+    }
+    show_slots(reports);
+    let limit = reports.first().map_or(0, |r| r.max_lag);
+    out!(
+        "  while paused, each CDC slot keeps every change's WAL on its source; `credvault status FILE` shows how much, and warns past max_lag ({}); past the server's max_slot_wal_keep_size the slot loses its WAL and the next sync needs a full copy",
+        show_size(limit)
+    );
+}
+
+/// Prints what `remove` dropped.
+pub fn removed(m: &Migration, removed: &Removed, json: bool) {
+    if json {
+        out!("{}", serde_json::to_string(removed).expect("serializable"));
+        return;
+    }
+    out!("removed `{}`:", m.name);
+    for slot in &removed.slots {
+        out!("  dropped replication slot `{slot}` on the source");
+    }
+    out!(
+        "  deleted its checkpoints in the destination ({})",
+        removed.checkpoints.join(", ")
+    );
+    let f = &removed.state;
+    out!(
+        "  forgot {} runs, {} syncs, {} checkpoints and {} validations in the state store{}",
+        f.runs,
+        f.syncs,
+        f.checkpoints,
+        f.validations,
+        if f.paused { ", and its pause" } else { "" }
+    );
+    if f.flagged_closed > 0 {
+        out!(
+            "  closed {} flagged rows as `removed` (still in `credvault flagged list --all` and the export)",
+            f.flagged_closed
+        );
+    }
+    out!(
+        "  kept: the destination's tables, its restore points and the audit trail; the next sync or run copies everything again"
+    );
 }
 
 fn parse(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -8,6 +8,7 @@ mod catalog;
 mod consolidate;
 mod parts;
 mod secret;
+mod size;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use catalog::Catalog;
 
 pub use parts::{Contributor, Part};
 pub use secret::{Secret, load_password};
+pub use size::{parse_size, show_size};
 pub use validate::ConfigError;
 
 /// A migration file.
@@ -115,6 +117,7 @@ pub struct Environment {
 /// cron = "0 3 * * *"      # scheduled: a cron expression (UTC)
 /// mode = "incremental"    # full (default) | incremental | cdc; tables may override
 /// detect_deletes = true   # incremental: remove rows whose key left the source
+/// max_lag = "1GB"         # cdc: warn when a slot keeps more WAL than this
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,7 +136,14 @@ pub struct SyncSpec {
     /// sync and delete rows whose key is no longer in the source.
     #[serde(default)]
     pub detect_deletes: bool,
+    /// For CDC: how much WAL a migration's replication slot may keep on
+    /// the source (a byte size like `"1GB"`) before `status`, `pause` and
+    /// the dashboard warn. Default [`DEFAULT_MAX_LAG`].
+    pub max_lag: Option<String>,
 }
+
+/// The `max_lag` of a migration that sets none.
+pub const DEFAULT_MAX_LAG: &str = "1GB";
 
 /// When a migration runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -180,6 +190,12 @@ impl SyncSpec {
             return Err(format!("sync.every: {every:?} is shorter than a second"));
         }
         Ok(Some(interval))
+    }
+
+    /// `max_lag` in bytes (the default when unset).
+    pub fn max_lag_bytes(&self) -> Result<u64, String> {
+        let text = self.max_lag.as_deref().unwrap_or(DEFAULT_MAX_LAG);
+        parse_size(text).map_err(|e| format!("sync.max_lag: {e}"))
     }
 
     /// The cron schedule, if the migration has one.

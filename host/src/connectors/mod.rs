@@ -40,7 +40,7 @@ pub(crate) mod postgres;
 pub mod server;
 pub(crate) mod sqlite;
 
-pub use postgres::{Lsn, PgChanges, SourceChange, TableChange};
+pub use postgres::{Lsn, PgChanges, SlotHealth, SourceChange, TableChange};
 
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row as _, SqlitePool};
 
 mod hold;
+mod remove;
 pub use hold::{Hold, HoldError};
+pub use remove::Forgotten;
 
 /// A state-store failure.
 #[derive(Debug, thiserror::Error)]

@@ -10,13 +10,16 @@
 //! already has, and they are skipped by position.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
 
 use super::Table;
-use crate::config::{Endpoint, IfExists, Migration};
+use crate::config::{Endpoint, IfExists, Migration, ServerEndpoint, SyncMode, show_size};
 use crate::connectors::merge::Applied;
 use crate::connectors::{
-    Checkpoint, ConnectorError, Lsn, PgChanges, Prepare, Sink, SourceBatch, SourceChange, Step,
-    WriteBatch, open_sink,
+    Checkpoint, ConnectorError, Lsn, PgChanges, Prepare, Sink, SlotHealth, SourceBatch,
+    SourceChange, Step, WriteBatch, open_sink,
 };
 use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Observer, Output, RunError, process};
@@ -39,6 +42,158 @@ fn slot_name(m: &Migration) -> String {
     slot
 }
 
+/// How long a sync waits for the server session of a killed sync to let
+/// go of the slot: the server ends it once it notices the client is gone,
+/// after the read it was doing.
+const SLOT_WAIT: Duration = Duration::from_secs(180);
+
+/// A migration's CDC slot as its source reports it, against `max_lag`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotReport {
+    /// The migration (or the part of a multi-source one) the slot serves.
+    pub migration: String,
+    /// The slot's name.
+    pub slot: String,
+    /// What the slot keeps; `None` if it does not exist (no CDC sync yet,
+    /// or removed).
+    pub health: Option<SlotHealth>,
+    /// `[sync] max_lag` in bytes.
+    pub max_lag: u64,
+    /// Why the source could not be asked, if it could not.
+    pub error: Option<String>,
+    /// What needs attention, as sentences.
+    pub warnings: Vec<String>,
+}
+
+impl SlotReport {
+    /// One line: the slot's retained WAL, lag and status.
+    pub fn summary(&self) -> String {
+        let Some(h) = &self.health else {
+            return match &self.error {
+                Some(e) => format!("CDC slot `{}`: cannot read it: {e}", self.slot),
+                None => format!(
+                    "CDC slot `{}`: not created yet (the first CDC sync creates it)",
+                    self.slot
+                ),
+            };
+        };
+        let bytes = |b: Option<u64>| b.map_or("-".to_string(), show_size);
+        let mut line = format!(
+            "CDC slot `{}`: keeps {} of WAL, lag {}, wal_status {}",
+            self.slot,
+            bytes(h.retained_bytes),
+            bytes(h.lag_bytes),
+            h.wal_status
+                .as_deref()
+                .unwrap_or("unknown (before PostgreSQL 13)")
+        );
+        if let Some(safe) = h.safe_wal_size {
+            line.push_str(&format!(
+                ", safe_wal_size {}",
+                show_size(safe.max(0) as u64)
+            ));
+        }
+        if let Some(pid) = h.active_pid {
+            line.push_str(&format!(", in use by server process {pid}"));
+        }
+        line.push_str(&format!(" (max_lag {})", show_size(self.max_lag)));
+        line
+    }
+}
+
+/// The CDC slots of `m` (one per PostgreSQL source with CDC tables), with
+/// what each keeps on its server and warnings past `[sync] max_lag`. A
+/// source that cannot be reached is reported, not an error.
+pub async fn slot_reports(m: &Migration) -> Vec<SlotReport> {
+    let max_lag = m.sync.max_lag_bytes().unwrap_or(u64::MAX);
+    let mut reports = Vec::new();
+    for (part, ep) in cdc_sources(m) {
+        let slot = slot_name(&part);
+        let health = match PgChanges::open(&ep, &part.base_dir, &slot).await {
+            Ok(changes) => changes.health().await,
+            Err(e) => Err(e),
+        };
+        let (health, error) = match health {
+            Ok(h) => (h, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let warnings = health
+            .as_ref()
+            .map_or_else(Vec::new, |h| warnings_of(h, max_lag));
+        reports.push(SlotReport {
+            migration: part.name.clone(),
+            slot,
+            health,
+            max_lag,
+            error,
+            warnings,
+        });
+    }
+    reports
+}
+
+/// What needs attention about a slot.
+fn warnings_of(h: &SlotHealth, max_lag: u64) -> Vec<String> {
+    let slot = &h.slot;
+    if h.lost {
+        return vec![format!(
+            "slot `{slot}` lost WAL it needed (wal_status = lost): the next sync fails; copy the tables again with `credvault remove FILE`, then `credvault sync FILE`"
+        )];
+    }
+    let mut out = Vec::new();
+    let kept = h.retained_bytes.unwrap_or(0).max(h.lag_bytes.unwrap_or(0));
+    if kept > max_lag {
+        out.push(format!(
+            "slot `{slot}` keeps {} of WAL on the source, past max_lag ({}): the server cannot recycle it until the migration syncs; resume and sync it, or `credvault remove FILE` if it is no longer needed",
+            show_size(kept),
+            show_size(max_lag)
+        ));
+    }
+    if h.wal_status.as_deref() == Some("unreserved") {
+        out.push(format!(
+            "slot `{slot}` is about to lose WAL (wal_status = unreserved: past max_slot_wal_keep_size); sync it now, or it will need a full copy"
+        ));
+    }
+    out
+}
+
+/// Drops the CDC slots of `m` (their names; a slot that does not exist
+/// is skipped), so the sources stop keeping WAL for it; waits first for
+/// the session a killed sync may have left on a slot.
+pub async fn drop_slots(m: &Migration) -> Result<Vec<String>, ConnectorError> {
+    let mut dropped = Vec::new();
+    for (part, ep) in cdc_sources(m) {
+        let changes = PgChanges::open(&ep, &part.base_dir, &slot_name(&part)).await?;
+        if changes.wait_free(SLOT_WAIT).await?.is_some() {
+            changes.drop_slot().await?;
+            dropped.push(changes.slot().to_string());
+        }
+    }
+    Ok(dropped)
+}
+
+/// The migrations that read a PostgreSQL source by CDC (the migration
+/// itself, or its parts when it has several sources), with that source.
+fn cdc_sources(m: &Migration) -> Vec<(Migration, ServerEndpoint)> {
+    let parts = match m.is_multi_source() {
+        true => m.parts().into_iter().map(|p| p.migration).collect(),
+        false => vec![m.clone()],
+    };
+    parts
+        .into_iter()
+        .filter(|p| {
+            p.sync.mode == SyncMode::Cdc || p.tables.iter().any(|t| p.sync_mode(t) == SyncMode::Cdc)
+        })
+        .filter_map(|p| match &p.source {
+            Some(Endpoint::Postgres(ep)) => {
+                let ep = ep.clone();
+                Some((p, ep))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 impl Table<'_> {
     /// One CDC sync of this table.
     pub(super) async fn cdc(
@@ -52,6 +207,7 @@ impl Table<'_> {
         };
         let changes = PgChanges::open(ep, &self.m.base_dir, &slot_name(self.m)).await?;
         let created = changes.ensure_slot().await?;
+        changes.ready(SLOT_WAIT).await?;
         let mut sink = open_sink(self.m).await?;
         let committed = sink.committed(&self.m.name, &self.checkpoint).await?;
         let exists = sink.existing_rows(&self.name).await?.is_some();

@@ -13,6 +13,7 @@ mod schedule;
 
 use serde::Serialize;
 
+pub use cdc::{SlotReport, drop_slots, slot_reports};
 pub use schedule::{Stop, Summary, next_sync, serve};
 
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};

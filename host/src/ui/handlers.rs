@@ -224,6 +224,7 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
         flagged,
         points: crate::restore::list(m).await.map_err(|e| e.to_string()),
         events: d.state.events(Some(&m.name), SHOWN_EVENTS).await?,
+        slots: crate::sync::slot_reports(m).await,
     };
     Ok(Html(pages::migration(&page)))
 }

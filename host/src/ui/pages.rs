@@ -7,9 +7,11 @@ use std::fmt::Write as _;
 
 use axum::http::StatusCode;
 
+use crate::config::show_size;
 use crate::pipeline::RetrySummary;
 use crate::restore::{Action, Listing, Point, Rollback};
 use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation, SyncRecord};
+use crate::sync::SlotReport;
 /// Escapes text for HTML (the validation report's escaping).
 pub(crate) use crate::validate::report::esc;
 
@@ -60,6 +62,8 @@ pub struct Page {
     pub points: Result<Listing, String>,
     /// Its audit log, oldest first.
     pub events: Vec<Event>,
+    /// Its CDC replication slots (none unless it syncs by CDC).
+    pub slots: Vec<SlotReport>,
 }
 
 /// Percent-encodes a path segment or query value.
@@ -112,11 +116,11 @@ fn layout(title: &str, body: &str) -> String {
 }
 
 fn status_class(status: &str) -> &'static str {
-    if status.contains("fail") {
+    if status.contains("fail") || status == "lost" {
         "bad"
     } else if status.contains("succeeded") || status.contains("passed") {
         "good"
-    } else if ["paused", "running", "interrupted"]
+    } else if ["paused", "running", "interrupted", "unreserved"]
         .iter()
         .any(|s| status.contains(s))
     {
@@ -201,6 +205,7 @@ pub fn migration(p: &Page) -> String {
          <th>Rows/s</th><th>ETA</th><th>Errors</th></tr></thead><tbody></tbody></table>\
          <ul id=\"failures\"></ul></section>"
     );
+    slots(&mut body, &p.slots);
     if o.scheduled {
         syncs(&mut body, &p.syncs);
     }
@@ -211,6 +216,46 @@ pub fn migration(p: &Page) -> String {
     events(&mut body, &p.events);
     body.push_str("<script src=\"/live.js\"></script>");
     layout(&o.name, &body)
+}
+
+/// What the migration's CDC slots keep on their sources, with warnings
+/// past `max_lag` or when WAL was lost.
+fn slots(body: &mut String, slots: &[SlotReport]) {
+    if slots.is_empty() {
+        return;
+    }
+    body.push_str(
+        "<section id=\"slots\"><h2>Change capture</h2><table><thead><tr><th>Slot</th><th>Retained WAL</th>\
+         <th>Lag</th><th>WAL status</th><th>Safe WAL size</th><th>In use by</th><th>Max lag</th></tr></thead><tbody>",
+    );
+    let bytes = |b: Option<u64>| b.map_or("-".to_string(), show_size);
+    for r in slots {
+        let h = r.health.as_ref();
+        let status = match (h, &r.error) {
+            (Some(h), _) => h.wal_status.clone().unwrap_or_else(|| "-".into()),
+            (None, Some(_)) => "unreadable".into(),
+            (None, None) => "not created yet".into(),
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.slot),
+            bytes(h.and_then(|h| h.retained_bytes)),
+            bytes(h.and_then(|h| h.lag_bytes)),
+            badge(&status),
+            bytes(h.and_then(|h| h.safe_wal_size).map(|s| s.max(0) as u64)),
+            h.and_then(|h| h.active_pid)
+                .map_or(String::new(), |p| format!("pid {p}")),
+            show_size(r.max_lag)
+        );
+    }
+    body.push_str("</tbody></table>");
+    for r in slots {
+        for w in r.warnings.iter().chain(&r.error) {
+            let _ = write!(body, "<p class=\"warning\">{}</p>", esc(w));
+        }
+    }
+    body.push_str("</section>");
 }
 
 fn runs(body: &mut String, runs: &[RunRecord]) {

@@ -26,6 +26,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 
@@ -322,12 +323,15 @@ impl PgChanges {
     fn slot_error(&self, err: &sqlx::Error) -> ConnectorError {
         let slot = &self.slot;
         if let sqlx::Error::Database(e) = err {
+            if is_lost_wal(e.message()) {
+                return self.lost(e.message());
+            }
             let message = match e.code().as_deref() {
                 Some("42704") => format!(
                     "replication slot `{slot}` does not exist: create it first (ensure_slot); changes made before it existed are not kept"
                 ),
                 Some("55006") => format!(
-                    "replication slot `{slot}` is in use by another session ({}): is another sync of this migration running?",
+                    "replication slot `{slot}` is in use by another server session ({}): a sync killed part-way leaves one until the server notices, or another program (or a sync with another state store) reads the slot; see SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{slot}', then try again",
                     e.message()
                 ),
                 Some("55000") if e.message().contains("wal_level") => format!(
@@ -345,6 +349,104 @@ impl PgChanges {
             return self.db.fail(message);
         }
         self.db.error(err)
+    }
+
+    /// What the slot keeps on the server, or `None` if it does not exist.
+    /// `wal_status` and `safe_wal_size` need PostgreSQL 13 or later.
+    pub async fn health(&self) -> Result<Option<SlotHealth>, ConnectorError> {
+        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(&e))?;
+        let (status, safe) = match version >= 130_000 {
+            true => ("wal_status::text", "safe_wal_size::int8"),
+            false => ("NULL::text", "NULL::int8"),
+        };
+        let sql = format!(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8,
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8,
+                    {status}, {safe}, active_pid,
+                    current_setting('max_slot_wal_keep_size', true)
+             FROM pg_replication_slots WHERE slot_name = $1"
+        );
+        type Row = (
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            Option<i32>,
+            Option<String>,
+        );
+        let row: Option<Row> = sqlx::query_as(&sql)
+            .bind(&self.slot)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(&e))?;
+        Ok(
+            row.map(|(retained, lag, wal_status, safe, pid, keep)| SlotHealth {
+                slot: self.slot.clone(),
+                retained_bytes: retained.map(|b| b.max(0) as u64),
+                lag_bytes: lag.map(|b| b.max(0) as u64),
+                lost: wal_status.as_deref() == Some("lost"),
+                wal_status,
+                safe_wal_size: safe,
+                active_pid: pid,
+                max_slot_wal_keep_size: keep.filter(|k| k != "-1"),
+            }),
+        )
+    }
+
+    /// Fails with what to do when the slot lost WAL it needed, after
+    /// waiting (up to `bound`) while another server session still holds it
+    /// (see [`PgChanges::wait_free`]).
+    pub async fn ready(&self, bound: Duration) -> Result<(), ConnectorError> {
+        match self.wait_free(bound).await? {
+            Some(health) if health.lost => Err(self.lost("wal_status = lost")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits (up to `bound`) until no other server session holds the slot,
+    /// then says what it keeps (`None` if it does not exist). A sync killed
+    /// part-way leaves its session running until the server notices the
+    /// client is gone, which takes as long as the read it was doing.
+    pub async fn wait_free(&self, bound: Duration) -> Result<Option<SlotHealth>, ConnectorError> {
+        let start = Instant::now();
+        let mut told = None;
+        loop {
+            let health = self.health().await?;
+            let Some(pid) = health.as_ref().and_then(|h| h.active_pid) else {
+                return Ok(health);
+            };
+            if start.elapsed() >= bound {
+                return Err(self.still_held(pid, bound));
+            }
+            if told != Some(pid) {
+                tracing::warn!(
+                    "replication slot `{}` is still held by server process {pid} (the session of a sync that ended without letting go, e.g. killed); waiting up to {} s for the server to end it",
+                    self.slot,
+                    bound.as_secs()
+                );
+                told = Some(pid);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn still_held(&self, pid: i32, bound: Duration) -> ConnectorError {
+        self.db.fail(format!(
+            "replication slot `{}` is still held by server process {pid} after {} s; no sync of this migration runs from this state store, so it is a session left by a killed sync that is still reading, another program, or a sync using another state store: see SELECT pid, application_name, client_addr, state, query_start FROM pg_stat_activity WHERE pid = {pid}; if nothing should hold it, end it with SELECT pg_terminate_backend({pid}) and sync again",
+            self.slot,
+            bound.as_secs()
+        ))
+    }
+
+    /// The error of a slot whose WAL the server removed.
+    fn lost(&self, why: &str) -> ConnectorError {
+        self.db.fail(format!(
+            "replication slot `{}` lost WAL it needed ({why}): the server removed changes it kept for this migration (it fell behind by more than max_slot_wal_keep_size, e.g. while paused), so the destination can no longer be brought up to date change by change and must be copied again in full: run `credvault remove FILE` (drops the slot and the migration's checkpoints), then `credvault sync FILE` (or `credvault run FILE`)",
+            self.slot
+        ))
     }
 
     /// Up to `max` committed changes to `tables` (as discovered by the
@@ -592,6 +694,38 @@ impl PgChanges {
     pub fn slot(&self) -> &str {
         &self.slot
     }
+}
+
+/// What a replication slot keeps on the server (`pg_replication_slots`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SlotHealth {
+    /// The slot's name.
+    pub slot: String,
+    /// WAL the server keeps for the slot: the current WAL position minus
+    /// its `restart_lsn`; `None` once the slot lost its WAL.
+    pub retained_bytes: Option<u64>,
+    /// How far the last confirmed change (`confirmed_flush_lsn`) is behind
+    /// the current WAL position.
+    pub lag_bytes: Option<u64>,
+    /// `reserved`, `extended`, `unreserved` or `lost` (PostgreSQL 13+).
+    pub wal_status: Option<String>,
+    /// WAL that may still be written before the slot is at risk of
+    /// losing WAL (PostgreSQL 13+, with `max_slot_wal_keep_size` set).
+    pub safe_wal_size: Option<i64>,
+    /// The server process using the slot right now, if one is.
+    pub active_pid: Option<i32>,
+    /// Whether the server removed WAL the slot needed (`wal_status = lost`).
+    pub lost: bool,
+    /// The server's `max_slot_wal_keep_size`, unless unlimited.
+    pub max_slot_wal_keep_size: Option<String>,
+}
+
+/// Whether a server error says a slot's WAL is gone.
+fn is_lost_wal(message: &str) -> bool {
+    message.contains("has already been removed")
+        || message.contains("can no longer get changes from replication slot")
+        || message.contains("has been invalidated")
+        || message.contains("has not previously reserved WAL")
 }
 
 /// How one table's changes decode.
@@ -1443,6 +1577,20 @@ mod tests {
             ),
             Ok(Value::Text("happy".into()))
         );
+    }
+
+    #[test]
+    fn the_servers_lost_wal_errors_are_recognized() {
+        for message in [
+            "requested WAL segment 000000010000000000000003 has already been removed",
+            "can no longer get changes from replication slot \"credvault_m\"",
+            "cannot advance replication slot that has not previously reserved WAL",
+        ] {
+            assert!(super::is_lost_wal(message), "{message}");
+        }
+        assert!(!super::is_lost_wal(
+            "replication slot \"x\" is active for PID 7"
+        ));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::server::{self, DbFailure};
 use crate::config::{Secret, ServerEndpoint, TlsMode};
 use types::PgType;
 
-pub use cdc::{Lsn, PgChanges, SourceChange, TableChange};
+pub use cdc::{Lsn, PgChanges, SlotHealth, SourceChange, TableChange};
 pub(super) use sink::PgSink;
 pub(super) use source::PgSource;
 
