@@ -375,3 +375,58 @@ fn under_serve_a_hostile_plugin_fails_its_own_migration_and_the_others_keep_sync
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Two tables share the migration's slot: a sync of one must not let the
+/// slot go past the other's changes it has yet to read, and a table with
+/// no change yet is not copied in full again at every sync.
+#[test]
+fn cdc_tables_sharing_a_slot_lose_none_of_each_others_changes() {
+    let server = LogicalPg::start();
+    let pg = Pg::connect_at(server.port, "postgres");
+    pg.exec(
+        "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 20) i;
+         INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 20) i",
+    );
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"two-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"a\"\n[[tables]]\nsource = \"b\"\n",
+            server.port
+        ),
+    );
+    p.run_ok(&["sync", "m.toml"]);
+    // `b` changes before `a`, each in its own transaction: `a`'s sync
+    // comes first and must not release `b`'s changes.
+    for i in 0..3 {
+        pg.exec(&format!("UPDATE b SET v = 'b again {i}' WHERE id = 3"));
+        pg.exec(&format!("INSERT INTO b VALUES ({}, 'new')", 100 + i));
+        pg.exec(&format!("UPDATE a SET v = 'again {i}' WHERE id = 3"));
+        let sync = p.run_ok(&["sync", "m.toml"]);
+        assert!(
+            !sync.stderr.contains("starting"),
+            "no table is copied in full again: {}",
+            sync.all()
+        );
+        assert!(
+            sync.stdout.contains("b: cdc sync, 1 new, 1 updated"),
+            "{}",
+            sync.all()
+        );
+    }
+    for table in ["a", "b"] {
+        let sql = format!("SELECT id::text, v FROM {table} ORDER BY {table}.id");
+        let dest = p.query(
+            "vault.db",
+            &format!("SELECT id, v FROM {table} ORDER BY id"),
+        );
+        assert_eq!(dest, pg.rows(&sql), "table {table}");
+    }
+    let idle = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        idle.stdout.contains("0 new, 0 updated, 0 deleted"),
+        "{}",
+        idle.all()
+    );
+}

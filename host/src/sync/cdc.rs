@@ -230,9 +230,8 @@ impl Table<'_> {
                 )
                 .await?;
             let Some(last) = batch.last().map(|c| c.lsn) else {
-                if let Some(at) = after {
-                    changes.confirm(at).await?;
-                }
+                self.keep_seen(&changes, sink.as_mut(), after).await?;
+                self.release(&changes, sink.as_ref()).await?;
                 return Ok(total);
             };
             let changed = self
@@ -243,10 +242,58 @@ impl Table<'_> {
                     last,
                 )
                 .await?;
-            changes.confirm(last).await?;
+            self.release(&changes, sink.as_ref()).await?;
             total = add(total, changed);
             after = Some(last);
         }
+    }
+
+    /// Records that this table has seen the slot up to where its last read
+    /// found nothing more for it, so the slot may go past other tables'
+    /// changes it read over.
+    async fn keep_seen(
+        &self,
+        changes: &PgChanges,
+        sink: &mut dyn Sink,
+        after: Option<Lsn>,
+    ) -> Result<(), RunError> {
+        let seen = match changes.seen() {
+            Some(seen) => Some(seen),
+            None => changes.confirmed().await?,
+        };
+        let Some(seen) = seen.filter(|s| after.is_none_or(|a| *s > a)) else {
+            return Ok(());
+        };
+        let reached = Checkpoint {
+            cursor: Some(seen.to_string()),
+            ..Checkpoint::default()
+        };
+        sink.run_script(&self.m.name, &self.checkpoint, &[], &reached)
+            .await?;
+        Ok(())
+    }
+
+    /// Lets the slot go up to what every CDC table of the migration has
+    /// applied: the slot is shared, so one table may not release changes
+    /// another has yet to read.
+    async fn release(&self, changes: &PgChanges, sink: &dyn Sink) -> Result<(), RunError> {
+        let mut oldest: Option<Lsn> = None;
+        for checkpoint in &self.cdc_peers {
+            let Some(cursor) = sink
+                .committed(&self.m.name, checkpoint)
+                .await?
+                .and_then(|c| c.cursor)
+            else {
+                // Never synced: its first sync copies the table in full.
+                continue;
+            };
+            let at = cursor.parse::<Lsn>().map_err(|e| self.fail(&e))?;
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+        }
+        if let Some(at) = oldest {
+            changes.confirm_all(at).await?;
+        }
+        Ok(())
     }
 
     /// Stages one batch of changes and applies it with its position.

@@ -205,9 +205,15 @@ pub(crate) async fn sync_tables(
     )
     .await
     .map_err(RunError::Plan)?;
+    let cdc_peers: Vec<String> = plans
+        .iter()
+        .filter(|p| m.sync_mode(&p.spec) == SyncMode::Cdc)
+        .map(|p| checkpoint_name(p.spec.destination()))
+        .collect();
     let mut done = Vec::new();
     for plan in &plans {
-        let table = Table::new(m, plan, naming);
+        let mut table = Table::new(m, plan, naming);
+        table.cdc_peers = cdc_peers.clone();
         let changed = match m.sync_mode(&plan.spec) {
             SyncMode::Full => table.full(runtime, state, observer).await?,
             SyncMode::Incremental => {
@@ -238,6 +244,14 @@ struct Table<'a> {
     stage: String,
     /// Where its sync progress is kept in the destination.
     checkpoint: String,
+    /// Where every CDC table of the sync keeps its progress: they share
+    /// one slot, which may go only as far as all of them have applied.
+    cdc_peers: Vec<String>,
+}
+
+/// The checkpoint a table's sync progress is kept under.
+fn checkpoint_name(table: &str) -> String {
+    format!("sync:{table}")
 }
 
 impl<'a> Table<'a> {
@@ -248,7 +262,8 @@ impl<'a> Table<'a> {
             plan,
             naming,
             stage: format!("{STAGE_PREFIX}{name}"),
-            checkpoint: format!("sync:{name}"),
+            checkpoint: checkpoint_name(&name),
+            cdc_peers: Vec::new(),
             name,
         }
     }

@@ -677,6 +677,44 @@ impl PgChanges {
         Ok(())
     }
 
+    /// How far the last `changes` call has seen for its tables: its last
+    /// change, or, past it, the commit up to which it found nothing else
+    /// for them. A table that has applied its changes up to here may let
+    /// the slot go that far.
+    pub fn seen(&self) -> Option<Lsn> {
+        let scanned = *self.scanned.lock().unwrap_or_else(|e| e.into_inner());
+        let (end, horizon) = scanned?;
+        match end {
+            Some(end) if !end.is_transaction_end() || end.commit >= horizon => Some(end),
+            _ => Some(Lsn::transaction_end(horizon)),
+        }
+    }
+
+    /// Where the slot stands: every transaction that committed up to here
+    /// has been released (or came before the slot), so a table that has
+    /// read nothing since may start after it.
+    pub async fn confirmed(&self) -> Result<Option<Lsn>, ConnectorError> {
+        let current: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        )
+        .bind(&self.slot)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(|e| self.db.error(&e))?;
+        Ok(current
+            .flatten()
+            .as_deref()
+            .and_then(parse_wal)
+            .map(Lsn::transaction_end))
+    }
+
+    /// Confirms `lsn` exactly: what every table reading the slot has
+    /// applied, so none of the tables' horizons apply to the others.
+    pub async fn confirm_all(&self, lsn: Lsn) -> Result<(), ConnectorError> {
+        *self.scanned.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.confirm(lsn).await
+    }
+
     /// Drops the slot (when a migration is removed or restarted), so the
     /// server stops keeping WAL for it. Nothing happens if it is gone.
     pub async fn drop_slot(&self) -> Result<(), ConnectorError> {
