@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, Executor, MySqlConnection};
+use sqlx::{Connection, MySqlConnection};
 
 use super::project;
 use super::servers::{PgDb, Scratch, TestDb, connect};
