@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 
 use super::merge::Dialect;
 use super::{
-    Batcher, Bound, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Readiness, Rejected,
-    Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key, misfits, readiness,
+    Batcher, Bound, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Readiness,
+    Rejected, Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key, misfits,
+    readiness,
 };
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 

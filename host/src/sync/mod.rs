@@ -455,13 +455,17 @@ impl<'a> Table<'a> {
         since: &str,
         to: Option<&str>,
     ) -> Result<(), RunError> {
-        let upto = to.map_or("nothing yet".to_string(), |to| format!("`{column}` <= {to}"));
+        let upto = to.map_or("nothing yet".to_string(), |to| {
+            format!("`{column}` <= {to}")
+        });
         tracing::warn!(
             table = %self.name,
             "incremental sync held back by a transaction open on the source since {since}: reads up to {upto}; later rows wait for the next sync"
         );
         let detail = serde_json::json!({ "table": self.name, "cursor": column, "open_since": since, "to": to });
-        state.event(&self.m.name, None, "sync_held_back", &detail).await?;
+        state
+            .event(&self.m.name, None, "sync_held_back", &detail)
+            .await?;
         Ok(())
     }
 

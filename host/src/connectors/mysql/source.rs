@@ -15,8 +15,8 @@ use super::types::{Kind, SchemaColumn};
 use super::{OWN_TABLES, Server, ident, raw, sql_mode, text};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch, integer_key,
-    read_one,
+    Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
+    integer_key, read_one,
 };
 use crate::value::{Column, Row, TableInfo, Value};
 

@@ -78,7 +78,11 @@ async fn by_time(
                 CAST((SELECT MAX({c}) FROM {t}) AS CHAR),
                 IF(@h < UNIX_TIMESTAMP(NOW(6)) - 1, CAST(FROM_UNIXTIME(@h + 1, '%Y-%m-%d %H:%i:%s') AS CHAR), NULL)"
     );
-    let mut conn = server.pool.acquire().await.map_err(|e| refused(server, table, e))?;
+    let mut conn = server
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| refused(server, table, e))?;
     sqlx::query(&oldest)
         .execute(&mut *conn)
         .await

@@ -12,8 +12,8 @@ use super::types::{Binary, Select, native, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch, integer_key,
-    read_one,
+    Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
+    integer_key, read_one,
 };
 use crate::value::{Column, TableInfo};
 
