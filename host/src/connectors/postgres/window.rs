@@ -28,13 +28,14 @@ use crate::connectors::{Bound, ConnectorError};
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// Other sessions of this database (they are the only ones that can write
-/// its tables), leaving out autovacuum, which writes no rows. `hidden`:
-/// the session belongs to another user and this one may not see it.
+/// its tables), leaving out autovacuum and WAL senders (a logical one reads
+/// the catalog in transactions), which write no rows. `hidden`: the session
+/// belongs to another user and this one may not see it.
 const SESSIONS: &str =
     "SELECT pid, xact_start::text AS since, query = '<insufficient privilege>' AS hidden
     FROM pg_stat_activity
     WHERE datname = current_database() AND pid <> pg_backend_pid()
-      AND backend_type IS DISTINCT FROM 'autovacuum worker'";
+      AND coalesce(backend_type, '') NOT IN ('autovacuum worker', 'walsender')";
 
 /// The bound of `column` in `table` (see the module).
 pub(super) async fn bound(
