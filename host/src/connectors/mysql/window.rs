@@ -64,7 +64,8 @@ async fn by_time(
     horizon: &str,
 ) -> Result<Bound, ConnectorError> {
     let (c, t) = (ident(column), ident(table));
-    // `trx_started` is in the server's system time zone, whole seconds.
+    // `trx_started` is in the server's system time zone, whole seconds; the
+    // connector's sessions are in UTC.
     let oldest = format!(
         "SELECT LEAST(UNIX_TIMESTAMP(NOW(6)),
              COALESCE((SELECT UNIX_TIMESTAMP(CONVERT_TZ(MIN(trx_started), 'SYSTEM', @@session.time_zone)) - 1
@@ -76,7 +77,7 @@ async fn by_time(
     let bound = format!(
         "SELECT CAST((SELECT MAX({c}) FROM {t} WHERE {c} < {horizon}) AS CHAR),
                 CAST((SELECT MAX({c}) FROM {t}) AS CHAR),
-                IF(@h < UNIX_TIMESTAMP(NOW(6)) - 1, CAST(FROM_UNIXTIME(@h + 1, '%Y-%m-%d %H:%i:%s') AS CHAR), NULL)"
+                IF(@h < UNIX_TIMESTAMP(NOW(6)) - 1, CAST(CONCAT(FROM_UNIXTIME(@h + 1, '%Y-%m-%d %H:%i:%s'), ' UTC') AS CHAR), NULL)"
     );
     let mut conn = server
         .pool
