@@ -99,7 +99,10 @@ fn a_mariadb_row_committed_after_a_later_stamped_one_still_arrives() {
         &mut slow,
         "BEGIN; INSERT INTO events (note) VALUES ('slow')",
     );
-    std::thread::sleep(Duration::from_millis(20));
+    // The server shows transactions through a copy refreshed at most
+    // every 0.1 s; the bound allows for that, the held-back message needs
+    // the transaction in it.
+    std::thread::sleep(Duration::from_millis(200));
     db.exec("INSERT INTO events (note) VALUES ('quick 1')");
     let held = sync(&p);
     db.exec("INSERT INTO events (note) VALUES ('quick 2')");

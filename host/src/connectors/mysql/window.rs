@@ -11,9 +11,10 @@
 //!   below the oldest of: the start of every open InnoDB transaction
 //!   (`information_schema.INNODB_TRX.trx_started`, whole seconds, so one
 //!   second earlier) and of every statement running
-//!   (`PROCESSLIST.TIME`, one that has not reached InnoDB yet). Whatever an
-//!   open or later statement writes from the server's clock is at or after
-//!   these. `datetime` values are taken to be in the server's time zone
+//!   (`PROCESSLIST.TIME`, one that has not reached InnoDB yet), and a
+//!   second before now (`INNODB_TRX` is a copy up to 0.1 s old). Whatever
+//!   an open or later statement writes from the server's clock is at or
+//!   after these. `datetime` values are taken to be in the server's time zone
 //!   (`@@global.time_zone`).
 //! - any other cursor (an `AUTO_INCREMENT` id): the maximum once every
 //!   InnoDB transaction open when it was read has ended, waited for a
@@ -30,6 +31,9 @@ use crate::connectors::{Bound, ConnectorError};
 /// How long a sync by a non-time cursor waits for the transactions open
 /// when it read the maximum (ordinary writes end within milliseconds).
 const SETTLE: Duration = Duration::from_secs(2);
+
+/// Stands for "no open transaction" (Unix seconds far in the future).
+const NEVER: &str = "1000000000000.000000";
 
 /// Threads whose command never writes rows (idle, replication senders,
 /// server daemons) and so cannot hold the bound back.
@@ -64,30 +68,39 @@ async fn by_time(
     horizon: &str,
 ) -> Result<Bound, ConnectorError> {
     let (c, t) = (ident(column), ident(table));
-    // `trx_started` is in the server's system time zone, whole seconds; the
-    // connector's sessions are in UTC.
+    // `@o`: the oldest open transaction's or running statement's start,
+    // less a second (`trx_started` has whole seconds, in the server's
+    // system time zone; the connector's sessions are in UTC). `@h`: the
+    // horizon, also a second before now, since `INNODB_TRX` is a copy the
+    // server refreshes at most every 0.1 s, and a transaction begun since
+    // may be missing from it.
     let oldest = format!(
-        "SELECT LEAST(UNIX_TIMESTAMP(NOW(6)),
+        "SELECT LEAST(
              COALESCE((SELECT UNIX_TIMESTAMP(CONVERT_TZ(MIN(trx_started), 'SYSTEM', @@session.time_zone)) - 1
-                       FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID()), 1000000000000.000000),
+                       FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id <> CONNECTION_ID()), {NEVER}),
              COALESCE((SELECT UNIX_TIMESTAMP(NOW(6)) - MAX(TIME) - 1
-                       FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN {IDLE}), 1000000000000.000000)
-         ) INTO @h"
+                       FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN {IDLE}), {NEVER})
+         ) INTO @o"
     );
     let bound = format!(
         "SELECT CAST((SELECT MAX({c}) FROM {t} WHERE {c} < {horizon}) AS CHAR),
                 CAST((SELECT MAX({c}) FROM {t}) AS CHAR),
-                IF(@h < UNIX_TIMESTAMP(NOW(6)) - 1, CAST(CONCAT(FROM_UNIXTIME(@h + 1, '%Y-%m-%d %H:%i:%s'), ' UTC') AS CHAR), NULL)"
+                IF(@o < {NEVER}, CAST(CONCAT(FROM_UNIXTIME(@o + 1, '%Y-%m-%d %H:%i:%s'), ' UTC') AS CHAR), NULL)"
     );
     let mut conn = server
         .pool
         .acquire()
         .await
         .map_err(|e| refused(server, table, e))?;
-    sqlx::query(&oldest)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| refused(server, table, e))?;
+    for sql in [
+        oldest.as_str(),
+        "SET @h = LEAST(UNIX_TIMESTAMP(NOW(6)) - 1, @o)",
+    ] {
+        sqlx::query(sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| refused(server, table, e))?;
+    }
     let (to, max, oldest): (Option<String>, Option<String>, Option<String>) =
         sqlx::query_as(&bound)
             .fetch_one(&mut *conn)
@@ -113,7 +126,9 @@ async fn settled(server: &Server, table: &str, column: &str) -> Result<Bound, Co
         .await
         .map_err(|e| server.error(e))?;
     // Transactions after the maximum: one holding an id below it took the
-    // id before the maximum was read, so it is committed or among these.
+    // id before the maximum was read, so it is committed or among these
+    // (looked at once `INNODB_TRX`, a copy up to 0.1 s old, is newer).
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let mut open = open_transactions(server, table).await?;
     let deadline = Instant::now() + SETTLE;
     while !open.is_empty() && Instant::now() < deadline {
