@@ -24,6 +24,21 @@ fn sync(p: &Project) -> String {
 
 #[test]
 fn a_postgres_row_committed_after_a_later_stamped_one_still_arrives() {
+    slow_and_quick_writers_on_postgres("updated_at");
+}
+
+/// The same with the sequence's id as the cursor: the slow transaction
+/// holds a smaller id than the quick one's.
+#[test]
+fn a_postgres_row_with_a_smaller_id_committed_late_still_arrives() {
+    slow_and_quick_writers_on_postgres("id");
+}
+
+/// A slow writer takes its id and stamps its row `now()`, keeping its
+/// transaction open while a quick one commits rows with later values;
+/// syncs run between; after the commit and one more sync every row is
+/// there.
+fn slow_and_quick_writers_on_postgres(cursor: &str) {
     let db = PgDb::new();
     let setup = db.connect();
     setup.exec(
@@ -35,14 +50,12 @@ fn a_postgres_row_committed_after_a_later_stamped_one_still_arrives() {
     p.write(
         "m.toml",
         &format!(
-            "name = \"window\"\n[source]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\ndatabase = \"{}\"\nuser = \"postgres\"\nschema = \"public\"\n{}[sync]\nmode = \"incremental\"\n[[tables]]\nsource = \"events\"\ncursor = \"updated_at\"\n",
+            "name = \"window\"\n[source]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\ndatabase = \"{}\"\nuser = \"postgres\"\nschema = \"public\"\n{}[sync]\nmode = \"incremental\"\n[[tables]]\nsource = \"events\"\ncursor = \"{cursor}\"\n",
             db.name,
             out.endpoint("destination", "")
         ),
     );
     sync(&p);
-    // A slow writer stamps its row now() and keeps its transaction open
-    // while a quick one commits a later stamped row.
     let slow = db.connect();
     slow.exec("BEGIN; INSERT INTO events (note) VALUES ('slow')");
     std::thread::sleep(Duration::from_millis(20));
