@@ -21,6 +21,7 @@ mod resume;
 mod retry;
 mod servers;
 mod sync;
+mod sync_window;
 mod ui;
 mod validate;
 

@@ -172,6 +172,38 @@ impl Drop for Scratch {
     }
 }
 
+/// A throwaway PostgreSQL database `cv_win_…`, dropped when the test ends:
+/// only this test's sessions are in it, so no other test's open
+/// transaction holds back an incremental sync from it (the bound looks at
+/// the whole source database).
+pub(crate) struct PgDb {
+    admin: Pg,
+    pub(crate) name: String,
+}
+
+impl PgDb {
+    pub(crate) fn new() -> Self {
+        let admin = Pg::connect();
+        let name = unique("cv_win");
+        admin.exec(&format!("CREATE DATABASE {name}"));
+        Self { admin, name }
+    }
+
+    /// A connection to it as `postgres`.
+    pub(crate) fn connect(&self) -> Pg {
+        Pg::connect_at(5432, &self.name)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = self.admin.try_exec(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
 pub(crate) const MARIADB_START_HINT: &str = "MariaDB must run on 127.0.0.1:3306 with user root and no password; start it with `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`";
 
 /// Runs a future to completion on a fresh runtime.

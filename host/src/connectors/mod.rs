@@ -169,7 +169,8 @@ pub struct ReadRequest {
 /// The rows an incremental sync reads: `from <= column <= to`, in the
 /// column's own type (values in text form). `from` is inclusive so rows that
 /// share the last synced value are read again rather than lost; `to` is the
-/// column's maximum when the sync began, so later rows wait for the next.
+/// source's [`Bound`] when the sync began (no row at or below it can still
+/// be committed later), so later rows wait for the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Since {
     /// The cursor column.
@@ -178,6 +179,18 @@ pub struct Since {
     pub from: Option<String>,
     /// The upper bound.
     pub to: String,
+}
+
+/// Where an incremental sync may read up to (see [`Source::cursor_bound`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bound {
+    /// The largest cursor value surely committed, as text (`None`: no row
+    /// is yet, so there is nothing to read).
+    pub to: Option<String>,
+    /// When the bound is below the column's maximum because a transaction
+    /// is open: since when (as the source prints it), so a stuck
+    /// transaction shows.
+    pub held_back_since: Option<String>,
 }
 
 impl ReadRequest {
@@ -321,13 +334,14 @@ pub trait Source: Send + Sync {
         Ok(None)
     }
 
-    /// The largest value of `column` in `table`, as text (`None` when the
-    /// table is empty): the upper bound of an incremental sync.
-    async fn cursor_max(
+    /// The upper bound of an incremental sync's window on `column`: the
+    /// largest value such that every row at or below it is committed and
+    /// no transaction still open can write another one (see [`Bound`]).
+    async fn cursor_bound(
         &self,
         _table: &TableInfo,
         _column: &str,
-    ) -> Result<Option<String>, ConnectorError> {
+    ) -> Result<Bound, ConnectorError> {
         Err(ConnectorError::new(
             self.describe(),
             "incremental syncs need a database source (SQLite, PostgreSQL, MariaDB/MySQL); sync this source in full (sync = \"full\")",

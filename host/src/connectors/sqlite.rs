@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 
 use super::merge::Dialect;
 use super::{
-    Batcher, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Readiness, Rejected,
-    Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key, misfits, readiness,
+    Batcher, Bound, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Readiness,
+    Rejected, Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key, misfits,
+    readiness,
 };
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
@@ -269,20 +270,23 @@ impl Source for SqliteSource {
         Ok(bounds.0.zip(bounds.1))
     }
 
-    async fn cursor_max(
-        &self,
-        table: &TableInfo,
-        column: &str,
-    ) -> Result<Option<String>, ConnectorError> {
+    /// The column's maximum: SQLite has one writer at a time, so every row
+    /// a reader sees is committed and none can be added below it later
+    /// (unless the application writes cursor values that go back).
+    async fn cursor_bound(&self, table: &TableInfo, column: &str) -> Result<Bound, ConnectorError> {
         let sql = format!(
             "SELECT CAST(max({}) AS TEXT) FROM {}",
             ident(column),
             ident(&table.name)
         );
-        sqlx::query_scalar(&sql)
+        let to = sqlx::query_scalar(&sql)
             .fetch_one(&self.db.pool)
             .await
-            .map_err(|e| self.db.error(e))
+            .map_err(|e| self.db.error(e))?;
+        Ok(Bound {
+            to,
+            held_back_since: None,
+        })
     }
 
     async fn read(

@@ -479,7 +479,12 @@ impl<'a> Table<'a> {
                 ),
             )));
         }
-        let Some(to) = source.cursor_max(&self.plan.source, &column).await? else {
+        let bound = source.cursor_bound(&self.plan.source, &column).await?;
+        if let Some(since) = &bound.held_back_since {
+            self.held_back(state, &column, since, bound.to.as_deref())
+                .await?;
+        }
+        let Some(to) = bound.to else {
             return Ok(Applied::default());
         };
         let exists = sink.existing_rows(&self.name).await?.is_some();
@@ -526,6 +531,30 @@ impl<'a> Table<'a> {
             sink.drop_table(keys).await?;
         }
         Ok(changed)
+    }
+
+    /// Records that a transaction open on the source keeps this sync's
+    /// window short (its rows wait for a later sync), so a transaction left
+    /// open shows in the audit log and on stderr.
+    async fn held_back(
+        &self,
+        state: &StateStore,
+        column: &str,
+        since: &str,
+        to: Option<&str>,
+    ) -> Result<(), RunError> {
+        let upto = to.map_or("nothing yet".to_string(), |to| {
+            format!("`{column}` <= {to}")
+        });
+        tracing::warn!(
+            table = %self.name,
+            "incremental sync held back by a transaction open on the source since {since}: reads up to {upto}; later rows wait for the next sync"
+        );
+        let detail = serde_json::json!({ "table": self.name, "cursor": column, "open_since": since, "to": to });
+        state
+            .event(&self.m.name, None, "sync_held_back", &detail)
+            .await?;
+        Ok(())
     }
 
     /// Indexes the scratch table and, if the migration made it, the

@@ -12,6 +12,7 @@ mod decode;
 mod sink;
 mod source;
 mod types;
+mod window;
 
 use std::path::Path;
 use std::time::Duration;

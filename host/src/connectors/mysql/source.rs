@@ -15,8 +15,8 @@ use super::types::{Kind, SchemaColumn};
 use super::{OWN_TABLES, Server, ident, raw, sql_mode, text};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch, integer_key,
-    read_one,
+    Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
+    integer_key, read_one,
 };
 use crate::value::{Column, Row, TableInfo, Value};
 
@@ -523,20 +523,18 @@ impl Source for MySqlSource {
         Ok(n.unsigned_abs())
     }
 
-    async fn cursor_max(
-        &self,
-        table: &TableInfo,
-        column: &str,
-    ) -> Result<Option<String>, ConnectorError> {
-        let sql = format!(
-            "SELECT CAST(MAX({}) AS CHAR) FROM {}",
-            ident(column),
-            ident(&table.name)
-        );
-        sqlx::query_scalar(&sql)
-            .fetch_one(&self.server.pool)
-            .await
-            .map_err(|e| self.server.error(e))
+    async fn cursor_bound(&self, table: &TableInfo, column: &str) -> Result<Bound, ConnectorError> {
+        let columns = self.columns(Some(&table.name)).await?;
+        let Some((_, found)) = columns.iter().find(|(_, c)| c.name == column) else {
+            return Err(ConnectorError::new(
+                self.describe(),
+                format!(
+                    "table `{}` has no cursor column `{column}`; check `cursor` in the migration file",
+                    table.name
+                ),
+            ));
+        };
+        super::window::bound(&self.server, &table.name, column, &found.data_type).await
     }
 
     async fn key_bounds(&self, table: &TableInfo) -> Result<Option<(i64, i64)>, ConnectorError> {

@@ -13,6 +13,7 @@ mod copy;
 mod sink;
 mod source;
 mod types;
+mod window;
 
 use std::path::Path;
 use std::time::Duration;

@@ -12,8 +12,8 @@ use super::types::{Binary, Select, native, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
 use crate::connectors::{
-    Batcher, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch, integer_key,
-    read_one,
+    Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
+    integer_key, read_one,
 };
 use crate::value::{Column, TableInfo};
 
@@ -348,20 +348,8 @@ impl Source for PgSource {
         Ok(bounds.0.zip(bounds.1))
     }
 
-    async fn cursor_max(
-        &self,
-        table: &TableInfo,
-        column: &str,
-    ) -> Result<Option<String>, ConnectorError> {
-        let sql = format!(
-            "SELECT max({})::text FROM {}",
-            ident(column),
-            self.db.qualified(&table.name)
-        );
-        sqlx::query_scalar(&sql)
-            .fetch_one(&self.db.pool)
-            .await
-            .map_err(|e| self.db.table_error(&table.name, &e))
+    async fn cursor_bound(&self, table: &TableInfo, column: &str) -> Result<Bound, ConnectorError> {
+        super::window::bound(&self.db, &self.table(&table.name).await?, column).await
     }
 
     async fn read(
