@@ -418,3 +418,54 @@ fn check_reports_a_cycle_of_foreign_keys() {
         check.all()
     );
 }
+
+#[test]
+fn an_append_into_an_empty_table_is_validated_whole() {
+    let s = Scratch::new();
+    s.exec(CUSTOMERS_PG);
+    let p = project();
+    customers_csv(&p, [1, 2, 3, 1, 2]);
+    p.write("m.toml", &csv_into(&s.endpoint("destination", "")));
+    let run = p.run_ok(&["run", "m.toml"]);
+    for line in ["[pass] row count", "[pass] checksum", "[pass] null counts"] {
+        assert!(run.stdout.contains(line), "{line}: {}", run.all());
+    }
+    // A row lost at the destination fails the count, not just the sample.
+    s.exec("DELETE FROM {s}.customers WHERE id = 4");
+    let validate = p.run(&["validate", "m.toml", "--sample", "1"]);
+    assert_eq!(validate.code, 1, "{}", validate.all());
+    assert!(
+        validate.stdout.contains("[FAIL] row count"),
+        "{}",
+        validate.all()
+    );
+}
+
+#[test]
+fn children_refused_for_a_refused_parent_fail_validation_with_their_keys() {
+    let s = Scratch::new();
+    let p = project();
+    orders_then_customers(&s, &p);
+    // Customer 7 is refused by the table, so orders 6, 56, 106 and 156,
+    // which refer to it, are refused by the foreign key.
+    s.exec("ALTER TABLE {s}.customers ADD CHECK (id <> 7)");
+    p.write(
+        "m.toml",
+        &std::fs::read_to_string(p.path().join("m.toml"))
+            .expect("m.toml")
+            .replace("on_error = \"flag\"\n[tables.columns.id]\ntype = \"int\"\n[tables.columns.customer_id]", "on_error = \"flag\"\nkey = [\"id\"]\n[tables.columns.id]\ntype = \"int\"\n[tables.columns.customer_id]"),
+    );
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("[FAIL] references: 4 row(s) refused because a row they refer to is missing"),
+        "{}",
+        run.all()
+    );
+    assert!(run.stdout.contains("id=6"), "{}", run.all());
+    assert_eq!(
+        s.one("SELECT count(*)::text FROM {s}.orders"),
+        Some("196".into())
+    );
+}

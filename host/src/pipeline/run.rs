@@ -468,6 +468,7 @@ async fn validate_run(
         sample: m.settings.validate_sample,
         run_started_at: clock,
         refused: state.refused(&m.name).await?,
+        dangling: state.refused_for_reference(&m.name).await?,
     };
     // Marks where a run killed from here on stopped (the run is already
     // recorded as awaiting its validation).

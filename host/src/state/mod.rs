@@ -404,6 +404,34 @@ impl StateStore {
         Ok(refused)
     }
 
+    /// The keys (or `#position`) of rows the destination refused in the
+    /// migration's last fresh run because a row they refer to was missing
+    /// (a foreign key), by table: children of refused or absent parents.
+    pub async fn refused_for_reference(
+        &self,
+        migration: &str,
+    ) -> Result<HashMap<String, Vec<String>>, StateError> {
+        let rows: Vec<(String, Option<String>, i64, String)> = sqlx::query_as(concat!(
+            "SELECT table_name, row_key, position, error FROM flagged_rows
+                 WHERE migration = ?1 AND stage = 'destination' AND resolved_at IS NULL
+                   AND run_id >= ",
+            last_fresh_run!(),
+            " ORDER BY id"
+        ))
+        .bind(migration)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        let mut found: HashMap<String, Vec<String>> = HashMap::new();
+        for (table, key, position, error) in rows {
+            if refers_to_missing_row(&error) {
+                let name = key.unwrap_or_else(|| format!("#{position}"));
+                found.entry(table).or_default().push(name);
+            }
+        }
+        Ok(found)
+    }
+
     async fn keep(&self, row: &FlaggedRow, policy: &str) -> Result<(), StateError> {
         keep_row(row, policy)
             .execute(&self.pool)
@@ -1064,4 +1092,15 @@ fn user_from_passwd() -> Option<String> {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_string())
     })
+}
+
+/// Whether a destination's refusal says a row it refers to is missing: the
+/// foreign-key messages of PostgreSQL, MariaDB/MySQL and SQLite.
+fn refers_to_missing_row(error: &str) -> bool {
+    const MESSAGES: [&str; 3] = [
+        "violates foreign key constraint",
+        "a foreign key constraint fails",
+        "FOREIGN KEY constraint failed",
+    ];
+    MESSAGES.iter().any(|m| error.contains(m))
 }

@@ -22,7 +22,9 @@ pub use digest::TableDigest;
 pub use report::html;
 
 use crate::config::{Endpoint, IfExists, Migration};
-use crate::connectors::{ReadRequest, Source, SourceBatch, open_reader, open_source};
+use crate::connectors::{
+    ReadRequest, Source, SourceBatch, open_reader, open_sink, open_source, owner,
+};
 use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Output, RunError, TablePlan, plan, process};
 use crate::runtime::Runtime;
@@ -40,6 +42,9 @@ pub struct Options {
     /// policy, by destination table (`#position`, and `id=42` when the row
     /// has a key): the destination lacks them on purpose.
     pub refused: HashMap<String, HashSet<String>>,
+    /// Of those, the rows refused because a row they refer to was missing
+    /// (a foreign key whose parent was refused or never there), by table.
+    pub dangling: HashMap<String, Vec<String>>,
 }
 
 /// The outcome of one check.
@@ -131,6 +136,7 @@ pub async fn validate(
         .map_err(RunError::Plan)?;
     let destination = open_reader(&m.destination, &m.base_dir).await?;
     let found = destination.discover().await?;
+    let empty_before = empty_before(m, &plans).await?;
     let mut tables = Vec::new();
     for plan in &plans {
         let at = found.iter().find(|t| t.name == plan.spec.destination());
@@ -141,7 +147,8 @@ pub async fn validate(
                     destination: destination.as_ref(),
                     at,
                 };
-                validate_table(m, plan, sides, options).await?
+                let was_empty = empty_before.contains(plan.spec.destination());
+                validate_table(m, plan, sides, options, was_empty).await?
             }
             None => missing_table(plan, destination.describe()),
         };
@@ -161,6 +168,28 @@ impl Report {
             tables,
         }
     }
+}
+
+/// The appended tables that held no rows when the migration's last fresh
+/// load of them started: all they hold is what the run wrote, so they are
+/// compared whole, like tables the run created.
+async fn empty_before(m: &Migration, plans: &[TablePlan]) -> Result<HashSet<String>, RunError> {
+    let mut empty = HashSet::new();
+    let appended: Vec<&str> = plans
+        .iter()
+        .filter(|p| p.spec.if_exists == IfExists::Append)
+        .map(|p| p.spec.destination())
+        .collect();
+    if appended.is_empty() || matches!(m.destination, crate::config::Endpoint::Plugin(_)) {
+        return Ok(empty);
+    }
+    let sink = open_sink(m).await?;
+    for table in appended {
+        if owner::rows_before(sink.as_ref(), &m.name, table).await? == Some(0) {
+            empty.insert(table.to_string());
+        }
+    }
+    Ok(empty)
 }
 
 fn missing_table(plan: &TablePlan, destination: String) -> TableReport {
@@ -187,6 +216,7 @@ async fn validate_table(
     plan: &TablePlan,
     sides: Sides<'_>,
     options: &Options,
+    was_empty: bool,
 ) -> Result<TableReport, RunError> {
     let layout = Layout::new(plan, sides.at);
     let mut lines = vec![layout.columns_line(), layout.types_line(sides.destination)];
@@ -205,7 +235,7 @@ async fn validate_table(
         scan(m, sides.destination, sides.at, &layout, &picker),
     );
     let (expected, found) = (expected?, found?);
-    let appended = plan.spec.if_exists == IfExists::Append;
+    let appended = plan.spec.if_exists == IfExists::Append && !was_empty;
     if appended {
         let why = "the table is appended to (if_exists = \"append\"), so it may hold other rows; see the spot check";
         lines.push(Line::skip("row count", why));
@@ -217,7 +247,25 @@ async fn validate_table(
         lines.push(checksum_line(&expected.digest, &found.digest));
     }
     lines.push(spot_line(plan, &layout, &expected, &found, appended));
+    if let Some(keys) = options.dangling.get(plan.spec.destination()) {
+        lines.push(references_line(keys));
+    }
     Ok(report(plan, lines))
+}
+
+/// Rows that are missing because a row they refer to is: the counts pass
+/// (the destination refused them on purpose), but the data is not whole.
+fn references_line(keys: &[String]) -> Line {
+    let examples: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+    Line::new(
+        "references",
+        false,
+        format!(
+            "{} row(s) refused because a row they refer to is missing (its parent was refused or never there), e.g. {}: fix the parent rows (`credvault flagged list`), retry them, then retry these",
+            keys.len(),
+            examples.join("; ")
+        ),
+    )
 }
 
 fn report(plan: &TablePlan, lines: Vec<Line>) -> TableReport {
