@@ -429,3 +429,36 @@ fn cdc_tables_sharing_a_slot_lose_none_of_each_others_changes() {
         idle.all()
     );
 }
+
+/// A change whose date the row model cannot hold is one row error under
+/// the table's policy, as in a full read; the other changes apply.
+#[test]
+fn a_cdc_change_with_an_infinite_date_is_flagged_and_the_rest_applies() {
+    let server = LogicalPg::start();
+    let pg = Pg::connect_at(server.port, "postgres");
+    pg.exec("CREATE TABLE ev (id int PRIMARY KEY, d date, ts timestamp)");
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"ev-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"ev\"\non_error = \"flag\"\n",
+            server.port
+        ),
+    );
+    p.run_ok(&["sync", "m.toml"]);
+    pg.exec("INSERT INTO ev VALUES (1, 'infinity', now()), (2, '2024-01-01', now()), (3, now(), '294276-12-31 23:59:59')");
+    let sync = p.run_ok(&["sync", "m.toml"]);
+    assert!(sync.stdout.contains("1 new"), "{}", sync.all());
+    assert_eq!(
+        p.query("vault.db", "SELECT id FROM ev ORDER BY id"),
+        [[Some("2".to_string())]]
+    );
+    let flagged = p.run_ok(&["flagged", "list", "--migration", "ev-cdc"]);
+    assert!(
+        flagged.stdout.contains("id=1")
+            && flagged.stdout.contains("infinity")
+            && flagged.stdout.contains("id=3"),
+        "{}",
+        flagged.all()
+    );
+}
