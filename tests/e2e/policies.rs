@@ -212,3 +212,60 @@ fn a_plugin_failing_to_configure_fails_the_check() {
         run.all()
     );
 }
+
+/// Tables `a` (into a table the user made without its `name` column) and
+/// `b`, one at a time, under `policy`.
+fn two_tables_the_first_failing(p: &credvault_tests::Project, policy: &str) {
+    p.csv("a", "id,name", &["1,x".to_string()]);
+    p.csv(
+        "b",
+        "id,name",
+        &(1..=5).map(|i| format!("{i},b{i}")).collect::<Vec<_>>(),
+    );
+    std::fs::create_dir_all(p.path().join("out")).expect("out/");
+    credvault_tests::exec_sqlite(
+        &p.path().join("out/vault.db"),
+        "CREATE TABLE a (id INTEGER)",
+    );
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"two\"\n[source]\ntype = \"csv\"\npath = \"data\"\n[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n\
+             [settings]\nparallel_tables = 1\non_error = \"{policy}\"\n\
+             [[tables]]\nsource = \"a\"\nif_exists = \"append\"\n[[tables]]\nsource = \"b\"\n"
+        ),
+    );
+}
+
+#[test]
+fn under_flag_a_failed_table_does_not_keep_the_others_from_loading() {
+    let p = project();
+    two_tables_the_first_failing(&p, "flag");
+    let run = p.run(&["run", "m.toml", "--force"]);
+    assert_eq!(run.code, 1, "the run ends failed: {}", run.all());
+    assert!(run.all().contains("has no column(s) name"), "{}", run.all());
+    assert_eq!(
+        p.query("out/vault.db", "SELECT count(*) FROM b")[0][0].as_deref(),
+        Some("5"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn under_stop_a_failed_table_stops_the_run_and_says_what_did_not_start() {
+    let p = project();
+    two_tables_the_first_failing(&p, "stop");
+    let run = p.run(&["run", "m.toml", "--force"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.all().contains("b: skipped") || run.all().contains("not started"),
+        "{}",
+        run.all()
+    );
+    let tables = p.query(
+        "out/vault.db",
+        "SELECT count(*) FROM sqlite_schema WHERE name = 'b'",
+    );
+    assert_eq!(tables[0][0].as_deref(), Some("0"), "{}", run.all());
+}

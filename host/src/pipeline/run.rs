@@ -615,6 +615,11 @@ async fn run_wave(
         .map(|table| async {
             let mut run = TableRun::new(m, table, run_id, state);
             if failed.load(Ordering::SeqCst) {
+                events.on(&RunEvent::TableSkipped {
+                    table: events.table(table),
+                    source: events.source(),
+                    reason: "not started: a table whose policy is `stop` failed".into(),
+                });
                 return (run.counts, Ok(()));
             }
             let outcome = match open_sink(m).await {
@@ -622,7 +627,11 @@ async fn run_wave(
                 Err(err) => Err(err.into()),
             };
             if let Err(err) = &outcome {
-                failed.store(true, Ordering::SeqCst);
+                // Under `skip` and `flag` the other tables go on (the run
+                // still ends failed); `stop` stops the run.
+                if m.policy(&table.spec) == ErrorPolicy::Stop {
+                    failed.store(true, Ordering::SeqCst);
+                }
                 let detail = serde_json::json!({ "table": run.table(), "error": err.to_string() });
                 let _ = state
                     .event(&m.name, Some(run_id), "table_failed", &detail)
