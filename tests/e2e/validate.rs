@@ -181,11 +181,14 @@ fn a_dry_run_writes_validates_and_drops_scratch_tables_only() {
     p.write("m.toml", &people_migration("", ""));
     let run = p.run_ok(&["run", "m.toml", "--dry-run"]);
     assert!(run.stdout.contains("100 written"), "{}", run.all());
+    assert!(run.stdout.contains("people → people"), "{}", run.all());
     assert!(
-        run.stdout.contains("people → credvault_dry_people"),
-        "{}",
+        !run.all().contains("credvault_dry"),
+        "progress and reports name the table, not its scratch copy: {}",
         run.all()
     );
+    let log = p.run_ok(&["log"]);
+    assert!(!log.stdout.contains("credvault_dry"), "{}", log.all());
     assert!(run.stdout.contains("[pass] checksum"), "{}", run.all());
     let tables = p.query(
         "out/vault.db",

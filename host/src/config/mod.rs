@@ -1081,6 +1081,9 @@ impl Migration {
         }
         if self.dry_run {
             for t in &mut tables {
+                if t.stands_for.is_none() {
+                    t.stands_for = Some(t.destination().to_string());
+                }
                 t.destination = Some(format!("{DRY_RUN_PREFIX}{}", t.destination()));
                 t.if_exists = IfExists::Replace;
             }

@@ -632,7 +632,7 @@ async fn run_wave(
                 if m.policy(&table.spec) == ErrorPolicy::Stop {
                     failed.store(true, Ordering::SeqCst);
                 }
-                let detail = serde_json::json!({ "table": run.table(), "error": err.to_string() });
+                let detail = serde_json::json!({ "table": run.shown(), "error": err.to_string() });
                 let _ = state
                     .event(&m.name, Some(run_id), "table_failed", &detail)
                     .await;
@@ -744,6 +744,12 @@ impl<'a> TableRun<'a> {
 
     fn table(&self) -> &str {
         self.plan.spec.destination()
+    }
+
+    /// The table as a person knows it: a scratch table (a dry run's, a
+    /// sync's) by the table it stands for.
+    fn shown(&self) -> &str {
+        self.plan.spec.stands_for.as_deref().unwrap_or(self.table())
     }
 
     /// The name this run's checkpoints go by: the table, or the slice.
@@ -861,8 +867,7 @@ impl<'a> TableRun<'a> {
         self.state
             .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
             .await?;
-        let detail =
-            serde_json::json!({ "table": table, "counts": self.counts, "plugins": self.plugins });
+        let detail = serde_json::json!({ "table": self.shown(), "counts": self.counts, "plugins": self.plugins });
         self.state
             .event(&self.m.name, Some(self.run_id), "table_finished", &detail)
             .await?;
@@ -1073,7 +1078,7 @@ impl<'a> TableRun<'a> {
             if self.slice.is_none()
                 && let Some(percent) = milestone(checkpoint.rows - consumed, checkpoint.rows, total)
             {
-                let detail = serde_json::json!({ "table": table, "percent": percent, "rows": checkpoint.rows, "total": total });
+                let detail = serde_json::json!({ "table": self.shown(), "percent": percent, "rows": checkpoint.rows, "total": total });
                 self.state
                     .event(&self.m.name, Some(self.run_id), "progress", &detail)
                     .await?;

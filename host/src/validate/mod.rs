@@ -195,7 +195,7 @@ async fn empty_before(m: &Migration, plans: &[TablePlan]) -> Result<HashSet<Stri
 fn missing_table(plan: &TablePlan, destination: String) -> TableReport {
     TableReport {
         source: plan.spec.source.clone(),
-        table: plan.spec.destination().to_string(),
+        table: shown(plan).to_string(),
         lines: vec![Line::new(
             "table exists",
             false,
@@ -268,10 +268,19 @@ fn references_line(keys: &[String]) -> Line {
     )
 }
 
+/// The destination table as a person knows it: a dry run's scratch table by
+/// the table it stands for.
+fn shown(plan: &TablePlan) -> &str {
+    plan.spec
+        .stands_for
+        .as_deref()
+        .unwrap_or(plan.spec.destination())
+}
+
 fn report(plan: &TablePlan, lines: Vec<Line>) -> TableReport {
     TableReport {
         source: plan.spec.source.clone(),
-        table: plan.spec.destination().to_string(),
+        table: shown(plan).to_string(),
         lines,
     }
 }
