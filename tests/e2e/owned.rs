@@ -447,3 +447,57 @@ fn children_refused_for_a_refused_parent_fail_validation_with_their_keys() {
         Some("196".into())
     );
 }
+
+#[test]
+fn on_orphan_flag_flags_children_with_their_parents_error_and_validation_expects_them() {
+    let s = Scratch::new();
+    let p = project();
+    orders_then_customers(&s, &p);
+    s.exec("ALTER TABLE {s}.customers ADD CHECK (id <> 7)");
+    let m = std::fs::read_to_string(p.path().join("m.toml"))
+        .expect("m.toml")
+        .replace("[tables.columns.id]", "key = [\"id\"]\n[tables.columns.id]");
+    p.write(
+        "m.toml",
+        &m.replacen(
+            "on_error = \"flag\"\n",
+            "on_error = \"skip\"\non_orphan = \"flag\"\n",
+            1,
+        ),
+    );
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stdout
+            .contains("[pass] references: 4 row(s) whose parent is missing are flagged"),
+        "{}",
+        run.all()
+    );
+    let flagged = p.run_ok(&[
+        "flagged",
+        "list",
+        "--migration",
+        "shop",
+        "--table",
+        "orders",
+    ]);
+    assert!(
+        flagged
+            .stdout
+            .contains("its parent in `customers` (7) was refused")
+            && flagged.stdout.contains("customers_id_check"),
+        "{}",
+        flagged.all()
+    );
+    // With `stop`, on_orphan = "flag" is refused before anything runs.
+    p.write(
+        "m.toml",
+        &m.replacen(
+            "on_error = \"flag\"\n",
+            "on_error = \"stop\"\non_orphan = \"flag\"\n",
+            1,
+        ),
+    );
+    let refused = p.run(&["check", "m.toml"]);
+    assert_eq!(refused.code, 2, "{}", refused.all());
+    assert!(refused.all().contains("on_orphan"), "{}", refused.all());
+}

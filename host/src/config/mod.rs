@@ -638,6 +638,17 @@ fn default_max_plugin_traps() -> u32 {
     20
 }
 
+/// What a child row refused for a missing parent means (`on_orphan`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOrphan {
+    /// It follows the table's policy, and validation fails.
+    #[default]
+    Fail,
+    /// It is flagged with its parent's error, and validation expects it.
+    Flag,
+}
+
 /// What happens to a row that fails (conversion, transform error or trap,
 /// destination constraint).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -708,6 +719,17 @@ pub struct TableSpec {
     pub destination: Option<String>,
     /// This table's error policy. Default: `settings.on_error`.
     pub on_error: Option<ErrorPolicy>,
+    /// What a row the destination refuses because a row it refers to is
+    /// missing (a foreign key) means. Default `fail`: the row follows the
+    /// table's policy and validation fails. `flag`: the row is flagged,
+    /// naming its parent's error, and validation counts it as expected
+    /// (needs `on_error = "skip"` or `"flag"`).
+    ///
+    /// ```toml
+    /// on_orphan = "flag"
+    /// ```
+    #[serde(default)]
+    pub on_orphan: OnOrphan,
     /// What to do when the destination table exists. Default `fail`.
     #[serde(default)]
     pub if_exists: IfExists,
@@ -747,6 +769,7 @@ impl TableSpec {
             connection: None,
             destination: None,
             on_error: None,
+            on_orphan: OnOrphan::default(),
             if_exists: IfExists::default(),
             key: Vec::new(),
             columns: BTreeMap::new(),

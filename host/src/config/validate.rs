@@ -134,6 +134,11 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     let mut destinations = HashSet::new();
     for (i, table) in m.tables.iter().enumerate() {
         let at = format!("tables[{i}] ({})", table.source);
+        if table.on_orphan == super::OnOrphan::Flag && m.policy(table) == super::ErrorPolicy::Stop {
+            problems.push(format!(
+                "{at}.on_orphan: \"flag\" keeps the table loading past a row whose parent is missing, and on_error = \"stop\" stops there; set on_error = \"flag\" (or \"skip\") for this table"
+            ));
+        }
         if !destinations.insert(table.destination())
             && !m.consolidate.contains_key(table.destination())
         {

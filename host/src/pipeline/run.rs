@@ -18,14 +18,16 @@ use super::order::load_order;
 use super::plan::{PlanError, TablePlan, plan};
 use super::progress::{Naming, Tallies, Tally, pace, row_name};
 use super::transforms::{Chain, ChainError, PluginStats};
-use crate::config::{ErrorPolicy, IfExists, Migration};
+use crate::config::{ErrorPolicy, IfExists, Migration, OnOrphan};
 use crate::connectors::{
     Checkpoint, ConnectorError, KeyRange, Prepare, ReadRequest, Sink, Source, SourceBatch,
     WriteBatch, open_sink, open_source, owner,
 };
 use crate::restore::{self, RestoreError, Taken};
 use crate::runtime::Runtime;
-use crate::state::{FlaggedRow, LastRun, RunCounts, StateError, StateStore};
+use crate::state::{
+    FlaggedRow, LastRun, RunCounts, StateError, StateStore, missing_parent, refers_to_missing_row,
+};
 use crate::validate::{self, Report};
 use crate::value::{Row, TableInfo};
 
@@ -1209,6 +1211,10 @@ impl<'a> TableRun<'a> {
     ) -> Result<(), RunError> {
         let policy = self.plan.policy;
         let shown = events.table(self.plan);
+        if self.orphan(&failure) {
+            failure.message = self.with_parent_error(failure.message).await?;
+            return self.flag(vec![failure], events).await;
+        }
         match policy {
             ErrorPolicy::Stop => {
                 failure.table = shown;
@@ -1227,6 +1233,36 @@ impl<'a> TableRun<'a> {
         failure.table = shown;
         report(failure, policy, events);
         Ok(())
+    }
+
+    /// Whether `on_orphan = "flag"` takes this refusal: the destination
+    /// refused the row because a row it refers to is missing.
+    fn orphan(&self, failure: &RowFailure) -> bool {
+        self.plan.spec.on_orphan == OnOrphan::Flag
+            && failure.stage == "destination"
+            && refers_to_missing_row(&failure.message)
+    }
+
+    /// An orphan's error, with why its parent is missing where the
+    /// destination names the parent and the run flagged it.
+    async fn with_parent_error(&self, message: String) -> Result<String, RunError> {
+        let Some((parent, values)) = missing_parent(&message) else {
+            return Ok(format!("{message}; the row it refers to is missing"));
+        };
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let key = values.join(", ");
+        Ok(
+            match self
+                .state
+                .refusal_of(&self.m.name, &parent, &values)
+                .await?
+            {
+                Some(error) => {
+                    format!("{message}; its parent in `{parent}` ({key}) was refused: {error}")
+                }
+                None => format!("{message}; its parent in `{parent}` ({key}) is not there"),
+            },
+        )
     }
 
     /// Applies the policy to the rows a batch's mapping and transforms

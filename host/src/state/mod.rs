@@ -432,6 +432,40 @@ impl StateStore {
         Ok(found)
     }
 
+    /// The error of the open flagged row of `table` (in the migration's
+    /// last fresh run) whose key has these values, in order: why a parent
+    /// row is missing.
+    pub async fn refusal_of(
+        &self,
+        migration: &str,
+        table: &str,
+        values: &[&str],
+    ) -> Result<Option<String>, StateError> {
+        let rows: Vec<(Option<String>, String)> = sqlx::query_as(concat!(
+            "SELECT row_key, error FROM flagged_rows
+                 WHERE migration = ?1 AND table_name = ?2 AND resolved_at IS NULL
+                   AND run_id >= ",
+            last_fresh_run!(),
+            " ORDER BY id"
+        ))
+        .bind(migration)
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        let same = |key: &str| {
+            let found: Vec<&str> = key
+                .split(", ")
+                .map(|part| part.split_once('=').map_or(part, |(_, v)| v))
+                .collect();
+            found == values
+        };
+        Ok(rows
+            .into_iter()
+            .find(|(key, _)| key.as_deref().is_some_and(same))
+            .map(|(_, error)| error))
+    }
+
     async fn keep(&self, row: &FlaggedRow, policy: &str) -> Result<(), StateError> {
         keep_row(row, policy)
             .execute(&self.pool)
@@ -1096,11 +1130,38 @@ fn user_from_passwd() -> Option<String> {
 
 /// Whether a destination's refusal says a row it refers to is missing: the
 /// foreign-key messages of PostgreSQL, MariaDB/MySQL and SQLite.
-fn refers_to_missing_row(error: &str) -> bool {
+pub(crate) fn refers_to_missing_row(error: &str) -> bool {
     const MESSAGES: [&str; 3] = [
         "violates foreign key constraint",
         "a foreign key constraint fails",
         "FOREIGN KEY constraint failed",
     ];
     MESSAGES.iter().any(|m| error.contains(m))
+}
+
+/// The parent a foreign-key refusal names, where the destination says
+/// which (PostgreSQL: `Key (customer_id)=(7) is not present in table
+/// "customers"`): its table and the key's values.
+pub(crate) fn missing_parent(error: &str) -> Option<(String, Vec<String>)> {
+    let detail = error.split("Key (").nth(1)?;
+    let (_, rest) = detail.split_once(")=(")?;
+    let (values, rest) = rest.split_once(") is not present in table \"")?;
+    let table = rest.split('"').next()?;
+    let values = values.split(", ").map(str::to_string).collect();
+    Some((table.to_string(), values))
+}
+
+#[cfg(test)]
+mod parent_tests {
+    use super::missing_parent;
+
+    #[test]
+    fn a_postgres_foreign_key_refusal_names_its_parent() {
+        let error = "insert or update on table \"orders\" violates foreign key constraint \"orders_customer_id_fkey\" (Key (customer_id)=(7) is not present in table \"customers\".)";
+        assert_eq!(
+            missing_parent(error),
+            Some(("customers".into(), vec!["7".into()]))
+        );
+        assert_eq!(missing_parent("FOREIGN KEY constraint failed"), None);
+    }
 }

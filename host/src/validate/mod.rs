@@ -21,7 +21,7 @@ pub use consolidated::consolidated;
 pub use digest::TableDigest;
 pub use report::html;
 
-use crate::config::{Endpoint, IfExists, Migration};
+use crate::config::{Endpoint, IfExists, Migration, OnOrphan};
 use crate::connectors::{
     ReadRequest, Source, SourceBatch, open_reader, open_sink, open_source, owner,
 };
@@ -248,15 +248,26 @@ async fn validate_table(
     }
     lines.push(spot_line(plan, &layout, &expected, &found, appended));
     if let Some(keys) = options.dangling.get(plan.spec.destination()) {
-        lines.push(references_line(keys));
+        lines.push(references_line(keys, plan.spec.on_orphan));
     }
     Ok(report(plan, lines))
 }
 
 /// Rows that are missing because a row they refer to is: the counts pass
 /// (the destination refused them on purpose), but the data is not whole.
-fn references_line(keys: &[String]) -> Line {
+fn references_line(keys: &[String], on_orphan: OnOrphan) -> Line {
     let examples: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+    if on_orphan == OnOrphan::Flag {
+        return Line::new(
+            "references",
+            true,
+            format!(
+                "{} row(s) whose parent is missing are flagged, as on_orphan = \"flag\" asks, e.g. {}",
+                keys.len(),
+                examples.join("; ")
+            ),
+        );
+    }
     Line::new(
         "references",
         false,
