@@ -15,6 +15,7 @@ pub mod restore;
 pub mod runtime;
 pub mod state;
 pub mod sync;
+pub mod text;
 pub mod ui;
 pub mod validate;
 pub mod value;

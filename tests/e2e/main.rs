@@ -8,6 +8,7 @@ mod cli;
 mod config_errors;
 mod consolidate;
 mod hold;
+mod hostile_text;
 mod input;
 mod limits;
 mod mariadb;

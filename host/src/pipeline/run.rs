@@ -28,6 +28,7 @@ use crate::runtime::Runtime;
 use crate::state::{
     FlaggedRow, LastRun, RunCounts, StateError, StateStore, missing_parent, refers_to_missing_row,
 };
+use crate::text::untrusted;
 use crate::validate::{self, Report};
 use crate::value::{Row, TableInfo};
 
@@ -61,17 +62,24 @@ pub struct RowFailure {
     pub row: serde_json::Value,
 }
 
+/// Every part but the position may come from the data or a plugin, so each
+/// is shown escaped and cut ([`untrusted`]).
 impl fmt::Display for RowFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "table `{}`, row {}", self.table, self.position)?;
+        write!(
+            f,
+            "table `{}`, row {}",
+            untrusted(&self.table),
+            self.position
+        )?;
         if let Some(key) = &self.key {
-            write!(f, " ({key})")?;
+            write!(f, " ({})", untrusted(key))?;
         }
-        write!(f, ", {}", self.stage)?;
+        write!(f, ", {}", untrusted(&self.stage))?;
         if let Some(column) = &self.column {
-            write!(f, ", column `{column}`")?;
+            write!(f, ", column `{}`", untrusted(column))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", untrusted(&self.message))
     }
 }
 
@@ -1343,8 +1351,10 @@ pub fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
         key: f.key.clone(),
         stage: f.stage.clone(),
         column: f.column.clone(),
-        value: f.value.clone(),
-        error: f.message.clone(),
+        // Kept to a few KB, escaped: a plugin may return any message. The
+        // full source values stay in `row`, for a retry.
+        value: f.value.as_deref().map(|v| untrusted(v).into_owned()),
+        error: untrusted(&f.message).into_owned(),
         row: f.row.clone(),
         flagged_at: String::new(),
         retries: 0,

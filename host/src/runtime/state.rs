@@ -129,6 +129,9 @@ impl log::Host for PluginState {
             message.truncate(cut);
             message.push('…');
         }
+        // A plugin's words reach a terminal: no escape sequence, line
+        // break or bidi mark of its own.
+        let message = crate::text::untrusted(&message);
         let (plugin, scope) = (&self.plugin, &self.scope);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, scope, "{message}"),
