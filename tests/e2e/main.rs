@@ -11,6 +11,7 @@ mod hold;
 mod input;
 mod limits;
 mod mariadb;
+mod output;
 mod owned;
 mod plugins;
 mod policies;
