@@ -16,6 +16,7 @@ mod owned;
 mod plugins;
 mod policies;
 mod postgres;
+mod private_files;
 mod progress;
 mod restore;
 mod resume;

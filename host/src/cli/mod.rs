@@ -347,8 +347,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
             let report = validate(&m, &runtime, &state, sample).await?;
             if let Some(path) = html {
-                std::fs::write(&path, crate::validate::html(&report))
-                    .with_context(|| format!("writing {}", path.display()))?;
+                write_private(&path, crate::validate::html(&report).as_bytes())?;
             }
             match json {
                 true => out!("{}", serde_json::to_string_pretty(&report)?),
@@ -554,10 +553,18 @@ async fn open(
     Ok((m, runtime, state))
 }
 
+/// Writes a report owner-only: it holds the destination's values.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    crate::state::private::create_file(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// The wasm runtime, caching compiled plugins beside the state store.
 fn runtime(state: &Path) -> anyhow::Result<Runtime> {
     let cache = state.parent().unwrap_or(Path::new(".")).join("cache");
-    std::fs::create_dir_all(&cache)
+    crate::state::private::own_dir(&cache)
         .with_context(|| format!("creating the plugin cache {}", cache.display()))?;
     let plugins = state.parent().unwrap_or(Path::new(".")).join("plugins");
     let runtime = Runtime::new(Some(&cache))?.with_plugin_dir(plugins);
