@@ -157,7 +157,7 @@ pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> an
             let state = StateStore::open(state).await?;
             let out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
-                    std::fs::File::create(path)
+                    crate::state::private::create_file(path)
                         .with_context(|| format!("creating {}", path.display()))?,
                 ),
                 None => Box::new(std::io::stdout()),
@@ -169,7 +169,7 @@ pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> an
             let export = Export::new(&state, &filter.into(), format);
             let rows = export.write_to(std::io::BufWriter::new(out)).await?;
             if let Some(path) = output {
-                eprintln!("exported {rows} flagged row(s) to {}", path.display());
+                note!("exported {rows} flagged row(s) to {}", path.display());
             }
             Ok(())
         }

@@ -14,6 +14,26 @@ macro_rules! out {
     }};
 }
 
+/// `eprintln!` that never panics: a closed or full stderr (say, `credvault
+/// serve 2>&1 | head`) loses the line, and nothing else. Diagnostics must
+/// never stop a command, least of all `serve` on its way to a SIGTERM.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` for lines that report what already happened (a sync's
+/// outcome in `serve`): a closed stdout loses the line, and the command
+/// goes on, with its own exit code.
+macro_rules! told {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod flagged;
 mod plugin;
 mod progress;
@@ -219,7 +239,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            note!("error: {err:#}");
             ExitCode::from(2)
         }
     }
@@ -246,15 +266,31 @@ fn one_malloc_arena() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn one_malloc_arena() {}
 
+/// Logs on stderr at `--log LEVEL`. Write errors are dropped, never
+/// reported (reporting them is another write to the closed stderr).
 fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(log_directives(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives("warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .log_internal_errors(false)
         .init();
+}
+
+/// The filter for `--log LEVEL`. Below `debug` only credvault's own events
+/// pass: dependencies' warnings (sqlx's `slow statement` with the
+/// statement's text, its failed pings on release) are noise to a person
+/// at a terminal, and a statement's text can hold data. `debug`, `trace`
+/// and full directives (`info,sqlx=debug`) are taken as written.
+fn log_directives(level: &str) -> String {
+    let plain = level.trim().to_ascii_lowercase();
+    match plain.as_str() {
+        "off" | "error" | "warn" | "info" => format!("credvault={plain}"),
+        _ => level.to_string(),
+    }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -297,7 +333,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                 }
                 Err(err) => {
-                    eprintln!("error: {err}");
+                    note!("error: {err}");
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -311,8 +347,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
             let report = validate(&m, &runtime, &state, sample).await?;
             if let Some(path) = html {
-                std::fs::write(&path, crate::validate::html(&report))
-                    .with_context(|| format!("writing {}", path.display()))?;
+                write_private(&path, crate::validate::html(&report).as_bytes())?;
             }
             match json {
                 true => out!("{}", serde_json::to_string_pretty(&report)?),
@@ -485,7 +520,7 @@ async fn validate(
 ) -> anyhow::Result<crate::validate::Report> {
     let last = state.last_run(&m.name).await?;
     if last.is_none() {
-        eprintln!(
+        note!(
             "note: `{}` has no run in this state store; transforms that use the run's time see the current time",
             m.name
         );
@@ -518,13 +553,34 @@ async fn open(
     Ok((m, runtime, state))
 }
 
+/// Writes a report owner-only: it holds the destination's values.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    crate::state::private::create_file(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// The wasm runtime, caching compiled plugins beside the state store.
 fn runtime(state: &Path) -> anyhow::Result<Runtime> {
     let cache = state.parent().unwrap_or(Path::new(".")).join("cache");
-    std::fs::create_dir_all(&cache)
+    crate::state::private::own_dir(&cache)
         .with_context(|| format!("creating the plugin cache {}", cache.display()))?;
     let plugins = state.parent().unwrap_or(Path::new(".")).join("plugins");
     let runtime = Runtime::new(Some(&cache))?.with_plugin_dir(plugins);
     crate::connectors::plugin::use_runtime(&runtime);
     Ok(runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn dependencies_log_only_from_debug_on() {
+        assert_eq!(log_directives("warn"), "credvault=warn");
+        assert_eq!(log_directives("INFO"), "credvault=info");
+        assert_eq!(log_directives("debug"), "debug");
+        assert_eq!(log_directives("info,sqlx=debug"), "info,sqlx=debug");
+    }
 }

@@ -71,7 +71,8 @@ pub fn run(command: PluginCommand, runtime: &Runtime) -> anyhow::Result<()> {
                         .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)),
                 "plugin name {name:?}: use letters, digits, - and _"
             );
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::state::private::own_dir(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
             let target = dir.join(format!("{name}.wasm"));
             std::fs::copy(&file, &target)
                 .with_context(|| format!("copying to {}", target.display()))?;

@@ -64,7 +64,7 @@ impl Reporter {
             Mode::Bars { multi, .. } => {
                 let _ = multi.println(line);
             }
-            _ => eprintln!("{line}"),
+            _ => note!("{line}"),
         }
     }
 }
@@ -166,9 +166,9 @@ impl Reporter {
                 bars.insert(row, bar);
             }
             _ if resumed_at > 0 => {
-                eprintln!("{row}: resuming after row {resumed_at} of {total}{split}")
+                note!("{row}: resuming after row {resumed_at} of {total}{split}")
             }
-            _ => eprintln!("{row}: starting, {total} rows{split}"),
+            _ => note!("{row}: starting, {total} rows{split}"),
         }
     }
 
@@ -202,7 +202,7 @@ impl Reporter {
                         0 => 100.0,
                         total => *done as f64 * 100.0 / total as f64,
                     };
-                    eprintln!(
+                    note!(
                         "{row}: {pct:.1}% {done}/{total} rows, {written} written, {pace}, errors {errors}"
                     );
                 }

@@ -93,17 +93,17 @@ pub fn failed_checks(results: &[CheckResult], force: bool, json: bool) {
     if failed.is_empty() {
         // None ran: the run only completes the last run's validation.
         if !json && !results.is_empty() {
-            eprintln!("all {} pre-run checks passed", results.len());
+            note!("all {} pre-run checks passed", results.len());
         }
         return;
     }
     for r in &failed {
-        eprintln!("[FAIL] {}: {}", r.name, r.detail);
+        note!("[FAIL] {}: {}", r.name, r.detail);
     }
     let n = failed.len();
     match force {
-        true => eprintln!("{n} pre-run check(s) failed; starting anyway (--force)"),
-        false => eprintln!(
+        true => note!("{n} pre-run check(s) failed; starting anyway (--force)"),
+        false => note!(
             "{n} pre-run check(s) failed, so the run did not start: fix them (`credvault check` shows every check), or run with --force to start anyway"
         ),
     }
@@ -325,7 +325,7 @@ pub fn consolidation(
     let s = match result {
         Ok(s) => s,
         Err(err) => {
-            eprintln!("error: {err}");
+            note!("error: {err}");
             return Ok(ExitCode::FAILURE);
         }
     };

@@ -82,12 +82,12 @@ pub async fn sync_once(
 fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bool) -> ExitCode {
     match outcome {
         Ok(summary) if json => {
-            out!("{}", serde_json::to_string(&summary).expect("serializable"));
+            told!("{}", serde_json::to_string(&summary).expect("serializable"));
             ExitCode::SUCCESS
         }
         Ok(summary) => {
             for t in &summary.tables {
-                out!(
+                told!(
                     "{}: {} sync, {} new, {} updated, {} deleted",
                     t.table,
                     serde_json::to_value(t.mode)
@@ -100,7 +100,7 @@ fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bo
                 );
             }
             let c = summary.total;
-            out!(
+            told!(
                 "sync {} of `{}` succeeded: {} new, {} updated, {} deleted",
                 summary.sync_id,
                 m.name,
@@ -111,7 +111,7 @@ fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bo
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            note!("error: {err}");
             ExitCode::FAILURE
         }
     }
@@ -129,14 +129,15 @@ pub async fn serve_until_stopped(
     let (raise, stop) = Stop::new();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("stopping: the sync in progress finishes first");
+        // Raised before saying so: the stop must never depend on stderr.
         let _ = raise.send(true);
+        note!("stopping: the sync in progress finishes first");
     });
     for m in &catalog.migrations() {
         let next = crate::sync::Summary::of(m).next_after(None);
         match next {
-            Some(_) => eprintln!("serving `{}` ({})", m.name, describe_schedule(m)),
-            None => eprintln!("`{}` is one-time: not scheduled", m.name),
+            Some(_) => note!("serving `{}` ({})", m.name, describe_schedule(m)),
+            None => note!("`{}` is one-time: not scheduled", m.name),
         }
     }
     let catalog = Arc::new(catalog);
@@ -194,14 +195,14 @@ fn start_dashboard(
         Arc::clone(turn),
         origins,
     ));
-    eprintln!("dashboard: http://{addr}/");
+    note!("dashboard: http://{addr}/");
     if addr.ip().is_unspecified() {
-        eprintln!("  answering as {}", dashboard.origins().join(", "));
+        note!("  answering as {}", dashboard.origins().join(", "));
     }
     let served = Arc::clone(&dashboard);
     let server = tokio::spawn(async move {
         if let Err(e) = crate::ui::serve(listener, served).await {
-            eprintln!("error: the dashboard stopped: {e}");
+            note!("error: the dashboard stopped: {e}");
         }
     });
     Ok((dashboard, server))

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row as _, SqlitePool};
 
 mod hold;
+pub mod private;
 mod remove;
 pub use hold::{Hold, HoldError};
 pub use remove::Forgotten;
@@ -234,17 +235,30 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// Makes the store and its WAL and shared-memory files owner-only: a new
+/// store is created so, and one an older version made 0644 is tightened
+/// (SQLite gives the WAL the database file's mode, so it stays so).
+fn restrict_files(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        private::restrict(Path::new(&file))?;
+    }
+    Ok(())
+}
+
 impl StateStore {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed, owner-only) the store at `path`.
     pub async fn open(path: &Path) -> Result<Self, StateError> {
         let fail = |message: String| StateError {
             path: path.to_path_buf(),
             message,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            private::create_dir_all(dir)
                 .map_err(|e| fail(format!("cannot create its folder: {e}")))?;
         }
+        private::touch(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .expect("static url")
             .filename(path)
@@ -264,6 +278,7 @@ impl StateStore {
         upgrade(&pool)
             .await
             .map_err(|e| fail(format!("cannot upgrade its tables: {e}")))?;
+        restrict_files(path).map_err(|e| fail(format!("cannot make it owner-only: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
             pool,

@@ -80,9 +80,16 @@ impl Stop {
         *self.0.borrow()
     }
 
-    /// Sleeps for `nap` or until stopped.
+    /// Sleeps for `nap` or until stopped. A switch dropped without being
+    /// raised (its task ended) still leaves the whole nap to sleep: waking
+    /// at once would turn the scheduler's loop into a busy loop.
     async fn nap(&mut self, nap: Duration) {
-        let _ = tokio::time::timeout(nap, self.0.wait_for(|stop| *stop)).await;
+        let _ = tokio::time::timeout(nap, async {
+            if self.0.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+        .await;
     }
 }
 
@@ -184,4 +191,28 @@ async fn next_due(
         None => Some(chrono::Utc::now()),
         Some(started) => Summary::of(m).next_after(Some(started)),
     })
+}
+
+#[cfg(test)]
+mod nap_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_switch_dropped_unraised_still_naps_instead_of_spinning() {
+        let (raise, mut stop) = Stop::new();
+        drop(raise);
+        let started = std::time::Instant::now();
+        stop.nap(Duration::from_millis(200)).await;
+        assert!(started.elapsed() >= Duration::from_millis(190));
+        assert!(!stop.raised());
+    }
+
+    #[tokio::test]
+    async fn a_raised_switch_ends_the_nap_at_once() {
+        let (raise, mut stop) = Stop::new();
+        raise.send(true).unwrap();
+        let started = std::time::Instant::now();
+        stop.nap(Duration::from_secs(30)).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }
