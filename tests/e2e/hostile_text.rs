@@ -39,14 +39,28 @@ fn a_hostile_value_in_a_row_error_is_shown_escaped() {
     assert_harmless("run", &run.all());
     let list = p.run_ok(&["flagged", "list"]);
     assert_harmless("flagged list", &list.all());
-    assert!(
-        list.stdout.contains("\\e[2Jd\\nmigration"),
-        "{}",
-        list.all()
-    );
+    assert!(list.stdout.contains("]0;pwned"), "{}", list.all());
     assert!(
         list.stdout.lines().all(|l| l.len() < 10_000),
         "a huge value is cut in what is printed: {}",
         list.stdout.len()
     );
+}
+
+#[test]
+fn a_hostile_csv_header_is_shown_escaped_by_discover_preview_and_run() {
+    let p = project();
+    let header = format!("id,\"{}\"", FORGED.replace('"', "\"\""));
+    p.csv("people", &header, &["1,a".into(), "2,b".into()]);
+    p.write(
+        "m.toml",
+        "name = \"h\"\n[source]\ntype = \"csv\"\npath = \"data\"\n[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[[tables]]\nsource = \"people\"\n",
+    );
+    for command in ["discover", "preview", "run"] {
+        let out = p.run(&[command, "m.toml"]);
+        assert_harmless(command, &out.all());
+        if command != "run" {
+            assert!(out.all().contains("]0;pwned"), "{command}: {}", out.all());
+        }
+    }
 }

@@ -1,11 +1,13 @@
 //! The `credvault` command line: the only place that uses `anyhow`.
 
 /// `println!` that ends the process quietly once stdout is closed (say,
-/// `credvault flagged list | head`), instead of panicking.
+/// `credvault flagged list | head`), instead of panicking. Like the two
+/// below, it shows no terminal control that data put in a line.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+        let line = format!($($arg)*);
+        if let Err(e) = writeln!(std::io::stdout(), "{}", $crate::text::for_terminal(&line)) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 std::process::exit(0);
             }
@@ -20,7 +22,8 @@ macro_rules! out {
 macro_rules! note {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::text::for_terminal(&line));
     }};
 }
 
@@ -30,7 +33,8 @@ macro_rules! note {
 macro_rules! told {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stdout(), "{}", $crate::text::for_terminal(&line));
     }};
 }
 

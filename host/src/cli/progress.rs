@@ -112,7 +112,7 @@ impl Observer for Reporter {
             );
             return;
         }
-        let row = event.row().unwrap_or_default();
+        let row = crate::text::untrusted(&event.row().unwrap_or_default()).into_owned();
         match event {
             RunEvent::RunStarted { .. } => self.print(&header(event)),
             RunEvent::RestorePoint(point) => {

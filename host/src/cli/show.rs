@@ -122,17 +122,17 @@ pub fn previews(previews: &[TablePreview], json: bool) {
         let plan = &p.plan;
         out!(
             "\n{} → {} ({} rows in source, policy {:?})",
-            plan.spec.source,
-            plan.spec.destination(),
+            shown(&plan.spec.source),
+            shown(plan.spec.destination()),
             p.total,
             plan.policy
         );
         let mut types = new_table(vec!["source column", "source type", "→ column", "type"]);
         for c in plan.mapping.columns() {
             types.add_row(vec![
-                c.from.name.clone(),
+                shown(&c.from.name),
                 type_name(c.from.type_).into(),
-                c.to.name.clone(),
+                shown(&c.to.name),
                 type_name(c.to.type_).into(),
             ]);
         }
@@ -142,14 +142,14 @@ pub fn previews(previews: &[TablePreview], json: bool) {
             let out: Vec<String> = plan
                 .output
                 .iter()
-                .map(|c| format!("{} {}", c.name, type_name(c.type_)))
+                .map(|c| format!("{} {}", shown(&c.name), type_name(c.type_)))
                 .collect();
             out!("transforms: {} → {}", names.join(" → "), out.join(", "));
         }
         let mut rows = new_table(
             plan.output
                 .iter()
-                .map(|c| c.name.clone())
+                .map(|c| shown(&c.name))
                 .collect::<Vec<_>>(),
         );
         let mut notes = Vec::new();
@@ -159,7 +159,7 @@ pub fn previews(previews: &[TablePreview], json: bool) {
                     rows.add_row(
                         values
                             .iter()
-                            .map(|v| to_text(v).unwrap_or_else(|| "NULL".into()))
+                            .map(|v| to_text(v).map_or_else(|| "NULL".into(), |t| shown(&t)))
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -218,10 +218,10 @@ pub fn discovered(m: &Migration, tables: &[TableInfo], json: bool) {
             true => "no primary key".to_string(),
             false => format!("key ({})", t.primary_key.join(", ")),
         };
-        out!("{} ({mark}): {rows}{key}", t.name);
+        out!("{} ({mark}): {rows}{}", shown(&t.name), shown(&key));
         for c in &t.columns {
             let null = if c.nullable { "" } else { " not null" };
-            out!("    {} {}{null}", c.name, type_name(c.type_));
+            out!("    {} {}{null}", shown(&c.name), type_name(c.type_));
         }
     }
     let missing: Vec<&String> = selected
@@ -383,4 +383,9 @@ pub fn consolidation(
         true => ExitCode::SUCCESS,
         false => ExitCode::FAILURE,
     })
+}
+
+/// A name or value from the data, as printed: escaped and cut.
+fn shown(text: &str) -> String {
+    crate::text::untrusted(text).into_owned()
 }
