@@ -232,3 +232,31 @@ fn under_the_stop_policy_the_first_trapping_row_ends_the_table_by_name() {
     );
     assert!(run.stderr.contains("ran out of fuel"), "{}", run.all());
 }
+
+/// Every row sleeps past a 200 ms deadline: isolating each costs calls
+/// that run to the deadline, so the table's time in failing calls is
+/// bounded (`max_trap_seconds`), not just its count of traps.
+#[test]
+fn time_spent_in_failing_calls_is_bounded_per_table() {
+    let p = project();
+    p.csv("people", "id,name,score", &people(200));
+    let table = format!(
+        "[[tables.transforms]]\nplugin = {:?}\nconfig = {{ mode = \"sleep\" }}\nlimits = {{ timeout_ms = 200 }}\n",
+        guests::HOSTILE
+    );
+    p.write(
+        "m.toml",
+        &people_migration(
+            "batch_size = 200\non_error = \"flag\"\nmax_plugin_traps = 1000\nmax_trap_seconds = 2",
+            &table,
+        ),
+    );
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.all()
+            .contains("in calls that failed in this table (limit 2 s"),
+        "{}",
+        run.all()
+    );
+}

@@ -566,6 +566,17 @@ pub struct Settings {
     /// stops whatever its policy. Default 20.
     #[serde(default = "default_max_plugin_traps")]
     pub max_plugin_traps: u32,
+    /// Seconds a table may spend in plugin calls that trap (a trap is
+    /// followed by calls that isolate its row, each of which may run to the
+    /// plugin's time limit) before the table stops whatever its policy.
+    /// Default 60.
+    ///
+    /// ```toml
+    /// [settings]
+    /// max_trap_seconds = 60
+    /// ```
+    #[serde(default = "default_max_trap_seconds")]
+    pub max_trap_seconds: u64,
     /// Tables moved at the same time, each with its own connections.
     /// Default 2.
     #[serde(default = "default_parallel_tables")]
@@ -608,6 +619,7 @@ impl Default for Settings {
             batch_size: default_batch_size(),
             on_error: ErrorPolicy::default(),
             max_plugin_traps: default_max_plugin_traps(),
+            max_trap_seconds: default_max_trap_seconds(),
             parallel_tables: default_parallel_tables(),
             split_rows: 0,
             validate: true,
@@ -636,6 +648,10 @@ fn default_parallel_tables() -> usize {
 
 fn default_max_plugin_traps() -> u32 {
     20
+}
+
+fn default_max_trap_seconds() -> u64 {
+    60
 }
 
 /// What a child row refused for a missing parent means (`on_orphan`).

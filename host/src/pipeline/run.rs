@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -1147,7 +1147,8 @@ impl<'a> TableRun<'a> {
             plan.ctx.clone(),
             plan.steps.clone(),
             self.m.settings.max_plugin_traps,
-        );
+        )
+        .with_trap_time(Duration::from_secs(self.m.settings.max_trap_seconds));
         if plan.policy == ErrorPolicy::Stop {
             chain = chain.stopping_at_first_trap();
         }

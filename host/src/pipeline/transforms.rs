@@ -57,7 +57,26 @@ pub enum ChainError {
         /// The last failure.
         last: String,
     },
+    /// A plugin's failing calls took too long in all.
+    #[error(
+        "plugin `{plugin}` spent {seconds:.0} s in calls that failed in this table (limit {limit} s, {traps} rows isolated); the last: {last}. Fix the plugin (or its time limit), or raise settings.max_trap_seconds"
+    )]
+    FailingTooLong {
+        /// The plugin.
+        plugin: String,
+        /// Seconds spent in failing calls.
+        seconds: f64,
+        /// The limit.
+        limit: u64,
+        /// Rows isolated so far.
+        traps: u32,
+        /// The last failure.
+        last: String,
+    },
 }
+
+/// How long a table may spend in failing plugin calls by default.
+const MAX_FAILING: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What one plugin of a table's chain consumed and produced.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -94,6 +113,10 @@ pub struct Chain {
     /// Stop isolating at the first row that traps (the `stop` policy ends
     /// the table there, so the rest of the batch need not be bisected).
     first_failure_ends: bool,
+    /// Time spent in calls that trapped, and how much is allowed: each
+    /// may run to the plugin's deadline, and bisection makes many.
+    failing: std::time::Duration,
+    max_failing: std::time::Duration,
 }
 
 impl Chain {
@@ -113,7 +136,15 @@ impl Chain {
             max_traps,
             stats,
             first_failure_ends: false,
+            failing: std::time::Duration::ZERO,
+            max_failing: MAX_FAILING,
         }
+    }
+
+    /// Bounds the time the table may spend in calls that trap.
+    pub fn with_trap_time(mut self, limit: std::time::Duration) -> Self {
+        self.max_failing = limit;
+        self
     }
 
     /// The chain for a table whose policy is `stop`: once a row is found
@@ -175,7 +206,12 @@ impl Chain {
         let mut results: Vec<Option<ChainOutcome>> = vec![None; rows.len()];
         let mut pending = vec![(0, rows.len())];
         while let Some((start, end)) = pending.pop() {
-            match self.call(step, &rows[start..end]).await? {
+            let started = std::time::Instant::now();
+            let called = self.call(step, &rows[start..end]).await?;
+            if let Err(failure) = &called {
+                self.count_failing(failure, started.elapsed())?;
+            }
+            match called {
                 Ok(batch) => {
                     for (slot, result) in results[start..end].iter_mut().zip(batch) {
                         *slot = Some(self.outcome(step, result));
@@ -291,6 +327,24 @@ impl Chain {
                 ),
             });
         }
+    }
+
+    fn count_failing(
+        &mut self,
+        failure: &PluginFailure,
+        took: std::time::Duration,
+    ) -> Result<(), ChainError> {
+        self.failing += took;
+        if self.failing <= self.max_failing {
+            return Ok(());
+        }
+        Err(ChainError::FailingTooLong {
+            plugin: failure.plugin.clone(),
+            seconds: self.failing.as_secs_f64(),
+            limit: self.max_failing.as_secs(),
+            traps: self.traps,
+            last: failure.kind.to_string(),
+        })
     }
 
     fn count_trap(&mut self, failure: &PluginFailure) -> Result<(), ChainError> {
