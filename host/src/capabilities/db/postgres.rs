@@ -24,6 +24,10 @@ const READ_ONLY_TRANSACTION: &str = "25006";
 /// SQLSTATE of a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
 
+/// The current user and whether it is a superuser.
+const CURRENT_USER: &str =
+    "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user";
+
 /// The superuser roles and the file and program roles (PostgreSQL 11+)
 /// the current user is, or may become (`SET ROLE`).
 const PRIVILEGED_ROLES: &str = "SELECT rolname::text, rolsuper FROM pg_roles \
@@ -67,6 +71,15 @@ impl PgDb {
     /// files and run programs, and executing the file functions. Empty for
     /// an ordinary user.
     pub(super) async fn privileges(&self) -> Result<Vec<String>, String> {
+        let (user, superuser): (String, bool) = sqlx::query_as(CURRENT_USER)
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        // A superuser is a member of every role and may run everything.
+        if superuser {
+            return Ok(vec![format!("`{user}` is a superuser")]);
+        }
         let roles: Vec<(String, bool)> = sqlx::query_as(PRIVILEGED_ROLES)
             .persistent(false)
             .fetch_all(&self.pool)
@@ -77,16 +90,11 @@ impl PgDb {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.redact(e))?;
-        // A superuser may execute everything: naming the role says it all.
-        let superuser = roles.iter().any(|(_, superuser)| *superuser);
         let roles = roles.into_iter().map(|(role, superuser)| match superuser {
-            true => format!("superuser `{role}`"),
+            true => format!("member of superuser `{role}`"),
             false => format!("member of `{role}`"),
         });
-        let functions = functions
-            .into_iter()
-            .filter(|_| !superuser)
-            .map(|f| format!("EXECUTE on {f}"));
+        let functions = functions.into_iter().map(|f| format!("EXECUTE on {f}"));
         Ok(roles.chain(functions).collect())
     }
 
