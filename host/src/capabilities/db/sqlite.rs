@@ -247,3 +247,56 @@ fn driver(err: sqlx::Error) -> DbError {
     }
     DbError::Driver(err.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> DbLimits {
+        DbLimits {
+            max_rows: 100,
+            max_bytes: 1 << 20,
+            timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_one_statement_runs_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        std::fs::File::create(&path).unwrap();
+        let db = LiteDb::open(&path, true).await.unwrap();
+        db.execute("CREATE TABLE t (id INTEGER)", &[], limits())
+            .await
+            .unwrap();
+        for several in [
+            "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+            "-- only a comment\n; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+            // The second would compile only once the first has run.
+            "CREATE TABLE u (id INTEGER); INSERT INTO u VALUES (1)",
+            "INSERT INTO t VALUES (1); not sql",
+        ] {
+            let refused = db.execute(several, &[], limits()).await;
+            assert!(
+                matches!(refused, Err(DbError::SeveralStatements)),
+                "{several}: {refused:?}"
+            );
+        }
+        for one in [
+            "INSERT INTO t VALUES (1)",
+            "INSERT INTO t VALUES (1);",
+            "INSERT INTO t VALUES (1); -- done\n ;; /* end */ ",
+            "-- first\n INSERT INTO t VALUES (1)",
+        ] {
+            assert_eq!(db.execute(one, &[], limits()).await.unwrap(), 1, "{one}");
+        }
+        let count = db.query("SELECT count(*) FROM t", &[], limits()).await;
+        assert_eq!(count.unwrap().rows, vec![vec![Value::Int(4)]]);
+        let no_u = db.query(
+            "SELECT name FROM sqlite_master WHERE name = 'u'",
+            &[],
+            limits(),
+        );
+        assert!(no_u.await.unwrap().rows.is_empty());
+    }
+}
