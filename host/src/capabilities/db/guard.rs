@@ -165,6 +165,9 @@ fn words(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
                 );
                 end
             }
+            ('"', _) if dialect == Dialect::Postgres && unicode_prefix(&chars, i) => {
+                return Err("Unicode-escaped names (`U&\"…\"`)".to_string());
+            }
             ('"', _) | ('`', _) => {
                 let end = skip_quoted(&chars, i, c, false)?;
                 words.push(inner(&chars, i, end));
@@ -241,6 +244,12 @@ fn skip_block(chars: &[char], start: usize, dialect: Dialect) -> Result<usize, S
         }
     }
     Err("an unterminated comment".to_string())
+}
+
+/// Whether the quote at `i` opens a PostgreSQL Unicode-escaped name
+/// (`U&"…"`), whose escapes could spell any name.
+fn unicode_prefix(chars: &[char], i: usize) -> bool {
+    i >= 2 && chars[i - 1] == '&' && matches!(chars[i - 2], 'u' | 'U')
 }
 
 /// Whether the quote at `i` opens a PostgreSQL escape string (`E'…'`).
@@ -394,5 +403,6 @@ mod tests {
         assert!(pg("SELECT 'open").is_some());
         assert!(pg("SELECT $x$ open").is_some());
         assert!(my("SELECT \"open").is_some());
+        assert!(pg("SELECT U&\"pg\\005fread_file\"('x')").is_some());
     }
 }

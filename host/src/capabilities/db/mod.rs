@@ -279,7 +279,7 @@ impl DbGrant {
                 "connection `{name}` is granted read-only, and the database refused this write ({why}); set write = true in this plugin's grants.db entry for `{name}` if it should write"
             )),
             DbError::Refused(what) => CapabilityError::Denied(format!(
-                "connection `{name}` is granted read-only, and the host refuses {what} on read-only grants: it reaches the server's files, programs or settings, which a read-only transaction does not stop; read data with plain queries, or grant a connection with write = true whose user has only the privileges the plugin needs"
+                "connection `{name}` is granted read-only, and the host refuses {what} on read-only grants: statements that reach the server's files, programs or settings (which a read-only transaction does not stop), and SQL that cannot be read safely, are refused before they are sent; read data with plain queries, or grant a connection with write = true whose user has only the privileges the plugin needs"
             )),
             DbError::SeveralStatements => CapabilityError::Failed(format!(
                 "connection `{name}` runs one statement per call, and this SQL holds more than one (nothing of it ran); call query or execute once for each statement"
