@@ -112,11 +112,16 @@ fn a_transform_enriches_rows_through_a_granted_postgres_connection() {
         "CREATE TABLE {s}.countries (code text PRIMARY KEY, country_name text, region varchar(8))",
     );
     s.exec(&COUNTRIES.replace("countries", "{s}.countries"));
+    // A role that may only read the table: what a grant should connect as.
+    let reader = s.role();
+    s.exec(&format!(
+        "GRANT USAGE ON SCHEMA {{s}} TO {reader}; GRANT SELECT ON {{s}}.countries TO {reader}"
+    ));
     let p = project();
     p.write(
         "m.toml",
         &lookup_migration(
-            &pg_connection(&s),
+            &pg_connection(&s).replace("user = \"postgres\"", &format!("user = \"{reader}\"")),
             "postgres",
             r#"db = [{ connection = "crm" }]"#,
         ),
@@ -266,6 +271,10 @@ source = "good"
 
 const READ_CRM: &str = r#"db = [{ connection = "crm" }]"#;
 
+/// A read-only grant of `crm` that accepts a privileged user (the test
+/// servers' `postgres` superuser).
+const READ_CRM_PRIVILEGED: &str = r#"db = [{ connection = "crm", allow_privileged = true }]"#;
+
 #[test]
 fn a_plugin_without_a_db_grant_is_denied_and_logged() {
     let s = Scratch::new();
@@ -322,7 +331,7 @@ fn a_write_through_a_read_only_postgres_grant_is_refused_by_the_database() {
         "crm",
         "db-execute",
         "INSERT INTO planted VALUES (1)",
-        READ_CRM,
+        READ_CRM_PRIVILEGED,
     );
     assert_read_only(&all);
     assert_eq!(
@@ -334,7 +343,7 @@ fn a_write_through_a_read_only_postgres_grant_is_refused_by_the_database() {
         "crm",
         "db-execute",
         "CREATE TABLE made (id int)",
-        READ_CRM,
+        READ_CRM_PRIVILEGED,
     );
     assert!(ddl.contains("is granted read-only"), "{ddl}");
     assert_eq!(
@@ -413,7 +422,7 @@ fn sqlite_grants_cannot_attach_other_database_files() {
 fn a_write_grant_lets_the_plugin_write() {
     let s = Scratch::new();
     s.exec("CREATE TABLE {s}.planted (id int)");
-    let write = r#"db = [{ connection = "crm", write = true }]"#;
+    let write = r#"db = [{ connection = "crm", write = true, allow_privileged = true }]"#;
     let (_, all) = hostile_db(
         &pg_connection(&s),
         "crm",
@@ -454,7 +463,7 @@ fn a_write_grant_lets_the_plugin_write() {
 #[test]
 fn a_result_over_the_row_cap_fails_with_the_cap_named() {
     let s = Scratch::new();
-    let grant = r#"db = [{ connection = "crm", max_rows = 100 }]"#;
+    let grant = r#"db = [{ connection = "crm", max_rows = 100, allow_privileged = true }]"#;
     let (_, all) = hostile_db(
         &pg_connection(&s),
         "crm",
@@ -488,7 +497,7 @@ fn a_result_over_the_row_cap_fails_with_the_cap_named() {
 #[test]
 fn a_statement_past_the_timeout_is_cancelled() {
     let s = Scratch::new();
-    let grant = r#"db = [{ connection = "crm", timeout_ms = 300 }]"#;
+    let grant = r#"db = [{ connection = "crm", timeout_ms = 300, allow_privileged = true }]"#;
     let started = std::time::Instant::now();
     let (_, all) = hostile_db(
         &pg_connection(&s),
@@ -548,6 +557,215 @@ fn db_grants_must_name_a_database_connection() {
         run.all().contains("connections.crm is not a database (a db grant opens PostgreSQL, MySQL/MariaDB or SQLite connections)"),
         "{}",
         run.all()
+    );
+}
+
+/// Asserts `sql` was refused by the read-only guard, naming `what`.
+fn assert_guarded(all: &str, what: &str) {
+    assert!(
+        all.contains(&format!(
+            "access denied: connection `crm` is granted read-only, and the host refuses {what} on read-only grants"
+        )),
+        "{all}"
+    );
+    assert!(!all.contains("the host let this through"), "it ran: {all}");
+}
+
+/// A path in the shared /tmp that the database servers could write.
+fn server_tmp_file(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(super::servers::unique(tag))
+}
+
+#[test]
+fn a_read_only_postgres_grant_refuses_files_and_programs_even_for_a_superuser() {
+    let s = Scratch::new();
+    let marker = server_tmp_file("cv_program");
+    let program = format!(
+        "/* hidden? */ CoPy (SELECT 1) TO PROGRAM 'touch {}'",
+        marker.display()
+    );
+    let (_, all) = hostile_db(
+        &pg_connection(&s),
+        "crm",
+        "db-query",
+        &program,
+        READ_CRM_PRIVILEGED,
+    );
+    assert_guarded(&all, "`copy`");
+    assert!(!marker.exists(), "COPY TO PROGRAM ran: {all}");
+    for (sql, what) in [
+        (
+            "SELECT pg_catalog.PG_READ_FILE ('/etc/hostname')",
+            "`pg_read_file`",
+        ),
+        ("SELECT lo_import('/etc/hostname')", "`lo_import`"),
+    ] {
+        let (_, all) = hostile_db(
+            &pg_connection(&s),
+            "crm",
+            "db-query",
+            sql,
+            READ_CRM_PRIVILEGED,
+        );
+        assert_guarded(&all, what);
+    }
+}
+
+#[test]
+fn a_read_only_mariadb_grant_refuses_files_and_global_settings() {
+    let db = TestDb::new();
+    // secure_file_priv is empty on the test server, so FILE reaches /tmp.
+    let user = db.user(SECRET, &["ALL ON `{db}`.*", "FILE, SUPER ON *.*"]);
+    let crm = mariadb_connection(&db, &user);
+    let outfile = server_tmp_file("cv_outfile");
+    let before = db.value("SELECT @@GLOBAL.max_connections");
+    let raised: u64 = before.parse::<u64>().unwrap() + 7;
+    for (sql, what) in [
+        (
+            format!("SELECT 1 INTO /* x */ OUTFILE '{}'", outfile.display()),
+            "`outfile`",
+        ),
+        (
+            format!("select 1 into dumpfile '{}'", outfile.display()),
+            "`dumpfile`",
+        ),
+        (
+            "SELECT LOAD_FILE('/etc/hostname')".to_string(),
+            "`load_file`",
+        ),
+        (
+            format!("SET @@global.max_connections = {raised}"),
+            "`global`",
+        ),
+        (format!("set  GLOBAL max_connections={raised}"), "`global`"),
+        (
+            "LOAD DATA INFILE '/etc/hostname' INTO TABLE t".to_string(),
+            "`LOAD DATA`",
+        ),
+    ] {
+        let (_, all) = hostile_db(&crm, "crm", "db-query", &sql, READ_CRM_PRIVILEGED);
+        assert_guarded(&all, what);
+    }
+    assert!(!outfile.exists(), "a file was written");
+    assert_eq!(db.value("SELECT @@GLOBAL.max_connections"), before);
+}
+
+#[test]
+fn sqlite_grants_run_one_statement_per_call() {
+    let p = project();
+    exec_sqlite(
+        &p.path().join("crm.db"),
+        "CREATE TABLE planted (id INTEGER)",
+    );
+    let crm = "type = \"sqlite\"\npath = \"crm.db\"";
+    // A write grant, so the second statement would land if it ran.
+    let write = r#"db = [{ connection = "crm", write = true }]"#;
+    let two = "SELECT 1; /* and */ INSERT INTO planted VALUES (1)";
+    let (p, all) = hostile_run(p, crm, "crm", "db-query", two, write);
+    assert!(
+        all.contains("connection `crm` runs one statement per call, and this SQL holds more than one (nothing of it ran)"),
+        "{all}"
+    );
+    assert_eq!(
+        p.query("crm.db", "SELECT count(*) FROM planted")[0][0].as_deref(),
+        Some("0")
+    );
+    // Whitespace, comments and semicolons after one statement are fine.
+    let p2 = project();
+    exec_sqlite(
+        &p2.path().join("crm.db"),
+        "CREATE TABLE planted (id INTEGER)",
+    );
+    let (_, one) = hostile_run(
+        p2,
+        crm,
+        "crm",
+        "db-execute",
+        "INSERT INTO planted VALUES (1); -- done\n ;",
+        write,
+    );
+    assert!(
+        one.contains("the host let this through: 1 rows changed"),
+        "{one}"
+    );
+}
+
+#[test]
+fn a_privileged_user_fails_check_and_the_run_unless_the_grant_allows_it() {
+    let s = Scratch::new();
+    s.exec("CREATE TABLE {s}.countries (code text PRIMARY KEY, country_name text, region text)");
+    let p = project();
+    people_with_countries(&p, 3);
+    let superuser = pg_connection(&s);
+    p.write(
+        "m.toml",
+        &lookup_migration(&superuser, "postgres", READ_CRM),
+    );
+    let check = p.run_with_env(&["check", "m.toml"], &[("CV_CRM_PW", SECRET)]);
+    assert_ne!(check.code, 0, "{}", check.all());
+    assert!(
+        check.all().contains("connection `crm` could not be opened: its user holds privileges beyond reading and writing data (`postgres` is a superuser)")
+            && check.all().contains("or set allow_privileged = true in this plugin's grants.db entry for `crm`"),
+        "{}",
+        check.all()
+    );
+    p.write(
+        "m.toml",
+        &lookup_migration(&superuser, "postgres", READ_CRM_PRIVILEGED),
+    );
+    let check = p.run_with_env(&["check", "m.toml"], &[("CV_CRM_PW", SECRET)]);
+    assert_eq!(check.code, 0, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("allow_privileged: its user's privileges are not checked"),
+        "{}",
+        check.all()
+    );
+    // `run --force` skips the checks, not the refusal.
+    let (_, all) = hostile_db(&superuser, "crm", "db-query", "SELECT 1", READ_CRM);
+    assert!(
+        all.contains("could not be opened: its user holds privileges beyond reading and writing data (`postgres` is a superuser)"),
+        "{all}"
+    );
+    // Not a superuser, but one of the roles that read the server's files.
+    let filer = s.role();
+    s.exec(&format!(
+        "GRANT pg_read_server_files TO {filer}; GRANT USAGE ON SCHEMA {{s}} TO {filer}; GRANT SELECT ON {{s}}.countries TO {filer}"
+    ));
+    let as_filer = superuser.replace("user = \"postgres\"", &format!("user = \"{filer}\""));
+    p.write("m.toml", &lookup_migration(&as_filer, "postgres", READ_CRM));
+    let check = p.run_with_env(&["check", "m.toml"], &[("CV_CRM_PW", SECRET)]);
+    assert_ne!(check.code, 0, "{}", check.all());
+    assert!(
+        check.all().contains("(member of `pg_read_server_files`)"),
+        "{}",
+        check.all()
+    );
+    // MariaDB: FILE on *.* is a privilege beyond data.
+    let db = TestDb::new();
+    db.exec("CREATE TABLE countries (code varchar(2) PRIMARY KEY, country_name text, region text)");
+    let filer = db.user(SECRET, &["SELECT ON `{db}`.*", "FILE ON *.*"]);
+    p.write(
+        "m.toml",
+        &lookup_migration(&mariadb_connection(&db, &filer), "mysql", READ_CRM),
+    );
+    let check = p.run_with_env(&["check", "m.toml"], &[("CV_CRM_PW", SECRET)]);
+    assert_ne!(check.code, 0, "{}", check.all());
+    assert!(check.all().contains("(FILE ON *.*)"), "{}", check.all());
+    let reader = db.user(SECRET, &["SELECT ON `{db}`.*"]);
+    p.write(
+        "m.toml",
+        &lookup_migration(&mariadb_connection(&db, &reader), "mysql", READ_CRM),
+    );
+    let check = p.run_with_env(&["check", "m.toml"], &[("CV_CRM_PW", SECRET)]);
+    assert_eq!(check.code, 0, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("its user holds no superuser, FILE or SUPER privileges"),
+        "{}",
+        check.all()
     );
 }
 

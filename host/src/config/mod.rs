@@ -346,10 +346,14 @@ pub struct GrantsSpec {
 
 /// A named connection granted to a plugin. The host connects (the plugin
 /// never sees the address or the password) and the database itself keeps
-/// it read-only unless `write = true`.
+/// it read-only unless `write = true`. A connection whose user is
+/// privileged (PostgreSQL superuser or file roles, MySQL/MariaDB FILE,
+/// SUPER, …) is refused unless `allow_privileged = true`.
 ///
 /// ```toml
 /// grants = { db = [{ connection = "crm", write = false, max_rows = 10000, max_result_kb = 4096, timeout_ms = 5000 }] }
+/// # a superuser connection, accepted knowingly:
+/// grants = { db = [{ connection = "admin", allow_privileged = true }] }
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +364,12 @@ pub struct DbSpec {
     /// runs in a read-only transaction (SQLite: a read-only connection).
     #[serde(default)]
     pub write: bool,
+    /// Whether a user with powers beyond data (a PostgreSQL superuser or
+    /// member of the server-file roles; MySQL/MariaDB FILE, SUPER, `…
+    /// ADMIN`, ALL PRIVILEGES ON *.*, roles) is accepted. Default false:
+    /// `check` fails the grant and the plugin cannot open it.
+    #[serde(default)]
+    pub allow_privileged: bool,
     /// The most rows one query may return. Default 10000.
     #[serde(default = "default_db_max_rows")]
     pub max_rows: u64,
@@ -473,7 +483,9 @@ impl GrantsSpec {
                 .unwrap_or(usize::MAX),
             timeout: std::time::Duration::from_millis(spec.timeout_ms),
         };
-        Some(DbGrant::new(&spec.connection, target, spec.write, limits))
+        let mut grant = DbGrant::new(&spec.connection, target, spec.write, limits);
+        grant.allow_privileged = spec.allow_privileged;
+        Some(grant)
     }
 }
 

@@ -3,6 +3,7 @@
 //! failure unless forced.
 
 mod destination;
+mod grants;
 mod keys;
 mod space;
 
@@ -93,8 +94,8 @@ fn type_mapping(plan: &TablePlan) -> Vec<String> {
 }
 
 /// Checks a migration against the real source and destination: both
-/// reachable, every source table readable, every mapping valid against the
-/// real schemas, the destination writable, each table's conflicts, and
+/// reachable, every plugin's `db` grant opens without a privileged user,
+/// every source table readable, every mapping valid against the real schemas, the destination writable, each table's conflicts, and
 /// free space. `resuming`: the run would continue an interrupted one, whose
 /// half-written tables are its own, not conflicts.
 pub async fn check(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<CheckResult> {
@@ -102,6 +103,7 @@ pub async fn check(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<Chec
         "migration file",
         format!("`{}` parsed, {} table(s)", m.name, m.tables.len()),
     )];
+    grants::check(m, &mut results).await;
     let Some((source, tables)) = reach_source(m, &mut results).await else {
         return results;
     };

@@ -3,12 +3,18 @@
 //! the host connects with sqlx. The plugin never sees the address, the user
 //! or the password, and driver messages reach it with the password redacted.
 //!
-//! Read-only grants are enforced by the database, never by reading the SQL:
-//! PostgreSQL and MySQL/MariaDB run every statement in a `READ ONLY`
-//! transaction, SQLite opens the file read-only. Each statement also runs
+//! Read-only grants are enforced by the database first: PostgreSQL and
+//! MySQL/MariaDB run every statement in a `READ ONLY` transaction, SQLite
+//! opens the file read-only. A read-only transaction still lets a powerful
+//! user reach the server's files and settings, so a connection whose user
+//! is privileged (superuser, FILE, SUPER, …) is refused when it opens unless
+//! the grant says `allow_privileged = true`, and read-only grants refuse
+//! statements naming file, program and server-setting operations
+//! ([`guard`]). SQLite runs one statement per call. Each statement also runs
 //! under the grant's timeout (on the server where it has one) and its row
 //! and byte caps, checked while rows stream in.
 
+mod guard;
 mod mysql;
 mod postgres;
 mod sqlite;
@@ -34,6 +40,9 @@ pub struct DbGrant {
     pub target: DbTarget,
     /// Whether the plugin may change data.
     pub write: bool,
+    /// Whether a user with powers beyond data (superuser, FILE, SUPER) is
+    /// accepted; refused when the connection opens otherwise.
+    pub allow_privileged: bool,
     /// Caps on each statement.
     pub limits: DbLimits,
     pool: Arc<OnceCell<Pool>>,
@@ -44,6 +53,7 @@ impl fmt::Debug for DbGrant {
         f.debug_struct("DbGrant")
             .field("name", &self.name)
             .field("write", &self.write)
+            .field("allow_privileged", &self.allow_privileged)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -113,6 +123,10 @@ enum Pool {
 enum DbError {
     /// The database refused a write because the session is read-only.
     ReadOnly(String),
+    /// The host refused a statement of a read-only grant: it names what.
+    Refused(String),
+    /// SQLite was handed more than one statement.
+    SeveralStatements,
     /// The statement ran past the grant's timeout.
     Timeout,
     /// The result had more rows than `max_rows`.
@@ -124,41 +138,48 @@ enum DbError {
 }
 
 impl DbGrant {
-    /// A grant of connection `name`.
+    /// A grant of connection `name`; a privileged user is refused (see
+    /// [`DbGrant::allow_privileged`]).
     pub fn new(name: &str, target: DbTarget, write: bool, limits: DbLimits) -> Self {
         Self {
             name: name.to_string(),
             target,
             write,
+            allow_privileged: false,
             limits,
             pool: Arc::new(OnceCell::new()),
         }
     }
 
-    /// The grant's database, connected on first use. A failure is not
-    /// kept, so a later `open` tries again.
+    /// Connects as the plugin would and checks the user's privileges: the
+    /// pre-run check of a grant. Says what it found.
+    pub async fn verify(&self) -> Result<String, CapabilityError> {
+        self.pool().await?;
+        Ok(match (&self.target, self.allow_privileged) {
+            (DbTarget::Sqlite { .. }, _) => "the SQLite file opens".to_string(),
+            (_, true) => {
+                "it connects (allow_privileged: its user's privileges are not checked)".to_string()
+            }
+            (_, false) => {
+                "it connects, and its user holds no superuser, FILE or SUPER privileges".to_string()
+            }
+        })
+    }
+
+    /// The grant's database, connected on first use, its user's privileges
+    /// checked. A failure is not kept, so a later `open` tries again.
     async fn pool(&self) -> Result<&Pool, CapabilityError> {
         let opened = self
             .pool
             .get_or_try_init(|| async {
-                match &self.target {
-                    DbTarget::Postgres { server, base_dir } => {
-                        postgres::PgDb::open(&self.name, server, base_dir, self.write)
-                            .await
-                            .map(Pool::Postgres)
-                    }
-                    DbTarget::Mysql { server, base_dir } => {
-                        mysql::MyDb::open(&self.name, server, base_dir, self.write)
-                            .await
-                            .map(Pool::Mysql)
-                    }
-                    DbTarget::Sqlite { path } => sqlite::LiteDb::open(path, self.write)
-                        .await
-                        .map(Pool::Sqlite),
+                let pool = self.connect().await?;
+                if !self.allow_privileged {
+                    self.refuse_privileged(&pool).await?;
                 }
+                Ok(pool)
             })
             .await;
-        opened.map_err(|message| {
+        opened.map_err(|message: String| {
             CapabilityError::Failed(format!(
                 "connection `{}` could not be opened: {message}",
                 self.name
@@ -166,11 +187,67 @@ impl DbGrant {
         })
     }
 
+    /// Fails when the user can do more than read and write data: a
+    /// read-only transaction does not stop a superuser's `COPY … TO
+    /// PROGRAM` nor a FILE holder's `INTO OUTFILE`.
+    async fn refuse_privileged(&self, pool: &Pool) -> Result<(), String> {
+        let powers = match pool {
+            Pool::Postgres(db) => db.privileges().await,
+            Pool::Mysql(db) => db.privileges().await,
+            Pool::Sqlite(_) => Ok(Vec::new()),
+        };
+        let powers = powers.map_err(|e| {
+            format!("its user's privileges could not be read ({e}); set allow_privileged = true in this plugin's grants.db entry for `{}` to skip the check", self.name)
+        })?;
+        if powers.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "its user holds privileges beyond reading and writing data ({}), which a plugin could use to read or write the server's files, run programs or change server settings; grant a connection whose user has only the privileges the plugin needs, or set allow_privileged = true in this plugin's grants.db entry for `{}` to accept it",
+            powers.join(", "),
+            self.name
+        ))
+    }
+
+    /// Opens the database behind the grant.
+    async fn connect(&self) -> Result<Pool, String> {
+        match &self.target {
+            DbTarget::Postgres { server, base_dir } => {
+                postgres::PgDb::open(&self.name, server, base_dir, self.write)
+                    .await
+                    .map(Pool::Postgres)
+            }
+            DbTarget::Mysql { server, base_dir } => {
+                mysql::MyDb::open(&self.name, server, base_dir, self.write)
+                    .await
+                    .map(Pool::Mysql)
+            }
+            DbTarget::Sqlite { path } => sqlite::LiteDb::open(path, self.write)
+                .await
+                .map(Pool::Sqlite),
+        }
+    }
+
+    /// Refuses a read-only grant's statement that reaches files, programs
+    /// or server settings (see [`guard`]).
+    fn guard(&self, sql: &str, dialect: guard::Dialect) -> Result<(), DbError> {
+        match (self.write, guard::refusal(sql, dialect)) {
+            (false, Some(what)) => Err(DbError::Refused(what)),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs a statement that returns rows.
     pub async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryResult, CapabilityError> {
         let result = match self.pool().await? {
-            Pool::Postgres(db) => db.query(sql, params, self.write, self.limits).await,
-            Pool::Mysql(db) => db.query(sql, params, self.write, self.limits).await,
+            Pool::Postgres(db) => match self.guard(sql, guard::Dialect::Postgres) {
+                Ok(()) => db.query(sql, params, self.write, self.limits).await,
+                Err(e) => Err(e),
+            },
+            Pool::Mysql(db) => match self.guard(sql, guard::Dialect::Mysql) {
+                Ok(()) => db.query(sql, params, self.write, self.limits).await,
+                Err(e) => Err(e),
+            },
             Pool::Sqlite(db) => db.query(sql, params, self.limits).await,
         };
         result.map_err(|e| self.error(e))
@@ -179,8 +256,14 @@ impl DbGrant {
     /// Runs a statement that changes rows; returns how many it changed.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, CapabilityError> {
         let result = match self.pool().await? {
-            Pool::Postgres(db) => db.execute(sql, params, self.write, self.limits).await,
-            Pool::Mysql(db) => db.execute(sql, params, self.write, self.limits).await,
+            Pool::Postgres(db) => match self.guard(sql, guard::Dialect::Postgres) {
+                Ok(()) => db.execute(sql, params, self.write, self.limits).await,
+                Err(e) => Err(e),
+            },
+            Pool::Mysql(db) => match self.guard(sql, guard::Dialect::Mysql) {
+                Ok(()) => db.execute(sql, params, self.write, self.limits).await,
+                Err(e) => Err(e),
+            },
             Pool::Sqlite(db) => db.execute(sql, params, self.limits).await,
         };
         result.map_err(|e| self.error(e))
@@ -194,6 +277,12 @@ impl DbGrant {
         match err {
             DbError::ReadOnly(why) => CapabilityError::Denied(format!(
                 "connection `{name}` is granted read-only, and the database refused this write ({why}); set write = true in this plugin's grants.db entry for `{name}` if it should write"
+            )),
+            DbError::Refused(what) => CapabilityError::Denied(format!(
+                "connection `{name}` is granted read-only, and the host refuses {what} on read-only grants: statements that reach the server's files, programs or settings (which a read-only transaction does not stop), and SQL that cannot be read safely, are refused before they are sent; read data with plain queries, or grant a connection with write = true whose user has only the privileges the plugin needs"
+            )),
+            DbError::SeveralStatements => CapabilityError::Failed(format!(
+                "connection `{name}` runs one statement per call, and this SQL holds more than one (nothing of it ran); call query or execute once for each statement"
             )),
             DbError::Timeout => CapabilityError::Failed(format!(
                 "the statement on connection `{name}` ran longer than its grant's timeout_ms = {} and was cancelled; make it cheaper (an index, a LIMIT) or raise timeout_ms",

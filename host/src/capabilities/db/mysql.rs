@@ -50,6 +50,32 @@ impl MyDb {
         })
     }
 
+    /// What the user may do beyond data, each named, from `SHOW GRANTS`:
+    /// global FILE, SUPER, `… ADMIN`, CREATE USER, SHUTDOWN, PROXY or ALL
+    /// PRIVILEGES, and roles (whose privileges the user cannot read, and
+    /// `SET ROLE` would take on). Empty for an ordinary user.
+    pub(super) async fn privileges(&self) -> Result<Vec<String>, String> {
+        let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let mut powers = Vec::new();
+        for row in &rows {
+            let raw = row.try_get_raw(0).map_err(|e| e.to_string())?;
+            let bytes = <&[u8] as Decode<MySql>>::decode(raw).map_err(|e| e.to_string())?;
+            powers.extend(privileged(&String::from_utf8_lossy(bytes)));
+        }
+        Ok(powers)
+    }
+
+    /// A driver error's text, the password redacted.
+    fn redact(&self, err: sqlx::Error) -> String {
+        match &self.password {
+            Some(secret) => secret.redact(&err.to_string()),
+            None => err.to_string(),
+        }
+    }
+
     /// Runs a statement that returns rows.
     pub(super) async fn query(
         &self,
@@ -169,6 +195,31 @@ impl MyDb {
     }
 }
 
+/// Global privileges that reach beyond data.
+const PRIVILEGED: &[&str] = &["ALL PRIVILEGES", "FILE", "SUPER", "CREATE USER", "SHUTDOWN"];
+
+/// The powers beyond data one line of `SHOW GRANTS` gives.
+fn privileged(line: &str) -> Vec<String> {
+    let Some(rest) = line.strip_prefix("GRANT ") else {
+        return Vec::new();
+    };
+    if rest.starts_with("PROXY ON ") {
+        return vec!["PROXY".to_string()];
+    }
+    if let Some((privileges, _)) = rest.split_once(" ON *.* TO ") {
+        return privileges
+            .split(',')
+            .map(str::trim)
+            .filter(|p| PRIVILEGED.contains(p) || p.ends_with(" ADMIN") || p.ends_with("_ADMIN"))
+            .map(|p| format!("{p} ON *.*"))
+            .collect();
+    }
+    match rest.split_once(" TO ") {
+        Some((role, _)) if !role.contains(" ON ") => vec![format!("role {role}")],
+        _ => Vec::new(),
+    }
+}
+
 fn bind_all<'q>(mut query: Query<'q>, params: &'q [Value]) -> Query<'q> {
     for value in params {
         query = bind_value(query, value);
@@ -201,4 +252,28 @@ fn decode_row(row: &MySqlRow) -> Result<Vec<Value>, DbError> {
                 .map_err(|e| DbError::Driver(format!("column `{}`: {e}", c.name())))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::privileged;
+
+    #[test]
+    fn show_grants_lines_name_the_powers_beyond_data() {
+        let root = "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION";
+        assert_eq!(privileged(root), ["ALL PRIVILEGES ON *.*"]);
+        let mixed = "GRANT SELECT, FILE, CONNECTION ADMIN ON *.* TO `u`@`%`";
+        assert_eq!(
+            privileged(mixed),
+            ["FILE ON *.*", "CONNECTION ADMIN ON *.*"]
+        );
+        assert_eq!(privileged("GRANT `dba` TO `u`@`%`"), ["role `dba`"]);
+        for plain in [
+            "GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*AB'",
+            "GRANT ALL PRIVILEGES ON `crm`.* TO `u`@`%`",
+            "GRANT SELECT ON `crm`.`t` TO `u`@`%`",
+        ] {
+            assert!(privileged(plain).is_empty(), "{plain}");
+        }
+    }
 }

@@ -24,6 +24,22 @@ const READ_ONLY_TRANSACTION: &str = "25006";
 /// SQLSTATE of a statement cancelled by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
 
+/// The current user and whether it is a superuser.
+const CURRENT_USER: &str =
+    "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user";
+
+/// The superuser roles and the file and program roles (PostgreSQL 11+)
+/// the current user is, or may become (`SET ROLE`).
+const PRIVILEGED_ROLES: &str = "SELECT rolname::text, rolsuper FROM pg_roles \
+     WHERE (rolsuper OR rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')) \
+     AND pg_has_role(current_user, oid, 'MEMBER') ORDER BY rolname";
+
+/// The server-file functions the current user may execute (revoked from
+/// PUBLIC by default); those missing from this server version are skipped.
+const FILE_FUNCTIONS: &str = "SELECT f FROM unnest(ARRAY['pg_read_file(text)', 'pg_read_binary_file(text)', \
+     'pg_ls_dir(text)', 'pg_stat_file(text)', 'lo_import(text)', 'lo_export(oid, text)']) AS f \
+     WHERE to_regprocedure(f) IS NOT NULL AND has_function_privilege(f, 'EXECUTE')";
+
 /// An open PostgreSQL connection pool.
 pub(super) struct PgDb {
     pool: PgPool,
@@ -48,6 +64,46 @@ impl PgDb {
             .await
             .map_err(|e| e.message)?;
         Ok(Self { pool, password })
+    }
+
+    /// What the user may do beyond data, each named: being or becoming a
+    /// superuser or a member of the roles that read and write the server's
+    /// files and run programs, and executing the file functions. Empty for
+    /// an ordinary user.
+    pub(super) async fn privileges(&self) -> Result<Vec<String>, String> {
+        let (user, superuser): (String, bool) = sqlx::query_as(CURRENT_USER)
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        // A superuser is a member of every role and may run everything.
+        if superuser {
+            return Ok(vec![format!("`{user}` is a superuser")]);
+        }
+        let roles: Vec<(String, bool)> = sqlx::query_as(PRIVILEGED_ROLES)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let functions: Vec<String> = sqlx::query_scalar(FILE_FUNCTIONS)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let roles = roles.into_iter().map(|(role, superuser)| match superuser {
+            true => format!("member of superuser `{role}`"),
+            false => format!("member of `{role}`"),
+        });
+        let functions = functions.into_iter().map(|f| format!("EXECUTE on {f}"));
+        Ok(roles.chain(functions).collect())
+    }
+
+    /// A driver error's text, the password redacted.
+    fn redact(&self, err: sqlx::Error) -> String {
+        match &self.password {
+            Some(secret) => secret.redact(&err.to_string()),
+            None => err.to_string(),
+        }
     }
 
     /// Runs a statement that returns rows.
@@ -116,8 +172,10 @@ impl PgDb {
     ) -> Result<sqlx::pool::PoolConnection<Postgres>, DbError> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
         let mode = if write { "BEGIN" } else { "BEGIN READ ONLY" };
+        // Standard strings keep a backslash literal, as the read-only
+        // statement guard reads them, whatever the plugin set before.
         let begin = format!(
-            "{mode}; SET LOCAL statement_timeout = {}",
+            "{mode}; SET LOCAL standard_conforming_strings = on; SET LOCAL statement_timeout = {}",
             limits.timeout.as_millis().max(1)
         );
         conn.execute(begin.as_str())

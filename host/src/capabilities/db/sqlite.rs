@@ -1,7 +1,8 @@
-//! The `db` capability on an SQLite file: opened read-only unless the grant
-//! allows writes, with `ATTACH` disabled (it would open any other database
-//! file on this machine, or create one), and a progress handler that
-//! interrupts a statement at the grant's deadline.
+//! The `db` capability on an SQLite file: opened read-only (and
+//! `query_only`) unless the grant allows writes, with `ATTACH` disabled (it
+//! would open any other database file on this machine, or create one; it
+//! also stops `VACUUM INTO`), one statement per call, and a progress
+//! handler that interrupts a statement at the grant's deadline.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +40,10 @@ impl LiteDb {
             .filename(path)
             .read_only(!write)
             .create_if_missing(false);
+        let options = match write {
+            true => options,
+            false => options.pragma("query_only", "ON"),
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .after_connect(|conn, _| Box::pin(forbid_attach(conn)))
@@ -56,6 +61,7 @@ impl LiteDb {
         limits: DbLimits,
     ) -> Result<QueryResult, DbError> {
         let mut conn = self.pool.acquire().await.map_err(driver)?;
+        one_statement(&mut conn, sql).await?;
         let timed_out = watch_deadline(&mut conn, limits).await?;
         let mut rows = Collector::new(limits);
         let mut columns = None;
@@ -97,6 +103,7 @@ impl LiteDb {
         limits: DbLimits,
     ) -> Result<u64, DbError> {
         let mut conn = self.pool.acquire().await.map_err(driver)?;
+        one_statement(&mut conn, sql).await?;
         let timed_out = watch_deadline(&mut conn, limits).await?;
         let outcome = bind_all(sqlx::query(sql), params)
             .execute(&mut *conn)
@@ -117,6 +124,52 @@ async fn forbid_attach(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     #[allow(unsafe_code)]
     unsafe {
         libsqlite3_sys::sqlite3_limit(raw, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 0);
+    }
+    Ok(())
+}
+
+/// Refuses SQL holding more than one statement, before any of it runs:
+/// sqlx would run them all, one after the other. Each statement is only
+/// prepared here (compiled, not run); what is left after the first must be
+/// nothing, whitespace, comments or `;`.
+async fn one_statement(conn: &mut SqliteConnection, sql: &str) -> Result<(), DbError> {
+    use libsqlite3_sys::{SQLITE_OK, sqlite3_finalize, sqlite3_prepare_v2};
+    let mut handle = conn.lock_handle().await.map_err(driver)?;
+    let raw = handle.as_raw_handle().as_ptr();
+    let mut rest = sql.as_bytes();
+    let mut statements = 0;
+    while !rest.is_empty() {
+        let mut statement = std::ptr::null_mut();
+        let mut tail = std::ptr::null();
+        let len =
+            std::os::raw::c_int::try_from(rest.len()).map_err(|_| DbError::SeveralStatements)?;
+        // SAFETY: `raw` is the live handle locked above; `rest` outlives
+        // the call and its length is passed, so SQLite reads within it;
+        // `tail` points into `rest`; a prepared statement is finalized.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            let rc = sqlite3_prepare_v2(raw, rest.as_ptr().cast(), len, &mut statement, &mut tail);
+            if !statement.is_null() {
+                sqlite3_finalize(statement);
+            }
+            rc
+        };
+        if !statement.is_null() {
+            statements += 1;
+        }
+        // A later statement that does not compile yet may compile once the
+        // first has run (a table it creates): refuse, never run the first.
+        if statements > 1 || (rc != SQLITE_OK && statements > 0) {
+            return Err(DbError::SeveralStatements);
+        }
+        if rc != SQLITE_OK {
+            return Ok(()); // the run reports the first statement's error
+        }
+        let used = (tail as usize).saturating_sub(rest.as_ptr() as usize);
+        if used == 0 || used > rest.len() {
+            break;
+        }
+        rest = &rest[used..];
     }
     Ok(())
 }
@@ -193,4 +246,57 @@ fn driver(err: sqlx::Error) -> DbError {
         return DbError::Driver(db.message().to_string());
     }
     DbError::Driver(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> DbLimits {
+        DbLimits {
+            max_rows: 100,
+            max_bytes: 1 << 20,
+            timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_one_statement_runs_per_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crm.db");
+        std::fs::File::create(&path).unwrap();
+        let db = LiteDb::open(&path, true).await.unwrap();
+        db.execute("CREATE TABLE t (id INTEGER)", &[], limits())
+            .await
+            .unwrap();
+        for several in [
+            "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+            "-- only a comment\n; INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+            // The second would compile only once the first has run.
+            "CREATE TABLE u (id INTEGER); INSERT INTO u VALUES (1)",
+            "INSERT INTO t VALUES (1); not sql",
+        ] {
+            let refused = db.execute(several, &[], limits()).await;
+            assert!(
+                matches!(refused, Err(DbError::SeveralStatements)),
+                "{several}: {refused:?}"
+            );
+        }
+        for one in [
+            "INSERT INTO t VALUES (1)",
+            "INSERT INTO t VALUES (1);",
+            "INSERT INTO t VALUES (1); -- done\n ;; /* end */ ",
+            "-- first\n INSERT INTO t VALUES (1)",
+        ] {
+            assert_eq!(db.execute(one, &[], limits()).await.unwrap(), 1, "{one}");
+        }
+        let count = db.query("SELECT count(*) FROM t", &[], limits()).await;
+        assert_eq!(count.unwrap().rows, vec![vec![Value::Int(4)]]);
+        let no_u = db.query(
+            "SELECT name FROM sqlite_master WHERE name = 'u'",
+            &[],
+            limits(),
+        );
+        assert!(no_u.await.unwrap().rows.is_empty());
+    }
 }
