@@ -359,3 +359,142 @@ fn a_source_writing_a_read_only_directory_is_refused() {
     assert!(all.contains("writing data/planted.txt"), "{all}");
     assert!(!p.path().join("data/planted.txt").exists());
 }
+
+/// The hostile source's migration, table `bad` in `mode` beside `good`,
+/// with `limits` on the source and `table` keys on table `bad`.
+fn hostile_migration(p: &Project, mode: &str, limits: &str, table: &str) {
+    p.write(
+        "m.toml",
+        &format!(
+            r#"name = "hostile"
+[source]
+type = "plugin"
+plugin = {:?}
+config = {{ mode = "{mode}", columns = 2001 }}
+limits = {{ {limits} }}
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+batch_size = 10
+parallel_tables = 2
+[[tables]]
+source = "bad"
+{table}
+[[tables]]
+source = "good"
+"#,
+            guests::HOSTILE_SOURCE
+        ),
+    );
+}
+
+const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[test]
+fn a_source_returning_empty_batches_forever_is_stopped_in_check_preview_and_run() {
+    let p = project();
+    hostile_migration(&p, "empty", "", "");
+    let stuck = "table `bad`: broke the plugin contract: returned 1000 empty batches in a row";
+    let check = p.run_within(&["check", "m.toml"], BOUND);
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("source plugin credvault_hostile_source.wasm")
+            && check.all().contains(stuck),
+        "{}",
+        check.all()
+    );
+    let preview = p.run_within(&["preview", "m.toml", "--rows", "2"], BOUND);
+    assert_ne!(preview.code, 0, "{}", preview.all());
+    assert!(preview.all().contains(stuck), "{}", preview.all());
+    let run = p.run_within(&["run", "--force", "m.toml"], BOUND);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.all().contains(stuck), "{}", run.all());
+    let good = p.query("out/vault.db", "SELECT count(*) FROM good");
+    assert_eq!(good[0][0].as_deref(), Some("3"), "{}", run.all());
+}
+
+#[test]
+fn a_source_that_never_ends_is_stopped_by_its_table_budget() {
+    let p = project();
+    hostile_migration(&p, "endless", "table_seconds = 2", "");
+    let run = p.run_within(&["run", "--force", "m.toml"], BOUND);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.all().contains(
+            "table `bad`: reading took longer than limits.table_seconds (2 s) and was stopped"
+        ),
+        "{}",
+        run.all()
+    );
+    let good = p.query("out/vault.db", "SELECT count(*) FROM good");
+    assert_eq!(good[0][0].as_deref(), Some("3"), "{}", run.all());
+}
+
+#[test]
+fn a_source_declaring_a_column_twice_fails_check_with_that_reason() {
+    let p = project();
+    hostile_migration(&p, "duplicate-columns", "", "");
+    let check = p.run_within(&["check", "m.toml"], BOUND);
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("the source table `bad` declares column `id` twice"),
+        "{}",
+        check.all()
+    );
+    assert!(
+        !check.all().contains("ignore case"),
+        "not a case collision: {}",
+        check.all()
+    );
+}
+
+#[test]
+fn a_source_with_more_columns_than_the_destination_allows_fails_check() {
+    let p = project();
+    hostile_migration(&p, "columns", "", "");
+    let check = p.run_within(&["check", "m.toml"], BOUND);
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("2001 columns, but SQLite allows at most 2000 in a table"),
+        "{}",
+        check.all()
+    );
+}
+
+/// Runs table `bad` in `mode` under `flag`: row 3 is flagged with
+/// `expected`, rows 1, 2, 4 and 5 land.
+fn flags_row_three(mode: &str, expected: &str) {
+    let p = project();
+    hostile_migration(&p, mode, "", "on_error = \"flag\"");
+    let run = p.run_within(&["run", "--force", "m.toml"], BOUND);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("1 flagged"), "{}", run.all());
+    let ids = p.query("out/vault.db", "SELECT id FROM bad ORDER BY id");
+    let ids: Vec<_> = ids.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(ids, ["1", "2", "4", "5"], "{}", run.all());
+    let list = p.run_ok(&["flagged", "list", "--migration", "hostile"]);
+    assert!(list.stdout.contains(expected), "{}", list.all());
+}
+
+#[test]
+fn a_null_in_a_declared_not_null_column_is_a_row_error() {
+    flags_row_three(
+        "not-null",
+        "column `name` is declared NOT NULL but the plugin returned null",
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_flagged_and_the_rest_loads() {
+    flags_row_three(
+        "wrong-type",
+        "column `score` is declared int but the plugin returned text \"ABC123\"",
+    );
+}

@@ -661,7 +661,11 @@ pub enum ErrorPolicy {
 /// fuel = 2_000_000_000   # instructions per call
 /// memory_mb = 128        # linear memory per instance
 /// timeout_ms = 10_000    # wall-clock time per call
+/// table_seconds = 3600   # wall-clock time to read one table (source plugins; unset: no budget)
 /// ```
+///
+/// Every limit is finite: [`LimitsSpec::problems`] says the accepted range
+/// of each.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
@@ -671,6 +675,9 @@ pub struct LimitsSpec {
     pub memory_mb: Option<u32>,
     /// Wall-clock time per call, ms.
     pub timeout_ms: Option<u64>,
+    /// Wall-clock time a source plugin may take to read one table (in
+    /// `check`, `preview` and `run` alike), seconds.
+    pub table_seconds: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -680,9 +687,56 @@ impl LimitsSpec {
             fuel: self.fuel.unwrap_or(fallback.fuel),
             memory_mb: self.memory_mb.unwrap_or(fallback.memory_mb),
             timeout_ms: self.timeout_ms.unwrap_or(fallback.timeout_ms),
+            table_seconds: self.table_seconds.or(fallback.table_seconds),
         }
     }
+
+    /// What is out of range, each naming its key under `at` (e.g.
+    /// `limits` or `source.limits`) and the range it accepts. No limit has
+    /// an "unlimited" value: a plugin always runs under all of them.
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let checks = [
+            ("fuel", self.fuel, MAX_FUEL, "instructions per call"),
+            (
+                "memory_mb",
+                self.memory_mb.map(u64::from),
+                MAX_MEMORY_MB,
+                "MiB per instance; a wasm32 memory cannot pass 4 GiB",
+            ),
+            (
+                "timeout_ms",
+                self.timeout_ms,
+                MAX_TIMEOUT_MS,
+                "ms per call, one hour at most",
+            ),
+            (
+                "table_seconds",
+                self.table_seconds,
+                MAX_TABLE_SECONDS,
+                "seconds per table, one week at most; leave it out for no budget",
+            ),
+        ];
+        checks
+            .into_iter()
+            .filter_map(|(key, value, max, unit)| {
+                let value = value?;
+                (value == 0 || value > max).then(|| {
+                    format!("{at}.{key}: must be between 1 and {max} ({unit}), got {value}")
+                })
+            })
+            .collect()
+    }
 }
+
+/// The most fuel a call may be given: about an hour of computation, well
+/// inside what the runtime's fuel counter holds.
+const MAX_FUEL: u64 = 10_000_000_000_000;
+/// A wasm32 linear memory's size limit, MiB.
+const MAX_MEMORY_MB: u64 = 4096;
+/// One hour per call.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// One week per table.
+const MAX_TABLE_SECONDS: u64 = 604_800;
 
 /// One table to migrate (`[[tables]]`).
 ///
