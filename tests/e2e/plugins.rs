@@ -155,6 +155,12 @@ fn a_directory_granted_read_only_cannot_be_written() {
 /// Serves `pages` pages of `per_page` people at /people?page=N, forever,
 /// one request per connection.
 fn api_server(pages: usize, per_page: usize) -> u16 {
+    api_server_with(pages, per_page, None)
+}
+
+/// [`api_server`], with the id of person `bad` (if any) served as the
+/// text `"ABC123"`.
+fn api_server_with(pages: usize, per_page: usize, bad: Option<usize>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -174,7 +180,10 @@ fn api_server(pages: usize, per_page: usize) -> u16 {
                 .and_then(|r| r.split(' ').next())
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1);
-            let body = page_body(port, page, pages, per_page);
+            let mut body = page_body(port, page, pages, per_page);
+            if let Some(bad) = bad {
+                body = body.replace(&format!("\"id\":{bad},"), "\"id\":\"ABC123\",");
+            }
             let mut stream = &stream;
             let _ = write!(
                 stream,
@@ -230,6 +239,28 @@ fn a_paginated_http_api_is_read_through_the_allow_list() {
     let rows = dump(&p);
     assert_eq!(rows.len(), 30);
     assert_eq!(rows[29][1].as_deref(), Some("person 30"));
+}
+
+#[test]
+fn a_value_of_the_wrong_type_from_the_api_is_flagged_and_the_rest_loads() {
+    let port = api_server_with(3, 10, Some(12));
+    let p = project();
+    let migration = api_migration(port, r#""127.0.0.1""#).replace(
+        "[[tables]]\nsource = \"people\"\n",
+        "[[tables]]\nsource = \"people\"\non_error = \"flag\"\n",
+    );
+    p.write("m.toml", &migration);
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("1 flagged"), "{}", run.all());
+    assert_eq!(dump(&p).len(), 29, "{}", run.all());
+    let list = p.run_ok(&["flagged", "list", "--migration", "api"]);
+    assert!(
+        list.stdout
+            .contains("column `id` is declared int but the plugin returned text \"ABC123\""),
+        "{}",
+        list.all()
+    );
 }
 
 #[test]
