@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use credvault_tests::{Project, guests, people};
 
 use super::project;
+use super::servers::{Scratch, TestDb};
 
 fn generator_migration(seed: u64, rows: u64) -> String {
     format!(
@@ -484,19 +485,39 @@ fn a_source_declaring_a_column_twice_fails_check_with_that_reason() {
     );
 }
 
-#[test]
-fn a_source_with_more_columns_than_the_destination_allows_fails_check() {
+/// Checks the hostile source declaring `columns` columns into
+/// `destination` (a `[destination]` body); what `check` printed.
+fn check_width(columns: usize, destination: &str) -> String {
     let p = project();
     hostile_migration(&p, "columns", "", "");
+    let path = p.path().join("m.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("columns = 2001", &format!("columns = {columns}"))
+        .replace(
+            "[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n",
+            destination,
+        );
+    std::fs::write(&path, text).unwrap();
     let check = p.run_within(&["check", "m.toml"], BOUND);
     assert_eq!(check.code, 1, "{}", check.all());
-    assert!(
-        check
-            .all()
-            .contains("2001 columns, but SQLite allows at most 2000 in a table"),
-        "{}",
-        check.all()
-    );
+    check.all()
+}
+
+#[test]
+fn a_source_with_more_columns_than_the_destination_allows_fails_check() {
+    let sqlite = "[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n";
+    let all = check_width(2001, sqlite);
+    let expected = "the table would have 2001 columns, but SQLite allows at most 2000 in a table";
+    assert!(all.contains(expected), "{all}");
+    let s = Scratch::new();
+    let all = check_width(1601, &s.endpoint("destination", ""));
+    let expected = "1601 columns, but PostgreSQL allows at most 1600 in a table";
+    assert!(all.contains(expected), "{all}");
+    let db = TestDb::new();
+    let all = check_width(1018, &format!("[destination]\n{}", db.endpoint()));
+    let expected = "1018 columns, but MariaDB/MySQL (InnoDB) allows at most 1017 in a table";
+    assert!(all.contains(expected), "{all}");
 }
 
 /// Runs table `bad` in `mode` under `flag`: row 3 is flagged with
