@@ -1184,3 +1184,28 @@ fn plugin_endpoints<'a>(
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod limits_tests {
+    use super::LimitsSpec;
+
+    #[test]
+    fn limits_in_range_pass_and_zero_or_huge_ones_name_their_key() {
+        let fine = LimitsSpec {
+            fuel: Some(1),
+            memory_mb: Some(4096),
+            timeout_ms: Some(3_600_000),
+            table_seconds: None,
+        };
+        assert!(fine.problems("limits").is_empty());
+        let bad = LimitsSpec {
+            fuel: Some(u64::MAX),
+            memory_mb: Some(u32::MAX),
+            timeout_ms: Some(0),
+            table_seconds: Some(0),
+        };
+        let problems = bad.problems("source.limits");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[2].starts_with("source.limits.timeout_ms: must be between 1 and"));
+    }
+}

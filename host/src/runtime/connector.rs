@@ -433,3 +433,57 @@ impl SinkInstance {
         guest_call!(self, guest.call_drop_table(&mut self.store, table))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::ColumnType;
+
+    fn columns() -> Vec<Column> {
+        vec![
+            Column {
+                name: "id".into(),
+                type_: ColumnType::Int,
+                nullable: false,
+            },
+            Column {
+                name: "name".into(),
+                type_: ColumnType::Text,
+                nullable: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_wrong_type_or_a_null_in_not_null_is_a_bad_row_not_a_failed_batch() {
+        let rows = vec![
+            vec![Value::Int(1), Value::Null],
+            vec![Value::Text("ABC123".into()), Value::Int(7)],
+            vec![Value::Null, Value::Text("x".into())],
+        ];
+        let bad = check_rows(&rows, &columns()).expect("the width is right");
+        assert_eq!(bad.len(), 2);
+        assert_eq!((bad[0].index, bad[0].columns.clone()), (1, vec![0, 1]));
+        assert_eq!(bad[0].value.as_deref(), Some("ABC123"));
+        assert!(
+            bad[0].message.starts_with(
+                "column `id` is declared int but the plugin returned text \"ABC123\" (and 1 more"
+            ),
+            "{}",
+            bad[0].message
+        );
+        assert_eq!((bad[1].index, bad[1].value.clone()), (2, None));
+        assert!(
+            bad[1].message.contains("declared NOT NULL"),
+            "{}",
+            bad[1].message
+        );
+    }
+
+    #[test]
+    fn a_row_of_the_wrong_width_breaks_the_contract() {
+        let rows = vec![vec![Value::Int(1)]];
+        let err = check_rows(&rows, &columns()).unwrap_err();
+        assert_eq!(err, "row 0 has 1 values but the table has 2 columns");
+    }
+}
