@@ -69,7 +69,7 @@ fn plugin_limits_out_of_range_name_the_key_and_the_range() {
     for expected in [
         "limits.timeout_ms: must be between 1 and 3600000 (ms per call, one hour at most), got 0",
         "limits.memory_mb: must be between 1 and 4096 (MiB per instance; a wasm32 memory cannot pass 4 GiB), got 4294967295",
-        "limits.fuel: must be between 1 and 10000000000000 (instructions per call), got 9223372036854775807",
+        "limits.fuel: must be between 1 and 1000000000000000 (instructions per call), got 9223372036854775807",
         "tables[0] (t).transforms[0].limits.table_seconds: only a source plugin reads tables",
     ] {
         assert!(err.contains(expected), "{expected}\n{err}");
@@ -82,7 +82,7 @@ fn a_fuel_limit_of_u64_max_is_refused_with_its_range() {
         "{BASE}[limits]\nfuel = 18446744073709551615\n[[tables]]\nsource = \"t\"\n"
     ));
     assert!(
-        err.contains("limits.fuel: must be between 1 and 10000000000000 (instructions per call), got 18446744073709551615"),
+        err.contains("limits.fuel: must be between 1 and 1000000000000000 (instructions per call), got 18446744073709551615"),
         "{err}"
     );
 }

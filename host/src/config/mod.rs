@@ -728,9 +728,10 @@ impl LimitsSpec {
     }
 }
 
-/// The most fuel a call may be given: about an hour of computation, well
-/// inside what the runtime's fuel counter holds.
-const MAX_FUEL: u64 = 10_000_000_000_000;
+/// The most fuel a call may be given: days of computation (so in practice
+/// `timeout_ms` ends such a call first), well inside what the runtime's
+/// fuel counter holds (a signed 64-bit count).
+const MAX_FUEL: u64 = 1_000_000_000_000_000;
 /// A wasm32 linear memory's size limit, MiB.
 const MAX_MEMORY_MB: u64 = 4096;
 /// One hour per call.
