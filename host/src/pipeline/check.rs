@@ -247,7 +247,7 @@ fn too_wide(columns: usize, destination: &Endpoint) -> Option<String> {
 
 /// Output columns whose names differ only in case: one column in a
 /// destination whose column names ignore case (SQLite, MySQL). Names that
-/// are exactly the same are duplicates, reported as such.
+/// are exactly the same are duplicates, said as such.
 fn case_collisions(output: &[Column]) -> Vec<String> {
     let mut seen: HashMap<String, &str> = HashMap::new();
     output
@@ -255,7 +255,9 @@ fn case_collisions(output: &[Column]) -> Vec<String> {
         .filter_map(|c| {
             let other = seen.insert(c.name.to_lowercase(), &c.name)?;
             if other == c.name {
-                return None;
+                return Some(format!(
+                    "`{other}` appears twice among the table's columns (a transform outputs a column the table already has); rename one of them"
+                ));
             }
             Some(format!(
                 "`{other}` and `{}` land in one column: the destination's column names ignore case; rename one of them",
