@@ -60,3 +60,40 @@ fn a_missing_file_says_so() {
         run.all()
     );
 }
+
+#[test]
+fn plugin_limits_out_of_range_name_the_key_and_the_range() {
+    let err = check_error(&format!(
+        "{BASE}[limits]\ntimeout_ms = 0\nmemory_mb = 4294967295\nfuel = 9223372036854775807\n[[tables]]\nsource = \"t\"\n[[tables.transforms]]\nplugin = \"x.wasm\"\nlimits = {{ table_seconds = 60 }}\n"
+    ));
+    for expected in [
+        "limits.timeout_ms: must be between 1 and 3600000 (ms per call, one hour at most), got 0",
+        "limits.memory_mb: must be between 1 and 4096 (MiB per instance; a wasm32 memory cannot pass 4 GiB), got 4294967295",
+        "limits.fuel: must be between 1 and 1000000000000000 (instructions per call), got 9223372036854775807",
+        "tables[0] (t).transforms[0].limits.table_seconds: only a source plugin reads tables",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+}
+
+#[test]
+fn a_fuel_limit_of_u64_max_is_refused_with_its_range() {
+    let err = check_error(&format!(
+        "{BASE}[limits]\nfuel = 18446744073709551615\n[[tables]]\nsource = \"t\"\n"
+    ));
+    assert!(
+        err.contains("limits.fuel: must be between 1 and 1000000000000000 (instructions per call), got 18446744073709551615"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_table_budget_of_zero_is_refused() {
+    let err = check_error(
+        "name = \"x\"\n[source]\ntype = \"plugin\"\nplugin = \"s.wasm\"\nlimits = { table_seconds = 0 }\n[destination]\ntype = \"sqlite\"\npath = \"o.db\"\n[[tables]]\nsource = \"t\"\n",
+    );
+    assert!(
+        err.contains("source.limits.table_seconds: must be between 1 and 604800 (seconds per table, one week at most; leave it out for no budget), got 0"),
+        "{err}"
+    );
+}

@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use credvault_tests::{Project, guests, people};
 
 use super::project;
+use super::servers::{Scratch, TestDb};
 
 fn generator_migration(seed: u64, rows: u64) -> String {
     format!(
@@ -155,6 +156,12 @@ fn a_directory_granted_read_only_cannot_be_written() {
 /// Serves `pages` pages of `per_page` people at /people?page=N, forever,
 /// one request per connection.
 fn api_server(pages: usize, per_page: usize) -> u16 {
+    api_server_with(pages, per_page, None)
+}
+
+/// [`api_server`], with the id of person `bad` (if any) served as the
+/// text `"ABC123"`.
+fn api_server_with(pages: usize, per_page: usize, bad: Option<usize>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -174,7 +181,10 @@ fn api_server(pages: usize, per_page: usize) -> u16 {
                 .and_then(|r| r.split(' ').next())
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1);
-            let body = page_body(port, page, pages, per_page);
+            let mut body = page_body(port, page, pages, per_page);
+            if let Some(bad) = bad {
+                body = body.replace(&format!("\"id\":{bad},"), "\"id\":\"ABC123\",");
+            }
             let mut stream = &stream;
             let _ = write!(
                 stream,
@@ -230,6 +240,28 @@ fn a_paginated_http_api_is_read_through_the_allow_list() {
     let rows = dump(&p);
     assert_eq!(rows.len(), 30);
     assert_eq!(rows[29][1].as_deref(), Some("person 30"));
+}
+
+#[test]
+fn a_value_of_the_wrong_type_from_the_api_is_flagged_and_the_rest_loads() {
+    let port = api_server_with(3, 10, Some(12));
+    let p = project();
+    let migration = api_migration(port, r#""127.0.0.1""#).replace(
+        "[[tables]]\nsource = \"people\"\n",
+        "[[tables]]\nsource = \"people\"\non_error = \"flag\"\n",
+    );
+    p.write("m.toml", &migration);
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("1 flagged"), "{}", run.all());
+    assert_eq!(dump(&p).len(), 29, "{}", run.all());
+    let list = p.run_ok(&["flagged", "list", "--migration", "api"]);
+    assert!(
+        list.stdout
+            .contains("column `id` is declared int but the plugin returned text \"ABC123\""),
+        "{}",
+        list.all()
+    );
 }
 
 #[test]
@@ -358,4 +390,163 @@ fn a_source_writing_a_read_only_directory_is_refused() {
     let (p, all) = hostile_source("write-dir", r#"dirs = [{ path = "data" }]"#);
     assert!(all.contains("writing data/planted.txt"), "{all}");
     assert!(!p.path().join("data/planted.txt").exists());
+}
+
+/// The hostile source's migration, table `bad` in `mode` beside `good`,
+/// with `limits` on the source and `table` keys on table `bad`.
+fn hostile_migration(p: &Project, mode: &str, limits: &str, table: &str) {
+    p.write(
+        "m.toml",
+        &format!(
+            r#"name = "hostile"
+[source]
+type = "plugin"
+plugin = {:?}
+config = {{ mode = "{mode}", columns = 2001 }}
+limits = {{ {limits} }}
+[destination]
+type = "sqlite"
+path = "out/vault.db"
+[settings]
+batch_size = 10
+parallel_tables = 2
+[[tables]]
+source = "bad"
+{table}
+[[tables]]
+source = "good"
+"#,
+            guests::HOSTILE_SOURCE
+        ),
+    );
+}
+
+const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[test]
+fn a_source_returning_empty_batches_forever_is_stopped_in_check_preview_and_run() {
+    let p = project();
+    hostile_migration(&p, "empty", "", "");
+    let stuck = "table `bad`: broke the plugin contract: returned 1000 empty batches in a row";
+    let check = p.run_within(&["check", "m.toml"], BOUND);
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("source plugin credvault_hostile_source.wasm")
+            && check.all().contains(stuck),
+        "{}",
+        check.all()
+    );
+    let preview = p.run_within(&["preview", "m.toml", "--rows", "2"], BOUND);
+    assert_ne!(preview.code, 0, "{}", preview.all());
+    assert!(preview.all().contains(stuck), "{}", preview.all());
+    let run = p.run_within(&["run", "--force", "m.toml"], BOUND);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.all().contains(stuck), "{}", run.all());
+    let good = p.query("out/vault.db", "SELECT count(*) FROM good");
+    assert_eq!(good[0][0].as_deref(), Some("3"), "{}", run.all());
+}
+
+#[test]
+fn a_source_that_never_ends_is_stopped_by_its_table_budget() {
+    let p = project();
+    hostile_migration(&p, "endless", "table_seconds = 2", "");
+    let run = p.run_within(&["run", "--force", "m.toml"], BOUND);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.all().contains(
+            "table `bad`: reading took longer than limits.table_seconds (2 s) and was stopped"
+        ),
+        "{}",
+        run.all()
+    );
+    let good = p.query("out/vault.db", "SELECT count(*) FROM good");
+    assert_eq!(good[0][0].as_deref(), Some("3"), "{}", run.all());
+}
+
+#[test]
+fn a_source_declaring_a_column_twice_fails_check_with_that_reason() {
+    let p = project();
+    hostile_migration(&p, "duplicate-columns", "", "");
+    let check = p.run_within(&["check", "m.toml"], BOUND);
+    assert_eq!(check.code, 1, "{}", check.all());
+    assert!(
+        check
+            .all()
+            .contains("the source table `bad` declares column `id` twice"),
+        "{}",
+        check.all()
+    );
+    assert!(
+        !check.all().contains("ignore case"),
+        "not a case collision: {}",
+        check.all()
+    );
+}
+
+/// Checks the hostile source declaring `columns` columns into
+/// `destination` (a `[destination]` body); what `check` printed.
+fn check_width(columns: usize, destination: &str) -> String {
+    let p = project();
+    hostile_migration(&p, "columns", "", "");
+    let path = p.path().join("m.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("columns = 2001", &format!("columns = {columns}"))
+        .replace(
+            "[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n",
+            destination,
+        );
+    std::fs::write(&path, text).unwrap();
+    let check = p.run_within(&["check", "m.toml"], BOUND);
+    assert_eq!(check.code, 1, "{}", check.all());
+    check.all()
+}
+
+#[test]
+fn a_source_with_more_columns_than_the_destination_allows_fails_check() {
+    let sqlite = "[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n";
+    let all = check_width(2001, sqlite);
+    let expected = "the table would have 2001 columns, but SQLite allows at most 2000 in a table";
+    assert!(all.contains(expected), "{all}");
+    let s = Scratch::new();
+    let all = check_width(1601, &s.endpoint("destination", ""));
+    let expected = "1601 columns, but PostgreSQL allows at most 1600 in a table";
+    assert!(all.contains(expected), "{all}");
+    let db = TestDb::new();
+    let all = check_width(1018, &format!("[destination]\n{}", db.endpoint()));
+    let expected = "1018 columns, but MariaDB/MySQL (InnoDB) allows at most 1017 in a table";
+    assert!(all.contains(expected), "{all}");
+}
+
+/// Runs table `bad` in `mode` under `flag`: row 3 is flagged with
+/// `expected`, rows 1, 2, 4 and 5 land.
+fn flags_row_three(mode: &str, expected: &str) {
+    let p = project();
+    hostile_migration(&p, mode, "", "on_error = \"flag\"");
+    let run = p.run_within(&["run", "--force", "m.toml"], BOUND);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("1 flagged"), "{}", run.all());
+    let ids = p.query("out/vault.db", "SELECT id FROM bad ORDER BY id");
+    let ids: Vec<_> = ids.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(ids, ["1", "2", "4", "5"], "{}", run.all());
+    let list = p.run_ok(&["flagged", "list", "--migration", "hostile"]);
+    assert!(list.stdout.contains(expected), "{}", list.all());
+}
+
+#[test]
+fn a_null_in_a_declared_not_null_column_is_a_row_error() {
+    flags_row_three(
+        "not-null",
+        "column `name` is declared NOT NULL but the plugin returned null",
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_flagged_and_the_rest_loads() {
+    flags_row_three(
+        "wrong-type",
+        "column `score` is declared int but the plugin returned text \"ABC123\"",
+    );
 }

@@ -103,6 +103,43 @@ impl Project {
         }
     }
 
+    /// Runs `credvault`, killing it (and failing the test) if it has not
+    /// ended within `limit`: for what must not hang.
+    pub fn run_within(&self, args: &[&str], limit: std::time::Duration) -> Run {
+        let mut child = self
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting credvault");
+        let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().expect("piped")));
+        let stderr = read(Box::new(child.stderr.take().expect("piped")));
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for credvault") {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("credvault {args:?} still ran after {limit:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().expect("reading stdout"),
+            stderr: stderr.join().expect("reading stderr"),
+        }
+    }
+
     /// Starts `credvault` in the background (to kill it mid-run).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.command(args)

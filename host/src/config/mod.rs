@@ -700,7 +700,11 @@ pub enum ErrorPolicy {
 /// fuel = 2_000_000_000   # instructions per call
 /// memory_mb = 128        # linear memory per instance
 /// timeout_ms = 10_000    # wall-clock time per call
+/// table_seconds = 3600   # wall-clock time to read one table (source plugins; unset: no budget)
 /// ```
+///
+/// Every limit is finite: [`LimitsSpec::problems`] says the accepted range
+/// of each.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
@@ -710,6 +714,9 @@ pub struct LimitsSpec {
     pub memory_mb: Option<u32>,
     /// Wall-clock time per call, ms.
     pub timeout_ms: Option<u64>,
+    /// Wall-clock time a source plugin may take to read one table (in
+    /// `check`, `preview` and `run` alike), seconds.
+    pub table_seconds: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -719,9 +726,57 @@ impl LimitsSpec {
             fuel: self.fuel.unwrap_or(fallback.fuel),
             memory_mb: self.memory_mb.unwrap_or(fallback.memory_mb),
             timeout_ms: self.timeout_ms.unwrap_or(fallback.timeout_ms),
+            table_seconds: self.table_seconds.or(fallback.table_seconds),
         }
     }
+
+    /// What is out of range, each naming its key under `at` (e.g.
+    /// `limits` or `source.limits`) and the range it accepts. No limit has
+    /// an "unlimited" value: a plugin always runs under all of them.
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let checks = [
+            ("fuel", self.fuel, MAX_FUEL, "instructions per call"),
+            (
+                "memory_mb",
+                self.memory_mb.map(u64::from),
+                MAX_MEMORY_MB,
+                "MiB per instance; a wasm32 memory cannot pass 4 GiB",
+            ),
+            (
+                "timeout_ms",
+                self.timeout_ms,
+                MAX_TIMEOUT_MS,
+                "ms per call, one hour at most",
+            ),
+            (
+                "table_seconds",
+                self.table_seconds,
+                MAX_TABLE_SECONDS,
+                "seconds per table, one week at most; leave it out for no budget",
+            ),
+        ];
+        checks
+            .into_iter()
+            .filter_map(|(key, value, max, unit)| {
+                let value = value?;
+                (value == 0 || value > max).then(|| {
+                    format!("{at}.{key}: must be between 1 and {max} ({unit}), got {value}")
+                })
+            })
+            .collect()
+    }
 }
+
+/// The most fuel a call may be given: days of computation (so in practice
+/// `timeout_ms` ends such a call first), well inside what the runtime's
+/// fuel counter holds (a signed 64-bit count).
+const MAX_FUEL: u64 = 1_000_000_000_000_000;
+/// A wasm32 linear memory's size limit, MiB.
+const MAX_MEMORY_MB: u64 = 4096;
+/// One hour per call.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// One week per table.
+const MAX_TABLE_SECONDS: u64 = 604_800;
 
 /// One table to migrate (`[[tables]]`).
 ///
@@ -1183,4 +1238,29 @@ fn plugin_endpoints<'a>(
             Endpoint::Plugin(p) => Some(p),
             _ => None,
         })
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::LimitsSpec;
+
+    #[test]
+    fn limits_in_range_pass_and_zero_or_huge_ones_name_their_key() {
+        let fine = LimitsSpec {
+            fuel: Some(1),
+            memory_mb: Some(4096),
+            timeout_ms: Some(3_600_000),
+            table_seconds: None,
+        };
+        assert!(fine.problems("limits").is_empty());
+        let bad = LimitsSpec {
+            fuel: Some(u64::MAX),
+            memory_mb: Some(u32::MAX),
+            timeout_ms: Some(0),
+            table_seconds: Some(0),
+        };
+        let problems = bad.problems("source.limits");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[2].starts_with("source.limits.timeout_ms: must be between 1 and"));
+    }
 }

@@ -131,6 +131,7 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     check_sources(m, &mut problems);
     super::consolidate::check(m, &mut problems);
     check_db_grants(m, &mut problems);
+    check_limits(m, &mut problems);
     let mut destinations = HashSet::new();
     for (i, table) in m.tables.iter().enumerate() {
         let at = format!("tables[{i}] ({})", table.source);
@@ -309,6 +310,35 @@ fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>)
             if !targets.insert(target) {
                 problems.push(format!(
                     "{at}.rename: two columns are mapped onto `{target}`"
+                ));
+            }
+        }
+    }
+}
+
+/// Every plugin's limits are in range; `table_seconds` only where a
+/// table is read (`[limits]` and source plugins).
+fn check_limits(m: &Migration, problems: &mut Vec<String>) {
+    problems.extend(m.limits.problems("limits"));
+    for (at, e) in endpoints(m) {
+        let super::Endpoint::Plugin(p) = e else {
+            continue;
+        };
+        let at = format!("{at}.limits");
+        problems.extend(p.limits.problems(&at));
+        if !at.ends_with("source.limits") && p.limits.table_seconds.is_some() {
+            problems.push(format!(
+                "{at}.table_seconds: only a source plugin reads tables; set it on the [source] plugin or in [limits]"
+            ));
+        }
+    }
+    for (i, table) in m.tables.iter().enumerate() {
+        for (j, t) in table.transforms.iter().enumerate() {
+            let at = format!("tables[{i}] ({}).transforms[{j}].limits", table.source);
+            problems.extend(t.limits.problems(&at));
+            if t.limits.table_seconds.is_some() {
+                problems.push(format!(
+                    "{at}.table_seconds: only a source plugin reads tables; set it on the [source] plugin or in [limits]"
                 ));
             }
         }

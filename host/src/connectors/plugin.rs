@@ -4,20 +4,22 @@
 
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{
     Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Rejected, Sink, Source,
-    SourceBatch, WriteBatch,
+    SourceBatch, SourceFault, WriteBatch,
 };
 use crate::config::PluginEndpoint;
 use crate::plugins;
 use crate::runtime::{
     PluginFailure, Runtime, SinkInstance, SinkMode, SinkPlugin, SourceInstance, SourcePlugin,
+    SourceRows,
 };
-use crate::value::{Column, TableInfo};
+use crate::value::{Column, TableInfo, Value};
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
@@ -101,13 +103,17 @@ impl PluginSource {
             .map_err(|e| self.error(e))
     }
 
-    /// Streams `request` into `tx`; the first error ends it.
+    /// Streams `request` into `tx`; the first error ends it. A reader that
+    /// keeps returning empty batches, or outlasts `table_seconds`, is
+    /// stopped: either would otherwise hold `check`, `preview` and `run`
+    /// forever.
     async fn stream(
         &self,
         request: &ReadRequest,
         tx: &mpsc::Sender<Result<SourceBatch, ConnectorError>>,
     ) -> Result<(), ConnectorError> {
         let table = &request.table;
+        let started = Instant::now();
         let mut instance = self.instance(&table.name).await?;
         let after = request.after.as_ref();
         let position = after.and_then(|c| c.position.as_deref());
@@ -118,26 +124,85 @@ impl PluginSource {
         let mut first = after.map_or(0, |c| c.rows) + 1;
         let mut left = request.limit.unwrap_or(u64::MAX);
         let max = request.batch_size.clamp(1, u32::MAX as usize) as u32;
+        let mut empty = 0;
         while left > 0 {
+            self.within_budget(started, &table.name)?;
             let next = instance.next(max, &table.columns).await;
-            let Some((mut rows, position)) = next.map_err(|e| self.error(e))? else {
+            let Some(read) = next.map_err(|e| self.error(e))? else {
                 break;
             };
-            rows.truncate(left.min(rows.len() as u64) as usize);
-            left -= rows.len() as u64;
-            let count = rows.len() as u64;
-            let batch = SourceBatch {
-                rows,
-                first,
-                position: Some(position),
-                faults: Vec::new(),
-            };
-            first += count;
+            empty = if read.rows.is_empty() { empty + 1 } else { 0 };
+            if empty >= MAX_EMPTY_BATCHES {
+                return Err(self.endless(&table.name));
+            }
+            let batch = source_batch(read, first, left);
+            left -= batch.rows.len() as u64;
+            first += batch.rows.len() as u64;
             if tx.send(Ok(batch)).await.is_err() {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Fails once reading `table` has taken longer than `table_seconds`.
+    fn within_budget(&self, started: Instant, table: &str) -> Result<(), ConnectorError> {
+        let Some(seconds) = self.plugin.limits().table_seconds else {
+            return Ok(());
+        };
+        if started.elapsed() <= Duration::from_secs(seconds) {
+            return Ok(());
+        }
+        Err(ConnectorError::new(
+            self.describe(),
+            format!(
+                "table `{table}`: reading took longer than limits.table_seconds ({seconds} s) and was stopped; raise table_seconds if the source is legitimately this slow"
+            ),
+        ))
+    }
+
+    fn endless(&self, table: &str) -> ConnectorError {
+        ConnectorError::new(
+            self.describe(),
+            format!(
+                "table `{table}`: broke the plugin contract: returned {MAX_EMPTY_BATCHES} empty batches in a row without ending the table (a reader returns none at the end); the read was stopped"
+            ),
+        )
+    }
+}
+
+/// Empty batches in a row after which a reader is taken to be stuck: a
+/// source that has nothing more returns none (the end of the table).
+const MAX_EMPTY_BATCHES: u32 = 1000;
+
+/// The host's batch of the rows a plugin returned, cut to the `left` rows
+/// still wanted; a row that does not fit its columns becomes a row error.
+fn source_batch(read: SourceRows, first: u64, left: u64) -> SourceBatch {
+    let mut rows = read.rows;
+    rows.truncate(left.min(rows.len() as u64) as usize);
+    let kept = rows.len();
+    let faults = read
+        .bad
+        .into_iter()
+        .filter(|b| b.index < kept)
+        .map(|b| {
+            for &c in &b.columns {
+                rows[b.index][c] = Value::Null;
+            }
+            SourceFault {
+                index: b.index,
+                column: b.columns.first().copied(),
+                unread: b.columns,
+                value: b.value,
+                message: b.message,
+            }
+        })
+        .collect();
+    SourceBatch {
+        rows,
+        first,
+        position: Some(read.position),
+        faults,
     }
 }
 

@@ -181,7 +181,9 @@ async fn mappings(
                 continue;
             }
         };
-        results.push(mapping_result(&plan, case_blind));
+        let mut result = mapping_result(&plan, case_blind);
+        schema_problems(&plan, &m.destination, &mut result);
+        results.push(result);
         plans.push(plan);
     }
     plans
@@ -209,14 +211,56 @@ fn mapping_result(plan: &TablePlan, case_blind: bool) -> CheckResult {
     result
 }
 
+/// Fails `result` if the table has more columns than the destination
+/// allows in one table (a column declared twice fails the mapping).
+fn schema_problems(plan: &TablePlan, destination: &Endpoint, result: &mut CheckResult) {
+    let Some(problem) = too_wide(plan.output.len(), destination) else {
+        return;
+    };
+    result.detail = match result.passed {
+        true => problem,
+        false => format!("{}; {problem}", result.detail),
+    };
+    result.passed = false;
+}
+
+/// The most columns a table may have in `destination`, and its name.
+fn column_limit(destination: &Endpoint) -> Option<(usize, &'static str)> {
+    match destination {
+        Endpoint::Postgres(_) => Some((1600, "PostgreSQL")),
+        // The server allows 4096, but InnoDB (the engine tables are made
+        // with) stops at 1017.
+        Endpoint::Mysql(_) => Some((1017, "MariaDB/MySQL (InnoDB)")),
+        // SQLITE_MAX_COLUMN's default; a build may lower it, rarely raise it.
+        Endpoint::Sqlite { .. } => Some((2000, "SQLite")),
+        _ => None,
+    }
+}
+
+/// A table of `columns` columns the destination cannot create.
+fn too_wide(columns: usize, destination: &Endpoint) -> Option<String> {
+    let (limit, name) = column_limit(destination)?;
+    (columns > limit).then(|| {
+        format!(
+            "the table would have {columns} columns, but {name} allows at most {limit} in a table; leave columns out (`skip = true` under [tables.columns.<name>]) or split the table"
+        )
+    })
+}
+
 /// Output columns whose names differ only in case: one column in a
-/// destination whose column names ignore case (SQLite, MySQL).
+/// destination whose column names ignore case (SQLite, MySQL). Names that
+/// are exactly the same are duplicates, said as such.
 fn case_collisions(output: &[Column]) -> Vec<String> {
     let mut seen: HashMap<String, &str> = HashMap::new();
     output
         .iter()
         .filter_map(|c| {
             let other = seen.insert(c.name.to_lowercase(), &c.name)?;
+            if other == c.name {
+                return Some(format!(
+                    "`{other}` appears twice among the table's columns (a transform outputs a column the table already has); rename one of them"
+                ));
+            }
             Some(format!(
                 "`{other}` and `{}` land in one column: the destination's column names ignore case; rename one of them",
                 c.name

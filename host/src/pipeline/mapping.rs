@@ -82,10 +82,17 @@ impl Mapping {
             }
             let name = spec.rename.clone().unwrap_or_else(|| col.name.clone());
             if let Some(other) = seen.insert(name.clone(), col.name.clone()) {
-                problems.push(format!(
-                    "columns.{}: maps onto `{name}`, which `{other}` already maps onto; rename one of them",
-                    col.name
-                ));
+                problems.push(match other == col.name {
+                    // Not a clash a rename could fix: both would be renamed.
+                    true => format!(
+                        "columns.{other}: the source table `{}` declares column `{other}` twice; a table holds one column of a name: fix the source's schema (a plugin's `discover`)",
+                        source.name
+                    ),
+                    false => format!(
+                        "columns.{}: maps onto `{name}`, which `{other}` already maps onto; rename one of them",
+                        col.name
+                    ),
+                });
             }
             let to_type = spec
                 .type_

@@ -13,7 +13,7 @@ use super::transform::{arm, classify, new_store, with_timeout};
 use crate::bindings::sink::{IfExists, PrepareMode, Rejected};
 use crate::bindings::{self, Column, TableInfo, Value};
 use crate::capabilities::Grants;
-use crate::value::{conforms, describe, type_name};
+use crate::value::{conforms, describe, to_text, type_name};
 
 /// Calls a guest function under the limits; a trap or the plugin's own
 /// error becomes a [`FailureKind`].
@@ -94,6 +94,11 @@ impl SourcePlugin {
         &self.name
     }
 
+    /// The limits its calls run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Starts a fresh instance; `scope` names the work in its log lines.
     pub async fn instantiate(&self, scope: &str) -> Result<SourceInstance, PluginFailure> {
         let mut store = new_store(
@@ -148,12 +153,14 @@ impl SourceInstance {
     }
 
     /// The next rows of the open table and the position after them; `None`
-    /// at the end. Rows are checked against `columns` and `max_rows`.
+    /// at the end. A batch over `max_rows` or a row of the wrong width
+    /// breaks the contract; a value of the wrong type, or a null in a NOT
+    /// NULL column, makes its row a [`BadRow`].
     pub async fn next(
         &mut self,
         max_rows: u32,
         columns: &[Column],
-    ) -> Result<Option<(Vec<Vec<Value>>, String)>, PluginFailure> {
+    ) -> Result<Option<SourceRows>, PluginFailure> {
         let reader = self.reader.expect("open is called before next");
         let guest = self.bindings.credvault_migrate_source();
         let batch = guest_call!(
@@ -168,14 +175,46 @@ impl SourceInstance {
             );
             return Err(self.failure(FailureKind::Contract { message }));
         }
-        check_rows(&batch.rows, columns)
+        let bad = check_rows(&batch.rows, columns)
             .map_err(|message| self.failure(FailureKind::Contract { message }))?;
-        Ok(Some((batch.rows, batch.position)))
+        Ok(Some(SourceRows {
+            rows: batch.rows,
+            position: batch.position,
+            bad,
+        }))
     }
 }
 
-/// Checks rows against the schema they claim: width and each value's type.
-fn check_rows(rows: &[Vec<Value>], columns: &[Column]) -> Result<(), String> {
+/// A batch a source plugin returned, checked against the table's schema.
+#[derive(Debug)]
+pub struct SourceRows {
+    /// The rows, as returned.
+    pub rows: Vec<Vec<Value>>,
+    /// The plugin's position after the last row.
+    pub position: String,
+    /// Rows with values that do not fit their declared columns, ascending.
+    pub bad: Vec<BadRow>,
+}
+
+/// A row whose values do not fit the schema the plugin declared: a row
+/// error under the table's policy, not a failure of the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRow {
+    /// The row's index in its batch.
+    pub index: usize,
+    /// The columns whose values do not fit (the first one is named in
+    /// `message`).
+    pub columns: Vec<usize>,
+    /// The first offending value as text (`ABC123`); `None` for a null.
+    pub value: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks rows against the schema they claim: the width of every row (a
+/// contract error), then each value's type and NOT NULL (a bad row).
+fn check_rows(rows: &[Vec<Value>], columns: &[Column]) -> Result<Vec<BadRow>, String> {
+    let mut bad = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if row.len() != columns.len() {
             return Err(format!(
@@ -184,18 +223,44 @@ fn check_rows(rows: &[Vec<Value>], columns: &[Column]) -> Result<(), String> {
                 columns.len()
             ));
         }
-        for (value, column) in row.iter().zip(columns) {
-            if !conforms(value, column) {
-                return Err(format!(
-                    "row {i}: column `{}` is declared {} but got {}",
-                    column.name,
-                    type_name(column.type_),
-                    describe(value)
-                ));
-            }
-        }
+        bad.extend(check_row(i, row, columns));
     }
-    Ok(())
+    Ok(bad)
+}
+
+/// The values of one row that do not fit their columns, if any.
+fn check_row(index: usize, row: &[Value], columns: &[Column]) -> Option<BadRow> {
+    let misfit = |(c, (value, column)): (usize, (&Value, &Column))| {
+        let null = matches!(value, Value::Null);
+        let fits = conforms(value, column) && (column.nullable || !null);
+        (!fits).then_some(c)
+    };
+    let misfits: Vec<usize> = row
+        .iter()
+        .zip(columns)
+        .enumerate()
+        .filter_map(misfit)
+        .collect();
+    let first = *misfits.first()?;
+    let (value, column) = (&row[first], &columns[first]);
+    let declared = match value {
+        Value::Null => "NOT NULL".to_string(),
+        _ => type_name(column.type_).to_string(),
+    };
+    let more = match misfits.len() - 1 {
+        0 => String::new(),
+        n => format!(" (and {n} more column(s) that do not fit)"),
+    };
+    Some(BadRow {
+        index,
+        value: to_text(value),
+        message: format!(
+            "column `{}` is declared {declared} but the plugin returned {}{more}; fix the plugin or its config, then retry the row",
+            column.name,
+            describe(value)
+        ),
+        columns: misfits,
+    })
 }
 
 /// How a sink plugin should make a table ready.
@@ -366,5 +431,59 @@ impl SinkInstance {
     pub async fn drop_table(&mut self, table: &str) -> Result<(), PluginFailure> {
         let guest = self.bindings.credvault_migrate_sink();
         guest_call!(self, guest.call_drop_table(&mut self.store, table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::ColumnType;
+
+    fn columns() -> Vec<Column> {
+        vec![
+            Column {
+                name: "id".into(),
+                type_: ColumnType::Int,
+                nullable: false,
+            },
+            Column {
+                name: "name".into(),
+                type_: ColumnType::Text,
+                nullable: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_wrong_type_or_a_null_in_not_null_is_a_bad_row_not_a_failed_batch() {
+        let rows = vec![
+            vec![Value::Int(1), Value::Null],
+            vec![Value::Text("ABC123".into()), Value::Int(7)],
+            vec![Value::Null, Value::Text("x".into())],
+        ];
+        let bad = check_rows(&rows, &columns()).expect("the width is right");
+        assert_eq!(bad.len(), 2);
+        assert_eq!((bad[0].index, bad[0].columns.clone()), (1, vec![0, 1]));
+        assert_eq!(bad[0].value.as_deref(), Some("ABC123"));
+        assert!(
+            bad[0].message.starts_with(
+                "column `id` is declared int but the plugin returned text \"ABC123\" (and 1 more"
+            ),
+            "{}",
+            bad[0].message
+        );
+        assert_eq!((bad[1].index, bad[1].value.clone()), (2, None));
+        assert!(
+            bad[1].message.contains("declared NOT NULL"),
+            "{}",
+            bad[1].message
+        );
+    }
+
+    #[test]
+    fn a_row_of_the_wrong_width_breaks_the_contract() {
+        let rows = vec![vec![Value::Int(1)]];
+        let err = check_rows(&rows, &columns()).unwrap_err();
+        assert_eq!(err, "row 0 has 1 values but the table has 2 columns");
     }
 }

@@ -14,6 +14,9 @@ pub struct Limits {
     pub memory_mb: u32,
     /// Wall-clock time one call may take, in milliseconds.
     pub timeout_ms: u64,
+    /// Wall-clock time reading one table from a source plugin may take, in
+    /// seconds; `None`: no budget beyond the per-call limits.
+    pub table_seconds: Option<u64>,
 }
 
 impl Default for Limits {
@@ -22,6 +25,7 @@ impl Default for Limits {
             fuel: 2_000_000_000,
             memory_mb: 128,
             timeout_ms: 10_000,
+            table_seconds: None,
         }
     }
 }

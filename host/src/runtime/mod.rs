@@ -15,7 +15,9 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use connector::{SinkInstance, SinkMode, SinkPlugin, SourceInstance, SourcePlugin};
+pub use connector::{
+    BadRow, SinkInstance, SinkMode, SinkPlugin, SourceInstance, SourcePlugin, SourceRows,
+};
 pub use inspect::{PluginInfo, WIT_PACKAGE, WIT_VERSION, sha256_hex};
 pub use limits::{FailureKind, Limits, PluginFailure};
 pub use transform::{CallStats, TransformInstance, TransformPlugin};

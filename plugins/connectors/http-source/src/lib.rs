@@ -167,7 +167,7 @@ impl PageReader {
         Ok(true)
     }
 
-    fn row(&self, item: &Json) -> Result<Vec<Value>, String> {
+    fn row(&self, item: &Json) -> Vec<Value> {
         self.columns
             .iter()
             .map(|c| value(item.get(&c.name).unwrap_or(&Json::Null), c))
@@ -187,7 +187,7 @@ impl Reader for PageReader {
             let Some(item) = self.buffered.pop_front() else {
                 break;
             };
-            rows.push(self.row(&item)?);
+            rows.push(self.row(&item));
             self.taken += 1;
         }
         let position = Position {
@@ -201,23 +201,23 @@ impl Reader for PageReader {
     }
 }
 
-fn value(json: &Json, column: &Column) -> Result<Value, String> {
-    let wrong = || {
-        format!(
-            "field `{}`: expected {}, got {json}",
-            column.name,
-            column.type_.name()
-        )
+/// The value of `json` as `column`'s type. A value that is not of that
+/// type is passed on as it is (text, or JSON): the host makes its row a
+/// row error under the table's policy, and the rest of the table loads.
+fn value(json: &Json, column: &Column) -> Value {
+    let as_given = || match json {
+        Json::String(s) => Value::Text(s.clone()),
+        j => Value::Json(j.to_string()),
     };
-    Ok(match (column.type_, json) {
+    match (column.type_, json) {
         (_, Json::Null) => Value::Null,
-        (ColumnType::Int, j) => Value::Int(j.as_i64().ok_or_else(wrong)?),
-        (ColumnType::Float, j) => Value::Float(j.as_f64().ok_or_else(wrong)?),
-        (ColumnType::Boolean, j) => Value::Boolean(j.as_bool().ok_or_else(wrong)?),
+        (ColumnType::Int, j) => j.as_i64().map_or_else(as_given, Value::Int),
+        (ColumnType::Float, j) => j.as_f64().map_or_else(as_given, Value::Float),
+        (ColumnType::Boolean, j) => j.as_bool().map_or_else(as_given, Value::Boolean),
         (ColumnType::Text, Json::String(s)) => Value::Text(s.clone()),
         (ColumnType::Text, j) => Value::Text(j.to_string()),
         (_, j) => Value::Json(j.to_string()),
-    })
+    }
 }
 
 export_source!(HttpSource);

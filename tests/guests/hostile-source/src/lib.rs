@@ -7,7 +7,12 @@
 //! file in a directory granted read-only), `db-query` / `db-execute` (open
 //! database connection `connection` and run `sql` on it: a connection not
 //! granted, a write through a read-only grant, a result over the row cap, a
-//! statement past the timeout, an SQLite `ATTACH`).
+//! statement past the timeout, an SQLite `ATTACH`), `empty` (empty batches
+//! that never end the table), `endless` (rows that never end),
+//! `duplicate-columns` (`id` declared twice),
+//! `columns` (`columns` int columns), `not-null` (a NOT NULL `name` that
+//! row 3 leaves null), `wrong-type` (an int `score` that row 3 fills with
+//! text `"ABC123"`).
 
 use credvault_sdk::prelude::*;
 
@@ -18,6 +23,8 @@ struct Config {
     connection: String,
     #[serde(default)]
     sql: String,
+    #[serde(default)]
+    columns: usize,
 }
 
 struct Hostile;
@@ -30,6 +37,9 @@ enum Table {
         mode: String,
         connection: String,
         sql: String,
+    },
+    Rows {
+        rows: Vec<Vec<Value>>,
     },
 }
 
@@ -50,13 +60,41 @@ impl Source for Hostile {
         Ok(())
     }
 
-    fn discover(_: &Config) -> Result<Vec<TableInfo>, String> {
-        Ok(vec![info("bad"), info("good")])
+    fn discover(config: &Config) -> Result<Vec<TableInfo>, String> {
+        let mut bad = info("bad");
+        bad.columns = match config.mode.as_str() {
+            "duplicate-columns" => vec![
+                Column::new("id", ColumnType::Int),
+                Column::new("id", ColumnType::Int),
+            ],
+            "columns" => (0..config.columns.max(1))
+                .map(|i| {
+                    Column::new(
+                        if i == 0 { "id".into() } else { format!("c{i}") },
+                        ColumnType::Int,
+                    )
+                })
+                .collect(),
+            "not-null" => vec![
+                Column::new("id", ColumnType::Int),
+                Column::new("name", ColumnType::Text).not_null(),
+            ],
+            "wrong-type" => vec![
+                Column::new("id", ColumnType::Int),
+                Column::new("score", ColumnType::Int),
+            ],
+            _ => bad.columns,
+        };
+        Ok(vec![bad, info("good")])
     }
 
     fn open(config: &Config, table: &str, _after: Option<&str>) -> Result<Table, String> {
         Ok(match table {
             "good" => Table::Good { next: 1 },
+            _ if config.mode == "endless" => Table::Good { next: i64::MIN },
+            _ if config.mode == "not-null" || config.mode == "wrong-type" => Table::Rows {
+                rows: five_rows(&config.mode),
+            },
             _ => Table::Bad {
                 mode: config.mode.clone(),
                 connection: config.connection.clone(),
@@ -66,6 +104,22 @@ impl Source for Hostile {
     }
 }
 
+/// Five rows of `id` and a second column; row 3's second value breaks
+/// the declared schema as `mode` says.
+fn five_rows(mode: &str) -> Vec<Vec<Value>> {
+    (1..=5)
+        .map(|i| {
+            let second = match (mode, i) {
+                ("not-null", 3) => Value::Null,
+                ("not-null", _) => Value::Text(format!("person {i}")),
+                (_, 3) => Value::Text("ABC123".into()),
+                _ => Value::Int(i * 10),
+            };
+            vec![Value::Int(i), second]
+        })
+        .collect()
+}
+
 fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<Vec<Value>> {
     range.map(|i| vec![Value::Int(i)]).collect()
 }
@@ -73,7 +127,22 @@ fn ids(range: std::ops::RangeInclusive<i64>) -> Vec<Vec<Value>> {
 impl Reader for Table {
     fn next(&mut self, max_rows: usize) -> Result<Option<SourceBatch>, String> {
         let rows = match self {
+            Table::Good { next } if *next < 0 => {
+                // Endless: ids count up from 1 (offset from i64::MIN) forever.
+                let from = *next - i64::MIN + 1;
+                *next += max_rows as i64;
+                ids(from..=from + max_rows as i64 - 1)
+            }
             Table::Good { next } if *next > 3 => return Ok(None),
+            Table::Rows { rows } if rows.is_empty() => return Ok(None),
+            Table::Rows { rows } => {
+                let take = max_rows.min(rows.len());
+                rows.drain(..take).collect()
+            }
+            Table::Bad { mode, .. } if mode == "empty" => Vec::new(),
+            Table::Bad { mode, .. } if mode == "duplicate-columns" || mode == "columns" => {
+                return Ok(None);
+            }
             Table::Good { next } => {
                 let last = (*next + max_rows as i64 - 1).min(3);
                 let rows = ids(*next..=last);
