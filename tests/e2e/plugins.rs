@@ -550,3 +550,27 @@ fn a_value_of_the_wrong_type_is_flagged_and_the_rest_loads() {
         "column `score` is declared int but the plugin returned text \"ABC123\"",
     );
 }
+
+#[test]
+fn a_source_position_too_large_to_keep_is_a_contract_error() {
+    let p = project();
+    hostile_migration(&p, "huge-position", "", "");
+    let run = p.run_within(&["run", "--force", "m.toml"], BOUND);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.all().contains(
+            "table `bad`: broke the plugin contract: returned a position of 1048576 bytes"
+        ),
+        "{}",
+        run.all()
+    );
+    let kept = p.query(
+        "out/vault.db",
+        "SELECT coalesce(max(length(checkpoint)), 0) FROM _credvault_checkpoints",
+    );
+    let longest: usize = kept[0][0].as_deref().unwrap_or("0").parse().unwrap_or(0);
+    assert!(
+        longest < 70_000,
+        "no oversize position was kept: {longest} bytes"
+    );
+}

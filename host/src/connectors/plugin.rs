@@ -135,6 +135,9 @@ impl PluginSource {
             if empty >= MAX_EMPTY_BATCHES {
                 return Err(self.endless(&table.name));
             }
+            if read.position.len() > MAX_POSITION {
+                return Err(self.oversize_position(&table.name, read.position.len()));
+            }
             let batch = source_batch(read, first, left);
             left -= batch.rows.len() as u64;
             first += batch.rows.len() as u64;
@@ -161,6 +164,15 @@ impl PluginSource {
         ))
     }
 
+    fn oversize_position(&self, table: &str, bytes: usize) -> ConnectorError {
+        ConnectorError::new(
+            self.describe(),
+            format!(
+                "table `{table}`: broke the plugin contract: returned a position of {bytes} bytes (at most {MAX_POSITION}); a position says where reading stands (an offset, a cursor), and is kept with every checkpoint; the read was stopped"
+            ),
+        )
+    }
+
     fn endless(&self, table: &str) -> ConnectorError {
         ConnectorError::new(
             self.describe(),
@@ -170,6 +182,10 @@ impl PluginSource {
         )
     }
 }
+
+/// The most bytes of a source plugin's position: it is stored with every
+/// checkpoint, in the destination's transaction.
+const MAX_POSITION: usize = 64 * 1024;
 
 /// Empty batches in a row after which a reader is taken to be stuck: a
 /// source that has nothing more returns none (the end of the table).

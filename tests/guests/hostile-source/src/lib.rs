@@ -12,7 +12,7 @@
 //! `duplicate-columns` (`id` declared twice),
 //! `columns` (`columns` int columns), `not-null` (a NOT NULL `name` that
 //! row 3 leaves null), `wrong-type` (an int `score` that row 3 fills with
-//! text `"ABC123"`).
+//! text `"ABC123"`), `huge-position` (a 1 MiB position with its rows).
 
 use credvault_sdk::prelude::*;
 
@@ -140,6 +140,12 @@ impl Reader for Table {
                 rows.drain(..take).collect()
             }
             Table::Bad { mode, .. } if mode == "empty" => Vec::new(),
+            Table::Bad { mode, .. } if mode == "huge-position" => {
+                return Ok(Some(SourceBatch {
+                    rows: ids(1..=3),
+                    position: "x".repeat(1 << 20),
+                }));
+            }
             Table::Bad { mode, .. } if mode == "duplicate-columns" || mode == "columns" => {
                 return Ok(None);
             }
