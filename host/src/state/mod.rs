@@ -265,19 +265,13 @@ impl StateStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(options)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
-            .await
-            .map_err(|e| fail(format!("cannot create its tables: {e}")))?;
-        upgrade(&pool)
-            .await
-            .map_err(|e| fail(format!("cannot upgrade its tables: {e}")))?;
+        prepare_tables(&pool).await.map_err(|e| fail(e.to_string()))?;
         restrict_files(path).map_err(|e| fail(format!("cannot make it owner-only: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -1040,6 +1034,38 @@ fn flagged_row(r: &sqlx::sqlite::SqliteRow) -> FlaggedRow {
 }
 
 /// Brings a store made by an older version up to the current tables.
+/// Creates and upgrades the store's tables. Another process may hold the
+/// store (a run while `status` starts, or SQLite tidying its WAL as the
+/// last one closes): a store that is busy is tried again for a while
+/// rather than failing a command that only wants to read.
+async fn prepare_tables(pool: &SqlitePool) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let done = match sqlx::raw_sql(SCHEMA).execute(pool).await {
+            Ok(_) => upgrade(pool)
+                .await
+                .map_err(|e| (busy(&e), format!("cannot upgrade its tables: {e}"))),
+            Err(e) => Err((busy(&e), format!("cannot create its tables: {e}"))),
+        };
+        match done {
+            Err((true, _)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other.map_err(|(_, message)| message),
+        }
+    }
+}
+
+/// Whether SQLite said the store is busy or locked (`SQLITE_BUSY`,
+/// `SQLITE_LOCKED` and their extended codes).
+fn busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    let code = d.code().and_then(|c| c.parse::<u32>().ok());
+    code.is_some_and(|n| matches!(n & 0xff, 5 | 6))
+}
+
 async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     for (table, column, def) in [
         ("runs", "clock", "INTEGER"),
