@@ -271,7 +271,9 @@ impl StateStore {
             .connect_with(options)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        prepare_tables(&pool).await.map_err(|e| fail(e.to_string()))?;
+        prepare_tables(&pool)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         restrict_files(path).map_err(|e| fail(format!("cannot make it owner-only: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
