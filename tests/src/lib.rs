@@ -141,10 +141,14 @@ impl Project {
     }
 
     /// Starts `credvault` in the background (to kill it mid-run).
+    /// Its stderr goes to `spawned.err` in the project, which a test that
+    /// waits in vain for it shows (see [`Project::wait_logged`]).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let err = std::fs::File::create(self.dir.path().join("spawned.err"))
+            .expect("creating spawned.err");
         self.command(args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(err)
             .spawn()
             .expect("starting credvault")
     }
@@ -177,9 +181,12 @@ impl Project {
         };
         while logged() < times {
             let waited = started.elapsed();
+            let spawned =
+                || std::fs::read_to_string(self.dir.path().join("spawned.err")).unwrap_or_default();
             assert!(
                 waited < std::time::Duration::from_secs(120),
-                "`{migration}` logged no {times}× `{kind}` in {waited:?}"
+                "`{migration}` logged no {times}× `{kind}` in {waited:?}; the last spawned command said:\n{}",
+                spawned()
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
