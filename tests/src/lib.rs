@@ -173,9 +173,17 @@ impl Project {
     /// Waits until `migration`'s audit log holds `times` events of `kind`.
     pub fn wait_logged(&self, migration: &str, kind: &str, times: usize) {
         let started = std::time::Instant::now();
+        // A `log` that fails (the store busy as the other process opens
+        // it) counts as nothing logged yet; the last failure is shown.
+        let last_error = std::cell::RefCell::new(String::new());
         let logged = || {
-            let log = self.run_ok(&["log", "--migration", migration]).stdout;
-            log.lines()
+            let log = self.run(&["log", "--migration", migration]);
+            if log.code != 0 {
+                *last_error.borrow_mut() = log.all();
+                return 0;
+            }
+            log.stdout
+                .lines()
                 .filter(|l| l.split_whitespace().any(|w| w == kind))
                 .count()
         };
@@ -185,8 +193,9 @@ impl Project {
                 || std::fs::read_to_string(self.dir.path().join("spawned.err")).unwrap_or_default();
             assert!(
                 waited < std::time::Duration::from_secs(120),
-                "`{migration}` logged no {times}× `{kind}` in {waited:?}; the last spawned command said:\n{}",
-                spawned()
+                "`{migration}` logged no {times}× `{kind}` in {waited:?}; the last spawned command said:\n{}\nthe last failed `log`: {}",
+                spawned(),
+                last_error.borrow()
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -266,11 +266,7 @@ impl StateStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let pool = connect(options).await.map_err(|e| fail(e.to_string()))?;
         prepare_tables(&pool)
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -1036,6 +1032,26 @@ fn flagged_row(r: &sqlx::sqlite::SqliteRow) -> FlaggedRow {
 }
 
 /// Brings a store made by an older version up to the current tables.
+/// Connects to the store. Two processes opening a new store at once (a
+/// `run`, and a `status` or the dashboard asking about it) race to make it
+/// a WAL database; the one that loses is told the store is busy, whatever
+/// its busy timeout, and tries again.
+async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let connected = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.clone())
+            .await;
+        match connected {
+            Err(e) if busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Creates and upgrades the store's tables. Another process may hold the
 /// store (a run while `status` starts, or SQLite tidying its WAL as the
 /// last one closes): a store that is busy is tried again for a while
