@@ -193,6 +193,42 @@ pub struct Bound {
     pub held_back_since: Option<String>,
 }
 
+/// How long a sync waits for the transactions open when it read a
+/// cursor's maximum to end, before it reads nothing this time.
+pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The bound of a cursor whose order says nothing about commit order (an
+/// id): `max` once every transaction in `open` (session, start) has ended,
+/// asking `now` again for up to [`SETTLE`]; otherwise nothing, held back
+/// since the oldest one left.
+pub(crate) async fn settled_bound<K, F, Fut>(
+    mut open: std::collections::HashSet<(K, String)>,
+    max: Option<String>,
+    mut now: F,
+) -> Result<Bound, ConnectorError>
+where
+    K: Eq + std::hash::Hash,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<std::collections::HashSet<(K, String)>, ConnectorError>>,
+{
+    let deadline = std::time::Instant::now() + SETTLE;
+    while !open.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let still = now().await?;
+        open.retain(|t| still.contains(t));
+    }
+    Ok(match open.iter().map(|(_, since)| since).min() {
+        None => Bound {
+            to: max,
+            held_back_since: None,
+        },
+        Some(since) => Bound {
+            to: None,
+            held_back_since: Some(since.clone()),
+        },
+    })
+}
+
 impl ReadRequest {
     /// Every row of `table` in any order, for checks that look at a whole
     /// table as a set (validation, key collisions, restore verification).

@@ -23,14 +23,10 @@
 //! Both need the `PROCESS` privilege (to see other users' transactions).
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Server, ident};
-use crate::connectors::{Bound, ConnectorError};
-
-/// How long a sync by a non-time cursor waits for the transactions open
-/// when it read the maximum (ordinary writes end within milliseconds).
-const SETTLE: Duration = Duration::from_secs(2);
+use crate::connectors::{Bound, ConnectorError, settled_bound};
 
 /// Stands for "no open transaction" (Unix seconds far in the future).
 const NEVER: &str = "1000000000000.000000";
@@ -129,23 +125,8 @@ async fn settled(server: &Server, table: &str, column: &str) -> Result<Bound, Co
     // id before the maximum was read, so it is committed or among these
     // (looked at once `INNODB_TRX`, a copy up to 0.1 s old, is newer).
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let mut open = open_transactions(server, table).await?;
-    let deadline = Instant::now() + SETTLE;
-    while !open.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = open_transactions(server, table).await?;
-        open.retain(|t| now.contains(t));
-    }
-    match open.iter().map(|(_, since)| since).min() {
-        None => Ok(Bound {
-            to: max,
-            held_back_since: None,
-        }),
-        Some(since) => Ok(Bound {
-            to: None,
-            held_back_since: Some(since.clone()),
-        }),
-    }
+    let open = open_transactions(server, table).await?;
+    settled_bound(open, max, || open_transactions(server, table)).await
 }
 
 /// Other threads' open InnoDB transactions: (thread, start).

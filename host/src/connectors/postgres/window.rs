@@ -17,15 +17,10 @@
 //!   transaction still open then holds the sync back entirely.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use super::types::oid;
 use super::{CatalogTable, Db, ident};
-use crate::connectors::{Bound, ConnectorError};
-
-/// How long a sync by a non-time cursor waits for the transactions open
-/// when it read the maximum (ordinary writes end within milliseconds).
-const SETTLE: Duration = Duration::from_secs(2);
+use crate::connectors::{Bound, ConnectorError, settled_bound};
 
 /// Other sessions of this database (they are the only ones that can write
 /// its tables), leaving out autovacuum and WAL senders (a logical one reads
@@ -103,23 +98,8 @@ async fn settled(db: &Db, table: &CatalogTable, column: &str) -> Result<Bound, C
     // Sessions after the maximum: a transaction holding a value below it
     // took that value before the maximum was read, so it is either
     // committed by now or among these.
-    let mut open = open_transactions(db, table, column).await?;
-    let deadline = Instant::now() + SETTLE;
-    while !open.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = open_transactions(db, table, column).await?;
-        open.retain(|t| now.contains(t));
-    }
-    match open.iter().map(|(_, since)| since).min() {
-        None => Ok(Bound {
-            to: max,
-            held_back_since: None,
-        }),
-        Some(since) => Ok(Bound {
-            to: None,
-            held_back_since: Some(since.clone()),
-        }),
-    }
+    let open = open_transactions(db, table, column).await?;
+    settled_bound(open, max, || open_transactions(db, table, column)).await
 }
 
 /// Other sessions' open transactions: (pid, start).
