@@ -419,20 +419,23 @@ fn an_append_into_an_empty_table_is_validated_whole() {
     );
 }
 
+/// [`orders_then_customers`], where the table refuses customer 7, so
+/// orders 6, 56, 106 and 156, which refer to it, are refused by the
+/// foreign key; both tables keyed by `id`. Returns the migration file.
+fn customer_7_refused(s: &Scratch, p: &Project) -> String {
+    orders_then_customers(s, p);
+    s.exec("ALTER TABLE {s}.customers ADD CHECK (id <> 7)");
+    std::fs::read_to_string(p.path().join("m.toml"))
+        .expect("m.toml")
+        .replace("[tables.columns.id]", "key = [\"id\"]\n[tables.columns.id]")
+}
+
 #[test]
 fn children_refused_for_a_refused_parent_fail_validation_with_their_keys() {
     let s = Scratch::new();
     let p = project();
-    orders_then_customers(&s, &p);
-    // Customer 7 is refused by the table, so orders 6, 56, 106 and 156,
-    // which refer to it, are refused by the foreign key.
-    s.exec("ALTER TABLE {s}.customers ADD CHECK (id <> 7)");
-    p.write(
-        "m.toml",
-        &std::fs::read_to_string(p.path().join("m.toml"))
-            .expect("m.toml")
-            .replace("on_error = \"flag\"\n[tables.columns.id]\ntype = \"int\"\n[tables.columns.customer_id]", "on_error = \"flag\"\nkey = [\"id\"]\n[tables.columns.id]\ntype = \"int\"\n[tables.columns.customer_id]"),
-    );
+    let m = customer_7_refused(&s, &p);
+    p.write("m.toml", &m);
     let run = p.run(&["run", "m.toml"]);
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(
@@ -452,11 +455,7 @@ fn children_refused_for_a_refused_parent_fail_validation_with_their_keys() {
 fn on_orphan_flag_flags_children_with_their_parents_error_and_validation_expects_them() {
     let s = Scratch::new();
     let p = project();
-    orders_then_customers(&s, &p);
-    s.exec("ALTER TABLE {s}.customers ADD CHECK (id <> 7)");
-    let m = std::fs::read_to_string(p.path().join("m.toml"))
-        .expect("m.toml")
-        .replace("[tables.columns.id]", "key = [\"id\"]\n[tables.columns.id]");
+    let m = customer_7_refused(&s, &p);
     p.write(
         "m.toml",
         &m.replacen(

@@ -278,6 +278,14 @@ fn sync_settings_are_checked_with_the_key_named() {
 /// first sync copies the table, later ones apply inserts, updates and
 /// deletes (including a key changed twice in one batch), and a sync that
 /// finds nothing changes nothing.
+/// A CDC migration `name` from the throwaway server on `port` into SQLite,
+/// with its `[[tables]]`.
+fn cdc_into_sqlite(name: &str, port: u16, tables: &str) -> String {
+    format!(
+        "name = \"{name}\"\n[source]\ntype = \"postgres\"\nport = {port}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n{tables}"
+    )
+}
+
 #[test]
 fn cdc_syncs_apply_inserts_updates_and_deletes_from_the_change_log() {
     let server = LogicalPg::start();
@@ -289,10 +297,7 @@ fn cdc_syncs_apply_inserts_updates_and_deletes_from_the_change_log() {
     let p = project();
     p.write(
         "m.toml",
-        &format!(
-            "name = \"pg-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"accounts\"\n",
-            server.port
-        ),
+        &cdc_into_sqlite("pg-cdc", server.port, "[[tables]]\nsource = \"accounts\"\n"),
     );
     let first = p.run_ok(&["sync", "m.toml"]);
     assert!(first.stdout.contains("200 new"), "{}", first.all());
@@ -390,9 +395,10 @@ fn cdc_tables_sharing_a_slot_lose_none_of_each_others_changes() {
     let p = project();
     p.write(
         "m.toml",
-        &format!(
-            "name = \"two-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"a\"\n[[tables]]\nsource = \"b\"\n",
-            server.port
+        &cdc_into_sqlite(
+            "two-cdc",
+            server.port,
+            "[[tables]]\nsource = \"a\"\n[[tables]]\nsource = \"b\"\n",
         ),
     );
     p.run_ok(&["sync", "m.toml"]);
@@ -440,9 +446,10 @@ fn a_cdc_change_with_an_infinite_date_is_flagged_and_the_rest_applies() {
     let p = project();
     p.write(
         "m.toml",
-        &format!(
-            "name = \"ev-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"ev\"\non_error = \"flag\"\n",
-            server.port
+        &cdc_into_sqlite(
+            "ev-cdc",
+            server.port,
+            "[[tables]]\nsource = \"ev\"\non_error = \"flag\"\n",
         ),
     );
     p.run_ok(&["sync", "m.toml"]);

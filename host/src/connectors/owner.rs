@@ -89,12 +89,7 @@ pub async fn owns(sink: &dyn Sink, migration: &str, table: &str) -> Result<bool,
     if !keeps_register(sink) {
         return Ok(true);
     }
-    let (Some((owner, life)), Some(identity)) =
-        (entry(sink, table).await?, sink.table_identity(table).await?)
-    else {
-        return Ok(false);
-    };
-    Ok(owner == migration && identity_of(&life) == identity)
+    Ok(creator(sink, table).await?.as_deref() == Some(migration))
 }
 
 /// Who created `table`, if the register says and still describes it.

@@ -221,6 +221,12 @@ impl Table<'_> {
             sink.run_script(&self.m.name, &self.checkpoint, &[], &Checkpoint::default())
                 .await?;
         }
+        let dialect = sink
+            .dialect()
+            .ok_or_else(|| self.fail("CDC needs a database destination"))?;
+        if !self.theirs(sink.as_ref(), true).await? {
+            self.keep_key_index(sink.as_mut(), &dialect).await?;
+        }
         loop {
             let batch = changes
                 .changes(
@@ -321,8 +327,8 @@ impl Table<'_> {
         let dialect = sink
             .dialect()
             .ok_or_else(|| self.fail("CDC needs a database destination"))?;
-        self.index(sink, &dialect, &self.stage).await?;
-        self.index(sink, &dialect, &deletes_table).await?;
+        self.index_scratch(sink, &dialect, &self.stage).await?;
+        self.index_scratch(sink, &dialect, &deletes_table).await?;
         let (t, s, d, key, columns) = (
             sink.sql_name(&self.name),
             sink.sql_name(&self.stage),

@@ -367,14 +367,14 @@ impl<'a> Table<'a> {
             return Err(self.no_sql(sink.as_ref()));
         };
         let exists = sink.existing_rows(&self.name).await?.is_some();
-        if exists && !owner::owns(sink.as_ref(), &self.m.name, &self.name).await? {
+        if self.theirs(sink.as_ref(), exists).await? {
             self.need_key(sink.as_ref())?;
             self.stage(None, Some(sink.as_mut()), runtime, state, observer)
                 .await?;
             let deletes = self.m.sync.detect_deletes.then_some(self.stage.as_str());
             let reached = Checkpoint::default();
             let changed = self
-                .merge(sink.as_mut(), &dialect, deletes, &reached)
+                .merge(sink.as_mut(), &dialect, deletes, &reached, true)
                 .await?;
             sink.drop_table(&self.stage).await?;
             return Ok(changed);
@@ -383,7 +383,9 @@ impl<'a> Table<'a> {
         let changed = match exists {
             false => self.all_new(sink.as_mut()).await?,
             true => {
-                self.index(sink.as_mut(), &dialect, &self.stage).await?;
+                self.keep_key_index(sink.as_mut(), &dialect).await?;
+                self.index_scratch(sink.as_mut(), &dialect, &self.stage)
+                    .await?;
                 self.compare(sink.as_mut(), &dialect, &Checkpoint::default())
                     .await?
             }
@@ -391,6 +393,13 @@ impl<'a> Table<'a> {
         sink.swap_tables(&self.stage, &self.name).await?;
         owner::claim(sink.as_mut(), &self.m.name, &self.name).await?;
         Ok(changed)
+    }
+
+    /// Whether the table exists and someone else made it (by hand, or
+    /// another migration): syncs merge into such a table and leave it as it
+    /// is, never swap it or add to its indexes.
+    async fn theirs(&self, sink: &dyn Sink, exists: bool) -> Result<bool, RunError> {
+        Ok(exists && !owner::owns(sink, &self.m.name, &self.name).await?)
     }
 
     /// Merges the staged rows into the table by key in one transaction
@@ -403,42 +412,40 @@ impl<'a> Table<'a> {
         dialect: &Dialect,
         deletes: Option<&str>,
         reached: &Checkpoint,
+        theirs: bool,
     ) -> Result<Applied, RunError> {
-        self.index(sink, dialect, &self.stage).await?;
+        if !theirs {
+            self.keep_key_index(sink, dialect).await?;
+        }
+        self.index_scratch(sink, dialect, &self.stage).await?;
         let (t, s, key, columns) = (
             sink.sql_name(&self.name),
             sink.sql_name(&self.stage),
             self.key(),
             self.columns(),
         );
-        let mut steps = vec![
+        let mut counts = vec![
             Step::Count(dialect.count_missing(&s, &t, &key)),
             Step::Count(dialect.count_changed(&s, &t, &columns, &key)),
-            Step::Exec(dialect.insert_missing(&t, &s, &columns, &key)),
         ];
+        let mut changes = vec![Step::Exec(dialect.insert_missing(&t, &s, &columns, &key))];
         if columns.iter().any(|c| !key.contains(c)) {
-            steps.push(Step::Exec(dialect.update_changed(&t, &s, &columns, &key)));
+            changes.push(Step::Exec(dialect.update_changed(&t, &s, &columns, &key)));
         }
         if let Some(keys) = deletes {
-            self.index(sink, dialect, keys).await?;
-            steps.push(Step::Count(dialect.count_missing(
-                &t,
-                &sink.sql_name(keys),
-                &key,
-            )));
-            steps.push(Step::Exec(dialect.delete_missing(
-                &t,
-                &sink.sql_name(keys),
-                &key,
-            )));
+            self.index_scratch(sink, dialect, keys).await?;
+            let k = sink.sql_name(keys);
+            counts.push(Step::Count(dialect.count_missing(&t, &k, &key)));
+            changes.push(Step::Exec(dialect.delete_missing(&t, &k, &key)));
         }
+        counts.extend(changes);
         let n = sink
-            .run_script(&self.m.name, &self.checkpoint, &steps, reached)
+            .run_script(&self.m.name, &self.checkpoint, &counts, reached)
             .await?;
         Ok(Applied {
             inserted: n[0],
             updated: n[1],
-            deleted: deletes.map_or(0, |_| n[n.len() - 2]),
+            deleted: deletes.map_or(0, |_| n[2]),
         })
     }
 
@@ -500,7 +507,7 @@ impl<'a> Table<'a> {
             from,
             to: to.clone(),
         };
-        let theirs = exists && !owner::owns(sink.as_ref(), &self.m.name, &self.name).await?;
+        let theirs = self.theirs(sink.as_ref(), exists).await?;
         let like: Option<&mut dyn Sink> = match theirs {
             true => Some(sink.as_mut()),
             false => None,
@@ -524,7 +531,7 @@ impl<'a> Table<'a> {
             false => None,
         };
         let changed = self
-            .merge(sink.as_mut(), &dialect, keys.as_deref(), &reached)
+            .merge(sink.as_mut(), &dialect, keys.as_deref(), &reached, theirs)
             .await?;
         sink.drop_table(&self.stage).await?;
         if let Some(keys) = &keys {
@@ -557,25 +564,29 @@ impl<'a> Table<'a> {
         Ok(())
     }
 
-    /// Indexes the scratch table and, if the migration made it, the
-    /// destination table on the key, so merging and counting find rows by
-    /// key (the destination's index is made once and kept: later syncs
-    /// need it too). A table someone else made is left as it is.
-    async fn index(
+    /// Indexes a scratch table on the key, so merging and counting find
+    /// rows by key.
+    async fn index_scratch(
         &self,
         sink: &mut dyn Sink,
         dialect: &Dialect,
         scratch: &str,
     ) -> Result<(), RunError> {
         let key = self.key();
-        if key.is_empty() {
-            return Ok(());
+        if !key.is_empty() {
+            sink.execute(&dialect.scratch_key_index(&sink.sql_name(scratch), &key))
+                .await?;
         }
-        let mut statements = vec![dialect.scratch_key_index(&sink.sql_name(scratch), &key)];
-        if owner::owns(sink, &self.m.name, &self.name).await? {
-            statements.push(dialect.key_index(&self.name, &sink.sql_name(&self.name), &key));
-        }
-        for sql in statements {
+        Ok(())
+    }
+
+    /// Indexes a destination table the migration made on the key, once:
+    /// every later sync needs it too. Callers leave a table someone else
+    /// made alone (see [`Table::theirs`]).
+    async fn keep_key_index(&self, sink: &mut dyn Sink, dialect: &Dialect) -> Result<(), RunError> {
+        let key = self.key();
+        if !key.is_empty() {
+            let sql = dialect.key_index(&self.name, &sink.sql_name(&self.name), &key);
             sink.execute(&sql).await?;
         }
         Ok(())
