@@ -1,7 +1,8 @@
 //! Applying a sync to a destination table in one transaction, in SQL every
-//! database here speaks: rows staged in a scratch table replace the rows
-//! with the same key (incremental and CDC syncs), keys staged in another
-//! are deleted, or a freshly copied table is swapped in whole (full syncs).
+//! database here speaks: rows staged in a scratch table are merged by key
+//! (new ones inserted, changed ones updated in place), keys staged in
+//! another are deleted, or a freshly copied table is swapped in whole (a
+//! full sync of a table the migration made).
 //! Counting what changed is part of the same transaction.
 
 use serde::{Deserialize, Serialize};
@@ -204,15 +205,6 @@ impl Dialect {
         format!(
             "INSERT INTO {table} ({cols}) SELECT {cols} FROM {from} n WHERE NOT EXISTS (SELECT 1 FROM {table} o WHERE {})",
             self.keys_match("o", "n", key),
-            cols = cols.join(", ")
-        )
-    }
-
-    /// Copies every row of `from` into `table`.
-    pub fn insert_all(&self, table: &str, from: &str, columns: &[String]) -> String {
-        let cols: Vec<String> = columns.iter().map(|c| (self.quote)(c)).collect();
-        format!(
-            "INSERT INTO {table} ({cols}) SELECT {cols} FROM {from}",
             cols = cols.join(", ")
         )
     }

@@ -40,7 +40,7 @@ async fn entry(sink: &dyn Sink, table: &str) -> Result<Option<(String, String)>,
 /// The life of `table` as it stands: the register's token, when the
 /// register still describes this table, and the database's identity.
 /// `None` when the table is not there or the destination cannot tell.
-pub async fn life(sink: &dyn Sink, table: &str) -> Result<Option<String>, ConnectorError> {
+async fn life(sink: &dyn Sink, table: &str) -> Result<Option<String>, ConnectorError> {
     let Some(identity) = sink.table_identity(table).await? else {
         return Ok(None);
     };
