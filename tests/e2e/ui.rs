@@ -743,3 +743,97 @@ fn edits_to_a_migration_file_apply_without_restarting_serve() {
     p.wait_logged("people-sync", "synced", 2);
     served.stop();
 }
+
+#[test]
+fn runs_are_numbered_per_migration_and_dry_runs_and_rollbacks_are_told_apart() {
+    let p = dashboard_project();
+    let dry = p.run_ok(&["run", "m.toml", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("run 1 succeeded") && dry.stdout.contains("2 flagged"),
+        "{}",
+        dry.all()
+    );
+    // The real run is the migration's first, whatever the store saw before.
+    let first = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        first
+            .stdout
+            .contains("migration `people-move` run 1 succeeded"),
+        "{}",
+        first.all()
+    );
+    assert!(
+        first.stdout.contains("validation of `people-move`: passed"),
+        "{}",
+        first.all()
+    );
+
+    // A dry run's flagged rows are kept apart from the real run's.
+    let real = p.run_ok(&["flagged", "list", "--migration", "people-move"]);
+    let rows: Vec<&str> = real.stdout.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(rows.len(), 2, "{}", real.all());
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(" run 1 people-move.people ")),
+        "{rows:?}"
+    );
+    let dry = p.run_ok(&["flagged", "list", "--migration", "people-move", "--dry-run"]);
+    let rows: Vec<&str> = dry.stdout.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(rows.len(), 2, "{}", dry.all());
+    assert!(
+        rows.iter().all(|r| r.contains("people-move#dry-run")),
+        "{rows:?}"
+    );
+    let by_run = p.run_ok(&[
+        "flagged",
+        "list",
+        "--migration",
+        "people-move",
+        "--run",
+        "1",
+    ]);
+    assert_eq!(
+        by_run.stdout.lines().filter(|l| l.starts_with('#')).count(),
+        2,
+        "{}",
+        by_run.all()
+    );
+
+    // A second run, then a rollback to the point made before it.
+    let second = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        second.stdout.contains("run 2 succeeded"),
+        "{}",
+        second.all()
+    );
+    p.run_ok(&["rollback", "m.toml"]);
+    let status = p.run_ok(&["status", "--migration", "people-move"]).stdout;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("people-move: last run"))
+        .unwrap_or_else(|| panic!("no last run line in:\n{status}"));
+    assert!(line.contains("last run 2 "), "{line}");
+    assert!(line.contains("rolled back to people-move-"), "{line}");
+    assert!(!line.contains("validation passed"), "{line}");
+
+    let served = Served::start(&p, &[]).after_first_sync(&p);
+    let page = http(&served.addr, "GET", "/m/people-move", &[], "").body;
+    assert!(page.contains("id=\"validation-rolled-back\""), "{page}");
+    let verdict = page
+        .split("<section id=\"validation\">")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .unwrap_or_default();
+    assert!(
+        verdict.contains("out of date") && !verdict.contains(">passed<"),
+        "{verdict}"
+    );
+    assert!(verdict.contains("of run 2"), "{verdict}");
+    assert!(
+        page.contains("id=\"dry-run-flagged\">2 more flagged by dry runs"),
+        "{page}"
+    );
+    let list = http(&served.addr, "GET", "/", &[], "").body;
+    assert!(list.contains("rolled back to people-move-"), "{list}");
+    served.stop();
+}

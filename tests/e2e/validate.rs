@@ -199,7 +199,7 @@ fn a_dry_run_writes_validates_and_drops_scratch_tables_only() {
     let run = p.run_ok(&["run", "m.toml"]);
     assert!(
         run.stdout
-            .contains("run 2 succeeded: 100 read, 100 written"),
+            .contains("run 1 succeeded: 100 read, 100 written"),
         "{}",
         run.all()
     );

@@ -326,7 +326,7 @@ pub fn read_fixed(text: &str) -> Result<HashMap<i64, serde_json::Value>, String>
 /// The CSV export's fixed columns, before the row's own.
 const CSV_FIXED: [&str; 10] = [
     "id",
-    "run_id",
+    "run",
     "migration",
     "table",
     "position",
@@ -354,7 +354,7 @@ fn write_csv_rows(
     for r in rows {
         let mut record = vec![
             r.id.to_string(),
-            r.run_id.to_string(),
+            r.run.to_string(),
             r.migration.clone(),
             r.table.clone(),
             r.position.to_string(),

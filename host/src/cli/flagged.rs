@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
 use crate::actions::{Export, ExportFormat};
+use crate::config::DRY_RUN_SUFFIX;
 use crate::pipeline::{RetryCounts, RetryRequest, retry_flagged};
 use crate::state::{FlaggedFilter, StateStore};
 
@@ -59,8 +60,9 @@ pub struct Filter {
     /// Only this migration.
     #[arg(long)]
     migration: Option<String>,
-    /// Only this run.
-    #[arg(long)]
+    /// Only this run of the migration (`--migration` names it): 1 for
+    /// its first.
+    #[arg(long, requires = "migration")]
     run: Option<i64>,
     /// Only this destination table.
     #[arg(long)]
@@ -69,6 +71,10 @@ pub struct Filter {
     /// with how and when.
     #[arg(long)]
     all: bool,
+    /// The rows dry runs flagged (`run --dry-run`), kept apart from the
+    /// real runs' rows.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,9 +87,14 @@ pub enum Format {
 
 impl From<Filter> for FlaggedFilter {
     fn from(f: Filter) -> Self {
+        let dry_runs = f.dry_run
+            || f.migration
+                .as_deref()
+                .is_some_and(|m| m.ends_with(DRY_RUN_SUFFIX));
         FlaggedFilter {
             migration: f.migration,
-            run_id: f.run,
+            dry_runs,
+            run: f.run,
             table: f.table,
             closed_too: f.all,
             ..FlaggedFilter::default()
@@ -138,7 +149,7 @@ pub async fn run(command: FlaggedCommand, state: &Path, env: Option<&str>) -> an
                 out!(
                     "#{} run {} {}.{} row {}{key}, {}{column}: {}{retried}{closed}",
                     r.id,
-                    r.run_id,
+                    r.run,
                     r.migration,
                     r.table,
                     r.position,

@@ -78,12 +78,13 @@ fn eta(eta_s: Option<f64>) -> String {
 /// sync or one source of several, which.
 fn header(event: &RunEvent) -> String {
     let RunEvent::RunStarted {
-        run_id,
+        number,
         migration,
         tables,
         resumed_from,
         sync,
         source,
+        ..
     } = event
     else {
         return String::new();
@@ -96,10 +97,8 @@ fn header(event: &RunEvent) -> String {
         .map(|r| format!(", resuming interrupted run {r}"))
         .unwrap_or_default();
     match sync {
-        Some(sync) => {
-            format!("sync {sync} of `{migration}`{from}: run {run_id}, {tables} table(s){resumed}")
-        }
-        None => format!("run {run_id} of `{migration}`{from}: {tables} table(s){resumed}"),
+        Some(sync) => format!("sync {sync} of `{migration}`{from}: {tables} table(s){resumed}"),
+        None => format!("run {number} of `{migration}`{from}: {tables} table(s){resumed}"),
     }
 }
 
@@ -277,7 +276,8 @@ mod tests {
 
     fn started(sync: Option<i64>, source: Option<&str>) -> RunEvent {
         RunEvent::RunStarted {
-            run_id: 7,
+            run_id: 9,
+            number: 7,
             migration: "cronny".into(),
             tables: 1,
             resumed_from: None,
@@ -294,7 +294,7 @@ mod tests {
         );
         assert_eq!(
             header(&started(Some(3), None)),
-            "sync 3 of `cronny`: run 7, 1 table(s)"
+            "sync 3 of `cronny`: 1 table(s)"
         );
         assert_eq!(
             header(&started(None, Some("crm"))),

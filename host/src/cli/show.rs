@@ -12,7 +12,7 @@ use crate::value::{TableInfo, to_json, to_text, type_name};
 
 /// A run's outcome, then its validation.
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
-    run_line(m, s.run_id, "succeeded", s.counts, state);
+    run_line(m, s.number, "succeeded", s.counts, state);
     if let Some(report) = &s.validation {
         validation(report);
     }
@@ -20,9 +20,9 @@ pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
 }
 
 /// A run's totals, and where its flagged rows are.
-fn run_line(m: &Migration, run_id: i64, verdict: &str, c: crate::state::RunCounts, state: &Path) {
+fn run_line(m: &Migration, number: i64, verdict: &str, c: crate::state::RunCounts, state: &Path) {
     out!(
-        "migration `{}` run {run_id} {verdict}: {}",
+        "migration `{}` run {number} {verdict}: {}",
         m.name,
         counts(c)
     );
@@ -239,7 +239,7 @@ pub fn events(events: &[Event], json: bool) {
             out!("{}", serde_json::to_string(e).expect("serializable"));
             continue;
         }
-        let run = e.run_id.map(|r| format!(" run {r}")).unwrap_or_default();
+        let run = e.run.map(|r| format!(" run {r}")).unwrap_or_default();
         out!(
             "{} {} {}{run} by {}: {}",
             e.at,
@@ -253,15 +253,23 @@ pub fn events(events: &[Event], json: bool) {
 
 /// A migration's last run and how its validation went, for `status`.
 pub fn last_run(migration: &str, r: &RunRecord) {
-    let validation = match r.validation.as_deref() {
-        Some("pending") => ", validation not completed: the next `credvault run` completes it",
-        Some("passed") => ", validation passed",
-        Some("failed") => ", validation FAILED",
+    let rolled_back;
+    let validation = match (r.rolled_back.as_deref(), r.validation.as_deref()) {
+        (Some(point), _) => {
+            rolled_back =
+                format!(", rolled back to {point} (its tables are as they were before it)");
+            &rolled_back
+        }
+        (None, Some("pending")) => {
+            ", validation not completed: the next `credvault run` completes it"
+        }
+        (None, Some("passed")) => ", validation passed",
+        (None, Some("failed")) => ", validation FAILED",
         _ => "",
     };
     out!(
         "{migration}: last run {} {} {}{validation}",
-        r.id,
+        r.number,
         r.started_at,
         r.status
     );
@@ -336,7 +344,7 @@ pub fn consolidation(
         for (label, part) in &s.parts {
             out!(
                 "from `{label}` (run {}): {}",
-                part.run_id,
+                part.number,
                 counts(part.counts)
             );
             if let Some(report) = &part.validation {
@@ -376,7 +384,7 @@ pub fn consolidation(
             true => "succeeded",
             false => "failed validation; tables that failed it were not swapped in",
         };
-        run_line(m, s.run_id, verdict, s.counts, state);
+        run_line(m, s.number, verdict, s.counts, state);
         dry_run_note(m);
     }
     Ok(match s.passed() {

@@ -102,7 +102,7 @@ fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bo
             let c = summary.total;
             told!(
                 "sync {} of `{}` succeeded: {} new, {} updated, {} deleted",
-                summary.sync_id,
+                summary.number,
                 m.name,
                 c.inserted,
                 c.updated,
@@ -160,7 +160,7 @@ pub async fn serve_until_stopped(
         |m, outcome| {
             if ui.is_some() {
                 match &outcome {
-                    Ok(s) => live.outcome(&m.name, true, &format!("sync {} succeeded", s.sync_id)),
+                    Ok(s) => live.outcome(&m.name, true, &format!("sync {} succeeded", s.number)),
                     Err(e) => live.outcome(&m.name, false, &e.to_string()),
                 }
             }

@@ -236,6 +236,10 @@ impl SyncSpec {
 /// The prefix of the scratch tables a dry run writes.
 pub const DRY_RUN_PREFIX: &str = "credvault_dry_";
 
+/// What a dry run's name adds to its migration's, so its runs and flagged
+/// rows are kept apart from the real ones.
+pub const DRY_RUN_SUFFIX: &str = "#dry-run";
+
 /// A source or destination (`[source]`, `[destination]`).
 ///
 /// ```toml
@@ -1118,9 +1122,10 @@ impl Migration {
     /// mapping, transforms, writing with the destination's own type and
     /// constraint checks, validation), but into scratch tables named
     /// `credvault_dry_<table>` that are dropped at the end, so the real
-    /// tables are never touched. Kept under `<name>#dry-run`.
+    /// tables are never touched. Kept under `<name>#dry-run`
+    /// ([`DRY_RUN_SUFFIX`]).
     pub fn dry_run(mut self) -> Self {
-        self.name = format!("{}#dry-run", self.name);
+        self.name = format!("{}{DRY_RUN_SUFFIX}", self.name);
         self.dry_run = true;
         self
     }

@@ -45,7 +45,7 @@ use crate::value::{Column, ColumnType};
 pub enum Purpose {
     /// `credvault run`.
     Run,
-    /// `credvault sync` / `serve`: the sync's id.
+    /// `credvault sync` / `serve`: the sync's number.
     Sync(i64),
 }
 
@@ -74,6 +74,8 @@ pub struct Merged {
 pub struct Summary {
     /// The run's id (the whole migration's).
     pub run_id: i64,
+    /// Its number among the migration's runs.
+    pub number: i64,
     /// Each source's own run.
     pub parts: Vec<(String, RunSummary)>,
     /// Each consolidated table.
@@ -160,11 +162,13 @@ pub async fn run(
         false => None,
     };
     let run_id = state.start_run(&m.name, clock, None).await?;
+    let number = state.run_number(run_id).await?;
     let detail = serde_json::json!({ "parts": m.parts().len(), "consolidated": m.consolidate.keys().collect::<Vec<_>>() });
     state
         .event(&m.name, Some(run_id), "run_started", &detail)
         .await?;
     if let Some(point) = point {
+        state.note_restore_point(run_id, &point.name).await?;
         observer.on(&RunEvent::RestorePoint(point));
     }
     let job = Job {
@@ -205,6 +209,7 @@ pub async fn run(
     }
     Ok(Summary {
         run_id,
+        number,
         parts,
         merged,
         validation,

@@ -123,11 +123,14 @@ pub enum RunEvent {
     RunStarted {
         /// The run's id in the state store.
         run_id: i64,
+        /// Its number among its migration's runs (1 for the first): the
+        /// one shown.
+        number: i64,
         /// The migration.
         migration: String,
         /// Tables to move.
         tables: usize,
-        /// The interrupted run this one continues, if any.
+        /// The number of the interrupted run this one continues, if any.
         resumed_from: Option<i64>,
         /// The sync this run is a step of.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -220,6 +223,8 @@ pub enum RunEvent {
     RunFinished {
         /// The run's id.
         run_id: i64,
+        /// Its number among its migration's runs.
+        number: i64,
         /// `succeeded` or `failed`.
         status: String,
         /// Totals.
@@ -265,6 +270,8 @@ pub trait Observer: Send {
 pub struct RunSummary {
     /// The run's id.
     pub run_id: i64,
+    /// Its number among its migration's runs (1 for the first).
+    pub number: i64,
     /// Totals over all tables.
     pub counts: RunCounts,
     /// The validation that followed, unless `settings.validate = false`.
@@ -314,6 +321,7 @@ pub async fn run_named(
     }
     let resumed = last.filter(|r| r.resumable());
     let resumed_from = resumed.as_ref().map(|r| r.id);
+    let resumed_number = resumed.as_ref().map(|r| r.number);
     let clock = resumed
         .and_then(|r| r.clock)
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
@@ -332,19 +340,22 @@ pub async fn run_named(
         false => None,
     };
     let run_id = state.start_run(&m.name, clock, resumed_from).await?;
+    let number = state.run_number(run_id).await?;
     let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
     state
         .event(&m.name, Some(run_id), "run_started", &detail)
         .await?;
     observer.on(&RunEvent::RunStarted {
         run_id,
+        number,
         migration: naming.migration.clone().unwrap_or_else(|| m.name.clone()),
         tables: plans.len(),
-        resumed_from,
+        resumed_from: resumed_number,
         sync: naming.sync,
         source: naming.source.clone(),
     });
     if let Some(point) = point {
+        state.note_restore_point(run_id, &point.name).await?;
         observer.on(&RunEvent::RestorePoint(point));
     }
     let events = Events {
@@ -376,6 +387,7 @@ pub async fn run_named(
         .await?;
     observer.on(&RunEvent::RunFinished {
         run_id,
+        number,
         status: status.to_string(),
         counts: totals,
         error,
@@ -393,6 +405,7 @@ pub async fn run_named(
     let validation = validation?;
     Ok(RunSummary {
         run_id,
+        number,
         counts: totals,
         validation,
     })
@@ -410,7 +423,7 @@ async fn finish_validation(
 ) -> Result<RunSummary, RunError> {
     tracing::warn!(
         "run {} copied every table but its validation did not complete; validating it now",
-        last.id
+        last.number
     );
     let counts = state
         .runs(&m.name, 1)
@@ -431,6 +444,7 @@ async fn finish_validation(
     }
     Ok(RunSummary {
         run_id: last.id,
+        number: last.number,
         counts,
         validation: Some(report?),
     })
@@ -1346,6 +1360,7 @@ pub fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
     FlaggedRow {
         id: 0,
         run_id,
+        run: 0,
         migration: migration.to_string(),
         table: f.table.clone(),
         position: f.position as i64,

@@ -343,6 +343,7 @@ pub async fn rollback(
     }
     state.event(&m.name, None, "rolled_back", &detail).await?;
     state.close_unfinished(&m.name).await?;
+    state.rolled_back(&m.name, &point.name).await?;
     Ok(Rollback {
         destination: store.describe(),
         point: point.name,

@@ -32,6 +32,8 @@ pub struct FlaggedRow {
     pub id: i64,
     /// The run that flagged it.
     pub run_id: i64,
+    /// That run's number among its migration's runs (0 until kept).
+    pub run: i64,
     /// The migration's name.
     pub migration: String,
     /// The destination table.
@@ -87,6 +89,8 @@ pub struct Event {
     pub migration: String,
     /// The run, if the event belongs to one.
     pub run_id: Option<i64>,
+    /// That run's number among its migration's runs.
+    pub run: Option<i64>,
     /// Who: the OS user that ran the command.
     pub actor: String,
     /// What: `checked`, `run_started`, `table_finished`, `run_finished`, …
@@ -95,13 +99,36 @@ pub struct Event {
     pub detail: serde_json::Value,
 }
 
+/// A run's (or sync's) number among its migration's runs (1 for its
+/// first), from a table whose `migration` and `$id` columns name it: the
+/// store's ids are shared by every migration, so they are never shown.
+macro_rules! number {
+    ($of:literal, $table:literal, $id:literal) => {
+        concat!(
+            "(SELECT count(*) FROM ",
+            $of,
+            " n WHERE n.migration = ",
+            $table,
+            ".migration AND n.id <= ",
+            $table,
+            ".",
+            $id,
+            ")"
+        )
+    };
+}
+
 /// Filters for listing flagged rows.
 #[derive(Debug, Clone, Default)]
 pub struct FlaggedFilter {
-    /// Only this migration (with its parts, syncs and dry runs: `name#…`).
+    /// Only this migration (with its parts and syncs: `name#…`).
     pub migration: Option<String>,
-    /// Only this run.
-    pub run_id: Option<i64>,
+    /// Rows of dry runs (`name#dry-run`) instead of the real runs': the two
+    /// are never mixed, so a dry run's rows are never retried into the
+    /// real tables nor counted with theirs.
+    pub dry_runs: bool,
+    /// Only this run, by its number among its migration's runs.
+    pub run: Option<i64>,
     /// Only this destination table.
     pub table: Option<String>,
     /// Closed rows too (retried, superseded), with how they were closed.
@@ -112,12 +139,16 @@ pub struct FlaggedFilter {
     pub limit: Option<u32>,
 }
 
-/// The rows a [`FlaggedFilter`] selects (binds ?1–?5). `id > ?5` is
+/// The rows a [`FlaggedFilter`] selects (binds ?1–?6). `id > ?5` is
 /// always there (0 for no page yet), so that SQLite seeks to each page by
 /// the primary key instead of reading every row before it again.
 macro_rules! flagged_where {
     () => {
-        " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR run_id = ?2) AND (?3 IS NULL OR table_name = ?3) AND id > ?5"
+        concat!(
+            " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR ",
+            number!("runs", "flagged_rows", "run_id"),
+            " = ?2) AND (?3 IS NULL OR table_name = ?3) AND id > ?5 AND (migration LIKE '%#dry-run') = ?6"
+        )
     };
 }
 
@@ -485,9 +516,11 @@ impl StateStore {
     /// nor superseded), or with `closed_too` all of them, oldest first.
     pub async fn flagged(&self, filter: &FlaggedFilter) -> Result<Vec<FlaggedRow>, StateError> {
         let sql = concat!(
-            "SELECT * FROM flagged_rows",
+            "SELECT *, ",
+            number!("runs", "flagged_rows", "run_id"),
+            " AS run FROM flagged_rows",
             flagged_where!(),
-            " ORDER BY id LIMIT ?6"
+            " ORDER BY id LIMIT ?7"
         );
         let limit = filter.limit.map_or(-1, i64::from);
         let rows = bind_filter(sqlx::query(sql), filter)
@@ -545,7 +578,9 @@ impl StateStore {
     /// run 0, are the sync's to read again), oldest first.
     pub async fn retryable(&self, migration: &str) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(concat!(
-            "SELECT * FROM flagged_rows",
+            "SELECT *, ",
+            number!("runs", "flagged_rows", "run_id"),
+            " AS run FROM flagged_rows",
             retryable_where!(),
             " ORDER BY id"
         ))
@@ -663,18 +698,22 @@ impl StateStore {
 
     /// The newest run of `migration`: its id, status and clock.
     pub async fn last_run(&self, migration: &str) -> Result<Option<LastRun>, StateError> {
-        let last: Option<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT id, status, clock, validation FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(migration)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.error(e))?;
-        Ok(last.map(|(id, status, clock, validation)| LastRun {
-            id,
-            status,
-            clock,
-            validation,
+        let sql = concat!(
+            "SELECT id, ",
+            number!("runs", "runs", "id"),
+            ", status, clock, validation FROM runs WHERE migration = ? ORDER BY id DESC LIMIT 1"
+        );
+        let last = sqlx::query(sql)
+            .bind(migration)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(last.map(|r| LastRun {
+            id: r.get(0),
+            number: r.get(1),
+            status: r.get(2),
+            clock: r.get(3),
+            validation: r.get(4),
         }))
     }
 
@@ -724,7 +763,11 @@ impl StateStore {
     /// The newest sync of each migration (or of `migration`).
     pub async fn last_syncs(&self, migration: Option<&str>) -> Result<Vec<SyncRecord>, StateError> {
         let rows = sqlx::query(
-            "SELECT * FROM syncs WHERE id IN (SELECT MAX(id) FROM syncs WHERE (?1 IS NULL OR migration = ?1) GROUP BY migration) ORDER BY migration",
+            concat!(
+                "SELECT *, ",
+                number!("syncs", "syncs", "id"),
+                " AS number FROM syncs WHERE id IN (SELECT MAX(id) FROM syncs WHERE (?1 IS NULL OR migration = ?1) GROUP BY migration) ORDER BY migration"
+            ),
         )
         .bind(migration)
         .fetch_all(&self.pool)
@@ -735,7 +778,12 @@ impl StateStore {
 
     /// The newest `limit` syncs of `migration`, newest first.
     pub async fn syncs(&self, migration: &str, limit: u32) -> Result<Vec<SyncRecord>, StateError> {
-        let rows = sqlx::query("SELECT * FROM syncs WHERE migration = ? ORDER BY id DESC LIMIT ?")
+        let sql = concat!(
+            "SELECT *, ",
+            number!("syncs", "syncs", "id"),
+            " AS number FROM syncs WHERE migration = ? ORDER BY id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
             .bind(migration)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -838,6 +886,40 @@ impl StateStore {
         Ok(())
     }
 
+    /// Notes the restore point made before run `run_id`, so a rollback to
+    /// it knows the runs it undoes.
+    pub async fn note_restore_point(&self, run_id: i64, point: &str) -> Result<(), StateError> {
+        sqlx::query("UPDATE runs SET restore_point = ? WHERE id = ?")
+            .bind(point)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Records that `migration`'s destination went back to restore point
+    /// `point`: the runs since it (its syncs' and parts' too) are undone,
+    /// and no validation taken before describes the tables any more.
+    pub async fn rolled_back(&self, migration: &str, point: &str) -> Result<(), StateError> {
+        let mine = "(migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#')";
+        let runs = format!(
+            "UPDATE runs SET rolled_back = ?2 WHERE {mine} AND rolled_back IS NULL
+             AND id >= (SELECT min(id) FROM runs WHERE migration = ?1 AND restore_point = ?2)"
+        );
+        let validations =
+            format!("UPDATE validations SET rolled_back = ?2 WHERE {mine} AND rolled_back IS NULL");
+        for sql in [runs, validations] {
+            sqlx::query(&sql)
+                .bind(migration)
+                .bind(point)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
     /// The newest `limit` audit events, oldest first.
     pub async fn events(
         &self,
@@ -845,7 +927,11 @@ impl StateStore {
         limit: u32,
     ) -> Result<Vec<Event>, StateError> {
         let rows = sqlx::query(
-            "SELECT * FROM (SELECT * FROM events WHERE (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            concat!(
+                "SELECT *, ",
+                number!("runs", "events", "run_id"),
+                " AS run FROM (SELECT * FROM events WHERE (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') ORDER BY id DESC LIMIT ?2) events ORDER BY id"
+            ),
         )
         .bind(migration)
         .bind(i64::from(limit))
@@ -858,6 +944,9 @@ impl StateStore {
                 at: r.get("at"),
                 migration: r.get("migration"),
                 run_id: r.get("run_id"),
+                run: r
+                    .get::<Option<i64>, _>("run_id")
+                    .map(|_| r.get::<i64, _>("run")),
                 actor: r.get("actor"),
                 kind: r.get("kind"),
                 detail: serde_json::from_str(r.get::<&str, _>("detail")).unwrap_or_default(),
@@ -867,7 +956,12 @@ impl StateStore {
 
     /// The newest `limit` runs of `migration`, newest first.
     pub async fn runs(&self, migration: &str, limit: u32) -> Result<Vec<RunRecord>, StateError> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE migration = ? ORDER BY id DESC LIMIT ?")
+        let sql = concat!(
+            "SELECT *, ",
+            number!("runs", "runs", "id"),
+            " AS number FROM runs WHERE migration = ? ORDER BY id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
             .bind(migration)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -877,6 +971,7 @@ impl StateStore {
             .iter()
             .map(|r| RunRecord {
                 id: r.get("id"),
+                number: r.get("number"),
                 started_at: r.get("started_at"),
                 finished_at: r.get("finished_at"),
                 status: r.get("status"),
@@ -889,6 +984,7 @@ impl StateStore {
                 },
                 error: r.get("error"),
                 validation: r.get("validation"),
+                rolled_back: r.get("rolled_back"),
             })
             .collect())
     }
@@ -898,19 +994,56 @@ impl StateStore {
         &self,
         migration: &str,
     ) -> Result<Option<StoredValidation>, StateError> {
-        let row: Option<(String, Option<i64>, bool, String)> = sqlx::query_as(
-            "SELECT at, run_id, passed, report FROM validations WHERE migration = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(migration)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.error(e))?;
-        Ok(row.map(|(at, run_id, passed, report)| StoredValidation {
-            at,
-            run_id,
-            passed,
-            report: serde_json::from_str(&report).unwrap_or_default(),
-        }))
+        let sql = concat!(
+            "SELECT at, run_id, ",
+            number!("runs", "validations", "run_id"),
+            ", passed, report, rolled_back FROM validations WHERE migration = ? ORDER BY id DESC LIMIT 1"
+        );
+        type Kept = (String, Option<i64>, i64, bool, String, Option<String>);
+        let row: Option<Kept> = sqlx::query_as(sql)
+            .bind(migration)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.map(
+            |(at, run_id, number, passed, report, rolled_back)| StoredValidation {
+                at,
+                run: run_id.map(|_| number),
+                run_id,
+                passed,
+                report: serde_json::from_str(&report).unwrap_or_default(),
+                rolled_back,
+            },
+        ))
+    }
+
+    /// A run's number among its migration's runs.
+    pub async fn run_number(&self, run_id: i64) -> Result<i64, StateError> {
+        let sql = concat!(
+            "SELECT ",
+            number!("runs", "runs", "id"),
+            " FROM runs WHERE id = ?"
+        );
+        self.scalar(sql, run_id).await
+    }
+
+    /// A sync's number among its migration's syncs.
+    pub async fn sync_number(&self, sync_id: i64) -> Result<i64, StateError> {
+        let sql = concat!(
+            "SELECT ",
+            number!("syncs", "syncs", "id"),
+            " FROM syncs WHERE id = ?"
+        );
+        self.scalar(sql, sync_id).await
+    }
+
+    async fn scalar(&self, sql: &'static str, id: i64) -> Result<i64, StateError> {
+        sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.error(e))
     }
 
     /// The status of a run.
@@ -926,8 +1059,11 @@ impl StateStore {
 /// A run as recorded.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RunRecord {
-    /// The run's id.
+    /// The run's id in the store.
     pub id: i64,
+    /// Its number among its migration's runs (1 for the first): the one
+    /// shown.
+    pub number: i64,
     /// When it started (RFC 3339).
     pub started_at: String,
     /// When it ended, if it did.
@@ -943,6 +1079,9 @@ pub struct RunRecord {
     /// validated (or ran before validations were recorded with runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation: Option<String>,
+    /// The restore point a rollback put its tables back to, undoing it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<String>,
 }
 
 /// A validation report as kept.
@@ -952,17 +1091,25 @@ pub struct StoredValidation {
     pub at: String,
     /// The run it validated, if any.
     pub run_id: Option<i64>,
+    /// That run's number among its migration's runs.
+    pub run: Option<i64>,
     /// Whether every table passed.
     pub passed: bool,
     /// The report (`validate --json`'s form).
     pub report: serde_json::Value,
+    /// The restore point the destination was rolled back to after it: the
+    /// report no longer describes the tables.
+    pub rolled_back: Option<String>,
 }
 
 /// A sync as recorded.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SyncRecord {
-    /// The sync's id.
+    /// The sync's id in the store.
     pub id: i64,
+    /// Its number among its migration's syncs (1 for the first): the one
+    /// shown.
+    pub number: i64,
     /// The migration.
     pub migration: String,
     /// When it started (RFC 3339).
@@ -988,6 +1135,8 @@ pub struct SyncRecord {
 pub struct LastRun {
     /// Its id.
     pub id: i64,
+    /// Its number among its migration's runs.
+    pub number: i64,
     /// `running`, `succeeded` or `failed`.
     pub status: String,
     /// The time its transforms were told (µs), if recorded.
@@ -1015,6 +1164,7 @@ fn flagged_row(r: &sqlx::sqlite::SqliteRow) -> FlaggedRow {
     FlaggedRow {
         id: r.get("id"),
         run_id: r.get("run_id"),
+        run: r.get("run"),
         migration: r.get("migration"),
         table: r.get("table_name"),
         position: r.get("position"),
@@ -1089,6 +1239,9 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
         ("runs", "clock", "INTEGER"),
         ("runs", "resumed_from", "INTEGER"),
         ("runs", "validation", "TEXT"),
+        ("runs", "restore_point", "TEXT"),
+        ("runs", "rolled_back", "TEXT"),
+        ("validations", "rolled_back", "TEXT"),
         ("flagged_rows", "policy", "TEXT NOT NULL DEFAULT 'flag'"),
         ("flagged_rows", "retries", "INTEGER NOT NULL DEFAULT 0"),
         ("flagged_rows", "resolved_at", "TEXT"),
@@ -1119,6 +1272,7 @@ async fn upgrade(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 fn sync_record(r: &sqlx::sqlite::SqliteRow) -> SyncRecord {
     SyncRecord {
         id: r.get("id"),
+        number: r.get("number"),
         migration: r.get("migration"),
         started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),
@@ -1154,17 +1308,18 @@ fn keep_row<'q>(
     .bind(policy)
 }
 
-/// Binds a [`FlaggedFilter`] to `?1`–`?5` of [`flagged_where!`].
+/// Binds a [`FlaggedFilter`] to `?1`–`?6` of [`flagged_where!`].
 fn bind_filter<'q>(
     query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     filter: &'q FlaggedFilter,
 ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
     query
         .bind(&filter.migration)
-        .bind(filter.run_id)
+        .bind(filter.run)
         .bind(&filter.table)
         .bind(filter.closed_too)
         .bind(filter.after.unwrap_or(0))
+        .bind(filter.dry_runs)
 }
 
 fn actor() -> String {

@@ -84,6 +84,8 @@ pub struct TableSync {
 pub struct SyncSummary {
     /// The sync's id in the state store.
     pub sync_id: i64,
+    /// Its number among its migration's syncs (1 for the first).
+    pub number: i64,
     /// Per table.
     pub tables: Vec<TableSync>,
     /// Over all tables.
@@ -109,22 +111,23 @@ pub async fn sync_migration(
     }
     let schedule = serde_json::to_value(schedule::Summary::of(m)).expect("serializable");
     let sync_id = state.start_sync(&m.name, &schedule).await?;
+    let number = state.sync_number(sync_id).await?;
     state
         .event(
             &m.name,
             None,
             "sync_started",
-            &serde_json::json!({ "sync": sync_id }),
+            &serde_json::json!({ "sync": number }),
         )
         .await?;
     let outcome = match m.is_multi_source() {
         // Boxed: a consolidation nests whole runs and syncs, and its
         // future is too deep to lay out inline.
-        true => Box::pin(sync_consolidated(m, runtime, state, sync_id, observer)).await,
+        true => Box::pin(sync_consolidated(m, runtime, state, number, observer)).await,
         false => {
             let naming = Naming {
                 migration: Some(m.name.clone()),
-                sync: Some(sync_id),
+                sync: Some(number),
                 ..Naming::default()
             };
             sync_tables(m, runtime, state, &naming, observer).await
@@ -144,10 +147,11 @@ pub async fn sync_migration(
         )
         .await?;
     let detail =
-        serde_json::json!({ "sync": sync_id, "status": status, "changed": total, "error": error });
+        serde_json::json!({ "sync": number, "status": status, "changed": total, "error": error });
     state.event(&m.name, None, "synced", &detail).await?;
     Ok(SyncSummary {
         sync_id,
+        number,
         tables: outcome?,
         total,
     })
@@ -167,12 +171,12 @@ async fn sync_consolidated(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
-    sync_id: i64,
+    number: i64,
     observer: &mut dyn Observer,
 ) -> Result<Vec<TableSync>, RunError> {
     use crate::consolidate::{Purpose, run};
     let options = RunOptions { restart: true };
-    let purpose = Purpose::Sync(sync_id);
+    let purpose = Purpose::Sync(number);
     let summary = run(m, runtime, state, options, purpose, observer).await?;
     if !summary.passed() {
         return Err(crate::consolidate::failed_validation());

@@ -179,8 +179,12 @@ fn mark_cut_off<'a>(
 }
 
 /// `run succeeded`, or `run succeeded, validation failed` when the newest
-/// validation of that run failed (as `credvault run` exits 1 then).
+/// validation of that run failed (as `credvault run` exits 1 then), or
+/// `…, rolled back to POINT` when a rollback undid it.
 async fn run_status(d: &Dashboard, name: &str, run: &RunRecord) -> Result<String, StateError> {
+    if let Some(point) = &run.rolled_back {
+        return Ok(format!("run {}, rolled back to {point}", run.status));
+    }
     let validation = d.state.last_validation(name).await?;
     let failed = validation.is_some_and(|v| v.run_id == Some(run.id) && !v.passed);
     Ok(match failed {
@@ -219,6 +223,13 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
         syncs: syncs(&d, &m.name, SHOWN_RUNS).await?,
         validation: d.state.last_validation(&m.name).await?,
         flagged_total: d.state.count_flagged(&filter).await?,
+        dry_run_flagged: d
+            .state
+            .count_flagged(&FlaggedFilter {
+                dry_runs: true,
+                ..filter.clone()
+            })
+            .await?,
         retryable_total: d.state.count_retryable(&m.name).await?,
         retryable: d.state.retryable_among(&m.name, &shown_ids).await?,
         flagged,

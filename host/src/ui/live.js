@@ -52,8 +52,8 @@
       say(e.action + " starting…", "warn");
     },
     run_started(e) {
-      const what = (e.sync ? "sync " + e.sync + " of " + e.migration + ", run " + e.run_id
-                           : "run " + e.run_id + " of " + e.migration) +
+      const what = (e.sync ? "sync " + e.sync + " of " + e.migration
+                           : "run " + e.number + " of " + e.migration) +
                    (e.source ? " (source " + e.source + ")" : "");
       say(what + " running: " + e.tables + " table(s)" +
           (e.resumed_from ? ", resuming run " + e.resumed_from : ""), "warn");
@@ -84,7 +84,7 @@
     },
     restore_point(e) { say("restore point " + e.name + " taken (" + e.rows + " rows)", "warn"); },
     run_finished(e) {
-      say("run " + e.run_id + " " + e.status + (e.error ? ": " + e.error : ""), e.status === "succeeded" ? "good" : "bad");
+      say("run " + e.number + " " + e.status + (e.error ? ": " + e.error : ""), e.status === "succeeded" ? "good" : "bad");
     },
     validated(e) { say(status.textContent + "; validation " + (e.passed ? "passed" : "failed"), e.passed ? "good" : "bad"); },
     outcome(e) {

@@ -247,6 +247,7 @@ mod tests {
     fn started(migration: &str) -> RunEvent {
         RunEvent::RunStarted {
             run_id: 1,
+            number: 1,
             migration: migration.into(),
             tables: 1,
             resumed_from: None,

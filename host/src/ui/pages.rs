@@ -54,6 +54,8 @@ pub struct Page {
     pub flagged: Vec<FlaggedRow>,
     /// How many there are in all.
     pub flagged_total: u64,
+    /// How many its dry runs flagged (kept apart, not listed).
+    pub dry_run_flagged: u64,
     /// How many `credvault flagged retry` may retry (not those of syncs).
     pub retryable_total: u64,
     /// Which of the rows shown it may retry.
@@ -118,6 +120,8 @@ fn layout(title: &str, body: &str) -> String {
 fn status_class(status: &str) -> &'static str {
     if status.contains("fail") || status == "lost" {
         "bad"
+    } else if status.contains("rolled back") {
+        "warn"
     } else if status.contains("succeeded") || status.contains("passed") {
         "good"
     } else if ["paused", "running", "interrupted", "unreserved"]
@@ -270,13 +274,17 @@ fn runs(body: &mut String, runs: &[RunRecord]) {
     );
     for r in runs {
         let c = r.counts;
+        let status = match &r.rolled_back {
+            Some(point) => format!("{}, rolled back to {point}", r.status),
+            None => r.status.clone(),
+        };
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            r.id,
+            r.number,
             when(&r.started_at),
             maybe_when(&r.finished_at),
-            badge(&r.status),
+            badge(&status),
             c.read,
             c.written,
             c.skipped,
@@ -302,7 +310,7 @@ fn syncs(body: &mut String, syncs: &[SyncRecord]) {
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            s.id,
+            s.number,
             when(&s.started_at),
             maybe_when(&s.finished_at),
             badge(&s.status),
@@ -321,14 +329,26 @@ fn validation(body: &mut String, v: Option<&StoredValidation>) {
         body.push_str("<p class=\"quiet\">not validated yet: a run validates its tables, and so does <code>credvault validate</code></p></section>");
         return;
     };
-    let verdict = if v.passed { "passed" } else { "failed" };
-    let run = v.run_id.map(|r| format!(" of run {r}")).unwrap_or_default();
+    let verdict = match (&v.rolled_back, v.passed) {
+        (Some(_), _) => "out of date",
+        (None, true) => "passed",
+        (None, false) => "failed",
+    };
+    let run = v.run.map(|r| format!(" of run {r}")).unwrap_or_default();
     let _ = write!(
         body,
         "<p>{} · validated {}{run}</p>",
         badge(verdict),
         when(&v.at)
     );
+    if let Some(point) = &v.rolled_back {
+        let was = if v.passed { "passed" } else { "failed" };
+        let _ = write!(
+            body,
+            "<p class=\"warning\" id=\"validation-rolled-back\">this validation {was}, but the tables were then rolled back to restore point <code>{}</code>: it no longer describes them (<code>credvault validate</code> checks them as they are now)</p>",
+            esc(point)
+        );
+    }
     let tables = v.report["tables"].as_array().cloned().unwrap_or_default();
     for t in &tables {
         let table = t["table"].as_str().unwrap_or("?");
@@ -363,6 +383,13 @@ fn flagged(body: &mut String, name: &str, p: &Page) {
         body,
         "<section id=\"flagged\"><h2>Flagged rows <span class=\"count\">{total}</span></h2>"
     );
+    if p.dry_run_flagged > 0 {
+        let _ = write!(
+            body,
+            "<p class=\"quiet\" id=\"dry-run-flagged\">{} more flagged by dry runs, kept apart from these (never retried into the real tables): <code>credvault flagged list --migration {name} --dry-run</code></p>",
+            p.dry_run_flagged
+        );
+    }
     if total == 0 {
         body.push_str("<p class=\"quiet\">none: rows that fail under the <code>flag</code> policy are kept here for review</p></section>");
         return;
@@ -401,7 +428,7 @@ fn flagged(body: &mut String, name: &str, p: &Page) {
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}{}</td><td>{}</td></tr>",
             r.id,
-            r.run_id,
+            r.run,
             esc(&r.table),
             r.position,
             esc(r.key.as_deref().unwrap_or("")),
@@ -487,7 +514,7 @@ fn events(body: &mut String, events: &[Event]) {
             when(&e.at),
             esc(&e.actor),
             esc(&e.kind),
-            e.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            e.run.map(|r| r.to_string()).unwrap_or_default(),
             esc(&e.detail.to_string())
         );
     }
