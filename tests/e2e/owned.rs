@@ -378,22 +378,156 @@ fn appends_load_parents_before_children_by_the_destinations_foreign_keys() {
     );
 }
 
+/// Customers whose last order is one of the run's orders: with orders'
+/// own key to customers, the two tables form a cycle. Customers 1–10 start
+/// a chain (customer i → order 100 + i → customer i + 1 … → customer 11,
+/// which has no last order), so a customer lands only after its last
+/// order, which lands only after the next customer; customer 20 and
+/// order 19 refer to each other, a ring no order of single rows can land.
+fn customers_and_orders_in_a_cycle(s: &Scratch, p: &Project) {
+    orders_then_customers(s, p);
+    s.exec("ALTER TABLE {s}.customers ADD COLUMN last_order int REFERENCES {s}.orders (id)");
+    let last_order = |i: u32| match i {
+        1..=10 => (100 + i).to_string(),
+        20 => "19".into(),
+        _ => String::new(),
+    };
+    p.csv(
+        "customers",
+        "id,name,last_order",
+        &(1..=50)
+            .map(|i| format!("{i},c{i},{}", last_order(i)))
+            .collect::<Vec<_>>(),
+    );
+    let m = std::fs::read_to_string(p.path().join("m.toml")).expect("m.toml");
+    p.write(
+        "m.toml",
+        &format!("{m}[tables.columns.last_order]\ntype = \"int\"\n"),
+    );
+}
+
 #[test]
-fn check_reports_a_cycle_of_foreign_keys() {
+fn a_cycle_of_foreign_keys_loads_and_its_refused_rows_land_once_it_is_in() {
     let s = Scratch::new();
     let p = project();
-    orders_then_customers(&s, &p);
-    s.exec("ALTER TABLE {s}.customers ADD COLUMN last_order int REFERENCES {s}.orders (id)");
+    customers_and_orders_in_a_cycle(&s, &p);
+    let check = p.run(&["check", "m.toml"]);
+    assert!(
+        check
+            .stdout
+            .contains("form a cycle: they load together last"),
+        "{}",
+        check.all()
+    );
+    let run = p.run(&["run", "m.toml"]);
+    assert_eq!(run.code, 1, "the ring stays refused: {}", run.all());
+    assert!(
+        run.all()
+            .contains("customers: 10 row(s) refused for a missing parent written"),
+        "{}",
+        run.all()
+    );
+    assert!(run.all().contains("1 still refused"), "{}", run.all());
+    // Everything but the ring (customer 20, order 19) and the orders of
+    // customer 20 landed, each after the row it refers to.
+    assert_eq!(
+        s.one("SELECT count(*)::text FROM {s}.customers"),
+        Some("49".into())
+    );
+    assert_eq!(
+        s.one("SELECT string_agg(id::text, ',' ORDER BY id) FROM generate_series(1, 200) id WHERE id NOT IN (SELECT id FROM {s}.orders)"),
+        Some("19,69,119,169".into())
+    );
+    assert_eq!(
+        s.one("SELECT count(*)::text FROM {s}.customers WHERE last_order IS NOT NULL"),
+        Some("10".into())
+    );
+    let flagged = p.run_ok(&["flagged", "list", "--migration", "shop"]);
+    let rows: Vec<&str> = flagged
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .collect();
+    assert_eq!(rows.len(), 5, "{}", flagged.all());
+    assert!(
+        run.stdout.contains("[FAIL] references"),
+        "validation names the rows left without their parent: {}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("5 flagged"),
+        "the run's totals count the rows written later as written: {}",
+        run.all()
+    );
+}
+
+#[test]
+fn check_fails_a_cycle_of_foreign_keys_under_the_stop_policy() {
+    let s = Scratch::new();
+    let p = project();
+    customers_and_orders_in_a_cycle(&s, &p);
+    let m = std::fs::read_to_string(p.path().join("m.toml")).expect("m.toml");
+    p.write(
+        "m.toml",
+        &m.replace("on_error = \"flag\"", "on_error = \"stop\""),
+    );
     let check = p.run(&["check", "m.toml"]);
     assert_eq!(check.code, 1, "{}", check.all());
     assert!(
-        check.stdout.contains(
-            "[FAIL] destination load order: the foreign keys of orders, customers form a cycle"
-        ) || check.stdout.contains(
-            "[FAIL] destination load order: the foreign keys of customers, orders form a cycle"
-        ),
+        check
+            .stdout
+            .contains("[FAIL] destination load order: the foreign keys of")
+            && check.stdout.contains("form a cycle")
+            && check
+                .stdout
+                .contains("choose on_error = \"skip\" or \"flag\""),
         "{}",
         check.all()
+    );
+}
+
+#[test]
+fn rows_of_a_table_that_refers_to_itself_land_after_the_rows_they_refer_to() {
+    let s = Scratch::new();
+    s.exec(
+        "CREATE TABLE {s}.staff (id int PRIMARY KEY, name text NOT NULL, manager int REFERENCES {s}.staff (id))",
+    );
+    let p = project();
+    // Each person's manager comes later in the file: 1 → 2 → … → 30.
+    p.csv(
+        "staff",
+        "id,name,manager",
+        &(1..=30)
+            .map(|i| {
+                format!(
+                    "{i},s{i},{}",
+                    if i < 30 {
+                        (i + 1).to_string()
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"staff\"\n[source]\ntype = \"csv\"\npath = \"data\"\n{}[settings]\nbatch_size = 4\n[[tables]]\nsource = \"staff\"\nif_exists = \"append\"\non_error = \"skip\"\nkey = [\"id\"]\n[tables.columns.id]\ntype = \"int\"\n[tables.columns.manager]\ntype = \"int\"\n",
+            s.endpoint("destination", "")
+        ),
+    );
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(run.stdout.contains("0 skipped"), "{}", run.all());
+    assert!(
+        run.all()
+            .contains("row(s) refused for a missing parent written once the rows they refer to were in; 0 still refused"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        s.one("SELECT count(*)::text FROM {s}.staff s JOIN {s}.staff m ON m.id = s.manager"),
+        Some("29".into())
     );
 }
 

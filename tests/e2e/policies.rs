@@ -88,7 +88,7 @@ fn flag_keeps_the_row_its_error_and_position_for_review_and_export() {
     let csv = std::fs::read_to_string(p.path().join("flagged.csv")).unwrap();
     assert!(
         csv.starts_with(
-            "id,run_id,migration,table,position,key,stage,column,value,error,id,name,score"
+            "id,run,migration,table,position,key,stage,column,value,error,id,name,score"
         ),
         "{csv}"
     );
@@ -119,7 +119,7 @@ fn an_export_of_many_flagged_rows_holds_each_once() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("id,run_id,migration,table,position,key,stage,column,value,error,id,name,score")
+        Some("id,run,migration,table,position,key,stage,column,value,error,id,name,score")
     );
     assert_eq!(lines.clone().count(), 5_000);
     assert!(

@@ -140,6 +140,11 @@ impl Observer for Reporter {
                 failure, policy, ..
             } => self.failed(row, failure, *policy),
             RunEvent::TableFinished { .. } => self.finished(&row, event),
+            RunEvent::CycleSettled {
+                written, refused, ..
+            } => self.print(&format!(
+                "{row}: {written} row(s) refused for a missing parent written once the rows they refer to were in; {refused} still refused"
+            )),
             RunEvent::RunFinished { .. } | RunEvent::Validated { .. } => {}
         }
     }

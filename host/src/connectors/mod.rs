@@ -609,9 +609,9 @@ pub trait Sink: Send + Sync {
         Ok(None)
     }
 
-    /// The tables `table`'s foreign keys refer to (itself left out), so a
-    /// load fills parents before children; empty when it has none or does
-    /// not exist.
+    /// The tables `table`'s foreign keys refer to (itself too, when it refers
+    /// to itself), so a load fills parents before children; empty when it
+    /// has none or does not exist.
     async fn parents(&self, _table: &str) -> Result<Vec<String>, ConnectorError> {
         Ok(Vec::new())
     }

@@ -678,14 +678,11 @@ impl Sink for SqliteSink {
     }
 
     async fn parents(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?) WHERE \"table\" <> ?",
-        )
-        .bind(table)
-        .bind(table)
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(|e| self.db.error(e))
+        sqlx::query_scalar("SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?)")
+            .bind(table)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))
     }
 
     /// The table's root page and its definition: a table made again gets

@@ -15,6 +15,16 @@ pub struct Order<'a> {
     /// them): they load together in the last wave, and a child row may
     /// arrive before its parent.
     pub cycle: Vec<String>,
+    /// Tables with a foreign key to themselves (a manager, a parent
+    /// category): a row may arrive before the row it refers to.
+    pub own_parent: Vec<String>,
+}
+
+impl Order<'_> {
+    /// The tables whose rows may arrive before the rows they refer to.
+    pub fn unordered(&self) -> impl Iterator<Item = &String> {
+        self.cycle.iter().chain(&self.own_parent)
+    }
 }
 
 /// Orders `plans` by the destination's foreign keys between their tables.
@@ -24,8 +34,12 @@ pub async fn load_order<'a>(
 ) -> Result<Order<'a>, ConnectorError> {
     let names: Vec<&str> = plans.iter().map(|p| p.spec.destination()).collect();
     let mut parents = Vec::with_capacity(plans.len());
+    let mut own_parent = Vec::new();
     for name in &names {
         let refers = sink.parents(name).await?;
+        if refers.iter().any(|r| r == name) {
+            own_parent.push(name.to_string());
+        }
         let within: Vec<usize> = names
             .iter()
             .enumerate()
@@ -41,6 +55,7 @@ pub async fn load_order<'a>(
             .map(|wave| wave.into_iter().map(|i| &plans[i]).collect())
             .collect(),
         cycle: rest.iter().map(|&i| names[i].to_string()).collect(),
+        own_parent,
     };
     if !rest.is_empty() {
         order

@@ -18,7 +18,8 @@ use super::run::{RowFailure, RunError, flagged};
 use super::transforms::Chain;
 use crate::config::{IfExists, Migration};
 use crate::connectors::{
-    Checkpoint, Prepare, Sink, SourceBatch, Step, WriteBatch, open_sink, open_source,
+    Checkpoint, ConnectorError, Prepare, Sink, SourceBatch, Step, WriteBatch, open_sink,
+    open_source,
 };
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, Hold, StateError, StateStore};
@@ -189,6 +190,51 @@ pub async fn retry_flagged(
         .event(&m.name, None, "flagged_retried", &detail)
         .await?;
     outcome.map(|()| summary)
+}
+
+/// Writes again the rows of a foreign-key cycle's tables that the
+/// destination refused because a row they refer to was not there yet: once
+/// every table of the cycle is in, most parents are. Round after round
+/// while a round writes something, so a chain of such rows lands link by
+/// link; what is still refused stays skipped or flagged with its new error.
+/// The destination's constraints stay on throughout (nothing lands that
+/// they refuse), which no database's deferral offers across batches.
+/// Returns what each table's rows did.
+pub(super) async fn settle_cycle(
+    m: &Migration,
+    cycle: &[&TablePlan],
+    state: &StateStore,
+) -> Result<Vec<TableRetry>, RunError> {
+    let mut settled: Vec<TableRetry> = cycle
+        .iter()
+        .map(|p| TableRetry {
+            table: p.spec.destination().to_string(),
+            counts: RetryCounts::default(),
+        })
+        .collect();
+    loop {
+        let mut wrote = 0;
+        for (plan, done) in cycle.iter().zip(&mut settled) {
+            let rows = state.orphans(&m.name, &done.table).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let mut retrying = Retrying::new(m, plan, state, None);
+            retrying
+                .run(rows, &ids, &HashMap::new())
+                .await
+                .map_err(|e| match e {
+                    RetryError::Run(e) => e,
+                    RetryError::Refused(why) => ConnectorError::new("destination", why).into(),
+                })?;
+            wrote += retrying.counts.written;
+            done.counts.add(&retrying.counts);
+        }
+        if wrote == 0 {
+            return Ok(settled);
+        }
+    }
 }
 
 /// The rows a request selects, by table.

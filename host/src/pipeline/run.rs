@@ -17,6 +17,7 @@ use super::batch::{Output, Processed, process};
 use super::order::load_order;
 use super::plan::{PlanError, TablePlan, plan};
 use super::progress::{Naming, Tallies, Tally, pace, row_name};
+use super::retry::settle_cycle;
 use super::transforms::{Chain, ChainError, PluginStats};
 use crate::config::{ErrorPolicy, IfExists, Migration, OnOrphan};
 use crate::connectors::{
@@ -203,6 +204,20 @@ pub enum RunEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         source: Option<String>,
     },
+    /// Rows of a table on a foreign-key cycle that the destination refused
+    /// for a missing parent were written again once every table of the
+    /// cycle was in.
+    CycleSettled {
+        /// The destination table.
+        table: String,
+        /// The source it reads, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// Rows written now.
+        written: u64,
+        /// Rows still refused (they stay skipped or flagged).
+        refused: u64,
+    },
     /// A table finished.
     TableFinished {
         /// The destination table.
@@ -250,6 +265,7 @@ impl RunEvent {
             Self::TableStarted { table, source, .. }
             | Self::TableSkipped { table, source, .. }
             | Self::Progress { table, source, .. }
+            | Self::CycleSettled { table, source, .. }
             | Self::TableFinished { table, source, .. } => Some(row_name(table, source.as_deref())),
             Self::RowFailed {
                 failure, source, ..
@@ -603,14 +619,14 @@ async fn run_tables(
         Ok(sink) => load_order(sink.as_ref(), plans).await,
         Err(err) => Err(err),
     };
-    let waves = match order {
-        Ok(order) => order.waves,
+    let order = match order {
+        Ok(order) => order,
         Err(err) => return (RunCounts::default(), Err(err.into())),
     };
     let failed = AtomicBool::new(false);
     let mut outcomes = Vec::with_capacity(plans.len());
-    for wave in waves {
-        outcomes.extend(run_wave(m, &wave, source, state, run_id, resuming, events, &failed).await);
+    for wave in &order.waves {
+        outcomes.extend(run_wave(m, wave, source, state, run_id, resuming, events, &failed).await);
     }
     let mut totals = RunCounts::default();
     let mut result = Ok(());
@@ -620,7 +636,57 @@ async fn run_tables(
             result = Err(err);
         }
     }
+    let unordered: Vec<&TablePlan> = plans
+        .iter()
+        .filter(|p| order.unordered().any(|t| t == p.spec.destination()))
+        .collect();
+    if !unordered.is_empty() && !failed.load(Ordering::SeqCst) {
+        let cycle = unordered;
+        if let Err(err) = settle(m, &cycle, state, run_id, &mut totals, events).await
+            && result.is_ok()
+        {
+            result = Err(err);
+        }
+    }
     (totals, result)
+}
+
+/// Writes again what the tables of a foreign-key cycle refused for a
+/// missing parent, now that every table of the cycle is in (see
+/// [`settle_cycle`]), and moves those rows from skipped or flagged to
+/// written in `totals`.
+async fn settle(
+    m: &Migration,
+    cycle: &[&TablePlan],
+    state: &StateStore,
+    run_id: i64,
+    totals: &mut RunCounts,
+    events: &Events<'_>,
+) -> Result<(), RunError> {
+    let settled = settle_cycle(m, cycle, state).await?;
+    for (plan, t) in cycle.iter().zip(&settled) {
+        if t.counts.retried == 0 {
+            continue;
+        }
+        let written = t.counts.written;
+        totals.written += written;
+        match plan.policy {
+            ErrorPolicy::Skip => totals.skipped -= written.min(totals.skipped),
+            _ => totals.flagged -= written.min(totals.flagged),
+        }
+        let refused = state.orphans(&m.name, &t.table).await?.len() as u64;
+        events.on(&RunEvent::CycleSettled {
+            table: events.table(plan),
+            source: events.source(),
+            written,
+            refused,
+        });
+    }
+    let detail = serde_json::json!({ "tables": settled });
+    state
+        .event(&m.name, Some(run_id), "cycle_settled", &detail)
+        .await?;
+    Ok(())
 }
 
 /// Moves one wave of tables, `parallel_tables` at a time.

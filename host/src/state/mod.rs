@@ -416,6 +416,35 @@ impl StateStore {
         self.keep(row, "skip").await
     }
 
+    /// The rows of `table` the destination refused (skipped or flagged)
+    /// since the migration's last fresh run because a row they refer to was
+    /// missing, still open, oldest first.
+    pub async fn orphans(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Vec<FlaggedRow>, StateError> {
+        let rows = sqlx::query(concat!(
+            "SELECT *, ",
+            number!("runs", "flagged_rows", "run_id"),
+            " AS run FROM flagged_rows
+                 WHERE migration = ?1 AND table_name = ?2 AND stage = 'destination'
+                   AND resolved_at IS NULL AND run_id >= ",
+            last_fresh_run!(),
+            " ORDER BY id"
+        ))
+        .bind(migration)
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(rows
+            .iter()
+            .map(flagged_row)
+            .filter(|r| refers_to_missing_row(&r.error))
+            .collect())
+    }
+
     /// The rows the destination refused (skipped or flagged) since the
     /// migration's last fresh run, by destination table: each by its
     /// position (`#7`) and, when it has one, its key (`id=42`).

@@ -161,6 +161,7 @@ impl Live {
                 s.failures.push(json.clone());
             }
             RunEvent::RestorePoint(_)
+            | RunEvent::CycleSettled { .. }
             | RunEvent::RunFinished { .. }
             | RunEvent::Validated { .. } => s.header.push(json.clone()),
         });

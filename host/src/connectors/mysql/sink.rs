@@ -597,7 +597,7 @@ impl Sink for MySqlSink {
     async fn parents(&self, table: &str) -> Result<Vec<String>, ConnectorError> {
         let sql = "SELECT DISTINCT REFERENCED_TABLE_NAME FROM information_schema.KEY_COLUMN_USAGE \
                    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
-                   AND REFERENCED_TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME <> TABLE_NAME";
+                   AND REFERENCED_TABLE_SCHEMA = DATABASE()";
         sqlx::query_scalar(sql)
             .bind(table)
             .fetch_all(&self.server.pool)

@@ -619,7 +619,7 @@ impl Sink for PgSink {
         sqlx::query_scalar(
             "SELECT DISTINCT p.relname::text FROM pg_constraint c \
              JOIN pg_class p ON p.oid = c.confrelid \
-             WHERE c.contype = 'f' AND c.conrelid = to_regclass($1) AND c.confrelid <> c.conrelid",
+             WHERE c.contype = 'f' AND c.conrelid = to_regclass($1)",
         )
         .bind(self.db.qualified(table))
         .fetch_all(&self.db.pool)

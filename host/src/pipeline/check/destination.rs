@@ -4,7 +4,7 @@
 
 use super::super::plan::TablePlan;
 use super::{CheckResult, keys, space};
-use crate::config::{Endpoint, IfExists, Migration, SyncKind};
+use crate::config::{Endpoint, ErrorPolicy, IfExists, Migration, SyncKind};
 use crate::connectors::{Checkpoint, ConnectorError, Sink, Source, open_reader, open_sink, owner};
 use crate::value::TableInfo;
 
@@ -277,18 +277,36 @@ pub(super) fn replace_advice(ours: bool) -> &'static str {
 const ORDER: &str = "destination load order";
 
 /// Parents before children, by the destination's foreign keys between the
-/// run's tables; a cycle fails (its rows may arrive before their parents).
+/// run's tables. Tables on a cycle load together last, and what they refuse
+/// for a missing parent is written again once all are in; a cycle fails
+/// only where a table's policy is `stop`, which would stop at the first
+/// such row.
 async fn load_order(sink: &dyn Sink, plans: &[TablePlan]) -> CheckResult {
     let order = match super::super::order::load_order(sink, plans).await {
         Ok(order) => order,
         Err(e) => return CheckResult::fail(ORDER, e.to_string()),
     };
     if !order.cycle.is_empty() {
-        return CheckResult::fail(
+        let cycle = order.cycle.join(", ");
+        let stopping: Vec<&str> = plans
+            .iter()
+            .filter(|p| p.policy == ErrorPolicy::Stop)
+            .map(|p| p.spec.destination())
+            .filter(|t| order.cycle.iter().any(|c| c == t))
+            .collect();
+        if !stopping.is_empty() {
+            return CheckResult::fail(
+                ORDER,
+                format!(
+                    "the foreign keys of {cycle} form a cycle, so some rows arrive before the rows they refer to, and under on_error = \"stop\" ({}) the first such row stops the run; choose on_error = \"skip\" or \"flag\" for them (rows refused for a missing parent are then written again once the whole cycle is in), or drop one of the constraints for the load and add it back after",
+                    stopping.join(", ")
+                ),
+            );
+        }
+        return CheckResult::pass(
             ORDER,
             format!(
-                "the foreign keys of {} form a cycle, so some rows may arrive before the rows they refer to and be refused by the table's row policy; drop one of the constraints for the load (and add it back after), or run with --force to load them together anyway",
-                order.cycle.join(", ")
+                "the foreign keys of {cycle} form a cycle: they load together last, and rows refused because the row they refer to was not there yet are written again once the whole cycle is in"
             ),
         );
     }
