@@ -399,7 +399,9 @@ fn customers_and_orders_in_a_cycle(s: &Scratch, p: &Project) {
             .map(|i| format!("{i},c{i},{}", last_order(i)))
             .collect::<Vec<_>>(),
     );
-    let m = std::fs::read_to_string(p.path().join("m.toml")).expect("m.toml");
+    let m = std::fs::read_to_string(p.path().join("m.toml"))
+        .expect("m.toml")
+        .replace("[tables.columns.id]", "key = [\"id\"]\n[tables.columns.id]");
     p.write(
         "m.toml",
         &format!("{m}[tables.columns.last_order]\ntype = \"int\"\n"),
@@ -441,6 +443,11 @@ fn a_cycle_of_foreign_keys_loads_and_its_refused_rows_land_once_it_is_in() {
     assert_eq!(
         s.one("SELECT count(*)::text FROM {s}.customers WHERE last_order IS NOT NULL"),
         Some("10".into())
+    );
+    assert_eq!(
+        s.one("SELECT count(*)::text FROM pg_indexes WHERE schemaname = '{s}' AND indexname LIKE 'credvault%'"),
+        Some("0".into()),
+        "the user's tables get no index of ours"
     );
     let flagged = p.run_ok(&["flagged", "list", "--migration", "shop"]);
     let rows: Vec<&str> = flagged

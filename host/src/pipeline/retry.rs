@@ -19,7 +19,7 @@ use super::transforms::Chain;
 use crate::config::{IfExists, Migration};
 use crate::connectors::{
     Checkpoint, ConnectorError, Prepare, Sink, SourceBatch, Step, WriteBatch, open_sink,
-    open_source,
+    open_source, owner,
 };
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, Hold, StateError, StateStore};
@@ -617,8 +617,11 @@ impl<'a> Retrying<'a> {
         }
         let (table, staged) = (sink.sql_name(self.table()), sink.sql_name(&scratch));
         // The key index a sync makes too: one lookup per row, not a scan.
-        sink.execute(&dialect.key_index(self.table(), &table, key))
-            .await?;
+        // A table the user made keeps its own indexes, and nothing more.
+        if owner::owns(sink, &self.m.name, self.table()).await? {
+            sink.execute(&dialect.key_index(self.table(), &table, key))
+                .await?;
+        }
         // One statement takes the staged rows whose key the table holds out;
         // only when there were some does a count per row tell which.
         let mut steps = vec![Step::Exec(dialect.delete_keys(&staged, &table, key))];
