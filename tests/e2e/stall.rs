@@ -8,21 +8,26 @@ use std::time::{Duration, Instant};
 use super::project;
 use super::servers::{LogicalPg, Pg, Scratch};
 
-/// Every process of a throwaway server stopped (SIGSTOP) until dropped,
-/// when they go on (SIGCONT), whether the test passed or not.
+/// Processes stopped (SIGSTOP) until dropped, when they go on (SIGCONT),
+/// whether the test passed or not.
 struct Frozen {
     pids: Vec<u32>,
 }
 
 impl Frozen {
-    /// Stops the postmaster first (so it starts no new process), then its
-    /// children.
-    fn new(server: &LogicalPg) -> Self {
+    /// Stops `pids` in order (a parent first, so it starts no new process).
+    fn new(pids: Vec<u32>) -> Self {
+        for pid in &pids {
+            signal("-STOP", *pid);
+        }
+        Self { pids }
+    }
+
+    /// Every process of a PostgreSQL server: the postmaster, frozen first,
+    /// then its children.
+    fn postgres(server: &LogicalPg) -> Self {
         let postmaster = server.postmaster_pid();
-        let mut frozen = Self {
-            pids: vec![postmaster],
-        };
-        signal("-STOP", postmaster);
+        let mut frozen = Self::new(vec![postmaster]);
         let children = Command::new("pgrep")
             .args(["-P", &postmaster.to_string()])
             .output()
@@ -132,7 +137,7 @@ fn a_destination_that_stops_answering_mid_run_fails_it_naming_the_server_and_the
     wait_for("a first committed batch", 30, || {
         committed().parse::<u64>().is_ok_and(|n| n > 0)
     });
-    let frozen = Frozen::new(&server);
+    let frozen = Frozen::postgres(&server);
     let code = wait_within(&mut run, Duration::from_secs(45));
     drop(frozen);
     let err = std::fs::read_to_string(p.path().join("spawned.err")).expect("spawned.err");
@@ -177,4 +182,129 @@ fn a_write_that_works_longer_than_stall_seconds_is_not_cut() {
         dest.one("SELECT count(*)::text FROM {s}.orders"),
         Some("200".into())
     );
+}
+
+/// A MariaDB server of our own (root without a password) on a free port in
+/// a temporary folder, with a database `test`; killed when dropped.
+struct ThrowawayMariaDb {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Child,
+}
+
+impl ThrowawayMariaDb {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let chown = Command::new("chown")
+            .args(["-R", "mysql:mysql"])
+            .arg(dir.path())
+            .status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "chown of the temp dir failed"
+        );
+        let data = format!("--datadir={}", dir.path().join("data").display());
+        let install = Command::new("mariadb-install-db")
+            .args(["--no-defaults", &data, "--user=mysql"])
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .expect("running mariadb-install-db");
+        assert!(
+            install.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(dir.path().join("log")).expect("a log file");
+        let server = Command::new("/usr/sbin/mariadbd")
+            .args(["--no-defaults", &data, "--user=mysql", "--skip-log-bin"])
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg("--innodb-buffer-pool-size=16M")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting mariadbd");
+        let db = Self { dir, port, server };
+        wait_for("the throwaway MariaDB to start", 30, || {
+            db.try_sql("CREATE DATABASE IF NOT EXISTS test").is_some()
+        });
+        db
+    }
+
+    /// Runs `sql` in database `test` with the command-line client; its
+    /// output, or `None` if it failed.
+    fn try_sql(&self, sql: &str) -> Option<String> {
+        let out = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-N", "-B"])
+            .arg(format!("-P{}", self.port))
+            .args(["-e", sql])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.try_sql(&format!("USE test; {sql}"))
+            .unwrap_or_else(|| panic!("failed: {sql}"))
+    }
+}
+
+impl Drop for ThrowawayMariaDb {
+    fn drop(&mut self) {
+        signal("-CONT", self.server.id());
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = &self.dir;
+    }
+}
+
+#[test]
+fn a_mariadb_destination_that_stops_answering_mid_run_fails_it_naming_the_server_and_the_table() {
+    let db = ThrowawayMariaDb::start();
+    db.sql(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, item text);
+         CREATE TRIGGER slow BEFORE INSERT ON orders FOR EACH ROW SET @slept = SLEEP(0.002)",
+    );
+    let source = orders(3000);
+    let p = project();
+    let destination = format!(
+        "[destination]\ntype = \"mariadb\"\nport = {}\ndatabase = \"test\"\nuser = \"root\"\ntls = \"disable\"\n",
+        db.port
+    );
+    p.write("m.toml", &migration(&source, &destination, 2));
+    let mut run = p.spawn(&["run", "m.toml"]);
+    let checkpoint =
+        "SELECT coalesce(max(JSON_VALUE(checkpoint, '$.rows') + 0), 0) FROM _credvault_checkpoints";
+    let committed = || {
+        db.try_sql(&format!("USE test; {checkpoint}"))
+            .unwrap_or_default()
+    };
+    wait_for("a first committed batch", 30, || {
+        committed().parse::<u64>().is_ok_and(|n| n > 0)
+    });
+    let frozen = Frozen::new(vec![db.server.id()]);
+    let code = wait_within(&mut run, Duration::from_secs(45));
+    drop(frozen);
+    let err = std::fs::read_to_string(p.path().join("spawned.err")).expect("spawned.err");
+    assert_ne!(code, 0, "{err}");
+    let named = format!("destination mariadb root@127.0.0.1:{}/test", db.port);
+    assert!(
+        err.contains(&named) && err.contains("stopped answering") && err.contains("table `orders`"),
+        "{err}"
+    );
+    wait_for("the run's sessions to end", 30, || {
+        db.try_sql("SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND USER = 'root'")
+            .as_deref()
+            == Some("0")
+    });
+    let landed = db.sql("SELECT count(*) FROM orders");
+    assert_eq!(landed, committed(), "{err}");
+    assert_ne!(landed, "3000", "the run ended early");
 }
