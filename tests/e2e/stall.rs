@@ -308,3 +308,25 @@ fn a_mariadb_destination_that_stops_answering_mid_run_fails_it_naming_the_server
     assert_eq!(landed, committed(), "{err}");
     assert_ne!(landed, "3000", "the run ended early");
 }
+
+#[test]
+fn a_stall_time_of_zero_or_over_a_day_is_refused_with_its_range() {
+    for (seconds, got) in [("0", "got 0"), ("86401", "got 86401")] {
+        let p = project();
+        p.write(
+            "m.toml",
+            &format!(
+                "name = \"x\"\n[source]\ntype = \"csv\"\npath = \"data\"\n[destination]\ntype = \"sqlite\"\npath = \"o.db\"\n[settings]\nstall_seconds = {seconds}\n[[tables]]\nsource = \"t\"\n"
+            ),
+        );
+        let run = p.run(&["check", "m.toml"]);
+        assert_eq!(run.code, 2, "{}", run.all());
+        assert!(
+            run.stderr
+                .contains("settings.stall_seconds: must be between 1 and 86400 (a day)")
+                && run.stderr.contains(got),
+            "{}",
+            run.all()
+        );
+    }
+}

@@ -165,6 +165,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pool_timeout_says_the_server_stopped_taking_connections() {
+        let ep: ServerEndpoint = toml::from_str("database = \"d\"\nuser = \"u\"").unwrap();
+        let e = connect_error("x", &sqlx::Error::PoolTimedOut, &ep, 5432, None, |_| None);
+        assert!(
+            e.message
+                .contains("127.0.0.1:5432 accepts no new connection")
+                && !e.message.contains("firewall"),
+            "{}",
+            e.message
+        );
+        let e = connect_error(
+            "x",
+            &no_answer(std::time::Duration::from_secs(20)),
+            &ep,
+            5432,
+            None,
+            |_| None,
+        );
+        assert!(
+            e.message.contains("timed out connecting")
+                && e.message.contains("no answer within 20 s"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn only_loopback_hosts_are_local() {
         assert!(is_local("127.0.0.1") && is_local("::1") && is_local("LocalHost"));
         assert!(is_local("127.0.0.2"));
