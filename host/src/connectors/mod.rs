@@ -759,9 +759,8 @@ pub async fn open_reader(
 }
 
 /// Opens the migration's destination (creating an SQLite file or a CSV
-/// folder if needed).
-/// On a database server every step runs under a watchdog for
-/// `settings.stall_seconds`.
+/// folder if needed). On a database server every step runs under a
+/// watchdog for `settings.stall_seconds`.
 pub async fn open_sink(m: &Migration) -> Result<Box<dyn Sink>, ConnectorError> {
     let stall = std::time::Duration::from_secs(m.settings.stall_seconds);
     let dog = stall::Watchdog::for_endpoint("destination", &m.destination, &m.base_dir, stall)?;
