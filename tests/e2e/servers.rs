@@ -422,6 +422,14 @@ impl LogicalPg {
         server
     }
 
+    /// The postmaster's process id.
+    pub(crate) fn postmaster_pid(&self) -> u32 {
+        let pid_file = self.dir.path().join("data/postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
+        let first = text.lines().next().unwrap_or_default();
+        first.trim().parse().expect("a process id")
+    }
+
     fn command(&self, tool: &str) -> std::process::Command {
         let path = format!("{PG_BIN}/{tool}");
         if self.as_postgres {

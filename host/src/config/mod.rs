@@ -593,6 +593,19 @@ pub struct Settings {
     /// ```
     #[serde(default = "default_max_trap_seconds")]
     pub max_trap_seconds: u64,
+    /// Seconds a step on a database server (PostgreSQL, MariaDB/MySQL) may
+    /// go without an answer before the server is probed on a new
+    /// connection; if the probe gets no answer within as long again, the
+    /// step is given up and the run fails, naming the server and the table.
+    /// A server that answers the probe is working (an index build, a big
+    /// COPY, a slow view), so its step goes on. Default 60; 1 to 86400.
+    ///
+    /// ```toml
+    /// [settings]
+    /// stall_seconds = 60
+    /// ```
+    #[serde(default = "default_stall_seconds")]
+    pub stall_seconds: u64,
     /// Tables moved at the same time, each with its own connections.
     /// Default 2.
     #[serde(default = "default_parallel_tables")]
@@ -636,6 +649,7 @@ impl Default for Settings {
             on_error: ErrorPolicy::default(),
             max_plugin_traps: default_max_plugin_traps(),
             max_trap_seconds: default_max_trap_seconds(),
+            stall_seconds: default_stall_seconds(),
             parallel_tables: default_parallel_tables(),
             split_rows: 0,
             validate: true,
@@ -667,6 +681,10 @@ fn default_max_plugin_traps() -> u32 {
 }
 
 fn default_max_trap_seconds() -> u64 {
+    60
+}
+
+fn default_stall_seconds() -> u64 {
     60
 }
 

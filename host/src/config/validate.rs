@@ -57,6 +57,12 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             m.settings.parallel_tables
         ));
     }
+    if !(1..=86_400).contains(&m.settings.stall_seconds) {
+        problems.push(format!(
+            "settings.stall_seconds: must be between 1 and 86400 (a day), got {}; a server that stops answering would otherwise hold a run for ever",
+            m.settings.stall_seconds
+        ));
+    }
     if m.settings.restore_point_days > MAX_RESTORE_POINT_DAYS {
         problems.push(format!(
             "settings.restore_point_days: must be between 0 and {MAX_RESTORE_POINT_DAYS} (ten years), got {}; to keep no restore points set restore_points = false",

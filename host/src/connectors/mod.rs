@@ -39,6 +39,7 @@ pub mod plugin;
 pub(crate) mod postgres;
 pub mod server;
 pub(crate) mod sqlite;
+pub(crate) mod stall;
 
 pub use postgres::{Lsn, PgChanges, SlotHealth, SourceChange, TableChange};
 
@@ -707,7 +708,28 @@ pub async fn open_source(m: &Migration) -> Result<Box<dyn Source>, ConnectorErro
             "it has no [source]: its tables name their connections, so each is read from its own",
         ));
     };
-    open_reader(source, &m.base_dir).await
+    watched_reader("source", source, m).await
+}
+
+/// Opens the migration's destination for reading (validation, checks).
+pub async fn open_destination_reader(m: &Migration) -> Result<Box<dyn Source>, ConnectorError> {
+    watched_reader("destination", &m.destination, m).await
+}
+
+/// Opens `endpoint` for reading; on a database server every step runs
+/// under a watchdog for `settings.stall_seconds`.
+async fn watched_reader(
+    role: &str,
+    endpoint: &Endpoint,
+    m: &Migration,
+) -> Result<Box<dyn Source>, ConnectorError> {
+    let stall = std::time::Duration::from_secs(m.settings.stall_seconds);
+    let Some(dog) = stall::Watchdog::for_endpoint(role, endpoint, &m.base_dir, stall)? else {
+        return open_reader(endpoint, &m.base_dir).await;
+    };
+    let open = open_reader(endpoint, &m.base_dir);
+    let inner = dog.watch("connecting", &stall::NO_PROGRESS, open).await?;
+    Ok(Box::new(stall::WatchedSource { inner, dog }))
 }
 
 /// Opens any endpoint for reading: the source, or the destination when
@@ -737,9 +759,17 @@ pub async fn open_reader(
 }
 
 /// Opens the migration's destination (creating an SQLite file or a CSV
-/// folder if needed).
+/// folder if needed). On a database server every step runs under a
+/// watchdog for `settings.stall_seconds`.
 pub async fn open_sink(m: &Migration) -> Result<Box<dyn Sink>, ConnectorError> {
-    open_writer(&m.destination, &m.base_dir).await
+    let stall = std::time::Duration::from_secs(m.settings.stall_seconds);
+    let dog = stall::Watchdog::for_endpoint("destination", &m.destination, &m.base_dir, stall)?;
+    let Some(dog) = dog else {
+        return open_writer(&m.destination, &m.base_dir).await;
+    };
+    let open = open_writer(&m.destination, &m.base_dir);
+    let inner = dog.watch("connecting", &stall::NO_PROGRESS, open).await?;
+    Ok(Box::new(stall::WatchedSink { inner, dog }))
 }
 
 /// Opens any endpoint for writing. Relative paths resolve against `base_dir`.

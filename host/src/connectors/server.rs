@@ -44,6 +44,14 @@ pub fn describe(role: &str, kind: &str, ep: &ServerEndpoint, port: u16) -> Strin
     )
 }
 
+/// The error of a connection attempt that got no answer within `limit`.
+pub fn no_answer(limit: std::time::Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {} s", limit.as_secs()),
+    ))
+}
+
 /// Turns a driver error into an actionable message. `classify` reads the
 /// driver's own error codes.
 pub fn connect_error(
@@ -70,12 +78,14 @@ pub fn connect_error(
         }
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
             format!(
-                "timed out connecting to {host}:{port}: check the address and any firewall ({io})"
+                "timed out connecting to {host}:{port}: check the address, any firewall, and that the server is running ({io})"
             )
         }
-        sqlx::Error::PoolTimedOut => {
-            format!("timed out connecting to {host}:{port}: check the address and any firewall")
-        }
+        // The server took connections when it was opened: the pool had no
+        // free one and could not open another in time.
+        sqlx::Error::PoolTimedOut => format!(
+            "{host}:{port} accepts no new connection: it answered before, so it has stopped answering or has no free connection left (max_connections); check the server"
+        ),
         sqlx::Error::Tls(tls) => format!(
             "TLS failed with {host}:{port}: {tls}; check `tls` (disable, prefer, require, verify-full) and the server's certificate"
         ),
@@ -153,6 +163,33 @@ pub fn denied(endpoint: &str, user: &str, refused: &str, grant: &str) -> Connect
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_timeout_says_the_server_stopped_taking_connections() {
+        let ep: ServerEndpoint = toml::from_str("database = \"d\"\nuser = \"u\"").unwrap();
+        let e = connect_error("x", &sqlx::Error::PoolTimedOut, &ep, 5432, None, |_| None);
+        assert!(
+            e.message
+                .contains("127.0.0.1:5432 accepts no new connection")
+                && !e.message.contains("firewall"),
+            "{}",
+            e.message
+        );
+        let e = connect_error(
+            "x",
+            &no_answer(std::time::Duration::from_secs(20)),
+            &ep,
+            5432,
+            None,
+            |_| None,
+        );
+        assert!(
+            e.message.contains("timed out connecting")
+                && e.message.contains("no answer within 20 s"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn only_loopback_hosts_are_local() {

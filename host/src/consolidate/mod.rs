@@ -542,7 +542,7 @@ async fn check_copy(
                 .unwrap_or_else(HashSet::new),
         );
     }
-    let destination = crate::connectors::open_reader(&m.destination, &m.base_dir).await?;
+    let destination = crate::connectors::open_destination_reader(m).await?;
     let found = destination.discover().await?;
     let Some(at) = found.iter().find(|t| t.name == scratch.merged) else {
         return Err(consolidation_error(format!(

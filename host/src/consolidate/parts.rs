@@ -4,7 +4,7 @@
 //! holds exactly the winning rows.
 
 use crate::config::{IfExists, Migration};
-use crate::connectors::{open_reader, open_sink};
+use crate::connectors::{open_destination_reader, open_sink};
 use crate::pipeline::{self, CheckResult, RunError, TablePreview};
 use crate::runtime::Runtime;
 use crate::state::StateStore;
@@ -145,7 +145,7 @@ pub async fn validate(
         tables.extend(validate::validate(&own, runtime, options).await?.tables);
     }
     let unified = unify(m, runtime, options.run_started_at).await?;
-    let destination = open_reader(&m.destination, &m.base_dir).await?;
+    let destination = open_destination_reader(m).await?;
     let found = destination.discover().await?;
     for u in &unified {
         let table = m.final_name(&u.table);

@@ -32,6 +32,7 @@ macro_rules! bind_catalog_row {
 mod mysql;
 mod postgres;
 mod sqlite;
+mod watched;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
@@ -39,8 +40,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::config::{Endpoint, Migration};
+use crate::connectors::stall::{NO_PROGRESS, Watchdog};
 use crate::connectors::{
-    ConnectorError, ReadRequest, Source, SourceBatch, open_reader, open_writer,
+    ConnectorError, ReadRequest, Source, SourceBatch, open_destination_reader, open_sink,
 };
 use crate::state::{Hold, StateError, StateStore};
 use crate::validate::TableDigest;
@@ -244,7 +246,20 @@ trait Store: Send + Sync {
     async fn cascades(&self, table: &str) -> Result<Vec<String>, ConnectorError>;
 }
 
+/// Opens the destination's store; on a database server every step runs
+/// under a watchdog for `settings.stall_seconds`.
 async fn open_store(m: &Migration) -> Result<Box<dyn Store>, RestoreError> {
+    let stall = std::time::Duration::from_secs(m.settings.stall_seconds);
+    let dog = Watchdog::for_endpoint("destination", &m.destination, &m.base_dir, stall)?;
+    let Some(dog) = dog else {
+        return open_bare_store(m).await;
+    };
+    let inner = dog.watch("connecting", &NO_PROGRESS, open_bare_store(m));
+    let inner = inner.await?;
+    Ok(Box::new(watched::WatchedStore { inner, dog }))
+}
+
+async fn open_bare_store(m: &Migration) -> Result<Box<dyn Store>, RestoreError> {
     let base = &m.base_dir;
     Ok(match &m.destination {
         Endpoint::Sqlite { path } => Box::new(sqlite::SqliteStore::open(&base.join(path)).await?),
@@ -370,10 +385,7 @@ async fn restore_all(
         actions.push(action);
     }
     let tables = verify(m, point, &actions).await?;
-    open_writer(&m.destination, &m.base_dir)
-        .await?
-        .reset(&m.name)
-        .await?;
+    open_sink(m).await?.reset(&m.name).await?;
     Ok(tables)
 }
 
@@ -583,7 +595,7 @@ async fn copy_all(
     tables: &[&str],
     point: &mut Point,
 ) -> Result<(), RestoreError> {
-    let reader = open_reader(&m.destination, &m.base_dir).await?;
+    let reader = open_destination_reader(m).await?;
     let found = reader.discover().await?;
     for (i, &table) in tables.iter().enumerate() {
         let entry = match found.iter().find(|t| t.name == table) {
@@ -646,7 +658,7 @@ async fn verify(
     point: &Point,
     actions: &[Action],
 ) -> Result<Vec<TableCheck>, RestoreError> {
-    let reader = open_reader(&m.destination, &m.base_dir).await?;
+    let reader = open_destination_reader(m).await?;
     let found = reader.discover().await?;
     let mut checks = Vec::with_capacity(point.tables.len());
     for (t, &action) in point.tables.iter().zip(actions) {

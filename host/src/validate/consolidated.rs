@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use super::digest::hash_row;
 use super::{AtRest, Line, TableDigest, TableReport, derive_rows, in_type, stream, whole};
 use crate::config::{DedupRule, Migration};
-use crate::connectors::{SourceBatch, open_reader};
+use crate::connectors::{SourceBatch, open_destination_reader};
 use crate::consolidate::Unified;
 use crate::pipeline::RunError;
 use crate::value::{Row, TableInfo, Value, to_text};
@@ -58,7 +58,7 @@ pub async fn consolidated(
     at: &TableInfo,
 ) -> Result<TableReport, RunError> {
     let expected = expect(m, unified, refused).await?;
-    let destination = open_reader(&m.destination, &m.base_dir).await?;
+    let destination = open_destination_reader(m).await?;
     let order: Vec<Option<usize>> = unified
         .columns
         .iter()

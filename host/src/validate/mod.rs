@@ -23,7 +23,7 @@ pub use report::html;
 
 use crate::config::{Endpoint, IfExists, Migration, OnOrphan};
 use crate::connectors::{
-    ReadRequest, Source, SourceBatch, open_reader, open_sink, open_source, owner,
+    ReadRequest, Source, SourceBatch, open_destination_reader, open_sink, open_source, owner,
 };
 use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Output, RunError, TablePlan, plan, process};
@@ -134,7 +134,7 @@ pub async fn validate(
     let plans = plan(m, source.as_ref(), runtime, options.run_started_at)
         .await
         .map_err(RunError::Plan)?;
-    let destination = open_reader(&m.destination, &m.base_dir).await?;
+    let destination = open_destination_reader(m).await?;
     let found = destination.discover().await?;
     let empty_before = empty_before(m, &plans).await?;
     let mut tables = Vec::new();

@@ -33,6 +33,9 @@ use crate::config::{Secret, ServerEndpoint, TlsMode};
 /// The port MariaDB and MySQL listen on unless told otherwise.
 const DEFAULT_PORT: u16 = 3306;
 
+/// How long to wait for a server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The session's SQL mode: strict for every table type, no zero or partly
 /// zero dates, and an explicit 0 in an AUTO_INCREMENT column stays 0 (as
 /// `mysqldump` does), so what lands is what was read. A macro so the
@@ -107,7 +110,10 @@ impl Server {
         let fail = |e: sqlx::Error| {
             server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify)
         };
-        let probe = options.connect().await.map_err(fail)?;
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| fail(server::no_answer(CONNECT_TIMEOUT)))?
+            .map_err(fail)?;
         probe.close().await.map_err(fail)?;
         let pool = MySqlPoolOptions::new()
             .max_connections(connections)
@@ -275,6 +281,28 @@ fn connect_options(
         Some(secret) => options.password(secret.expose()),
         None => options,
     }
+}
+
+/// The port of `ep` and a [`Probe`](super::stall::Probe) of it: a new
+/// connection that runs `SELECT 1`.
+pub(crate) fn prober(
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+) -> (u16, Result<super::stall::Probe, String>) {
+    let port = ep.port.unwrap_or(DEFAULT_PORT);
+    let probe = ep.password(base_dir).map(|password| {
+        let options = connect_options(ep, port, password.as_ref());
+        let probe: super::stall::Probe = std::sync::Arc::new(move || {
+            let options = options.clone();
+            Box::pin(async move {
+                let mut conn = options.connect().await?;
+                conn.execute("SELECT 1").await?;
+                conn.close().await
+            })
+        });
+        probe
+    });
+    (port, probe)
 }
 
 /// `10.11.19-MariaDB-0+deb12u1` has a UUID type; MySQL and MariaDB before

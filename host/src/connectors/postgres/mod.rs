@@ -107,7 +107,7 @@ impl Db {
         };
         let mut probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
             .await
-            .map_err(|_| fail(&sqlx::Error::PoolTimedOut))?
+            .map_err(|_| fail(&server::no_answer(CONNECT_TIMEOUT)))?
             .map_err(|e| fail(&e))?;
         let schema = ep.schema.clone().unwrap_or_else(|| "public".into());
         let (encoding, schema_exists): (String, bool) = sqlx::query_as(
@@ -326,6 +326,28 @@ fn connect_options(
     options
 }
 
+/// The port of `ep` and a [`Probe`](super::stall::Probe) of it: a new
+/// connection that runs `SELECT 1`.
+pub(crate) fn prober(
+    ep: &ServerEndpoint,
+    base_dir: &Path,
+) -> (u16, Result<super::stall::Probe, String>) {
+    let port = ep.port.unwrap_or(DEFAULT_PORT);
+    let probe = ep.password(base_dir).map(|password| {
+        let options = connect_options(ep, port, password.as_ref(), &[]);
+        let probe: super::stall::Probe = std::sync::Arc::new(move || {
+            let options = options.clone();
+            Box::pin(async move {
+                let mut conn = PgConnection::connect_with(&options).await?;
+                sqlx::query("SELECT 1").execute(&mut conn).await?;
+                conn.close().await
+            })
+        });
+        probe
+    });
+    (port, probe)
+}
+
 /// Connects once to `ep` for the `db` capability (so a refused password is
 /// reported at once, not as a pool timeout), then keeps a lazy pool of two.
 /// `session` adds startup settings. Statements are not cached: a plugin
@@ -353,7 +375,7 @@ pub(crate) async fn capability_pool(
     };
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
         .await
-        .map_err(|_| fail(&sqlx::Error::PoolTimedOut))?
+        .map_err(|_| fail(&server::no_answer(CONNECT_TIMEOUT)))?
         .map_err(|e| fail(&e))?;
     let _ = probe.close().await;
     let pool = PgPoolOptions::new()

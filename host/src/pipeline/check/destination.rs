@@ -5,7 +5,9 @@
 use super::super::plan::TablePlan;
 use super::{CheckResult, keys, space};
 use crate::config::{Endpoint, ErrorPolicy, IfExists, Migration, SyncKind};
-use crate::connectors::{Checkpoint, ConnectorError, Sink, Source, open_reader, open_sink, owner};
+use crate::connectors::{
+    Checkpoint, ConnectorError, Sink, Source, open_destination_reader, open_sink, owner,
+};
 use crate::value::TableInfo;
 
 /// A destination table as the run will find it.
@@ -113,7 +115,7 @@ async fn reach(m: &Migration, results: &mut Vec<CheckResult>) -> Option<Box<dyn 
         }
         Err(e) => e.to_string(),
     };
-    match open_reader(&m.destination, &m.base_dir).await {
+    match open_destination_reader(m).await {
         Ok(_) => {
             results.push(CheckResult::pass(
                 "destination reachable",
@@ -154,7 +156,7 @@ async fn targets<'a>(
 }
 
 async fn read_destination(m: &Migration) -> Result<Destination, ConnectorError> {
-    let reader = open_reader(&m.destination, &m.base_dir).await?;
+    let reader = open_destination_reader(m).await?;
     let tables = reader.discover().await?;
     Ok(Destination { reader, tables })
 }
