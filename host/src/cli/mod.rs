@@ -419,7 +419,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Catalog::load(args.files(), cli.env.as_deref()).map_err(anyhow::Error::msg)?;
             let state = StateStore::open(&cli.state).await?;
             let dashboard = args.dashboard().await?;
-            sync::serve_until_stopped(catalog, &runtime(&cli.state)?, &state, dashboard).await
+            let options = args.options();
+            sync::serve_until_stopped(catalog, &runtime(&cli.state)?, &state, dashboard, options)
+                .await
         }
         Command::Status {
             files,
