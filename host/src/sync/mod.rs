@@ -59,7 +59,7 @@ pub enum SyncError {
     Run(#[from] RunError),
     /// The sync was still going at `[sync] time_limit` and was abandoned.
     #[error(
-        "sync {sync} of migration `{migration}` was still going after its time limit of {limit} and was abandoned: what it had not committed was rolled back, each table stays at its last committed checkpoint, and its next sync starts from there (under `serve`, when next due); if it needs longer, raise `[sync] time_limit`"
+        "sync {sync} of migration `{migration}` was still going after its time limit of {limit} and was abandoned: what it had not committed is rolled back, each table stays at its last committed checkpoint, and its next sync starts from there (under `serve`, when next due); if it needs longer, raise `[sync] time_limit`"
     )]
     TimeLimit {
         /// The migration.
@@ -71,7 +71,7 @@ pub enum SyncError {
     },
     /// `serve` was stopped and the sync did not end within the grace.
     #[error(
-        "sync {sync} of migration `{migration}` was cut off by the stop after a {grace}s grace: what it had not committed was rolled back, and the next `credvault serve` or `credvault sync` resumes it"
+        "sync {sync} of migration `{migration}` was cut off by the stop after a {grace}s grace: what it had not committed is rolled back, and the next `credvault serve` or `credvault sync` resumes it"
     )]
     CutOff {
         /// The migration.
