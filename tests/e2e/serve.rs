@@ -232,3 +232,45 @@ fn a_schedule_the_syncs_cannot_keep_is_said_once_per_streak() {
         "{status}"
     );
 }
+
+#[test]
+fn jobs_bounds_the_syncs_at_once_and_a_wait_for_a_slot_is_said() {
+    let p = project();
+    orders(&p);
+    let s = Scratch::new();
+    let pg = s.endpoint("destination", "");
+    p.write(
+        "a.toml",
+        &every_second("stalled-a", &pg, "time_limit = \"3s\"", ""),
+    );
+    let sqlite = "[destination]\ntype = \"sqlite\"\npath = \"b.db\"";
+    p.write("b.toml", &every_second("quick-b", sqlite, "", ""));
+    p.run_ok(&["sync", "a.toml"]);
+    let locker = Pg::connect();
+    locker.exec(&format!(
+        "BEGIN; LOCK TABLE {}.orders IN ACCESS EXCLUSIVE MODE",
+        s.schema
+    ));
+    let child = p.spawn(&["serve", "--jobs", "1", "a.toml", "b.toml"]);
+    let late = "warning: migration `quick-b` cannot keep its schedule: it is due every 1s but its sync started ";
+    wait_for(
+        &p,
+        Duration::from_secs(40),
+        "quick-b waiting for a slot",
+        || said(&p).contains(late),
+    );
+    assert!(
+        said(&p).contains("waiting for one of the 1 sync slots, all taken by other migrations' syncs; `credvault serve --jobs N` sets how many run at once"),
+        "{}",
+        said(&p)
+    );
+    stop_within(&p, child, Duration::from_secs(15));
+    locker.exec("ROLLBACK");
+    // One slot: no two syncs of this serve overlapped.
+    let overlapping = count(
+        &p,
+        "SELECT count(*) FROM syncs x JOIN syncs y ON x.id < y.id
+         WHERE x.id > 1 AND y.started_at < x.finished_at AND x.started_at < y.finished_at",
+    );
+    assert_eq!(overlapping, 0, "{}", said(&p));
+}
