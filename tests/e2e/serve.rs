@@ -117,13 +117,22 @@ fn a_stalled_destination_starves_no_other_migration_and_holds_up_no_stop() {
          INSERT INTO orders VALUES (51, 'new', 51)",
     );
     // The destination stops answering for both: every statement on the
-    // tables waits for this open transaction.
+    // tables waits for this open transaction (stalled-c's inside its
+    // scratch run, as it makes its scratch table).
     let locker = Pg::connect();
+    s.exec("CREATE TABLE {s}.credvault_stage_orders_c (id int)");
     locker.exec(&format!(
-        "BEGIN; LOCK TABLE {0}.orders, {0}.orders_c IN ACCESS EXCLUSIVE MODE",
+        "BEGIN; LOCK TABLE {0}.orders, {0}.credvault_stage_orders_c IN ACCESS EXCLUSIVE MODE",
         s.schema
     ));
     let child = p.spawn(&["serve", "a.toml", "b.toml", "c.toml"]);
+    let running = "SELECT count(*) FROM runs WHERE status = 'running'";
+    wait_for(
+        &p,
+        Duration::from_secs(30),
+        "stalled-c's scratch run",
+        || count(&p, running) > 0,
+    );
     wait_for(
         &p,
         Duration::from_secs(30),
@@ -157,6 +166,11 @@ fn a_stalled_destination_starves_no_other_migration_and_holds_up_no_stop() {
     );
     assert_eq!(syncs(&p, "stalled-c", "running"), 0, "{said}");
     assert_eq!(syncs(&p, "stalled-c", "interrupted"), 1, "{said}");
+    assert_eq!(
+        count(&p, running),
+        0,
+        "the abandoned syncs' runs are closed: {said}"
+    );
     // Nothing the abandoned syncs did landed; once the destination
     // answers, the next syncs bring both tables up to date.
     locker.exec("ROLLBACK");

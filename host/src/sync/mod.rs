@@ -162,6 +162,7 @@ pub async fn sync_migration_until(
         });
     }
     let schedule = serde_json::to_value(schedule::Summary::of(m)).expect("serializable");
+    let runs_before = state.newest_run_id().await?;
     let sync_id = state.start_sync(&m.name, &schedule).await?;
     state
         .event(
@@ -210,6 +211,11 @@ pub async fn sync_migration_until(
         Err(e @ SyncError::CutOff { .. }) => ("interrupted", Some(e.to_string())),
         Err(e) => ("failed", Some(e.to_string())),
     };
+    if let Err(e @ (SyncError::CutOff { .. } | SyncError::TimeLimit { .. })) = &outcome {
+        state
+            .abandon_runs(&m.name, runs_before, &e.to_string())
+            .await?;
+    }
     let total = outcome.as_ref().map(|t| sum(t)).unwrap_or_default();
     state
         .finish_sync(
