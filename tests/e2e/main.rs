@@ -22,6 +22,7 @@ mod progress;
 mod restore;
 mod resume;
 mod retry;
+mod serve;
 mod servers;
 mod stall;
 mod sync;

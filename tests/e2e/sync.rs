@@ -272,6 +272,19 @@ fn sync_settings_are_checked_with_the_key_named() {
         "{}",
         run.all()
     );
+    for (limit, why) in [
+        ("soon", "sync.time_limit: \"soon\" is not a duration"),
+        (
+            "500ms",
+            "sync.time_limit: \"500ms\" is shorter than a second",
+        ),
+    ] {
+        let sync = format!("kind = \"continuous\"\nevery = \"1m\"\ntime_limit = \"{limit}\"");
+        sqlite_sync(&p, &sync, "");
+        let run = p.run(&["serve", "m.toml"]);
+        assert_eq!(run.code, 2, "{}", run.all());
+        assert!(run.stderr.contains(why), "{}", run.all());
+    }
 }
 
 /// CDC from a throwaway `wal_level=logical` PostgreSQL into SQLite: the

@@ -240,13 +240,17 @@ pub fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("starting the async runtime");
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(err) => {
             note!("error: {err:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Work left on blocking threads belongs to what the command abandoned
+    // (a sync cut off by a stop, say): it must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Makes glibc's malloc serve every thread from one arena; must run before
@@ -419,7 +423,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Catalog::load(args.files(), cli.env.as_deref()).map_err(anyhow::Error::msg)?;
             let state = StateStore::open(&cli.state).await?;
             let dashboard = args.dashboard().await?;
-            sync::serve_until_stopped(catalog, &runtime(&cli.state)?, &state, dashboard).await
+            let options = args.options();
+            sync::serve_until_stopped(catalog, &runtime(&cli.state)?, &state, dashboard, options)
+                .await
         }
         Command::Status {
             files,

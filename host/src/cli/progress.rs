@@ -18,6 +18,9 @@ const PLAIN_EVERY: Duration = Duration::from_secs(2);
 pub struct Reporter {
     mode: Mode,
     failures: HashMap<String, u32>,
+    /// Put before each table's name: `[migration] ` when runs of several
+    /// migrations share the terminal.
+    prefix: String,
 }
 
 enum Mode {
@@ -49,6 +52,29 @@ impl Reporter {
         Self {
             mode,
             failures: HashMap::new(),
+            prefix: String::new(),
+        }
+    }
+
+    /// Another reporter drawing on the same terminal, for a run of
+    /// `migration` beside this one's (`serve` runs several syncs at once):
+    /// its own bars and counts, under the same set of bars, its tables
+    /// named `[migration] table`.
+    pub fn beside(&self, migration: &str) -> Self {
+        let mode = match &self.mode {
+            Mode::Json => Mode::Json,
+            Mode::Bars { multi, .. } => Mode::Bars {
+                multi: multi.clone(),
+                bars: HashMap::new(),
+            },
+            Mode::Plain { .. } => Mode::Plain {
+                last: Instant::now(),
+            },
+        };
+        Self {
+            mode,
+            failures: HashMap::new(),
+            prefix: format!("[{migration}] "),
         }
     }
 
@@ -112,6 +138,7 @@ impl Observer for Reporter {
             return;
         }
         let row = crate::text::untrusted(&event.row().unwrap_or_default()).into_owned();
+        let row = format!("{}{row}", self.prefix);
         match event {
             RunEvent::RunStarted { .. } => self.print(&header(event)),
             RunEvent::RestorePoint(point) => {

@@ -7,14 +7,17 @@ use std::sync::Arc;
 
 use clap::Args;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
 use super::progress::Reporter;
 use crate::actions::Removed;
 use crate::config::{Catalog, Migration, show_size};
+use crate::pipeline::Observer;
 use crate::runtime::Runtime;
 use crate::state::{StateStore, SyncRecord};
-use crate::sync::{SlotReport, Stop, SyncError, SyncSummary, serve, sync_migration};
+use crate::sync::{
+    Scheduler, ServeOptions, Served, SlotReport, Stop, SyncError, SyncSummary, Turns,
+    sync_migration,
+};
 use crate::ui::{Both, Dashboard, Live, Origins};
 
 /// Options of `credvault serve`.
@@ -38,12 +41,25 @@ pub struct ServeArgs {
     /// needed when listening on 0.0.0.0 or [::].
     #[arg(long = "origin", value_name = "URL", requires = "ui")]
     origins: Vec<String>,
+    /// The most syncs that run at once (each of another migration); a
+    /// migration due while all are taken waits for one.
+    #[arg(long, value_name = "N", default_value_t = crate::sync::DEFAULT_JOBS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
 }
 
 impl ServeArgs {
     /// The migration files.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+
+    /// How the scheduler runs syncs.
+    pub fn options(&self) -> ServeOptions {
+        ServeOptions {
+            jobs: usize::from(self.jobs),
+            ..ServeOptions::default()
+        }
     }
 
     /// Binds the dashboard's address, when `--ui` asks for it, with the
@@ -117,21 +133,24 @@ fn show_outcome(m: &Migration, outcome: Result<SyncSummary, SyncError>, json: bo
     }
 }
 
-/// Syncs the migrations when due until SIGTERM or Ctrl-C, then finishes
-/// the sync in progress and exits. With a `dashboard` listener, serves the
-/// web dashboard meanwhile, and waits for a run started there too.
+/// Syncs the migrations when due until SIGTERM or Ctrl-C, then gives the
+/// syncs in progress a grace to end, cuts off the rest and exits. With a
+/// `dashboard` listener, serves the web dashboard meanwhile, and gives an
+/// action started there the same grace.
 pub async fn serve_until_stopped(
     catalog: Catalog,
     runtime: &Runtime,
     state: &StateStore,
     dashboard: Option<(TcpListener, Origins)>,
+    options: ServeOptions,
 ) -> anyhow::Result<ExitCode> {
     let (raise, stop) = Stop::new();
+    let grace = options.grace.as_secs();
     tokio::spawn(async move {
         wait_for_signal().await;
         // Raised before saying so: the stop must never depend on stderr.
         let _ = raise.send(true);
-        note!("stopping: the sync in progress finishes first");
+        note!("stopping: syncs in progress get {grace}s to finish, then are cut off");
     });
     for m in &catalog.migrations() {
         let next = crate::sync::Summary::of(m).next_after(None);
@@ -142,36 +161,69 @@ pub async fn serve_until_stopped(
     }
     let catalog = Arc::new(catalog);
     let live = Arc::new(Live::default());
-    let turn = Arc::new(Mutex::new(()));
+    let turns = Arc::new(Turns::default());
     let ui = match dashboard {
         Some((listener, origins)) => Some(start_dashboard(
-            listener, origins, &catalog, runtime, state, &live, &turn,
+            listener, origins, &catalog, runtime, state, &live, &turns,
         )?),
         None => None,
     };
-    let mut observer = Both(Reporter::new(false), live.scheduler_observer());
-    serve(
-        &catalog,
+    let mut reporter = Reporter::new(false);
+    let observe = |m: &crate::config::Migration| -> Box<dyn Observer> {
+        Box::new(Both(reporter.beside(&m.name), live.observer(&m.name)))
+    };
+    let scheduler = Scheduler {
+        catalog: &catalog,
         runtime,
         state,
-        &mut observer,
-        &turn,
-        stop,
-        |m, outcome| {
-            if ui.is_some() {
-                match &outcome {
-                    Ok(s) => live.outcome(&m.name, true, &format!("sync {} succeeded", s.number)),
-                    Err(e) => live.outcome(&m.name, false, &e.to_string()),
+        turns: &turns,
+        options,
+    };
+    let stopped = scheduler
+        .serve(&observe, stop, |served| match served {
+            Served::Synced(m, outcome) => {
+                if ui.is_some() {
+                    match &outcome {
+                        Ok(s) => {
+                            live.outcome(&m.name, true, &format!("sync {} succeeded", s.number))
+                        }
+                        Err(e) => live.outcome(&m.name, false, &e.to_string()),
+                    }
                 }
+                show_outcome(m, outcome, false);
             }
-            show_outcome(m, outcome, false);
-        },
-    )
-    .await?;
-    observer.0.finish();
-    if let Some((dashboard, server)) = ui {
-        dashboard.idle().await;
+            Served::Behind(m, lag) => {
+                note!(
+                    "warning: migration `{}` cannot keep its schedule: {lag}",
+                    m.name
+                )
+            }
+            Served::OnSchedule(m) => note!(
+                "migration `{}` keeps its schedule again ({})",
+                m.name,
+                describe_schedule(m)
+            ),
+        })
+        .await?;
+    reporter.finish();
+    if let Some((_, server)) = ui {
+        let deadline = tokio::time::Instant::from_std(stopped.at + options.grace);
+        let idle = tokio::time::timeout_at(deadline, turns.idle()).await;
         server.abort();
+        if idle.is_err() {
+            for name in turns.taken() {
+                note!(
+                    "cut off the dashboard's action on `{name}` after the {grace}s grace: what it had not committed is rolled back; run it again (the next `credvault serve` or `credvault sync` resumes a sync)"
+                );
+            }
+        }
+    }
+    if !stopped.cut_off.is_empty() {
+        let names: Vec<String> = stopped.cut_off.iter().map(|n| format!("`{n}`")).collect();
+        note!(
+            "stopped: cut off the syncs of {} after the {grace}s grace; what they had not committed is rolled back, and the next `credvault serve` or `credvault sync` resumes them",
+            names.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -184,7 +236,7 @@ fn start_dashboard(
     runtime: &Runtime,
     state: &StateStore,
     live: &Arc<Live>,
-    turn: &Arc<Mutex<()>>,
+    turns: &Arc<Turns>,
 ) -> anyhow::Result<(Arc<Dashboard>, tokio::task::JoinHandle<()>)> {
     let addr = listener.local_addr()?;
     let dashboard = Arc::new(Dashboard::new(
@@ -192,7 +244,7 @@ fn start_dashboard(
         runtime.clone(),
         state.clone(),
         Arc::clone(live),
-        Arc::clone(turn),
+        Arc::clone(turns),
         origins,
     ));
     note!("dashboard: http://{addr}/");
@@ -218,11 +270,7 @@ async fn wait_for_signal() {
 }
 
 fn describe_schedule(m: &Migration) -> String {
-    match (&m.sync.cron, &m.sync.every) {
-        (Some(cron), _) => format!("cron {cron} UTC"),
-        (None, Some(every)) => format!("every {every}"),
-        (None, None) => "not scheduled".into(),
-    }
+    crate::sync::Summary::of(m).describe()
 }
 
 /// The CDC slots of each migration named on the command line.
@@ -244,6 +292,7 @@ pub fn status(records: &[SyncRecord], paused: &[(String, String)], slots: &Slots
                 let mut v = serde_json::to_value(r).expect("serializable");
                 v["next_sync"] = next_sync(r).into();
                 v["paused"] = paused.iter().any(|(m, _)| m == &r.migration).into();
+                v["behind_schedule"] = crate::sync::lagging(r).into();
                 v["slots"] = serde_json::to_value(slots_of(&r.migration)).expect("serializable");
                 v
             })
@@ -288,6 +337,9 @@ pub fn status(records: &[SyncRecord], paused: &[(String, String)], slots: &Slots
                 "  next sync: {}",
                 next_sync(r).unwrap_or_else(|| "not scheduled (one-time)".into())
             ),
+        }
+        if let Some(lag) = crate::sync::lagging(r) {
+            out!("  warning: {lag}");
         }
         show_slots(slots_of(&r.migration));
     }

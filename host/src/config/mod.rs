@@ -118,6 +118,7 @@ pub struct Environment {
 /// mode = "incremental"    # full (default) | incremental | cdc; tables may override
 /// detect_deletes = true   # incremental: remove rows whose key left the source
 /// max_lag = "1GB"         # cdc: warn when a slot keeps more WAL than this
+/// time_limit = "10m"      # abandon a sync still going after this (default 1h)
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,10 +141,16 @@ pub struct SyncSpec {
     /// the source (a byte size like `"1GB"`) before `status`, `pause` and
     /// the dashboard warn. Default [`DEFAULT_MAX_LAG`].
     pub max_lag: Option<String>,
+    /// How long one sync may take (`"10m"`) before it is abandoned: what
+    /// it has not committed is rolled back, and the next sync starts from
+    /// the last committed checkpoint. Default [`DEFAULT_TIME_LIMIT`].
+    pub time_limit: Option<String>,
 }
 
 /// The `max_lag` of a migration that sets none.
 pub const DEFAULT_MAX_LAG: &str = "1GB";
+/// The `time_limit` of a migration that sets none.
+pub const DEFAULT_TIME_LIMIT: &str = "1h";
 
 /// When a migration runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -190,6 +197,22 @@ impl SyncSpec {
             return Err(format!("sync.every: {every:?} is shorter than a second"));
         }
         Ok(Some(interval))
+    }
+
+    /// `time_limit` (the default when unset).
+    pub fn time_limit(&self) -> Result<std::time::Duration, String> {
+        let text = self.time_limit.as_deref().unwrap_or(DEFAULT_TIME_LIMIT);
+        let limit = humantime::parse_duration(text).map_err(|e| {
+            format!(
+                "sync.time_limit: {text:?} is not a duration ({e}); write e.g. \"10m\" or \"2h\""
+            )
+        })?;
+        if limit < std::time::Duration::from_secs(1) {
+            return Err(format!(
+                "sync.time_limit: {text:?} is shorter than a second; a sync needs at least that to connect"
+            ));
+        }
+        Ok(limit)
     }
 
     /// `max_lag` in bytes (the default when unset).

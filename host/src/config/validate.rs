@@ -245,6 +245,7 @@ fn check_sync(m: &Migration, problems: &mut Vec<String>) {
     problems.extend(spec.interval().err());
     problems.extend(spec.schedule().err());
     problems.extend(spec.max_lag_bytes().err());
+    problems.extend(spec.time_limit().err());
     match spec.kind {
         SyncKind::Continuous if spec.every.is_none() => problems.push(
             "sync.every: a continuous migration needs an interval, e.g. every = \"5m\"".into(),

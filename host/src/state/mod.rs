@@ -746,6 +746,42 @@ impl StateStore {
         }))
     }
 
+    /// The newest run's id in the store (0 before any).
+    pub async fn newest_run_id(&self) -> Result<i64, StateError> {
+        let (id,): (i64,) = sqlx::query_as("SELECT coalesce(max(id), 0) FROM runs")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(id)
+    }
+
+    /// Marks the runs of `migration` (and of its scratch runs,
+    /// `<migration>#…`) newer than `after` that are still `running` as
+    /// failed with `error`: a sync abandoned while they ran (its time
+    /// limit, a stop) never finished them.
+    pub async fn abandon_runs(
+        &self,
+        migration: &str,
+        after: i64,
+        error: &str,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE runs SET status = 'failed', finished_at = ?, error = ?
+             WHERE id > ? AND status = 'running'
+               AND (migration = ? OR substr(migration, 1, length(?) + 1) = ? || '#')",
+        )
+        .bind(now())
+        .bind(error)
+        .bind(after)
+        .bind(migration)
+        .bind(migration)
+        .bind(migration)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
     /// Records the start of a sync, with the schedule it runs on.
     pub async fn start_sync(
         &self,

@@ -14,7 +14,10 @@ mod schedule;
 use serde::Serialize;
 
 pub use cdc::{SlotReport, drop_slots, slot_reports};
-pub use schedule::{Stop, Summary, next_sync, serve};
+pub use schedule::{
+    DEFAULT_JOBS, Lag, STOP_GRACE, Scheduler, ServeOptions, Served, Stop, Stopped, Summary, Turns,
+    lagging, next_sync,
+};
 
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};
 use crate::connectors::merge::{Applied, Dialect};
@@ -54,6 +57,30 @@ pub enum SyncError {
     /// The sync failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The sync was still going at `[sync] time_limit` and was abandoned.
+    #[error(
+        "sync {sync} of migration `{migration}` was still going after its time limit of {limit} and was abandoned: what it had not committed is rolled back, each table stays at its last committed checkpoint, and its next sync starts from there (under `serve`, when next due); if it needs longer, raise `[sync] time_limit`"
+    )]
+    TimeLimit {
+        /// The migration.
+        migration: String,
+        /// The sync's id.
+        sync: i64,
+        /// The limit, as the file (or the default) says it.
+        limit: String,
+    },
+    /// `serve` was stopped and the sync did not end within the grace.
+    #[error(
+        "sync {sync} of migration `{migration}` was cut off by the stop after a {grace}s grace: what it had not committed is rolled back, and the next `credvault serve` or `credvault sync` resumes it"
+    )]
+    CutOff {
+        /// The migration.
+        migration: String,
+        /// The sync's id.
+        sync: i64,
+        /// The grace, in seconds.
+        grace: u64,
+    },
 }
 
 impl From<crate::connectors::ConnectorError> for SyncError {
@@ -93,13 +120,40 @@ pub struct SyncSummary {
 }
 
 /// Runs one sync of every table of `m`, while `hold` keeps other writers
-/// of `m` out.
+/// of `m` out, within `[sync] time_limit`.
 pub async fn sync_migration(
     m: &Migration,
     runtime: &Runtime,
     state: &StateStore,
     hold: &Hold,
     observer: &mut dyn Observer,
+) -> Result<SyncSummary, SyncError> {
+    let never = Cutoff {
+        at: std::future::pending(),
+        grace: std::time::Duration::ZERO,
+    };
+    sync_migration_until(m, runtime, state, hold, observer, never).await
+}
+
+/// When a sync is cut off, and the grace it had after the stop (to say so).
+pub struct Cutoff<F> {
+    /// Resolves when the sync is to be cut off.
+    pub at: F,
+    /// The grace it had.
+    pub grace: std::time::Duration,
+}
+
+/// [`sync_migration`], abandoned when `cutoff.at` resolves. An abandoned
+/// sync (past its time limit, or cut off) is dropped between two awaits:
+/// the transaction it had open is never committed, so the destination
+/// rolls it back, and its tables stay at their last committed checkpoint.
+pub async fn sync_migration_until(
+    m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    hold: &Hold,
+    observer: &mut dyn Observer,
+    cutoff: Cutoff<impl std::future::Future<Output = ()>>,
 ) -> Result<SyncSummary, SyncError> {
     debug_assert_eq!(hold.migration(), m.name);
     if let Some((since, by)) = state.paused(&m.name).await? {
@@ -110,6 +164,7 @@ pub async fn sync_migration(
         });
     }
     let schedule = serde_json::to_value(schedule::Summary::of(m)).expect("serializable");
+    let runs_before = state.newest_run_id().await?;
     let sync_id = state.start_sync(&m.name, &schedule).await?;
     let number = state.sync_number(sync_id).await?;
     state
@@ -120,23 +175,50 @@ pub async fn sync_migration(
             &serde_json::json!({ "sync": number }),
         )
         .await?;
-    let outcome = match m.is_multi_source() {
-        // Boxed: a consolidation nests whole runs and syncs, and its
-        // future is too deep to lay out inline.
-        true => Box::pin(sync_consolidated(m, runtime, state, number, observer)).await,
-        false => {
-            let naming = Naming {
-                migration: Some(m.name.clone()),
-                sync: Some(number),
-                ..Naming::default()
-            };
-            sync_tables(m, runtime, state, &naming, observer).await
+    let work = async {
+        match m.is_multi_source() {
+            // Boxed: a consolidation nests whole runs and syncs, and its
+            // future is too deep to lay out inline.
+            true => Box::pin(sync_consolidated(m, runtime, state, number, observer)).await,
+            false => {
+                let naming = Naming {
+                    migration: Some(m.name.clone()),
+                    sync: Some(number),
+                    ..Naming::default()
+                };
+                sync_tables(m, runtime, state, &naming, observer).await
+            }
         }
+    };
+    // Validated when the file loaded; the default covers a file that
+    // bypassed it.
+    let limit = m
+        .sync
+        .time_limit()
+        .unwrap_or(std::time::Duration::from_secs(3600));
+    let outcome: Result<Vec<TableSync>, SyncError> = tokio::select! {
+        outcome = work => outcome.map_err(SyncError::from),
+        () = tokio::time::sleep(limit) => Err(SyncError::TimeLimit {
+            migration: m.name.clone(),
+            sync: number,
+            limit: m.sync.time_limit.clone().unwrap_or(crate::config::DEFAULT_TIME_LIMIT.into()),
+        }),
+        () = cutoff.at => Err(SyncError::CutOff {
+            migration: m.name.clone(),
+            sync: number,
+            grace: cutoff.grace.as_secs(),
+        }),
     };
     let (status, error) = match &outcome {
         Ok(_) => ("succeeded", None),
+        Err(e @ SyncError::CutOff { .. }) => ("interrupted", Some(e.to_string())),
         Err(e) => ("failed", Some(e.to_string())),
     };
+    if let Err(e @ (SyncError::CutOff { .. } | SyncError::TimeLimit { .. })) = &outcome {
+        state
+            .abandon_runs(&m.name, runs_before, &e.to_string())
+            .await?;
+    }
     let total = outcome.as_ref().map(|t| sum(t)).unwrap_or_default();
     state
         .finish_sync(

@@ -117,9 +117,15 @@ async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> 
     let next_sync = match (&paused, m.sync.kind, &last_sync) {
         (Some(_), _, _) => "paused".to_string(),
         (None, SyncKind::OneTime, _) => "not scheduled (one-time)".to_string(),
-        (None, _, Some(last)) => crate::sync::next_sync(last)
-            .map(|t| pages::when(&t.to_rfc3339()))
-            .unwrap_or_else(|| "not scheduled".into()),
+        (None, _, Some(last)) => {
+            let next = crate::sync::next_sync(last)
+                .map(|t| pages::when(&t.to_rfc3339()))
+                .unwrap_or_else(|| "not scheduled".into());
+            match crate::sync::lagging(last) {
+                Some(lag) => format!("{next} ({lag})"),
+                None => next,
+            }
+        }
         (None, _, None) => "due now".to_string(),
     };
     let run_status = match &last_run {
@@ -312,16 +318,17 @@ fn back(name: &str) -> Redirect {
     Redirect::to(&format!("/m/{}", pages::enc(name)))
 }
 
-/// This `serve` process's turn and the migration's hold, or a 409 that
-/// says what to wait for: an action here or a scheduled sync, or another
-/// process writing the migration. Waits a moment for the turn, which the
-/// scheduler also takes for the few milliseconds it looks at due times.
+/// The migration's turn in this `serve` process and its hold, or a 409
+/// that says what to wait for: an action on it here or a scheduled sync
+/// of it, or another process writing it. Waits a moment for the turn,
+/// which the scheduler also takes for the few milliseconds it looks at
+/// the migration's due time.
 async fn take_turn(d: &Dashboard, m: &Migration, action: &str) -> Result<Turn, Failure> {
-    let turn = Arc::clone(&d.busy).lock_owned();
+    let turn = d.turns.of(&m.name).lock_owned();
     let turn = tokio::time::timeout(TURN_WAIT, turn).await.map_err(|_| {
         Failure(
             StatusCode::CONFLICT,
-            "a run, sync, retry or rollback is still going (started here or by the schedule): wait for it to finish (its page shows its progress)".into(),
+            format!("a run, sync, retry or rollback of `{}` is still going (started here or by the schedule): wait for it to finish (its page shows its progress)", m.name),
         )
     })?;
     let action = format!("credvault serve (a {action} from the dashboard)");

@@ -106,22 +106,12 @@ impl Live {
         self.send(migration, json);
     }
 
-    /// An observer that reports a run of `migration` to the pages.
+    /// An observer that reports a run or sync of `migration` (its scratch
+    /// runs, `<migration>#sync`, included) to its pages.
     pub fn observer(self: &Arc<Self>, migration: &str) -> LiveObserver {
         LiveObserver {
             live: Arc::clone(self),
-            migration: Some(migration.to_string()),
-            fixed: true,
-        }
-    }
-
-    /// An observer for the scheduler, whose runs follow one another: each
-    /// event belongs to the migration of the last `run_started`.
-    pub fn scheduler_observer(self: &Arc<Self>) -> LiveObserver {
-        LiveObserver {
-            live: Arc::clone(self),
-            migration: None,
-            fixed: false,
+            migration: migration.to_string(),
         }
     }
 
@@ -191,23 +181,12 @@ fn slim(event: &RunEvent) -> String {
 /// Reports run events to the dashboard's pages.
 pub struct LiveObserver {
     live: Arc<Live>,
-    migration: Option<String>,
-    fixed: bool,
+    migration: String,
 }
 
 impl Observer for LiveObserver {
     fn on(&mut self, event: &RunEvent) {
-        if let RunEvent::RunStarted { migration, .. } = event
-            && !self.fixed
-        {
-            // Events name the migration; a scratch run's own name
-            // (`<migration>#sync`) is cut back to it all the same.
-            let base = migration.split('#').next().unwrap_or(migration);
-            self.migration = Some(base.to_string());
-        }
-        if let Some(migration) = &self.migration {
-            self.live.record(migration, event);
-        }
+        self.live.record(&self.migration, event);
     }
 }
 
@@ -282,7 +261,7 @@ mod tests {
     #[test]
     fn the_scheduler_s_runs_belong_to_their_migration_and_start_afresh() {
         let live = Arc::new(Live::default());
-        let mut observer = live.scheduler_observer();
+        let mut observer = live.observer("s");
         observer.on(&started("s#sync"));
         observer.on(&progress(10));
         live.outcome("s", true, "sync 1 succeeded");

@@ -15,11 +15,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
 use crate::config::{Catalog, Migration};
 use crate::runtime::Runtime;
 use crate::state::StateStore;
+use crate::sync::Turns;
 
 pub use guard::Origins;
 pub use live::{Both, Live};
@@ -62,21 +62,22 @@ pub struct Dashboard {
     state: StateStore,
     live: Arc<Live>,
     origins: Origins,
-    /// Held while a run, sync, retry or rollback started here is going,
-    /// and by the scheduler while it syncs: one at a time, so a click can
-    /// neither start a run twice nor run beside a scheduled sync.
-    busy: Arc<Mutex<()>>,
+    /// Each migration's turn, taken while a run, sync, retry or rollback
+    /// of it started here is going, and by the scheduler while it syncs
+    /// it: a click can neither start a run twice nor run beside a
+    /// scheduled sync of the same migration.
+    turns: Arc<Turns>,
 }
 
 impl Dashboard {
     /// A dashboard of the `catalog`'s migrations answering `origins`,
-    /// taking turns with the scheduler through `busy`.
+    /// taking turns with the scheduler through `turns`.
     pub fn new(
         catalog: Arc<Catalog>,
         runtime: Runtime,
         state: StateStore,
         live: Arc<Live>,
-        busy: Arc<Mutex<()>>,
+        turns: Arc<Turns>,
         origins: Origins,
     ) -> Self {
         Self {
@@ -85,18 +86,13 @@ impl Dashboard {
             state,
             live,
             origins,
-            busy,
+            turns,
         }
     }
 
     /// The origins it answers.
     pub fn origins(&self) -> &[String] {
         self.origins.all()
-    }
-
-    /// Waits until no action started here is running.
-    pub async fn idle(&self) {
-        let _ = self.busy.lock().await;
     }
 
     /// A migration as its file reads now: pages and clicks act on the
