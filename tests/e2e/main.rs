@@ -23,6 +23,7 @@ mod restore;
 mod resume;
 mod retry;
 mod servers;
+mod side_effects;
 mod sync;
 mod sync_window;
 mod ui;

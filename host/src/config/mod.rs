@@ -323,7 +323,7 @@ impl PluginEndpoint {
 /// Capabilities granted to a plugin; each is denied unless listed here.
 ///
 /// ```toml
-/// grants = { dirs = [{ path = "data", write = false }], http = { hosts = ["api.example.com"], max_response_kb = 1024, timeout_ms = 5000, ca_file = "certs/ca.pem" }, db = [{ connection = "crm" }] }
+/// grants = { dirs = [{ path = "data", write = false }], http = { hosts = ["api.example.com"], methods = ["GET", "HEAD"], max_response_kb = 1024, timeout_ms = 5000, ca_file = "certs/ca.pem" }, db = [{ connection = "crm" }] }
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -420,6 +420,19 @@ pub struct HttpSpec {
     /// A PEM file of CA certificates to trust for `https://` besides the
     /// public (webpki) roots: a private CA. Relative to the migration file.
     pub ca_file: Option<PathBuf>,
+    /// The methods the plugin may send, among GET, POST, PUT, PATCH,
+    /// DELETE and HEAD. Default `["GET", "HEAD"]`. A transform allowed any
+    /// other method is called on rows by `run` only: `preview` and
+    /// validation would send its requests again.
+    #[serde(default = "default_http_methods")]
+    pub methods: Vec<String>,
+}
+
+fn default_http_methods() -> Vec<String> {
+    crate::capabilities::SAFE_METHODS
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
 }
 
 fn default_max_response_kb() -> u64 {
@@ -450,6 +463,7 @@ impl GrantsSpec {
                     std::time::Duration::from_millis(h.timeout_ms),
                     h.ca_file.as_ref().map(|f| base_dir.join(f)),
                 )
+                .with_methods(h.methods.clone())
             }),
             db: self
                 .db
