@@ -118,6 +118,51 @@ fn a_transform_with_a_write_grant_inserts_once_per_row_whatever_runs_after() {
     assert_eq!(s.rows("SELECT person FROM {s}.audit").len(), 3);
 }
 
+#[test]
+fn preview_and_validation_configure_a_writing_transform_without_its_write_grant() {
+    let p = project();
+    let connection = "[connections.crm]\ntype = \"sqlite\"\npath = \"crm.db\"";
+    credvault_tests::exec_sqlite(
+        &p.path().join("crm.db"),
+        "CREATE TABLE audit (person INTEGER)",
+    );
+    hostile_migration(
+        &p,
+        "db-insert",
+        r#", connection = "crm", sql = "INSERT INTO audit VALUES (?)", on_configure = true"#,
+        r#"db = [{ connection = "crm", write = true }]"#,
+        connection,
+    );
+    let configured = || {
+        let rows = p.query("crm.db", "SELECT count(*) FROM audit WHERE person = 0");
+        rows[0][0].clone().unwrap_or_default()
+    };
+    p.run_ok(&["run", "m.toml"]);
+    let after_run = configured();
+    assert_ne!(after_run, "0", "the run's configure writes");
+    let preview = p.run_ok(&["preview", "m.toml"]);
+    let validate = p.run_ok(&["validate", "m.toml"]);
+    assert_eq!(
+        configured(),
+        after_run,
+        "preview and validate configure it read-only:\n{}\n{}",
+        preview.all(),
+        validate.all()
+    );
+    assert!(
+        preview
+            .stderr
+            .contains("denied database write through connection `crm`"),
+        "{}",
+        preview.all()
+    );
+    assert!(
+        validate.stdout.contains("holds a write grant on `crm`"),
+        "{}",
+        validate.all()
+    );
+}
+
 /// What a test HTTP server saw: each request's method, `Host` header and
 /// body.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;

@@ -23,6 +23,10 @@ pub struct Grants {
     pub http: Option<HttpGrant>,
     /// Database connections the plugin may open by name.
     pub db: Vec<DbGrant>,
+    /// What the migration file grants beyond these, when a command that
+    /// must not repeat a plugin's side effects took them away (in the
+    /// words of [`Grants::side_effects`]).
+    pub withheld: Option<String>,
 }
 
 impl Grants {
@@ -31,6 +35,9 @@ impl Grants {
     /// HEAD, a directory it may write. Calling such a plugin again repeats
     /// its changes, so only a run calls it on rows.
     pub fn side_effects(&self) -> Option<String> {
+        if let Some(withheld) = &self.withheld {
+            return Some(withheld.clone());
+        }
         if let Some(db) = self.db.iter().find(|d| d.write) {
             return Some(format!("holds a write grant on `{}`", db.name));
         }

@@ -342,6 +342,9 @@ pub struct GrantsSpec {
     /// resolve on their own.
     #[serde(skip)]
     pub connections: BTreeMap<String, Endpoint>,
+    /// What [`GrantsSpec::without_effects`] took away, in words.
+    #[serde(skip)]
+    pub withheld: Option<String>,
 }
 
 /// A named connection granted to a plugin. The host connects (the plugin
@@ -444,6 +447,26 @@ fn default_http_timeout_ms() -> u64 {
 }
 
 impl GrantsSpec {
+    /// These grants without what lets a plugin change things (database
+    /// writes, HTTP methods other than GET and HEAD, writable folders),
+    /// remembering what was taken: what `preview` and validation configure
+    /// a transform with, so that not even its `configure` repeats a write.
+    pub fn without_effects(&self) -> GrantsSpec {
+        let mut spec = self.clone();
+        spec.withheld = self.resolve(Path::new(".")).side_effects();
+        for db in &mut spec.db {
+            db.write = false;
+        }
+        for dir in &mut spec.dirs {
+            dir.write = false;
+        }
+        if let Some(http) = &mut spec.http {
+            let safe = crate::capabilities::SAFE_METHODS;
+            http.methods.retain(|m| safe.contains(&m.as_str()));
+        }
+        spec
+    }
+
     /// The grants with paths resolved against `base_dir`.
     pub fn resolve(&self, base_dir: &Path) -> Grants {
         Grants {
@@ -470,6 +493,7 @@ impl GrantsSpec {
                 .iter()
                 .filter_map(|d| self.db_grant(d, base_dir))
                 .collect(),
+            withheld: self.withheld.clone(),
         }
     }
 
@@ -1053,6 +1077,17 @@ fn empty_table() -> toml::Value {
 }
 
 impl Migration {
+    /// The migration with every transform's grants
+    /// [without effects](GrantsSpec::without_effects): for the commands that
+    /// call transforms again after a run (`preview`, validation).
+    pub fn without_transform_effects(&self) -> Migration {
+        let mut m = self.clone();
+        for t in m.tables.iter_mut().flat_map(|t| t.transforms.iter_mut()) {
+            t.grants = t.grants.without_effects();
+        }
+        m
+    }
+
     /// Reads, parses and validates a migration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -43,6 +43,7 @@ pub async fn preview(
     runtime: &Runtime,
     limit: u64,
 ) -> Result<Vec<TablePreview>, RunError> {
+    let m = &m.without_transform_effects();
     let source = open_source(m).await?;
     let started = chrono::Utc::now().timestamp_micros();
     let plans = plan(m, source.as_ref(), runtime, started)

@@ -135,6 +135,7 @@ pub async fn validate(
     options: Options,
 ) -> Result<Report, RunError> {
     let options = &options;
+    let m = &m.without_transform_effects();
     let source = open_source(m).await?;
     let plans = plan(m, source.as_ref(), runtime, options.run_started_at)
         .await

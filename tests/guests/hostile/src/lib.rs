@@ -13,7 +13,8 @@
 //! Side effects: `db-insert` runs `sql` on the granted `connection` with the
 //! row's first value as its parameter; `http` sends `method` to `url` with
 //! `headers` and the row's first value as the body. A refusal is the row's
-//! error.
+//! error. With `on_configure = true` each also happens once in `configure`,
+//! for the value 0.
 #![allow(unsafe_code)] // wit-bindgen's generated exports use unsafe
 #![allow(missing_docs)] // a test guest; its generated bindings are documented in wit/
 
@@ -37,6 +38,10 @@ struct Config {
     url: Option<String>,
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// Also do the side effect once in `configure`, for a row `[0]`
+    /// (a refusal there is ignored).
+    #[serde(default)]
+    on_configure: bool,
 }
 
 thread_local! {
@@ -60,6 +65,9 @@ impl Guest for Hostile {
                 type_: ColumnType::Text,
                 nullable: true,
             });
+        }
+        if config.on_configure {
+            let _ = side_effect(&config, &[Value::Int(0)]);
         }
         CONFIG.with(|c| *c.borrow_mut() = config);
         Ok(output)
