@@ -163,6 +163,42 @@ fn preview_and_validation_configure_a_writing_transform_without_its_write_grant(
     );
 }
 
+#[test]
+fn check_does_not_call_a_writing_transform_to_compare_appended_keys() {
+    let p = project();
+    let connection = "[connections.crm]\ntype = \"sqlite\"\npath = \"crm.db\"";
+    credvault_tests::exec_sqlite(
+        &p.path().join("crm.db"),
+        "CREATE TABLE audit (person INTEGER)",
+    );
+    credvault_tests::exec_sqlite(
+        &p.path().join("out/vault.db"),
+        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO people VALUES (100, 'there before')",
+    );
+    hostile_migration(
+        &p,
+        "db-insert",
+        r#", connection = "crm", sql = "INSERT INTO audit VALUES (?)""#,
+        r#"db = [{ connection = "crm", write = true }]"#,
+        connection,
+    );
+    let file = std::fs::read_to_string(p.path().join("m.toml")).unwrap();
+    p.write(
+        "m.toml",
+        &file.replace("key = [\"id\"]", "key = [\"id\"]\nif_exists = \"append\""),
+    );
+    let audited = || p.query("crm.db", "SELECT count(*) FROM audit")[0][0].clone();
+    let check = p.run_ok(&["check", "m.toml"]);
+    assert!(
+        check.all().contains("people keys: not compared: transform `credvault_hostile_guest.wasm` holds a write grant on `crm`"),
+        "{}",
+        check.all()
+    );
+    assert_eq!(audited().as_deref(), Some("0"), "{}", check.all());
+    p.run_ok(&["run", "m.toml"]);
+    assert_eq!(audited().as_deref(), Some("3"));
+}
+
 /// What a test HTTP server saw: each request's method, `Host` header and
 /// body.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
