@@ -440,6 +440,27 @@ mod tests {
         assert!(check_headers(&headers("Authorization")).is_ok());
     }
 
+    #[tokio::test]
+    async fn a_redirect_comes_back_to_the_plugin_unfollowed() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await;
+            let moved = "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\n\r\n";
+            socket.write_all(moved.as_bytes()).await.unwrap();
+        });
+        let request = Request {
+            method: "GET".into(),
+            url: format!("http://127.0.0.1:{port}/"),
+            headers: vec![],
+            body: vec![],
+        };
+        let response = fetch(Some(&grant(&["127.0.0.1"])), request).await.unwrap();
+        assert_eq!(response.status, 302);
+    }
+
     #[test]
     fn a_ca_file_that_is_not_a_certificate_is_refused_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
