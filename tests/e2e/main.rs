@@ -24,6 +24,7 @@ mod resume;
 mod retry;
 mod serve;
 mod servers;
+mod side_effects;
 mod stall;
 mod sync;
 mod sync_window;

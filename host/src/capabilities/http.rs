@@ -4,9 +4,26 @@
 //! body streams in, and the whole exchange has the grant's timeout.
 //! Redirects are not followed and proxies from the environment are not
 //! used: the plugin sees a redirect and must ask again, so every hop is
-//! checked against the allow-list.
+//! checked against the allow-list. Only the methods the WIT names are sent,
+//! and of those only the grant's (GET and HEAD by default); the host sets
+//! `Host` (always the URL's host) and the framing headers itself.
 
-use super::{CapabilityError, HttpGrant};
+use super::{CapabilityError, HTTP_METHODS, HttpGrant};
+
+/// Headers a plugin may not set: they name another virtual host than the
+/// one granted, or change how the request is framed on the connection
+/// (request smuggling). The host sets them from the URL and the body.
+const HOST_HEADERS: [&str; 9] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
 
 /// A request from a plugin.
 #[derive(Debug, Clone)]
@@ -58,6 +75,8 @@ pub async fn fetch(
             url.scheme()
         )));
     }
+    check_method(grant, &request.method)?;
+    check_headers(&request.headers)?;
     let client = grant.client().await.map_err(CapabilityError::Failed)?;
     let exchange = exchange(client, url, &host, port, request, grant.max_response_bytes);
     match tokio::time::timeout(grant.timeout, exchange).await {
@@ -67,6 +86,44 @@ pub async fn fetch(
             grant.timeout.as_millis()
         ))),
     }
+}
+
+/// Refuses a method the WIT does not name (`TRACE`, `CONNECT`, `get`, …)
+/// and one the grant does not allow.
+fn check_method(grant: &HttpGrant, method: &str) -> Result<(), CapabilityError> {
+    if !HTTP_METHODS.contains(&method) {
+        let upper = method.to_ascii_uppercase();
+        let hint = match HTTP_METHODS.contains(&upper.as_str()) {
+            true => format!(" (methods are upper case: `{upper}`)"),
+            false => String::new(),
+        };
+        return Err(CapabilityError::Failed(format!(
+            "`{}` is not a method plugins may send{hint}; the host sends only {}",
+            crate::text::untrusted(method),
+            HTTP_METHODS.join(", ")
+        )));
+    }
+    if !grant.methods.iter().any(|m| m == method) {
+        return Err(CapabilityError::Denied(format!(
+            "{method} is not in grants.http.methods ({}); add \"{method}\" there if this plugin should send it (`credvault preview` and validation then no longer call it on rows, since that would send its requests again)",
+            grant.methods.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses the headers the host sets itself.
+fn check_headers(headers: &[(String, String)]) -> Result<(), CapabilityError> {
+    let Some((name, _)) = headers
+        .iter()
+        .find(|(name, _)| HOST_HEADERS.contains(&name.trim().to_ascii_lowercase().as_str()))
+    else {
+        return Ok(());
+    };
+    Err(CapabilityError::Failed(format!(
+        "a plugin may not set the `{}` header: the host sets Host to the URL's host and frames the request itself; leave it out",
+        crate::text::untrusted(name.trim())
+    )))
 }
 
 /// Whether `host:port` is on the allow-list; an entry without a port allows
@@ -126,12 +183,9 @@ async fn exchange(
     request: Request,
     max_body: usize,
 ) -> Result<Response, String> {
-    let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
-    let idempotent = matches!(
-        method,
-        reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::OPTIONS
-    );
+    let idempotent = matches!(method, reqwest::Method::GET | reqwest::Method::HEAD);
     let mut builder = client.request(method, url).body(request.body);
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
@@ -346,6 +400,65 @@ mod tests {
             let response = fetch(Some(&g), request).await.unwrap();
             assert_eq!(response.body, b"ok");
         }
+    }
+
+    #[test]
+    fn only_the_wit_methods_the_grant_lists_are_sent() {
+        let g = grant(&["api.example.com"]);
+        assert!(check_method(&g, "GET").is_ok() && check_method(&g, "HEAD").is_ok());
+        for method in ["TRACE", "CONNECT", "OPTIONS", "get", "GET ", "G\u{0}ET"] {
+            let err = check_method(&g, method).unwrap_err();
+            assert!(
+                matches!(&err, CapabilityError::Failed(m) if m.contains("is not a method plugins may send")),
+                "{method}: {err:?}"
+            );
+        }
+        let denied = check_method(&g, "POST").unwrap_err();
+        assert!(
+            matches!(&denied, CapabilityError::Denied(m) if m.contains("POST is not in grants.http.methods (GET, HEAD)")),
+            "{denied:?}"
+        );
+        let g = g.with_methods(vec!["POST".into()]);
+        assert!(check_method(&g, "POST").is_ok());
+        assert!(g.clone().methods == ["POST"]);
+    }
+
+    #[test]
+    fn host_and_framing_headers_are_the_hosts_own() {
+        let headers = |name: &str| vec![(name.to_string(), "x".to_string())];
+        for name in [
+            "Host",
+            "host",
+            " HOST",
+            "Transfer-Encoding",
+            "content-length",
+            "Connection",
+            "Upgrade",
+        ] {
+            assert!(check_headers(&headers(name)).is_err(), "{name}");
+        }
+        assert!(check_headers(&headers("Authorization")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_redirect_comes_back_to_the_plugin_unfollowed() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            read_head(&mut socket).await;
+            let moved = "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\n\r\n";
+            socket.write_all(moved.as_bytes()).await.unwrap();
+        });
+        let request = Request {
+            method: "GET".into(),
+            url: format!("http://127.0.0.1:{port}/"),
+            headers: vec![],
+            body: vec![],
+        };
+        let response = fetch(Some(&grant(&["127.0.0.1"])), request).await.unwrap();
+        assert_eq!(response.status, 302);
     }
 
     #[test]

@@ -23,7 +23,49 @@ pub struct Grants {
     pub http: Option<HttpGrant>,
     /// Database connections the plugin may open by name.
     pub db: Vec<DbGrant>,
+    /// What the migration file grants beyond these, when a command that
+    /// must not repeat a plugin's side effects took them away (in the
+    /// words of [`Grants::side_effects`]).
+    pub withheld: Option<String>,
 }
+
+impl Grants {
+    /// What the plugin may change beyond its own output, in words, if
+    /// anything: a database it may write, HTTP methods other than GET and
+    /// HEAD, a directory it may write. Calling such a plugin again repeats
+    /// its changes, so only a run calls it on rows.
+    pub fn side_effects(&self) -> Option<String> {
+        if let Some(withheld) = &self.withheld {
+            return Some(withheld.clone());
+        }
+        if let Some(db) = self.db.iter().find(|d| d.write) {
+            return Some(format!("holds a write grant on `{}`", db.name));
+        }
+        if let Some(http) = &self.http {
+            let unsafe_methods: Vec<&str> = http
+                .methods
+                .iter()
+                .map(String::as_str)
+                .filter(|m| !SAFE_METHODS.contains(m))
+                .collect();
+            if !unsafe_methods.is_empty() {
+                return Some(format!(
+                    "may send {} requests (grants.http.methods)",
+                    unsafe_methods.join(", ")
+                ));
+            }
+        }
+        let dir = self.dirs.iter().find(|d| d.write)?;
+        Some(format!("may write files in `{}`", dir.guest))
+    }
+}
+
+/// The HTTP methods a plugin may send, as the WIT names them.
+pub const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// The methods that only read, granted when `grants.http.methods` is not
+/// given: a plugin limited to them may be called again without harm.
+pub const SAFE_METHODS: [&str; 2] = ["GET", "HEAD"];
 
 /// A host directory a plugin sees at `guest`.
 #[derive(Debug, Clone)]
@@ -48,6 +90,9 @@ pub struct HttpGrant {
     /// A PEM file of CA certificates trusted besides the webpki roots (a
     /// private CA).
     pub ca_file: Option<PathBuf>,
+    /// The methods it may send (upper case, among [`HTTP_METHODS`]);
+    /// GET and HEAD unless the grant lists others.
+    pub methods: Vec<String>,
     /// The client, built on first use and shared by every instance.
     client: Arc<OnceCell<reqwest::Client>>,
 }
@@ -65,8 +110,15 @@ impl HttpGrant {
             max_response_bytes,
             timeout,
             ca_file,
+            methods: SAFE_METHODS.iter().map(|m| m.to_string()).collect(),
             client: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// The grant allowing `methods` instead of GET and HEAD.
+    pub fn with_methods(mut self, methods: Vec<String>) -> Self {
+        self.methods = methods;
+        self
     }
 
     /// The grant's client (its trusted roots, no redirects, no proxies).

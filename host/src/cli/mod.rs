@@ -543,6 +543,7 @@ async fn validate(
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros()),
         refused: state.refused(&m.name).await?,
         dangling: state.refused_for_reference(&m.name).await?,
+        recorded: state.table_counts(&m.name).await?,
     };
     let report = match m.is_multi_source() {
         true => crate::consolidate::validate(m, runtime, state, options).await?,

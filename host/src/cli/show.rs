@@ -169,7 +169,10 @@ pub fn previews(previews: &[TablePreview], json: bool) {
                 PreviewRow::Failed(f) => notes.push(format!("would fail: {f}")),
             }
         }
-        out!("{rows}");
+        match &p.not_run {
+            Some(why) => out!("{why}"),
+            None => out!("{rows}"),
+        }
         for note in notes {
             out!("  {note}");
         }
@@ -318,7 +321,7 @@ fn preview_json(p: &TablePreview) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "source": plan.spec.source, "destination": plan.spec.destination(), "total": p.total,
-        "mapping": mapping, "output": output, "rows": rows,
+        "mapping": mapping, "output": output, "rows": rows, "not_run": p.not_run,
     })
 }
 

@@ -350,7 +350,7 @@ impl PluginEndpoint {
 /// Capabilities granted to a plugin; each is denied unless listed here.
 ///
 /// ```toml
-/// grants = { dirs = [{ path = "data", write = false }], http = { hosts = ["api.example.com"], max_response_kb = 1024, timeout_ms = 5000, ca_file = "certs/ca.pem" }, db = [{ connection = "crm" }] }
+/// grants = { dirs = [{ path = "data", write = false }], http = { hosts = ["api.example.com"], methods = ["GET", "HEAD"], max_response_kb = 1024, timeout_ms = 5000, ca_file = "certs/ca.pem" }, db = [{ connection = "crm" }] }
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,6 +369,9 @@ pub struct GrantsSpec {
     /// resolve on their own.
     #[serde(skip)]
     pub connections: BTreeMap<String, Endpoint>,
+    /// What [`GrantsSpec::without_effects`] took away, in words.
+    #[serde(skip)]
+    pub withheld: Option<String>,
 }
 
 /// A named connection granted to a plugin. The host connects (the plugin
@@ -447,6 +450,19 @@ pub struct HttpSpec {
     /// A PEM file of CA certificates to trust for `https://` besides the
     /// public (webpki) roots: a private CA. Relative to the migration file.
     pub ca_file: Option<PathBuf>,
+    /// The methods the plugin may send, among GET, POST, PUT, PATCH,
+    /// DELETE and HEAD. Default `["GET", "HEAD"]`. A transform allowed any
+    /// other method is called on rows by `run` only: `preview` and
+    /// validation would send its requests again.
+    #[serde(default = "default_http_methods")]
+    pub methods: Vec<String>,
+}
+
+fn default_http_methods() -> Vec<String> {
+    crate::capabilities::SAFE_METHODS
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
 }
 
 fn default_max_response_kb() -> u64 {
@@ -458,6 +474,26 @@ fn default_http_timeout_ms() -> u64 {
 }
 
 impl GrantsSpec {
+    /// These grants without what lets a plugin change things (database
+    /// writes, HTTP methods other than GET and HEAD, writable folders),
+    /// remembering what was taken: what `preview` and validation configure
+    /// a transform with, so that not even its `configure` repeats a write.
+    pub fn without_effects(&self) -> GrantsSpec {
+        let mut spec = self.clone();
+        spec.withheld = self.resolve(Path::new(".")).side_effects();
+        for db in &mut spec.db {
+            db.write = false;
+        }
+        for dir in &mut spec.dirs {
+            dir.write = false;
+        }
+        if let Some(http) = &mut spec.http {
+            let safe = crate::capabilities::SAFE_METHODS;
+            http.methods.retain(|m| safe.contains(&m.as_str()));
+        }
+        spec
+    }
+
     /// The grants with paths resolved against `base_dir`.
     pub fn resolve(&self, base_dir: &Path) -> Grants {
         Grants {
@@ -477,12 +513,14 @@ impl GrantsSpec {
                     std::time::Duration::from_millis(h.timeout_ms),
                     h.ca_file.as_ref().map(|f| base_dir.join(f)),
                 )
+                .with_methods(h.methods.clone())
             }),
             db: self
                 .db
                 .iter()
                 .filter_map(|d| self.db_grant(d, base_dir))
                 .collect(),
+            withheld: self.withheld.clone(),
         }
     }
 
@@ -1084,6 +1122,17 @@ fn empty_table() -> toml::Value {
 }
 
 impl Migration {
+    /// The migration with every transform's grants
+    /// [without effects](GrantsSpec::without_effects): for the commands that
+    /// call transforms again after a run (`preview`, validation).
+    pub fn without_transform_effects(&self) -> Migration {
+        let mut m = self.clone();
+        for t in m.tables.iter_mut().flat_map(|t| t.transforms.iter_mut()) {
+            t.grants = t.grants.without_effects();
+        }
+        m
+    }
+
     /// Reads, parses and validates a migration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -352,7 +352,21 @@ fn check_limits(m: &Migration, problems: &mut Vec<String>) {
     }
 }
 
-/// Every plugin's `grants.db`: each names a `[connections.<name>]` that is
+/// A grant's `http.methods`: only the methods the WIT names, in upper case.
+fn check_http_methods(at: &str, http: &super::HttpSpec, problems: &mut Vec<String>) {
+    use crate::capabilities::HTTP_METHODS;
+    for method in &http.methods {
+        if !HTTP_METHODS.contains(&method.as_str()) {
+            problems.push(format!(
+                "{at}.http.methods: `{method}` is not a method plugins may send; use {}",
+                HTTP_METHODS.join(", ")
+            ));
+        }
+    }
+}
+
+/// Every plugin's grants: `http.methods` are methods the WIT names, and
+/// each `db` entry names a `[connections.<name>]` that is
 /// a database the host can open for it (in every environment), once, with
 /// usable limits.
 fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
@@ -370,6 +384,9 @@ fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
         }
     }
     for (at, spec) in grants {
+        if let Some(http) = &spec.http {
+            check_http_methods(&at, http, problems);
+        }
         let mut seen = HashSet::new();
         for (k, db) in spec.db.iter().enumerate() {
             let at = format!("{at}.db[{k}]");

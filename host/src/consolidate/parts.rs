@@ -117,6 +117,7 @@ pub async fn validate(
     state: &StateStore,
     options: Options,
 ) -> Result<Report, RunError> {
+    let m = &m.without_transform_effects();
     let mut tables: Vec<TableReport> = Vec::new();
     let mut refused = Vec::new();
     for part in m.parts() {

@@ -31,6 +31,10 @@ pub struct TablePreview {
     pub total: u64,
     /// The first rows.
     pub rows: Vec<PreviewRow>,
+    /// Why no row is shown: a transform of the table may change something
+    /// beyond its output (a database it writes, say), which previewing
+    /// would do again.
+    pub not_run: Option<String>,
 }
 
 /// Previews the first `limit` rows of every table.
@@ -39,6 +43,7 @@ pub async fn preview(
     runtime: &Runtime,
     limit: u64,
 ) -> Result<Vec<TablePreview>, RunError> {
+    let m = &m.without_transform_effects();
     let source = open_source(m).await?;
     let started = chrono::Utc::now().timestamp_micros();
     let plans = plan(m, source.as_ref(), runtime, started)
@@ -47,6 +52,19 @@ pub async fn preview(
     let mut previews = Vec::new();
     for plan in plans {
         let total = source.count(&plan.source).await?;
+        if let Some(why) = crate::validate::not_callable(&plan) {
+            let not_run = Some(format!(
+                "rows not previewed: {why}; only `credvault run` calls it on rows"
+            ));
+            let rows = Vec::new();
+            previews.push(TablePreview {
+                plan,
+                total,
+                rows,
+                not_run,
+            });
+            continue;
+        }
         let (tx, mut rx) = mpsc::channel(1);
         let request = ReadRequest {
             table: plan.source.clone(),
@@ -63,7 +81,12 @@ pub async fn preview(
             Some(batch) => preview_rows(&plan, m.settings.max_plugin_traps, batch?).await?,
             None => Vec::new(),
         };
-        previews.push(TablePreview { plan, total, rows });
+        previews.push(TablePreview {
+            plan,
+            total,
+            rows,
+            not_run: None,
+        });
     }
     Ok(previews)
 }

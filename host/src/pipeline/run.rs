@@ -509,6 +509,7 @@ async fn validate_run(
         run_started_at: clock,
         refused: state.refused(&m.name).await?,
         dangling: state.refused_for_reference(&m.name).await?,
+        recorded: state.table_counts(&m.name).await?,
     };
     // Marks where a run killed from here on stopped (the run is already
     // recorded as awaiting its validation).

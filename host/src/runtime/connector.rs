@@ -8,7 +8,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use super::limits::{FailureKind, Limits, PluginFailure};
-use super::state::PluginState;
+use super::state::{PluginState, RandomUse};
 use super::transform::{arm, classify, new_store, with_timeout};
 use crate::bindings::sink::{IfExists, PrepareMode, Rejected};
 use crate::bindings::{self, Column, TableInfo, Value};
@@ -107,6 +107,7 @@ impl SourcePlugin {
             scope,
             self.limits,
             &self.grants,
+            &RandomUse::default(),
         )
         .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
@@ -304,6 +305,7 @@ impl SinkPlugin {
             scope,
             self.limits,
             &self.grants,
+            &RandomUse::default(),
         )
         .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;

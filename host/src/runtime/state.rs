@@ -2,6 +2,8 @@
 //! guard, captured stderr, the log target, and the capabilities granted to
 //! it (HTTP, database connections).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
@@ -46,11 +48,13 @@ pub(crate) struct PluginState {
 impl PluginState {
     /// A state with no network, environment or real clock, and no files
     /// but the directories `grants` names.
+    /// Its random bytes are fresh (see [`RandomUse`]).
     pub(crate) fn new(
         plugin: &str,
         scope: &str,
         memory_cap: usize,
         grants: &Grants,
+        random: &RandomUse,
     ) -> Result<Self, String> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let (who, at) = (plugin.to_string(), scope.to_string());
@@ -69,6 +73,8 @@ impl PluginState {
                 })?;
         }
         let wasi = wasi
+            .secure_random(random.watch(wasmtime_wasi::random::thread_rng()))
+            .insecure_random(random.watch(wasmtime_wasi::random::thread_rng()))
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
@@ -269,6 +275,57 @@ impl db::HostConnection for PluginState {
     async fn drop(&mut self, handle: Resource<DbHandle>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
         self.db_handles = self.db_handles.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Whether a plugin drew random bytes (`wasi:random`), shared by all its
+/// instances. The bytes stay unpredictable and fresh on every call: a
+/// seed kept so that validation could replay them would let whoever reads
+/// the state store recompute any secret a plugin made from them, and would
+/// not replay anyway (which rows a draw serves depends on how the rows were
+/// batched). Validation reads this flag instead, to say why the values of
+/// such a transform cannot be re-derived.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RandomUse(Arc<AtomicBool>);
+
+impl RandomUse {
+    /// Whether any instance drew random bytes so far.
+    pub(crate) fn drawn(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `rng`, noting each draw from it here.
+    fn watch(&self, rng: Box<dyn rand_core::Rng + Send>) -> Watched {
+        Watched {
+            rng,
+            drawn: self.0.clone(),
+        }
+    }
+}
+
+/// A generator that notes when it is drawn from.
+struct Watched {
+    rng: Box<dyn rand_core::Rng + Send>,
+    drawn: Arc<AtomicBool>,
+}
+
+impl rand_core::TryRng for Watched {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        self.drawn.store(true, Ordering::Relaxed);
+        Ok(self.rng.next_u32())
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.drawn.store(true, Ordering::Relaxed);
+        Ok(self.rng.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.drawn.store(true, Ordering::Relaxed);
+        self.rng.fill_bytes(dst);
         Ok(())
     }
 }

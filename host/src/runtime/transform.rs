@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap};
 
 use super::limits::{FailureKind, Limits, PluginFailure};
-use super::state::PluginState;
+use super::state::{PluginState, RandomUse};
 use super::{EPOCH_TICK, deadline_ticks};
 use crate::bindings::{self, Column, RowResult, TransformContext, Value};
 use crate::capabilities::Grants;
@@ -20,6 +20,7 @@ pub struct TransformPlugin {
     pre: bindings::TransformPluginPre<PluginState>,
     limits: Limits,
     grants: Arc<Grants>,
+    random: RandomUse,
 }
 
 /// Resources one call consumed.
@@ -52,7 +53,19 @@ impl TransformPlugin {
             pre,
             limits,
             grants: Arc::new(grants),
+            random: RandomUse::default(),
         }
+    }
+
+    /// What the plugin's grants let it change beyond its output, in words
+    /// (see [`Grants::side_effects`]).
+    pub fn side_effects(&self) -> Option<String> {
+        self.grants.side_effects()
+    }
+
+    /// Whether any instance of this plugin drew random bytes.
+    pub fn drew_random(&self) -> bool {
+        self.random.drawn()
     }
 
     /// The plugin's name in the migration file.
@@ -79,6 +92,7 @@ impl TransformPlugin {
             &scope,
             self.limits,
             &self.grants,
+            &self.random,
         )
         .map_err(|message| self.failure(FailureKind::Config { message }))?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
@@ -193,8 +207,9 @@ pub(super) fn new_store(
     scope: &str,
     limits: Limits,
     grants: &Grants,
+    random: &RandomUse,
 ) -> Result<Store<PluginState>, String> {
-    let state = PluginState::new(plugin, scope, limits.memory_bytes(), grants)?;
+    let state = PluginState::new(plugin, scope, limits.memory_bytes(), grants, random)?;
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);
     store.epoch_deadline_trap();

@@ -66,7 +66,7 @@ pub struct FlaggedRow {
 }
 
 /// Counters of a run, as stored.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct RunCounts {
     /// Rows read from the source.
     pub read: u64,
@@ -1017,6 +1017,32 @@ impl StateStore {
                 detail: serde_json::from_str(r.get::<&str, _>("detail")).unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// What the latest run to finish each table of `migration` counted
+    /// for it (that run's rows only), by the table's name.
+    pub async fn table_counts(
+        &self,
+        migration: &str,
+    ) -> Result<HashMap<String, RunCounts>, StateError> {
+        let rows = sqlx::query(
+            "SELECT detail FROM events WHERE migration = ? AND kind = 'table_finished' ORDER BY id",
+        )
+        .bind(migration)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        let mut counts = HashMap::new();
+        for row in &rows {
+            let detail: serde_json::Value =
+                serde_json::from_str(row.get::<&str, _>("detail")).unwrap_or_default();
+            let table = detail["table"].as_str().map(str::to_string);
+            let recorded = serde_json::from_value::<RunCounts>(detail["counts"].clone());
+            if let (Some(table), Ok(recorded)) = (table, recorded) {
+                counts.insert(table, recorded);
+            }
+        }
+        Ok(counts)
     }
 
     /// The newest `limit` runs of `migration`, newest first.

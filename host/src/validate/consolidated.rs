@@ -11,7 +11,9 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
 use super::digest::hash_row;
-use super::{AtRest, Line, TableDigest, TableReport, derive_rows, in_type, stream, whole};
+use super::{
+    AtRest, Line, TableDigest, TableReport, derive_rows, in_type, not_callable, stream, whole,
+};
 use crate::config::{DedupRule, Migration};
 use crate::connectors::{SourceBatch, open_destination_reader};
 use crate::consolidate::Unified;
@@ -57,6 +59,10 @@ pub async fn consolidated(
     refused: &[HashSet<String>],
     at: &TableInfo,
 ) -> Result<TableReport, RunError> {
+    if let Some(why) = unified.feeds.iter().find_map(|f| not_callable(&f.plan)) {
+        let line = Line::skip("sources", format!("not re-run: {why}; nothing compared"));
+        return Ok(report(unified, vec![line]));
+    }
     let expected = expect(m, unified, refused).await?;
     let destination = open_destination_reader(m).await?;
     let order: Vec<Option<usize>> = unified

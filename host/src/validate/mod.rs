@@ -28,6 +28,7 @@ use crate::connectors::{
 use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Output, RunError, TablePlan, plan, process};
 use crate::runtime::Runtime;
+use crate::state::RunCounts;
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text, type_name, value_type};
 
 /// How to validate.
@@ -45,6 +46,10 @@ pub struct Options {
     /// Of those, the rows refused because a row they refer to was missing
     /// (a foreign key whose parent was refused or never there), by table.
     pub dangling: HashMap<String, Vec<String>>,
+    /// What the latest run to finish each table counted for it, by table:
+    /// a table whose transform may not be called again (it writes
+    /// elsewhere) is compared with these counts instead.
+    pub recorded: HashMap<String, RunCounts>,
 }
 
 /// The outcome of one check.
@@ -81,7 +86,7 @@ impl Line {
         }
     }
 
-    fn skip(check: &str, detail: impl Into<String>) -> Self {
+    pub(crate) fn skip(check: &str, detail: impl Into<String>) -> Self {
         Self {
             check: check.into(),
             status: Status::Skip,
@@ -130,6 +135,7 @@ pub async fn validate(
     options: Options,
 ) -> Result<Report, RunError> {
     let options = &options;
+    let m = &m.without_transform_effects();
     let source = open_source(m).await?;
     let plans = plan(m, source.as_ref(), runtime, options.run_started_at)
         .await
@@ -224,6 +230,16 @@ async fn validate_table(
         return Ok(report(plan, lines));
     }
     let total = sides.source.count(&plan.source).await?;
+    let appended = plan.spec.if_exists == IfExists::Append && !was_empty;
+    if let Some(why) = not_callable(plan) {
+        let found = sides.destination.count(sides.at).await?;
+        let recorded = options.recorded.get(shown(plan));
+        lines.extend(recorded_lines(total, recorded, found, &why, appended));
+        if let Some(keys) = options.dangling.get(plan.spec.destination()) {
+            lines.push(references_line(keys, plan.spec.on_orphan));
+        }
+        return Ok(report(plan, lines));
+    }
     let picker = Picker::new(options.sample, total);
     let empty = HashSet::new();
     let refused = options
@@ -235,7 +251,6 @@ async fn validate_table(
         scan(m, sides.destination, sides.at, &layout, &picker),
     );
     let (expected, found) = (expected?, found?);
-    let appended = plan.spec.if_exists == IfExists::Append && !was_empty;
     if appended {
         let why = "the table is appended to (if_exists = \"append\"), so it may hold other rows; see the spot check";
         lines.push(Line::skip("row count", why));
@@ -250,7 +265,85 @@ async fn validate_table(
     if let Some(keys) = options.dangling.get(plan.spec.destination()) {
         lines.push(references_line(keys, plan.spec.on_orphan));
     }
+    explain_random(plan, &mut lines);
     Ok(report(plan, lines))
+}
+
+/// Why the table's rows cannot be re-derived, if a transform of its chain
+/// may change something beyond its output (a database it writes, requests
+/// other than GET and HEAD, files): calling it again would repeat that.
+pub(crate) fn not_callable(plan: &TablePlan) -> Option<String> {
+    plan.steps.iter().find_map(|step| {
+        let why = step.plugin.side_effects()?;
+        Some(format!(
+            "transform `{}` {why}, so calling it again would repeat what it did",
+            step.plugin.name()
+        ))
+    })
+}
+
+/// The checks of a table whose transforms are not called again: its row
+/// count against what the run recorded; the values are not compared.
+fn recorded_lines(
+    total: u64,
+    recorded: Option<&RunCounts>,
+    found: u64,
+    why: &str,
+    appended: bool,
+) -> Vec<Line> {
+    let not_run = format!("not re-run: {why}; compared row counts with what the run recorded");
+    let count = match (recorded, appended) {
+        (_, true) => Line::skip(
+            "row count",
+            format!(
+                "the table is appended to (if_exists = \"append\"), so it may hold other rows; not re-run: {why}"
+            ),
+        ),
+        (None, false) => Line::skip(
+            "row count",
+            format!(
+                "not re-run: {why}; no run of this migration in this state store recorded the table, so nothing is compared"
+            ),
+        ),
+        (Some(c), false) => {
+            let left_out = c.dropped + c.skipped + c.flagged;
+            let want = total.saturating_sub(left_out);
+            Line::new(
+                "row count",
+                want == found,
+                format!(
+                    "expected {want} ({total} source rows, less {left_out} the run recorded as dropped, skipped or flagged), destination {found}; {not_run}"
+                ),
+            )
+        }
+    };
+    let values = "not compared: the transform is not re-run (see row count)".to_string();
+    let mut lines = vec![count];
+    for check in ["null counts", "checksum", "spot check"] {
+        lines.push(Line::skip(check, values.clone()));
+    }
+    lines
+}
+
+/// The value checks a transform that draws random bytes cannot pass: its
+/// re-derived rows hold other values than the run wrote. They are skipped
+/// with that reason rather than failed; the row count still counts.
+fn explain_random(plan: &TablePlan, lines: &mut [Line]) {
+    let Some(step) = plan.steps.iter().find(|s| s.plugin.drew_random()) else {
+        return;
+    };
+    let values = ["null counts", "checksum", "spot check"];
+    for line in lines
+        .iter_mut()
+        .filter(|l| l.status == Status::Fail && values.contains(&l.check.as_str()))
+    {
+        line.status = Status::Skip;
+        line.detail = format!(
+            "not comparable: transform `{}` draws random bytes (wasi:random), so re-deriving its rows gives other values than the run wrote ({})",
+            step.plugin.name(),
+            line.detail
+        );
+    }
 }
 
 /// Rows that are missing because a row they refer to is: the counts pass

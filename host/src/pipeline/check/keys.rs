@@ -59,6 +59,10 @@ pub(super) async fn check(
         Ok(key) => key,
         Err(why) => return CheckResult::pass(name, format!("not compared: {why}")),
     };
+    if let Some(why) = crate::validate::not_callable(plan) {
+        let why = format!("not compared: {why}; only `credvault run` calls it on rows");
+        return CheckResult::pass(name, why);
+    }
     let held = match destination_keys(dest.reader.as_ref(), table, &key, m).await {
         Ok(Some(held)) => held,
         Ok(None) => {

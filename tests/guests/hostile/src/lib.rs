@@ -4,10 +4,17 @@
 //!
 //! `{"mode": "loop" | "sleep" | "memory" | "panic" | "stack" | "row-error" |
 //!   "shadow-stack" | "extra-rows" | "wrong-type" | "read-file" | "env" | "clock" | "net" |
-//!   "configure-panic", "trigger": "..."}`
+//!   "configure-panic" | "db-insert" | "http" | "random", "trigger": "..."}`
 //!
-//! Probes (read-file, env, clock, net) append a `probe` text column saying
-//! what the sandbox let them see.
+//! Probes (read-file, env, clock, net, random) append a `probe` text column
+//! saying what the sandbox let them see (`random`: 16 hex digits drawn from
+//! `wasi:random`).
+//!
+//! Side effects: `db-insert` runs `sql` on the granted `connection` with the
+//! row's first value as its parameter; `http` sends `method` to `url` with
+//! `headers` and the row's first value as the body. A refusal is the row's
+//! error. With `on_configure = true` each also happens once in `configure`,
+//! for the value 0.
 #![allow(unsafe_code)] // wit-bindgen's generated exports use unsafe
 #![allow(missing_docs)] // a test guest; its generated bindings are documented in wit/
 
@@ -25,6 +32,16 @@ use exports::credvault::migrate::transform::{Context, Guest, RowResult};
 struct Config {
     mode: String,
     trigger: Option<String>,
+    connection: Option<String>,
+    sql: Option<String>,
+    method: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    /// Also do the side effect once in `configure`, for a row `[0]`
+    /// (a refusal there is ignored).
+    #[serde(default)]
+    on_configure: bool,
 }
 
 thread_local! {
@@ -33,7 +50,7 @@ thread_local! {
 
 struct Hostile;
 
-const PROBES: [&str; 4] = ["read-file", "env", "clock", "net"];
+const PROBES: [&str; 5] = ["read-file", "env", "clock", "net", "random"];
 
 impl Guest for Hostile {
     fn configure(_ctx: Context, config: String, input: Vec<Column>) -> Result<Vec<Column>, String> {
@@ -48,6 +65,9 @@ impl Guest for Hostile {
                 type_: ColumnType::Text,
                 nullable: true,
             });
+        }
+        if config.on_configure {
+            let _ = side_effect(&config, &[Value::Int(0)]);
         }
         CONFIG.with(|c| *c.borrow_mut() = config);
         Ok(output)
@@ -105,9 +125,52 @@ fn misbehave(config: &Config, mut row: Vec<Value>) -> RowResult {
         "env" => row.push(Value::Text(env())),
         "clock" => row.push(Value::Text(clock())),
         "net" => row.push(Value::Text(net())),
+        "random" => row.push(Value::Text(random())),
+        "db-insert" | "http" => {
+            if let Err(message) = side_effect(config, &row) {
+                return RowResult::Error(RowError {
+                    column: None,
+                    message,
+                });
+            }
+        }
         _ => {}
     }
     RowResult::Ok(row)
+}
+
+fn random() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("wasi:random answers");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Inserts or sends the row's first value, as the config says.
+fn side_effect(config: &Config, row: &[Value]) -> Result<(), String> {
+    use credvault::migrate::{db, host};
+    let first = row.first().cloned().unwrap_or(Value::Null);
+    let refused = |e: host::HostError| match e {
+        host::HostError::Denied(m) => format!("denied: {m}"),
+        host::HostError::Failed(m) => format!("failed: {m}"),
+    };
+    if config.mode == "db-insert" {
+        let name = config.connection.as_deref().unwrap_or_default();
+        let sql = config.sql.as_deref().unwrap_or_default();
+        let connection = db::Connection::open(name).map_err(refused)?;
+        return connection.execute(sql, &[first]).map(drop).map_err(refused);
+    }
+    let body = match first {
+        Value::Int(n) => n.to_string(),
+        Value::Text(t) => t,
+        _ => String::new(),
+    };
+    let request = host::HttpRequest {
+        method: config.method.clone().unwrap_or_else(|| "GET".into()),
+        url: config.url.clone().unwrap_or_default(),
+        headers: config.headers.clone(),
+        body: body.into_bytes(),
+    };
+    host::http_fetch(&request).map(drop).map_err(refused)
 }
 
 fn spin() {
