@@ -25,6 +25,7 @@ mod retry;
 mod servers;
 mod sync;
 mod sync_window;
+mod transient;
 mod ui;
 mod validate;
 

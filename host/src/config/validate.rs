@@ -40,6 +40,10 @@ pub enum ConfigError {
 /// is far enough for any rollback.
 const MAX_RESTORE_POINT_DAYS: u32 = 3650;
 
+/// The most tries after a lost connection: with waits capped at 30 s,
+/// 20 tries wait about 8 minutes.
+const MAX_RETRIES: u32 = 20;
+
 pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     if m.name.trim().is_empty() {
@@ -55,6 +59,12 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         problems.push(format!(
             "settings.parallel_tables: must be between 1 and 64, got {}",
             m.settings.parallel_tables
+        ));
+    }
+    if m.settings.retries > MAX_RETRIES {
+        problems.push(format!(
+            "settings.retries: must be between 0 and {MAX_RETRIES}, got {}; a server away longer is better resumed with a new `credvault run`",
+            m.settings.retries
         ));
     }
     if m.settings.restore_point_days > MAX_RESTORE_POINT_DAYS {
