@@ -429,6 +429,23 @@ mod tests {
 
     use crate::config::Migration;
 
+    #[test]
+    fn retries_are_bounded() {
+        let with = |n: u32| {
+            let text = format!(
+                "name = \"x\"\n[source]\ntype = \"csv\"\npath = \"in\"\n[destination]\ntype = \"sqlite\"\npath = \"o.db\"\n[settings]\nretries = {n}\n[[tables]]\nsource = \"t\"\n"
+            );
+            Migration::parse(&text, Path::new("m.toml"), "/".into()).map(|m| m.settings.retries)
+        };
+        assert_eq!(with(0).unwrap(), 0);
+        assert_eq!(with(20).unwrap(), 20);
+        let err = with(21).unwrap_err().to_string();
+        assert!(
+            err.contains("settings.retries: must be between 0 and 20, got 21"),
+            "{err}"
+        );
+    }
+
     /// Only the source's CSV delimiter was checked, but every CSV endpoint
     /// takes it as one byte (`'é' as u8` is 0xE9, a different delimiter).
     /// fuzz/fuzz_targets/csv_reader.rs found that a line break as delimiter
