@@ -14,19 +14,23 @@ use super::servers::{LogicalPg, Pg, Scratch};
 
 const ROWS: u64 = 200_000;
 
-/// Table `big` of ROWS rows in the scratch schema of the shared server.
+/// Table `big` of ROWS rows in the scratch schema of the shared server;
+/// column `c` holds a number but in every 500th row `bad`.
 fn big_source(s: &Scratch) {
     s.exec(&format!(
-        "CREATE TABLE {{s}}.big (id bigint PRIMARY KEY, a int, b text);
-         INSERT INTO {{s}}.big SELECT i, i % 1000, md5(i::text) FROM generate_series(1, {ROWS}) i;
+        "CREATE TABLE {{s}}.big (id bigint PRIMARY KEY, a int, b text, c text);
+         INSERT INTO {{s}}.big SELECT i, i % 1000, md5(i::text),
+           CASE WHEN i % 500 = 0 THEN 'bad' ELSE (i % 7)::text END
+         FROM generate_series(1, {ROWS}) i;
          ANALYZE {{s}}.big"
     ));
 }
 
-/// `big` from the shared server into database `postgres` of `dest`.
-fn into_throwaway(s: &Scratch, dest: &LogicalPg, retries: u32) -> String {
+/// `big` from the shared server into database `postgres` of `dest`, in
+/// batches of 500, with more `[settings]` and `[[tables]]` lines.
+fn into_throwaway(s: &Scratch, dest: &LogicalPg, settings: &str, table: &str) -> String {
     format!(
-        "name = \"restarts\"\n{}[destination]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\n[settings]\nbatch_size = 500\nretries = {retries}\n[[tables]]\nsource = \"big\"\n",
+        "name = \"restarts\"\n{}[destination]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\n[settings]\nbatch_size = 500\n{settings}\n[[tables]]\nsource = \"big\"\n{table}\n",
         s.endpoint("source", ""),
         dest.port
     )
@@ -35,8 +39,8 @@ fn into_throwaway(s: &Scratch, dest: &LogicalPg, retries: u32) -> String {
 /// Count, checksum and duplicate keys of a `big`-shaped table.
 const FINGERPRINT: &str = "SELECT count(*), sum(hashtext(format('%s|%s|%s', id, a, b))), count(*) - count(DISTINCT id) FROM ";
 
-fn source_fingerprint(s: &Scratch) -> Vec<Option<String>> {
-    s.rows(&format!("{FINGERPRINT} {{s}}.big")).remove(0)
+fn source_fingerprint(s: &Scratch, only: &str) -> Vec<Option<String>> {
+    s.rows(&format!("{FINGERPRINT} {{s}}.big {only}")).remove(0)
 }
 
 fn dest_fingerprint(dest: &LogicalPg) -> Vec<Option<String>> {
@@ -128,7 +132,12 @@ fn a_destination_restarting_mid_run_is_retried_and_every_row_lands_once() {
     big_source(&s);
     let dest = LogicalPg::start();
     let p = project();
-    p.write("m.toml", &into_throwaway(&s, &dest, 5));
+    // Each batch of 500 holds one row whose `c` is no number, flagged
+    // before the batch is written: the batch lost in the restart must not
+    // leave its row flagged twice.
+    let settings = "retries = 5\non_error = \"flag\"\nvalidate = false";
+    let table = "[tables.columns.c]\ntype = \"int\"";
+    p.write("m.toml", &into_throwaway(&s, &dest, settings, table));
     let (code, stderr) = run_through_a_restart(&p, &dest);
     assert_eq!(code, 0, "{stderr}");
     assert!(
@@ -143,11 +152,31 @@ fn a_destination_restarting_mid_run_is_retried_and_every_row_lands_once() {
         "names the server: {stderr}"
     );
     let landed = dest_fingerprint(&dest);
-    assert_eq!(landed[0].as_deref(), Some("200000"), "{stderr}");
+    assert_eq!(landed[0].as_deref(), Some("199600"), "{stderr}");
     assert_eq!(landed[2].as_deref(), Some("0"), "no duplicate keys");
-    assert_eq!(landed, source_fingerprint(&s), "same rows on both sides");
-    let log = p.run_ok(&["log", "--migration", "restarts"]).stdout;
+    assert_eq!(
+        landed,
+        source_fingerprint(&s, "WHERE id % 500 <> 0"),
+        "same rows on both sides"
+    );
+    let flagged = p.query(
+        ".credvault/state.db",
+        "SELECT count(*), count(DISTINCT position) FROM flagged_rows",
+    );
+    assert_eq!(
+        flagged[0][0].as_deref(),
+        Some("400"),
+        "each bad row flagged once"
+    );
+    assert_eq!(flagged[0][1], flagged[0][0]);
+    let log = p
+        .run_ok(&["log", "--migration", "restarts", "--limit", "1000"])
+        .stdout;
     assert!(log.contains("table_retried"), "{log}");
+    assert!(
+        log.contains(r#""counts":{"dropped":0,"flagged":400,"read":200000,"skipped":0,"written":199600},"error":null,"status":"succeeded""#),
+        "the run's counts hold each row once: {log}"
+    );
     let status = p.run_ok(&["status", "--migration", "restarts"]).stdout;
     assert!(status.contains("succeeded"), "{status}");
 }
@@ -158,7 +187,7 @@ fn with_no_retries_a_lost_destination_says_that_the_next_run_resumes() {
     big_source(&s);
     let dest = LogicalPg::start();
     let p = project();
-    p.write("m.toml", &into_throwaway(&s, &dest, 0));
+    p.write("m.toml", &into_throwaway(&s, &dest, "retries = 0", ""));
     let (code, stderr) = run_through_a_restart(&p, &dest);
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -177,7 +206,11 @@ fn with_no_retries_a_lost_destination_says_that_the_next_run_resumes() {
     );
     let landed = dest_fingerprint(&dest);
     assert_eq!(landed[2].as_deref(), Some("0"), "no duplicate keys");
-    assert_eq!(landed, source_fingerprint(&s), "same rows on both sides");
+    assert_eq!(
+        landed,
+        source_fingerprint(&s, ""),
+        "same rows on both sides"
+    );
 }
 
 /// CSV → SQLite in batches of 500, of ROWS people.
