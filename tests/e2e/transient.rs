@@ -256,16 +256,7 @@ fn ctrl_c_says_what_was_committed_and_the_next_run_resumes() {
     let p = project();
     people_csv(&p, ROWS, 0);
     p.write("m.toml", CSV_TO_SQLITE);
-    let mut child = p.spawn(&["run", "m.toml"]);
-    wait_midway(&mut child, || {
-        super::resume::committed_rows(&p, "out/vault.db") >= 20_000
-    });
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("running kill");
-    assert!(sent.success());
-    let (code, stderr) = outcome(&p, child);
+    let (code, stderr) = interrupt(&p, "INT");
     assert_eq!(code, 130, "{stderr}");
     assert!(
         stderr.contains("interrupted by SIGINT: batches in flight were rolled back"),
@@ -299,6 +290,39 @@ fn ctrl_c_says_what_was_committed_and_the_next_run_resumes() {
         "{}",
         run.all()
     );
+    every_id_once(&p, ROWS);
+}
+
+/// Starts `credvault run m.toml` and sends it SIG`signal` once 20,000 rows
+/// are committed; its exit code and stderr.
+fn interrupt(p: &Project, signal: &str) -> (i32, String) {
+    let mut child = p.spawn(&["run", "m.toml"]);
+    wait_midway(&mut child, || {
+        super::resume::committed_rows(p, "out/vault.db") >= 20_000
+    });
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(sent.success());
+    outcome(p, child)
+}
+
+#[test]
+fn sigterm_stops_a_run_as_ctrl_c_does() {
+    let p = project();
+    people_csv(&p, ROWS, 0);
+    p.write("m.toml", &CSV_TO_SQLITE.replace("stop-me", "term-me"));
+    let (code, stderr) = interrupt(&p, "TERM");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(
+        stderr.contains("run 1 of `term-me` interrupted by SIGTERM")
+            && stderr.contains("`credvault run m.toml` resumes after the committed rows"),
+        "{stderr}"
+    );
+    let status = p.run_ok(&["status", "--migration", "term-me"]).stdout;
+    assert!(status.contains("interrupted"), "{status}");
+    p.run_ok(&["run", "m.toml"]);
     every_id_once(&p, ROWS);
 }
 
