@@ -526,19 +526,19 @@ async fn interrupted(
 ) -> anyhow::Result<ExitCode> {
     let committed = observer.committed();
     let next = match observer.run() {
-        Some((run_id, false)) => {
+        Some((run_id, number, false)) => {
             let counts = observer.counts();
             pipeline::record_interrupted(state, &m.name, run_id, signal, counts, &committed)
                 .await?;
             note!(
-                "run {run_id} of `{}` interrupted by {signal}: batches in flight were rolled back, committed rows stay",
+                "run {number} of `{}` interrupted by {signal}: batches in flight were rolled back, committed rows stay",
                 m.name
             );
             "resumes after the committed rows"
         }
-        Some((run_id, true)) => {
+        Some((_, number, true)) => {
             note!(
-                "run {run_id} of `{}` copied every table; its validation was interrupted by {signal}",
+                "run {number} of `{}` copied every table; its validation was interrupted by {signal}",
                 m.name
             );
             "completes its validation"

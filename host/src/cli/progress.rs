@@ -22,9 +22,9 @@ pub struct Reporter {
     /// Where each table stands, as its events said: what an interrupted
     /// run reports.
     tables: BTreeMap<String, Standing>,
-    /// The run, once it started, and whether it finished (its validation
-    /// may follow).
-    run_id: Option<i64>,
+    /// The run (its id and the number shown), once it started, and
+    /// whether it finished (its validation may follow).
+    run_id: Option<(i64, i64)>,
     run_finished: bool,
 }
 
@@ -78,9 +78,11 @@ impl Reporter {
         }
     }
 
-    /// The run this reporter saw start, and whether it finished copying.
-    pub fn run(&self) -> Option<(i64, bool)> {
-        self.run_id.map(|id| (id, self.run_finished))
+    /// The run this reporter saw start (its id and number), and whether
+    /// it finished copying.
+    pub fn run(&self) -> Option<(i64, i64, bool)> {
+        self.run_id
+            .map(|(id, number)| (id, number, self.run_finished))
     }
 
     /// Each table the run reached, with the rows committed to it.
@@ -117,8 +119,8 @@ impl Reporter {
     fn stand(&mut self, event: &RunEvent) {
         let Some(row) = event.row() else {
             match event {
-                RunEvent::RunStarted { run_id, .. } => {
-                    (self.run_id, self.run_finished) = (Some(*run_id), false)
+                RunEvent::RunStarted { run_id, number, .. } => {
+                    (self.run_id, self.run_finished) = (Some((*run_id, *number)), false)
                 }
                 RunEvent::RunFinished { .. } => self.run_finished = true,
                 _ => {}
