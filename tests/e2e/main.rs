@@ -28,6 +28,7 @@ mod side_effects;
 mod stall;
 mod sync;
 mod sync_window;
+mod transient;
 mod ui;
 mod validate;
 

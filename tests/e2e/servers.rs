@@ -358,6 +358,8 @@ pub(crate) struct LogicalPg {
     dir: tempfile::TempDir,
     pub(crate) port: u16,
     as_postgres: bool,
+    /// The server's options, to start it again the same.
+    opts: String,
 }
 
 impl LogicalPg {
@@ -388,10 +390,11 @@ impl LogicalPg {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let server = Self {
+        let mut server = Self {
             dir,
             port,
             as_postgres,
+            opts: String::new(),
         };
         let data = server.dir.path().join("data").display().to_string();
         server.pg(
@@ -414,11 +417,8 @@ impl LogicalPg {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off {options}",
             server.dir.path().display()
         );
-        let log = server.dir.path().join("log").display().to_string();
-        server.pg(
-            "pg_ctl",
-            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
-        );
+        server.opts = opts;
+        server.start_again();
         server
     }
 
@@ -428,6 +428,23 @@ impl LogicalPg {
         let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
         let first = text.lines().next().unwrap_or_default();
         first.trim().parse().expect("a process id")
+    }
+
+    /// Stops the server as an administrator would for a restart: open
+    /// sessions are ended (SQLSTATE 57P01), new ones refused.
+    pub(crate) fn stop(&self) {
+        let data = self.dir.path().join("data").display().to_string();
+        self.pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts the stopped server again, with the options it had.
+    pub(crate) fn start_again(&self) {
+        let data = self.dir.path().join("data").display().to_string();
+        let log = self.dir.path().join("log").display().to_string();
+        self.pg(
+            "pg_ctl",
+            &["-D", &data, "-o", &self.opts, "-l", &log, "-w", "start"],
+        );
     }
 
     fn command(&self, tool: &str) -> std::process::Command {

@@ -225,7 +225,7 @@ fn a_run_its_flagged_rows_and_a_rollback_clicked_through_in_a_browser() {
         "csv",
     ]);
     assert_eq!(csv, cli.stdout);
-    assert!(csv.starts_with("id,run_id,migration,table,position,key,stage,column,value,error"));
+    assert!(csv.starts_with("id,run,migration,table,position,key,stage,column,value,error"));
     assert_eq!(csv.lines().count(), 3, "{csv}");
     let jsonl = http(&served.addr, "GET", "/m/people-move/flagged.jsonl", &[], "");
     assert_eq!(jsonl.status, 200);

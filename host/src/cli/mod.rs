@@ -320,8 +320,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut observer = progress::Reporter::new(json);
             let options = pipeline::RunOptions { restart };
-            let ran = actions::run(&m, &runtime, &state, &hold, options, &mut observer).await;
+            let ran = {
+                let run = actions::run(&m, &runtime, &state, &hold, options, &mut observer);
+                tokio::select! {
+                    ran = run => Ok(ran),
+                    signal = stop_signal() => Err(signal),
+                }
+            };
             observer.finish();
+            let ran = match ran {
+                Ok(ran) => ran,
+                Err(signal) => return interrupted(&file, &m, &state, &observer, signal).await,
+            };
             let result = match ran {
                 Ran::Consolidated(result) => {
                     return show::consolidation(&m, result, &cli.state, json);
@@ -496,6 +506,62 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             restore::rollback(&file, to.as_deref(), json, cli.env.as_deref(), &cli.state).await
         }
     }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM; returns the signal's name and the
+/// exit code that tells it (128 + its number).
+async fn stop_signal() -> (&'static str, u8) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
+    }
+}
+
+/// Ends a run stopped by a signal: its batches in flight were abandoned
+/// (so rolled back), it is recorded as interrupted, and the person learns
+/// what each table committed and how to resume. Exits at once: a plugin
+/// call still running on a worker thread is not waited for.
+async fn interrupted(
+    file: &Path,
+    m: &Migration,
+    state: &StateStore,
+    observer: &progress::Reporter,
+    (signal, code): (&'static str, u8),
+) -> anyhow::Result<ExitCode> {
+    let committed = observer.committed();
+    let next = match observer.run() {
+        Some((run_id, number, false)) => {
+            let counts = observer.counts();
+            pipeline::record_interrupted(state, &m.name, run_id, signal, counts, &committed)
+                .await?;
+            note!(
+                "run {number} of `{}` interrupted by {signal}: batches in flight were rolled back, committed rows stay",
+                m.name
+            );
+            "resumes after the committed rows"
+        }
+        Some((_, number, true)) => {
+            note!(
+                "run {number} of `{}` copied every table; its validation was interrupted by {signal}",
+                m.name
+            );
+            "completes its validation"
+        }
+        None => {
+            note!(
+                "`{}` interrupted by {signal} before its run started",
+                m.name
+            );
+            "starts it"
+        }
+    };
+    for line in &committed {
+        note!("  {line}");
+    }
+    note!("`credvault run {}` {next}", file.display());
+    std::process::exit(code.into());
 }
 
 /// Runs the checks before a run and records them; false if a check failed

@@ -1,6 +1,6 @@
 //! Run progress: bars on a terminal, plain lines otherwise, JSON on request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -8,6 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::ErrorPolicy;
 use crate::pipeline::{Observer, RowFailure, RunEvent};
+use crate::state::RunCounts;
 
 /// Row failures printed per table before the rest are only counted.
 const SHOWN_FAILURES: u32 = 10;
@@ -21,6 +22,28 @@ pub struct Reporter {
     /// Put before each table's name: `[migration] ` when runs of several
     /// migrations share the terminal.
     prefix: String,
+    /// Where each table stands, as its events said: what an interrupted
+    /// run reports.
+    tables: BTreeMap<String, Standing>,
+    /// The run (its id and the number shown), once it started, and
+    /// whether it finished (its validation may follow).
+    run_id: Option<(i64, i64)>,
+    run_finished: bool,
+}
+
+/// A table's rows committed so far, of how many; or why it needed no work.
+#[derive(Debug, Clone)]
+enum Standing {
+    Moving {
+        done: u64,
+        total: u64,
+        counts: RunCounts,
+    },
+    Finished {
+        done: u64,
+        counts: RunCounts,
+    },
+    Skipped(String),
 }
 
 enum Mode {
@@ -53,6 +76,9 @@ impl Reporter {
             mode,
             failures: HashMap::new(),
             prefix: String::new(),
+            tables: BTreeMap::new(),
+            run_id: None,
+            run_finished: false,
         }
     }
 
@@ -75,7 +101,94 @@ impl Reporter {
             mode,
             failures: HashMap::new(),
             prefix: format!("[{migration}] "),
+            tables: BTreeMap::new(),
+            run_id: None,
+            run_finished: false,
         }
+    }
+
+    /// The run this reporter saw start (its id and number), and whether
+    /// it finished copying.
+    pub fn run(&self) -> Option<(i64, i64, bool)> {
+        self.run_id
+            .map(|(id, number)| (id, number, self.run_finished))
+    }
+
+    /// Each table the run reached, with the rows committed to it.
+    pub fn committed(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .map(|(table, standing)| match standing {
+                Standing::Moving { done, total, .. } => {
+                    format!("{table}: {done} of {total} rows committed")
+                }
+                Standing::Finished { done, .. } => format!("{table}: complete, {done} rows"),
+                Standing::Skipped(why) => format!("{table}: skipped, {why}"),
+            })
+            .collect()
+    }
+
+    /// What the run committed, as its events said (rows skipped and
+    /// flagged by a table still moving are counted as skipped).
+    pub fn counts(&self) -> RunCounts {
+        let mut total = RunCounts::default();
+        for standing in self.tables.values() {
+            if let Standing::Moving { counts, .. } | Standing::Finished { counts, .. } = standing {
+                total.read += counts.read;
+                total.written += counts.written;
+                total.dropped += counts.dropped;
+                total.skipped += counts.skipped;
+                total.flagged += counts.flagged;
+            }
+        }
+        total
+    }
+
+    /// Notes where a table stands.
+    fn stand(&mut self, event: &RunEvent) {
+        let Some(row) = event.row() else {
+            match event {
+                RunEvent::RunStarted { run_id, number, .. } => {
+                    (self.run_id, self.run_finished) = (Some((*run_id, *number)), false)
+                }
+                RunEvent::RunFinished { .. } => self.run_finished = true,
+                _ => {}
+            }
+            return;
+        };
+        let standing = match event {
+            RunEvent::TableStarted {
+                total, resumed_at, ..
+            } => Standing::Moving {
+                done: *resumed_at,
+                total: *total,
+                counts: RunCounts::default(),
+            },
+            RunEvent::Progress {
+                done,
+                total,
+                written,
+                errors,
+                resumed_at,
+                ..
+            } => Standing::Moving {
+                done: *done,
+                total: *total,
+                counts: RunCounts {
+                    read: done - resumed_at,
+                    written: *written,
+                    skipped: *errors,
+                    ..RunCounts::default()
+                },
+            },
+            RunEvent::TableFinished { done, counts, .. } => Standing::Finished {
+                done: *done,
+                counts: *counts,
+            },
+            RunEvent::TableSkipped { reason, .. } => Standing::Skipped(reason.clone()),
+            _ => return,
+        };
+        self.tables.insert(row, standing);
     }
 
     /// Leaves the terminal tidy.
@@ -130,6 +243,7 @@ fn header(event: &RunEvent) -> String {
 
 impl Observer for Reporter {
     fn on(&mut self, event: &RunEvent) {
+        self.stand(event);
         if let Mode::Json = self.mode {
             out!(
                 "{}",
@@ -163,6 +277,24 @@ impl Observer for Reporter {
                 ..
             } => self.started(row, *total, *resumed_at, *ranges),
             RunEvent::Progress { .. } => self.progress(&row, event),
+            RunEvent::Retrying {
+                range,
+                attempt,
+                retries,
+                delay_s,
+                committed,
+                error,
+                ..
+            } => {
+                let range = range
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                let error = crate::text::untrusted(error);
+                self.print(&format!(
+                    "{error}; retry {attempt} of {retries} in {delay_s:.1} s, resuming `{row}`{range} after row {committed}"
+                ));
+            }
             RunEvent::RowFailed {
                 failure, policy, ..
             } => self.failed(row, failure, *policy),

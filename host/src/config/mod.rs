@@ -667,6 +667,20 @@ pub struct Settings {
     /// ```
     #[serde(default = "default_stall_seconds")]
     pub stall_seconds: u64,
+    /// Times a table (or a key range of one) is tried again after its
+    /// connection to the source or destination was lost (reset, closed,
+    /// the server restarting): it reconnects and resumes after its last
+    /// committed batch, waiting 1 s, 2 s, 4 s … (at most 30 s, with
+    /// jitter) between tries. Rows the destination refuses are never
+    /// retried this way. Default 3; 0 stops at the first loss (the next
+    /// `credvault run` resumes).
+    ///
+    /// ```toml
+    /// [settings]
+    /// retries = 3
+    /// ```
+    #[serde(default = "default_retries")]
+    pub retries: u32,
     /// Tables moved at the same time, each with its own connections.
     /// Default 2.
     #[serde(default = "default_parallel_tables")]
@@ -711,6 +725,7 @@ impl Default for Settings {
             max_plugin_traps: default_max_plugin_traps(),
             max_trap_seconds: default_max_trap_seconds(),
             stall_seconds: default_stall_seconds(),
+            retries: default_retries(),
             parallel_tables: default_parallel_tables(),
             split_rows: 0,
             validate: true,
@@ -747,6 +762,10 @@ fn default_max_trap_seconds() -> u64 {
 
 fn default_stall_seconds() -> u64 {
     60
+}
+
+fn default_retries() -> u32 {
+    3
 }
 
 /// What a child row refused for a missing parent means (`on_orphan`).

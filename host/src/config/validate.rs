@@ -40,6 +40,10 @@ pub enum ConfigError {
 /// is far enough for any rollback.
 const MAX_RESTORE_POINT_DAYS: u32 = 3650;
 
+/// The most tries after a lost connection: with waits capped at 30 s,
+/// 20 tries wait about 8 minutes.
+const MAX_RETRIES: u32 = 20;
+
 pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     if m.name.trim().is_empty() {
@@ -61,6 +65,12 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         problems.push(format!(
             "settings.stall_seconds: must be between 1 and 86400 (a day), got {}; a server that stops answering would otherwise hold a run for ever",
             m.settings.stall_seconds
+        ));
+    }
+    if m.settings.retries > MAX_RETRIES {
+        problems.push(format!(
+            "settings.retries: must be between 0 and {MAX_RETRIES}, got {}; a server away longer is better resumed with a new `credvault run`",
+            m.settings.retries
         ));
     }
     if m.settings.restore_point_days > MAX_RESTORE_POINT_DAYS {
@@ -442,6 +452,23 @@ mod tests {
     use std::path::Path;
 
     use crate::config::Migration;
+
+    #[test]
+    fn retries_are_bounded() {
+        let with = |n: u32| {
+            let text = format!(
+                "name = \"x\"\n[source]\ntype = \"csv\"\npath = \"in\"\n[destination]\ntype = \"sqlite\"\npath = \"o.db\"\n[settings]\nretries = {n}\n[[tables]]\nsource = \"t\"\n"
+            );
+            Migration::parse(&text, Path::new("m.toml"), "/".into()).map(|m| m.settings.retries)
+        };
+        assert_eq!(with(0).unwrap(), 0);
+        assert_eq!(with(20).unwrap(), 20);
+        let err = with(21).unwrap_err().to_string();
+        assert!(
+            err.contains("settings.retries: must be between 0 and 20, got 21"),
+            "{err}"
+        );
+    }
 
     /// Only the source's CSV delimiter was checked, but every CSV endpoint
     /// takes it as one byte (`'é' as u8` is 0xE9, a different delimiter).

@@ -98,6 +98,22 @@ pub struct ConnectorError {
     pub endpoint: String,
     /// What went wrong and, where known, what to do about it.
     pub message: String,
+    /// What a run can do about it.
+    pub kind: FailureKind,
+}
+
+/// What a failure means for a run that meets it mid-table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Nothing a retry mends.
+    #[default]
+    Other,
+    /// The connection broke or the server is restarting: what was
+    /// committed stands, and a new connection may carry on.
+    ConnectionLost,
+    /// The destination's disk is full: what was committed stands, and the
+    /// run resumes once there is room.
+    Full,
 }
 
 impl ConnectorError {
@@ -106,7 +122,13 @@ impl ConnectorError {
         Self {
             endpoint: endpoint.into(),
             message: message.into(),
+            kind: FailureKind::Other,
         }
+    }
+
+    /// The same error, of `kind`.
+    pub fn of_kind(self, kind: FailureKind) -> Self {
+        Self { kind, ..self }
     }
 }
 

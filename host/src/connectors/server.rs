@@ -4,7 +4,7 @@
 
 use crate::config::{Secret, ServerEndpoint};
 
-use super::{ConnectorError, FreeSpace, free_space_at};
+use super::{ConnectorError, FailureKind, FreeSpace, free_space_at};
 
 /// What a driver's own error code says about a failed connection or query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,30 @@ pub enum DbFailure {
     TlsRequired,
     /// The server's access rules refuse this host, user or database.
     HostNotAllowed,
+    /// The server ended the connection: it is shutting down, restarting or
+    /// not yet accepting work. A new connection may carry on.
+    ConnectionLost,
+    /// The server's disk (or a table's file) is full.
+    Full,
+}
+
+/// Whether an I/O error means the connection broke or cannot be made for
+/// now (the server closed it, restarted, or is not listening yet): what was
+/// committed stands, and a new connection may carry on.
+pub fn is_lost(io: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        BrokenPipe, ConnectionAborted, ConnectionRefused, ConnectionReset, NotConnected,
+        UnexpectedEof,
+    };
+    matches!(
+        io.kind(),
+        BrokenPipe
+            | ConnectionAborted
+            | ConnectionRefused
+            | ConnectionReset
+            | NotConnected
+            | UnexpectedEof
+    )
 }
 
 fn is_tls_failure(io: &str) -> bool {
@@ -63,14 +87,24 @@ pub fn connect_error(
     classify: impl Fn(&dyn sqlx::error::DatabaseError) -> Option<DbFailure>,
 ) -> ConnectorError {
     let (host, db, user) = (&ep.host, &ep.database, &ep.user);
+    let mut kind = FailureKind::Other;
     let message = match err {
         // A rejected certificate surfaces from the handshake as an I/O error.
         sqlx::Error::Io(io) if is_tls_failure(&io.to_string()) => format!(
             "TLS failed with {host}:{port}: {io}; the server's certificate is not trusted or not valid for `{host}`: check `tls` (verify-full needs a certificate for this host name from a trusted authority)"
         ),
-        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
-            "connection refused by {host}:{port}: is the server running and listening on that port? ({io})"
-        ),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            kind = FailureKind::ConnectionLost;
+            format!(
+                "connection refused by {host}:{port}: is the server running and listening on that port? ({io})"
+            )
+        }
+        sqlx::Error::Io(io) if is_lost(io) => {
+            kind = FailureKind::ConnectionLost;
+            format!(
+                "connection to {host}:{port} lost: the server closed it, restarted or went away ({io})"
+            )
+        }
         sqlx::Error::Io(io)
             if io.to_string().contains("lookup") || io.to_string().contains("resolve") =>
         {
@@ -83,9 +117,16 @@ pub fn connect_error(
         }
         // The server took connections when it was opened: the pool had no
         // free one and could not open another in time.
-        sqlx::Error::PoolTimedOut => format!(
-            "{host}:{port} accepts no new connection: it answered before, so it has stopped answering or has no free connection left (max_connections); check the server"
-        ),
+        sqlx::Error::PoolTimedOut => {
+            kind = FailureKind::ConnectionLost;
+            format!(
+                "{host}:{port} accepts no new connection: it answered before, so it has stopped answering or has no free connection left (max_connections); check the server"
+            )
+        }
+        sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            kind = FailureKind::ConnectionLost;
+            format!("connection to {host}:{port} lost ({err})")
+        }
         sqlx::Error::Tls(tls) => format!(
             "TLS failed with {host}:{port}: {tls}; check `tls` (disable, prefer, require, verify-full) and the server's certificate"
         ),
@@ -112,6 +153,20 @@ pub fn connect_error(
                 "user `{user}` lacks a needed privilege: {}; grant it or connect as another user",
                 db_err.message()
             ),
+            Some(DbFailure::ConnectionLost) => {
+                kind = FailureKind::ConnectionLost;
+                format!(
+                    "{host}:{port} ended the connection: the server is shutting down, restarting or starting ({})",
+                    db_err.message()
+                )
+            }
+            Some(DbFailure::Full) => {
+                kind = FailureKind::Full;
+                format!(
+                    "the disk is full ({}): free space on {host}'s disk for database `{db}`, or move the destination to a server with room",
+                    db_err.message()
+                )
+            }
             None => db_err.message().to_string(),
         },
         other => other.to_string(),
@@ -120,7 +175,7 @@ pub fn connect_error(
         Some(secret) => secret.redact(&message),
         None => message,
     };
-    ConnectorError::new(endpoint, message)
+    ConnectorError::new(endpoint, message).of_kind(kind)
 }
 
 /// Whether `host` names this machine, so a server's data directory is a

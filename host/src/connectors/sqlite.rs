@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 
 use super::merge::Dialect;
 use super::{
-    Batcher, Bound, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Readiness,
-    Rejected, Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key, misfits,
-    readiness,
+    Batcher, Bound, Checkpoint, ConnectorError, FailureKind, FreeSpace, Prepare, ReadRequest,
+    Readiness, Rejected, Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key,
+    misfits, readiness,
 };
 use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
@@ -70,9 +70,21 @@ pub fn declared_type(t: ColumnType) -> &'static str {
 }
 
 fn sql_error(endpoint: &str, err: sqlx::Error) -> ConnectorError {
-    ConnectorError {
-        endpoint: endpoint.to_string(),
-        message: err.to_string(),
+    ConnectorError::new(endpoint, err.to_string()).of_kind(failure_kind(&err))
+}
+
+/// What an SQLite error means for a run (the one place SQLite's failures
+/// are told apart): SQLITE_FULL, whatever its extended code, is a full
+/// disk. A file has no connection to lose.
+fn failure_kind(err: &sqlx::Error) -> FailureKind {
+    const SQLITE_FULL: i32 = 13;
+    let code = match err {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i32>().ok()),
+        _ => None,
+    };
+    match code {
+        Some(code) if code & 0xff == SQLITE_FULL => FailureKind::Full,
+        _ => FailureKind::Other,
     }
 }
 
@@ -153,6 +165,32 @@ impl Db {
     fn error(&self, err: impl ToString) -> ConnectorError {
         ConnectorError::new(self.describe(), err.to_string())
     }
+
+    /// A driver error while writing `table`; a full disk says where to
+    /// make room.
+    fn write_error(&self, table: &str, err: sqlx::Error) -> ConnectorError {
+        let kind = failure_kind(&err);
+        let message = match kind {
+            FailureKind::Full => {
+                let folder = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+                let place = free_space_place(folder.unwrap_or(Path::new(".")));
+                format!(
+                    "table `{table}`: the disk is full ({err}): free space on the filesystem of {place}, or move the destination (`path`) to a disk with room"
+                )
+            }
+            _ => format!("table `{table}`: {err}"),
+        };
+        ConnectorError::new(self.describe(), message).of_kind(kind)
+    }
+}
+
+/// The folder a destination file lives in, as a person finds it.
+fn free_space_place(folder: &Path) -> String {
+    folder
+        .canonicalize()
+        .unwrap_or_else(|_| folder.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Reads tables from an SQLite file, opened read-only.
@@ -422,7 +460,8 @@ impl SqliteSink {
         batch: &WriteBatch<'_>,
     ) -> Result<Vec<Rejected>, ConnectorError> {
         let sql = insert_sql(batch.table, batch.columns, 1);
-        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        let fail = |e| self.db.write_error(batch.table, e);
+        let mut tx = self.db.pool.begin().await.map_err(fail)?;
         let mut rejected = Vec::new();
         for (i, row) in batch.rows.iter().enumerate() {
             let inserted = bind_rows(sqlx::query(&sql), std::slice::from_ref(row))
@@ -430,14 +469,18 @@ impl SqliteSink {
                 .await;
             match inserted {
                 Ok(_) => {}
-                Err(sqlx::Error::Database(db)) => {
-                    rejected.push((i, db.message().to_string()));
+                Err(e) if !is_row_error(&e) => return Err(fail(e)),
+                Err(e) => {
+                    let message = match &e {
+                        sqlx::Error::Database(db) => db.message().to_string(),
+                        other => other.to_string(),
+                    };
+                    rejected.push((i, message));
                     if batch.all_or_nothing {
-                        tx.rollback().await.map_err(|e| self.db.error(e))?;
+                        tx.rollback().await.map_err(fail)?;
                         return Ok(rejected);
                     }
                 }
-                Err(other) => return Err(self.db.error(other)),
             }
         }
         save_checkpoint(
@@ -447,10 +490,16 @@ impl SqliteSink {
             batch.checkpoint,
         )
         .await
-        .map_err(|e| self.db.error(e))?;
-        tx.commit().await.map_err(|e| self.db.error(e))?;
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         Ok(rejected)
     }
+}
+
+/// Whether an error blames the row (a constraint, a type) rather than the
+/// file: a full disk refuses every row alike.
+fn is_row_error(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(_)) && failure_kind(err) == FailureKind::Other
 }
 
 async fn save_checkpoint(
@@ -573,20 +622,21 @@ impl Sink for SqliteSink {
         ))
         .execute(&self.db.pool)
         .await
-        .map_err(|e| self.db.error(e))?;
+        .map_err(|e| self.db.write_error(table, e))?;
         Ok(())
     }
 
     async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
         let per_chunk = (MAX_PARAMS / batch.columns.len().max(1)).max(1);
-        let mut tx = self.db.pool.begin().await.map_err(|e| self.db.error(e))?;
+        let fail = |e| self.db.write_error(batch.table, e);
+        let mut tx = self.db.pool.begin().await.map_err(fail)?;
         for chunk in batch.rows.chunks(per_chunk) {
             let sql = insert_sql(batch.table, batch.columns, chunk.len());
             if let Err(err) = bind_rows(sqlx::query(&sql), chunk).execute(&mut *tx).await {
-                tx.rollback().await.map_err(|e| self.db.error(e))?;
-                return match err {
-                    sqlx::Error::Database(_) => self.write_row_by_row(&batch).await,
-                    other => Err(self.db.error(other)),
+                tx.rollback().await.map_err(fail)?;
+                return match is_row_error(&err) {
+                    true => self.write_row_by_row(&batch).await,
+                    false => Err(fail(err)),
                 };
             }
         }
@@ -597,8 +647,8 @@ impl Sink for SqliteSink {
             batch.checkpoint,
         )
         .await
-        .map_err(|e| self.db.error(e))?;
-        tx.commit().await.map_err(|e| self.db.error(e))?;
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         Ok(Vec::new())
     }
 
@@ -612,10 +662,11 @@ impl Sink for SqliteSink {
             done: true,
             ..checkpoint.clone()
         };
-        let mut conn = self.db.pool.acquire().await.map_err(|e| self.db.error(e))?;
+        let fail = |e| self.db.write_error(table, e);
+        let mut conn = self.db.pool.acquire().await.map_err(fail)?;
         save_checkpoint(&mut conn, migration, table, &done)
             .await
-            .map_err(|e| self.db.error(e))
+            .map_err(fail)
     }
 
     async fn committed(

@@ -22,6 +22,6 @@ pub use progress::{Naming, row_name};
 pub use retry::{RetryCounts, RetryError, RetryRequest, RetrySummary, TableRetry, retry_flagged};
 pub use run::{
     Observer, RowFailure, RunError, RunEvent, RunOptions, RunSummary, flagged as flagged_row,
-    record_validation, run_migration, run_named,
+    record_interrupted, record_validation, run_migration, run_named,
 };
 pub use transforms::{Chain, ChainError, ChainOutcome, PluginStats, TransformStep};

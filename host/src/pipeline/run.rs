@@ -21,8 +21,8 @@ use super::retry::settle_cycle;
 use super::transforms::{Chain, ChainError, PluginStats};
 use crate::config::{ErrorPolicy, IfExists, Migration, OnOrphan};
 use crate::connectors::{
-    Checkpoint, ConnectorError, KeyRange, Prepare, ReadRequest, Sink, Source, SourceBatch,
-    WriteBatch, open_sink, open_source, owner,
+    Checkpoint, ConnectorError, FailureKind, KeyRange, Prepare, ReadRequest, Sink, Source,
+    SourceBatch, WriteBatch, open_sink, open_source, owner,
 };
 use crate::restore::{self, RestoreError, Taken};
 use crate::runtime::Runtime;
@@ -41,6 +41,8 @@ const BATCHES_IN_FLIGHT: usize = 2;
 const AUDITED_FLAGS: u64 = 100;
 /// How often a running table's progress is copied to the state store.
 const STATE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest wait before trying a table again after a lost connection.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A row that failed, with everything needed to find and fix it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -112,6 +114,45 @@ pub enum RunError {
         /// What failed.
         source: ChainError,
     },
+    /// A table stopped on a failure that leaves what it committed in place
+    /// (its connection lost more than `settings.retries` times, a full
+    /// disk): the next run resumes after its last committed batch.
+    #[error(
+        "{source}{}; {}`credvault run FILE` resumes `{table}` after its last committed batch",
+        gave_up(*.retries),
+        resume_when(.source.kind)
+    )]
+    Resumable {
+        /// The table, as a person knows it.
+        table: String,
+        /// The tries made after the first loss.
+        retries: u32,
+        /// What failed.
+        source: ConnectorError,
+    },
+}
+
+impl RunError {
+    /// Whether a connection was lost, so a new one may carry on.
+    pub fn lost_connection(&self) -> bool {
+        matches!(self, RunError::Connector(e) if e.kind == FailureKind::ConnectionLost)
+    }
+}
+
+fn gave_up(retries: u32) -> String {
+    match retries {
+        0 => String::new(),
+        1 => " (gave up after 1 retry)".into(),
+        n => format!(" (gave up after {n} retries)"),
+    }
+}
+
+fn resume_when(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::ConnectionLost => "once the server is back, ",
+        FailureKind::Full => "then ",
+        FailureKind::Other => "",
+    }
 }
 
 /// What a run reports as it goes. A run that is one step of a larger job
@@ -194,6 +235,29 @@ pub enum RunEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         range: Option<String>,
     },
+    /// A table (or a key range of one) lost its connection and tries
+    /// again: it reconnects and resumes after its last committed batch.
+    Retrying {
+        /// The destination table.
+        table: String,
+        /// The source it reads, when the migration has several.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        /// The rows of the key range that lost it, e.g. `rows with id from
+        /// 1 to 250000`, when the table moves in ranges.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        range: Option<String>,
+        /// Which try this is, from 1.
+        attempt: u32,
+        /// Tries there are (`settings.retries`).
+        retries: u32,
+        /// Seconds until it tries.
+        delay_s: f64,
+        /// Rows committed before the loss (of the range, for a range).
+        committed: u64,
+        /// What failed.
+        error: String,
+    },
     /// A row failed and its policy was applied.
     RowFailed {
         /// The failure.
@@ -263,6 +327,7 @@ impl RunEvent {
     pub fn row(&self) -> Option<String> {
         match self {
             Self::TableStarted { table, source, .. }
+            | Self::Retrying { table, source, .. }
             | Self::TableSkipped { table, source, .. }
             | Self::Progress { table, source, .. }
             | Self::CycleSettled { table, source, .. }
@@ -526,6 +591,28 @@ async fn validate_run(
     Ok(report)
 }
 
+/// Records a run stopped by a signal as interrupted (not left `running`),
+/// with what it had committed (`committed`: a line per table), in its
+/// record and the audit log. The next run resumes it.
+pub async fn record_interrupted(
+    state: &StateStore,
+    migration: &str,
+    run_id: i64,
+    signal: &str,
+    counts: RunCounts,
+    committed: &[String],
+) -> Result<(), RunError> {
+    let error = format!("interrupted by {signal}; the next `credvault run` resumes it");
+    state
+        .finish_run(run_id, "interrupted", counts, Some(&error), false)
+        .await?;
+    let detail = serde_json::json!({ "signal": signal, "counts": counts, "tables": committed });
+    state
+        .event(migration, Some(run_id), "run_interrupted", &detail)
+        .await?;
+    Ok(())
+}
+
 /// Keeps a validation report in the state store with its audit event.
 pub async fn record_validation(
     state: &StateStore,
@@ -714,9 +801,10 @@ async fn run_wave(
                 return (run.counts, Ok(()));
             }
             let outcome = match open_sink(m).await {
-                Ok(mut sink) => run.run(source, sink.as_mut(), resuming, events).await,
+                Ok(mut sink) => run.run(source, &mut sink, resuming, events).await,
                 Err(err) => Err(err.into()),
             };
+            let outcome = outcome.map_err(|e| run.named(e));
             if let Err(err) = &outcome {
                 // Under `skip` and `flag` the other tables go on (the run
                 // still ends failed); `stop` stops the run.
@@ -803,6 +891,13 @@ struct TableRun<'a> {
     plugins: Vec<PluginStats>,
     /// Set when this run moves one key range of a split table.
     slice: Option<Slice>,
+    /// Where the table (or range) stood when this run started on it.
+    resumed_at: Option<u64>,
+    /// What this run had counted when its last batch was committed, and
+    /// the rows it flagged since: a lost batch's are taken back.
+    committed: RunCounts,
+    committed_rows: u64,
+    unsaved_flags: Vec<i64>,
 }
 
 /// A key range of a split table, with the name its checkpoint goes by.
@@ -830,6 +925,76 @@ impl<'a> TableRun<'a> {
             counts: RunCounts::default(),
             plugins: Vec::new(),
             slice: None,
+            resumed_at: None,
+            committed: RunCounts::default(),
+            committed_rows: 0,
+            unsaved_flags: Vec::new(),
+        }
+    }
+
+    /// An error leaving this table, naming it (not every driver's message
+    /// does). One that leaves the committed rows in place says that the
+    /// next run resumes after them.
+    fn named(&self, err: RunError) -> RunError {
+        let RunError::Connector(mut source) = err else {
+            return err;
+        };
+        if !source.message.contains(&format!("`{}`", self.table())) {
+            source.message = format!("table `{}`: {}", self.shown(), source.message);
+        }
+        match source.kind {
+            FailureKind::Other => RunError::Connector(source),
+            _ => RunError::Resumable {
+                table: self.shown().to_string(),
+                retries: 0,
+                source,
+            },
+        }
+    }
+
+    /// An error of this key range, naming the table and the rows, never the
+    /// name the range's checkpoint goes by.
+    fn in_range(&self, err: RunError) -> RunError {
+        match err {
+            RunError::Connector(mut e) => {
+                e.message = self.unmasked(&e.message);
+                RunError::Connector(e)
+            }
+            RunError::Resumable {
+                table,
+                retries,
+                mut source,
+            } => {
+                source.message = self.unmasked(&source.message);
+                RunError::Resumable {
+                    table,
+                    retries,
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// `text` with this key range's checkpoint name (`big#4/4`) replaced by
+    /// the table and its rows.
+    fn unmasked(&self, text: &str) -> String {
+        let Some(slice) = &self.slice else {
+            return text.to_string();
+        };
+        let internal = format!("`{}`", slice.checkpoint);
+        let shown = format!("`{}` ({})", self.shown(), self.range_rows(slice.range));
+        text.replace(&internal, &shown)
+    }
+
+    /// A key range as a person reads it: `rows with id from 1 to 250000`.
+    fn range_rows(&self, range: KeyRange) -> String {
+        let key = self.plan.source.primary_key.first().map_or("key", |k| k);
+        match (range.lo, range.hi) {
+            (Some(lo), Some(hi)) => format!("rows with {key} from {lo} to {}", hi - 1),
+            (Some(lo), None) => format!("rows with {key} from {lo} on"),
+            (None, Some(hi)) => format!("rows with {key} below {hi}"),
+            (None, None) => "every row".into(),
         }
     }
 
@@ -918,13 +1083,13 @@ impl<'a> TableRun<'a> {
     async fn run(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut dyn Sink,
+        sink: &mut Box<dyn Sink>,
         resuming: bool,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let table = self.table().to_string();
-        let checkpoint = self.start(sink, resuming).await?;
+        let checkpoint = self.start(sink.as_mut(), resuming).await?;
         if checkpoint.done {
             events.on(&RunEvent::TableSkipped {
                 table: events.table(self.plan),
@@ -934,10 +1099,13 @@ impl<'a> TableRun<'a> {
             return Ok(());
         }
         let mut total = Total::count(source, &self.plan.source);
-        let checkpoint = match self.split(source, sink, &mut total, &checkpoint).await? {
+        let checkpoint = match self
+            .split(source, sink.as_mut(), &mut total, &checkpoint)
+            .await?
+        {
             Some(ranges) => {
                 let total = total.get().await?;
-                let committed = self.ranges_committed(sink, ranges.len()).await?;
+                let committed = self.ranges_committed(sink.as_mut(), ranges.len()).await?;
                 events.on(&RunEvent::TableStarted {
                     table: events.table(self.plan),
                     source: events.source(),
@@ -950,7 +1118,7 @@ impl<'a> TableRun<'a> {
                     .await?
             }
             None => {
-                self.move_rows(source, sink, checkpoint, &mut total, started, events)
+                self.move_retrying(source, sink, checkpoint, &mut total, started, events)
                     .await?
             }
         };
@@ -1063,19 +1231,37 @@ impl<'a> TableRun<'a> {
                 .collect()
                 .await;
         let mut rows = 0;
+        let mut first_error = None;
         for (counts, plugins, outcome) in outcomes {
             add(&mut self.counts, &counts);
             merge(&mut self.plugins, plugins);
-            rows += outcome?.rows;
+            match outcome {
+                Ok(done) => rows += done.rows,
+                Err(err) => first_error = first_error.or(Some(err)),
+            }
         }
-        Ok(Checkpoint {
-            rows,
-            ..Checkpoint::default()
-        })
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(Checkpoint {
+                rows,
+                ..Checkpoint::default()
+            }),
+        }
     }
 
     /// One key range, on its own destination connection.
     async fn run_slice(
+        &mut self,
+        source: &Arc<dyn Source>,
+        total: u64,
+        started: Instant,
+        events: &Events<'_>,
+    ) -> Result<Checkpoint, RunError> {
+        let moved = self.move_slice(source, total, started, events).await;
+        moved.map_err(|e| self.in_range(e))
+    }
+
+    async fn move_slice(
         &mut self,
         source: &Arc<dyn Source>,
         total: u64,
@@ -1092,9 +1278,9 @@ impl<'a> TableRun<'a> {
             return Ok(checkpoint);
         }
         let done = self
-            .move_rows(
+            .move_retrying(
                 source,
-                sink.as_mut(),
+                &mut sink,
                 checkpoint,
                 &mut Total::known(total),
                 started,
@@ -1106,8 +1292,146 @@ impl<'a> TableRun<'a> {
         Ok(done)
     }
 
-    /// Streams rows from the checkpoint on: read | map and transform | write.
+    /// [`Self::move_rows`], trying again after a lost connection: each try
+    /// reconnects and resumes after the destination's last committed
+    /// checkpoint, up to `settings.retries` times in a row (a try that
+    /// commits a batch starts the count afresh), waiting longer each time.
+    async fn move_retrying(
+        &mut self,
+        source: &Arc<dyn Source>,
+        sink: &mut Box<dyn Sink>,
+        checkpoint: Checkpoint,
+        total: &mut Total,
+        started: Instant,
+        events: &Events<'_>,
+    ) -> Result<Checkpoint, RunError> {
+        let retries = self.m.settings.retries;
+        let (mut from, mut attempt) = (checkpoint, 0);
+        loop {
+            let resumed = from.rows;
+            let moved = self
+                .move_rows(source, sink.as_mut(), from.clone(), total, started, events)
+                .await;
+            let mut err = match moved {
+                Ok(done) => return Ok(done),
+                Err(err) => err,
+            };
+            if self.committed_rows > resumed {
+                attempt = 0;
+            }
+            loop {
+                if !err.lost_connection() {
+                    return Err(err);
+                }
+                if attempt == retries {
+                    return Err(self.gave_up(err, attempt));
+                }
+                attempt += 1;
+                let delay = backoff(attempt);
+                self.retrying(&err, attempt, delay, events).await?;
+                tokio::time::sleep(delay).await;
+                match self.reconnect().await {
+                    Ok((again, checkpoint)) => {
+                        (*sink, from) = (again, checkpoint);
+                        break;
+                    }
+                    Err(e) => err = e,
+                }
+            }
+        }
+    }
+
+    /// A lost connection given up on: the table stops, and says that the
+    /// next run resumes it.
+    fn gave_up(&self, err: RunError, retries: u32) -> RunError {
+        match err {
+            RunError::Connector(source) => RunError::Resumable {
+                table: self.shown().to_string(),
+                retries,
+                source,
+            },
+            other => other,
+        }
+    }
+
+    /// Tells the observers and the audit log that the table tries again.
+    async fn retrying(
+        &self,
+        err: &RunError,
+        attempt: u32,
+        delay: Duration,
+        events: &Events<'_>,
+    ) -> Result<(), RunError> {
+        let range = self.slice.as_ref().map(|s| self.range_rows(s.range));
+        let error = self.unmasked(&err.to_string());
+        let detail = serde_json::json!({
+            "table": self.shown(), "range": range, "attempt": attempt,
+            "retries": self.m.settings.retries, "committed": self.committed_rows, "error": error,
+        });
+        self.state
+            .event(&self.m.name, Some(self.run_id), "table_retried", &detail)
+            .await?;
+        events.on(&RunEvent::Retrying {
+            table: events.table(self.plan),
+            source: events.source(),
+            range,
+            attempt,
+            retries: self.m.settings.retries,
+            delay_s: delay.as_secs_f64(),
+            committed: self.committed_rows,
+            error,
+        });
+        Ok(())
+    }
+
+    /// A new destination connection, ready for this table (or range), and
+    /// the destination's last committed checkpoint: the batch in flight
+    /// when the connection broke may have committed or not, and only the
+    /// destination knows.
+    async fn reconnect(&self) -> Result<(Box<dyn Sink>, Checkpoint), RunError> {
+        let mut sink = open_sink(self.m).await?;
+        if self.slice.is_none() {
+            let (name, table) = (&self.m.name, self.table());
+            sink.native_columns(table, &self.plan.natives);
+            sink.prepare(name, table, &self.plan.output, Prepare::Resume)
+                .await?;
+        }
+        let checkpoint = sink
+            .committed(&self.m.name, self.checkpoint_name())
+            .await?
+            .unwrap_or_default();
+        Ok((sink, checkpoint))
+    }
+
+    /// Streams rows from the checkpoint on; on failure, takes back what was
+    /// counted and flagged for batches never committed (a resumed run reads
+    /// them again).
     async fn move_rows(
+        &mut self,
+        source: &Arc<dyn Source>,
+        sink: &mut dyn Sink,
+        checkpoint: Checkpoint,
+        total: &mut Total,
+        started: Instant,
+        events: &Events<'_>,
+    ) -> Result<Checkpoint, RunError> {
+        self.committed = self.counts;
+        self.committed_rows = checkpoint.rows;
+        let moved = self
+            .move_batches(source, sink, checkpoint, total, started, events)
+            .await;
+        if moved.is_err() {
+            self.counts = self.committed;
+            let unsaved = std::mem::take(&mut self.unsaved_flags);
+            if let Err(e) = self.state.unflag(&unsaved).await {
+                tracing::warn!("rows flagged in a batch that was not committed stay flagged: {e}");
+            }
+        }
+        moved
+    }
+
+    /// Streams rows from the checkpoint on: read | map and transform | write.
+    async fn move_batches(
         &mut self,
         source: &Arc<dyn Source>,
         sink: &mut dyn Sink,
@@ -1128,8 +1452,9 @@ impl<'a> TableRun<'a> {
         };
         let (reader, transformer, mut processed) = self.spawn_stages(source, request);
         let total = total.get().await?;
-        let resumed_at = checkpoint.rows;
-        if self.slice.is_none() {
+        let first_try = self.resumed_at.is_none();
+        let resumed_at = *self.resumed_at.get_or_insert(checkpoint.rows);
+        if self.slice.is_none() && first_try {
             events.on(&RunEvent::TableStarted {
                 table: events.table(self.plan),
                 source: events.source(),
@@ -1158,6 +1483,9 @@ impl<'a> TableRun<'a> {
             };
             self.write(sink, batch.output, &batch.source, &checkpoint, events)
                 .await?;
+            self.committed = self.counts;
+            self.committed_rows = checkpoint.rows;
+            self.unsaved_flags.clear();
             // The destination holds the authoritative checkpoint; the state
             // store's copy is for `status`, so it need not be written per batch.
             if self.slice.is_none() && last_state_write.elapsed() >= STATE_CHECKPOINT_EVERY {
@@ -1384,7 +1712,8 @@ impl<'a> TableRun<'a> {
             .iter()
             .map(|f| flagged(f, self.run_id, &self.m.name))
             .collect();
-        self.state.flag_all(&rows).await?;
+        let ids = self.state.flag_all(&rows).await?;
+        self.unsaved_flags.extend(ids);
         let shown = events.table(self.plan);
         for (mut failure, row) in failures.into_iter().zip(&rows) {
             self.counts.flagged += 1;
@@ -1402,6 +1731,19 @@ impl<'a> TableRun<'a> {
         }
         Ok(())
     }
+}
+
+/// The wait before try `attempt` (from 1): 1 s, 2 s, 4 s … at most
+/// [`MAX_BACKOFF`], less up to a fifth at random, so key ranges that lost
+/// the same server do not all knock again at once.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let full = Duration::from_secs(1 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+    full.mul_f64(1.0 - fraction / 5.0)
 }
 
 /// Tells the observers of a failed row and what its policy did.
@@ -1448,7 +1790,20 @@ pub fn flagged(f: &RowFailure, run_id: i64, migration: &str) -> FlaggedRow {
 
 #[cfg(test)]
 mod tests {
-    use super::milestone;
+    use super::{backoff, milestone};
+    use std::time::Duration;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_a_cap_with_jitter() {
+        for (attempt, full) in [(1, 1), (2, 2), (3, 4), (4, 8), (6, 30), (20, 30)] {
+            let wait = backoff(attempt);
+            let full = Duration::from_secs(full);
+            assert!(
+                wait <= full && wait >= full.mul_f64(0.8),
+                "{attempt}: {wait:?}"
+            );
+        }
+    }
 
     #[test]
     fn milestones_are_recorded_once_each_and_not_at_the_end() {

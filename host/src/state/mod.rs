@@ -398,11 +398,28 @@ impl StateStore {
 
     /// Keeps several rows under the `flag` policy in one transaction: a
     /// commit each would bound a run whose rows all fail to a few thousand
-    /// rows a second.
-    pub async fn flag_all(&self, rows: &[FlaggedRow]) -> Result<(), StateError> {
+    /// rows a second. Returns their ids.
+    pub async fn flag_all(&self, rows: &[FlaggedRow]) -> Result<Vec<i64>, StateError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
-            keep_row(row, "flag")
+            let done = keep_row(row, "flag")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+            ids.push(done.last_insert_rowid());
+        }
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(ids)
+    }
+
+    /// Forgets flagged rows by id: those of a batch the destination never
+    /// committed, which the run reads and flags again when it resumes.
+    pub async fn unflag(&self, ids: &[i64]) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        for id in ids {
+            sqlx::query("DELETE FROM flagged_rows WHERE id = ?")
+                .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.error(e))?;

@@ -152,6 +152,7 @@ impl Live {
             }
             RunEvent::RestorePoint(_)
             | RunEvent::CycleSettled { .. }
+            | RunEvent::Retrying { .. }
             | RunEvent::RunFinished { .. }
             | RunEvent::Validated { .. } => s.header.push(json.clone()),
         });

@@ -66,13 +66,21 @@ fn error_number(err: &dyn sqlx::error::DatabaseError) -> Option<u16> {
         .map(MySqlDatabaseError::number)
 }
 
-/// Tells authentication, missing-database and permission failures apart by
-/// the server's error number.
+/// Tells authentication, missing-database, permission, lost-connection and
+/// full-disk failures apart by the server's error number (the one place
+/// MariaDB's failures are told apart).
 fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
     match error_number(err)? {
         1045 => Some(DbFailure::Auth),
         1049 => Some(DbFailure::MissingDatabase),
         1044 | 1142 | 1143 | 1227 => Some(DbFailure::Permission),
+        // Server gone, server lost, connection killed, shutdown in progress.
+        2006 | 2013 | 1927 | 1053 => Some(DbFailure::ConnectionLost),
+        // The table is full, the disk is full.
+        1114 | 1021 => Some(DbFailure::Full),
+        // A write that failed with errno 28, ENOSPC ("Got error 28 from
+        // storage engine", "Error writing file … (Errcode: 28 …)").
+        1030 | 3 if err.message().contains("28") => Some(DbFailure::Full),
         _ => None,
     }
 }

@@ -48,7 +48,8 @@ const SESSION: [(&str, &str); 2] = [
     ("standard_conforming_strings", "on"),
 ];
 
-/// Reads SQLSTATE codes: what they say about a failed connection or query.
+/// Reads SQLSTATE codes: what they say about a failed connection or query
+/// (the one place PostgreSQL's failures are told apart).
 fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
     match err.code()?.as_ref() {
         // 28000 also covers pg_hba.conf refusals, which no password fixes.
@@ -57,6 +58,11 @@ fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
         "28P01" | "28000" => Some(DbFailure::Auth),
         "3D000" => Some(DbFailure::MissingDatabase),
         "42501" => Some(DbFailure::Permission),
+        // admin_shutdown, crash_shutdown, cannot_connect_now; class 08 is
+        // connection exceptions.
+        "57P01" | "57P02" | "57P03" => Some(DbFailure::ConnectionLost),
+        code if code.starts_with("08") => Some(DbFailure::ConnectionLost),
+        "53100" => Some(DbFailure::Full),
         _ => None,
     }
 }
