@@ -312,3 +312,82 @@ fn a_validation_completed_later_that_fails_fails_the_run() {
     assert_eq!(again.code, 1, "{}", again.all());
     assert!(again.stderr.contains("already exists"), "{}", again.all());
 }
+
+/// A run killed while a batch's write is under way has already kept the
+/// rows that batch flagged, though the batch never committed. Fixed at the
+/// source before the resume, those rows land; their flags must not stay
+/// open, saying rows are missing that are there.
+#[test]
+fn rows_flagged_in_a_batch_killed_before_its_commit_are_closed_when_the_resume_reads_it_again() {
+    let s = super::servers::Scratch::new();
+    s.exec(
+        "CREATE TABLE {s}.people (id int PRIMARY KEY, name text NOT NULL, score int);
+         CREATE FUNCTION {s}.slowly() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(0.4); RETURN NULL; END $$;
+         CREATE TRIGGER slowly AFTER INSERT ON {s}.people
+           FOR EACH STATEMENT EXECUTE FUNCTION {s}.slowly()",
+    );
+    let p = project();
+    // One bad score in each batch of 5, until the source is fixed.
+    let people = |bad: bool| -> Vec<String> {
+        (1..=60)
+            .map(|i| match (bad, i % 5) {
+                (true, 0) => format!("{i},person {i},bad"),
+                _ => format!("{i},person {i},{i}"),
+            })
+            .collect()
+    };
+    p.csv("people", "id,name,score", &people(true));
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"slow-flags\"\n[source]\ntype = \"csv\"\npath = \"data\"\n{}[settings]\nbatch_size = 5\non_error = \"flag\"\nrestore_points = false\nvalidate = false\n[[tables]]\nsource = \"people\"\nif_exists = \"append\"\nkey = [\"id\"]\n[tables.columns.id]\ntype = \"int\"\n[tables.columns.score]\ntype = \"int\"\n",
+            s.endpoint("destination", "")
+        ),
+    );
+    let flagged = |p: &Project| -> u64 {
+        let db = p.path().join(".credvault/state.db");
+        let kept = |sql: &str| credvault_tests::query_sqlite(&db, sql);
+        if !db.exists()
+            || kept("SELECT count(*) FROM sqlite_schema WHERE name = 'flagged_rows'")
+                != [[Some("1".to_string())]]
+        {
+            return 0;
+        }
+        kept("SELECT count(*) FROM flagged_rows")
+            .first()
+            .and_then(|r| r[0].as_deref().and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+    };
+    // The third batch's flag is kept just before its write sleeps.
+    kill_midway(&p, &["run", "m.toml"], || flagged(&p) >= 3);
+    let landed: u64 = s
+        .one("SELECT count(*)::text FROM {s}.people")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(
+        landed, 8,
+        "the first two batches committed, the third did not"
+    );
+    p.csv("people", "id,name,score", &people(false));
+    let run = p.run_ok(&["run", "m.toml"]);
+    assert!(
+        run.stderr.contains("resuming interrupted run 1"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        s.one("SELECT count(*)::text FROM {s}.people"),
+        Some("58".into()),
+        "rows 5 and 10 stay out, flagged; every other row lands once"
+    );
+    let open = p.query(
+        ".credvault/state.db",
+        "SELECT group_concat(position) FROM (SELECT position FROM flagged_rows WHERE resolved_at IS NULL ORDER BY position)",
+    );
+    assert_eq!(
+        open,
+        [[Some("5,10".into())]],
+        "the flag of row 15, whose batch never committed and which has landed since, is closed"
+    );
+}

@@ -90,7 +90,7 @@ impl From<Filter> for FlaggedFilter {
         let dry_runs = f.dry_run
             || f.migration
                 .as_deref()
-                .is_some_and(|m| m.ends_with(DRY_RUN_SUFFIX));
+                .is_some_and(|m| m.contains(DRY_RUN_SUFFIX));
         FlaggedFilter {
             migration: f.migration,
             dry_runs,
@@ -193,6 +193,7 @@ fn closed_as(resolution: &str) -> &str {
         "present" => "the destination already had its key",
         "dropped" => "a transform now drops it",
         "superseded" => "superseded by a later run or sync",
+        "reread" => "its batch never committed; the resumed run read it again",
         other => other,
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! sqlx 0.8 sets no read timeout and offers no TCP keepalive on its
 //! sockets, so a server that stops answering (a frozen host, a stopped
-//! process, a half-open connection) would hold a step for ever. Every step
+//! process) would hold a step for ever. Every step
 //! on a PostgreSQL or MariaDB/MySQL source or destination therefore runs
 //! under a [`Watchdog`]: once it has gone `settings.stall_seconds` without
 //! finishing (a read: without a batch), the watchdog probes the same server
 //! on a new connection. A server that answers is working on the step (an
 //! index build, a big COPY, a slow view, a lock wait), so the step goes on;
 //! one that does not is given up on, and the step is dropped unfinished.
+//! (A half-open connection to a server that still takes new ones looks
+//! like a working step: the probe answers, so it is not cut.)
 //! Its transaction never commits here, so what lands is whole batches with
 //! their checkpoints.
 

@@ -192,14 +192,19 @@ pub async fn retry_flagged(
     outcome.map(|()| summary)
 }
 
+/// Rounds of [`settle_cycle`] at most: a chain of refused rows that needs
+/// more is left to `credvault flagged retry`.
+const SETTLE_ROUNDS: usize = 100;
+
 /// Writes again the rows of a foreign-key cycle's tables that the
 /// destination refused because a row they refer to was not there yet: once
-/// every table of the cycle is in, most parents are. Round after round
-/// while a round writes something, so a chain of such rows lands link by
-/// link; what is still refused stays skipped or flagged with its new error.
-/// The destination's constraints stay on throughout (nothing lands that
-/// they refuse), which no database's deferral offers across batches.
-/// Returns what each table's rows did.
+/// every table of the cycle is in, most parents are. Newest first, since a
+/// row was refused because its parent came later (so a chain within a table
+/// lands in one round), and round after round while a round writes
+/// something, at most [`SETTLE_ROUNDS`]; what is still refused stays
+/// skipped or flagged with its new error. The destination's constraints
+/// stay on throughout (nothing lands that they refuse), which no database's
+/// deferral offers across batches. Returns what each table's rows did.
 pub(super) async fn settle_cycle(
     m: &Migration,
     cycle: &[&TablePlan],
@@ -212,10 +217,11 @@ pub(super) async fn settle_cycle(
             counts: RetryCounts::default(),
         })
         .collect();
-    loop {
+    for _ in 0..SETTLE_ROUNDS {
         let mut wrote = 0;
         for (plan, done) in cycle.iter().zip(&mut settled) {
-            let rows = state.orphans(&m.name, &done.table).await?;
+            let mut rows = state.orphans(&m.name, &done.table).await?;
+            rows.reverse();
             if rows.is_empty() {
                 continue;
             }
@@ -232,9 +238,10 @@ pub(super) async fn settle_cycle(
             done.counts.add(&retrying.counts);
         }
         if wrote == 0 {
-            return Ok(settled);
+            break;
         }
     }
+    Ok(settled)
 }
 
 /// The rows a request selects, by table.

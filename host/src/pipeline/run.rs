@@ -742,7 +742,8 @@ async fn run_tables(
 /// Writes again what the tables of a foreign-key cycle refused for a
 /// missing parent, now that every table of the cycle is in (see
 /// [`settle_cycle`]), and moves those rows from skipped or flagged to
-/// written in `totals`.
+/// written in `totals`. A table whose transforms must not be called again
+/// (they write or send something) keeps its refused rows as they are.
 async fn settle(
     m: &Migration,
     cycle: &[&TablePlan],
@@ -751,16 +752,27 @@ async fn settle(
     totals: &mut RunCounts,
     events: &Events<'_>,
 ) -> Result<(), RunError> {
-    let settled = settle_cycle(m, cycle, state).await?;
+    let (cycle, kept): (Vec<&TablePlan>, Vec<&TablePlan>) = cycle
+        .iter()
+        .partition(|p| crate::validate::not_callable(p).is_none());
+    for plan in kept {
+        let why = crate::validate::not_callable(plan).unwrap_or_default();
+        tracing::warn!(
+            "{}: rows refused for a missing parent are left as they are, not written again: {why}",
+            events.table(plan)
+        );
+    }
+    let settled = settle_cycle(m, &cycle, state).await?;
     for (plan, t) in cycle.iter().zip(&settled) {
         if t.counts.retried == 0 {
             continue;
         }
         let written = t.counts.written;
         totals.written += written;
-        match plan.policy {
-            ErrorPolicy::Skip => totals.skipped -= written.min(totals.skipped),
-            _ => totals.flagged -= written.min(totals.flagged),
+        let flagged = plan.policy == ErrorPolicy::Flag || plan.spec.on_orphan == OnOrphan::Flag;
+        match flagged {
+            true => totals.flagged -= written.min(totals.flagged),
+            false => totals.skipped -= written.min(totals.skipped),
         }
         let refused = state.orphans(&m.name, &t.table).await?.len() as u64;
         events.on(&RunEvent::CycleSettled {
@@ -898,6 +910,10 @@ struct TableRun<'a> {
     committed: RunCounts,
     committed_rows: u64,
     unsaved_flags: Vec<i64>,
+    /// The batch being written: the rows its checkpoint counts, and what
+    /// the run counts once it is in. A lost connection leaves it in doubt
+    /// until the destination's checkpoint tells.
+    in_flight: Option<(u64, RunCounts)>,
 }
 
 /// A key range of a split table, with the name its checkpoint goes by.
@@ -929,6 +945,7 @@ impl<'a> TableRun<'a> {
             committed: RunCounts::default(),
             committed_rows: 0,
             unsaved_flags: Vec::new(),
+            in_flight: None,
         }
     }
 
@@ -1118,6 +1135,11 @@ impl<'a> TableRun<'a> {
                     .await?
             }
             None => {
+                if resuming {
+                    self.state
+                        .reread(&self.m.name, &table, checkpoint.rows)
+                        .await?;
+                }
                 self.move_retrying(source, sink, checkpoint, &mut total, started, events)
                     .await?
             }
@@ -1320,6 +1342,12 @@ impl<'a> TableRun<'a> {
                 attempt = 0;
             }
             loop {
+                if !err.lost_connection() || attempt == retries {
+                    // Given up: the batch in doubt is taken back (the next
+                    // run resumes from the destination's checkpoint).
+                    self.in_flight = None;
+                    self.settle_in_doubt(0).await;
+                }
                 if !err.lost_connection() {
                     return Err(err);
                 }
@@ -1332,10 +1360,37 @@ impl<'a> TableRun<'a> {
                 tokio::time::sleep(delay).await;
                 match self.reconnect().await {
                     Ok((again, checkpoint)) => {
+                        self.settle_in_doubt(checkpoint.rows).await;
                         (*sink, from) = (again, checkpoint);
                         break;
                     }
                     Err(e) => err = e,
+                }
+            }
+        }
+    }
+
+    /// What the batch in flight when the connection broke counted and
+    /// flagged stands if the destination's checkpoint (at `committed_rows`)
+    /// shows it committed, and is taken back if not (it is read again).
+    async fn settle_in_doubt(&mut self, committed_rows: u64) {
+        let unsaved = std::mem::take(&mut self.unsaved_flags);
+        match self.in_flight.take() {
+            Some((rows, counts)) if committed_rows >= rows => {
+                tracing::warn!(
+                    "{}: the batch in flight when the connection broke did commit; rows the destination refused in it, if any, were not recorded (validation's row count tells)",
+                    self.shown()
+                );
+                self.counts = counts;
+                self.committed = counts;
+                self.committed_rows = rows;
+            }
+            _ => {
+                self.counts = self.committed;
+                if let Err(e) = self.state.unflag(&unsaved).await {
+                    tracing::warn!(
+                        "rows flagged in a batch that was not committed stay flagged: {e}"
+                    );
                 }
             }
         }
@@ -1417,15 +1472,17 @@ impl<'a> TableRun<'a> {
     ) -> Result<Checkpoint, RunError> {
         self.committed = self.counts;
         self.committed_rows = checkpoint.rows;
+        self.in_flight = None;
         let moved = self
             .move_batches(source, sink, checkpoint, total, started, events)
             .await;
-        if moved.is_err() {
-            self.counts = self.committed;
-            let unsaved = std::mem::take(&mut self.unsaved_flags);
-            if let Err(e) = self.state.unflag(&unsaved).await {
-                tracing::warn!("rows flagged in a batch that was not committed stay flagged: {e}");
-            }
+        if let Err(err) = &moved
+            && !err.lost_connection()
+        {
+            // Nothing to reconnect to ask: taken back, as a batch that
+            // failed before its commit (the next run reads it again).
+            self.in_flight = None;
+            self.settle_in_doubt(0).await;
         }
         moved
     }
@@ -1481,8 +1538,15 @@ impl<'a> TableRun<'a> {
                 cursor: None,
                 position: batch.source.position.clone(),
             };
+            let mut landed = self.counts;
+            landed.written += match &batch.output {
+                Output::Source => batch.source.rows.len(),
+                Output::Rows(rows) => rows.len(),
+            } as u64;
+            self.in_flight = Some((checkpoint.rows, landed));
             self.write(sink, batch.output, &batch.source, &checkpoint, events)
                 .await?;
+            self.in_flight = None;
             self.committed = self.counts;
             self.committed_rows = checkpoint.rows;
             self.unsaved_flags.clear();

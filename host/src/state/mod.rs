@@ -139,15 +139,17 @@ pub struct FlaggedFilter {
     pub limit: Option<u32>,
 }
 
-/// The rows a [`FlaggedFilter`] selects (binds ?1–?6). `id > ?5` is
+/// The rows a [`FlaggedFilter`] selects (binds ?1–?6); a run number picks
+/// that run of the migration itself, not of its syncs or parts, which are
+/// numbered on their own. `id > ?5` is
 /// always there (0 for no page yet), so that SQLite seeks to each page by
 /// the primary key instead of reading every row before it again.
 macro_rules! flagged_where {
     () => {
         concat!(
-            " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR ",
+            " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR (migration = ?1 AND ",
             number!("runs", "flagged_rows", "run_id"),
-            " = ?2) AND (?3 IS NULL OR table_name = ?3) AND id > ?5 AND (migration LIKE '%#dry-run') = ?6"
+            " = ?2)) AND (?3 IS NULL OR table_name = ?3) AND id > ?5 AND (migration LIKE '%#dry-run' OR migration LIKE '%#dry-run#%') = ?6"
         )
     };
 }
@@ -220,6 +222,7 @@ CREATE TABLE IF NOT EXISTS flagged_rows (
 );
 CREATE INDEX IF NOT EXISTS flagged_rows_by_migration ON flagged_rows (migration, run_id);
 CREATE INDEX IF NOT EXISTS flagged_rows_by_row ON flagged_rows (migration, table_name, position);
+CREATE INDEX IF NOT EXISTS runs_by_migration ON runs (migration, id);
 CREATE TABLE IF NOT EXISTS syncs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     migration TEXT NOT NULL,
@@ -232,6 +235,7 @@ CREATE TABLE IF NOT EXISTS syncs (
     error TEXT,
     schedule TEXT NOT NULL DEFAULT '{}'
 );
+CREATE INDEX IF NOT EXISTS syncs_by_migration ON syncs (migration, id);
 CREATE TABLE IF NOT EXISTS paused (
     migration TEXT PRIMARY KEY,
     paused_at TEXT NOT NULL,
@@ -425,6 +429,27 @@ impl StateStore {
                 .map_err(|e| self.error(e))?;
         }
         tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Closes the open rows of `table` that `migration`'s runs since its
+    /// last fresh run kept at source positions past `rows`: the destination
+    /// never committed the batches they were in (the run was killed or cut
+    /// off), and the run resuming the table reads them again.
+    pub async fn reread(&self, migration: &str, table: &str, rows: u64) -> Result<(), StateError> {
+        sqlx::query(concat!(
+            "UPDATE flagged_rows SET resolved_at = ?4, resolution = 'reread'
+                 WHERE migration = ?1 AND table_name = ?2 AND position > ?3
+                   AND resolved_at IS NULL AND run_id >= ",
+            last_fresh_run!()
+        ))
+        .bind(migration)
+        .bind(table)
+        .bind(rows as i64)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// Notes a row the destination refused under the `skip` policy, so
@@ -785,7 +810,8 @@ impl StateStore {
         sqlx::query(
             "UPDATE runs SET status = 'failed', finished_at = ?, error = ?
              WHERE id > ? AND status = 'running'
-               AND (migration = ? OR substr(migration, 1, length(?) + 1) = ? || '#')",
+               AND (migration = ? OR substr(migration, 1, length(?) + 1) = ? || '#')
+               AND migration NOT LIKE '%#dry-run' AND migration NOT LIKE '%#dry-run#%'",
         )
         .bind(now())
         .bind(error)

@@ -80,9 +80,16 @@ fn classify(err: &dyn sqlx::error::DatabaseError) -> Option<DbFailure> {
         1114 | 1021 => Some(DbFailure::Full),
         // A write that failed with errno 28, ENOSPC ("Got error 28 from
         // storage engine", "Error writing file … (Errcode: 28 …)").
-        1030 | 3 if err.message().contains("28") => Some(DbFailure::Full),
+        1030 | 3 if says_errno_28(err.message()) => Some(DbFailure::Full),
         _ => None,
     }
+}
+
+/// Whether a storage error's message gives errno 28 (ENOSPC), as
+/// "Got error 28 from storage engine" or "(Errcode: 28 …)" do; a table
+/// named `orders_2028` does not.
+fn says_errno_28(message: &str) -> bool {
+    message.contains("Got error 28 ") || message.contains("Errcode: 28 ")
 }
 
 /// An open server connection pool and what messages need to name it.
@@ -342,6 +349,18 @@ pub(crate) fn text(row: &MySqlRow, i: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_errno_28_means_a_full_disk() {
+        assert!(says_errno_28(
+            "Got error 28 \"No space left on device\" from storage engine InnoDB"
+        ));
+        assert!(says_errno_28(
+            "Error writing file '/tmp/MY1' (Errcode: 28 \"No space left on device\")"
+        ));
+        assert!(!says_errno_28("Table 'orders_2028' is read only"));
+        assert!(!says_errno_28("Got error 128 from storage engine"));
+    }
+
     use super::*;
 
     #[test]
