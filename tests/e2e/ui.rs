@@ -833,3 +833,34 @@ fn runs_are_numbered_per_migration_and_dry_runs_and_rollbacks_are_told_apart() {
     assert!(list.contains("rolled back to people-move-"), "{list}");
     served.stop();
 }
+
+#[test]
+fn a_run_number_picks_the_migrations_own_run_not_its_syncs() {
+    let p = dashboard_project();
+    p.run_ok(&["run", "s.toml"]);
+    p.run_ok(&["sync", "s.toml"]);
+    let listed = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["flagged", "list", "--migration", "people-sync"];
+        all.extend_from_slice(args);
+        let run = p.run_ok(&all);
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    let every = listed(&[]);
+    assert_eq!(
+        every.len(),
+        4,
+        "the run's two and the sync's two: {every:?}"
+    );
+    let first = listed(&["--run", "1"]);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(
+        first
+            .iter()
+            .all(|l| l.contains(" run 1 people-sync.people ")),
+        "{first:?}"
+    );
+}
