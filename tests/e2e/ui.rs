@@ -765,35 +765,21 @@ fn runs_are_numbered_per_migration_and_dry_runs_and_rollbacks_are_told_apart() {
     );
 
     // A dry run's flagged rows are kept apart from the real run's.
-    let real = p.run_ok(&["flagged", "list", "--migration", "people-move"]);
-    let rows: Vec<&str> = real.stdout.lines().filter(|l| l.starts_with('#')).collect();
-    assert_eq!(rows.len(), 2, "{}", real.all());
+    let rows = p.flagged_list(&["--migration", "people-move"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
         rows.iter()
             .all(|r| r.contains(" run 1 people-move.people ")),
         "{rows:?}"
     );
-    let dry = p.run_ok(&["flagged", "list", "--migration", "people-move", "--dry-run"]);
-    let rows: Vec<&str> = dry.stdout.lines().filter(|l| l.starts_with('#')).collect();
-    assert_eq!(rows.len(), 2, "{}", dry.all());
+    let rows = p.flagged_list(&["--migration", "people-move", "--dry-run"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
         rows.iter().all(|r| r.contains("people-move#dry-run")),
         "{rows:?}"
     );
-    let by_run = p.run_ok(&[
-        "flagged",
-        "list",
-        "--migration",
-        "people-move",
-        "--run",
-        "1",
-    ]);
-    assert_eq!(
-        by_run.stdout.lines().filter(|l| l.starts_with('#')).count(),
-        2,
-        "{}",
-        by_run.all()
-    );
+    let by_run = p.flagged_list(&["--migration", "people-move", "--run", "1"]);
+    assert_eq!(by_run.len(), 2, "{by_run:?}");
 
     // A second run, then a rollback to the point made before it.
     let second = p.run_ok(&["run", "m.toml"]);
@@ -839,23 +825,13 @@ fn a_run_number_picks_the_migrations_own_run_not_its_syncs() {
     let p = dashboard_project();
     p.run_ok(&["run", "s.toml"]);
     p.run_ok(&["sync", "s.toml"]);
-    let listed = |args: &[&str]| -> Vec<String> {
-        let mut all = vec!["flagged", "list", "--migration", "people-sync"];
-        all.extend_from_slice(args);
-        let run = p.run_ok(&all);
-        run.stdout
-            .lines()
-            .filter(|l| l.starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    };
-    let every = listed(&[]);
+    let every = p.flagged_list(&["--migration", "people-sync"]);
     assert_eq!(
         every.len(),
         4,
         "the run's two and the sync's two: {every:?}"
     );
-    let first = listed(&["--run", "1"]);
+    let first = p.flagged_list(&["--migration", "people-sync", "--run", "1"]);
     assert_eq!(first.len(), 2, "{first:?}");
     assert!(
         first

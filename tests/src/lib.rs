@@ -170,6 +170,18 @@ impl Project {
         run
     }
 
+    /// The rows `credvault flagged list ARGS` lists, a line each.
+    pub fn flagged_list(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["flagged", "list"];
+        all.extend_from_slice(args);
+        self.run_ok(&all)
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Waits until `migration`'s audit log holds `times` events of `kind`.
     pub fn wait_logged(&self, migration: &str, kind: &str, times: usize) {
         let started = std::time::Instant::now();

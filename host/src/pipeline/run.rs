@@ -728,13 +728,12 @@ async fn run_tables(
         .iter()
         .filter(|p| order.unordered().any(|t| t == p.spec.destination()))
         .collect();
-    if !unordered.is_empty() && !failed.load(Ordering::SeqCst) {
-        let cycle = unordered;
-        if let Err(err) = settle(m, &cycle, state, run_id, &mut totals, events).await
-            && result.is_ok()
-        {
-            result = Err(err);
-        }
+    if !unordered.is_empty()
+        && !failed.load(Ordering::SeqCst)
+        && let Err(err) = settle(m, &unordered, state, run_id, &mut totals, events).await
+        && result.is_ok()
+    {
+        result = Err(err);
     }
     (totals, result)
 }
@@ -752,16 +751,17 @@ async fn settle(
     totals: &mut RunCounts,
     events: &Events<'_>,
 ) -> Result<(), RunError> {
-    let (cycle, kept): (Vec<&TablePlan>, Vec<&TablePlan>) = cycle
-        .iter()
-        .partition(|p| crate::validate::not_callable(p).is_none());
-    for plan in kept {
-        let why = crate::validate::not_callable(plan).unwrap_or_default();
-        tracing::warn!(
-            "{}: rows refused for a missing parent are left as they are, not written again: {why}",
-            events.table(plan)
-        );
+    let mut callable = Vec::with_capacity(cycle.len());
+    for &plan in cycle {
+        match crate::validate::not_callable(plan) {
+            None => callable.push(plan),
+            Some(why) => tracing::warn!(
+                "{}: rows refused for a missing parent are left as they are, not written again: {why}",
+                events.table(plan)
+            ),
+        }
     }
+    let cycle = callable;
     let settled = settle_cycle(m, &cycle, state).await?;
     for (plan, t) in cycle.iter().zip(&settled) {
         if t.counts.retried == 0 {
@@ -1345,8 +1345,7 @@ impl<'a> TableRun<'a> {
                 if !err.lost_connection() || attempt == retries {
                     // Given up: the batch in doubt is taken back (the next
                     // run resumes from the destination's checkpoint).
-                    self.in_flight = None;
-                    self.settle_in_doubt(0).await;
+                    self.settle_in_doubt(None).await;
                 }
                 if !err.lost_connection() {
                     return Err(err);
@@ -1360,7 +1359,7 @@ impl<'a> TableRun<'a> {
                 tokio::time::sleep(delay).await;
                 match self.reconnect().await {
                     Ok((again, checkpoint)) => {
-                        self.settle_in_doubt(checkpoint.rows).await;
+                        self.settle_in_doubt(Some(checkpoint.rows)).await;
                         (*sink, from) = (again, checkpoint);
                         break;
                     }
@@ -1372,11 +1371,12 @@ impl<'a> TableRun<'a> {
 
     /// What the batch in flight when the connection broke counted and
     /// flagged stands if the destination's checkpoint (at `committed_rows`)
-    /// shows it committed, and is taken back if not (it is read again).
-    async fn settle_in_doubt(&mut self, committed_rows: u64) {
+    /// shows it committed, and is taken back if not, or if nobody asked the
+    /// destination (`None`): the next run reads it again.
+    async fn settle_in_doubt(&mut self, committed_rows: Option<u64>) {
         let unsaved = std::mem::take(&mut self.unsaved_flags);
-        match self.in_flight.take() {
-            Some((rows, counts)) if committed_rows >= rows => {
+        match (self.in_flight.take(), committed_rows) {
+            (Some((rows, counts)), Some(committed)) if committed >= rows => {
                 tracing::warn!(
                     "{}: the batch in flight when the connection broke did commit; rows the destination refused in it, if any, were not recorded (validation's row count tells)",
                     self.shown()
@@ -1481,8 +1481,7 @@ impl<'a> TableRun<'a> {
         {
             // Nothing to reconnect to ask: taken back, as a batch that
             // failed before its commit (the next run reads it again).
-            self.in_flight = None;
-            self.settle_in_doubt(0).await;
+            self.settle_in_doubt(None).await;
         }
         moved
     }

@@ -118,6 +118,24 @@ macro_rules! number {
     };
 }
 
+/// Rows of the migration `?1` and of its syncs, parts and dry runs
+/// (`name#…`).
+macro_rules! of_migration {
+    () => {
+        "(migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#')"
+    };
+}
+
+/// [`of_migration!`] as a string for statements built at run time.
+const OF_MIGRATION: &str = of_migration!();
+
+/// Rows of dry runs (`name#dry-run`, and the parts of a consolidated one).
+macro_rules! of_dry_run {
+    () => {
+        "(migration LIKE '%#dry-run' OR migration LIKE '%#dry-run#%')"
+    };
+}
+
 /// Filters for listing flagged rows.
 #[derive(Debug, Clone, Default)]
 pub struct FlaggedFilter {
@@ -147,9 +165,13 @@ pub struct FlaggedFilter {
 macro_rules! flagged_where {
     () => {
         concat!(
-            " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') AND (?2 IS NULL OR (migration = ?1 AND ",
+            " WHERE policy = 'flag' AND (?4 OR resolved_at IS NULL) AND (?1 IS NULL OR ",
+            of_migration!(),
+            ") AND (?2 IS NULL OR (migration = ?1 AND ",
             number!("runs", "flagged_rows", "run_id"),
-            " = ?2)) AND (?3 IS NULL OR table_name = ?3) AND id > ?5 AND (migration LIKE '%#dry-run' OR migration LIKE '%#dry-run#%') = ?6"
+            " = ?2)) AND (?3 IS NULL OR table_name = ?3) AND id > ?5 AND ",
+            of_dry_run!(),
+            " = ?6"
         )
     };
 }
@@ -807,18 +829,17 @@ impl StateStore {
         after: i64,
         error: &str,
     ) -> Result<(), StateError> {
-        sqlx::query(
-            "UPDATE runs SET status = 'failed', finished_at = ?, error = ?
-             WHERE id > ? AND status = 'running'
-               AND (migration = ? OR substr(migration, 1, length(?) + 1) = ? || '#')
-               AND migration NOT LIKE '%#dry-run' AND migration NOT LIKE '%#dry-run#%'",
-        )
-        .bind(now())
-        .bind(error)
+        sqlx::query(concat!(
+            "UPDATE runs SET status = 'failed', finished_at = ?4, error = ?3
+             WHERE id > ?2 AND status = 'running' AND ",
+            of_migration!(),
+            " AND NOT ",
+            of_dry_run!()
+        ))
+        .bind(migration)
         .bind(after)
-        .bind(migration)
-        .bind(migration)
-        .bind(migration)
+        .bind(error)
+        .bind(now())
         .execute(&self.pool)
         .await
         .map_err(|e| self.error(e))?;
@@ -1010,7 +1031,7 @@ impl StateStore {
     /// `point`: the runs since it (its syncs' and parts' too) are undone,
     /// and no validation taken before describes the tables any more.
     pub async fn rolled_back(&self, migration: &str, point: &str) -> Result<(), StateError> {
-        let mine = "(migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#')";
+        let mine = OF_MIGRATION;
         let runs = format!(
             "UPDATE runs SET rolled_back = ?2 WHERE {mine} AND rolled_back IS NULL
              AND id >= (SELECT min(id) FROM runs WHERE migration = ?1 AND restore_point = ?2)"
@@ -1034,13 +1055,13 @@ impl StateStore {
         migration: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Event>, StateError> {
-        let rows = sqlx::query(
-            concat!(
-                "SELECT *, ",
-                number!("runs", "events", "run_id"),
-                " AS run FROM (SELECT * FROM events WHERE (?1 IS NULL OR migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#') ORDER BY id DESC LIMIT ?2) events ORDER BY id"
-            ),
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT *, ",
+            number!("runs", "events", "run_id"),
+            " AS run FROM (SELECT * FROM events WHERE (?1 IS NULL OR ",
+            of_migration!(),
+            ") ORDER BY id DESC LIMIT ?2) events ORDER BY id"
+        ))
         .bind(migration)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)

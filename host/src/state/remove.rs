@@ -33,7 +33,7 @@ impl StateStore {
     /// The audit trail is kept.
     pub async fn forget(&self, hold: &Hold) -> Result<Forgotten, StateError> {
         let migration = hold.migration();
-        let mine = "(migration = ?1 OR substr(migration, 1, length(?1) + 1) = ?1 || '#')";
+        let mine = super::OF_MIGRATION;
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
         let mut counts = [0u64; 5];
         for (table, count) in DELETED.iter().zip(&mut counts) {
