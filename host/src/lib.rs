@@ -3,19 +3,17 @@
 //! connectors, the pipeline, the state store and the `credvault` CLI.
 
 pub mod actions;
-pub mod bindings;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod consolidate;
+pub mod model;
 pub mod pipeline;
 pub mod plugins;
 pub mod restore;
 pub mod runtime;
 pub mod state;
 pub mod sync;
-pub mod text;
 pub mod ui;
 pub mod validate;
-pub mod value;

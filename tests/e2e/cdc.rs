@@ -13,7 +13,7 @@ use credvault_tests::Project;
 
 use credvault::config::{Endpoint, ServerEndpoint, TlsMode};
 use credvault::connectors::{Lsn, PgChanges, SourceChange, TableChange, open_reader};
-use credvault::value::{Row, TableInfo};
+use credvault::model::value::{Row, TableInfo};
 use tokio::sync::mpsc;
 
 use super::postgres::ALL_TYPES;
@@ -113,7 +113,7 @@ fn show(changes: &[TableChange]) -> Vec<String> {
             };
             let values: Vec<String> = row
                 .iter()
-                .map(|v| credvault::value::to_text(v).unwrap_or_else(|| "NULL".into()))
+                .map(|v| credvault::model::value::to_text(v).unwrap_or_else(|| "NULL".into()))
                 .collect();
             format!("{} {kind} {}", c.table, values.join(","))
         })

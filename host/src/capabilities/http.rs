@@ -99,7 +99,7 @@ fn check_method(grant: &HttpGrant, method: &str) -> Result<(), CapabilityError> 
         };
         return Err(CapabilityError::Failed(format!(
             "`{}` is not a method plugins may send{hint}; the host sends only {}",
-            crate::text::untrusted(method),
+            crate::model::text::untrusted(method),
             HTTP_METHODS.join(", ")
         )));
     }
@@ -122,7 +122,7 @@ fn check_headers(headers: &[(String, String)]) -> Result<(), CapabilityError> {
     };
     Err(CapabilityError::Failed(format!(
         "a plugin may not set the `{}` header: the host sets Host to the URL's host and frames the request itself; leave it out",
-        crate::text::untrusted(name.trim())
+        crate::model::text::untrusted(name.trim())
     )))
 }
 

@@ -8,11 +8,13 @@ pub mod http;
 
 pub use db::{DbGrant, DbLimits, DbTarget};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
+
+use crate::config::{DbSpec, Endpoint, GrantsSpec};
 
 /// Everything one plugin is granted. The default grants nothing.
 #[derive(Debug, Clone, Default)]
@@ -23,49 +25,80 @@ pub struct Grants {
     pub http: Option<HttpGrant>,
     /// Database connections the plugin may open by name.
     pub db: Vec<DbGrant>,
-    /// What the migration file grants beyond these, when a command that
-    /// must not repeat a plugin's side effects took them away (in the
-    /// words of [`Grants::side_effects`]).
-    pub withheld: Option<String>,
+    /// What the plugin may change beyond its own output, in words, or what
+    /// a command that must not repeat it took away.
+    pub side_effects: Option<String>,
 }
 
 impl Grants {
-    /// What the plugin may change beyond its own output, in words, if
-    /// anything: a database it may write, HTTP methods other than GET and
-    /// HEAD, a directory it may write. Calling such a plugin again repeats
-    /// its changes, so only a run calls it on rows.
-    pub fn side_effects(&self) -> Option<String> {
-        if let Some(withheld) = &self.withheld {
-            return Some(withheld.clone());
-        }
-        if let Some(db) = self.db.iter().find(|d| d.write) {
-            return Some(format!("holds a write grant on `{}`", db.name));
-        }
-        if let Some(http) = &self.http {
-            let unsafe_methods: Vec<&str> = http
-                .methods
+    /// The grants with paths resolved against `base_dir`.
+    pub fn resolve(spec: &GrantsSpec, base_dir: &Path) -> Grants {
+        Grants {
+            dirs: spec
+                .dirs
                 .iter()
-                .map(String::as_str)
-                .filter(|m| !SAFE_METHODS.contains(m))
-                .collect();
-            if !unsafe_methods.is_empty() {
-                return Some(format!(
-                    "may send {} requests (grants.http.methods)",
-                    unsafe_methods.join(", ")
-                ));
-            }
+                .map(|d| DirGrant {
+                    host: base_dir.join(&d.path),
+                    guest: d.path.to_string_lossy().into_owned(),
+                    write: d.write,
+                })
+                .collect(),
+            http: spec.http.as_ref().map(|h| {
+                HttpGrant::new(
+                    h.hosts.clone(),
+                    (h.max_response_kb as usize).saturating_mul(1024),
+                    std::time::Duration::from_millis(h.timeout_ms),
+                    h.ca_file.as_ref().map(|f| base_dir.join(f)),
+                )
+                .with_methods(h.methods.clone())
+            }),
+            db: spec
+                .db
+                .iter()
+                .filter_map(|d| Grants::db_grant(spec, d, base_dir))
+                .collect(),
+            side_effects: spec.side_effects(),
         }
-        let dir = self.dirs.iter().find(|d| d.write)?;
-        Some(format!("may write files in `{}`", dir.guest))
+    }
+
+    /// One `db` grant resolved against its connection; `None` when the
+    /// connection is missing or not a database (the file's checks refuse
+    /// both, so this only drops what was already reported).
+    fn db_grant(spec: &GrantsSpec, grant: &DbSpec, base_dir: &Path) -> Option<DbGrant> {
+        let target = match spec.connections.get(&grant.connection)? {
+            Endpoint::Postgres(server) => DbTarget::Postgres {
+                server: server.clone(),
+                base_dir: base_dir.to_path_buf(),
+            },
+            Endpoint::Mysql(server) => DbTarget::Mysql {
+                server: server.clone(),
+                base_dir: base_dir.to_path_buf(),
+            },
+            Endpoint::Sqlite { path } => DbTarget::Sqlite {
+                path: base_dir.join(path),
+            },
+            _ => return None,
+        };
+        let limits = DbLimits {
+            max_rows: usize::try_from(grant.max_rows).unwrap_or(usize::MAX),
+            max_bytes: usize::try_from(grant.max_result_kb.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
+            timeout: std::time::Duration::from_millis(grant.timeout_ms),
+        };
+        let mut db = DbGrant::new(&grant.connection, target, grant.write, limits);
+        db.allow_privileged = grant.allow_privileged;
+        Some(db)
+    }
+
+    /// What the plugin may change beyond its own output, in words, if
+    /// anything (see [`GrantsSpec::side_effects`]): only a run calls such a
+    /// plugin on rows.
+    pub fn side_effects(&self) -> Option<String> {
+        self.side_effects.clone()
     }
 }
 
-/// The HTTP methods a plugin may send, as the WIT names them.
-pub const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
-
-/// The methods that only read, granted when `grants.http.methods` is not
-/// given: a plugin limited to them may be called again without harm.
-pub const SAFE_METHODS: [&str; 2] = ["GET", "HEAD"];
+pub use crate::config::{HTTP_METHODS, SAFE_METHODS};
 
 /// A host directory a plugin sees at `guest`.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let line = format!($($arg)*);
-        if let Err(e) = writeln!(std::io::stdout(), "{}", $crate::text::for_terminal(&line)) {
+        if let Err(e) = writeln!(std::io::stdout(), "{}", $crate::model::text::for_terminal(&line)) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 std::process::exit(0);
             }
@@ -23,7 +23,7 @@ macro_rules! note {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let line = format!($($arg)*);
-        let _ = writeln!(std::io::stderr(), "{}", $crate::text::for_terminal(&line));
+        let _ = writeln!(std::io::stderr(), "{}", $crate::model::text::for_terminal(&line));
     }};
 }
 
@@ -34,7 +34,7 @@ macro_rules! told {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let line = format!($($arg)*);
-        let _ = writeln!(std::io::stdout(), "{}", $crate::text::for_terminal(&line));
+        let _ = writeln!(std::io::stdout(), "{}", $crate::model::text::for_terminal(&line));
     }};
 }
 

@@ -251,7 +251,7 @@ impl Observer for Reporter {
             );
             return;
         }
-        let row = crate::text::untrusted(&event.row().unwrap_or_default()).into_owned();
+        let row = crate::model::text::untrusted(&event.row().unwrap_or_default()).into_owned();
         let row = format!("{}{row}", self.prefix);
         match event {
             RunEvent::RunStarted { .. } => self.print(&header(event)),
@@ -290,7 +290,7 @@ impl Observer for Reporter {
                     .as_ref()
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default();
-                let error = crate::text::untrusted(error);
+                let error = crate::model::text::untrusted(error);
                 self.print(&format!(
                     "{error}; retry {attempt} of {retries} in {delay_s:.1} s, resuming `{row}`{range} after row {committed}"
                 ));

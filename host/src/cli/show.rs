@@ -8,7 +8,7 @@ use crate::config::Migration;
 use crate::pipeline::{CheckResult, PreviewRow, RunSummary, TablePreview};
 use crate::state::{Event, RunRecord};
 use crate::validate::{Report, Status};
-use crate::value::{TableInfo, to_json, to_text, type_name};
+use crate::model::value::{TableInfo, to_json, to_text, type_name};
 
 /// A run's outcome, then its validation.
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
@@ -398,5 +398,5 @@ pub fn consolidation(
 
 /// A name or value from the data, as printed: escaped and cut.
 fn shown(text: &str) -> String {
-    crate::text::untrusted(text).into_owned()
+    crate::model::text::untrusted(text).into_owned()
 }

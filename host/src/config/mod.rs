@@ -6,6 +6,7 @@
 
 mod catalog;
 mod consolidate;
+mod limits;
 mod parts;
 mod secret;
 mod size;
@@ -16,10 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::capabilities::{DbGrant, DbLimits, DbTarget, DirGrant, Grants, HttpGrant};
-use crate::runtime::Limits;
 
 pub use catalog::Catalog;
+pub use limits::Limits;
 
 pub use parts::{Contributor, Part};
 pub use secret::{Secret, load_password};
@@ -459,7 +459,7 @@ pub struct HttpSpec {
 }
 
 fn default_http_methods() -> Vec<String> {
-    crate::capabilities::SAFE_METHODS
+    SAFE_METHODS
         .iter()
         .map(|m| m.to_string())
         .collect()
@@ -480,7 +480,7 @@ impl GrantsSpec {
     /// a transform with, so that not even its `configure` repeats a write.
     pub fn without_effects(&self) -> GrantsSpec {
         let mut spec = self.clone();
-        spec.withheld = self.resolve(Path::new(".")).side_effects();
+        spec.withheld = self.side_effects();
         for db in &mut spec.db {
             db.write = false;
         }
@@ -488,71 +488,47 @@ impl GrantsSpec {
             dir.write = false;
         }
         if let Some(http) = &mut spec.http {
-            let safe = crate::capabilities::SAFE_METHODS;
-            http.methods.retain(|m| safe.contains(&m.as_str()));
+            http.methods.retain(|m| SAFE_METHODS.contains(&m.as_str()));
         }
         spec
     }
 
-    /// The grants with paths resolved against `base_dir`.
-    pub fn resolve(&self, base_dir: &Path) -> Grants {
-        Grants {
-            dirs: self
-                .dirs
-                .iter()
-                .map(|d| DirGrant {
-                    host: base_dir.join(&d.path),
-                    guest: d.path.to_string_lossy().into_owned(),
-                    write: d.write,
-                })
-                .collect(),
-            http: self.http.as_ref().map(|h| {
-                HttpGrant::new(
-                    h.hosts.clone(),
-                    (h.max_response_kb as usize).saturating_mul(1024),
-                    std::time::Duration::from_millis(h.timeout_ms),
-                    h.ca_file.as_ref().map(|f| base_dir.join(f)),
-                )
-                .with_methods(h.methods.clone())
-            }),
-            db: self
-                .db
-                .iter()
-                .filter_map(|d| self.db_grant(d, base_dir))
-                .collect(),
-            withheld: self.withheld.clone(),
+    /// What the plugin may change beyond its own output, in words, if
+    /// anything: a database it may write, HTTP methods other than GET and
+    /// HEAD, a directory it may write. Calling such a plugin again repeats
+    /// its changes, so only a run calls it on rows.
+    pub fn side_effects(&self) -> Option<String> {
+        if let Some(withheld) = &self.withheld {
+            return Some(withheld.clone());
         }
-    }
-
-    /// One `db` grant resolved against its connection; `None` when the
-    /// connection is missing or not a database (the file's checks refuse
-    /// both, so this only drops what was already reported).
-    fn db_grant(&self, spec: &DbSpec, base_dir: &Path) -> Option<DbGrant> {
-        let target = match self.connections.get(&spec.connection)? {
-            Endpoint::Postgres(server) => DbTarget::Postgres {
-                server: server.clone(),
-                base_dir: base_dir.to_path_buf(),
-            },
-            Endpoint::Mysql(server) => DbTarget::Mysql {
-                server: server.clone(),
-                base_dir: base_dir.to_path_buf(),
-            },
-            Endpoint::Sqlite { path } => DbTarget::Sqlite {
-                path: base_dir.join(path),
-            },
-            _ => return None,
-        };
-        let limits = DbLimits {
-            max_rows: usize::try_from(spec.max_rows).unwrap_or(usize::MAX),
-            max_bytes: usize::try_from(spec.max_result_kb.saturating_mul(1024))
-                .unwrap_or(usize::MAX),
-            timeout: std::time::Duration::from_millis(spec.timeout_ms),
-        };
-        let mut grant = DbGrant::new(&spec.connection, target, spec.write, limits);
-        grant.allow_privileged = spec.allow_privileged;
-        Some(grant)
+        if let Some(db) = self.db.iter().find(|d| d.write) {
+            return Some(format!("holds a write grant on `{}`", db.connection));
+        }
+        if let Some(http) = &self.http {
+            let unsafe_methods: Vec<&str> = http
+                .methods
+                .iter()
+                .map(String::as_str)
+                .filter(|m| !SAFE_METHODS.contains(m))
+                .collect();
+            if !unsafe_methods.is_empty() {
+                return Some(format!(
+                    "may send {} requests (grants.http.methods)",
+                    unsafe_methods.join(", ")
+                ));
+            }
+        }
+        let dir = self.dirs.iter().find(|d| d.write)?;
+        Some(format!("may write files in `{}`", dir.path.to_string_lossy()))
     }
 }
+
+/// The HTTP methods a plugin may send, as the WIT names them.
+pub const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// The methods that only read, granted when `grants.http.methods` is not
+/// given: a plugin limited to them may be called again without harm.
+pub const SAFE_METHODS: [&str; 2] = ["GET", "HEAD"];
 
 /// A database server (`type = "postgres"` or `"mysql"`/`"mariadb"`).
 ///
@@ -935,7 +911,7 @@ pub struct TableSpec {
     pub cursor: Option<String>,
     /// Set by an incremental sync: the window of cursor values to read.
     #[serde(skip)]
-    pub since: Option<crate::connectors::Since>,
+    pub since: Option<crate::model::cursor::Since>,
     /// Land a source's arrays as JSON even where the destination has array
     /// types (a consolidation's scratch tables, whose sources may differ).
     #[serde(skip)]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::{Migration, Unmapped};
-use crate::value::parse_type_name;
+use crate::model::value::parse_type_name;
 
 /// A migration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -364,7 +364,7 @@ fn check_limits(m: &Migration, problems: &mut Vec<String>) {
 
 /// A grant's `http.methods`: only the methods the WIT names, in upper case.
 fn check_http_methods(at: &str, http: &super::HttpSpec, problems: &mut Vec<String>) {
-    use crate::capabilities::HTTP_METHODS;
+    use crate::config::HTTP_METHODS;
     for method in &http.methods {
         if !HTTP_METHODS.contains(&method.as_str()) {
             problems.push(format!(

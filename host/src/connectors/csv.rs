@@ -16,7 +16,7 @@ use super::{
     SourceBatch, SourceFault, WriteBatch, free_space_at,
 };
 use crate::config::IfExists;
-use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
+use crate::model::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 use records::{Record, Records};
 
 /// Reads `.csv` files with a header row.

@@ -49,8 +49,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use crate::model::cursor::Since;
+
 use crate::config::{Endpoint, IfExists, Migration};
-use crate::value::{Column, ColumnType, Row, TableInfo, type_name};
+use crate::model::value::{Column, ColumnType, Row, TableInfo, type_name};
 
 /// What a source column's native type says beyond its row-model type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,21 +189,6 @@ pub struct ReadRequest {
     pub any_order: bool,
     /// Only rows whose cursor column lies in a window (incremental syncs).
     pub since: Option<Since>,
-}
-
-/// The rows an incremental sync reads: `from <= column <= to`, in the
-/// column's own type (values in text form). `from` is inclusive so rows that
-/// share the last synced value are read again rather than lost; `to` is the
-/// source's [`Bound`] when the sync began (no row at or below it can still
-/// be committed later), so later rows wait for the next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Since {
-    /// The cursor column.
-    pub column: String,
-    /// The last value synced, if any.
-    pub from: Option<String>,
-    /// The upper bound.
-    pub to: String,
 }
 
 /// Where an incremental sync may read up to (see [`Source::cursor_bound`]).

@@ -19,7 +19,7 @@ use crate::runtime::{
     PluginFailure, Runtime, SinkInstance, SinkMode, SinkPlugin, SourceInstance, SourcePlugin,
     SourceRows,
 };
-use crate::value::{Column, TableInfo, Value};
+use crate::model::value::{Column, TableInfo, Value};
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
@@ -71,7 +71,7 @@ impl PluginSource {
     /// Loads the plugin and checks its configuration.
     pub async fn open(ep: &PluginEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
         let (name, wasm) = locate(ep, base_dir, "source")?;
-        let grants = ep.grants.resolve(base_dir);
+        let grants = crate::capabilities::Grants::resolve(&ep.grants, base_dir);
         let plugin = runtime()
             .and_then(|r| {
                 r.load_source(&name, &wasm, ep.effective_limits(), grants)
@@ -275,7 +275,7 @@ impl PluginSink {
     /// destination is writable).
     pub async fn open(ep: &PluginEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
         let (name, wasm) = locate(ep, base_dir, "destination")?;
-        let grants = ep.grants.resolve(base_dir);
+        let grants = crate::capabilities::Grants::resolve(&ep.grants, base_dir);
         let plugin = runtime()
             .and_then(|r| {
                 r.load_sink(&name, &wasm, ep.effective_limits(), grants)
@@ -384,11 +384,11 @@ impl Sink for PluginSink {
             batch.table.to_string(),
             batch.checkpoint_name.to_string(),
         );
-        let rows = batch.rows.to_vec();
+        let mut rows = batch.rows.to_vec();
         let all = batch.all_or_nothing;
         self.with(move |i| {
             Box::pin(async move {
-                i.write(&migration, &table, &name, &rows, all, &checkpoint)
+                i.write(&migration, &table, &name, &mut rows, all, &checkpoint)
                     .await
             })
         })

@@ -18,7 +18,7 @@ use super::{
     Readiness, Rejected, Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key,
     misfits, readiness,
 };
-use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
+use crate::model::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
 /// SQLite's limit on bound parameters in one statement.
 const MAX_PARAMS: usize = 32_766;

@@ -29,7 +29,7 @@ use super::{
     Source, SourceBatch, Step, WriteBatch, merge, mysql, postgres, server,
 };
 use crate::config::Endpoint;
-use crate::value::{Column, TableInfo};
+use crate::model::value::{Column, TableInfo};
 
 /// Connects anew to a server and asks it something trivial.
 pub(crate) type Probe =

@@ -37,7 +37,7 @@ use crate::runtime::Runtime;
 use crate::state::{RunCounts, StateStore};
 use crate::sync::TableSync;
 use crate::validate::{Report, TableReport};
-use crate::value::{Column, ColumnType};
+use crate::model::value::{Column, ColumnType};
 
 /// Why a run is consolidating: a run honours `if_exists` and takes a
 /// restore point; a sync swaps in the new copy whatever is there.

@@ -52,7 +52,7 @@ pub async fn check(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<Chec
                             true => "lineage".to_string(),
                             false => from.join(", "),
                         };
-                        format!("{} {} ← {from}", c.name, crate::value::type_name(c.type_))
+                        format!("{} {} ← {from}", c.name, crate::model::value::type_name(c.type_))
                     })
                     .collect();
                 results.push(result);

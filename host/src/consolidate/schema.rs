@@ -4,7 +4,7 @@
 
 use crate::config::{ConsolidateSpec, Contributor, DedupRule};
 use crate::pipeline::TablePlan;
-use crate::value::{Column, ColumnType, type_name};
+use crate::model::value::{Column, ColumnType, type_name};
 
 /// Types whose order every database and the host agree on, so "latest"
 /// means the same in the merge and in its validation (text is excluded:

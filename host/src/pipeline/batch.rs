@@ -9,7 +9,7 @@ use super::transforms::{Chain, ChainOutcome};
 use std::collections::HashMap;
 
 use crate::connectors::{SourceBatch, SourceFault};
-use crate::value::Row;
+use crate::model::value::Row;
 
 /// A batch after mapping and transforms.
 pub struct Processed {

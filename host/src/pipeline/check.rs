@@ -15,7 +15,7 @@ use super::plan::{TablePlan, plan_each};
 use crate::config::{Endpoint, Migration};
 use crate::connectors::{Native, Source, open_source};
 use crate::runtime::Runtime;
-use crate::value::{Column, TableInfo, type_name};
+use crate::model::value::{Column, TableInfo, type_name};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Serialize)]
@@ -272,7 +272,7 @@ fn case_collisions(output: &[Column]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::ColumnType;
+    use crate::model::value::ColumnType;
 
     #[test]
     fn names_that_differ_only_in_case_collide() {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
-use crate::value::{
+use crate::model::value::{
     ColumnType, Value, date_from_days, days_from_date, describe, micros_from_time,
     micros_from_timestamp, parse_uuid, time_from_micros, timestamp_from_micros, to_text, type_name,
     value_type,
@@ -178,7 +178,7 @@ pub fn from_text(text: &str, to: ColumnType) -> Option<Value> {
     })
 }
 
-/// Reads back a value written by [`crate::value::to_json`] (or edited by a
+/// Reads back a value written by [`crate::model::value::to_json`] (or edited by a
 /// person in a flagged-row export) as a value of type `to`.
 pub fn from_json(json: &serde_json::Value, to: ColumnType) -> Result<Value, String> {
     use serde_json::Value as J;
@@ -322,7 +322,7 @@ mod tests {
         ];
         for value in values {
             let t = value_type(&value).unwrap();
-            let back = from_json(&crate::value::to_json(&value), t).unwrap();
+            let back = from_json(&crate::model::value::to_json(&value), t).unwrap();
             assert_eq!(to_text(&back), to_text(&value), "{value:?}");
         }
         assert_eq!(
@@ -353,7 +353,7 @@ mod tests {
         ];
         for value in &samples {
             let from = value_type(value).unwrap();
-            for to in crate::value::ALL_TYPES {
+            for to in crate::model::value::ALL_TYPES {
                 for lossy in [false, true] {
                     let converted = match lossy {
                         true => convert_lossy(value.clone(), to),
@@ -537,7 +537,7 @@ mod tests {
 
     #[test]
     fn null_stays_null() {
-        for t in crate::value::ALL_TYPES {
+        for t in crate::model::value::ALL_TYPES {
             assert_eq!(convert(Value::Null, t), Ok(Value::Null));
         }
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::convert::{convert, convert_lossy, convert_ref, convertible, from_toml};
 use crate::config::{ColumnSpec, TableSpec, Unmapped};
-use crate::value::{
+use crate::model::value::{
     Column, ColumnType, Row, TableInfo, Value, parse_type_name, to_text, type_name,
 };
 
@@ -182,7 +182,7 @@ impl Mapping {
             && row
                 .iter()
                 .zip(&self.columns)
-                .all(|(v, c)| crate::value::conforms(v, &c.to))
+                .all(|(v, c)| crate::model::value::conforms(v, &c.to))
     }
 }
 

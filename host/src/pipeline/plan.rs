@@ -4,12 +4,12 @@
 use super::mapping::Mapping;
 use super::run::RowFailure;
 use super::transforms::TransformStep;
-use crate::bindings::TransformContext;
+use crate::model::value::TransformContext;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
 use crate::connectors::{Native, Source};
 use crate::plugins;
 use crate::runtime::Runtime;
-use crate::value::{Column, Row, TableInfo, to_json, to_text};
+use crate::model::value::{Column, Row, TableInfo, to_json, to_text};
 
 /// Everything needed to move one table.
 #[derive(Clone)]
@@ -201,7 +201,7 @@ async fn plan_step(
     runtime: &Runtime,
 ) -> Result<TransformStep, String> {
     let (name, wasm) = plugins::locate(&t.plugin, &m.base_dir, runtime, t.sha256.as_deref())?;
-    let grants = t.grants.resolve(&m.base_dir);
+    let grants = crate::capabilities::Grants::resolve(&t.grants, &m.base_dir);
     let plugin = runtime
         .load_transform(&name, &wasm, m.limits(t), grants)
         .map_err(|e| e.to_string())?;

@@ -10,7 +10,7 @@ use super::transforms::Chain;
 use crate::config::Migration;
 use crate::connectors::{ReadRequest, SourceBatch, open_source};
 use crate::runtime::Runtime;
-use crate::value::Row;
+use crate::model::value::Row;
 
 /// One previewed row.
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ use crate::connectors::{
 };
 use crate::runtime::Runtime;
 use crate::state::{FlaggedRow, Hold, StateError, StateStore};
-use crate::value::{Column, ColumnType, Row};
+use crate::model::value::{Column, ColumnType, Row};
 
 /// Rows written per destination transaction. Small, because a refused row
 /// rolls its batch back and the rest is written again without it.
@@ -594,7 +594,7 @@ impl<'a> Retrying<'a> {
             .enumerate()
             .map(|(i, (_, row))| {
                 let mut row = row.clone();
-                row.push(crate::value::Value::Int(i as i64));
+                row.push(crate::model::value::Value::Int(i as i64));
                 row
             })
             .collect();

@@ -29,9 +29,9 @@ use crate::runtime::Runtime;
 use crate::state::{
     FlaggedRow, LastRun, RunCounts, StateError, StateStore, missing_parent, refers_to_missing_row,
 };
-use crate::text::untrusted;
+use crate::model::text::untrusted;
 use crate::validate::{self, Report};
-use crate::value::{Row, TableInfo};
+use crate::model::value::{Row, TableInfo};
 
 /// Batches buffered between two stages: memory stays bounded by a few
 /// batches whatever the table's size.

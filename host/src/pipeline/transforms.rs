@@ -2,9 +2,9 @@
 //! values; a trap kills the instance, and the batch is bisected on fresh
 //! instances until the row that causes it stands alone.
 
-use crate::bindings::{RowResult, TransformContext};
+use crate::model::value::{RowResult, TransformContext};
 use crate::runtime::{PluginFailure, TransformInstance, TransformPlugin};
-use crate::value::{Column, Row, RowError};
+use crate::model::value::{Column, Row, RowError};
 
 /// One configured step of a chain.
 #[derive(Clone)]
@@ -168,7 +168,7 @@ impl Chain {
     ) -> Result<Vec<ChainOutcome>, ChainError> {
         let mut outcomes: Vec<ChainOutcome> = rows.into_iter().map(ChainOutcome::Row).collect();
         for step in 0..self.steps.len() {
-            let (alive, inputs): (Vec<usize>, Vec<Row>) = outcomes
+            let (alive, mut inputs): (Vec<usize>, Vec<Row>) = outcomes
                 .iter_mut()
                 .enumerate()
                 .filter_map(|(i, o)| match o {
@@ -179,7 +179,7 @@ impl Chain {
             if inputs.is_empty() {
                 break;
             }
-            let results = self.run_step(step, &inputs, batch_first).await?;
+            let results = self.run_step(step, &mut inputs, batch_first).await?;
             let stats = &mut self.stats[step];
             stats.rows_in += inputs.len() as u64;
             for result in &results {
@@ -200,14 +200,14 @@ impl Chain {
     async fn run_step(
         &mut self,
         step: usize,
-        rows: &[Row],
+        rows: &mut [Row],
         batch_first: u64,
     ) -> Result<Vec<ChainOutcome>, ChainError> {
         let mut results: Vec<Option<ChainOutcome>> = vec![None; rows.len()];
         let mut pending = vec![(0, rows.len())];
         while let Some((start, end)) = pending.pop() {
             let started = std::time::Instant::now();
-            let called = self.call(step, &rows[start..end]).await?;
+            let called = self.call(step, &mut rows[start..end]).await?;
             if let Err(failure) = &called {
                 self.count_failing(failure, started.elapsed())?;
             }
@@ -264,7 +264,7 @@ impl Chain {
     async fn call(
         &mut self,
         step: usize,
-        rows: &[Row],
+        rows: &mut [Row],
     ) -> Result<Result<Vec<RowResult>, PluginFailure>, ChainError> {
         let (spec, slot) = &mut self.steps[step];
         let stats = &mut self.stats[step];

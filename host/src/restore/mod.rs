@@ -46,7 +46,7 @@ use crate::connectors::{
 };
 use crate::state::{Hold, StateError, StateStore};
 use crate::validate::TableDigest;
-use crate::value::TableInfo;
+use crate::model::value::TableInfo;
 
 /// The catalog table of restore points, in the destination.
 const CATALOG: &str = "_credvault_restore_points";

@@ -10,10 +10,11 @@ use wasmtime::component::ResourceAny;
 use super::limits::{FailureKind, Limits, PluginFailure};
 use super::state::{PluginState, RandomUse};
 use super::transform::{arm, classify, new_store, with_timeout};
-use crate::bindings::sink::{IfExists, PrepareMode, Rejected};
-use crate::bindings::{self, Column, TableInfo, Value};
+use super::bindings::sink::{IfExists, PrepareMode, Rejected};
+use super::bindings;
+use super::convert::{from_wit_row, from_wit_table, give_back, lend, to_wit_columns};
 use crate::capabilities::Grants;
-use crate::value::{conforms, describe, to_text, type_name};
+use crate::model::value::{Column, Row, TableInfo, Value, conforms, describe, to_text, type_name};
 
 /// Calls a guest function under the limits; a trap or the plugin's own
 /// error becomes a [`FailureKind`].
@@ -137,7 +138,8 @@ impl SourceInstance {
     /// The tables the source offers.
     pub async fn discover(&mut self, config: &str) -> Result<Vec<TableInfo>, PluginFailure> {
         let guest = self.bindings.credvault_migrate_source();
-        guest_call!(self, guest.call_discover(&mut self.store, config))
+        let tables = guest_call!(self, guest.call_discover(&mut self.store, config))?;
+        Ok(tables.into_iter().map(from_wit_table).collect())
     }
 
     /// Opens `table`, after `position` when resuming.
@@ -176,10 +178,11 @@ impl SourceInstance {
             );
             return Err(self.failure(FailureKind::Contract { message }));
         }
-        let bad = check_rows(&batch.rows, columns)
+        let rows: Vec<Row> = batch.rows.into_iter().map(from_wit_row).collect();
+        let bad = check_rows(&rows, columns)
             .map_err(|message| self.failure(FailureKind::Contract { message }))?;
         Ok(Some(SourceRows {
-            rows: batch.rows,
+            rows,
             position: batch.position,
             bad,
         }))
@@ -353,7 +356,7 @@ impl SinkInstance {
             }
         };
         let guest = self.bindings.credvault_migrate_sink();
-        let columns = columns.to_vec();
+        let columns = to_wit_columns(columns);
         guest_call!(
             self,
             guest.call_prepare(&mut self.store, migration, table, &columns, mode)
@@ -368,23 +371,26 @@ impl SinkInstance {
         migration: &str,
         table: &str,
         checkpoint_name: &str,
-        rows: &[Vec<Value>],
+        rows: &mut [Row],
         all_or_nothing: bool,
         checkpoint: &str,
     ) -> Result<Vec<(usize, String)>, PluginFailure> {
         let guest = self.bindings.credvault_migrate_sink();
-        let rejected: Vec<Rejected> = guest_call!(
+        let lent = lend(rows);
+        let written = guest_call!(
             self,
             guest.call_write(
                 &mut self.store,
                 migration,
                 table,
                 checkpoint_name,
-                rows,
+                &lent,
                 all_or_nothing,
                 checkpoint
             )
-        )?;
+        );
+        give_back(rows, lent);
+        let rejected: Vec<Rejected> = written?;
         if let Some(bad) = rejected.iter().find(|r| r.index as usize >= rows.len()) {
             let message = format!(
                 "refused row {} of a batch of {} rows",
@@ -439,7 +445,7 @@ impl SinkInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::ColumnType;
+    use crate::model::value::ColumnType;
 
     fn columns() -> Vec<Column> {
         vec![

@@ -2,7 +2,9 @@
 //! the engine and its compiled-code cache, per-plugin stores with limits,
 //! instance pre-linking, and the classification of traps into failures.
 
+mod bindings;
 mod connector;
+mod convert;
 mod inspect;
 mod limits;
 mod state;
@@ -22,7 +24,6 @@ pub use inspect::{PluginInfo, WIT_PACKAGE, WIT_VERSION, sha256_hex};
 pub use limits::{FailureKind, Limits, PluginFailure};
 pub use transform::{CallStats, TransformInstance, TransformPlugin};
 
-use crate::bindings;
 use crate::capabilities::Grants;
 use state::PluginState;
 

@@ -13,9 +13,10 @@ use wasmtime_wasi::{
     FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use crate::bindings::db::{self, QueryResult};
-use crate::bindings::host::{self, HostError, HttpRequest, HttpResponse};
-use crate::bindings::{LogLevel, Value, log};
+use super::bindings::db::{self, QueryResult};
+use super::bindings::host::{self, HostError, HttpRequest, HttpResponse};
+use super::bindings::{LogLevel, Value, log};
+use super::convert::{from_wit, to_wit_columns, to_wit_row};
 use crate::capabilities::db::DbHandle;
 use crate::capabilities::{CapabilityError, DbGrant, Grants, HttpGrant, http};
 
@@ -137,7 +138,7 @@ impl log::Host for PluginState {
         }
         // A plugin's words reach a terminal: no escape sequence, line
         // break or bidi mark of its own.
-        let message = crate::text::untrusted(&message);
+        let message = crate::model::text::untrusted(&message);
         let (plugin, scope) = (&self.plugin, &self.scope);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, scope, "{message}"),
@@ -156,7 +157,7 @@ impl log::Host for PluginState {
     }
 }
 
-impl crate::bindings::types::Host for PluginState {}
+impl super::bindings::types::Host for PluginState {}
 
 impl host::Host for PluginState {
     async fn http_fetch(&mut self, request: HttpRequest) -> Result<HttpResponse, HostError> {
@@ -250,10 +251,11 @@ impl db::HostConnection for PluginState {
         params: Vec<Value>,
     ) -> Result<QueryResult, HostError> {
         let grant = self.db_grant(&handle)?.clone();
+        let params: Vec<_> = params.into_iter().map(from_wit).collect();
         match grant.query(&sql, &params).await {
             Ok(result) => Ok(QueryResult {
-                columns: result.columns,
-                rows: result.rows,
+                columns: to_wit_columns(&result.columns),
+                rows: result.rows.into_iter().map(to_wit_row).collect(),
             }),
             Err(e) => Err(self.db_error(&grant.name, &sql, e)),
         }
@@ -266,6 +268,7 @@ impl db::HostConnection for PluginState {
         params: Vec<Value>,
     ) -> Result<u64, HostError> {
         let grant = self.db_grant(&handle)?.clone();
+        let params: Vec<_> = params.into_iter().map(from_wit).collect();
         grant
             .execute(&sql, &params)
             .await

@@ -9,9 +9,10 @@ use wasmtime::{Store, Trap};
 use super::limits::{FailureKind, Limits, PluginFailure};
 use super::state::{PluginState, RandomUse};
 use super::{EPOCH_TICK, deadline_ticks};
-use crate::bindings::{self, Column, RowResult, TransformContext, Value};
+use super::bindings;
+use super::convert::{from_wit_columns, from_wit_result, give_back, lend, to_wit_columns, to_wit_context};
 use crate::capabilities::Grants;
-use crate::value::conforms;
+use crate::model::value::{Column, Row, RowResult, TransformContext, conforms, describe, type_name};
 
 /// A loaded transform plugin, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
@@ -104,11 +105,16 @@ impl TransformPlugin {
         let guest = bindings.credvault_migrate_transform();
         let configured = with_timeout(
             self.limits,
-            guest.call_configure(&mut store, ctx, config_json, &input.to_vec()),
+            guest.call_configure(
+                &mut store,
+                &to_wit_context(ctx),
+                config_json,
+                &to_wit_columns(input),
+            ),
         )
         .await;
         let output = match configured {
-            Ok(Ok(output)) => output,
+            Ok(Ok(output)) => from_wit_columns(output),
             Ok(Err(message)) => return Err(self.failure(FailureKind::Config { message })),
             Err(err) => return Err(self.failure(classify(&store, self.limits, err))),
         };
@@ -143,16 +149,22 @@ impl TransformInstance {
     /// Transforms a batch: one result per row, checked against the contract.
     pub async fn transform(
         &mut self,
-        rows: &[Vec<Value>],
+        rows: &mut [Row],
     ) -> Result<(Vec<RowResult>, CallStats), PluginFailure> {
         arm(&mut self.store, self.limits);
         let started = Instant::now();
         let guest = self.bindings.credvault_migrate_transform();
-        let called = with_timeout(self.limits, guest.call_transform(&mut self.store, rows)).await;
-        let results = called.map_err(|err| {
-            let kind = classify(&self.store, self.limits, err);
-            self.failure(kind)
-        })?;
+        let lent = lend(rows);
+        let called = with_timeout(self.limits, guest.call_transform(&mut self.store, &lent)).await;
+        give_back(rows, lent);
+        let results: Vec<RowResult> = called
+            .map_err(|err| {
+                let kind = classify(&self.store, self.limits, err);
+                self.failure(kind)
+            })?
+            .into_iter()
+            .map(from_wit_result)
+            .collect();
         let stats = CallStats {
             fuel: self.limits.fuel - self.store.get_fuel().unwrap_or(0),
             elapsed: started.elapsed(),
@@ -183,8 +195,8 @@ impl TransformInstance {
                     return Err(format!(
                         "row {i}: column `{}` is declared {} but got {}",
                         column.name,
-                        crate::value::type_name(column.type_),
-                        crate::value::describe(value)
+                        type_name(column.type_),
+                        describe(value)
                     ));
                 }
             }

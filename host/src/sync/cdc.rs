@@ -25,7 +25,7 @@ use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Observer, Output, RunError, process};
 use crate::runtime::Runtime;
 use crate::state::StateStore;
-use crate::value::{Column, Row};
+use crate::model::value::{Column, Row};
 
 /// The slot a migration reads its changes from.
 fn slot_name(m: &Migration) -> String {
@@ -375,7 +375,7 @@ impl Table<'_> {
                 .plan
                 .key
                 .iter()
-                .map(|&k| crate::value::to_text(&row[k]).unwrap_or_default())
+                .map(|&k| crate::model::value::to_text(&row[k]).unwrap_or_default())
                 .collect();
             if last.insert(key.clone(), change).is_none() {
                 order.push(key);

@@ -18,7 +18,7 @@ use crate::config::{DedupRule, Migration};
 use crate::connectors::{SourceBatch, open_destination_reader};
 use crate::consolidate::Unified;
 use crate::pipeline::RunError;
-use crate::value::{Row, TableInfo, Value, to_text};
+use crate::model::value::{Row, TableInfo, Value, to_text};
 
 /// Differences listed by name before the rest are only counted.
 const SHOWN: usize = 5;

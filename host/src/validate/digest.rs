@@ -9,7 +9,7 @@
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::value::{Row, Value};
+use crate::model::value::{Row, Value};
 
 /// The checksum of a set of rows, with the row and null counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

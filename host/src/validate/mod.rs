@@ -29,7 +29,7 @@ use crate::pipeline::convert::convert_ref;
 use crate::pipeline::{Chain, Output, RunError, TablePlan, plan, process};
 use crate::runtime::Runtime;
 use crate::state::RunCounts;
-use crate::value::{Column, ColumnType, Row, TableInfo, Value, to_text, type_name, value_type};
+use crate::model::value::{Column, ColumnType, Row, TableInfo, Value, to_text, type_name, value_type};
 
 /// How to validate.
 #[derive(Debug, Clone, Default)]

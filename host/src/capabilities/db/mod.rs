@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 
 use super::CapabilityError;
 use crate::config::ServerEndpoint;
-use crate::value::{Column, ColumnType, Value};
+use crate::model::value::{Column, ColumnType, Value};
 
 /// A connection granted to a plugin, with its limits. Clones share one pool,
 /// opened on first use, so every instance of a plugin reuses it.

@@ -15,7 +15,7 @@ use sqlx::{Column as _, Decode, Executor, Row as _, Statement as _, TypeInfo as 
 use super::{Collector, DbError, DbLimits, QueryResult, column};
 use crate::config::{Secret, ServerEndpoint};
 use crate::connectors::mysql::{Query, bind_value, capability_pool, decode_result, result_type};
-use crate::value::{Column, Value};
+use crate::model::value::{Column, Value};
 
 /// `ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION`.
 const READ_ONLY: u16 = 1792;

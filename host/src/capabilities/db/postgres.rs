@@ -17,7 +17,7 @@ use sqlx::{Arguments, Column as _, Executor, Postgres, Row as _, Statement as _,
 use super::{Collector, DbError, DbLimits, QueryResult, column};
 use crate::config::{Secret, ServerEndpoint};
 use crate::connectors::postgres::{capability_pool, decode_result, encode_param, result_type};
-use crate::value::{Column, Value};
+use crate::model::value::{Column, Value};
 
 /// SQLSTATE of a write in a read-only transaction.
 const READ_ONLY_TRANSACTION: &str = "25006";

@@ -15,7 +15,7 @@ use sqlx::{Column as _, Executor, Row as _, Statement as _, TypeInfo as _};
 
 use super::{Collector, DbError, DbLimits, QueryResult, column};
 use crate::connectors::sqlite::{Query, bind_value, raw_value, type_from_declared};
-use crate::value::{Column, Value};
+use crate::model::value::{Column, Value};
 
 /// Virtual-machine steps between two looks at the deadline.
 const PROGRESS_STEPS: i32 = 1_000;
@@ -227,7 +227,7 @@ fn result_columns(
         .enumerate()
         .map(|(i, c)| {
             let declared = c.type_info().name();
-            let column_type = match (declared, crate::value::value_type(&raw_value(row, i))) {
+            let column_type = match (declared, crate::model::value::value_type(&raw_value(row, i))) {
                 ("NULL", Some(t)) => t,
                 _ => type_from_declared(declared),
             };

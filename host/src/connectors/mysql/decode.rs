@@ -7,7 +7,7 @@
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
 use super::types::Kind;
-use crate::value::{Value, days_from_date, micros_from_time, micros_from_timestamp, parse_uuid};
+use crate::model::value::{Value, days_from_date, micros_from_time, micros_from_timestamp, parse_uuid};
 
 /// Decodes one non-null value. A value the row model cannot hold as its
 /// column's type (a zero date, a negative time, 2 in a `tinyint(1)`) is
@@ -193,7 +193,7 @@ fn uuid(raw: &[u8]) -> Result<Value, String> {
 /// range. Written digit by digit: chrono's `format` parses its pattern for
 /// every value, which showed as a tenth of a copy's CPU time.
 pub(super) fn naive_text(micros: i64) -> Option<String> {
-    let t: NaiveDateTime = crate::value::timestamp_from_micros(micros)?;
+    let t: NaiveDateTime = crate::model::value::timestamp_from_micros(micros)?;
     let mut out = String::with_capacity(26);
     push_date(&mut out, t.date())?;
     out.push(' ');
@@ -247,7 +247,7 @@ fn push_time(out: &mut String, time: NaiveTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::to_text;
+    use crate::model::value::to_text;
 
     #[test]
     fn zero_and_partial_dates_stay_visible_as_text() {

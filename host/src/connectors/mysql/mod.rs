@@ -260,12 +260,12 @@ fn result_kind(type_name: &str) -> types::Kind {
 }
 
 /// The row-model type of a query result column (see [`result_kind`]).
-pub(crate) fn result_type(type_name: &str) -> crate::value::ColumnType {
+pub(crate) fn result_type(type_name: &str) -> crate::model::value::ColumnType {
     result_kind(type_name).column_type()
 }
 
 /// Decodes one non-NULL binary-protocol value of a query result column.
-pub(crate) fn decode_result(type_name: &str, raw: &[u8]) -> Result<crate::value::Value, String> {
+pub(crate) fn decode_result(type_name: &str, raw: &[u8]) -> Result<crate::model::value::Value, String> {
     decode::decode(result_kind(type_name), raw)
 }
 

@@ -19,7 +19,7 @@ use crate::connectors::{
     Checkpoint, ConnectorError, FreeSpace, Native, Prepare, Readiness, Rejected, Sink, WriteBatch,
     misfits, native_of, readiness, server,
 };
-use crate::value::{Column, Row, TableInfo, Value, date_from_days, time_from_micros, to_text};
+use crate::model::value::{Column, Row, TableInfo, Value, date_from_days, time_from_micros, to_text};
 
 /// Destination sessions: strict, so a value the column cannot hold is an
 /// error rather than a silent truncation.

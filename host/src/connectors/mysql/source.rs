@@ -18,7 +18,7 @@ use crate::connectors::{
     Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
     integer_key, read_one,
 };
-use crate::value::{Column, Row, TableInfo, Value};
+use crate::model::value::{Column, Row, TableInfo, Value};
 
 /// Source sessions: strict, and patient with a slow consumer. The server
 /// blocks writing a streamed result while the bounded channel is full; the
@@ -597,7 +597,7 @@ impl Source for MySqlSource {
 mod tests {
     use super::*;
     use crate::connectors::KeyRange;
-    use crate::value::ColumnType;
+    use crate::model::value::ColumnType;
 
     fn col(name: &str, kind: Kind) -> ReadColumn {
         ReadColumn {

@@ -1,7 +1,7 @@
 //! The type mapping between MySQL/MariaDB columns and the row model, both
 //! ways (see the table in README.md).
 
-use crate::value::ColumnType;
+use crate::model::value::ColumnType;
 
 /// How a source column is read: its shape on the wire and the row-model
 /// type it becomes.

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::copy::encode_field;
 use super::types::element;
 use crate::pipeline::convert::from_text;
-use crate::value::{ColumnType, Value, type_name};
+use crate::model::value::{ColumnType, Value, type_name};
 
 /// Appends the binary form of the JSON array `json` as an array of the type
 /// with OID `elem`.

@@ -35,7 +35,7 @@ use super::types::{PgType, ReadAs, Select, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
 use crate::connectors::ConnectorError;
-use crate::value::{ColumnType, Row, TableInfo, Value, parse_uuid};
+use crate::model::value::{ColumnType, Row, TableInfo, Value, parse_uuid};
 
 /// The output plugin the slot decodes with (see the module docs).
 const PLUGIN: &str = "test_decoding";
@@ -1702,7 +1702,7 @@ mod tests {
                 format!(
                     "{} {kind} {:?}",
                     ch.lsn,
-                    row.iter().map(crate::value::to_text).collect::<Vec<_>>()
+                    row.iter().map(crate::model::value::to_text).collect::<Vec<_>>()
                 )
             })
             .collect();

@@ -5,7 +5,7 @@
 //! field count, then per field an i32 length, -1 for NULL, and the bytes),
 //! then an i16 -1. Every number is big-endian.
 
-use crate::value::{Row, Value, date_from_days, timestamp_from_micros, to_text};
+use crate::model::value::{Row, Value, date_from_days, timestamp_from_micros, to_text};
 
 use super::types::Binary;
 
@@ -524,7 +524,7 @@ pub(super) fn encode_value(value: &Value, layout: Binary, out: &mut Vec<u8>) -> 
     let mismatch = || {
         format!(
             "cannot write {} into a {layout:?} column",
-            crate::value::describe(value)
+            crate::model::value::describe(value)
         )
     };
     match (layout, value) {

@@ -394,13 +394,13 @@ pub(crate) async fn capability_pool(
 /// How a query result column of type `oid` is read: its row-model type,
 /// when its binary form is one the connectors decode (others need a cast
 /// to text in the query).
-pub(crate) fn result_type(oid: u32) -> Option<crate::value::ColumnType> {
+pub(crate) fn result_type(oid: u32) -> Option<crate::model::value::ColumnType> {
     types::element(oid).map(|read| read.column_type)
 }
 
 /// Decodes one non-NULL binary result value of a column of type `oid`
 /// (one [`result_type`] accepts).
-pub(crate) fn decode_result(oid: u32, bytes: &[u8]) -> Result<crate::value::Value, String> {
+pub(crate) fn decode_result(oid: u32, bytes: &[u8]) -> Result<crate::model::value::Value, String> {
     let read = types::element(oid).ok_or("a result column of a type without a binary decoder")?;
     copy::decode_field(read.binary, bytes)
 }
@@ -408,8 +408,8 @@ pub(crate) fn decode_result(oid: u32, bytes: &[u8]) -> Result<crate::value::Valu
 /// Appends a parameter's binary form to `out` and returns the type OID it
 /// is sent as; NULL is sent as OID 0 (unspecified), so the server infers
 /// its type from the statement.
-pub(crate) fn encode_param(value: &crate::value::Value, out: &mut Vec<u8>) -> Result<u32, String> {
-    use crate::value::Value;
+pub(crate) fn encode_param(value: &crate::model::value::Value, out: &mut Vec<u8>) -> Result<u32, String> {
+    use crate::model::value::Value;
     use types::{Binary, oid};
     let (oid, layout) = match value {
         Value::Null => return Ok(0),

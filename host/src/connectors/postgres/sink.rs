@@ -27,7 +27,7 @@ use crate::connectors::{
     Checkpoint, ConnectorError, FreeSpace, Native, Prepare, Readiness, Rejected, Sink, WriteBatch,
     native_of, readiness,
 };
-use crate::value::{Column, type_name};
+use crate::model::value::{Column, type_name};
 
 /// Bytes per COPY data message.
 const CHUNK: usize = 1 << 20;

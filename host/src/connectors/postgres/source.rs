@@ -15,7 +15,7 @@ use crate::connectors::{
     Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
     integer_key, read_one,
 };
-use crate::value::{Column, TableInfo};
+use crate::model::value::{Column, TableInfo};
 
 /// Reads the tables of one schema.
 pub struct PgSource {

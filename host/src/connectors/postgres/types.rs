@@ -21,7 +21,7 @@
 //! | anything else (`interval`, `inet`, `money`, `timetz`, …) | text | `col::text` |
 
 use crate::connectors::Native;
-use crate::value::ColumnType;
+use crate::model::value::ColumnType;
 
 /// Well-known type OIDs (fixed in every PostgreSQL since 8.x).
 pub(super) mod oid {
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn every_created_type_accepts_its_own_values() {
-        for t in crate::value::ALL_TYPES {
+        for t in crate::model::value::ALL_TYPES {
             let created = match create_type(t) {
                 "boolean" => oid::BOOL,
                 "bigint" => oid::INT8,

@@ -8,7 +8,7 @@ use crate::config::{Endpoint, ErrorPolicy, IfExists, Migration, SyncKind};
 use crate::connectors::{
     Checkpoint, ConnectorError, Sink, Source, open_destination_reader, open_sink, owner,
 };
-use crate::value::TableInfo;
+use crate::model::value::TableInfo;
 
 /// A destination table as the run will find it.
 pub(super) struct Target<'a> {

@@ -8,7 +8,7 @@ use crate::config::{Endpoint, GrantsSpec, Migration};
 /// Opens every `db` grant of the file's plugins once and reports it.
 pub(super) async fn check(m: &Migration, results: &mut Vec<CheckResult>) {
     for (at, spec) in plugin_grants(m) {
-        for grant in spec.resolve(&m.base_dir).db {
+        for grant in crate::capabilities::Grants::resolve(spec, &m.base_dir).db {
             let name = format!("db grant `{}` of {at}", grant.name);
             results.push(match grant.verify().await {
                 Ok(detail) => CheckResult::pass(name, detail),

@@ -21,7 +21,7 @@ use super::CheckResult;
 use super::destination::Destination;
 use crate::config::Migration;
 use crate::connectors::{ConnectorError, ReadRequest, Source, SourceBatch};
-use crate::value::{ColumnType, Row, TableInfo, Value, to_text};
+use crate::model::value::{ColumnType, Row, TableInfo, Value, to_text};
 
 /// The most destination keys held in memory.
 const MAX_KEYS: usize = 10_000_000;

@@ -1,9 +1,125 @@
-//! The row model: WIT value types re-exported from the bindings, plus how
-//! they print, parse and describe themselves.
+//! The row model: values, columns, tables and row errors, plus how they
+//! print, parse and describe themselves. They mirror the WIT `types`
+//! interface one to one; `runtime` moves them across the boundary without
+//! copying a string.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
-pub use crate::bindings::{Column, ColumnType, RowError, TableInfo, Value};
+/// The type of a column, as the host and every plugin see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    /// true or false.
+    Boolean,
+    /// A signed 64-bit integer.
+    Int,
+    /// A 64-bit IEEE float.
+    Float,
+    /// An exact decimal number, carried as text so no precision is lost.
+    Decimal,
+    /// UTF-8 text.
+    Text,
+    /// Raw bytes.
+    Bytes,
+    /// A calendar date.
+    Date,
+    /// A time of day.
+    Time,
+    /// A date and time without a zone.
+    Timestamp,
+    /// An instant in time (a date and time in UTC).
+    Timestamptz,
+    /// A 128-bit UUID.
+    Uuid,
+    /// A JSON document, carried as its text.
+    Json,
+}
+
+/// One cell of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL: absent, not empty.
+    Null,
+    /// A boolean.
+    Boolean(bool),
+    /// A signed 64-bit integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// An exact decimal in canonical text form, e.g. "-1234.50".
+    Decimal(String),
+    /// UTF-8 text.
+    Text(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+    /// Days since 1970-01-01 (negative before).
+    Date(i32),
+    /// Microseconds since midnight, 0 ..= 86_399_999_999.
+    Time(u64),
+    /// Microseconds since 1970-01-01T00:00:00, no zone attached.
+    Timestamp(i64),
+    /// Microseconds since 1970-01-01T00:00:00Z.
+    Timestamptz(i64),
+    /// A UUID as (high 64 bits, low 64 bits).
+    Uuid((u64, u64)),
+    /// A JSON document as text.
+    Json(String),
+}
+
+/// A column of a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// The column's name, unique within its schema.
+    pub name: String,
+    /// The type every non-null value of the column has.
+    pub type_: ColumnType,
+    /// Whether the column may hold null.
+    pub nullable: bool,
+}
+
+/// A row a plugin or a conversion could not process; the table's error
+/// policy (skip, stop or flag) decides what happens to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowError {
+    /// The column at fault, when one is.
+    pub column: Option<String>,
+    /// What went wrong and what was expected.
+    pub message: String,
+}
+
+/// A table a source can read, as found by discovery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    /// The table's name, qualified by schema where the source has schemas.
+    pub name: String,
+    /// Its columns, in order.
+    pub columns: Vec<Column>,
+    /// The primary key's column names, empty when there is none.
+    pub primary_key: Vec<String>,
+    /// An estimate of the number of rows, when cheaply known.
+    pub approx_rows: Option<u64>,
+}
+
+/// What a transform is told about the work it is part of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformContext {
+    /// The migration's name.
+    pub migration: String,
+    /// The destination table the rows are bound for.
+    pub table: String,
+    /// When the run started, in microseconds since 1970-01-01T00:00:00Z.
+    pub run_started_at: i64,
+}
+
+/// A transform's outcome for one input row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowResult {
+    /// The transformed row, matching the output schema.
+    Ok(Row),
+    /// Leave this row out of the destination (a filter), not an error.
+    Drop,
+    /// The row failed; the table's error policy decides what happens.
+    Error(RowError),
+}
 
 /// One row: value `i` belongs to column `i` of its schema.
 pub type Row = Vec<Value>;

@@ -1,9 +1,8 @@
 //! The one place WIT bindings are generated for the host: one module per
 //! world, sharing the types, log, host and db interfaces of the first.
 //!
-//! The generated value types (`Value`, `Column`, ...) are plain Rust data and
-//! serve as the host's own row model, so rows cross into plugins without a
-//! conversion step.
+//! The generated value types mirror the host's row model (`model::value`);
+//! `convert` moves rows between the two without copying their contents.
 
 #[allow(missing_docs)] // generated from wit/, which documents every item
 mod generated {
@@ -54,10 +53,8 @@ pub use generated::credvault::migrate::{db, host, log, types};
 pub use generated::exports::credvault::migrate::transform;
 pub use generated::sink_world::exports::credvault::migrate::sink;
 pub use generated::sink_world::{SinkPlugin, SinkPluginPre};
-pub use generated::source_world::exports::credvault::migrate::source;
 pub use generated::source_world::{SourcePlugin, SourcePluginPre};
 pub use generated::{TransformPlugin, TransformPluginPre};
 
 pub use log::Level as LogLevel;
-pub use transform::{Context as TransformContext, RowResult};
-pub use types::{Column, ColumnType, RowError, TableInfo, Value};
+pub use types::Value;

@@ -1,0 +1,6 @@
+//! The data every layer shares and that depends on nothing else in the
+//! crate: the row model and how untrusted text is made safe to show.
+
+pub mod cursor;
+pub mod text;
+pub mod value;
