@@ -1,5 +1,5 @@
 //! Change data capture from PostgreSQL, through the library API
-//! (`credvault::connectors::PgChanges`), against a throwaway server with
+//! (`credvault::drivers::PgChanges`), against a throwaway server with
 //! `wal_level = logical`, and against the shared server (`replica`) for the
 //! error that says what to set. Then the slot's upkeep through the binary:
 //! the WAL it keeps in `status` and `pause`, `remove`, a slot that lost its
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use credvault_tests::Project;
 
 use credvault::config::{Endpoint, ServerEndpoint, TlsMode};
-use credvault::connectors::{Lsn, PgChanges, SourceChange, TableChange, open_reader};
+use credvault::drivers::{Lsn, PgChanges, SourceChange, TableChange, open_reader};
 use credvault::model::value::{Row, TableInfo};
 use tokio::sync::mpsc;
 
@@ -78,9 +78,9 @@ async fn discover_and_read(ep: &ServerEndpoint, table: &str) -> (Vec<TableInfo>,
         .expect("table")
         .clone();
     let (tx, mut rx) = mpsc::channel(4);
-    let request = credvault::connectors::ReadRequest {
+    let request = credvault::drivers::ReadRequest {
         any_order: false,
-        ..credvault::connectors::ReadRequest::whole(&info, 100)
+        ..credvault::drivers::ReadRequest::whole(&info, 100)
     };
     let read = source.read(request, tx);
     let collect = async {

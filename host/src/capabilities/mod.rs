@@ -6,7 +6,11 @@
 pub mod db;
 pub mod http;
 
-pub use db::{DbGrant, DbLimits, DbTarget};
+pub use db::{DbConnector, DbGrant, DbLimits};
+
+/// What opens a `db` grant's connection, by its endpoint (the drivers
+/// know); `None` when the endpoint is not a database.
+pub type Connector<'a> = dyn Fn(&Endpoint) -> Option<Arc<dyn DbConnector>> + 'a;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +36,7 @@ pub struct Grants {
 
 impl Grants {
     /// The grants with paths resolved against `base_dir`.
-    pub fn resolve(spec: &GrantsSpec, base_dir: &Path) -> Grants {
+    pub fn resolve(spec: &GrantsSpec, base_dir: &Path, connector: &Connector<'_>) -> Grants {
         Grants {
             dirs: spec
                 .dirs
@@ -55,7 +59,10 @@ impl Grants {
             db: spec
                 .db
                 .iter()
-                .filter_map(|d| Grants::db_grant(spec, d, base_dir))
+                .filter_map(|d| {
+                    let endpoint = spec.connections.get(&d.connection)?;
+                    Grants::db_grant(d, endpoint, connector)
+                })
                 .collect(),
             side_effects: spec.side_effects(),
         }
@@ -64,28 +71,14 @@ impl Grants {
     /// One `db` grant resolved against its connection; `None` when the
     /// connection is missing or not a database (the file's checks refuse
     /// both, so this only drops what was already reported).
-    fn db_grant(spec: &GrantsSpec, grant: &DbSpec, base_dir: &Path) -> Option<DbGrant> {
-        let target = match spec.connections.get(&grant.connection)? {
-            Endpoint::Postgres(server) => DbTarget::Postgres {
-                server: server.clone(),
-                base_dir: base_dir.to_path_buf(),
-            },
-            Endpoint::Mysql(server) => DbTarget::Mysql {
-                server: server.clone(),
-                base_dir: base_dir.to_path_buf(),
-            },
-            Endpoint::Sqlite { path } => DbTarget::Sqlite {
-                path: base_dir.join(path),
-            },
-            _ => return None,
-        };
+    fn db_grant(grant: &DbSpec, endpoint: &Endpoint, connector: &Connector<'_>) -> Option<DbGrant> {
         let limits = DbLimits {
             max_rows: usize::try_from(grant.max_rows).unwrap_or(usize::MAX),
             max_bytes: usize::try_from(grant.max_result_kb.saturating_mul(1024))
                 .unwrap_or(usize::MAX),
             timeout: std::time::Duration::from_millis(grant.timeout_ms),
         };
-        let mut db = DbGrant::new(&grant.connection, target, grant.write, limits);
+        let mut db = DbGrant::new(&grant.connection, connector(endpoint)?, grant.write, limits);
         db.allow_privileged = grant.allow_privileged;
         Some(db)
     }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 
-use crate::actions::{Export, ExportFormat};
+use crate::app::{Export, ExportFormat};
 use crate::config::DRY_RUN_SUFFIX;
-use crate::pipeline::{RetryCounts, RetryRequest, retry_flagged};
+use crate::jobs::{RetryCounts, RetryRequest, retry_flagged};
 use crate::state::{FlaggedFilter, StateStore};
 
 #[derive(Subcommand)]
@@ -201,7 +201,7 @@ fn closed_as(resolution: &str) -> &str {
 fn read_fixed(path: &Path) -> anyhow::Result<HashMap<i64, serde_json::Value>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    crate::actions::read_fixed(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    crate::app::read_fixed(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 async fn retry(

@@ -52,9 +52,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::actions::{self, Ran};
+use crate::app::{self, Ran};
 use crate::config::{Catalog, Migration};
-use crate::pipeline;
+use crate::jobs;
 use crate::runtime::Runtime;
 use crate::state::StateStore;
 
@@ -319,9 +319,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             let mut observer = progress::Reporter::new(json);
-            let options = pipeline::RunOptions { restart };
+            let options = jobs::RunOptions { restart };
             let ran = {
-                let run = actions::run(&m, &runtime, &state, &hold, options, &mut observer);
+                let run = app::run(&m, &runtime, &state, &hold, options, &mut observer);
                 tokio::select! {
                     ran = run => Ok(ran),
                     signal = stop_signal() => Err(signal),
@@ -365,7 +365,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
             let report = validate(&m, &runtime, &state, sample).await?;
             if let Some(path) = html {
-                write_private(&path, crate::validate::html(&report).as_bytes())?;
+                write_private(&path, crate::jobs::validate::html(&report).as_bytes())?;
             }
             match json {
                 true => out!("{}", serde_json::to_string_pretty(&report)?),
@@ -379,7 +379,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { file, json } => {
             let (m, runtime, state) = open(&file, cli.env.as_deref(), &cli.state).await?;
-            let results = actions::check(&m, &runtime, &state).await?;
+            let results = app::check(&m, &runtime, &state).await?;
             show::checks(&results, json);
             Ok(if results.iter().all(|r| r.passed) {
                 ExitCode::SUCCESS
@@ -395,7 +395,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 false => vec![m],
             };
             for part in &parts {
-                let source = crate::connectors::open_source(part).await?;
+                let source = crate::drivers::open_source(part).await?;
                 let tables = source.discover().await?;
                 show::discovered(part, &tables, json);
             }
@@ -405,8 +405,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let m = load(&file, cli.env.as_deref())?;
             let runtime = runtime(&cli.state)?;
             let previews = match m.is_multi_source() {
-                true => crate::consolidate::preview(&m, &runtime, rows).await?,
-                false => pipeline::preview(&m, &runtime, rows).await?,
+                true => crate::jobs::consolidate::preview(&m, &runtime, rows).await?,
+                false => jobs::preview(&m, &runtime, rows).await?,
             };
             show::previews(&previews, json);
             Ok(ExitCode::SUCCESS)
@@ -454,7 +454,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             for file in &files {
                 let m = load(file, cli.env.as_deref())?;
                 if migration.as_ref().is_none_or(|n| *n == m.name) {
-                    slots.push((m.name.clone(), crate::sync::slot_reports(&m).await));
+                    slots.push((m.name.clone(), crate::jobs::sync::slot_reports(&m).await));
                 }
             }
             sync::status(&records, &paused, &slots, json);
@@ -463,7 +463,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause { file } => {
             let m = load(&file, cli.env.as_deref())?;
             let state = StateStore::open(&cli.state).await?;
-            match actions::pause(&state, &m.name).await? {
+            match app::pause(&state, &m.name).await? {
                 true => {
                     out!(
                         "`{}` is paused: syncs wait until `credvault resume`",
@@ -472,21 +472,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 false => out!("`{}` was already paused", m.name),
             }
-            sync::paused_slots(&crate::sync::slot_reports(&m).await);
+            sync::paused_slots(&crate::jobs::sync::slot_reports(&m).await);
             Ok(ExitCode::SUCCESS)
         }
         Command::Remove { file, json } => {
             let m = load(&file, cli.env.as_deref())?;
             let state = StateStore::open(&cli.state).await?;
             let hold = state.hold(&m.name, "credvault remove")?;
-            let removed = actions::remove(&m, &state, &hold).await?;
+            let removed = app::remove(&m, &state, &hold).await?;
             sync::removed(&m, &removed, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Resume { file } => {
             let m = load(&file, cli.env.as_deref())?;
             let state = StateStore::open(&cli.state).await?;
-            match actions::resume(&state, &m.name).await? {
+            match app::resume(&state, &m.name).await? {
                 true => {
                     out!(
                         "`{}` resumed: the next sync picks up every change made meanwhile",
@@ -534,8 +534,7 @@ async fn interrupted(
     let next = match observer.run() {
         Some((run_id, number, false)) => {
             let counts = observer.counts();
-            pipeline::record_interrupted(state, &m.name, run_id, signal, counts, &committed)
-                .await?;
+            jobs::record_interrupted(state, &m.name, run_id, signal, counts, &committed).await?;
             note!(
                 "run {number} of `{}` interrupted by {signal}: batches in flight were rolled back, committed rows stay",
                 m.name
@@ -575,7 +574,7 @@ async fn checked_before_run(
     force: bool,
     json: bool,
 ) -> anyhow::Result<bool> {
-    let results = actions::check_before_run(m, runtime, state, restart, force).await?;
+    let results = app::check_before_run(m, runtime, state, restart, force).await?;
     let failed = results.iter().filter(|r| !r.passed).count();
     show::failed_checks(&results, force, json);
     Ok(failed == 0 || force)
@@ -593,7 +592,7 @@ async fn validate(
     runtime: &Runtime,
     state: &StateStore,
     sample: Option<u64>,
-) -> anyhow::Result<crate::validate::Report> {
+) -> anyhow::Result<crate::jobs::validate::Report> {
     let last = state.last_run(&m.name).await?;
     if last.is_none() {
         note!(
@@ -601,7 +600,7 @@ async fn validate(
             m.name
         );
     }
-    let options = crate::validate::Options {
+    let options = crate::jobs::validate::Options {
         sample: sample.unwrap_or(m.settings.validate_sample),
         run_started_at: last
             .as_ref()
@@ -612,10 +611,10 @@ async fn validate(
         recorded: state.table_counts(&m.name).await?,
     };
     let report = match m.is_multi_source() {
-        true => crate::consolidate::validate(m, runtime, state, options).await?,
-        false => crate::validate::validate(m, runtime, options).await?,
+        true => crate::jobs::consolidate::validate(m, runtime, state, options).await?,
+        false => crate::jobs::validate::validate(m, runtime, options).await?,
     };
-    pipeline::record_validation(state, &report, last.map(|r| r.id)).await?;
+    jobs::record_validation(state, &report, last.map(|r| r.id)).await?;
     Ok(report)
 }
 
@@ -645,7 +644,7 @@ fn runtime(state: &Path) -> anyhow::Result<Runtime> {
         .with_context(|| format!("creating the plugin cache {}", cache.display()))?;
     let plugins = state.parent().unwrap_or(Path::new(".")).join("plugins");
     let runtime = Runtime::new(Some(&cache))?.with_plugin_dir(plugins);
-    crate::connectors::plugin::use_runtime(&runtime);
+    crate::drivers::plugin::use_runtime(&runtime);
     Ok(runtime)
 }
 

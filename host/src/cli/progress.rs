@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::ErrorPolicy;
-use crate::pipeline::{Observer, RowFailure, RunEvent};
+use crate::engine::RowFailure;
+use crate::jobs::{Observer, RunEvent};
 use crate::state::RunCounts;
 
 /// Row failures printed per table before the rest are only counted.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::restore::{Action, Listing, Point, Rollback, TableCheck};
+use crate::jobs::restore::{Action, Listing, Point, Rollback, TableCheck};
 use crate::state::StateStore;
 
 #[derive(Subcommand)]
@@ -24,7 +24,7 @@ pub enum RestorePointsCommand {
 pub async fn points(command: RestorePointsCommand, env: Option<&str>) -> anyhow::Result<ExitCode> {
     let RestorePointsCommand::List { file, json } = command;
     let m = super::load(&file, env)?;
-    let listing = crate::restore::list(&m).await?;
+    let listing = crate::jobs::restore::list(&m).await?;
     if json {
         out!(
             "{}",
@@ -46,7 +46,7 @@ pub async fn rollback(
     let m = super::load(file, env)?;
     let state = StateStore::open(state).await?;
     let hold = state.hold(&m.name, "credvault rollback")?;
-    let report = crate::restore::rollback(&m, to, &state, &hold).await?;
+    let report = crate::jobs::restore::rollback(&m, to, &state, &hold).await?;
     if json {
         out!(
             "{}",

@@ -5,10 +5,10 @@ use std::path::Path;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::config::Migration;
-use crate::pipeline::{CheckResult, PreviewRow, RunSummary, TablePreview};
-use crate::state::{Event, RunRecord};
-use crate::validate::{Report, Status};
+use crate::jobs::validate::{Report, Status};
+use crate::jobs::{CheckResult, PreviewRow, RunSummary, TablePreview};
 use crate::model::value::{TableInfo, to_json, to_text, type_name};
+use crate::state::{Event, RunRecord};
 
 /// A run's outcome, then its validation.
 pub fn summary(m: &Migration, s: &RunSummary, state: &Path) {
@@ -328,7 +328,7 @@ fn preview_json(p: &TablePreview) -> serde_json::Value {
 /// The outcome of a multi-source run, and its exit code.
 pub fn consolidation(
     m: &Migration,
-    result: Result<crate::consolidate::Summary, crate::pipeline::RunError>,
+    result: Result<crate::jobs::consolidate::Summary, crate::jobs::RunError>,
     state: &Path,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {

@@ -9,15 +9,15 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::progress::Reporter;
-use crate::actions::Removed;
+use crate::app::Removed;
 use crate::config::{Catalog, Migration, show_size};
-use crate::pipeline::Observer;
-use crate::runtime::Runtime;
-use crate::state::{StateStore, SyncRecord};
-use crate::sync::{
+use crate::jobs::Observer;
+use crate::jobs::sync::{
     Scheduler, ServeOptions, Served, SlotReport, Stop, SyncError, SyncSummary, Turns,
     sync_migration,
 };
+use crate::runtime::Runtime;
+use crate::state::{StateStore, SyncRecord};
 use crate::ui::{Both, Dashboard, Live, Origins};
 
 /// Options of `credvault serve`.
@@ -43,7 +43,7 @@ pub struct ServeArgs {
     origins: Vec<String>,
     /// The most syncs that run at once (each of another migration); a
     /// migration due while all are taken waits for one.
-    #[arg(long, value_name = "N", default_value_t = crate::sync::DEFAULT_JOBS as u16,
+    #[arg(long, value_name = "N", default_value_t = crate::jobs::sync::DEFAULT_JOBS as u16,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
 }
@@ -153,7 +153,7 @@ pub async fn serve_until_stopped(
         note!("stopping: syncs in progress get {grace}s to finish, then are cut off");
     });
     for m in &catalog.migrations() {
-        let next = crate::sync::Summary::of(m).next_after(None);
+        let next = crate::jobs::sync::Summary::of(m).next_after(None);
         match next {
             Some(_) => note!("serving `{}` ({})", m.name, describe_schedule(m)),
             None => note!("`{}` is one-time: not scheduled", m.name),
@@ -270,7 +270,7 @@ async fn wait_for_signal() {
 }
 
 fn describe_schedule(m: &Migration) -> String {
-    crate::sync::Summary::of(m).describe()
+    crate::jobs::sync::Summary::of(m).describe()
 }
 
 /// The CDC slots of each migration named on the command line.
@@ -292,7 +292,7 @@ pub fn status(records: &[SyncRecord], paused: &[(String, String)], slots: &Slots
                 let mut v = serde_json::to_value(r).expect("serializable");
                 v["next_sync"] = next_sync(r).into();
                 v["paused"] = paused.iter().any(|(m, _)| m == &r.migration).into();
-                v["behind_schedule"] = crate::sync::lagging(r).into();
+                v["behind_schedule"] = crate::jobs::sync::lagging(r).into();
                 v["slots"] = serde_json::to_value(slots_of(&r.migration)).expect("serializable");
                 v
             })
@@ -338,7 +338,7 @@ pub fn status(records: &[SyncRecord], paused: &[(String, String)], slots: &Slots
                 next_sync(r).unwrap_or_else(|| "not scheduled (one-time)".into())
             ),
         }
-        if let Some(lag) = crate::sync::lagging(r) {
+        if let Some(lag) = crate::jobs::sync::lagging(r) {
             out!("  warning: {lag}");
         }
         show_slots(slots_of(&r.migration));
@@ -415,6 +415,6 @@ fn duration(r: &SyncRecord) -> Option<f64> {
 }
 
 fn next_sync(r: &SyncRecord) -> Option<String> {
-    let next = crate::sync::next_sync(r)?;
+    let next = crate::jobs::sync::next_sync(r)?;
     Some(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }

@@ -34,4 +34,3 @@ impl Limits {
         self.memory_mb as usize * 1024 * 1024
     }
 }
-

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-
 pub use catalog::Catalog;
 pub use limits::Limits;
 
@@ -459,10 +458,7 @@ pub struct HttpSpec {
 }
 
 fn default_http_methods() -> Vec<String> {
-    SAFE_METHODS
-        .iter()
-        .map(|m| m.to_string())
-        .collect()
+    SAFE_METHODS.iter().map(|m| m.to_string()).collect()
 }
 
 fn default_max_response_kb() -> u64 {
@@ -519,7 +515,10 @@ impl GrantsSpec {
             }
         }
         let dir = self.dirs.iter().find(|d| d.write)?;
-        Some(format!("may write files in `{}`", dir.path.to_string_lossy()))
+        Some(format!(
+            "may write files in `{}`",
+            dir.path.to_string_lossy()
+        ))
     }
 }
 

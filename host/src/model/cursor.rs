@@ -14,4 +14,3 @@ pub struct Since {
     /// The upper bound.
     pub to: String,
 }
-

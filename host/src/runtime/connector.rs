@@ -7,12 +7,12 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
+use super::bindings;
+use super::bindings::sink::{IfExists, PrepareMode, Rejected};
+use super::convert::{from_wit_row, from_wit_table, give_back, lend, to_wit_columns};
 use super::limits::{FailureKind, Limits, PluginFailure};
 use super::state::{PluginState, RandomUse};
 use super::transform::{arm, classify, new_store, with_timeout};
-use super::bindings::sink::{IfExists, PrepareMode, Rejected};
-use super::bindings;
-use super::convert::{from_wit_row, from_wit_table, give_back, lend, to_wit_columns};
 use crate::capabilities::Grants;
 use crate::model::value::{Column, Row, TableInfo, Value, conforms, describe, to_text, type_name};
 

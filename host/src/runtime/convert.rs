@@ -14,7 +14,9 @@ pub(super) type WitRow = Vec<types::Value>;
 /// Lends `rows` to the bindings: each row is moved out and converted in
 /// place; [`give_back`] returns them.
 pub(super) fn lend(rows: &mut [Row]) -> Vec<WitRow> {
-    rows.iter_mut().map(|row| to_wit_row(std::mem::take(row))).collect()
+    rows.iter_mut()
+        .map(|row| to_wit_row(std::mem::take(row)))
+        .collect()
 }
 
 /// Puts rows lent with [`lend`] back where they came from.

@@ -7,6 +7,7 @@ mod connector;
 mod convert;
 mod inspect;
 mod limits;
+pub mod plugins;
 mod state;
 mod transform;
 

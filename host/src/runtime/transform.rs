@@ -6,13 +6,17 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 
+use super::bindings;
+use super::convert::{
+    from_wit_columns, from_wit_result, give_back, lend, to_wit_columns, to_wit_context,
+};
 use super::limits::{FailureKind, Limits, PluginFailure};
 use super::state::{PluginState, RandomUse};
 use super::{EPOCH_TICK, deadline_ticks};
-use super::bindings;
-use super::convert::{from_wit_columns, from_wit_result, give_back, lend, to_wit_columns, to_wit_context};
 use crate::capabilities::Grants;
-use crate::model::value::{Column, Row, RowResult, TransformContext, conforms, describe, type_name};
+use crate::model::value::{
+    Column, Row, RowResult, TransformContext, conforms, describe, type_name,
+};
 
 /// A loaded transform plugin, ready to instantiate. Cheap to clone.
 #[derive(Clone)]

@@ -19,10 +19,10 @@ use tokio::sync::{OwnedMutexGuard, oneshot};
 
 use super::Dashboard;
 use super::pages::{self, Overview, Page};
-use crate::actions::{self, Export, ExportFormat};
+use crate::app::{self, Export, ExportFormat};
 use crate::config::{Migration, SyncKind};
-use crate::pipeline::{self, RetryError, RetryRequest, RunOptions};
-use crate::restore::RestoreError;
+use crate::jobs::restore::RestoreError;
+use crate::jobs::{self, RetryError, RetryRequest, RunOptions};
 use crate::state::{FlaggedFilter, Hold, RunRecord, StateError, SyncRecord};
 
 type Dash = State<Arc<Dashboard>>;
@@ -118,10 +118,10 @@ async fn overview(d: &Dashboard, m: &Migration) -> Result<Overview, StateError> 
         (Some(_), _, _) => "paused".to_string(),
         (None, SyncKind::OneTime, _) => "not scheduled (one-time)".to_string(),
         (None, _, Some(last)) => {
-            let next = crate::sync::next_sync(last)
+            let next = crate::jobs::sync::next_sync(last)
                 .map(|t| pages::when(&t.to_rfc3339()))
                 .unwrap_or_else(|| "not scheduled".into());
-            match crate::sync::lagging(last) {
+            match crate::jobs::sync::lagging(last) {
                 Some(lag) => format!("{next} ({lag})"),
                 None => next,
             }
@@ -239,9 +239,11 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
         retryable_total: d.state.count_retryable(&m.name).await?,
         retryable: d.state.retryable_among(&m.name, &shown_ids).await?,
         flagged,
-        points: crate::restore::list(m).await.map_err(|e| e.to_string()),
+        points: crate::jobs::restore::list(m)
+            .await
+            .map_err(|e| e.to_string()),
         events: d.state.events(Some(&m.name), SHOWN_EVENTS).await?,
-        slots: crate::sync::slot_reports(m).await,
+        slots: crate::jobs::sync::slot_reports(m).await,
     };
     Ok(Html(pages::migration(&page)))
 }
@@ -402,11 +404,11 @@ fn panicked(action: &str) -> Failure {
 impl Dashboard {
     /// `credvault run FILE`: the pre-run checks, then the run.
     async fn run(&self, m: &Migration, hold: &Hold) -> (bool, String) {
-        let checks =
-            match actions::check_before_run(m, &self.runtime, &self.state, false, false).await {
-                Ok(checks) => checks,
-                Err(e) => return (false, e.to_string()),
-            };
+        let checks = match app::check_before_run(m, &self.runtime, &self.state, false, false).await
+        {
+            Ok(checks) => checks,
+            Err(e) => return (false, e.to_string()),
+        };
         let failed: Vec<String> = checks
             .iter()
             .filter(|c| !c.passed)
@@ -422,7 +424,7 @@ impl Dashboard {
         }
         let mut observer = self.live.observer(&m.name);
         let options = RunOptions::default();
-        let ran = actions::run(m, &self.runtime, &self.state, hold, options, &mut observer).await;
+        let ran = app::run(m, &self.runtime, &self.state, hold, options, &mut observer).await;
         match (ran.error(), ran.passed()) {
             (Some(e), _) => (false, e.to_string()),
             (None, true) => (true, "the run succeeded".into()),
@@ -434,7 +436,7 @@ impl Dashboard {
     async fn sync(&self, m: &Migration, hold: &Hold) -> (bool, String) {
         let mut observer = self.live.observer(&m.name);
         let (runtime, state) = (&self.runtime, &self.state);
-        match crate::sync::sync_migration(m, runtime, state, hold, &mut observer).await {
+        match crate::jobs::sync::sync_migration(m, runtime, state, hold, &mut observer).await {
             Ok(s) => (
                 true,
                 format!(
@@ -450,14 +452,14 @@ impl Dashboard {
 /// `credvault pause FILE`.
 pub async fn pause(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
     let m = &find(&d, &name)?;
-    actions::pause(&d.state, &m.name).await?;
+    app::pause(&d.state, &m.name).await?;
     Ok(back(&name))
 }
 
 /// `credvault resume FILE`.
 pub async fn resume(State(d): Dash, Path(name): Path<String>) -> Result<Redirect, Failure> {
     let m = &find(&d, &name)?;
-    actions::resume(&d.state, &m.name).await?;
+    app::resume(&d.state, &m.name).await?;
     Ok(back(&name))
 }
 
@@ -506,7 +508,7 @@ pub async fn retry_fixed(
     }
     let text = text.ok_or_else(|| refused("none was uploaded; choose the edited export".into()))?;
     let request = RetryRequest {
-        fixed: actions::read_fixed(&text).map_err(refused)?,
+        fixed: app::read_fixed(&text).map_err(refused)?,
         ..RetryRequest::default()
     };
     retry_with(d, &name, request).await
@@ -524,7 +526,7 @@ async fn retry_with(
     let name = m.name.clone();
     let summary = in_turn(turn, move |hold| async move {
         let (runtime, state) = (&dashboard.runtime, &dashboard.state);
-        pipeline::retry_flagged(&m, runtime, state, &hold, &request).await
+        jobs::retry_flagged(&m, runtime, state, &hold, &request).await
     })
     .await
     .map_err(|_| panicked("retry"))?
@@ -548,7 +550,7 @@ pub async fn confirm_rollback(
     Query(To { to }): Query<To>,
 ) -> Result<Html<String>, Failure> {
     let m = &find(&d, &name)?;
-    let listing = crate::restore::list(m)
+    let listing = crate::jobs::restore::list(m)
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let point = listing
@@ -593,7 +595,7 @@ pub async fn rollback(
     let dashboard = Arc::clone(&d);
     let name = m.name.clone();
     let report = in_turn(turn, move |hold| async move {
-        crate::restore::rollback(&m, Some(&form.to), &dashboard.state, &hold).await
+        crate::jobs::restore::rollback(&m, Some(&form.to), &dashboard.state, &hold).await
     })
     .await
     .map_err(|_| panicked("rollback"))?

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::pipeline::{Observer, RunEvent};
+use crate::jobs::{Observer, RunEvent};
 
 /// Events buffered per subscriber; a slower page skips ahead (the next
 /// progress event carries the totals, so nothing is lost for good).

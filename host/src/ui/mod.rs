@@ -17,9 +17,9 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::config::{Catalog, Migration};
+use crate::jobs::sync::Turns;
 use crate::runtime::Runtime;
 use crate::state::StateStore;
-use crate::sync::Turns;
 
 pub use guard::Origins;
 pub use live::{Both, Live};

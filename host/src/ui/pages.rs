@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use axum::http::StatusCode;
 
 use crate::config::show_size;
-use crate::pipeline::RetrySummary;
-use crate::restore::{Action, Listing, Point, Rollback};
-use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation, SyncRecord};
-use crate::sync::SlotReport;
+use crate::jobs::RetrySummary;
+use crate::jobs::restore::{Action, Listing, Point, Rollback};
+use crate::jobs::sync::SlotReport;
 /// Escapes text for HTML (the validation report's escaping).
-pub(crate) use crate::validate::report::esc;
+pub(crate) use crate::jobs::validate::report::esc;
+use crate::state::{Event, FlaggedRow, RunRecord, StoredValidation, SyncRecord};
 
 /// The stylesheet.
 pub const STYLE: &str = include_str!("style.css");

@@ -14,21 +14,65 @@
 //! under the grant's timeout (on the server where it has one) and its row
 //! and byte caps, checked while rows stream in.
 
-mod guard;
-mod mysql;
-mod postgres;
-mod sqlite;
-
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use super::CapabilityError;
-use crate::config::ServerEndpoint;
 use crate::model::value::{Column, ColumnType, Value};
+
+/// Opens the database behind a grant; each database's driver supplies one.
+#[async_trait]
+pub trait DbConnector: Send + Sync {
+    /// Connects for grant `grant`: read-only sessions unless `write`.
+    /// Errors are already free of the password.
+    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, String>;
+}
+
+/// An open database a plugin's statements run on.
+#[async_trait]
+pub trait DbSession: Send + Sync {
+    /// What the user may do beyond reading and writing data, each named;
+    /// empty for an ordinary user.
+    async fn privileges(&self) -> Result<Vec<String>, String>;
+
+    /// What the pre-run check says once the database opened.
+    fn verified(&self, allow_privileged: bool) -> String {
+        match allow_privileged {
+            true => {
+                "it connects (allow_privileged: its user's privileges are not checked)".to_string()
+            }
+            false => {
+                "it connects, and its user holds no superuser, FILE or SUPER privileges".to_string()
+            }
+        }
+    }
+
+    /// What a read-only grant must not run in `sql` (files, programs,
+    /// server settings), if anything.
+    fn refusal(&self, sql: &str) -> Option<String>;
+
+    /// Runs a statement that returns rows, under `limits`.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[Value],
+        write: bool,
+        limits: DbLimits,
+    ) -> Result<QueryResult, DbError>;
+
+    /// Runs a statement that changes rows; returns how many it changed.
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        write: bool,
+        limits: DbLimits,
+    ) -> Result<u64, DbError>;
+}
 
 /// A connection granted to a plugin, with its limits. Clones share one pool,
 /// opened on first use, so every instance of a plugin reuses it.
@@ -36,8 +80,8 @@ use crate::model::value::{Column, ColumnType, Value};
 pub struct DbGrant {
     /// The connection's name in the migration file.
     pub name: String,
-    /// Where it points.
-    pub target: DbTarget,
+    /// Opens what it points at.
+    connector: Arc<dyn DbConnector>,
     /// Whether the plugin may change data.
     pub write: bool,
     /// Whether a user with powers beyond data (superuser, FILE, SUPER) is
@@ -45,7 +89,7 @@ pub struct DbGrant {
     pub allow_privileged: bool,
     /// Caps on each statement.
     pub limits: DbLimits,
-    pool: Arc<OnceCell<Pool>>,
+    session: Arc<OnceCell<Box<dyn DbSession>>>,
 }
 
 impl fmt::Debug for DbGrant {
@@ -57,31 +101,6 @@ impl fmt::Debug for DbGrant {
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
-}
-
-/// The database a grant opens.
-#[derive(Debug, Clone)]
-pub enum DbTarget {
-    /// A PostgreSQL server; its password comes from the endpoint's
-    /// `password_env`/`password_file`, read against `base_dir`.
-    Postgres {
-        /// The server.
-        server: ServerEndpoint,
-        /// The migration file's folder.
-        base_dir: PathBuf,
-    },
-    /// A MySQL or MariaDB server.
-    Mysql {
-        /// The server.
-        server: ServerEndpoint,
-        /// The migration file's folder.
-        base_dir: PathBuf,
-    },
-    /// An SQLite file (never created: it must exist).
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-    },
 }
 
 /// Caps on each statement a plugin runs.
@@ -111,16 +130,9 @@ pub struct DbHandle {
     pub grant: usize,
 }
 
-/// The open database behind a grant.
-enum Pool {
-    Postgres(postgres::PgDb),
-    Mysql(mysql::MyDb),
-    Sqlite(sqlite::LiteDb),
-}
-
 /// Why a statement failed, before it is phrased for the plugin.
 #[derive(Debug)]
-enum DbError {
+pub enum DbError {
     /// The database refused a write because the session is read-only.
     ReadOnly(String),
     /// The host refused a statement of a read-only grant: it names what.
@@ -140,46 +152,37 @@ enum DbError {
 impl DbGrant {
     /// A grant of connection `name`; a privileged user is refused (see
     /// [`DbGrant::allow_privileged`]).
-    pub fn new(name: &str, target: DbTarget, write: bool, limits: DbLimits) -> Self {
+    pub fn new(name: &str, connector: Arc<dyn DbConnector>, write: bool, limits: DbLimits) -> Self {
         Self {
             name: name.to_string(),
-            target,
+            connector,
             write,
             allow_privileged: false,
             limits,
-            pool: Arc::new(OnceCell::new()),
+            session: Arc::new(OnceCell::new()),
         }
     }
 
     /// Connects as the plugin would and checks the user's privileges: the
     /// pre-run check of a grant. Says what it found.
     pub async fn verify(&self) -> Result<String, CapabilityError> {
-        self.pool().await?;
-        Ok(match (&self.target, self.allow_privileged) {
-            (DbTarget::Sqlite { .. }, _) => "the SQLite file opens".to_string(),
-            (_, true) => {
-                "it connects (allow_privileged: its user's privileges are not checked)".to_string()
-            }
-            (_, false) => {
-                "it connects, and its user holds no superuser, FILE or SUPER privileges".to_string()
-            }
-        })
+        Ok(self.session().await?.verified(self.allow_privileged))
     }
 
     /// The grant's database, connected on first use, its user's privileges
     /// checked. A failure is not kept, so a later `open` tries again.
-    async fn pool(&self) -> Result<&Pool, CapabilityError> {
+    async fn session(&self) -> Result<&dyn DbSession, CapabilityError> {
         let opened = self
-            .pool
+            .session
             .get_or_try_init(|| async {
-                let pool = self.connect().await?;
+                let session = self.connector.connect(&self.name, self.write).await?;
                 if !self.allow_privileged {
-                    self.refuse_privileged(&pool).await?;
+                    self.refuse_privileged(session.as_ref()).await?;
                 }
-                Ok(pool)
+                Ok(session)
             })
             .await;
-        opened.map_err(|message: String| {
+        opened.map(Box::as_ref).map_err(|message: String| {
             CapabilityError::Failed(format!(
                 "connection `{}` could not be opened: {message}",
                 self.name
@@ -190,13 +193,8 @@ impl DbGrant {
     /// Fails when the user can do more than read and write data: a
     /// read-only transaction does not stop a superuser's `COPY … TO
     /// PROGRAM` nor a FILE holder's `INTO OUTFILE`.
-    async fn refuse_privileged(&self, pool: &Pool) -> Result<(), String> {
-        let powers = match pool {
-            Pool::Postgres(db) => db.privileges().await,
-            Pool::Mysql(db) => db.privileges().await,
-            Pool::Sqlite(_) => Ok(Vec::new()),
-        };
-        let powers = powers.map_err(|e| {
+    async fn refuse_privileged(&self, session: &dyn DbSession) -> Result<(), String> {
+        let powers = session.privileges().await.map_err(|e| {
             format!("its user's privileges could not be read ({e}); set allow_privileged = true in this plugin's grants.db entry for `{}` to skip the check", self.name)
         })?;
         if powers.is_empty() {
@@ -209,64 +207,33 @@ impl DbGrant {
         ))
     }
 
-    /// Opens the database behind the grant.
-    async fn connect(&self) -> Result<Pool, String> {
-        match &self.target {
-            DbTarget::Postgres { server, base_dir } => {
-                postgres::PgDb::open(&self.name, server, base_dir, self.write)
-                    .await
-                    .map(Pool::Postgres)
-            }
-            DbTarget::Mysql { server, base_dir } => {
-                mysql::MyDb::open(&self.name, server, base_dir, self.write)
-                    .await
-                    .map(Pool::Mysql)
-            }
-            DbTarget::Sqlite { path } => sqlite::LiteDb::open(path, self.write)
-                .await
-                .map(Pool::Sqlite),
-        }
-    }
-
-    /// Refuses a read-only grant's statement that reaches files, programs
-    /// or server settings (see [`guard`]).
-    fn guard(&self, sql: &str, dialect: guard::Dialect) -> Result<(), DbError> {
-        match (self.write, guard::refusal(sql, dialect)) {
-            (false, Some(what)) => Err(DbError::Refused(what)),
-            _ => Ok(()),
-        }
-    }
-
     /// Runs a statement that returns rows.
     pub async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryResult, CapabilityError> {
-        let result = match self.pool().await? {
-            Pool::Postgres(db) => match self.guard(sql, guard::Dialect::Postgres) {
-                Ok(()) => db.query(sql, params, self.write, self.limits).await,
-                Err(e) => Err(e),
-            },
-            Pool::Mysql(db) => match self.guard(sql, guard::Dialect::Mysql) {
-                Ok(()) => db.query(sql, params, self.write, self.limits).await,
-                Err(e) => Err(e),
-            },
-            Pool::Sqlite(db) => db.query(sql, params, self.limits).await,
+        let session = self.session().await?;
+        let result = match self.refused(session, sql) {
+            Some(e) => Err(e),
+            None => session.query(sql, params, self.write, self.limits).await,
         };
         result.map_err(|e| self.error(e))
     }
 
     /// Runs a statement that changes rows; returns how many it changed.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, CapabilityError> {
-        let result = match self.pool().await? {
-            Pool::Postgres(db) => match self.guard(sql, guard::Dialect::Postgres) {
-                Ok(()) => db.execute(sql, params, self.write, self.limits).await,
-                Err(e) => Err(e),
-            },
-            Pool::Mysql(db) => match self.guard(sql, guard::Dialect::Mysql) {
-                Ok(()) => db.execute(sql, params, self.write, self.limits).await,
-                Err(e) => Err(e),
-            },
-            Pool::Sqlite(db) => db.execute(sql, params, self.limits).await,
+        let session = self.session().await?;
+        let result = match self.refused(session, sql) {
+            Some(e) => Err(e),
+            None => session.execute(sql, params, self.write, self.limits).await,
         };
         result.map_err(|e| self.error(e))
+    }
+
+    /// Refuses a read-only grant's statement that reaches files, programs
+    /// or server settings.
+    fn refused(&self, session: &dyn DbSession, sql: &str) -> Option<DbError> {
+        match self.write {
+            true => None,
+            false => session.refusal(sql).map(DbError::Refused),
+        }
     }
 
     /// A statement's failure as the plugin sees it, naming the setting to
@@ -323,14 +290,15 @@ pub fn open(grants: &[DbGrant], name: &str) -> Result<DbHandle, CapabilityError>
 }
 
 /// Gathers a result's rows, stopping at the grant's caps.
-struct Collector {
-    limits: DbLimits,
-    rows: Vec<Vec<Value>>,
-    bytes: usize,
+pub struct Collector {
+    pub(crate) limits: DbLimits,
+    pub(crate) rows: Vec<Vec<Value>>,
+    pub(crate) bytes: usize,
 }
 
 impl Collector {
-    fn new(limits: DbLimits) -> Self {
+    /// An empty result under `limits`.
+    pub fn new(limits: DbLimits) -> Self {
         Self {
             limits,
             rows: Vec::new(),
@@ -339,7 +307,7 @@ impl Collector {
     }
 
     /// Keeps a row, or says which cap it would break.
-    fn push(&mut self, row: Vec<Value>) -> Result<(), DbError> {
+    pub fn push(&mut self, row: Vec<Value>) -> Result<(), DbError> {
         if self.rows.len() >= self.limits.max_rows {
             return Err(DbError::TooManyRows);
         }
@@ -362,7 +330,7 @@ fn value_size(value: &Value) -> usize {
 }
 
 /// A result column.
-fn column(name: &str, column_type: ColumnType) -> Column {
+pub fn column(name: &str, column_type: ColumnType) -> Column {
     Column {
         name: name.to_string(),
         type_: column_type,
@@ -380,10 +348,17 @@ mod tests {
             max_bytes: 10,
             timeout: Duration::from_secs(1),
         };
-        let target = DbTarget::Sqlite {
-            path: PathBuf::from("x.db"),
-        };
-        DbGrant::new(name, target, false, limits)
+        DbGrant::new(name, Arc::new(Nowhere), false, limits)
+    }
+
+    /// A connector the tests never open.
+    struct Nowhere;
+
+    #[async_trait]
+    impl DbConnector for Nowhere {
+        async fn connect(&self, _: &str, _: bool) -> Result<Box<dyn DbSession>, String> {
+            Err("not opened in these tests".into())
+        }
     }
 
     #[test]
