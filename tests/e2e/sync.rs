@@ -482,3 +482,86 @@ fn a_cdc_change_with_an_infinite_date_is_flagged_and_the_rest_applies() {
         flagged.all()
     );
 }
+
+/// How often a command's log says it read the source catalogue, and how
+/// often it configured a transform while planning.
+fn planning(run: &credvault_tests::Run) -> (usize, usize) {
+    let discoveries = run
+        .stderr
+        .matches("discovering the source catalogue")
+        .count();
+    let configured = run
+        .stderr
+        .matches("planning: configuring transform")
+        .count();
+    (discoveries, configured)
+}
+
+#[test]
+fn a_job_plans_once_however_many_tables_it_syncs_and_validation_plans_nothing_again() {
+    let p = project();
+    let tables = 6;
+    let mut spec = String::new();
+    for i in 0..tables {
+        source(
+            &p,
+            &format!(
+                "CREATE TABLE t{i} (id INTEGER PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL);
+                 INSERT INTO t{i} VALUES (1, 'a', '2024-01-01'), (2, 'b', '2024-01-02')"
+            ),
+        );
+        spec.push_str(&format!(
+            "[[tables]]\nsource = \"t{i}\"\nCURSOR[[tables.transforms]]\nplugin = \"expr\"\nconfig.expressions = [\"name = upper(name)\"]\n"
+        ));
+    }
+    let file = |sync: &str| {
+        let cursor = match sync.contains("incremental") {
+            true => "cursor = \"updated_at\"\n",
+            false => "",
+        };
+        let spec = spec.replace("CURSOR", cursor);
+        format!(
+            "name = \"plans-once\"\n[source]\ntype = \"sqlite\"\npath = \"src.db\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[settings]\nvalidate = true\n[sync]\n{sync}\n{spec}"
+        )
+    };
+    p.write(
+        "m.toml",
+        &file("mode = \"incremental\"\ndetect_deletes = true"),
+    );
+    let run = p.run_ok(&["run", "m.toml", "--log", "credvault=debug"]);
+    assert!(
+        run.stdout.contains("validation of `plans-once`: passed"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        planning(&run),
+        (1, tables),
+        "a run plans once and its validation reuses the plan:\n{}",
+        run.stderr
+    );
+    source(
+        &p,
+        "UPDATE t3 SET name = 'c', updated_at = '2024-02-01' WHERE id = 1; DELETE FROM t4 WHERE id = 2",
+    );
+    let sync = p.run_ok(&["sync", "m.toml", "--log", "credvault=debug"]);
+    assert!(
+        sync.stdout.contains("1 new, 1 updated, 1 deleted")
+            || sync.stdout.contains("0 new, 1 updated, 1 deleted"),
+        "{}",
+        sync.all()
+    );
+    assert_eq!(
+        planning(&sync),
+        (1, tables),
+        "an incremental sync (with its key copies for deletes) plans once:\n{}",
+        sync.stderr
+    );
+    p.write("m.toml", &file("mode = \"full\""));
+    let full = p.run_ok(&["sync", "m.toml", "--log", "credvault=debug"]);
+    assert_eq!(planning(&full), (1, tables), "{}", full.stderr);
+    let names = p.query("vault.db", "SELECT name FROM t3 ORDER BY id");
+    assert_eq!(names, vec![vec![Some("C".into())], vec![Some("B".into())]]);
+    let gone = p.query("vault.db", "SELECT count(*) FROM t4");
+    assert_eq!(gone, vec![vec![Some("1".into())]]);
+}

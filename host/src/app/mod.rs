@@ -10,7 +10,7 @@ use std::io::Write;
 pub use remove::{RemoveError, Removed, remove};
 
 use crate::config::Migration;
-use crate::jobs::{self, CheckResult, Observer, RunError, RunOptions, RunSummary};
+use crate::jobs::{self, CheckResult, Observer, Planned, RunError, RunOptions, RunSummary};
 use crate::runtime::Runtime;
 use crate::state::{FlaggedFilter, FlaggedRow, Hold, StateError, StateStore};
 
@@ -70,14 +70,31 @@ pub async fn check_before_run(
     state: &StateStore,
     restart: bool,
     force: bool,
-) -> Result<Vec<CheckResult>, StateError> {
+) -> Result<Checked, StateError> {
     // A run that only completes the last run's validation writes nothing,
     // so there is nothing to check (its tables exist: they are the copy).
     if !restart && awaits_validation(state, m).await? {
-        return Ok(Vec::new());
+        return Ok(Checked::default());
     }
     let resuming = !restart && resumable(state, m).await?;
-    record_checks(m, runtime, state, resuming, Some(force)).await
+    let (results, plan) = match m.is_multi_source() {
+        true => (
+            crate::jobs::consolidate::check(m, runtime, resuming).await,
+            None,
+        ),
+        false => jobs::check_and_plan(m, runtime, resuming).await,
+    };
+    record(m, state, &results, Some(force)).await?;
+    Ok(Checked { results, plan })
+}
+
+/// The checks before a run, and the plan they made for it.
+#[derive(Default)]
+pub struct Checked {
+    /// Every check's outcome.
+    pub results: Vec<CheckResult>,
+    /// The plan, when every table planned: the run uses it.
+    pub plan: Option<Planned>,
 }
 
 /// Whether the next run of `m` only completes the validation of its last
@@ -97,6 +114,17 @@ async fn record_checks(
     before_run: Option<bool>,
 ) -> Result<Vec<CheckResult>, StateError> {
     let results = checks(m, runtime, resuming).await;
+    record(m, state, &results, before_run).await?;
+    Ok(results)
+}
+
+/// The `checked` audit event of `results`.
+async fn record(
+    m: &Migration,
+    state: &StateStore,
+    results: &[CheckResult],
+    before_run: Option<bool>,
+) -> Result<(), StateError> {
     let failed: Vec<&str> = results
         .iter()
         .filter(|r| !r.passed)
@@ -108,7 +136,7 @@ async fn record_checks(
         detail["forced"] = (force && !failed.is_empty()).into();
     }
     state.event(&m.name, None, "checked", &detail).await?;
-    Ok(results)
+    Ok(())
 }
 
 /// Whether the next run of `m` resumes an interrupted one.
@@ -129,6 +157,7 @@ pub async fn run(
     state: &StateStore,
     hold: &Hold,
     options: RunOptions,
+    plan: Option<Planned>,
     observer: &mut dyn Observer,
 ) -> Ran {
     debug_assert_eq!(hold.migration(), m.name);
@@ -138,7 +167,7 @@ pub async fn run(
             crate::jobs::consolidate::run(m, runtime, state, options, Purpose::Run, observer).await,
         ),
         false => {
-            let ran = jobs::run_migration(m, runtime, state, options, observer).await;
+            let ran = jobs::run_migration(m, runtime, state, options, plan, observer).await;
             // Only once it is done: a run cut off has not flagged its rows yet.
             if ran.is_ok()
                 && let Err(e) = state.supersede_flagged(&m.name).await

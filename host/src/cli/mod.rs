@@ -315,13 +315,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 m = m.dry_run();
             }
             let hold = state.hold(&m.name, "credvault run")?;
-            if !checked_before_run(&m, &runtime, &state, restart, force, json).await? {
+            let Some(plan) = checked_before_run(&m, &runtime, &state, restart, force, json).await?
+            else {
                 return Ok(ExitCode::FAILURE);
-            }
+            };
             let mut observer = progress::Reporter::new(json);
             let options = jobs::RunOptions { restart };
             let ran = {
-                let run = app::run(&m, &runtime, &state, &hold, options, &mut observer);
+                let run = app::run(&m, &runtime, &state, &hold, options, plan, &mut observer);
                 tokio::select! {
                     ran = run => Ok(ran),
                     signal = stop_signal() => Err(signal),
@@ -563,9 +564,9 @@ async fn interrupted(
     std::process::exit(code.into());
 }
 
-/// Runs the checks before a run and records them; false if a check failed
+/// Runs the checks before a run and records them; `None` if a check failed
 /// and the run must not start (`--force` starts it anyway, and the audit
-/// event says so).
+/// event says so), else the plan they made, if every table planned.
 async fn checked_before_run(
     m: &Migration,
     runtime: &Runtime,
@@ -573,11 +574,11 @@ async fn checked_before_run(
     restart: bool,
     force: bool,
     json: bool,
-) -> anyhow::Result<bool> {
-    let results = app::check_before_run(m, runtime, state, restart, force).await?;
-    let failed = results.iter().filter(|r| !r.passed).count();
-    show::failed_checks(&results, force, json);
-    Ok(failed == 0 || force)
+) -> anyhow::Result<Option<Option<jobs::Planned>>> {
+    let checked = app::check_before_run(m, runtime, state, restart, force).await?;
+    let failed = checked.results.iter().filter(|r| !r.passed).count();
+    show::failed_checks(&checked.results, force, json);
+    Ok((failed == 0 || force).then_some(checked.plan))
 }
 
 /// Loads a migration file, in the environment `env` if one is named.

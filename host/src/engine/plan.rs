@@ -53,6 +53,7 @@ pub async fn plan(
     runtime: &Runtime,
     run_started_at: i64,
 ) -> Result<Vec<TablePlan>, Vec<PlanError>> {
+    tracing::debug!(migration = %m.name, "planning: discovering the source catalogue");
     let discovered = source.discover().await.map_err(|e| {
         vec![PlanError {
             table: "*".into(),
@@ -200,6 +201,7 @@ async fn plan_step(
     input: Vec<Column>,
     runtime: &Runtime,
 ) -> Result<TransformStep, String> {
+    tracing::debug!(migration = %m.name, table = %ctx.table, "planning: configuring transform `{}`", t.plugin);
     let (name, wasm) = plugins::locate(&t.plugin, &m.base_dir, runtime, t.sha256.as_deref())?;
     let grants = crate::drivers::grants(&t.grants, &m.base_dir);
     let plugin = runtime
@@ -242,6 +244,55 @@ fn key_columns(spec: &TableSpec, info: &TableInfo) -> Result<Vec<usize>, Vec<Str
 }
 
 impl TablePlan {
+    /// This plan writing to another table (a sync's scratch table) for
+    /// migration `migration`: the same source table, mapping and
+    /// transforms, nothing planned again.
+    pub fn restaged(&self, spec: TableSpec, migration: &str) -> TablePlan {
+        let ctx = TransformContext {
+            migration: migration.to_string(),
+            table: spec.destination().to_string(),
+            run_started_at: self.ctx.run_started_at,
+        };
+        TablePlan {
+            spec,
+            ctx,
+            ..self.clone()
+        }
+    }
+
+    /// A plan for `spec`, which reads this plan's source table with no
+    /// transforms (a sync's copy of the keys): mapped from the table as
+    /// discovered, without asking the source again.
+    pub fn untransformed(
+        &self,
+        spec: TableSpec,
+        migration: &str,
+    ) -> Result<TablePlan, Vec<String>> {
+        assert!(spec.transforms.is_empty(), "a plan without transforms");
+        let mapping = Mapping::new(&spec, &self.source)?;
+        let key = key_columns(&spec, &self.source)?;
+        let output = mapping.output.clone();
+        let natives = self
+            .natives
+            .iter()
+            .filter(|(name, native)| {
+                output
+                    .iter()
+                    .any(|c| &c.name == name && native.fits(c.type_))
+            })
+            .cloned()
+            .collect();
+        let plan = self.restaged(spec, migration);
+        Ok(TablePlan {
+            mapping,
+            steps: Vec::new(),
+            output,
+            key,
+            natives,
+            ..plan
+        })
+    }
+
     /// Describes a failed row for reports, flagging and the stop policy.
     pub fn failure(
         &self,

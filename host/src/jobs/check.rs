@@ -8,12 +8,14 @@ mod keys;
 mod space;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::{Endpoint, Migration};
 use crate::drivers::{Native, Source, open_source};
 use crate::engine::plan::{TablePlan, plan_each};
+use crate::jobs::run::Planned;
 use crate::model::value::{Column, TableInfo, type_name};
 use crate::runtime::Runtime;
 
@@ -99,24 +101,41 @@ fn type_mapping(plan: &TablePlan) -> Vec<String> {
 /// free space. `resuming`: the run would continue an interrupted one, whose
 /// half-written tables are its own, not conflicts.
 pub async fn check(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<CheckResult> {
+    check_and_plan(m, runtime, resuming).await.0
+}
+
+/// [`check`], and the plan it made when every table planned: what the run
+/// that follows uses, so it plans nothing again.
+pub async fn check_and_plan(
+    m: &Migration,
+    runtime: &Runtime,
+    resuming: bool,
+) -> (Vec<CheckResult>, Option<Planned>) {
     let mut results = vec![CheckResult::pass(
         "migration file",
         format!("`{}` parsed, {} table(s)", m.name, m.tables.len()),
     )];
     grants::check(m, &mut results).await;
     let Some((source, tables)) = reach_source(m, &mut results).await else {
-        return results;
+        return (results, None);
     };
     readable(m, source.as_ref(), &tables, &mut results).await;
-    let plans = mappings(m, source.as_ref(), &tables, runtime, &mut results).await;
+    let clock = chrono::Utc::now().timestamp_micros();
+    let (plans, whole) = mappings(m, source.as_ref(), &tables, runtime, clock, &mut results).await;
     destination::check(m, source.as_ref(), &plans, resuming, &mut results).await;
-    results
+    let planned = whole.then(|| Planned {
+        source: Arc::from(source),
+        plans,
+        clock,
+    });
+    (results, planned)
 }
 
 async fn reach_source(
     m: &Migration,
     results: &mut Vec<CheckResult>,
 ) -> Option<(Box<dyn Source>, Vec<TableInfo>)> {
+    tracing::debug!(migration = %m.name, "checking: discovering the source catalogue");
     let discovered = match open_source(m).await {
         Ok(source) => source.discover().await.map(|tables| (source, tables)),
         Err(e) => Err(e),
@@ -161,15 +180,17 @@ async fn readable(
 }
 
 /// Plans every table against the real source schema and plugins, and
-/// checks what planning alone allows; returns the tables that planned.
+/// checks what planning alone allows; returns the tables that planned, and
+/// whether every table did.
 async fn mappings(
     m: &Migration,
     source: &dyn Source,
     tables: &[TableInfo],
     runtime: &Runtime,
+    started: i64,
     results: &mut Vec<CheckResult>,
-) -> Vec<TablePlan> {
-    let started = chrono::Utc::now().timestamp_micros();
+) -> (Vec<TablePlan>, bool) {
+    let mut whole = true;
     let case_blind = matches!(m.destination, Endpoint::Sqlite { .. } | Endpoint::Mysql(_));
     let mut plans = Vec::new();
     for planned in plan_each(m, source, tables, runtime, started).await {
@@ -178,6 +199,7 @@ async fn mappings(
             Err(e) => {
                 let name = format!("table {} mapping", e.table);
                 results.push(CheckResult::fail(name, e.problems.join("; ")));
+                whole = false;
                 continue;
             }
         };
@@ -186,7 +208,7 @@ async fn mappings(
         results.push(result);
         plans.push(plan);
     }
-    plans
+    (plans, whole)
 }
 
 fn mapping_result(plan: &TablePlan, case_blind: bool) -> CheckResult {

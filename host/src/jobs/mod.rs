@@ -13,11 +13,11 @@ pub mod run;
 pub mod sync;
 pub mod validate;
 
-pub use check::{CheckResult, check};
+pub use check::{CheckResult, check, check_and_plan};
 pub use preview::{PreviewRow, TablePreview, preview};
 pub use progress::{Naming, row_name};
 pub use retry::{RetryCounts, RetryError, RetryRequest, RetrySummary, TableRetry, retry_flagged};
 pub use run::{
-    Observer, RunError, RunEvent, RunOptions, RunSummary, flagged as flagged_row,
-    record_interrupted, record_validation, run_migration, run_named,
+    Observer, Planned, RunError, RunEvent, RunOptions, RunSummary, flagged as flagged_row,
+    record_interrupted, record_validation, run_migration, run_named, run_planned,
 };

@@ -327,16 +327,30 @@ pub async fn run_migration(
     runtime: &Runtime,
     state: &StateStore,
     options: RunOptions,
+    checked: Option<Planned>,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
     let naming = Naming::default();
-    run_named(m, runtime, state, options, &naming, observer).await
+    run_named_with(m, checked, runtime, state, options, &naming, observer).await
 }
 
 /// [`run_migration`] for a run that is one step of a larger job: its
 /// events name things as `naming` says.
 pub async fn run_named(
     m: &Migration,
+    runtime: &Runtime,
+    state: &StateStore,
+    options: RunOptions,
+    naming: &Naming,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, RunError> {
+    run_named_with(m, None, runtime, state, options, naming, observer).await
+}
+
+/// [`run_named`] with the plan the pre-run checks made, if they made one.
+async fn run_named_with(
+    m: &Migration,
+    checked: Option<Planned>,
     runtime: &Runtime,
     state: &StateStore,
     options: RunOptions,
@@ -353,15 +367,80 @@ pub async fn run_named(
         return finish_validation(m, runtime, state, last, naming, observer).await;
     }
     let resumed = last.filter(|r| r.resumable());
-    let resumed_from = resumed.as_ref().map(|r| r.id);
-    let resumed_number = resumed.as_ref().map(|r| r.number);
     let clock = resumed
+        .as_ref()
         .and_then(|r| r.clock)
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-    let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
-    let plans = plan(m, source.as_ref(), runtime, clock)
-        .await
-        .map_err(RunError::Plan)?;
+    let planned = match checked {
+        Some(planned) => planned.at(clock),
+        None => {
+            let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
+            let plans = plan(m, source.as_ref(), runtime, clock)
+                .await
+                .map_err(RunError::Plan)?;
+            Planned {
+                source,
+                plans,
+                clock,
+            }
+        }
+    };
+    execute(m, planned, resumed, runtime, state, naming, observer).await
+}
+
+/// A job's plan: its source, open, and every table's plan, made once at
+/// `clock` (the run's start, which transforms are told).
+pub struct Planned {
+    /// The open source.
+    pub source: Arc<dyn Source>,
+    /// Every table's plan.
+    pub plans: Vec<TablePlan>,
+    /// When the job started, in microseconds since the epoch.
+    pub clock: i64,
+}
+
+impl Planned {
+    /// This plan for a run that started at `clock` (a resumed run keeps
+    /// its first start, which its transforms are told).
+    pub fn at(mut self, clock: i64) -> Self {
+        self.clock = clock;
+        for plan in &mut self.plans {
+            plan.ctx.run_started_at = clock;
+        }
+        self
+    }
+}
+
+/// A fresh run of tables already planned (a step of a sync, say): nothing
+/// is discovered or configured again.
+pub async fn run_planned(
+    m: &Migration,
+    planned: Planned,
+    runtime: &Runtime,
+    state: &StateStore,
+    naming: &Naming,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, RunError> {
+    execute(m, planned, None, runtime, state, naming, observer).await
+}
+
+/// Runs `planned`, resuming `resumed` if given.
+async fn execute(
+    m: &Migration,
+    planned: Planned,
+    resumed: Option<LastRun>,
+    runtime: &Runtime,
+    state: &StateStore,
+    naming: &Naming,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, RunError> {
+    let Planned {
+        source,
+        plans,
+        clock,
+    } = planned;
+    let resumed_from = resumed.as_ref().map(|r| r.id);
+    let resumed_number = resumed.as_ref().map(|r| r.number);
     if resumed_from.is_none() {
         let mut sink = open_sink(m).await?;
         refuse_own_copies(m, sink.as_ref(), &plans).await?;
@@ -427,9 +506,25 @@ pub async fn run_named(
     });
     let validation = match (result, m.settings.validate) {
         (Err(err), _) => Err(err),
-        (Ok(()), true) => validate_run(m, runtime, state, run_id, clock, naming, observer)
+        (Ok(()), true) => {
+            let planned = Planned {
+                source,
+                plans: plans.clone(),
+                clock,
+            };
+            validate_run(
+                m,
+                Some(&planned),
+                runtime,
+                state,
+                run_id,
+                clock,
+                naming,
+                observer,
+            )
             .await
-            .map(Some),
+            .map(Some)
+        }
         (Ok(()), false) => Ok(None),
     };
     if m.dry_run {
@@ -467,7 +562,7 @@ async fn finish_validation(
     let clock = last
         .clock
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-    let report = validate_run(m, runtime, state, last.id, clock, naming, observer).await;
+    let report = validate_run(m, None, runtime, state, last.id, clock, naming, observer).await;
     if m.dry_run {
         let source = open_source(m).await?;
         let plans = plan(m, source.as_ref(), runtime, clock)
@@ -512,8 +607,11 @@ pub(super) fn own_copy(rows: u64) -> String {
     )
 }
 
+/// Validates run `run_id` with its plan (`None`: a run validated after a
+/// restart, planned afresh at `clock`).
 async fn validate_run(
     m: &Migration,
+    planned: Option<&Planned>,
     runtime: &Runtime,
     state: &StateStore,
     run_id: i64,
@@ -534,7 +632,12 @@ async fn validate_run(
     state
         .event(&m.name, Some(run_id), "validating", &detail)
         .await?;
-    let report = validate::validate(m, runtime, options).await?;
+    let report = match planned {
+        Some(planned) => {
+            validate::validate_planned(m, planned.source.as_ref(), &planned.plans, options).await?
+        }
+        None => validate::validate(m, runtime, options).await?,
+    };
     record_validation(state, &report, Some(run_id)).await?;
     observer.on(&RunEvent::Validated {
         report: naming.report(report.clone()),

@@ -404,12 +404,13 @@ fn panicked(action: &str) -> Failure {
 impl Dashboard {
     /// `credvault run FILE`: the pre-run checks, then the run.
     async fn run(&self, m: &Migration, hold: &Hold) -> (bool, String) {
-        let checks = match app::check_before_run(m, &self.runtime, &self.state, false, false).await
+        let checked = match app::check_before_run(m, &self.runtime, &self.state, false, false).await
         {
-            Ok(checks) => checks,
+            Ok(checked) => checked,
             Err(e) => return (false, e.to_string()),
         };
-        let failed: Vec<String> = checks
+        let failed: Vec<String> = checked
+            .results
             .iter()
             .filter(|c| !c.passed)
             .map(|c| format!("{}: {}", c.name, c.detail))
@@ -424,7 +425,17 @@ impl Dashboard {
         }
         let mut observer = self.live.observer(&m.name);
         let options = RunOptions::default();
-        let ran = app::run(m, &self.runtime, &self.state, hold, options, &mut observer).await;
+        let plan = checked.plan;
+        let ran = app::run(
+            m,
+            &self.runtime,
+            &self.state,
+            hold,
+            options,
+            plan,
+            &mut observer,
+        )
+        .await;
         match (ran.error(), ran.passed()) {
             (Some(e), _) => (false, e.to_string()),
             (None, true) => (true, "the run succeeded".into()),

@@ -11,6 +11,8 @@
 mod cdc;
 mod schedule;
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 pub use cdc::{SlotReport, drop_slots, slot_reports};
@@ -22,8 +24,9 @@ pub use schedule::{
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};
 use crate::drivers::merge::{Applied, Dialect};
 use crate::drivers::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source, owner};
-use crate::engine::{TablePlan, plan};
-use crate::jobs::{Naming, Observer, RunError, RunOptions, run_named};
+use crate::engine::{PlanError, TablePlan, plan};
+use crate::jobs::run::{Planned, run_planned};
+use crate::jobs::{Naming, Observer, RunError, RunOptions};
 use crate::runtime::Runtime;
 use crate::state::{Hold, HoldError, StateStore};
 
@@ -283,15 +286,11 @@ pub(crate) async fn sync_tables(
     naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<Vec<TableSync>, RunError> {
-    let source = open_source(m).await?;
-    let plans = plan(
-        m,
-        source.as_ref(),
-        runtime,
-        chrono::Utc::now().timestamp_micros(),
-    )
-    .await
-    .map_err(RunError::Plan)?;
+    let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
+    let clock = chrono::Utc::now().timestamp_micros();
+    let plans = plan(m, source.as_ref(), runtime, clock)
+        .await
+        .map_err(RunError::Plan)?;
     let cdc_peers: Vec<String> = plans
         .iter()
         .filter(|p| m.sync_mode(&p.spec) == SyncMode::Cdc)
@@ -299,7 +298,7 @@ pub(crate) async fn sync_tables(
         .collect();
     let mut done = Vec::new();
     for plan in &plans {
-        let mut table = Table::new(m, plan, naming);
+        let mut table = Table::new(m, plan, naming, Arc::clone(&source), clock);
         table.cdc_peers = cdc_peers.clone();
         let changed = match m.sync_mode(&plan.spec) {
             SyncMode::Full => table.full(runtime, state, observer).await?,
@@ -334,6 +333,10 @@ struct Table<'a> {
     /// Where every CDC table of the sync keeps its progress: they share
     /// one slot, which may go only as far as all of them have applied.
     cdc_peers: Vec<String>,
+    /// The sync's source, open.
+    source: Arc<dyn Source>,
+    /// When the sync started (what its transforms are told).
+    clock: i64,
 }
 
 /// The checkpoint a table's sync progress is kept under.
@@ -342,7 +345,13 @@ fn checkpoint_name(table: &str) -> String {
 }
 
 impl<'a> Table<'a> {
-    fn new(m: &'a Migration, plan: &'a TablePlan, naming: &'a Naming) -> Self {
+    fn new(
+        m: &'a Migration,
+        plan: &'a TablePlan,
+        naming: &'a Naming,
+        source: Arc<dyn Source>,
+        clock: i64,
+    ) -> Self {
         let name = plan.spec.destination().to_string();
         Self {
             m,
@@ -351,6 +360,8 @@ impl<'a> Table<'a> {
             stage: format!("{STAGE_PREFIX}{name}"),
             checkpoint: checkpoint_name(&name),
             cdc_peers: Vec::new(),
+            source,
+            clock,
             name,
         }
     }
@@ -390,7 +401,8 @@ impl<'a> Table<'a> {
             stands_for: Some(self.name.clone()),
             ..self.plan.spec.clone()
         };
-        self.stage_spec(spec, runtime, state, observer).await
+        let plan = self.plan.restaged(spec, &self.step_name());
+        self.run_step(plan, runtime, state, observer).await
     }
 
     /// Copies every source key, mapped, into its own scratch table.
@@ -417,25 +429,46 @@ impl<'a> Table<'a> {
                 spec.columns.insert(column.name.clone(), skip);
             }
         }
-        self.stage_spec(spec, runtime, state, observer).await?;
+        let plan = self
+            .plan
+            .untransformed(spec, &self.step_name())
+            .map_err(|problems| {
+                RunError::Plan(vec![PlanError {
+                    table: self.plan.spec.source.clone(),
+                    problems,
+                }])
+            })?;
+        self.run_step(plan, runtime, state, observer).await?;
         Ok(keys)
     }
 
-    async fn stage_spec(
+    /// The name a sync's steps are recorded under.
+    fn step_name(&self) -> String {
+        format!("{}#sync", self.m.name)
+    }
+
+    /// Runs one step of the sync (a copy into a scratch table) with the
+    /// sync's plan and open source: nothing is discovered or configured
+    /// again.
+    async fn run_step(
         &self,
-        spec: TableSpec,
+        plan: TablePlan,
         runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
         let mut one = self.m.clone();
-        one.name = format!("{}#sync", self.m.name);
-        one.tables = vec![spec];
+        one.name = self.step_name();
+        one.tables = vec![plan.spec.clone()];
         one.select = Default::default();
         one.settings.validate = false;
         one.settings.restore_points = false;
-        let options = RunOptions { restart: true };
-        run_named(&one, runtime, state, options, self.naming, observer).await?;
+        let planned = Planned {
+            source: Arc::clone(&self.source),
+            plans: vec![plan],
+            clock: self.clock,
+        };
+        run_planned(&one, planned, runtime, state, self.naming, observer).await?;
         Ok(())
     }
 

@@ -137,22 +137,34 @@ pub async fn validate(
     runtime: &Runtime,
     options: Options,
 ) -> Result<Report, RunError> {
-    let options = &options;
     let m = &m.without_transform_effects();
     let source = open_source(m).await?;
     let plans = plan(m, source.as_ref(), runtime, options.run_started_at)
         .await
         .map_err(RunError::Plan)?;
+    validate_planned(m, source.as_ref(), &plans, options).await
+}
+
+/// Validates tables already planned (by the run being validated): no
+/// transform is configured again, and one whose transforms have side
+/// effects is not called at all ([`not_callable`]).
+pub async fn validate_planned(
+    m: &Migration,
+    source: &dyn Source,
+    plans: &[TablePlan],
+    options: Options,
+) -> Result<Report, RunError> {
+    let options = &options;
     let destination = open_destination_reader(m).await?;
     let found = destination.discover().await?;
-    let empty_before = empty_before(m, &plans).await?;
+    let empty_before = empty_before(m, plans).await?;
     let mut tables = Vec::new();
-    for plan in &plans {
+    for plan in plans {
         let at = found.iter().find(|t| t.name == plan.spec.destination());
         let report = match at {
             Some(at) => {
                 let sides = Sides {
-                    source: source.as_ref(),
+                    source,
                     destination: destination.as_ref(),
                     at,
                 };
