@@ -804,6 +804,13 @@ fn a_cdc_row_that_fails_is_flagged_under_the_syncs_run_with_counts_and_audit() {
     for kind in ["run_started", "table_finished", "run_finished"] {
         assert_eq!(logged(&p, kind, 2).len(), 1, "{kind}");
     }
+    let status = p
+        .run_ok(&["status", "--migration", "stock-cdc#sync"])
+        .stdout;
+    assert!(
+        status.contains("stock-cdc#sync: last run 2 ") && status.contains(" succeeded"),
+        "{status}"
+    );
     // A sync that finds no change has no run.
     let idle = p.run_ok(&["sync", "m.toml", "--json"]);
     assert!(
