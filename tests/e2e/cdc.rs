@@ -678,3 +678,241 @@ fn a_sync_killed_mid_read_is_followed_by_one_that_waits_for_its_session() {
     assert!(again.stdout.contains("succeeded"), "{}", again.all());
     same_rows(&p, &pg);
 }
+
+/// A CDC migration of `stock` (its text `qty` read as an integer, so
+/// `'lots'` fails the mapping) from the throwaway server into SQLite under
+/// `on_error = policy`, synced once (the full copy) while every row is
+/// good, with one row in.
+fn stock_project(server: &LogicalPg, policy: &str) -> (Project, Pg) {
+    let pg = Pg::connect_at(server.port, "postgres");
+    pg.exec("CREATE TABLE stock (id int PRIMARY KEY, qty text); INSERT INTO stock VALUES (1, '1')");
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"stock-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"stock\"\non_error = \"{policy}\"\n[tables.columns.qty]\ntype = \"int\"\n",
+            server.port
+        ),
+    );
+    p.run_ok(&["sync", "m.toml"]);
+    (p, pg)
+}
+
+/// The destination's `stock`, by our own SQL.
+fn stock_rows(p: &Project) -> Vec<Vec<Option<String>>> {
+    p.query("vault.db", "SELECT id, qty FROM stock ORDER BY id")
+}
+
+/// `[id, qty]` rows, for comparisons.
+fn rows_of(rows: &[(u32, u32)]) -> Vec<Vec<Option<String>>> {
+    rows.iter()
+        .map(|(id, qty)| vec![Some(id.to_string()), Some(qty.to_string())])
+        .collect()
+}
+
+/// The events of kind `kind` a `sync --json` printed.
+fn sync_events(stdout: &str, kind: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == kind)
+        .collect()
+}
+
+/// The CDC runs of `stock-cdc` as the state store records them, by our own
+/// SQL: `number status read written dropped skipped flagged`, oldest first.
+fn cdc_runs(p: &Project) -> Vec<String> {
+    p.query(
+        ".credvault/state.db",
+        "SELECT (SELECT count(*) FROM runs n WHERE n.migration = runs.migration AND n.id <= runs.id),
+                status, rows_read, rows_written, rows_dropped, rows_skipped, rows_flagged
+         FROM runs WHERE migration = 'stock-cdc#sync' ORDER BY id",
+    )
+    .into_iter()
+    .map(|r| r.into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>().join(" "))
+    .collect()
+}
+
+/// The audit events of `stock-cdc` (its sync's runs included) of `kind`
+/// in run `run`.
+fn logged(p: &Project, kind: &str, run: i64) -> Vec<serde_json::Value> {
+    let log = p.run_ok(&["log", "--migration", "stock-cdc", "--json"]);
+    log.stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON event"))
+        .filter(|e| e["kind"] == kind && e["migration"] == "stock-cdc#sync" && e["run"] == run)
+        .collect()
+}
+
+/// A changed row that fails its mapping is flagged under the sync's own
+/// run, as a run flags one: listed under that run's number, counted in the
+/// run's record, and in the audit log.
+#[test]
+fn a_cdc_row_that_fails_is_flagged_under_the_syncs_run_with_counts_and_audit() {
+    let server = LogicalPg::start();
+    let (p, pg) = stock_project(&server, "flag");
+    pg.exec(
+        "INSERT INTO stock VALUES (2, 'lots'), (3, '3'); UPDATE stock SET qty = '10' WHERE id = 1",
+    );
+    let sync = p.run_ok(&["sync", "m.toml", "--json"]);
+    let finished = sync_events(&sync.stdout, "run_finished");
+    assert_eq!(finished.len(), 1, "{}", sync.all());
+    let run = &finished[0];
+    assert_eq!(run["number"], 2, "the full copy was run 1: {run}");
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(
+        run["counts"],
+        serde_json::json!({ "read": 3, "written": 2, "dropped": 0, "skipped": 0, "flagged": 1 })
+    );
+    assert_eq!(
+        sync_events(&sync.stdout, "run_started")[0]["sync"],
+        2,
+        "{}",
+        sync.all()
+    );
+    let failed = sync_events(&sync.stdout, "row_failed");
+    assert!(
+        failed.len() == 1 && failed[0]["failure"]["key"] == "id=2" && failed[0]["policy"] == "flag",
+        "{failed:?}"
+    );
+    assert_eq!(stock_rows(&p), rows_of(&[(1, 10), (3, 3)]));
+    let listed = p.flagged_list(&["--migration", "stock-cdc#sync", "--run", "2"]);
+    assert!(
+        listed.len() == 1
+            && listed[0].contains(" run 2 stock-cdc#sync.stock ")
+            && listed[0].contains("(id=2), mapping, column `qty`"),
+        "{listed:?}"
+    );
+    assert!(
+        p.flagged_list(&["--migration", "stock-cdc#sync", "--run", "1"])
+            .is_empty()
+    );
+    assert_eq!(
+        p.flagged_list(&["--migration", "stock-cdc"]),
+        listed,
+        "the migration's list has its syncs' rows"
+    );
+    assert_eq!(
+        cdc_runs(&p),
+        ["1 succeeded 1 1 0 0 0", "2 succeeded 3 2 0 0 1"]
+    );
+    let flagged = logged(&p, "row_flagged", 2);
+    assert!(
+        flagged.len() == 1 && flagged[0]["detail"]["key"] == "id=2",
+        "{flagged:?}"
+    );
+    for kind in ["run_started", "table_finished", "run_finished"] {
+        assert_eq!(logged(&p, kind, 2).len(), 1, "{kind}");
+    }
+    let status = p
+        .run_ok(&["status", "--migration", "stock-cdc#sync"])
+        .stdout;
+    assert!(
+        status.contains("stock-cdc#sync: last run 2 ") && status.contains(" succeeded"),
+        "{status}"
+    );
+    // A sync that finds no change has no run.
+    let idle = p.run_ok(&["sync", "m.toml", "--json"]);
+    assert!(
+        sync_events(&idle.stdout, "run_started").is_empty(),
+        "{}",
+        idle.all()
+    );
+    assert_eq!(cdc_runs(&p).len(), 2);
+}
+
+/// Under `skip` the row is counted skipped in the sync's run, and kept
+/// nowhere for review.
+#[test]
+fn a_cdc_row_that_fails_under_skip_is_counted_skipped_in_the_syncs_run() {
+    let server = LogicalPg::start();
+    let (p, pg) = stock_project(&server, "skip");
+    pg.exec("INSERT INTO stock VALUES (2, 'lots'), (3, '3')");
+    let sync = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        sync.stdout.contains("stock: cdc sync, 1 new"),
+        "{}",
+        sync.all()
+    );
+    assert!(
+        sync.stderr.contains("skipped: table `stock`, row") && sync.stderr.contains("(id=2)"),
+        "{}",
+        sync.all()
+    );
+    assert_eq!(stock_rows(&p), rows_of(&[(1, 1), (3, 3)]));
+    assert_eq!(
+        cdc_runs(&p),
+        ["1 succeeded 1 1 0 0 0", "2 succeeded 2 1 0 1 0"]
+    );
+    assert!(p.flagged_list(&["--migration", "stock-cdc"]).is_empty());
+    assert_eq!(logged(&p, "run_finished", 2).len(), 1);
+}
+
+/// Under `stop` the first failed row stops the sync, naming the row as a
+/// run does: nothing of its batch is applied, the slot keeps it, and once
+/// the row is fixed at the source the next sync applies everything.
+#[test]
+fn a_cdc_row_that_fails_under_stop_stops_the_sync_and_loses_nothing() {
+    let server = LogicalPg::start();
+    let (p, pg) = stock_project(&server, "stop");
+    pg.exec("INSERT INTO stock VALUES (2, '2')");
+    p.run_ok(&["sync", "m.toml"]);
+    pg.exec("INSERT INTO stock VALUES (3, 'lots'); INSERT INTO stock VALUES (4, '4'), (5, 'more')");
+    let stopped = |p: &Project| {
+        let sync = p.run(&["sync", "m.toml"]);
+        assert_eq!(sync.code, 1, "{}", sync.all());
+        assert!(
+            sync.stderr.contains(
+                "stopped on a failed row (policy `stop`): table `stock`, row 1 (id=3), mapping, column `qty`"
+            ) && sync.stderr.contains("Rows before its batch are committed"),
+            "{}",
+            sync.all()
+        );
+        assert!(
+            !sync.stderr.contains("id=5"),
+            "stops at the first: {}",
+            sync.all()
+        );
+    };
+    stopped(&p);
+    assert_eq!(
+        stock_rows(&p),
+        rows_of(&[(1, 1), (2, 2)]),
+        "nothing after it"
+    );
+    // The slot was not released past it: the next sync meets it again.
+    stopped(&p);
+    assert_eq!(stock_rows(&p), rows_of(&[(1, 1), (2, 2)]));
+    let runs = cdc_runs(&p);
+    assert_eq!(
+        runs,
+        [
+            "1 succeeded 1 1 0 0 0",
+            "2 succeeded 1 1 0 0 0",
+            "3 failed 0 0 0 0 0",
+            "4 failed 0 0 0 0 0"
+        ]
+    );
+    let failed = logged(&p, "run_finished", 3);
+    assert!(
+        failed[0]["detail"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stopped on a failed row")),
+        "{failed:?}"
+    );
+    assert!(p.flagged_list(&["--migration", "stock-cdc"]).is_empty());
+    pg.exec("UPDATE stock SET qty = '3' WHERE id = 3; UPDATE stock SET qty = '5' WHERE id = 5");
+    let fixed = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        fixed.stdout.contains("stock: cdc sync, 3 new"),
+        "{}",
+        fixed.all()
+    );
+    let source = pg.rows("SELECT id::text, qty FROM stock ORDER BY stock.id");
+    assert_eq!(stock_rows(&p), source);
+    assert_eq!(
+        stock_rows(&p),
+        rows_of(&[(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)])
+    );
+    assert_eq!(cdc_runs(&p)[4], "5 succeeded 3 3 0 0 0");
+}

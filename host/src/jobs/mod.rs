@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod consolidate;
+mod policy;
 pub mod preview;
 pub mod progress;
 pub mod restore;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::policy::{self, Counting, RowPolicy};
 use super::progress::{Naming, Tallies, Tally, pace, row_name};
 use super::retry::settle_cycle;
 use crate::config::{ErrorPolicy, IfExists, Migration, OnOrphan};
@@ -22,22 +23,17 @@ use crate::drivers::{
 use crate::engine::batch::{Output, Processed, RowFailure, TableFailure, process};
 use crate::engine::order::load_order;
 use crate::engine::plan::{PlanError, TablePlan, plan};
-use crate::engine::transforms::{Chain, PluginStats};
+use crate::engine::transforms::PluginStats;
 use crate::jobs::restore::{self, RestoreError, Taken};
 use crate::jobs::validate::{self, Report};
 use crate::model::text::untrusted;
 use crate::model::value::{Row, TableInfo};
 use crate::runtime::Runtime;
-use crate::state::{
-    FlaggedRow, LastRun, RunCounts, StateError, StateStore, missing_parent, refers_to_missing_row,
-};
+use crate::state::{FlaggedRow, LastRun, RunCounts, StateError, StateStore};
 
 /// Batches buffered between two stages: memory stays bounded by a few
 /// batches whatever the table's size.
 const BATCHES_IN_FLIGHT: usize = 2;
-/// Flagged rows per table recorded one by one in the audit log; the rest
-/// are counted in `table_finished` (all are in `credvault flagged`).
-const AUDITED_FLAGS: u64 = 100;
 /// How often a running table's progress is copied to the state store.
 const STATE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest wait before trying a table again after a lost connection.
@@ -727,21 +723,29 @@ type Stages = (
 
 /// Events from tables running side by side, to one observer, naming
 /// things as the run's [`Naming`] says.
-struct Events<'a> {
+pub(super) struct Events<'a> {
     observer: Mutex<&'a mut dyn Observer>,
     naming: &'a Naming,
 }
 
-impl Events<'_> {
-    fn on(&self, event: &RunEvent) {
+impl<'a> Events<'a> {
+    /// Events to `observer`, naming things as `naming` says.
+    pub(super) fn new(observer: &'a mut dyn Observer, naming: &'a Naming) -> Self {
+        Self {
+            observer: Mutex::new(observer),
+            naming,
+        }
+    }
+
+    pub(super) fn on(&self, event: &RunEvent) {
         self.observer.lock().expect("observer lock").on(event);
     }
 
-    fn table(&self, plan: &TablePlan) -> String {
+    pub(super) fn table(&self, plan: &TablePlan) -> String {
         self.naming.table(&plan.spec).to_string()
     }
 
-    fn source(&self) -> Option<String> {
+    pub(super) fn source(&self) -> Option<String> {
         self.naming.source.clone()
     }
 }
@@ -1670,15 +1674,7 @@ impl<'a> TableRun<'a> {
         let source = Arc::clone(source);
         let reader = tokio::spawn(async move { source.read(request, read_tx).await });
         let plan = self.plan.clone();
-        let mut chain = Chain::new(
-            plan.ctx.clone(),
-            plan.steps.clone(),
-            self.m.settings.max_plugin_traps,
-        )
-        .with_trap_time(Duration::from_secs(self.m.settings.max_trap_seconds));
-        if plan.policy == ErrorPolicy::Stop {
-            chain = chain.stopping_at_first_trap();
-        }
+        let mut chain = policy::chain(self.m, &plan);
         let transformer = tokio::spawn(async move {
             while let Some(batch) = read_rx.recv().await {
                 let processed = match batch {
@@ -1739,68 +1735,28 @@ impl<'a> TableRun<'a> {
         Ok(())
     }
 
-    /// Applies the table's policy to a failed row. The state store keeps
-    /// the row under the table it was written to; what is reported names
-    /// the table a person knows.
+    /// The table's row policy in this run.
+    fn policy(&self) -> RowPolicy<'a> {
+        RowPolicy {
+            migration: &self.m.name,
+            plan: self.plan,
+            run_id: self.run_id,
+            state: self.state,
+        }
+    }
+
+    /// Applies the table's policy to a failed row (see [`RowPolicy::apply`]).
     async fn apply_policy(
         &mut self,
-        mut failure: RowFailure,
+        failure: RowFailure,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
-        let policy = self.plan.policy;
-        let shown = events.table(self.plan);
-        if self.orphan(&failure) {
-            failure.message = self.with_parent_error(failure.message).await?;
-            return self.flag(vec![failure], events).await;
-        }
-        match policy {
-            ErrorPolicy::Stop => {
-                failure.table = shown;
-                return Err(RunError::Stopped(Box::new(failure)));
-            }
-            ErrorPolicy::Skip => {
-                if failure.stage == "destination" {
-                    self.state
-                        .skipped(&flagged(&failure, self.run_id, &self.m.name))
-                        .await?;
-                }
-                self.counts.skipped += 1;
-            }
-            ErrorPolicy::Flag => return self.flag(vec![failure], events).await,
-        }
-        failure.table = shown;
-        report(failure, policy, events);
-        Ok(())
-    }
-
-    /// Whether `on_orphan = "flag"` takes this refusal: the destination
-    /// refused the row because a row it refers to is missing.
-    fn orphan(&self, failure: &RowFailure) -> bool {
-        self.plan.spec.on_orphan == OnOrphan::Flag
-            && failure.stage == "destination"
-            && refers_to_missing_row(&failure.message)
-    }
-
-    /// An orphan's error, with why its parent is missing where the
-    /// destination names the parent and the run flagged it.
-    async fn with_parent_error(&self, message: String) -> Result<String, RunError> {
-        let Some((parent, values)) = missing_parent(&message) else {
-            return Ok(format!("{message}; the row it refers to is missing"));
+        let policy = self.policy();
+        let tally = Counting {
+            counts: &mut self.counts,
+            flagged: &mut self.unsaved_flags,
         };
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        let key = values.join(", ");
-        Ok(
-            match self
-                .state
-                .refusal_of(&self.m.name, &parent, &values)
-                .await?
-            {
-                Some(error) => {
-                    format!("{message}; its parent in `{parent}` ({key}) was refused: {error}")
-                }
-                None => format!("{message}; its parent in `{parent}` ({key}) is not there"),
-            },
-        )
+        policy.apply(failure, tally, events).await
     }
 
     /// Applies the policy to the rows a batch's mapping and transforms
@@ -1810,46 +1766,12 @@ impl<'a> TableRun<'a> {
         failures: Vec<RowFailure>,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
-        if self.plan.policy == ErrorPolicy::Flag {
-            return self.flag(failures, events).await;
-        }
-        for failure in failures {
-            self.apply_policy(failure, events).await?;
-        }
-        Ok(())
-    }
-
-    /// Keeps failed rows under the `flag` policy, in one transaction of the
-    /// state store (a commit per row held a run whose rows all fail to a
-    /// few thousand rows a second), and logs the first ones in the audit
-    /// log.
-    async fn flag(
-        &mut self,
-        failures: Vec<RowFailure>,
-        events: &Events<'_>,
-    ) -> Result<(), RunError> {
-        let rows: Vec<FlaggedRow> = failures
-            .iter()
-            .map(|f| flagged(f, self.run_id, &self.m.name))
-            .collect();
-        let ids = self.state.flag_all(&rows).await?;
-        self.unsaved_flags.extend(ids);
-        let shown = events.table(self.plan);
-        for (mut failure, row) in failures.into_iter().zip(&rows) {
-            self.counts.flagged += 1;
-            if self.counts.flagged <= AUDITED_FLAGS {
-                let detail = serde_json::json!({
-                    "table": row.table, "position": row.position, "key": row.key,
-                    "stage": row.stage, "column": row.column, "error": row.error,
-                });
-                self.state
-                    .event(&self.m.name, Some(self.run_id), "row_flagged", &detail)
-                    .await?;
-            }
-            failure.table = shown.clone();
-            report(failure, ErrorPolicy::Flag, events);
-        }
-        Ok(())
+        let policy = self.policy();
+        let tally = Counting {
+            counts: &mut self.counts,
+            flagged: &mut self.unsaved_flags,
+        };
+        policy.apply_all(failures, tally, events).await
     }
 }
 
@@ -1864,15 +1786,6 @@ fn backoff(attempt: u32) -> Duration {
         .finish();
     let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
     full.mul_f64(1.0 - fraction / 5.0)
-}
-
-/// Tells the observers of a failed row and what its policy did.
-fn report(failure: RowFailure, policy: ErrorPolicy, events: &Events<'_>) {
-    events.on(&RunEvent::RowFailed {
-        failure,
-        policy,
-        source: events.source(),
-    });
 }
 
 /// The progress milestone (25, 50 or 75 %) a batch crossed, if any.

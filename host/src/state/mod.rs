@@ -667,8 +667,10 @@ impl StateStore {
 
     /// The open flagged rows a retry may write into `migration`'s
     /// destination: those of its own runs since its last fresh run (older
-    /// ones belong to a destination table that run rebuilt; a CDC sync's,
-    /// run 0, are the sync's to read again), oldest first.
+    /// ones belong to a destination table that run rebuilt; a sync's are
+    /// kept under its runs of `<migration>#sync`, and a CDC sync's from
+    /// before it had runs under run 0: the sync's to read again), oldest
+    /// first.
     pub async fn retryable(&self, migration: &str) -> Result<Vec<FlaggedRow>, StateError> {
         let rows = sqlx::query(concat!(
             "SELECT *, ",

@@ -10,7 +10,7 @@
 //! already has, and they are skipped by position.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -22,11 +22,13 @@ use crate::drivers::{
     SourceChange, Step, WriteBatch, open_sink,
 };
 use crate::engine::{Chain, Output, process};
-use crate::jobs::{Observer, RunError};
+use crate::jobs::policy::{self, Counting, RowPolicy};
+use crate::jobs::run::Events;
+use crate::jobs::{Observer, RunError, RunEvent};
 use crate::model::convert::convert_ref;
 use crate::model::value::{Column, Row};
 use crate::runtime::Runtime;
-use crate::state::StateStore;
+use crate::state::{RunCounts, StateStore};
 
 /// The slot a migration reads its changes from.
 fn slot_name(m: &Migration) -> String {
@@ -212,7 +214,7 @@ impl Table<'_> {
         let mut sink = open_sink(self.m).await?;
         let committed = sink.committed(&self.m.name, &self.checkpoint).await?;
         let exists = sink.existing_rows(&self.name).await?.is_some();
-        let mut after = match (created, exists, committed.and_then(|c| c.cursor)) {
+        let after = match (created, exists, committed.and_then(|c| c.cursor)) {
             (false, true, Some(at)) => Some(at.parse::<Lsn>().map_err(|e| self.fail(&e))?),
             _ => None,
         };
@@ -228,6 +230,28 @@ impl Table<'_> {
         if !self.theirs(sink.as_ref(), true).await? {
             self.keep_key_index(sink.as_mut(), &dialect).await?;
         }
+        let recorded = format!("{}#sync", self.m.name);
+        let events = Events::new(observer, self.naming);
+        let mut run = CdcRun::new(self, &recorded, state, &events);
+        let applied = self.drain(&changes, sink.as_mut(), after, &mut run).await;
+        // The sync's own error comes first: recording the run's end may
+        // fail for the same cause.
+        let ended = run.end(&applied).await;
+        let applied = applied?;
+        ended?;
+        Ok(add(total, applied))
+    }
+
+    /// Applies the slot's changes a batch at a time until it has no more
+    /// for this table, each batch under `run` (started by the first).
+    async fn drain(
+        &self,
+        changes: &PgChanges,
+        sink: &mut dyn Sink,
+        mut after: Option<Lsn>,
+        run: &mut CdcRun<'_, '_>,
+    ) -> Result<Applied, RunError> {
+        let mut total = Applied::default();
         loop {
             let batch = changes
                 .changes(
@@ -237,19 +261,16 @@ impl Table<'_> {
                 )
                 .await?;
             let Some(last) = batch.last().map(|c| c.lsn) else {
-                self.keep_seen(&changes, sink.as_mut(), after).await?;
-                self.release(&changes, sink.as_ref()).await?;
+                self.keep_seen(changes, sink, after).await?;
+                self.release(changes, sink).await?;
                 return Ok(total);
             };
+            run.start().await?;
             let changed = self
-                .apply(
-                    sink.as_mut(),
-                    state,
-                    batch.into_iter().map(|c| c.change),
-                    last,
-                )
-                .await?;
-            self.release(&changes, sink.as_ref()).await?;
+                .apply(sink, run, batch.into_iter().map(|c| c.change), last)
+                .await;
+            let changed = run.settle(changed).await?;
+            self.release(changes, sink).await?;
             total = add(total, changed);
             after = Some(last);
         }
@@ -307,12 +328,14 @@ impl Table<'_> {
     async fn apply(
         &self,
         sink: &mut dyn Sink,
-        state: &StateStore,
+        run: &mut CdcRun<'_, '_>,
         batch: impl Iterator<Item = SourceChange>,
         reached: Lsn,
     ) -> Result<Applied, RunError> {
         let (upserts, deletes) = self.collapse(batch);
-        let rows = self.transform(upserts, state).await?;
+        let rows = self.transform(upserts, run).await?;
+        run.counts.read += deletes.len() as u64;
+        run.counts.written += (rows.len() + deletes.len()) as u64;
         let key_columns: Vec<Column> = self
             .plan
             .output_key()
@@ -355,6 +378,7 @@ impl Table<'_> {
         let n = sink
             .run_script(&self.m.name, &self.checkpoint, &steps, &reached)
             .await?;
+        run.committed();
         sink.drop_table(&self.stage).await?;
         sink.drop_table(&deletes_table).await?;
         Ok(Applied {
@@ -394,37 +418,42 @@ impl Table<'_> {
     }
 
     /// Source rows through the mapping and transforms; a row that fails
-    /// stops the sync under `stop`, and is flagged or skipped otherwise.
-    async fn transform(&self, rows: Vec<Row>, state: &StateStore) -> Result<Vec<Row>, RunError> {
+    /// meets the table's policy as in a run (see [`RowPolicy`]): under
+    /// `stop` the first one ends the sync before anything of its batch is
+    /// applied.
+    async fn transform(
+        &self,
+        rows: Vec<Row>,
+        run: &mut CdcRun<'_, '_>,
+    ) -> Result<Vec<Row>, RunError> {
         if rows.is_empty() {
             return Ok(rows);
         }
-        let traps = self.m.settings.max_plugin_traps;
-        let mut chain = Chain::new(self.plan.ctx.clone(), self.plan.steps.clone(), traps);
-        let processed = process(
-            self.plan,
-            &mut chain,
-            SourceBatch {
-                rows,
-                first: 1,
-                position: None,
-                faults: Vec::new(),
-            },
-        )
-        .await?;
-        for failure in processed.failures {
-            match self.plan.policy {
-                crate::config::ErrorPolicy::Stop => {
-                    return Err(RunError::Stopped(Box::new(failure)));
-                }
-                crate::config::ErrorPolicy::Skip => {}
-                crate::config::ErrorPolicy::Flag => {
-                    state
-                        .flag(&crate::jobs::flagged_row(&failure, 0, &self.m.name))
-                        .await?;
-                }
-            }
-        }
+        // Positions count the changed rows this run has read, so each
+        // failed row has its own within the run.
+        let first = run.counts.read + 1;
+        run.counts.read += rows.len() as u64;
+        let batch = SourceBatch {
+            rows,
+            first,
+            position: None,
+            faults: Vec::new(),
+        };
+        let processed = process(self.plan, &mut run.chain, batch).await?;
+        run.counts.dropped += processed.dropped;
+        let policy = RowPolicy {
+            migration: run.recorded,
+            plan: self.plan,
+            run_id: run.id,
+            state: run.state,
+        };
+        let tally = Counting {
+            counts: &mut run.counts,
+            flagged: &mut run.unsaved_flags,
+        };
+        policy
+            .apply_all(processed.failures, tally, run.events)
+            .await?;
         Ok(match processed.output {
             Output::Source => processed.source.rows,
             Output::Rows(rows) => rows.into_iter().map(|(_, r)| r).collect(),
@@ -486,6 +515,153 @@ impl Table<'_> {
             format!("table `{}`", self.name),
             message.to_string(),
         ))
+    }
+}
+
+/// The run a CDC sync's changes of one table are applied under, recorded
+/// as a sync's scratch runs are (`<migration>#sync`, numbered among them):
+/// started by the first batch of changes (a sync that finds none has no
+/// run), it keeps the counts, the rows its policy flagged and its audit
+/// events, like any run.
+struct CdcRun<'a, 'e> {
+    /// The migration the run is recorded under.
+    recorded: &'a str,
+    state: &'a StateStore,
+    events: &'a Events<'e>,
+    /// The migration as its file names it, and the sync and table, as
+    /// the run's events show them.
+    migration: String,
+    sync: Option<i64>,
+    table: String,
+    chain: Chain,
+    /// The run's id once started.
+    id: i64,
+    number: i64,
+    started: Option<Instant>,
+    counts: RunCounts,
+    /// The counts as of the last committed batch, and the rows flagged
+    /// since: a batch that fails before its commit is read again by the
+    /// next sync, so what it counted and flagged is taken back.
+    committed: RunCounts,
+    unsaved_flags: Vec<i64>,
+}
+
+impl<'a, 'e> CdcRun<'a, 'e> {
+    fn new(
+        table: &Table<'_>,
+        recorded: &'a str,
+        state: &'a StateStore,
+        events: &'a Events<'e>,
+    ) -> Self {
+        Self {
+            recorded,
+            state,
+            events,
+            migration: table.m.name.clone(),
+            sync: table.naming.sync,
+            table: events.table(table.plan),
+            chain: policy::chain(table.m, table.plan),
+            id: 0,
+            number: 0,
+            started: None,
+            counts: RunCounts::default(),
+            committed: RunCounts::default(),
+            unsaved_flags: Vec::new(),
+        }
+    }
+
+    /// Records the run's start, once.
+    async fn start(&mut self) -> Result<(), RunError> {
+        if self.started.is_some() {
+            return Ok(());
+        }
+        let clock = chrono::Utc::now().timestamp_micros();
+        self.id = self.state.start_run(self.recorded, clock, None).await?;
+        self.number = self.state.run_number(self.id).await?;
+        self.started = Some(Instant::now());
+        let detail = serde_json::json!({ "tables": 1, "resumed_from": null, "cdc": self.table });
+        self.state
+            .event(self.recorded, Some(self.id), "run_started", &detail)
+            .await?;
+        self.events.on(&RunEvent::RunStarted {
+            run_id: self.id,
+            number: self.number,
+            migration: self.migration.clone(),
+            tables: 1,
+            resumed_from: None,
+            sync: self.sync,
+            source: self.events.source(),
+        });
+        Ok(())
+    }
+
+    /// The batch being applied has committed: what it counted and flagged
+    /// stands.
+    fn committed(&mut self) {
+        self.committed = self.counts;
+        self.unsaved_flags.clear();
+    }
+
+    /// Takes back what a batch that did not commit counted and flagged.
+    async fn settle(&mut self, applied: Result<Applied, RunError>) -> Result<Applied, RunError> {
+        if applied.is_err() {
+            self.counts = self.committed;
+            let unsaved = std::mem::take(&mut self.unsaved_flags);
+            if let Err(e) = self.state.unflag(&unsaved).await {
+                tracing::warn!("rows flagged in a batch that was not applied stay flagged: {e}");
+            }
+        }
+        applied
+    }
+
+    /// Records how the run ended, if it started: its counts, its audit
+    /// events, and the same events a run's observer gets.
+    async fn end(self, applied: &Result<Applied, RunError>) -> Result<(), RunError> {
+        let Some(started) = self.started else {
+            return Ok(());
+        };
+        let (status, error) = match applied {
+            Ok(_) => ("succeeded", None),
+            Err(err) => ("failed", Some(err.to_string())),
+        };
+        let plugins = self.chain.stats().to_vec();
+        match &error {
+            None => {
+                let detail = serde_json::json!({ "table": self.table, "counts": self.counts, "plugins": plugins });
+                self.state
+                    .event(self.recorded, Some(self.id), "table_finished", &detail)
+                    .await?;
+                self.events.on(&RunEvent::TableFinished {
+                    table: self.table.clone(),
+                    source: self.events.source(),
+                    counts: self.counts,
+                    done: self.counts.read,
+                    plugins,
+                    elapsed_s: started.elapsed().as_secs_f64(),
+                });
+            }
+            Some(error) => {
+                let detail = serde_json::json!({ "table": self.table, "error": error });
+                self.state
+                    .event(self.recorded, Some(self.id), "table_failed", &detail)
+                    .await?;
+            }
+        }
+        self.state
+            .finish_run(self.id, status, self.counts, error.as_deref(), false)
+            .await?;
+        let detail = serde_json::json!({ "status": status, "counts": self.counts, "error": error });
+        self.state
+            .event(self.recorded, Some(self.id), "run_finished", &detail)
+            .await?;
+        self.events.on(&RunEvent::RunFinished {
+            run_id: self.id,
+            number: self.number,
+            status: status.to_string(),
+            counts: self.counts,
+            error,
+        });
+        Ok(())
     }
 }
 
