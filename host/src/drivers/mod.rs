@@ -31,6 +31,26 @@ macro_rules! run_steps {
     };
 }
 
+/// Binds one catalog row (a point and one of its tables) to an
+/// [`insert_sql`] statement, in its column order; a macro because the three
+/// databases' query types differ.
+macro_rules! bind_catalog_row {
+    ($query:expr, $point:expr, $table:expr) => {
+        $query
+            .bind(&$point.name)
+            .bind($point.seq)
+            .bind(&$point.migration)
+            .bind(&$point.created_at)
+            .bind(&$point.expires_at)
+            .bind(&$table.table)
+            .bind($table.existed)
+            .bind(&$table.backup)
+            .bind($table.rows as i64)
+            .bind(&$table.checksum)
+            .bind(&$table.ddl)
+    };
+}
+
 mod csv;
 pub(crate) mod guard;
 pub mod merge;
@@ -38,6 +58,9 @@ pub(crate) mod mysql;
 pub mod owner;
 pub mod plugin;
 pub(crate) mod postgres;
+pub mod registry;
+pub mod restore;
+mod restore_watched;
 pub mod server;
 pub(crate) mod sqlite;
 pub(crate) mod stall;
@@ -53,10 +76,8 @@ use tokio::sync::mpsc;
 pub use crate::model::cursor::Since;
 
 use crate::capabilities::Grants;
-use crate::capabilities::db::DbConnector;
 use crate::config::{Endpoint, GrantsSpec, IfExists, Migration};
 use crate::model::value::{Column, ColumnType, Row, TableInfo, type_name};
-use std::sync::Arc;
 
 /// What a source column's native type says beyond its row-model type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -752,23 +773,7 @@ pub async fn open_reader(
     endpoint: &Endpoint,
     base_dir: &std::path::Path,
 ) -> Result<Box<dyn Source>, ConnectorError> {
-    Ok(match endpoint {
-        Endpoint::Csv {
-            path,
-            delimiter,
-            null,
-        } => Box::new(csv::CsvSource::new(
-            base_dir.join(path),
-            *delimiter as u8,
-            null.clone(),
-        )?),
-        Endpoint::Sqlite { path } => {
-            Box::new(sqlite::SqliteSource::open(&base_dir.join(path)).await?)
-        }
-        Endpoint::Postgres(ep) => Box::new(postgres::open_source(ep, base_dir).await?),
-        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSource::open(ep, base_dir).await?),
-        Endpoint::Plugin(ep) => Box::new(plugin::PluginSource::open(ep, base_dir).await?),
-    })
+    registry::driver(endpoint).reader(endpoint, base_dir).await
 }
 
 /// Opens the migration's destination (creating an SQLite file or a CSV
@@ -790,23 +795,7 @@ pub async fn open_writer(
     endpoint: &Endpoint,
     base_dir: &std::path::Path,
 ) -> Result<Box<dyn Sink>, ConnectorError> {
-    Ok(match endpoint {
-        Endpoint::Csv {
-            path,
-            delimiter,
-            null,
-        } => Box::new(csv::CsvSink::new(
-            base_dir.join(path),
-            *delimiter as u8,
-            null.clone(),
-        )?),
-        Endpoint::Sqlite { path } => {
-            Box::new(sqlite::SqliteSink::open(&base_dir.join(path)).await?)
-        }
-        Endpoint::Postgres(ep) => Box::new(postgres::open_sink(ep, base_dir).await?),
-        Endpoint::Mysql(ep) => Box::new(mysql::MySqlSink::open(ep, base_dir).await?),
-        Endpoint::Plugin(ep) => Box::new(plugin::PluginSink::open(ep, base_dir).await?),
-    })
+    registry::driver(endpoint).writer(endpoint, base_dir).await
 }
 
 /// Sends rows in batches of `batch_size`, numbering them from `first`.
@@ -861,25 +850,8 @@ impl Batcher {
 /// A plugin's grants, its `db` connections opened by their databases'
 /// drivers.
 pub fn grants(spec: &GrantsSpec, base_dir: &Path) -> Grants {
-    Grants::resolve(spec, base_dir, &|endpoint| db_connector(endpoint, base_dir))
-}
-
-/// What opens `endpoint` for a plugin's `db` grant; `None` for what is not
-/// a database.
-fn db_connector(endpoint: &Endpoint, base_dir: &Path) -> Option<Arc<dyn DbConnector>> {
-    Some(match endpoint {
-        Endpoint::Postgres(server) => Arc::new(postgres::capability::PgConnector {
-            server: server.clone(),
-            base_dir: base_dir.to_path_buf(),
-        }),
-        Endpoint::Mysql(server) => Arc::new(mysql::capability::MyConnector {
-            server: server.clone(),
-            base_dir: base_dir.to_path_buf(),
-        }),
-        Endpoint::Sqlite { path } => Arc::new(sqlite::capability::LiteConnector {
-            path: base_dir.join(path),
-        }),
-        Endpoint::Csv { .. } | Endpoint::Plugin(_) => return None,
+    Grants::resolve(spec, base_dir, &|endpoint| {
+        registry::driver(endpoint).db_capability(endpoint, base_dir)
     })
 }
 

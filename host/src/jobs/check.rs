@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{Endpoint, Migration};
+use crate::drivers::registry::driver;
 use crate::drivers::{Native, Source, open_source};
 use crate::engine::plan::{TablePlan, plan_each};
 use crate::jobs::run::Planned;
@@ -191,7 +192,7 @@ async fn mappings(
     results: &mut Vec<CheckResult>,
 ) -> (Vec<TablePlan>, bool) {
     let mut whole = true;
-    let case_blind = matches!(m.destination, Endpoint::Sqlite { .. } | Endpoint::Mysql(_));
+    let case_blind = driver(&m.destination).traits().case_blind_names;
     let mut plans = Vec::new();
     for planned in plan_each(m, source, tables, runtime, started).await {
         let plan = match planned {
@@ -246,22 +247,10 @@ fn schema_problems(plan: &TablePlan, destination: &Endpoint, result: &mut CheckR
     result.passed = false;
 }
 
-/// The most columns a table may have in `destination`, and its name.
-fn column_limit(destination: &Endpoint) -> Option<(usize, &'static str)> {
-    match destination {
-        Endpoint::Postgres(_) => Some((1600, "PostgreSQL")),
-        // The server allows 4096, but InnoDB (the engine tables are made
-        // with) stops at 1017.
-        Endpoint::Mysql(_) => Some((1017, "MariaDB/MySQL (InnoDB)")),
-        // SQLITE_MAX_COLUMN's default; a build may lower it, rarely raise it.
-        Endpoint::Sqlite { .. } => Some((2000, "SQLite")),
-        _ => None,
-    }
-}
-
 /// A table of `columns` columns the destination cannot create.
 fn too_wide(columns: usize, destination: &Endpoint) -> Option<String> {
-    let (limit, name) = column_limit(destination)?;
+    let driver = driver(destination);
+    let (limit, name) = (driver.traits().max_columns?, driver.name());
     (columns > limit).then(|| {
         format!(
             "the table would have {columns} columns, but {name} allows at most {limit} in a table; leave columns out (`skip = true` under [tables.columns.<name>]) or split the table"

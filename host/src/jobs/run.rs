@@ -510,11 +510,10 @@ async fn execute(
             };
             validate_run(
                 m,
-                Some(&planned),
+                Against::Plan(&planned),
                 runtime,
                 state,
                 run_id,
-                clock,
                 naming,
                 observer,
             )
@@ -558,7 +557,16 @@ async fn finish_validation(
     let clock = last
         .clock
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-    let report = validate_run(m, None, runtime, state, last.id, clock, naming, observer).await;
+    let report = validate_run(
+        m,
+        Against::Afresh(clock),
+        runtime,
+        state,
+        last.id,
+        naming,
+        observer,
+    )
+    .await;
     if m.dry_run {
         let source = open_source(m).await?;
         let plans = plan(m, source.as_ref(), runtime, clock)
@@ -603,18 +611,29 @@ pub(super) fn own_copy(rows: u64) -> String {
     )
 }
 
-/// Validates run `run_id` with its plan (`None`: a run validated after a
-/// restart, planned afresh at `clock`).
+/// What a validation compares with: the run's own plan, or (for a run
+/// validated after a restart) a plan made afresh for the run's start.
+enum Against<'a> {
+    /// The plan the run used.
+    Plan(&'a Planned),
+    /// A new plan, for a run that started at this clock.
+    Afresh(i64),
+}
+
+/// Validates run `run_id`.
 async fn validate_run(
     m: &Migration,
-    planned: Option<&Planned>,
+    against: Against<'_>,
     runtime: &Runtime,
     state: &StateStore,
     run_id: i64,
-    clock: i64,
     naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<Report, RunError> {
+    let clock = match &against {
+        Against::Plan(planned) => planned.clock,
+        Against::Afresh(clock) => *clock,
+    };
     let options = validate::Options {
         sample: m.settings.validate_sample,
         run_started_at: clock,
@@ -628,11 +647,11 @@ async fn validate_run(
     state
         .event(&m.name, Some(run_id), "validating", &detail)
         .await?;
-    let report = match planned {
-        Some(planned) => {
+    let report = match against {
+        Against::Plan(planned) => {
             validate::validate_planned(m, planned.source.as_ref(), &planned.plans, options).await?
         }
-        None => validate::validate(m, runtime, options).await?,
+        Against::Afresh(_) => validate::validate(m, runtime, options).await?,
     };
     record_validation(state, &report, Some(run_id)).await?;
     observer.on(&RunEvent::Validated {

@@ -1,6 +1,7 @@
 //! CSV files: a source (one table per file) and a sink (one file per table).
 //! Every CSV value is text; the column mapping gives it a type.
 
+pub(crate) mod driver;
 mod records;
 
 use std::fs::File;

@@ -10,6 +10,8 @@
 
 pub(crate) mod capability;
 mod decode;
+pub(crate) mod driver;
+pub(crate) mod restore;
 mod sink;
 mod source;
 mod types;

@@ -2,6 +2,8 @@
 //! through the same [`Source`] and [`Sink`] traits as the native connectors,
 //! so planning, checkpoints, resume, policies and validation all apply.
 
+pub(crate) mod driver;
+
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

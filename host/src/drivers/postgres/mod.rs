@@ -11,6 +11,8 @@ mod array;
 pub(crate) mod capability;
 mod cdc;
 mod copy;
+pub(crate) mod driver;
+pub(crate) mod restore;
 mod sink;
 mod source;
 mod types;

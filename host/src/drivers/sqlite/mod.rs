@@ -2,6 +2,8 @@
 //! each batch with multi-row prepared inserts in one transaction.
 
 pub(crate) mod capability;
+pub(crate) mod driver;
+pub(crate) mod restore;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -9,37 +9,14 @@
 //! made, so a rollback can prove it put back exactly those rows, even if
 //! the copy was tampered with since.
 
-/// Binds one catalog row (a point and one of its tables) to an
-/// [`insert_sql`] statement, in its column order; a macro because the three
-/// databases' query types differ.
-macro_rules! bind_catalog_row {
-    ($query:expr, $point:expr, $table:expr) => {
-        $query
-            .bind(&$point.name)
-            .bind($point.seq)
-            .bind(&$point.migration)
-            .bind(&$point.created_at)
-            .bind(&$point.expires_at)
-            .bind(&$table.table)
-            .bind($table.existed)
-            .bind(&$table.backup)
-            .bind($table.rows as i64)
-            .bind(&$table.checksum)
-            .bind(&$table.ddl)
-    };
-}
-
-mod mysql;
-mod postgres;
-mod sqlite;
-mod watched;
-
-use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::config::{Endpoint, Migration};
+use crate::config::Migration;
+use crate::drivers::registry::{driver, names_with, nouns_without};
+pub use crate::drivers::restore::{Action, Point, PointTable};
+use crate::drivers::restore::{RestoreStore, WatchedStore};
 use crate::drivers::stall::{NO_PROGRESS, Watchdog};
 use crate::drivers::{
     ConnectorError, ReadRequest, Source, SourceBatch, open_destination_reader, open_sink,
@@ -47,12 +24,6 @@ use crate::drivers::{
 use crate::jobs::validate::TableDigest;
 use crate::model::value::TableInfo;
 use crate::state::{Hold, StateError, StateStore};
-
-/// The catalog table of restore points, in the destination.
-const CATALOG: &str = "_credvault_restore_points";
-
-/// The columns every dialect's catalog has, in this order.
-const CATALOG_COLUMNS: &str = "point, seq, migration, created_at, expires_at, table_name, existed, backup_table, row_count, checksum, ddl";
 
 /// Rows per batch when a table is read back for its checksum.
 const DIGEST_BATCH: usize = 10_000;
@@ -74,82 +45,6 @@ pub enum RestoreError {
         /// What is wrong and what to do.
         message: String,
     },
-}
-
-/// One table of a restore point.
-#[derive(Debug, Clone, Serialize)]
-pub struct PointTable {
-    /// The destination table.
-    pub table: String,
-    /// Whether it existed when the point was made; if not, a rollback
-    /// drops it.
-    pub existed: bool,
-    /// The table holding its copy.
-    pub backup: Option<String>,
-    /// Rows in the copy.
-    pub rows: u64,
-    /// The copy's checksum (see [`TableDigest`]).
-    pub checksum: Option<String>,
-    /// What the dialect needs to recreate the table (SQLite: its original
-    /// CREATE statements).
-    #[serde(skip)]
-    pub ddl: Option<String>,
-}
-
-/// A restore point: the destination tables of one run as they were before
-/// it wrote.
-#[derive(Debug, Clone, Serialize)]
-pub struct Point {
-    /// `<migration>-<yyyymmdd-hhmmss>` (UTC).
-    pub name: String,
-    /// Its number in the destination, which names its copies.
-    #[serde(skip)]
-    pub seq: i64,
-    /// The migration that made it.
-    pub migration: String,
-    /// When (RFC 3339, UTC).
-    pub created_at: String,
-    /// When its retention ends; the next point made after that removes it.
-    pub expires_at: String,
-    /// Whether its retention has ended.
-    pub expired: bool,
-    /// Its tables.
-    pub tables: Vec<PointTable>,
-}
-
-impl Point {
-    /// Rows over all its tables.
-    pub fn rows(&self) -> u64 {
-        self.tables.iter().map(|t| t.rows).sum()
-    }
-}
-
-/// One catalog row: a point's header and one of its tables.
-type CatalogRow = (
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    bool,
-    Option<String>,
-    i64,
-    Option<String>,
-    Option<String>,
-);
-
-/// What rolling a table back did to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Its rows were replaced in one transaction; the table itself (its
-    /// grants, triggers, foreign keys) stayed.
-    Replaced,
-    /// It had been dropped or replaced, so it was recreated from the copy.
-    Recreated,
-    /// It did not exist at the point, so it was dropped.
-    Dropped,
 }
 
 /// The verification of one rolled-back table.
@@ -211,44 +106,9 @@ pub struct Taken {
     pub pruned: Vec<String>,
 }
 
-/// A destination that keeps restore points: its catalog and its copies.
-#[async_trait]
-trait Store: Send + Sync {
-    /// `destination kind where`, for messages.
-    fn describe(&self) -> String;
-
-    /// Every catalog row, all migrations.
-    async fn catalog(&self) -> Result<Vec<CatalogRow>, ConnectorError>;
-
-    /// Adds a point's rows to the catalog.
-    async fn record(&self, point: &Point) -> Result<(), ConnectorError>;
-
-    /// Removes a point's rows from the catalog.
-    async fn forget(&self, point: &str) -> Result<(), ConnectorError>;
-
-    /// Whether `table` exists.
-    async fn exists(&self, table: &str) -> Result<bool, ConnectorError>;
-
-    /// Copies `table` into a new table `backup`; returns what the dialect
-    /// keeps to recreate the table.
-    async fn back_up(&self, table: &str, backup: &str) -> Result<Option<String>, ConnectorError>;
-
-    /// Puts the copy back into the table: its rows replaced in one
-    /// transaction if it still has the copy's columns, else recreated.
-    async fn restore(&self, entry: &PointTable, backup: &str) -> Result<Action, ConnectorError>;
-
-    /// Drops `table` if it exists.
-    async fn drop_table(&self, table: &str) -> Result<(), ConnectorError>;
-
-    /// Foreign keys of other tables that act on a delete from `table`
-    /// (`ON DELETE CASCADE`, `SET NULL`, `SET DEFAULT`), each described
-    /// for a message.
-    async fn cascades(&self, table: &str) -> Result<Vec<String>, ConnectorError>;
-}
-
 /// Opens the destination's store; on a database server every step runs
 /// under a watchdog for `settings.stall_seconds`.
-async fn open_store(m: &Migration) -> Result<Box<dyn Store>, RestoreError> {
+async fn open_store(m: &Migration) -> Result<Box<dyn RestoreStore>, RestoreError> {
     let stall = std::time::Duration::from_secs(m.settings.stall_seconds);
     let dog = Watchdog::for_endpoint("destination", &m.destination, &m.base_dir, stall)?;
     let Some(dog) = dog else {
@@ -256,31 +116,28 @@ async fn open_store(m: &Migration) -> Result<Box<dyn Store>, RestoreError> {
     };
     let inner = dog.watch("connecting", &NO_PROGRESS, open_bare_store(m));
     let inner = inner.await?;
-    Ok(Box::new(watched::WatchedStore { inner, dog }))
+    Ok(Box::new(WatchedStore { inner, dog }))
 }
 
-async fn open_bare_store(m: &Migration) -> Result<Box<dyn Store>, RestoreError> {
-    let base = &m.base_dir;
-    Ok(match &m.destination {
-        Endpoint::Sqlite { path } => Box::new(sqlite::SqliteStore::open(&base.join(path)).await?),
-        Endpoint::Postgres(ep) => Box::new(postgres::PgStore::open(ep, base).await?),
-        Endpoint::Mysql(ep) => Box::new(mysql::MySqlStore::open(ep, base).await?),
-        Endpoint::Csv { path, .. } => {
-            return Err(RestoreError::Refused {
-                endpoint: format!("destination csv {}", base.join(path).display()),
-                message: UNSUPPORTED.into(),
-            });
-        }
-        Endpoint::Plugin(ep) => {
-            return Err(RestoreError::Refused {
-                endpoint: format!("destination plugin {}", ep.plugin),
-                message: UNSUPPORTED.into(),
-            });
-        }
-    })
+async fn open_bare_store(m: &Migration) -> Result<Box<dyn RestoreStore>, RestoreError> {
+    let driver = driver(&m.destination);
+    match driver.restore_store(&m.destination, &m.base_dir).await {
+        Some(store) => Ok(store?),
+        None => Err(RestoreError::Refused {
+            endpoint: format!("destination {}", driver.name()),
+            message: unsupported(),
+        }),
+    }
 }
 
-const UNSUPPORTED: &str = "restore points are kept for SQLite, PostgreSQL and MariaDB/MySQL destinations, not CSV folders or plugin sinks; copy the data yourself before a run, and set restore_points = false to silence this";
+/// Why a destination keeps no restore points, naming those that do.
+fn unsupported() -> String {
+    format!(
+        "restore points are kept for {} destinations, not {}; copy the data yourself before a run, and set restore_points = false to silence this",
+        names_with(|t| t.restore_points),
+        nouns_without(|t| t.restore_points)
+    )
+}
 
 /// Before a fresh run writes: copies every table in `tables` that exists
 /// into a new point (and notes the others as absent), then removes the
@@ -294,8 +151,8 @@ pub async fn before_run(
     if !m.settings.restore_points {
         return Ok(None);
     }
-    if let Endpoint::Csv { .. } | Endpoint::Plugin(_) = m.destination {
-        tracing::warn!("no restore point for this run: {UNSUPPORTED}");
+    if !driver(&m.destination).traits().restore_points {
+        tracing::warn!("no restore point for this run: {}", unsupported());
         return Ok(None);
     }
     let store = open_store(m).await?;
@@ -370,7 +227,7 @@ pub async fn rollback(
 /// migration's checkpoints.
 async fn restore_all(
     m: &Migration,
-    store: &dyn Store,
+    store: &dyn RestoreStore,
     point: &Point,
 ) -> Result<Vec<TableCheck>, RestoreError> {
     let mut actions = Vec::with_capacity(point.tables.len());
@@ -392,7 +249,7 @@ async fn restore_all(
 /// Refuses, before anything changes, a point whose copies are gone, and a
 /// rollback that would make the database delete or change rows of other
 /// tables through their foreign keys.
-async fn preflight(store: &dyn Store, point: &Point) -> Result<(), RestoreError> {
+async fn preflight(store: &dyn RestoreStore, point: &Point) -> Result<(), RestoreError> {
     for t in &point.tables {
         let backup = t.backup.as_deref().unwrap_or_default();
         if t.existed && !store.exists(backup).await? {
@@ -419,7 +276,7 @@ async fn preflight(store: &dyn Store, point: &Point) -> Result<(), RestoreError>
     Ok(())
 }
 
-fn refused(store: &dyn Store, message: String) -> RestoreError {
+fn refused(store: &dyn RestoreStore, message: String) -> RestoreError {
     RestoreError::Refused {
         endpoint: store.describe(),
         message,
@@ -432,7 +289,7 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 /// Every point in the destination (all migrations), oldest first.
-async fn all_points(store: &dyn Store) -> Result<Vec<Point>, RestoreError> {
+async fn all_points(store: &dyn RestoreStore) -> Result<Vec<Point>, RestoreError> {
     let now = stamp(Utc::now());
     let mut rows = store.catalog().await?;
     rows.sort_by(|a, b| (a.1, &a.5).cmp(&(b.1, &b.5)));
@@ -466,14 +323,18 @@ async fn all_points(store: &dyn Store) -> Result<Vec<Point>, RestoreError> {
     Ok(points)
 }
 
-async fn points(store: &dyn Store, migration: &str) -> Result<Vec<Point>, RestoreError> {
+async fn points(store: &dyn RestoreStore, migration: &str) -> Result<Vec<Point>, RestoreError> {
     let mut points = all_points(store).await?;
     points.retain(|p| p.migration == migration);
     Ok(points)
 }
 
 /// The point named `to`, or the newest.
-async fn pick(store: &dyn Store, migration: &str, to: Option<&str>) -> Result<Point, RestoreError> {
+async fn pick(
+    store: &dyn RestoreStore,
+    migration: &str,
+    to: Option<&str>,
+) -> Result<Point, RestoreError> {
     let mut points = points(store, migration).await?;
     let known: Vec<String> = points.iter().map(|p| p.name.clone()).collect();
     let found = match to {
@@ -499,7 +360,7 @@ async fn pick(store: &dyn Store, migration: &str, to: Option<&str>) -> Result<Po
 /// point is made, so its number and name never repeat a removed one's.
 async fn prune(
     m: &Migration,
-    store: &dyn Store,
+    store: &dyn RestoreStore,
     state: &StateStore,
     made: &str,
 ) -> Result<Vec<String>, RestoreError> {
@@ -527,7 +388,11 @@ async fn prune(
 
 /// Makes a new point of `tables`. If a copy fails, the copies made so far
 /// are dropped again.
-async fn take(m: &Migration, store: &dyn Store, tables: &[&str]) -> Result<Point, RestoreError> {
+async fn take(
+    m: &Migration,
+    store: &dyn RestoreStore,
+    tables: &[&str],
+) -> Result<Point, RestoreError> {
     let mut names: Vec<&str> = Vec::new();
     for t in tables {
         if !names.contains(t) {
@@ -572,7 +437,7 @@ fn copy_name(seq: i64, i: usize) -> String {
 /// while making its point may have left copies the catalog does not know;
 /// they are skipped, never dropped (another run may be making them now).
 async fn free_seq(
-    store: &dyn Store,
+    store: &dyn RestoreStore,
     existing: &[Point],
     tables: usize,
 ) -> Result<i64, RestoreError> {
@@ -591,7 +456,7 @@ async fn free_seq(
 /// Copies each table that exists (and notes the others as absent).
 async fn copy_all(
     m: &Migration,
-    store: &dyn Store,
+    store: &dyn RestoreStore,
     tables: &[&str],
     point: &mut Point,
 ) -> Result<(), RestoreError> {
@@ -616,7 +481,7 @@ async fn copy_all(
 
 /// Copies one table and takes the copy's checksum.
 async fn copy(
-    store: &dyn Store,
+    store: &dyn RestoreStore,
     reader: &dyn Source,
     info: &TableInfo,
     backup: &str,
@@ -749,14 +614,4 @@ async fn digest(reader: &dyn Source, info: &TableInfo) -> Result<TableDigest, Co
     };
     let ((), digest) = tokio::join!(reader.read(request, tx), sum);
     digest
-}
-
-/// `INSERT INTO catalog (…) VALUES (…)` with the dialect's placeholders
-/// (`mark(1)` … `mark(11)`).
-fn insert_sql(catalog: &str, mark: impl Fn(usize) -> String) -> String {
-    let marks: Vec<String> = (1..=11).map(mark).collect();
-    format!(
-        "INSERT INTO {catalog} ({CATALOG_COLUMNS}) VALUES ({})",
-        marks.join(", ")
-    )
 }

@@ -557,7 +557,9 @@ pub(crate) struct AtRest {
 impl AtRest {
     /// How `destination` stores values.
     pub(crate) fn of(destination: &Endpoint) -> Self {
-        let negative_zero = !matches!(destination, Endpoint::Sqlite { .. } | Endpoint::Mysql(_));
+        let negative_zero = crate::drivers::registry::driver(destination)
+            .traits()
+            .keeps_negative_zero;
         Self { negative_zero }
     }
 

@@ -4,14 +4,14 @@
 
 use async_trait::async_trait;
 
-use super::{Action, CatalogRow, Point, PointTable, Store};
 use crate::drivers::ConnectorError;
+use crate::drivers::restore::{Action, CatalogRow, Point, PointTable, RestoreStore};
 use crate::drivers::stall::{NO_PROGRESS, Watchdog};
 
 /// A store and its watchdog.
-pub(super) struct WatchedStore {
-    pub(super) inner: Box<dyn Store>,
-    pub(super) dog: Watchdog,
+pub(crate) struct WatchedStore {
+    pub(crate) inner: Box<dyn RestoreStore>,
+    pub(crate) dog: Watchdog,
 }
 
 /// "… table `name`".
@@ -20,7 +20,7 @@ fn table(doing: &str, name: &str) -> String {
 }
 
 #[async_trait]
-impl Store for WatchedStore {
+impl RestoreStore for WatchedStore {
     fn describe(&self) -> String {
         self.inner.describe()
     }

@@ -10,12 +10,14 @@ use std::path::Path;
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-use super::{Action, CATALOG, CATALOG_COLUMNS, CatalogRow, Point, PointTable, Store, insert_sql};
 use crate::config::ServerEndpoint;
 use crate::drivers::ConnectorError;
 use crate::drivers::postgres::{Db, ident, open_destination};
+use crate::drivers::restore::{
+    Action, CATALOG, CATALOG_COLUMNS, CatalogRow, Point, PointTable, RestoreStore, insert_sql,
+};
 
-pub(super) struct PgStore {
+pub(crate) struct PgStore {
     db: Db,
 }
 
@@ -41,7 +43,7 @@ WHERE d.adrelid = to_regclass($1) AND a.attgenerated = ''
                     AND p.refclassid = 'pg_class'::regclass AND p.refobjid <> d.adrelid)";
 
 impl PgStore {
-    pub(super) async fn open(ep: &ServerEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
+    pub(crate) async fn open(ep: &ServerEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
         let store = Self {
             db: open_destination(ep, base_dir).await?,
         };
@@ -159,7 +161,7 @@ impl PgStore {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl RestoreStore for PgStore {
     fn describe(&self) -> String {
         self.db.endpoint.clone()
     }

@@ -9,12 +9,14 @@ use async_trait::async_trait;
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Acquire, Executor};
 
-use super::{Action, CATALOG, CATALOG_COLUMNS, CatalogRow, Point, PointTable, Store, insert_sql};
 use crate::config::ServerEndpoint;
 use crate::drivers::ConnectorError;
 use crate::drivers::mysql::{Server, ident, open_destination, text};
+use crate::drivers::restore::{
+    Action, CATALOG, CATALOG_COLUMNS, CatalogRow, Point, PointTable, RestoreStore, insert_sql,
+};
 
-pub(super) struct MySqlStore {
+pub(crate) struct MySqlStore {
     server: Server,
 }
 
@@ -33,7 +35,7 @@ fn generated(column: &MyColumn) -> bool {
 }
 
 impl MySqlStore {
-    pub(super) async fn open(ep: &ServerEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
+    pub(crate) async fn open(ep: &ServerEndpoint, base_dir: &Path) -> Result<Self, ConnectorError> {
         let server = open_destination(ep, base_dir).await?;
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {} (point VARCHAR(255) NOT NULL, seq BIGINT NOT NULL, migration VARCHAR(255) NOT NULL, created_at VARCHAR(40) NOT NULL, expires_at VARCHAR(40) NOT NULL, table_name VARCHAR(255) NOT NULL, existed BOOLEAN NOT NULL, backup_table VARCHAR(64), row_count BIGINT NOT NULL, checksum VARCHAR(64), ddl LONGTEXT, PRIMARY KEY (point, table_name)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
@@ -127,7 +129,7 @@ fn catalog_row(r: &sqlx::mysql::MySqlRow) -> CatalogRow {
 }
 
 #[async_trait]
-impl Store for MySqlStore {
+impl RestoreStore for MySqlStore {
     fn describe(&self) -> String {
         self.server.endpoint.clone()
     }

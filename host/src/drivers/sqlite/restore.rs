@@ -8,17 +8,19 @@ use std::path::Path;
 use async_trait::async_trait;
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::{Action, CATALOG, CATALOG_COLUMNS, CatalogRow, Point, PointTable, Store, insert_sql};
 use crate::drivers::ConnectorError;
+use crate::drivers::restore::{
+    Action, CATALOG, CATALOG_COLUMNS, CatalogRow, Point, PointTable, RestoreStore, insert_sql,
+};
 use crate::drivers::sqlite::{ident, writer_pool};
 
-pub(super) struct SqliteStore {
+pub(crate) struct SqliteStore {
     endpoint: String,
     pool: SqlitePool,
 }
 
 impl SqliteStore {
-    pub(super) async fn open(path: &Path) -> Result<Self, ConnectorError> {
+    pub(crate) async fn open(path: &Path) -> Result<Self, ConnectorError> {
         let store = Self {
             endpoint: format!("destination sqlite {}", path.display()),
             pool: writer_pool(path).await?,
@@ -71,7 +73,7 @@ async fn copy_rows(conn: &mut SqliteConnection, from: &str, to: &str) -> Result<
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl RestoreStore for SqliteStore {
     fn describe(&self) -> String {
         self.endpoint.clone()
     }

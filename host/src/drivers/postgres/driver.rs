@@ -1,0 +1,82 @@
+//! PostgreSQL in the registry.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::capability::PgConnector;
+use super::restore::PgStore;
+use crate::capabilities::db::DbConnector;
+use crate::config::Endpoint;
+use crate::drivers::registry::{Driver, Traits, not_mine};
+use crate::drivers::restore::RestoreStore;
+use crate::drivers::{ConnectorError, Sink, Source};
+
+/// PostgreSQL.
+pub(crate) struct Postgres;
+
+#[async_trait]
+impl Driver for Postgres {
+    fn name(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
+    fn noun(&self) -> &'static str {
+        "PostgreSQL databases"
+    }
+
+    fn handles(&self, endpoint: &Endpoint) -> bool {
+        matches!(endpoint, Endpoint::Postgres(_))
+    }
+
+    fn traits(&self) -> Traits {
+        Traits {
+            case_blind_names: false,
+            max_columns: Some(1600),
+            keeps_negative_zero: true,
+            restore_points: true,
+            db_capability: true,
+        }
+    }
+
+    async fn reader(
+        &self,
+        e: &Endpoint,
+        base_dir: &Path,
+    ) -> Result<Box<dyn Source>, ConnectorError> {
+        let Endpoint::Postgres(ep) = e else {
+            return Err(not_mine(self, e));
+        };
+        Ok(Box::new(super::open_source(ep, base_dir).await?))
+    }
+
+    async fn writer(&self, e: &Endpoint, base_dir: &Path) -> Result<Box<dyn Sink>, ConnectorError> {
+        let Endpoint::Postgres(ep) = e else {
+            return Err(not_mine(self, e));
+        };
+        Ok(Box::new(super::open_sink(ep, base_dir).await?))
+    }
+
+    fn db_capability(&self, e: &Endpoint, base_dir: &Path) -> Option<Arc<dyn DbConnector>> {
+        let Endpoint::Postgres(server) = e else {
+            return None;
+        };
+        Some(Arc::new(PgConnector {
+            server: server.clone(),
+            base_dir: base_dir.to_path_buf(),
+        }))
+    }
+
+    async fn restore_store(
+        &self,
+        e: &Endpoint,
+        base_dir: &Path,
+    ) -> Option<Result<Box<dyn RestoreStore>, ConnectorError>> {
+        let Endpoint::Postgres(ep) = e else {
+            return None;
+        };
+        let store = PgStore::open(ep, base_dir).await;
+        Some(store.map(|s| Box::new(s) as Box<dyn RestoreStore>))
+    }
+}

@@ -1,0 +1,169 @@
+//! The one list of databases. Everything outside `drivers/` asks this
+//! registry what a database offers, never matches on one: adding a database
+//! is a folder under `drivers/` and one line in [`DRIVERS`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::restore::RestoreStore;
+use super::{ConnectorError, Sink, Source};
+use crate::capabilities::db::DbConnector;
+use crate::config::Endpoint;
+
+/// Every database, in the order messages name them.
+pub const DRIVERS: &[&dyn Driver] = &[
+    &super::sqlite::driver::Sqlite,
+    &super::postgres::driver::Postgres,
+    &super::mysql::driver::Mysql,
+    &super::csv::driver::Csv,
+    &super::plugin::driver::Plugin,
+];
+
+/// One database: how to open it, and what it offers beyond reading and
+/// writing rows (each optional capability is `None` where it has none).
+#[async_trait]
+pub trait Driver: Sync {
+    /// Its name in messages ("PostgreSQL").
+    fn name(&self) -> &'static str;
+
+    /// What its endpoints are, in the plural ("CSV folders").
+    fn noun(&self) -> &'static str;
+
+    /// Whether `endpoint` is one of its.
+    fn handles(&self, endpoint: &Endpoint) -> bool;
+
+    /// What checks and validation need to know of it.
+    fn traits(&self) -> Traits {
+        Traits::default()
+    }
+
+    /// Opens `endpoint` for reading; relative paths resolve against
+    /// `base_dir`.
+    async fn reader(
+        &self,
+        endpoint: &Endpoint,
+        base_dir: &Path,
+    ) -> Result<Box<dyn Source>, ConnectorError>;
+
+    /// Opens `endpoint` for writing.
+    async fn writer(
+        &self,
+        endpoint: &Endpoint,
+        base_dir: &Path,
+    ) -> Result<Box<dyn Sink>, ConnectorError>;
+
+    /// What opens it for a plugin's `db` grant, if plugins may reach it.
+    fn db_capability(
+        &self,
+        _endpoint: &Endpoint,
+        _base_dir: &Path,
+    ) -> Option<Arc<dyn DbConnector>> {
+        None
+    }
+
+    /// Opens its restore-point store, if it keeps restore points.
+    async fn restore_store(
+        &self,
+        _endpoint: &Endpoint,
+        _base_dir: &Path,
+    ) -> Option<Result<Box<dyn RestoreStore>, ConnectorError>> {
+        None
+    }
+}
+
+/// Facts about a database that checks and validation rely on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traits {
+    /// Whether column names that differ only in case are one column.
+    pub case_blind_names: bool,
+    /// The most columns a table may have, if it has a limit.
+    pub max_columns: Option<usize>,
+    /// Whether a float's -0.0 keeps its sign.
+    pub keeps_negative_zero: bool,
+    /// Whether it keeps restore points ([`Driver::restore_store`]).
+    pub restore_points: bool,
+    /// Whether plugins may open it through a `db` grant.
+    pub db_capability: bool,
+}
+
+/// The driver of `endpoint`.
+pub fn driver(endpoint: &Endpoint) -> &'static dyn Driver {
+    DRIVERS
+        .iter()
+        .copied()
+        .find(|d| d.handles(endpoint))
+        .expect("every endpoint kind has a driver in DRIVERS")
+}
+
+/// The names of the databases that have `feature`, for messages:
+/// "SQLite, PostgreSQL and MariaDB/MySQL".
+pub fn names_with(feature: impl Fn(&Traits) -> bool) -> String {
+    let names: Vec<&str> = DRIVERS
+        .iter()
+        .filter(|d| feature(&d.traits()))
+        .map(|d| d.name())
+        .collect();
+    match names.split_last() {
+        None => "no database".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// What the databases without `feature` are, for messages: "CSV folders
+/// or plugin sinks".
+pub fn nouns_without(feature: impl Fn(&Traits) -> bool) -> String {
+    let nouns: Vec<&str> = DRIVERS
+        .iter()
+        .filter(|d| !feature(&d.traits()))
+        .map(|d| d.noun())
+        .collect();
+    nouns.join(" or ")
+}
+
+/// The error of a driver handed an endpoint of another kind (a bug).
+pub(super) fn not_mine(driver: &dyn Driver, endpoint: &Endpoint) -> ConnectorError {
+    ConnectorError::new(
+        driver.name(),
+        format!(
+            "was handed a {} endpoint, which it cannot open",
+            driver_name(endpoint)
+        ),
+    )
+}
+
+fn driver_name(endpoint: &Endpoint) -> &'static str {
+    DRIVERS
+        .iter()
+        .find(|d| d.handles(endpoint))
+        .map_or("unknown", |d| d.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_databases_that_have_a_feature() {
+        assert_eq!(
+            names_with(|t| t.restore_points),
+            "SQLite, PostgreSQL and MariaDB/MySQL"
+        );
+        assert_eq!(names_with(|t| t.max_columns == Some(1600)), "PostgreSQL");
+        assert_eq!(names_with(|_| false), "no database");
+        assert_eq!(
+            nouns_without(|t| t.restore_points),
+            "CSV folders or plugin sinks"
+        );
+    }
+
+    #[test]
+    fn every_driver_has_a_distinct_name() {
+        let mut names: Vec<&str> = DRIVERS.iter().map(|d| d.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DRIVERS.len());
+    }
+}
