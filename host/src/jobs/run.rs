@@ -436,7 +436,6 @@ async fn execute(
         clock,
     } = planned;
     let resumed_from = resumed.as_ref().map(|r| r.id);
-    let resumed_number = resumed.as_ref().map(|r| r.number);
     if resumed_from.is_none() {
         let mut sink = open_sink(m).await?;
         refuse_own_copies(m, sink.as_ref(), &plans).await?;
@@ -447,29 +446,20 @@ async fn execute(
         true => restore::before_run(m, &destinations(&plans), state).await?,
         false => None,
     };
-    let run_id = state.start_run(&m.name, clock, resumed_from).await?;
-    let number = state.run_number(run_id).await?;
-    let detail = serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from });
-    state
-        .event(&m.name, Some(run_id), "run_started", &detail)
-        .await?;
-    observer.on(&RunEvent::RunStarted {
-        run_id,
-        number,
-        migration: naming.migration.clone().unwrap_or_else(|| m.name.clone()),
+    let events = Events::new(observer, naming);
+    let opening = Opening {
+        recorded: &m.name,
+        clock,
         tables: plans.len(),
-        resumed_from: resumed_number,
-        sync: naming.sync,
-        source: naming.source.clone(),
-    });
+        resumed: resumed.as_ref().map(|r| (r.id, r.number)),
+        detail: serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from }),
+    };
+    let record = open_record(state, opening, &events).await?;
+    let (run_id, number) = (record.id, record.number);
     if let Some(point) = point {
         state.note_restore_point(run_id, &point.name).await?;
-        observer.on(&RunEvent::RestorePoint(point));
+        events.on(&RunEvent::RestorePoint(point));
     }
-    let events = Events {
-        observer: Mutex::new(observer),
-        naming,
-    };
     let (totals, result) = run_tables(
         m,
         &plans,
@@ -480,26 +470,10 @@ async fn execute(
         &events,
     )
     .await;
-    let observer = events.observer.into_inner().expect("observer lock");
-    let (status, error) = match &result {
-        Ok(()) => ("succeeded", None),
-        Err(err) => ("failed", Some(err.to_string())),
-    };
     let validating = result.is_ok() && m.settings.validate;
-    state
-        .finish_run(run_id, status, totals, error.as_deref(), validating)
-        .await?;
-    let detail = serde_json::json!({ "status": status, "counts": totals, "error": error });
-    state
-        .event(&m.name, Some(run_id), "run_finished", &detail)
-        .await?;
-    observer.on(&RunEvent::RunFinished {
-        run_id,
-        number,
-        status: status.to_string(),
-        counts: totals,
-        error,
-    });
+    let error = result.as_ref().err().map(ToString::to_string);
+    close_record(state, &record, totals, error, validating, &events).await?;
+    let observer = events.observer.into_inner().expect("observer lock");
     let validation = match (result, m.settings.validate) {
         (Err(err), _) => Err(err),
         (Ok(()), true) => {
@@ -742,6 +716,92 @@ type Stages = (
 
 /// Events from tables running side by side, to one observer, naming
 /// things as the run's [`Naming`] says.
+/// What a run's record starts with.
+pub(super) struct Opening<'a> {
+    /// The migration the run is recorded under (`NAME#sync` for a sync's).
+    pub(super) recorded: &'a str,
+    /// When the run started (its transforms are told).
+    pub(super) clock: i64,
+    /// How many tables it moves.
+    pub(super) tables: usize,
+    /// The run it resumes: its id and number.
+    pub(super) resumed: Option<(i64, i64)>,
+    /// The `run_started` audit event's detail.
+    pub(super) detail: serde_json::Value,
+}
+
+/// A run's record in the state store.
+pub(super) struct Record {
+    /// The migration it is recorded under.
+    pub(super) recorded: String,
+    /// Its id.
+    pub(super) id: i64,
+    /// Its number among its migration's runs.
+    pub(super) number: i64,
+}
+
+/// Starts a run's record: its row, its `run_started` audit event, and the
+/// observer's event. Every run, a sync's steps and CDC included, starts here.
+pub(super) async fn open_record(
+    state: &StateStore,
+    opening: Opening<'_>,
+    events: &Events<'_>,
+) -> Result<Record, RunError> {
+    let resumed_from = opening.resumed.map(|(id, _)| id);
+    let id = state
+        .start_run(opening.recorded, opening.clock, resumed_from)
+        .await?;
+    let number = state.run_number(id).await?;
+    state
+        .event(opening.recorded, Some(id), "run_started", &opening.detail)
+        .await?;
+    events.on(&RunEvent::RunStarted {
+        run_id: id,
+        number,
+        migration: events.migration(opening.recorded),
+        tables: opening.tables,
+        resumed_from: opening.resumed.map(|(_, number)| number),
+        sync: events.naming.sync,
+        source: events.source(),
+    });
+    Ok(Record {
+        recorded: opening.recorded.to_string(),
+        id,
+        number,
+    })
+}
+
+/// Ends a run's record: its status (failed when `error` says why), its
+/// counts, its `run_finished` audit event, and the observer's event.
+pub(super) async fn close_record(
+    state: &StateStore,
+    record: &Record,
+    counts: RunCounts,
+    error: Option<String>,
+    validating: bool,
+    events: &Events<'_>,
+) -> Result<(), RunError> {
+    let status = match error {
+        None => "succeeded",
+        Some(_) => "failed",
+    };
+    state
+        .finish_run(record.id, status, counts, error.as_deref(), validating)
+        .await?;
+    let detail = serde_json::json!({ "status": status, "counts": counts, "error": error });
+    state
+        .event(&record.recorded, Some(record.id), "run_finished", &detail)
+        .await?;
+    events.on(&RunEvent::RunFinished {
+        run_id: record.id,
+        number: record.number,
+        status: status.to_string(),
+        counts,
+        error,
+    });
+    Ok(())
+}
+
 pub(super) struct Events<'a> {
     observer: Mutex<&'a mut dyn Observer>,
     naming: &'a Naming,
@@ -766,6 +826,15 @@ impl<'a> Events<'a> {
 
     pub(super) fn source(&self) -> Option<String> {
         self.naming.source.clone()
+    }
+
+    /// The migration as its events name it: the file's, for a run that is
+    /// a step of a larger job recorded under another name.
+    pub(super) fn migration(&self, recorded: &str) -> String {
+        self.naming
+            .migration
+            .clone()
+            .unwrap_or_else(|| recorded.to_string())
     }
 }
 

@@ -23,7 +23,7 @@ use crate::drivers::{
 };
 use crate::engine::{Chain, Output, process};
 use crate::jobs::policy::{self, Counting, RowPolicy};
-use crate::jobs::run::Events;
+use crate::jobs::run::{Events, Opening, Record, close_record, open_record};
 use crate::jobs::{Observer, RunError, RunEvent};
 use crate::model::convert::convert_ref;
 use crate::model::value::{Column, Row};
@@ -441,10 +441,12 @@ impl Table<'_> {
         };
         let processed = process(self.plan, &mut run.chain, batch).await?;
         run.counts.dropped += processed.dropped;
+        let run_id = run.record.as_ref().map(|(r, _)| r.id);
+        let run_id = run_id.expect("a CDC run starts before its first batch");
         let policy = RowPolicy {
             migration: run.recorded,
             plan: self.plan,
-            run_id: run.id,
+            run_id,
             state: run.state,
         };
         let tally = Counting {
@@ -528,16 +530,11 @@ struct CdcRun<'a, 'e> {
     recorded: &'a str,
     state: &'a StateStore,
     events: &'a Events<'e>,
-    /// The migration as its file names it, and the sync and table, as
-    /// the run's events show them.
-    migration: String,
-    sync: Option<i64>,
+    /// The table, as the run's events show it.
     table: String,
     chain: Chain,
-    /// The run's id once started.
-    id: i64,
-    number: i64,
-    started: Option<Instant>,
+    /// The run's record once started, and when.
+    record: Option<(Record, Instant)>,
     counts: RunCounts,
     /// The counts as of the last committed batch, and the rows flagged
     /// since: a batch that fails before its commit is read again by the
@@ -557,13 +554,9 @@ impl<'a, 'e> CdcRun<'a, 'e> {
             recorded,
             state,
             events,
-            migration: table.m.name.clone(),
-            sync: table.naming.sync,
             table: events.table(table.plan),
             chain: policy::chain(table.m, table.plan),
-            id: 0,
-            number: 0,
-            started: None,
+            record: None,
             counts: RunCounts::default(),
             committed: RunCounts::default(),
             unsaved_flags: Vec::new(),
@@ -572,26 +565,18 @@ impl<'a, 'e> CdcRun<'a, 'e> {
 
     /// Records the run's start, once.
     async fn start(&mut self) -> Result<(), RunError> {
-        if self.started.is_some() {
+        if self.record.is_some() {
             return Ok(());
         }
-        let clock = chrono::Utc::now().timestamp_micros();
-        self.id = self.state.start_run(self.recorded, clock, None).await?;
-        self.number = self.state.run_number(self.id).await?;
-        self.started = Some(Instant::now());
-        let detail = serde_json::json!({ "tables": 1, "resumed_from": null, "cdc": self.table });
-        self.state
-            .event(self.recorded, Some(self.id), "run_started", &detail)
-            .await?;
-        self.events.on(&RunEvent::RunStarted {
-            run_id: self.id,
-            number: self.number,
-            migration: self.migration.clone(),
+        let opening = Opening {
+            recorded: self.recorded,
+            clock: chrono::Utc::now().timestamp_micros(),
             tables: 1,
-            resumed_from: None,
-            sync: self.sync,
-            source: self.events.source(),
-        });
+            resumed: None,
+            detail: serde_json::json!({ "tables": 1, "resumed_from": null, "cdc": self.table }),
+        };
+        let record = open_record(self.state, opening, self.events).await?;
+        self.record = Some((record, Instant::now()));
         Ok(())
     }
 
@@ -617,19 +602,16 @@ impl<'a, 'e> CdcRun<'a, 'e> {
     /// Records how the run ended, if it started: its counts, its audit
     /// events, and the same events a run's observer gets.
     async fn end(self, applied: &Result<Applied, RunError>) -> Result<(), RunError> {
-        let Some(started) = self.started else {
+        let Some((record, started)) = self.record else {
             return Ok(());
         };
-        let (status, error) = match applied {
-            Ok(_) => ("succeeded", None),
-            Err(err) => ("failed", Some(err.to_string())),
-        };
+        let error = applied.as_ref().err().map(ToString::to_string);
         let plugins = self.chain.stats().to_vec();
         match &error {
             None => {
                 let detail = serde_json::json!({ "table": self.table, "counts": self.counts, "plugins": plugins });
                 self.state
-                    .event(self.recorded, Some(self.id), "table_finished", &detail)
+                    .event(self.recorded, Some(record.id), "table_finished", &detail)
                     .await?;
                 self.events.on(&RunEvent::TableFinished {
                     table: self.table.clone(),
@@ -643,25 +625,11 @@ impl<'a, 'e> CdcRun<'a, 'e> {
             Some(error) => {
                 let detail = serde_json::json!({ "table": self.table, "error": error });
                 self.state
-                    .event(self.recorded, Some(self.id), "table_failed", &detail)
+                    .event(self.recorded, Some(record.id), "table_failed", &detail)
                     .await?;
             }
         }
-        self.state
-            .finish_run(self.id, status, self.counts, error.as_deref(), false)
-            .await?;
-        let detail = serde_json::json!({ "status": status, "counts": self.counts, "error": error });
-        self.state
-            .event(self.recorded, Some(self.id), "run_finished", &detail)
-            .await?;
-        self.events.on(&RunEvent::RunFinished {
-            run_id: self.id,
-            number: self.number,
-            status: status.to_string(),
-            counts: self.counts,
-            error,
-        });
-        Ok(())
+        close_record(self.state, &record, self.counts, error, false, self.events).await
     }
 }
 
