@@ -78,8 +78,9 @@ pub trait Driver: Sync {
 pub struct Traits {
     /// Whether column names that differ only in case are one column.
     pub case_blind_names: bool,
-    /// The most columns a table may have, if it has a limit.
-    pub max_columns: Option<usize>,
+    /// The most columns a table may have, if it has a limit, and what
+    /// sets it ("MariaDB/MySQL (InnoDB)").
+    pub max_columns: Option<(usize, &'static str)>,
     /// Whether a float's -0.0 keeps its sign.
     pub keeps_negative_zero: bool,
     /// Whether it keeps restore points ([`Driver::restore_store`]).
@@ -151,7 +152,10 @@ mod tests {
             names_with(|t| t.restore_points),
             "SQLite, PostgreSQL and MariaDB/MySQL"
         );
-        assert_eq!(names_with(|t| t.max_columns == Some(1600)), "PostgreSQL");
+        assert_eq!(
+            names_with(|t| t.max_columns.is_some_and(|(n, _)| n == 1600)),
+            "PostgreSQL"
+        );
         assert_eq!(names_with(|_| false), "no database");
         assert_eq!(
             nouns_without(|t| t.restore_points),

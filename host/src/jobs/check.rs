@@ -249,8 +249,7 @@ fn schema_problems(plan: &TablePlan, destination: &Endpoint, result: &mut CheckR
 
 /// A table of `columns` columns the destination cannot create.
 fn too_wide(columns: usize, destination: &Endpoint) -> Option<String> {
-    let driver = driver(destination);
-    let (limit, name) = (driver.traits().max_columns?, driver.name());
+    let (limit, name) = driver(destination).traits().max_columns?;
     (columns > limit).then(|| {
         format!(
             "the table would have {columns} columns, but {name} allows at most {limit} in a table; leave columns out (`skip = true` under [tables.columns.<name>]) or split the table"

@@ -343,8 +343,9 @@ pub async fn run_named(
     run_named_with(m, None, runtime, state, options, naming, observer).await
 }
 
-/// [`run_named`] with the plan the pre-run checks made, if they made one.
-async fn run_named_with(
+/// [`run_named`] with a plan already made (by the pre-run checks, or to lay
+/// out a consolidation), if there is one.
+pub(crate) async fn run_named_with(
     m: &Migration,
     checked: Option<Planned>,
     runtime: &Runtime,

@@ -36,7 +36,7 @@ impl Driver for Mysql {
             case_blind_names: true,
             // The server allows 4096, but InnoDB (the engine tables are
             // made with) stops at 1017.
-            max_columns: Some(1017),
+            max_columns: Some((1017, "MariaDB/MySQL (InnoDB)")),
             keeps_negative_zero: false,
             restore_points: true,
             db_capability: true,

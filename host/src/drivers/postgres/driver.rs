@@ -33,7 +33,7 @@ impl Driver for Postgres {
     fn traits(&self) -> Traits {
         Traits {
             case_blind_names: false,
-            max_columns: Some(1600),
+            max_columns: Some((1600, "PostgreSQL")),
             keeps_negative_zero: true,
             restore_points: true,
             db_capability: true,

@@ -36,7 +36,7 @@ impl Driver for Sqlite {
             case_blind_names: true,
             // SQLITE_MAX_COLUMN's default; a build may lower it, rarely
             // raise it.
-            max_columns: Some(2000),
+            max_columns: Some((2000, "SQLite")),
             keeps_negative_zero: false,
             restore_points: true,
             db_capability: true,

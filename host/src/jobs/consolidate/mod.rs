@@ -16,6 +16,7 @@ mod parts;
 mod schema;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -26,14 +27,15 @@ pub use schema::{Feed, Unified};
 use crate::config::{IfExists, Migration, Part};
 use crate::drivers::merge::{Applied, Dialect};
 use crate::drivers::{
-    Checkpoint, ConnectorError, Prepare, Sink, Step, open_sink, open_source, owner,
+    Checkpoint, ConnectorError, Prepare, Sink, Source, Step, open_sink, open_source, owner,
 };
 use crate::engine::{PlanError, plan};
 use crate::jobs::restore;
+use crate::jobs::run::{Planned, run_named_with};
 use crate::jobs::sync::TableSync;
 use crate::jobs::validate::{Report, TableReport};
 use crate::jobs::{
-    Naming, Observer, RunError, RunEvent, RunOptions, RunSummary, record_validation, run_named,
+    Naming, Observer, RunError, RunEvent, RunOptions, RunSummary, record_validation,
 };
 use crate::model::value::{Column, ColumnType};
 use crate::runtime::Runtime;
@@ -101,15 +103,36 @@ impl Summary {
 
 /// Lays out every consolidated table of `m` from its sources' plans.
 pub async fn unify(m: &Migration, runtime: &Runtime, clock: i64) -> Result<Vec<Unified>, RunError> {
+    Ok(unify_parts(m, runtime, clock).await?.0)
+}
+
+/// [`unify`], and each part's plan by its label: what the part's run uses,
+/// so nothing is planned twice.
+async fn unify_parts(
+    m: &Migration,
+    runtime: &Runtime,
+    clock: i64,
+) -> Result<(Vec<Unified>, BTreeMap<String, Planned>), RunError> {
     let mut plans = BTreeMap::new();
+    let mut parts = BTreeMap::new();
     let mut errors = Vec::new();
     for part in m.parts() {
-        let source = open_source(&part.migration).await?;
+        let source: Arc<dyn Source> = Arc::from(open_source(&part.migration).await?);
         match plan(&part.migration, source.as_ref(), runtime, clock).await {
-            Ok(p) => plans.extend(
-                p.into_iter()
-                    .map(|p| ((part.label.clone(), p.spec.destination().to_string()), p)),
-            ),
+            Ok(p) => {
+                plans.extend(p.iter().map(|p| {
+                    (
+                        (part.label.clone(), p.spec.destination().to_string()),
+                        p.clone(),
+                    )
+                }));
+                let planned = Planned {
+                    source,
+                    plans: p,
+                    clock,
+                };
+                parts.insert(part.label.clone(), planned);
+            }
             Err(e) => errors.extend(e),
         }
     }
@@ -135,7 +158,7 @@ pub async fn unify(m: &Migration, runtime: &Runtime, clock: i64) -> Result<Vec<U
         }
     }
     match errors.is_empty() {
-        true => Ok(unified),
+        true => Ok((unified, parts)),
         false => Err(RunError::Plan(errors)),
     }
 }
@@ -150,7 +173,7 @@ pub async fn run(
     observer: &mut dyn Observer,
 ) -> Result<Summary, RunError> {
     let clock = chrono::Utc::now().timestamp_micros();
-    let unified = unify(m, runtime, clock).await?;
+    let (unified, planned) = unify_parts(m, runtime, clock).await?;
     let mut sink = open_sink(m).await?;
     if !unified.is_empty() {
         ready(m, &unified, sink.as_ref(), purpose).await?;
@@ -177,7 +200,7 @@ pub async fn run(
         state,
         purpose,
     };
-    let outcome = run_all(&job, options, &unified, sink.as_mut(), observer).await;
+    let outcome = run_all(&job, options, planned, &unified, sink.as_mut(), observer).await;
     let counts = outcome
         .as_ref()
         .map(|o| total(&o.parts))
@@ -237,11 +260,12 @@ struct Job<'a> {
 async fn run_all(
     job: &Job<'_>,
     options: RunOptions,
+    planned: BTreeMap<String, Planned>,
     unified: &[Unified],
     sink: &mut dyn Sink,
     observer: &mut dyn Observer,
 ) -> Result<Outcome, RunError> {
-    let (parts, synced) = run_parts(job, options, observer).await?;
+    let (parts, synced) = run_parts(job, options, planned, observer).await?;
     let m = job.m;
     let mut merged = Vec::new();
     let mut reports = Vec::new();
@@ -272,6 +296,7 @@ async fn run_all(
 async fn run_parts(
     job: &Job<'_>,
     options: RunOptions,
+    mut planned: BTreeMap<String, Planned>,
     observer: &mut dyn Observer,
 ) -> Result<(Vec<(String, RunSummary)>, Vec<TableSync>), RunError> {
     let (m, runtime, state) = (job.m, job.runtime, job.state);
@@ -292,7 +317,14 @@ async fn run_parts(
             }
         };
         let Some(to_run) = to_run else { continue };
-        let summary = run_named(to_run, runtime, state, options, &naming, observer).await?;
+        // A run's part runs with the plan made to lay out the merges; a
+        // sync's staged part (a subset of its tables) plans its own.
+        let plan = match job.purpose {
+            Purpose::Run => planned.remove(&part.label),
+            Purpose::Sync(_) => None,
+        };
+        let summary =
+            run_named_with(to_run, plan, runtime, state, options, &naming, observer).await?;
         if summary.validation.as_ref().is_some_and(|r| !r.passed) {
             return Err(consolidation_error(format!(
                 "the tables from `{}` did not validate against their source (see its report above), so nothing was merged; fix the cause and run again",
