@@ -159,6 +159,28 @@ impl ConnectorError {
     }
 }
 
+/// What a table a sink prepares will hold: its columns, and which of them
+/// carry a source column's native type unchanged, so a destination that
+/// has that type creates them as such (others get the row-model type's
+/// default). One argument, so no sink is prepared without them.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    /// The columns, in order.
+    pub columns: &'a [Column],
+    /// Columns with a native type to keep.
+    pub natives: &'a [(String, Native)],
+}
+
+impl<'a> Shape<'a> {
+    /// Columns with no native type to keep (scratch tables).
+    pub fn plain(columns: &'a [Column]) -> Self {
+        Self {
+            columns,
+            natives: &[],
+        }
+    }
+}
+
 /// A batch read from a source table.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
@@ -560,17 +582,12 @@ pub trait Sink: Send + Sync {
     /// Free space where this destination keeps its data.
     async fn free_space(&self) -> Result<FreeSpace, ConnectorError>;
 
-    /// Says, before `prepare`, which columns of `table` carry a source
-    /// column's native type unchanged, so a destination that has that type
-    /// creates them as such (others get the row-model type's default).
-    fn native_columns(&mut self, _table: &str, _columns: &[(String, Native)]) {}
-
-    /// Makes `table` ready for rows of `columns`.
+    /// Makes `table` ready for rows of `shape`.
     async fn prepare(
         &mut self,
         migration: &str,
         table: &str,
-        columns: &[Column],
+        shape: Shape<'_>,
         mode: Prepare,
     ) -> Result<(), ConnectorError>;
 

@@ -29,6 +29,7 @@ use super::{
     Source, SourceBatch, Step, WriteBatch, merge, mysql, postgres, server,
 };
 use crate::config::Endpoint;
+use crate::drivers::Shape;
 use crate::model::value::{Column, TableInfo};
 
 /// Connects anew to a server and asks it something trivial.
@@ -272,18 +273,14 @@ impl Sink for WatchedSink {
         self.dog.watch(doing, &NO_PROGRESS, step).await
     }
 
-    fn native_columns(&mut self, t: &str, columns: &[(String, Native)]) {
-        self.inner.native_columns(t, columns);
-    }
-
     async fn prepare(
         &mut self,
         migration: &str,
         t: &str,
-        columns: &[Column],
+        shape: Shape<'_>,
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
-        let step = self.inner.prepare(migration, t, columns, mode);
+        let step = self.inner.prepare(migration, t, shape, mode);
         let doing = table("preparing", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }

@@ -5,7 +5,7 @@ use super::batch::RowFailure;
 use super::mapping::Mapping;
 use super::transforms::TransformStep;
 use crate::config::{ErrorPolicy, Migration, TableSpec, TransformSpec};
-use crate::drivers::{Native, Source};
+use crate::drivers::{Native, Shape, Source};
 use crate::model::value::TransformContext;
 use crate::model::value::{Column, Row, TableInfo, to_json, to_text};
 use crate::runtime::Runtime;
@@ -244,6 +244,15 @@ fn key_columns(spec: &TableSpec, info: &TableInfo) -> Result<Vec<usize>, Vec<Str
 }
 
 impl TablePlan {
+    /// What the destination table holds: the output columns and the native
+    /// types they keep.
+    pub fn shape(&self) -> Shape<'_> {
+        Shape {
+            columns: &self.output,
+            natives: &self.natives,
+        }
+    }
+
     /// This plan writing to another table (a sync's scratch table) for
     /// migration `migration`: the same source table, mapping and
     /// transforms, nothing planned again.

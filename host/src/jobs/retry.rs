@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::run::{RunError, flagged};
 use crate::config::{IfExists, Migration};
+use crate::drivers::Shape;
 use crate::drivers::{
     Checkpoint, ConnectorError, Prepare, Sink, SourceBatch, Step, WriteBatch, open_sink,
     open_source, owner,
@@ -379,11 +380,10 @@ impl<'a> Retrying<'a> {
         }
         let rows = self.finish_cut_short(sink.as_ref(), rows, all).await?;
         let rows = self.drop_rebuilt(rows).await?;
-        sink.native_columns(self.table(), &self.plan.natives);
         sink.prepare(
             &self.m.name,
             self.table(),
-            &self.plan.output,
+            self.plan.shape(),
             Prepare::Resume,
         )
         .await?;
@@ -608,7 +608,7 @@ impl<'a> Retrying<'a> {
         sink.prepare(
             &owner,
             &scratch,
-            &columns,
+            Shape::plain(&columns),
             Prepare::Fresh(IfExists::Replace),
         )
         .await?;

@@ -1182,7 +1182,6 @@ impl<'a> TableRun<'a> {
     /// after the last committed checkpoint when resuming.
     async fn start(&self, sink: &mut dyn Sink, resuming: bool) -> Result<Checkpoint, RunError> {
         let (name, table) = (&self.m.name, self.table());
-        sink.native_columns(table, &self.plan.natives);
         let committed = match resuming {
             true => sink.committed(name, table).await?,
             false => None,
@@ -1190,14 +1189,14 @@ impl<'a> TableRun<'a> {
         if let Some(checkpoint) = committed {
             if !checkpoint.done {
                 owner::check_resume(sink, name, table).await?;
-                sink.prepare(name, table, &self.plan.output, Prepare::Resume)
+                sink.prepare(name, table, self.plan.shape(), Prepare::Resume)
                     .await?;
             }
             return Ok(checkpoint);
         }
         let if_exists = self.plan.spec.if_exists;
         let existed = sink.existing_rows(table).await?;
-        sink.prepare(name, table, &self.plan.output, Prepare::Fresh(if_exists))
+        sink.prepare(name, table, self.plan.shape(), Prepare::Fresh(if_exists))
             .await?;
         let created = existed.is_none() || if_exists == IfExists::Replace;
         if created {
@@ -1595,8 +1594,7 @@ impl<'a> TableRun<'a> {
         let mut sink = open_sink(self.m).await?;
         if self.slice.is_none() {
             let (name, table) = (&self.m.name, self.table());
-            sink.native_columns(table, &self.plan.natives);
-            sink.prepare(name, table, &self.plan.output, Prepare::Resume)
+            sink.prepare(name, table, self.plan.shape(), Prepare::Resume)
                 .await?;
         }
         let checkpoint = sink

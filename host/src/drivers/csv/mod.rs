@@ -17,6 +17,7 @@ use super::{
     SourceBatch, SourceFault, WriteBatch, free_space_at,
 };
 use crate::config::IfExists;
+use crate::drivers::Shape;
 use crate::model::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 use records::{Record, Records};
 
@@ -569,9 +570,10 @@ impl Sink for CsvSink {
         &mut self,
         migration: &str,
         table: &str,
-        columns: &[Column],
+        shape: Shape<'_>,
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
+        let columns = shape.columns;
         match mode {
             Prepare::Resume => {
                 let progress = self.load(migration, table)?;

@@ -13,6 +13,7 @@ use super::source::row_columns;
 use super::types::{create_comment, create_type};
 use super::{CHECKPOINTS, Server, error_number, ident, sql_mode, text};
 use crate::config::ServerEndpoint;
+use crate::drivers::Shape;
 use crate::drivers::Step;
 use crate::drivers::merge::Dialect;
 use crate::drivers::{
@@ -455,17 +456,16 @@ impl Sink for MySqlSink {
         Ok(server::data_dir_space(&self.server.ep.host, &dir))
     }
 
-    fn native_columns(&mut self, table: &str, columns: &[(String, Native)]) {
-        self.natives.insert(table.to_string(), columns.to_vec());
-    }
-
     async fn prepare(
         &mut self,
         _migration: &str,
         table: &str,
-        columns: &[Column],
+        shape: Shape<'_>,
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
+        let columns = shape.columns;
+        self.natives
+            .insert(table.to_string(), shape.natives.to_vec());
         let existing = match mode {
             Prepare::Fresh(_) => self.existing_rows(table).await?,
             Prepare::Resume => None,

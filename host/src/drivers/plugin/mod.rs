@@ -16,6 +16,7 @@ use super::{
     SourceBatch, SourceFault, WriteBatch,
 };
 use crate::config::PluginEndpoint;
+use crate::drivers::Shape;
 use crate::model::value::{Column, TableInfo, Value};
 use crate::runtime::plugins;
 use crate::runtime::{
@@ -364,9 +365,10 @@ impl Sink for PluginSink {
         &mut self,
         migration: &str,
         table: &str,
-        columns: &[Column],
+        shape: Shape<'_>,
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
+        let columns = shape.columns;
         let mode = match mode {
             Prepare::Fresh(if_exists) => SinkMode::Fresh(if_exists),
             Prepare::Resume => SinkMode::Resume,

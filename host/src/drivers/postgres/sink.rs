@@ -20,6 +20,7 @@ use super::copy::{TRAILER, TupleWriter, header};
 use super::types::{Binary, create_type, writable, write_as};
 use super::{CHECKPOINTS, CatalogTable, Db, ident};
 use crate::config::ServerEndpoint;
+use crate::drivers::Shape;
 use crate::drivers::Step;
 use crate::drivers::merge::Dialect;
 use crate::drivers::server::{self, DbFailure};
@@ -447,17 +448,16 @@ impl Sink for PgSink {
         }
     }
 
-    fn native_columns(&mut self, table: &str, columns: &[(String, Native)]) {
-        self.natives.insert(table.to_string(), columns.to_vec());
-    }
-
     async fn prepare(
         &mut self,
         _migration: &str,
         table: &str,
-        columns: &[Column],
+        shape: Shape<'_>,
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
+        let columns = shape.columns;
+        self.natives
+            .insert(table.to_string(), shape.natives.to_vec());
         let existing = match mode {
             Prepare::Fresh(_) => self.existing_rows(table).await?,
             Prepare::Resume => None,

@@ -22,6 +22,7 @@ use super::{
     Readiness, Rejected, Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key,
     misfits, readiness,
 };
+use crate::drivers::Shape;
 use crate::model::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
 /// SQLite's limit on bound parameters in one statement.
@@ -595,9 +596,10 @@ impl Sink for SqliteSink {
         &mut self,
         _migration: &str,
         table: &str,
-        columns: &[Column],
+        shape: Shape<'_>,
         mode: Prepare,
     ) -> Result<(), ConnectorError> {
+        let columns = shape.columns;
         let existing = match mode {
             Prepare::Fresh(_) => self.existing_rows(table).await?,
             Prepare::Resume => None,

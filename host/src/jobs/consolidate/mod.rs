@@ -25,6 +25,7 @@ pub use parts::{check, preview, validate};
 pub use schema::{Feed, Unified};
 
 use crate::config::{IfExists, Migration, Part};
+use crate::drivers::Shape;
 use crate::drivers::merge::{Applied, Dialect};
 use crate::drivers::{
     Checkpoint, ConnectorError, Prepare, Sink, Source, Step, open_sink, open_source, owner,
@@ -535,7 +536,8 @@ async fn merge_into_copy(
         (&scratch.ranked, &ranked),
         (&scratch.merged, &u.columns),
     ] {
-        sink.prepare(&m.name, table, columns, fresh).await?;
+        sink.prepare(&m.name, table, Shape::plain(columns), fresh)
+            .await?;
     }
     let name = |t: &str| sink.sql_name(t);
     let sql = merge::MergeSql {

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::Table;
 use crate::config::{Endpoint, IfExists, Migration, ServerEndpoint, SyncMode, show_size};
+use crate::drivers::Shape;
 use crate::drivers::merge::Applied;
 use crate::drivers::{
     Checkpoint, ConnectorError, Lsn, PgChanges, Prepare, Sink, SlotHealth, SourceBatch,
@@ -485,14 +486,12 @@ impl Table<'_> {
         rows: &[Row],
     ) -> Result<(), RunError> {
         let migration = format!("{}#sync", self.m.name);
-        sink.native_columns(table, &self.plan.natives);
-        sink.prepare(
-            &migration,
-            table,
+        let shape = Shape {
             columns,
-            Prepare::Fresh(IfExists::Replace),
-        )
-        .await?;
+            natives: &self.plan.natives,
+        };
+        sink.prepare(&migration, table, shape, Prepare::Fresh(IfExists::Replace))
+            .await?;
         let rejected = sink
             .write(WriteBatch {
                 migration: &migration,
