@@ -83,6 +83,10 @@ pub struct Traits {
     pub max_columns: Option<(usize, &'static str)>,
     /// Whether a float's -0.0 keeps its sign.
     pub keeps_negative_zero: bool,
+    /// Whether it is an SQL destination: it merges a scratch table into a
+    /// table by key, swaps one in, and takes single rows (syncs,
+    /// consolidation, retries), where its sink has a `dialect`.
+    pub sql: bool,
     /// Whether it keeps restore points ([`Driver::restore_store`]).
     pub restore_points: bool,
     /// Whether plugins may open it through a `db` grant.
@@ -111,6 +115,11 @@ pub fn names_with(feature: impl Fn(&Traits) -> bool) -> String {
         Some((last, [])) => last.to_string(),
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
+}
+
+/// The SQL destinations, for messages of what needs one.
+pub fn sql_destinations() -> String {
+    names_with(|t| t.sql)
 }
 
 /// What the databases without `feature` are, for messages: "CSV folders
@@ -161,6 +170,34 @@ mod tests {
             nouns_without(|t| t.restore_points),
             "CSV folders or plugin sinks"
         );
+    }
+
+    /// A driver that says it is an SQL destination opens sinks that have
+    /// a dialect, and one that says not opens sinks that have none
+    /// (SQLite and CSV, which need no server).
+    #[tokio::test]
+    async fn an_sql_destination_is_one_whose_sink_has_a_dialect() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints = [
+            Endpoint::Sqlite {
+                path: "vault.db".into(),
+            },
+            Endpoint::Csv {
+                path: "out".into(),
+                delimiter: ',',
+                null: String::new(),
+            },
+        ];
+        for endpoint in endpoints {
+            let driver = driver(&endpoint);
+            let sink = driver.writer(&endpoint, dir.path()).await.unwrap();
+            assert_eq!(
+                sink.dialect().is_some(),
+                driver.traits().sql,
+                "{}",
+                driver.name()
+            );
+        }
     }
 
     #[test]

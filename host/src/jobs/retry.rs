@@ -374,8 +374,9 @@ impl<'a> Retrying<'a> {
         let mut sink = open_sink(self.m).await?;
         if sink.dialect().is_none() {
             return Err(RetryError::Refused(format!(
-                "{}: a retry adds single rows to the existing table, which needs a database destination (SQLite, PostgreSQL, MariaDB/MySQL); fix the cause and run the migration again",
-                sink.describe()
+                "{}: a retry adds single rows to the existing table, which needs a database destination ({}); fix the cause and run the migration again",
+                sink.describe(),
+                crate::drivers::registry::sql_destinations()
             )));
         }
         let rows = self.finish_cut_short(sink.as_ref(), rows, all).await?;

@@ -38,6 +38,7 @@ impl Driver for Mysql {
             // made with) stops at 1017.
             max_columns: Some((1017, "MariaDB/MySQL (InnoDB)")),
             keeps_negative_zero: false,
+            sql: true,
             restore_points: true,
             db_capability: true,
         }

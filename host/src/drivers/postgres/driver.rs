@@ -35,6 +35,7 @@ impl Driver for Postgres {
             case_blind_names: false,
             max_columns: Some((1600, "PostgreSQL")),
             keeps_negative_zero: true,
+            sql: true,
             restore_points: true,
             db_capability: true,
         }

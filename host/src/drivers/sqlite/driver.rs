@@ -38,6 +38,7 @@ impl Driver for Sqlite {
             // raise it.
             max_columns: Some((2000, "SQLite")),
             keeps_negative_zero: false,
+            sql: true,
             restore_points: true,
             db_capability: true,
         }

@@ -410,8 +410,9 @@ async fn ready(
 ) -> Result<(), RunError> {
     if sink.dialect().is_none() {
         return Err(consolidation_error(format!(
-            "{} cannot merge tables; consolidate into a database destination (SQLite, PostgreSQL, MariaDB/MySQL)",
-            sink.describe()
+            "{} cannot merge tables; consolidate into a database destination ({})",
+            sink.describe(),
+            crate::drivers::registry::sql_destinations()
         )));
     }
     for u in unified {

@@ -768,8 +768,9 @@ impl<'a> Table<'a> {
         RunError::Connector(crate::drivers::ConnectorError::new(
             sink.describe(),
             format!(
-                "table `{}`: syncs need a database destination (SQLite, PostgreSQL, MariaDB/MySQL); write CSV files with `credvault run`",
-                self.name
+                "table `{}`: syncs need a database destination ({}); write CSV files with `credvault run`",
+                self.name,
+                crate::drivers::registry::sql_destinations()
             ),
         ))
     }
