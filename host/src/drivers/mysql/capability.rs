@@ -55,84 +55,12 @@ impl MyDb {
         })
     }
 
-    /// What the user may do beyond data, each named, from `SHOW GRANTS`:
-    /// global FILE, SUPER, `… ADMIN`, CREATE USER, SHUTDOWN, PROXY or ALL
-    /// PRIVILEGES, and roles (whose privileges the user cannot read, and
-    /// `SET ROLE` would take on). Empty for an ordinary user.
-    pub(super) async fn privileges(&self) -> Result<Vec<String>, String> {
-        let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        let mut powers = Vec::new();
-        for row in &rows {
-            let raw = row.try_get_raw(0).map_err(|e| e.to_string())?;
-            let bytes = <&[u8] as Decode<MySql>>::decode(raw).map_err(|e| e.to_string())?;
-            powers.extend(privileged(&String::from_utf8_lossy(bytes)));
-        }
-        Ok(powers)
-    }
-
     /// A driver error's text, the password redacted.
     fn redact(&self, err: sqlx::Error) -> String {
         match &self.password {
             Some(secret) => secret.redact(&err.to_string()),
             None => err.to_string(),
         }
-    }
-
-    /// Runs a statement that returns rows.
-    pub(super) async fn query(
-        &self,
-        sql: &str,
-        params: &[Value],
-        write: bool,
-        limits: DbLimits,
-    ) -> Result<QueryResult, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let mut rows = Collector::new(limits);
-        let mut columns = None;
-        let read = async {
-            let mut stream = bind_all(sqlx::query(sql), params).fetch(&mut *conn);
-            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
-                if columns.is_none() {
-                    columns = Some(result_columns(row.columns()));
-                }
-                rows.push(decode_row(&row)?)?;
-            }
-            Ok::<(), DbError>(())
-        }
-        .await;
-        let read = match (read, columns.is_none()) {
-            (Ok(()), true) => (&mut *conn)
-                .prepare(sql)
-                .await
-                .map(|s| Some(result_columns(s.columns())))
-                .map_err(|e| self.error(e)),
-            (outcome, _) => outcome.map(|()| columns),
-        };
-        let columns = self.end(&mut conn, write, read).await?;
-        Ok(QueryResult {
-            columns: columns.unwrap_or_default(),
-            rows: rows.rows,
-        })
-    }
-
-    /// Runs a statement that changes rows.
-    pub(super) async fn execute(
-        &self,
-        sql: &str,
-        params: &[Value],
-        write: bool,
-        limits: DbLimits,
-    ) -> Result<u64, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let outcome = bind_all(sqlx::query(sql), params)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(|e| self.error(e));
-        self.end(&mut conn, write, outcome).await
     }
 
     /// A pooled connection with the session's access mode and timeout set
@@ -278,7 +206,17 @@ impl DbConnector for MyConnector {
 #[async_trait]
 impl DbSession for MyDb {
     async fn privileges(&self) -> Result<Vec<String>, String> {
-        MyDb::privileges(self).await
+        let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let mut powers = Vec::new();
+        for row in &rows {
+            let raw = row.try_get_raw(0).map_err(|e| e.to_string())?;
+            let bytes = <&[u8] as Decode<MySql>>::decode(raw).map_err(|e| e.to_string())?;
+            powers.extend(privileged(&String::from_utf8_lossy(bytes)));
+        }
+        Ok(powers)
     }
 
     fn refusal(&self, sql: &str) -> Option<String> {
@@ -292,7 +230,33 @@ impl DbSession for MyDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<QueryResult, DbError> {
-        MyDb::query(self, sql, params, write, limits).await
+        let mut conn = self.begin(write, limits).await?;
+        let mut rows = Collector::new(limits);
+        let mut columns = None;
+        let read = async {
+            let mut stream = bind_all(sqlx::query(sql), params).fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
+                if columns.is_none() {
+                    columns = Some(result_columns(row.columns()));
+                }
+                rows.push(decode_row(&row)?)?;
+            }
+            Ok::<(), DbError>(())
+        }
+        .await;
+        let read = match (read, columns.is_none()) {
+            (Ok(()), true) => (&mut *conn)
+                .prepare(sql)
+                .await
+                .map(|s| Some(result_columns(s.columns())))
+                .map_err(|e| self.error(e)),
+            (outcome, _) => outcome.map(|()| columns),
+        };
+        let columns = self.end(&mut conn, write, read).await?;
+        Ok(QueryResult {
+            columns: columns.unwrap_or_default(),
+            rows: rows.rows,
+        })
     }
 
     async fn execute(
@@ -302,7 +266,13 @@ impl DbSession for MyDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<u64, DbError> {
-        MyDb::execute(self, sql, params, write, limits).await
+        let mut conn = self.begin(write, limits).await?;
+        let outcome = bind_all(sqlx::query(sql), params)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| self.error(e));
+        self.end(&mut conn, write, outcome).await
     }
 }
 
