@@ -29,8 +29,8 @@ pub use sink::MySqlSink;
 pub(crate) use sink::{Query, bind_value};
 pub use source::MySqlSource;
 
-use super::ConnectorError;
 use super::server::{self, DbFailure};
+use super::{Cause, ConnectorError};
 use crate::config::{Secret, ServerEndpoint, TlsMode};
 
 /// The port MariaDB and MySQL listen on unless told otherwise.
@@ -200,6 +200,7 @@ impl Server {
             sqlx::Error::Database(db) if classify(db.as_ref()) == Some(DbFailure::Permission) => {
                 let grant = format!("GRANT {privilege} ON {object} TO {}", self.account().await);
                 server::denied(&self.endpoint, &self.ep.user, db.message(), &grant)
+                    .caused_by(Cause::of(&err, self.password.as_ref()))
             }
             _ => self.error(err),
         }

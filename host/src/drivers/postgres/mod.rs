@@ -24,8 +24,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::ConnectorError;
 use super::server::{self, DbFailure};
+use super::{Cause, ConnectorError};
 use crate::config::{Secret, ServerEndpoint, TlsMode};
 use types::PgType;
 
@@ -169,6 +169,7 @@ impl Db {
         match err {
             sqlx::Error::Database(db) if classify(db.as_ref()) == Some(DbFailure::Permission) => {
                 server::denied(&self.endpoint, &self.ep.user, db.message(), grant)
+                    .caused_by(Cause::of(err, self.password.as_ref()))
             }
             _ => self.error(err),
         }
