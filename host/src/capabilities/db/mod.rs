@@ -28,8 +28,42 @@ use crate::model::value::{Column, ColumnType, Value};
 #[async_trait]
 pub trait DbConnector: Send + Sync {
     /// Connects for grant `grant`: read-only sessions unless `write`.
-    /// Errors are already free of the password.
-    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, String>;
+    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, ConnectError>;
+}
+
+/// Why a grant's database could not be opened. Its message and its source
+/// are free of the password.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The error it came from, if one did (a connector error, whose own
+    /// cause is redacted; an SQLite error).
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConnectError {
+    /// An error that no other caused.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error caused by `source`, which must hold no password: its
+    /// message is `message`.
+    pub fn caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 /// An open database a plugin's statements run on.
@@ -177,14 +211,16 @@ impl DbGrant {
             .get_or_try_init(|| async {
                 let session = self.connector.connect(&self.name, self.write).await?;
                 if !self.allow_privileged {
-                    self.refuse_privileged(session.as_ref()).await?;
+                    self.refuse_privileged(session.as_ref())
+                        .await
+                        .map_err(ConnectError::new)?;
                 }
                 Ok(session)
             })
             .await;
-        opened.map(Box::as_ref).map_err(|message: String| {
+        opened.map(Box::as_ref).map_err(|e: ConnectError| {
             CapabilityError::Failed(format!(
-                "connection `{}` could not be opened: {message}",
+                "connection `{}` could not be opened: {e}",
                 self.name
             ))
         })
@@ -356,8 +392,8 @@ mod tests {
 
     #[async_trait]
     impl DbConnector for Nowhere {
-        async fn connect(&self, _: &str, _: bool) -> Result<Box<dyn DbSession>, String> {
-            Err("not opened in these tests".into())
+        async fn connect(&self, _: &str, _: bool) -> Result<Box<dyn DbSession>, ConnectError> {
+            Err(ConnectError::new("not opened in these tests"))
         }
     }
 

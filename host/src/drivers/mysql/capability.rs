@@ -15,7 +15,7 @@ use sqlx::{Column as _, Decode, Executor, Row as _, Statement as _, TypeInfo as 
 use async_trait::async_trait;
 
 use crate::capabilities::db::{
-    Collector, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
+    Collector, ConnectError, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
 };
 use crate::config::{Secret, ServerEndpoint};
 use crate::drivers::guard::{self, Dialect};
@@ -43,11 +43,11 @@ impl MyDb {
         server: &ServerEndpoint,
         base_dir: &Path,
         _write: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConnectError> {
         let role = format!("connection {name}");
         let (pool, password, mariadb) = capability_pool(&role, server, base_dir)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| ConnectError::caused(e.message.clone(), e))?;
         Ok(Self {
             pool,
             password,
@@ -269,7 +269,7 @@ pub(crate) struct MyConnector {
 
 #[async_trait]
 impl DbConnector for MyConnector {
-    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, String> {
+    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, ConnectError> {
         let db = MyDb::open(grant, &self.server, &self.base_dir, write).await?;
         Ok(Box::new(db))
     }

@@ -17,7 +17,7 @@ use sqlx::{Arguments, Column as _, Executor, Postgres, Row as _, Statement as _,
 use async_trait::async_trait;
 
 use crate::capabilities::db::{
-    Collector, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
+    Collector, ConnectError, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
 };
 use crate::config::{Secret, ServerEndpoint};
 use crate::drivers::guard::{self, Dialect};
@@ -59,7 +59,7 @@ impl PgDb {
         server: &ServerEndpoint,
         base_dir: &Path,
         write: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConnectError> {
         let session: &[(&str, &str)] = match write {
             true => &[],
             false => &[("default_transaction_read_only", "on")],
@@ -67,7 +67,7 @@ impl PgDb {
         let role = format!("connection {name}");
         let (pool, password) = capability_pool(&role, server, base_dir, session)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| ConnectError::caused(e.message.clone(), e))?;
         Ok(Self { pool, password })
     }
 
@@ -331,7 +331,7 @@ pub(crate) struct PgConnector {
 
 #[async_trait]
 impl DbConnector for PgConnector {
-    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, String> {
+    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, ConnectError> {
         let db = PgDb::open(grant, &self.server, &self.base_dir, write).await?;
         Ok(Box::new(db))
     }
