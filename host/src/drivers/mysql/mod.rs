@@ -123,7 +123,7 @@ impl Server {
         let endpoint = server::describe(role, "mariadb", ep, port);
         let password = ep
             .password(base_dir)
-            .map_err(|e| ConnectorError::new(&endpoint, e))?;
+            .map_err(|e| ConnectorError::new(&endpoint, e.to_string()).because(&e))?;
         let options = connect_options(ep, port, password.as_ref());
         let fail = |e: sqlx::Error| {
             server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify)
@@ -310,7 +310,10 @@ fn connect_options(
 pub(crate) fn prober(
     ep: &ServerEndpoint,
     base_dir: &Path,
-) -> (u16, Result<super::stall::Probe, String>) {
+) -> (
+    u16,
+    Result<super::stall::Probe, crate::config::PasswordError>,
+) {
     let port = ep.port.unwrap_or(DEFAULT_PORT);
     let probe = ep.password(base_dir).map(|password| {
         let options = connect_options(ep, port, password.as_ref());
