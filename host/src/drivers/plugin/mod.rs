@@ -71,7 +71,7 @@ fn locate(
     let runtime = runtime().map_err(|e| load_error(kind, ep, e))?;
     plugins::locate(&ep.plugin, base_dir, runtime, ep.sha256.as_deref())
         .map(|(name, wasm)| (name, wasm.into_owned()))
-        .map_err(|e| endpoint_error(kind, ep, e))
+        .map_err(|e| endpoint_error(kind, ep, e.to_string()).because(&e))
 }
 
 impl PluginSource {
