@@ -71,7 +71,7 @@ impl ConnectError {
 pub trait DbSession: Send + Sync {
     /// What the user may do beyond reading and writing data, each named;
     /// empty for an ordinary user.
-    async fn privileges(&self) -> Result<Vec<String>, String>;
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError>;
 
     /// What the pre-run check says once the database opened.
     fn verified(&self, allow_privileged: bool) -> String {
@@ -211,9 +211,7 @@ impl DbGrant {
             .get_or_try_init(|| async {
                 let session = self.connector.connect(&self.name, self.write).await?;
                 if !self.allow_privileged {
-                    self.refuse_privileged(session.as_ref())
-                        .await
-                        .map_err(ConnectError::new)?;
+                    self.refuse_privileged(session.as_ref()).await?;
                 }
                 Ok(session)
             })
@@ -229,18 +227,19 @@ impl DbGrant {
     /// Fails when the user can do more than read and write data: a
     /// read-only transaction does not stop a superuser's `COPY … TO
     /// PROGRAM` nor a FILE holder's `INTO OUTFILE`.
-    async fn refuse_privileged(&self, session: &dyn DbSession) -> Result<(), String> {
+    async fn refuse_privileged(&self, session: &dyn DbSession) -> Result<(), ConnectError> {
         let powers = session.privileges().await.map_err(|e| {
-            format!("its user's privileges could not be read ({e}); set allow_privileged = true in this plugin's grants.db entry for `{}` to skip the check", self.name)
+            let message = format!("its user's privileges could not be read ({e}); set allow_privileged = true in this plugin's grants.db entry for `{}` to skip the check", self.name);
+            ConnectError::caused(message, e)
         })?;
         if powers.is_empty() {
             return Ok(());
         }
-        Err(format!(
+        Err(ConnectError::new(format!(
             "its user holds privileges beyond reading and writing data ({}), which a plugin could use to read or write the server's files, run programs or change server settings; grant a connection whose user has only the privileges the plugin needs, or set allow_privileged = true in this plugin's grants.db entry for `{}` to accept it",
             powers.join(", "),
             self.name
-        ))
+        )))
     }
 
     /// Runs a statement that returns rows.

@@ -18,6 +18,7 @@ use crate::capabilities::db::{
     Collector, ConnectError, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
 };
 use crate::config::{Secret, ServerEndpoint};
+use crate::drivers::Cause;
 use crate::drivers::guard::{self, Dialect};
 use crate::drivers::mysql::{Query, bind_value, capability_pool, decode_result, result_type};
 use crate::model::value::{Column, Value};
@@ -59,26 +60,26 @@ impl MyDb {
     /// global FILE, SUPER, `… ADMIN`, CREATE USER, SHUTDOWN, PROXY or ALL
     /// PRIVILEGES, and roles (whose privileges the user cannot read, and
     /// `SET ROLE` would take on). Empty for an ordinary user.
-    pub(super) async fn privileges(&self) -> Result<Vec<String>, String> {
+    pub(super) async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
         let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.redact(e))?;
         let mut powers = Vec::new();
         for row in &rows {
-            let raw = row.try_get_raw(0).map_err(|e| e.to_string())?;
-            let bytes = <&[u8] as Decode<MySql>>::decode(raw).map_err(|e| e.to_string())?;
+            let raw = row.try_get_raw(0).map_err(|e| self.redact(e))?;
+            let bytes = <&[u8] as Decode<MySql>>::decode(raw)
+                .map_err(|e| ConnectError::new(e.to_string()))?;
             powers.extend(privileged(&String::from_utf8_lossy(bytes)));
         }
         Ok(powers)
     }
 
-    /// A driver error's text, the password redacted.
-    fn redact(&self, err: sqlx::Error) -> String {
-        match &self.password {
-            Some(secret) => secret.redact(&err.to_string()),
-            None => err.to_string(),
-        }
+    /// A driver error, the password redacted from its text and its kept
+    /// cause.
+    fn redact(&self, err: sqlx::Error) -> ConnectError {
+        let cause = Cause::of(&err, self.password.as_ref());
+        ConnectError::caused(cause.to_string(), cause)
     }
 
     /// Runs a statement that returns rows.
@@ -277,7 +278,7 @@ impl DbConnector for MyConnector {
 
 #[async_trait]
 impl DbSession for MyDb {
-    async fn privileges(&self) -> Result<Vec<String>, String> {
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
         MyDb::privileges(self).await
     }
 

@@ -20,6 +20,7 @@ use crate::capabilities::db::{
     Collector, ConnectError, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
 };
 use crate::config::{Secret, ServerEndpoint};
+use crate::drivers::Cause;
 use crate::drivers::guard::{self, Dialect};
 use crate::drivers::postgres::{capability_pool, decode_result, encode_param, result_type};
 use crate::model::value::{Column, Value};
@@ -75,7 +76,7 @@ impl PgDb {
     /// superuser or a member of the roles that read and write the server's
     /// files and run programs, and executing the file functions. Empty for
     /// an ordinary user.
-    pub(super) async fn privileges(&self) -> Result<Vec<String>, String> {
+    pub(super) async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
         let (user, superuser): (String, bool) = sqlx::query_as(CURRENT_USER)
             .persistent(false)
             .fetch_one(&self.pool)
@@ -103,12 +104,11 @@ impl PgDb {
         Ok(roles.chain(functions).collect())
     }
 
-    /// A driver error's text, the password redacted.
-    fn redact(&self, err: sqlx::Error) -> String {
-        match &self.password {
-            Some(secret) => secret.redact(&err.to_string()),
-            None => err.to_string(),
-        }
+    /// A driver error, the password redacted from its text and its kept
+    /// cause.
+    fn redact(&self, err: sqlx::Error) -> ConnectError {
+        let cause = Cause::of(&err, self.password.as_ref());
+        ConnectError::caused(cause.to_string(), cause)
     }
 
     /// Runs a statement that returns rows.
@@ -339,7 +339,7 @@ impl DbConnector for PgConnector {
 
 #[async_trait]
 impl DbSession for PgDb {
-    async fn privileges(&self) -> Result<Vec<String>, String> {
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
         PgDb::privileges(self).await
     }
 

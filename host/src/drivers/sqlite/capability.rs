@@ -273,7 +273,7 @@ impl DbConnector for LiteConnector {
 /// is off, so a read-only grant needs no statement guard either.
 #[async_trait]
 impl DbSession for LiteDb {
-    async fn privileges(&self) -> Result<Vec<String>, String> {
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
         Ok(Vec::new())
     }
 
