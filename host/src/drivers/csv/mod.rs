@@ -210,7 +210,6 @@ fn columns_of(headers: &[String]) -> Result<Vec<Column>, String> {
     Ok(columns)
 }
 
-/// What to say when the file cannot be read at all.
 /// A file or CSV error about `endpoint`, its text after `context`.
 fn failure<E: std::error::Error + 'static>(
     endpoint: &str,
@@ -220,6 +219,7 @@ fn failure<E: std::error::Error + 'static>(
     ConnectorError::new(endpoint, format!("{context}{err}")).because(&err)
 }
 
+/// What to say when the file cannot be read at all.
 fn read_failed(endpoint: &str, line: u64, e: &std::io::Error) -> ConnectorError {
     let message = format!("line {line}: {e}; fix the file or remove the bad line, then run again");
     ConnectorError::new(endpoint, message).because(e)
@@ -415,6 +415,7 @@ impl CsvSink {
         })
     }
 
+    /// A file, CSV or JSON error, its text as the message.
     fn error<E: std::error::Error + 'static>(&self, err: E) -> ConnectorError {
         failure(&self.describe(), "", err)
     }
