@@ -77,7 +77,10 @@ pub async fn fetch(
     }
     check_method(grant, &request.method)?;
     check_headers(&request.headers)?;
-    let client = grant.client().await.map_err(CapabilityError::Failed)?;
+    let client = grant
+        .client()
+        .await
+        .map_err(|e| CapabilityError::Failed(e.to_string()))?;
     let exchange = exchange(client, url, &host, port, request, grant.max_response_bytes);
     match tokio::time::timeout(grant.timeout, exchange).await {
         Ok(result) => result.map_err(CapabilityError::Failed),
@@ -138,9 +141,41 @@ fn allowed(grant: &HttpGrant, host: &str, port: u16) -> bool {
     })
 }
 
+/// Why a grant's HTTP client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The grant's `ca_file` could not be read.
+    #[error(
+        "cannot read grants.http.ca_file {}: {source}; point it at the PEM certificate of the CA that signs the server's certificate",
+        path.display()
+    )]
+    ReadCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The grant's `ca_file` holds no certificate, or a broken one.
+    #[error("grants.http.ca_file {} holds no PEM certificate{}", path.display(), source.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    NoCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parser's error, if it failed.
+        source: Option<reqwest::Error>,
+    },
+    /// The client could not be built.
+    #[error("cannot set up the HTTP client: {}", chain(source))]
+    Build {
+        /// The builder's error.
+        source: reqwest::Error,
+    },
+}
+
 /// A client for one grant: the webpki roots and the grant's `ca_file`, no
 /// redirects, no proxies.
-pub(super) fn build_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+pub(super) fn build_client(
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(true)
@@ -148,23 +183,17 @@ pub(super) fn build_client(ca_file: Option<&std::path::Path>) -> Result<reqwest:
         .no_proxy()
         .user_agent(concat!("credvault/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            format!(
-                "cannot read grants.http.ca_file {}: {e}; point it at the PEM certificate of the CA that signs the server's certificate",
-                path.display()
-            )
+        let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
+            path: path.to_path_buf(),
+            source,
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            format!(
-                "grants.http.ca_file {} holds no PEM certificate ({e})",
-                path.display()
-            )
-        })?;
+        let no_ca = |source| ClientError::NoCa {
+            path: path.to_path_buf(),
+            source,
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| no_ca(Some(e)))?;
         if certs.is_empty() {
-            return Err(format!(
-                "grants.http.ca_file {} holds no PEM certificate",
-                path.display()
-            ));
+            return Err(no_ca(None));
         }
         for cert in certs {
             builder = builder.add_root_certificate(cert);
@@ -172,7 +201,7 @@ pub(super) fn build_client(ca_file: Option<&std::path::Path>) -> Result<reqwest:
     }
     builder
         .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))
+        .map_err(|source| ClientError::Build { source })
 }
 
 async fn exchange(
@@ -466,9 +495,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ca.pem");
         std::fs::write(&file, "not a certificate").unwrap();
-        let err = build_client(Some(&file)).unwrap_err();
+        let err = build_client(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("holds no PEM certificate"), "{err}");
         let missing = build_client(Some(&dir.path().join("none.pem"))).unwrap_err();
+        assert!(
+            std::error::Error::source(&missing).is_some_and(|e| e.is::<std::io::Error>()),
+            "the I/O error is kept"
+        );
+        let missing = missing.to_string();
         assert!(
             missing.contains("cannot read grants.http.ca_file"),
             "{missing}"

@@ -148,7 +148,7 @@ impl HttpGrant {
     }
 
     /// The grant's client (its trusted roots, no redirects, no proxies).
-    async fn client(&self) -> Result<&reqwest::Client, String> {
+    async fn client(&self) -> Result<&reqwest::Client, http::ClientError> {
         self.client
             .get_or_try_init(|| async { http::build_client(self.ca_file.as_deref()) })
             .await

@@ -243,7 +243,7 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(err) => {
-            note!("error: {err:#}");
+            note!("error: {}", told(&err));
             ExitCode::from(2)
         }
     };
@@ -251,6 +251,22 @@ pub fn main() -> ExitCode {
     // (a sync cut off by a stop, say): it must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// `err` and its causes, joined by `: ` as `{:#}` does, down to the first
+/// cause that the error holding it has already told in its own message
+/// (a state store's SQLite or I/O error, a connector's redacted cause):
+/// printing it again would only repeat that text.
+fn told(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        if cause.is::<crate::state::StateCause>() || cause.is::<crate::drivers::Cause>() {
+            break;
+        }
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+    }
+    text
 }
 
 /// Makes glibc's malloc serve every thread from one arena; must run before
@@ -651,7 +667,45 @@ fn runtime(state: &Path) -> anyhow::Result<Runtime> {
 
 #[cfg(test)]
 mod tests {
-    use super::log_directives;
+    use super::{log_directives, told};
+    use crate::drivers::{Cause, ConnectorError};
+
+    #[test]
+    fn a_told_cause_is_not_printed_twice() {
+        let io = std::io::Error::other("disk on fire");
+        let err = ConnectorError::new("destination csv out/", "disk on fire").because(&io);
+        assert_eq!(
+            told(&anyhow::Error::from(err)),
+            "destination csv out/: disk on fire"
+        );
+        let err = ConnectorError::new("d", "m").caused_by(Cause::of(&io, None));
+        let err = anyhow::Error::from(err).context("writing x");
+        assert_eq!(told(&err), "writing x: d: m");
+        let err = anyhow::Error::from(io).context("creating y");
+        assert_eq!(
+            told(&err),
+            format!("{err:#}"),
+            "other chains print as before"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_state_store_error_prints_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        // A store whose folder is a file cannot be created.
+        let Err(err) = crate::state::StateStore::open(&file.join("state.db")).await else {
+            panic!("a store under a file opened");
+        };
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the I/O error is kept"
+        );
+        let text = err.to_string();
+        assert!(text.contains("cannot create"), "{text}");
+        assert_eq!(told(&anyhow::Error::from(err)), text);
+    }
 
     #[test]
     fn dependencies_log_only_from_debug_on() {

@@ -21,7 +21,7 @@ pub use catalog::Catalog;
 pub use limits::Limits;
 
 pub use parts::{Contributor, Part};
-pub use secret::{Secret, load_password};
+pub use secret::{PasswordError, Secret, load_password};
 pub use size::{parse_size, show_size};
 pub use validate::ConfigError;
 
@@ -590,7 +590,7 @@ pub enum TlsMode {
 
 impl ServerEndpoint {
     /// The password, loaded from its variable or file.
-    pub fn password(&self, base_dir: &Path) -> Result<Option<Secret>, String> {
+    pub fn password(&self, base_dir: &Path) -> Result<Option<Secret>, PasswordError> {
         load_password(
             self.password_env.as_deref(),
             self.password_file.as_deref(),

@@ -76,13 +76,13 @@ pub fn load_password(
     env: Option<&str>,
     file: Option<&Path>,
     base_dir: &Path,
-) -> Result<Option<Secret>, String> {
+) -> Result<Option<Secret>, PasswordError> {
     if let Some(var) = env {
         return match std::env::var(var) {
             Ok(value) => Ok(Some(Secret::new(value))),
-            Err(_) => Err(format!(
-                "password_env names the environment variable `{var}`, which is not set; export it before running"
-            )),
+            Err(_) => Err(PasswordError::Unset {
+                var: var.to_string(),
+            }),
         };
     }
     if let Some(file) = file {
@@ -93,10 +93,33 @@ pub fn load_password(
         };
         return match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n'])))),
-            Err(e) => Err(format!("cannot read password_file {}: {e}", path.display())),
+            Err(source) => Err(PasswordError::Unreadable { path, source }),
         };
     }
     Ok(None)
+}
+
+/// Why a password could not be loaded: names the variable or the file,
+/// never the value.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// `password_env` names a variable that is not set. (std's `VarError`
+    /// is not kept: for a value that is not Unicode it holds the value.)
+    #[error(
+        "password_env names the environment variable `{var}`, which is not set; export it before running"
+    )]
+    Unset {
+        /// The variable.
+        var: String,
+    },
+    /// `password_file` could not be read.
+    #[error("cannot read password_file {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
 }
 
 #[cfg(test)]
@@ -137,8 +160,9 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_named_without_a_value() {
-        let err =
-            load_password(Some("CREDVAULT_SURELY_UNSET_VAR"), None, Path::new(".")).unwrap_err();
+        let err = load_password(Some("CREDVAULT_SURELY_UNSET_VAR"), None, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("`CREDVAULT_SURELY_UNSET_VAR`, which is not set"),
             "{err}"

@@ -51,6 +51,7 @@ macro_rules! bind_catalog_row {
     };
 }
 
+mod cause;
 mod csv;
 pub(crate) mod guard;
 pub mod merge;
@@ -65,6 +66,7 @@ pub mod server;
 pub(crate) mod sqlite;
 pub(crate) mod stall;
 
+pub use cause::Cause;
 pub use postgres::{Lsn, PgChanges, SlotHealth, SourceChange, TableChange};
 
 use std::path::{Path, PathBuf};
@@ -127,6 +129,9 @@ pub struct ConnectorError {
     pub message: String,
     /// What a run can do about it.
     pub kind: FailureKind,
+    /// The driver, file or CSV error it came from, redacted like `message`.
+    #[source]
+    pub source: Option<Cause>,
 }
 
 /// What a failure means for a run that meets it mid-table.
@@ -150,6 +155,21 @@ impl ConnectorError {
             endpoint: endpoint.into(),
             message: message.into(),
             kind: FailureKind::Other,
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `err` (one that holds no password: use
+    /// [`ConnectorError::caused_by`] for one that may).
+    pub fn because<E: std::error::Error + 'static>(self, err: &E) -> Self {
+        self.caused_by(Cause::of(err, None))
+    }
+
+    /// The same error, caused by `cause`.
+    pub fn caused_by(self, cause: Cause) -> Self {
+        Self {
+            source: Some(cause),
+            ..self
         }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::config::{Secret, ServerEndpoint};
 
-use super::{ConnectorError, FailureKind, FreeSpace, free_space_at};
+use super::{Cause, ConnectorError, FailureKind, FreeSpace, free_space_at};
 
 /// What a driver's own error code says about a failed connection or query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +175,9 @@ pub fn connect_error(
         Some(secret) => secret.redact(&message),
         None => message,
     };
-    ConnectorError::new(endpoint, message).of_kind(kind)
+    ConnectorError::new(endpoint, message)
+        .of_kind(kind)
+        .caused_by(Cause::of(err, password))
 }
 
 /// Whether `host` names this machine, so a server's data directory is a
@@ -218,6 +220,68 @@ pub fn denied(endpoint: &str, user: &str, refused: &str, grant: &str) -> Connect
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A password with a quote and a backslash, which `Debug` escapes.
+    const PASSWORD: &str = "hun\"ter\\2";
+
+    /// Every text `err` and its chain of sources show, by `Display` and by
+    /// `Debug`.
+    fn every_text(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut texts = Vec::new();
+        let mut next = Some(err);
+        while let Some(e) = next {
+            texts.push(e.to_string());
+            texts.push(format!("{e:?}"));
+            next = e.source();
+        }
+        texts
+    }
+
+    #[test]
+    fn a_kept_cause_never_shows_the_password() {
+        let ep: ServerEndpoint = toml::from_str("database = \"d\"\nuser = \"u\"").unwrap();
+        let secret = Secret::new(PASSWORD);
+        let inner = std::io::Error::other(format!("bad option password={PASSWORD}"));
+        let err = sqlx::Error::Configuration(Box::new(inner));
+        assert!(
+            format!("{err} {err:?}").contains("hun"),
+            "the test's error holds it"
+        );
+        let e = connect_error(
+            "source postgres u@h:5432/d",
+            &err,
+            &ep,
+            5432,
+            Some(&secret),
+            |_| None,
+        );
+        let texts = every_text(&e);
+        assert!(
+            texts.len() >= 6,
+            "the cause and its own source are kept: {texts:?}"
+        );
+        let escaped = PASSWORD.escape_debug().to_string();
+        for text in texts
+            .iter()
+            .chain([&format!("{:#}", anyhow::Error::from(e))])
+        {
+            assert!(
+                !text.contains(PASSWORD) && !text.contains(&escaped) && !text.contains("hun"),
+                "{text}"
+            );
+            assert!(text.contains("***"), "the redacted text is kept: {text}");
+        }
+    }
+
+    #[test]
+    fn a_kept_cause_is_already_told_by_the_message() {
+        let ep: ServerEndpoint = toml::from_str("database = \"d\"\nuser = \"u\"").unwrap();
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = connect_error("x", &sqlx::Error::Io(refused), &ep, 5432, None, |_| None);
+        let cause = std::error::Error::source(&e).expect("the driver error is kept");
+        assert!(e.message.contains("refused") && cause.to_string().contains("refused"));
+        assert_eq!(e.kind, FailureKind::ConnectionLost);
+    }
 
     #[test]
     fn a_pool_timeout_says_the_server_stopped_taking_connections() {

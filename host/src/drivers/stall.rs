@@ -68,7 +68,7 @@ impl Watchdog {
             _ => return Ok(None),
         };
         let endpoint = server::describe(role, kind, ep, port);
-        let probe = probe.map_err(|m| ConnectorError::new(&endpoint, m))?;
+        let probe = probe.map_err(|e| ConnectorError::new(&endpoint, e.to_string()).because(&e))?;
         Ok(Some(Self::new(endpoint, stall, probe)))
     }
 

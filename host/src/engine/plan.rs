@@ -202,7 +202,8 @@ async fn plan_step(
     runtime: &Runtime,
 ) -> Result<TransformStep, String> {
     tracing::debug!(migration = %m.name, table = %ctx.table, "planning: configuring transform `{}`", t.plugin);
-    let (name, wasm) = plugins::locate(&t.plugin, &m.base_dir, runtime, t.sha256.as_deref())?;
+    let (name, wasm) = plugins::locate(&t.plugin, &m.base_dir, runtime, t.sha256.as_deref())
+        .map_err(|e| e.to_string())?;
     let grants = crate::drivers::grants(&t.grants, &m.base_dir);
     let plugin = runtime
         .load_transform(&name, &wasm, m.limits(t), grants)

@@ -21,8 +21,36 @@ pub use remove::Forgotten;
 pub struct StateError {
     /// The store's file.
     pub path: PathBuf,
-    /// What went wrong.
+    /// What went wrong (it already tells the cause's text).
     pub message: String,
+    /// The error it came from, if one did.
+    #[source]
+    pub source: Option<StateCause>,
+}
+
+/// The error underneath a [`StateError`]. Its text is already part of the
+/// `StateError`'s message, so a printer of error chains stops here.
+#[derive(Debug, thiserror::Error)]
+pub enum StateCause {
+    /// SQLite failed.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    /// The store's file or folder could not be made or protected.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl StateError {
+    /// An error about the store at `path`, caused by `source`: its message
+    /// is `context` followed by the cause's text.
+    fn caused(path: &Path, context: &str, source: impl Into<StateCause>) -> Self {
+        let source = source.into();
+        Self {
+            path: path.to_path_buf(),
+            message: format!("{context}{source}"),
+            source: Some(source),
+        }
+    }
 }
 
 /// A row held for review under the `flag` policy.
@@ -307,15 +335,12 @@ fn restrict_files(path: &Path) -> std::io::Result<()> {
 impl StateStore {
     /// Opens (creating if needed, owner-only) the store at `path`.
     pub async fn open(path: &Path) -> Result<Self, StateError> {
-        let fail = |message: String| StateError {
-            path: path.to_path_buf(),
-            message,
-        };
+        let fail =
+            |context: &'static str| move |e: std::io::Error| StateError::caused(path, context, e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            private::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create its folder: {e}")))?;
+            private::create_dir_all(dir).map_err(fail("cannot create its folder: "))?;
         }
-        private::touch(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
+        private::touch(path).map_err(fail("cannot create it: "))?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .expect("static url")
             .filename(path)
@@ -323,11 +348,11 @@ impl StateStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(30));
-        let pool = connect(options).await.map_err(|e| fail(e.to_string()))?;
-        prepare_tables(&pool)
+        let pool = connect(options)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        restrict_files(path).map_err(|e| fail(format!("cannot make it owner-only: {e}")))?;
+            .map_err(|e| StateError::caused(path, "", e))?;
+        prepare_tables(&pool, path).await?;
+        restrict_files(path).map_err(fail("cannot make it owner-only: "))?;
         Ok(Self {
             path: path.to_path_buf(),
             pool,
@@ -335,10 +360,7 @@ impl StateStore {
     }
 
     fn error(&self, err: sqlx::Error) -> StateError {
-        StateError {
-            path: self.path.clone(),
-            message: err.to_string(),
-        }
+        StateError::caused(&self.path, "", err)
     }
 
     /// Records the start of a run and returns its id. `clock` is the time
@@ -1363,20 +1385,22 @@ async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Erro
 /// store (a run while `status` starts, or SQLite tidying its WAL as the
 /// last one closes): a store that is busy is tried again for a while
 /// rather than failing a command that only wants to read.
-async fn prepare_tables(pool: &SqlitePool) -> Result<(), String> {
+async fn prepare_tables(pool: &SqlitePool, path: &Path) -> Result<(), StateError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let done = match sqlx::raw_sql(SCHEMA).execute(pool).await {
             Ok(_) => upgrade(pool)
                 .await
-                .map_err(|e| (busy(&e), format!("cannot upgrade its tables: {e}"))),
-            Err(e) => Err((busy(&e), format!("cannot create its tables: {e}"))),
+                .map_err(|e| ("cannot upgrade its tables: ", e)),
+            Err(e) => Err(("cannot create its tables: ", e)),
         };
         match done {
-            Err((true, _)) if std::time::Instant::now() < deadline => {
+            Err((_, e)) if busy(&e) && std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            other => return other.map_err(|(_, message)| message),
+            other => {
+                return other.map_err(|(context, e)| StateError::caused(path, context, e));
+            }
         }
     }
 }

@@ -28,8 +28,42 @@ use crate::model::value::{Column, ColumnType, Value};
 #[async_trait]
 pub trait DbConnector: Send + Sync {
     /// Connects for grant `grant`: read-only sessions unless `write`.
-    /// Errors are already free of the password.
-    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, String>;
+    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, ConnectError>;
+}
+
+/// Why a grant's database could not be opened. Its message and its source
+/// are free of the password.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The error it came from, if one did (a connector error, whose own
+    /// cause is redacted; an SQLite error).
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConnectError {
+    /// An error that no other caused.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error caused by `source`, which must hold no password: its
+    /// message is `message`.
+    pub fn caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 /// An open database a plugin's statements run on.
@@ -37,7 +71,7 @@ pub trait DbConnector: Send + Sync {
 pub trait DbSession: Send + Sync {
     /// What the user may do beyond reading and writing data, each named;
     /// empty for an ordinary user.
-    async fn privileges(&self) -> Result<Vec<String>, String>;
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError>;
 
     /// What the pre-run check says once the database opened.
     fn verified(&self, allow_privileged: bool) -> String {
@@ -182,9 +216,9 @@ impl DbGrant {
                 Ok(session)
             })
             .await;
-        opened.map(Box::as_ref).map_err(|message: String| {
+        opened.map(Box::as_ref).map_err(|e: ConnectError| {
             CapabilityError::Failed(format!(
-                "connection `{}` could not be opened: {message}",
+                "connection `{}` could not be opened: {e}",
                 self.name
             ))
         })
@@ -193,18 +227,19 @@ impl DbGrant {
     /// Fails when the user can do more than read and write data: a
     /// read-only transaction does not stop a superuser's `COPY … TO
     /// PROGRAM` nor a FILE holder's `INTO OUTFILE`.
-    async fn refuse_privileged(&self, session: &dyn DbSession) -> Result<(), String> {
+    async fn refuse_privileged(&self, session: &dyn DbSession) -> Result<(), ConnectError> {
         let powers = session.privileges().await.map_err(|e| {
-            format!("its user's privileges could not be read ({e}); set allow_privileged = true in this plugin's grants.db entry for `{}` to skip the check", self.name)
+            let message = format!("its user's privileges could not be read ({e}); set allow_privileged = true in this plugin's grants.db entry for `{}` to skip the check", self.name);
+            ConnectError::caused(message, e)
         })?;
         if powers.is_empty() {
             return Ok(());
         }
-        Err(format!(
+        Err(ConnectError::new(format!(
             "its user holds privileges beyond reading and writing data ({}), which a plugin could use to read or write the server's files, run programs or change server settings; grant a connection whose user has only the privileges the plugin needs, or set allow_privileged = true in this plugin's grants.db entry for `{}` to accept it",
             powers.join(", "),
             self.name
-        ))
+        )))
     }
 
     /// Runs a statement that returns rows.
@@ -356,8 +391,8 @@ mod tests {
 
     #[async_trait]
     impl DbConnector for Nowhere {
-        async fn connect(&self, _: &str, _: bool) -> Result<Box<dyn DbSession>, String> {
-            Err("not opened in these tests".into())
+        async fn connect(&self, _: &str, _: bool) -> Result<Box<dyn DbSession>, ConnectError> {
+            Err(ConnectError::new("not opened in these tests"))
         }
     }
 

@@ -55,7 +55,8 @@ impl CsvSource {
                 self.path.clone(),
             )]);
         }
-        let entries = std::fs::read_dir(&self.path).map_err(|e| self.error(e.to_string()))?;
+        let entries =
+            std::fs::read_dir(&self.path).map_err(|e| self.error(e.to_string()).because(&e))?;
         let mut files: Vec<(String, PathBuf)> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -81,7 +82,7 @@ impl CsvSource {
     /// The file's records, past its header row; and the header's names.
     fn open(&self, file: &Path) -> Result<(Records<BufReader<File>>, Vec<String>), ConnectorError> {
         let fail = |message: String| self.error(format!("{}: {message}", file.display()));
-        let input = File::open(file).map_err(|e| fail(e.to_string()))?;
+        let input = File::open(file).map_err(|e| fail(e.to_string()).because(&e))?;
         let mut records = Records::new(BufReader::new(input), self.delimiter);
         let header = header_of(&mut records).map_err(fail)?;
         records.set_width(header.len());
@@ -140,7 +141,7 @@ impl Source for CsvSource {
             // Broken records are rows too (row errors when read).
             while records
                 .next_record()
-                .map_err(|e| ConnectorError::new(&endpoint, read_failed(records.line(), &e)))?
+                .map_err(|e| read_failed(&endpoint, records.line(), &e))?
                 .is_some()
             {
                 n += 1;
@@ -177,7 +178,7 @@ impl Source for CsvSource {
         let Some((_, file)) = files.iter().find(|(t, _)| t == &table.name) else {
             return Ok(None);
         };
-        let meta = std::fs::metadata(file).map_err(|e| self.error(e.to_string()))?;
+        let meta = std::fs::metadata(file).map_err(|e| self.error(e.to_string()).because(&e))?;
         Ok(Some(meta.len()))
     }
 }
@@ -210,9 +211,19 @@ fn columns_of(headers: &[String]) -> Result<Vec<Column>, String> {
     Ok(columns)
 }
 
+/// A file or CSV error about `endpoint`, its text after `context`.
+fn failure<E: std::error::Error + 'static>(
+    endpoint: &str,
+    context: &str,
+    err: E,
+) -> ConnectorError {
+    ConnectorError::new(endpoint, format!("{context}{err}")).because(&err)
+}
+
 /// What to say when the file cannot be read at all.
-fn read_failed(line: u64, e: &std::io::Error) -> String {
-    format!("line {line}: {e}; fix the file or remove the bad line, then run again")
+fn read_failed(endpoint: &str, line: u64, e: &std::io::Error) -> ConnectorError {
+    let message = format!("line {line}: {e}; fix the file or remove the bad line, then run again");
+    ConnectorError::new(endpoint, message).because(e)
 }
 
 fn read_batches(
@@ -232,8 +243,7 @@ fn read_batches(
             Ok(Some(record)) => record,
             Ok(None) => break,
             Err(e) => {
-                let message = read_failed(records.line(), &e);
-                let _ = tx.blocking_send(Err(ConnectorError::new(endpoint, message)));
+                let _ = tx.blocking_send(Err(read_failed(endpoint, records.line(), &e)));
                 return;
             }
         };
@@ -406,8 +416,19 @@ impl CsvSink {
         })
     }
 
-    fn error(&self, message: impl ToString) -> ConnectorError {
-        ConnectorError::new(self.describe(), message.to_string())
+    /// A file, CSV or JSON error, its text as the message.
+    fn error<E: std::error::Error + 'static>(&self, err: E) -> ConnectorError {
+        failure(&self.describe(), "", err)
+    }
+
+    /// A file error, its text after `context`.
+    fn failed<E: std::error::Error + 'static>(&self, context: &str, err: E) -> ConnectorError {
+        failure(&self.describe(), context, err)
+    }
+
+    /// A failure no file error caused.
+    fn refusal(&self, message: impl Into<String>) -> ConnectorError {
+        ConnectorError::new(self.describe(), message)
     }
 
     fn file(&self, table: &str) -> PathBuf {
@@ -451,21 +472,26 @@ impl CsvSink {
     /// file's length, where the next batch starts.
     fn append(&mut self, table: &str, rows: &[Row]) -> Result<u64, ConnectorError> {
         let endpoint = self.describe();
-        let fail = |e: &dyn std::fmt::Display| ConnectorError::new(&endpoint, e.to_string());
         let null = &self.null;
         let Some((_, writer)) = self.open.as_mut().filter(|(t, _)| t == table) else {
-            return Err(fail(&format!("table `{table}` was not prepared")));
+            let message = format!("table `{table}` was not prepared");
+            return Err(ConnectorError::new(endpoint, message));
         };
         for row in rows {
             let fields = row
                 .iter()
                 .map(|v| to_text(v).unwrap_or_else(|| null.clone()));
-            writer.write_record(fields).map_err(|e| fail(&e))?;
+            writer
+                .write_record(fields)
+                .map_err(|e| failure(&endpoint, "", e))?;
         }
-        writer.flush().map_err(|e| fail(&e))?;
+        writer.flush().map_err(|e| failure(&endpoint, "", e))?;
         let file = writer.get_ref();
-        file.sync_data().map_err(|e| fail(&e))?;
-        Ok(file.metadata().map_err(|e| fail(&e))?.len())
+        file.sync_data().map_err(|e| failure(&endpoint, "", e))?;
+        Ok(file
+            .metadata()
+            .map_err(|e| failure(&endpoint, "", e))?
+            .len())
     }
 
     fn open_partial(
@@ -549,7 +575,7 @@ impl Sink for CsvSink {
             .dir
             .join(format!(".credvault-probe-{}", std::process::id()));
         std::fs::write(&probe, b"")
-            .map_err(|e| self.error(format!("cannot create files in the folder: {e}")))?;
+            .map_err(|e| self.failed("cannot create files in the folder: ", e))?;
         std::fs::remove_file(&probe).map_err(|e| self.error(e))
     }
 
@@ -559,7 +585,7 @@ impl Sink for CsvSink {
             .append(true)
             .open(&file)
             .map(drop)
-            .map_err(|e| self.error(format!("cannot write to {}: {e}", file.display())))
+            .map_err(|e| self.failed(&format!("cannot write to {}: ", file.display()), e))
     }
 
     async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
@@ -578,14 +604,14 @@ impl Sink for CsvSink {
             Prepare::Resume => {
                 let progress = self.load(migration, table)?;
                 let Some(progress) = progress.filter(|_| self.partial(table).exists()) else {
-                    return Err(self.error(format!("cannot resume `{table}`: its partial file is gone; run again with --restart")));
+                    return Err(self.refusal(format!("cannot resume `{table}`: its partial file is gone; run again with --restart")));
                 };
                 self.open_partial(table, columns, Some(progress.bytes))
             }
             Prepare::Fresh(if_exists) => {
                 let exists = self.file(table).exists();
                 if exists && if_exists == IfExists::Fail {
-                    return Err(self.error(format!(
+                    return Err(self.refusal(format!(
                         "{} already exists; set if_exists = \"replace\" or \"append\" for this table, or choose another destination",
                         self.file(table).display()
                     )));

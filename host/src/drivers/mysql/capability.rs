@@ -15,9 +15,10 @@ use sqlx::{Column as _, Decode, Executor, Row as _, Statement as _, TypeInfo as 
 use async_trait::async_trait;
 
 use crate::capabilities::db::{
-    Collector, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
+    Collector, ConnectError, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
 };
 use crate::config::{Secret, ServerEndpoint};
+use crate::drivers::Cause;
 use crate::drivers::guard::{self, Dialect};
 use crate::drivers::mysql::{Query, bind_value, capability_pool, decode_result, result_type};
 use crate::model::value::{Column, Value};
@@ -43,11 +44,11 @@ impl MyDb {
         server: &ServerEndpoint,
         base_dir: &Path,
         _write: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConnectError> {
         let role = format!("connection {name}");
         let (pool, password, mariadb) = capability_pool(&role, server, base_dir)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| ConnectError::caused(e.message.clone(), e))?;
         Ok(Self {
             pool,
             password,
@@ -55,12 +56,84 @@ impl MyDb {
         })
     }
 
-    /// A driver error's text, the password redacted.
-    fn redact(&self, err: sqlx::Error) -> String {
-        match &self.password {
-            Some(secret) => secret.redact(&err.to_string()),
-            None => err.to_string(),
+    /// What the user may do beyond data, each named, from `SHOW GRANTS`:
+    /// global FILE, SUPER, `… ADMIN`, CREATE USER, SHUTDOWN, PROXY or ALL
+    /// PRIVILEGES, and roles (whose privileges the user cannot read, and
+    /// `SET ROLE` would take on). Empty for an ordinary user.
+    pub(super) async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
+        let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let mut powers = Vec::new();
+        for row in &rows {
+            let raw = row.try_get_raw(0).map_err(|e| self.redact(e))?;
+            let bytes = <&[u8] as Decode<MySql>>::decode(raw)
+                .map_err(|e| ConnectError::new(e.to_string()))?;
+            powers.extend(privileged(&String::from_utf8_lossy(bytes)));
         }
+        Ok(powers)
+    }
+
+    /// A driver error, the password redacted from its text and its kept
+    /// cause.
+    fn redact(&self, err: sqlx::Error) -> ConnectError {
+        let cause = Cause::of(&err, self.password.as_ref());
+        ConnectError::caused(cause.to_string(), cause)
+    }
+
+    /// Runs a statement that returns rows.
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        params: &[Value],
+        write: bool,
+        limits: DbLimits,
+    ) -> Result<QueryResult, DbError> {
+        let mut conn = self.begin(write, limits).await?;
+        let mut rows = Collector::new(limits);
+        let mut columns = None;
+        let read = async {
+            let mut stream = bind_all(sqlx::query(sql), params).fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
+                if columns.is_none() {
+                    columns = Some(result_columns(row.columns()));
+                }
+                rows.push(decode_row(&row)?)?;
+            }
+            Ok::<(), DbError>(())
+        }
+        .await;
+        let read = match (read, columns.is_none()) {
+            (Ok(()), true) => (&mut *conn)
+                .prepare(sql)
+                .await
+                .map(|s| Some(result_columns(s.columns())))
+                .map_err(|e| self.error(e)),
+            (outcome, _) => outcome.map(|()| columns),
+        };
+        let columns = self.end(&mut conn, write, read).await?;
+        Ok(QueryResult {
+            columns: columns.unwrap_or_default(),
+            rows: rows.rows,
+        })
+    }
+
+    /// Runs a statement that changes rows.
+    pub(super) async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        write: bool,
+        limits: DbLimits,
+    ) -> Result<u64, DbError> {
+        let mut conn = self.begin(write, limits).await?;
+        let outcome = bind_all(sqlx::query(sql), params)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| self.error(e));
+        self.end(&mut conn, write, outcome).await
     }
 
     /// A pooled connection with the session's access mode and timeout set
@@ -197,7 +270,7 @@ pub(crate) struct MyConnector {
 
 #[async_trait]
 impl DbConnector for MyConnector {
-    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, String> {
+    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, ConnectError> {
         let db = MyDb::open(grant, &self.server, &self.base_dir, write).await?;
         Ok(Box::new(db))
     }
@@ -205,18 +278,8 @@ impl DbConnector for MyConnector {
 
 #[async_trait]
 impl DbSession for MyDb {
-    async fn privileges(&self) -> Result<Vec<String>, String> {
-        let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        let mut powers = Vec::new();
-        for row in &rows {
-            let raw = row.try_get_raw(0).map_err(|e| e.to_string())?;
-            let bytes = <&[u8] as Decode<MySql>>::decode(raw).map_err(|e| e.to_string())?;
-            powers.extend(privileged(&String::from_utf8_lossy(bytes)));
-        }
-        Ok(powers)
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
+        MyDb::privileges(self).await
     }
 
     fn refusal(&self, sql: &str) -> Option<String> {
@@ -230,33 +293,7 @@ impl DbSession for MyDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<QueryResult, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let mut rows = Collector::new(limits);
-        let mut columns = None;
-        let read = async {
-            let mut stream = bind_all(sqlx::query(sql), params).fetch(&mut *conn);
-            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
-                if columns.is_none() {
-                    columns = Some(result_columns(row.columns()));
-                }
-                rows.push(decode_row(&row)?)?;
-            }
-            Ok::<(), DbError>(())
-        }
-        .await;
-        let read = match (read, columns.is_none()) {
-            (Ok(()), true) => (&mut *conn)
-                .prepare(sql)
-                .await
-                .map(|s| Some(result_columns(s.columns())))
-                .map_err(|e| self.error(e)),
-            (outcome, _) => outcome.map(|()| columns),
-        };
-        let columns = self.end(&mut conn, write, read).await?;
-        Ok(QueryResult {
-            columns: columns.unwrap_or_default(),
-            rows: rows.rows,
-        })
+        MyDb::query(self, sql, params, write, limits).await
     }
 
     async fn execute(
@@ -266,13 +303,7 @@ impl DbSession for MyDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<u64, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let outcome = bind_all(sqlx::query(sql), params)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(|e| self.error(e));
-        self.end(&mut conn, write, outcome).await
+        MyDb::execute(self, sql, params, write, limits).await
     }
 }
 

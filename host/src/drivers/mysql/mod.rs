@@ -29,8 +29,8 @@ pub use sink::MySqlSink;
 pub(crate) use sink::{Query, bind_value};
 pub use source::MySqlSource;
 
-use super::ConnectorError;
 use super::server::{self, DbFailure};
+use super::{Cause, ConnectorError};
 use crate::config::{Secret, ServerEndpoint, TlsMode};
 
 /// The port MariaDB and MySQL listen on unless told otherwise.
@@ -123,7 +123,7 @@ impl Server {
         let endpoint = server::describe(role, "mariadb", ep, port);
         let password = ep
             .password(base_dir)
-            .map_err(|e| ConnectorError::new(&endpoint, e))?;
+            .map_err(|e| ConnectorError::new(&endpoint, e.to_string()).because(&e))?;
         let options = connect_options(ep, port, password.as_ref());
         let fail = |e: sqlx::Error| {
             server::connect_error(&endpoint, &e, ep, port, password.as_ref(), classify)
@@ -200,6 +200,7 @@ impl Server {
             sqlx::Error::Database(db) if classify(db.as_ref()) == Some(DbFailure::Permission) => {
                 let grant = format!("GRANT {privilege} ON {object} TO {}", self.account().await);
                 server::denied(&self.endpoint, &self.ep.user, db.message(), &grant)
+                    .caused_by(Cause::of(&err, self.password.as_ref()))
             }
             _ => self.error(err),
         }
@@ -309,7 +310,10 @@ fn connect_options(
 pub(crate) fn prober(
     ep: &ServerEndpoint,
     base_dir: &Path,
-) -> (u16, Result<super::stall::Probe, String>) {
+) -> (
+    u16,
+    Result<super::stall::Probe, crate::config::PasswordError>,
+) {
     let port = ep.port.unwrap_or(DEFAULT_PORT);
     let probe = ep.password(base_dir).map(|password| {
         let options = connect_options(ep, port, password.as_ref());

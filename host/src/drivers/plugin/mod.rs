@@ -20,8 +20,8 @@ use crate::drivers::Shape;
 use crate::model::value::{Column, TableInfo, Value};
 use crate::runtime::plugins;
 use crate::runtime::{
-    PluginFailure, Runtime, SinkInstance, SinkMode, SinkPlugin, SourceInstance, SourcePlugin,
-    SourceRows,
+    PluginFailure, Runtime, RuntimeError, SinkInstance, SinkMode, SinkPlugin, SourceInstance,
+    SourcePlugin, SourceRows,
 };
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -32,11 +32,11 @@ pub fn use_runtime(runtime: &Runtime) {
     let _ = RUNTIME.set(runtime.clone());
 }
 
-fn runtime() -> Result<&'static Runtime, String> {
+fn runtime() -> Result<&'static Runtime, RuntimeError> {
     if let Some(runtime) = RUNTIME.get() {
         return Ok(runtime);
     }
-    let runtime = Runtime::new(None).map_err(|e| e.to_string())?;
+    let runtime = Runtime::new(None)?;
     Ok(RUNTIME.get_or_init(|| runtime))
 }
 
@@ -59,15 +59,20 @@ fn endpoint_error(kind: &str, ep: &PluginEndpoint, message: impl Into<String>) -
     ConnectorError::new(format!("{kind} plugin {}", ep.plugin), message)
 }
 
+/// The runtime could not load the plugin of `ep`.
+fn load_error(kind: &str, ep: &PluginEndpoint, err: RuntimeError) -> ConnectorError {
+    endpoint_error(kind, ep, err.to_string()).because(&err)
+}
+
 fn locate(
     ep: &PluginEndpoint,
     base_dir: &Path,
     kind: &str,
 ) -> Result<(String, Vec<u8>), ConnectorError> {
-    let runtime = runtime().map_err(|e| endpoint_error(kind, ep, e))?;
+    let runtime = runtime().map_err(|e| load_error(kind, ep, e))?;
     plugins::locate(&ep.plugin, base_dir, runtime, ep.sha256.as_deref())
         .map(|(name, wasm)| (name, wasm.into_owned()))
-        .map_err(|e| endpoint_error(kind, ep, e))
+        .map_err(|e| endpoint_error(kind, ep, e.to_string()).because(&e))
 }
 
 impl PluginSource {
@@ -76,11 +81,8 @@ impl PluginSource {
         let (name, wasm) = locate(ep, base_dir, "source")?;
         let grants = crate::drivers::grants(&ep.grants, base_dir);
         let plugin = runtime()
-            .and_then(|r| {
-                r.load_source(&name, &wasm, ep.effective_limits(), grants)
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| endpoint_error("source", ep, e))?;
+            .and_then(|r| r.load_source(&name, &wasm, ep.effective_limits(), grants))
+            .map_err(|e| load_error("source", ep, e))?;
         let source = Self {
             plugin,
             config: ep.config_json(),
@@ -280,11 +282,8 @@ impl PluginSink {
         let (name, wasm) = locate(ep, base_dir, "destination")?;
         let grants = crate::drivers::grants(&ep.grants, base_dir);
         let plugin = runtime()
-            .and_then(|r| {
-                r.load_sink(&name, &wasm, ep.effective_limits(), grants)
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| endpoint_error("destination", ep, e))?;
+            .and_then(|r| r.load_sink(&name, &wasm, ep.effective_limits(), grants))
+            .map_err(|e| load_error("destination", ep, e))?;
         let sink = Self {
             plugin,
             config: ep.config_json(),

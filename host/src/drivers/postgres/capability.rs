@@ -17,9 +17,10 @@ use sqlx::{Arguments, Column as _, Executor, Postgres, Row as _, Statement as _,
 use async_trait::async_trait;
 
 use crate::capabilities::db::{
-    Collector, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
+    Collector, ConnectError, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
 };
 use crate::config::{Secret, ServerEndpoint};
+use crate::drivers::Cause;
 use crate::drivers::guard::{self, Dialect};
 use crate::drivers::postgres::{capability_pool, decode_result, encode_param, result_type};
 use crate::model::value::{Column, Value};
@@ -59,7 +60,7 @@ impl PgDb {
         server: &ServerEndpoint,
         base_dir: &Path,
         write: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConnectError> {
         let session: &[(&str, &str)] = match write {
             true => &[],
             false => &[("default_transaction_read_only", "on")],
@@ -67,16 +68,103 @@ impl PgDb {
         let role = format!("connection {name}");
         let (pool, password) = capability_pool(&role, server, base_dir, session)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| ConnectError::caused(e.message.clone(), e))?;
         Ok(Self { pool, password })
     }
 
-    /// A driver error's text, the password redacted.
-    fn redact(&self, err: sqlx::Error) -> String {
-        match &self.password {
-            Some(secret) => secret.redact(&err.to_string()),
-            None => err.to_string(),
+    /// What the user may do beyond data, each named: being or becoming a
+    /// superuser or a member of the roles that read and write the server's
+    /// files and run programs, and executing the file functions. Empty for
+    /// an ordinary user.
+    pub(super) async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
+        let (user, superuser): (String, bool) = sqlx::query_as(CURRENT_USER)
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        // A superuser is a member of every role and may run everything.
+        if superuser {
+            return Ok(vec![format!("`{user}` is a superuser")]);
         }
+        let roles: Vec<(String, bool)> = sqlx::query_as(PRIVILEGED_ROLES)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let functions: Vec<String> = sqlx::query_scalar(FILE_FUNCTIONS)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let roles = roles.into_iter().map(|(role, superuser)| match superuser {
+            true => format!("member of superuser `{role}`"),
+            false => format!("member of `{role}`"),
+        });
+        let functions = functions.into_iter().map(|f| format!("EXECUTE on {f}"));
+        Ok(roles.chain(functions).collect())
+    }
+
+    /// A driver error, the password redacted from its text and its kept
+    /// cause.
+    fn redact(&self, err: sqlx::Error) -> ConnectError {
+        let cause = Cause::of(&err, self.password.as_ref());
+        ConnectError::caused(cause.to_string(), cause)
+    }
+
+    /// Runs a statement that returns rows.
+    pub(super) async fn query(
+        &self,
+        sql: &str,
+        params: &[Value],
+        write: bool,
+        limits: DbLimits,
+    ) -> Result<QueryResult, DbError> {
+        let mut conn = self.begin(write, limits).await?;
+        let mut rows = Collector::new(limits);
+        let mut columns = None;
+        let read = async {
+            let mut stream = sqlx::query_with(sql, arguments(params)?)
+                .persistent(false)
+                .fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
+                if columns.is_none() {
+                    columns = Some(result_columns(row.columns())?);
+                }
+                rows.push(decode_row(&row)?)?;
+            }
+            Ok::<(), DbError>(())
+        }
+        .await;
+        let read = match (read, columns.is_none()) {
+            (Ok(()), true) => self.describe(&mut conn, sql, params).await.map(Some),
+            (outcome, _) => outcome.map(|()| columns),
+        };
+        let columns = self.end(&mut conn, write, read).await?;
+        Ok(QueryResult {
+            columns: columns.unwrap_or_default(),
+            rows: rows.rows,
+        })
+    }
+
+    /// Runs a statement that changes rows.
+    pub(super) async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        write: bool,
+        limits: DbLimits,
+    ) -> Result<u64, DbError> {
+        let mut conn = self.begin(write, limits).await?;
+        let outcome = match arguments(params) {
+            Ok(args) => sqlx::query_with(sql, args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(|e| self.error(e)),
+            Err(e) => Err(e),
+        };
+        self.end(&mut conn, write, outcome).await
     }
 
     /// A pooled connection inside a fresh transaction: read-only unless
@@ -243,7 +331,7 @@ pub(crate) struct PgConnector {
 
 #[async_trait]
 impl DbConnector for PgConnector {
-    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, String> {
+    async fn connect(&self, grant: &str, write: bool) -> Result<Box<dyn DbSession>, ConnectError> {
         let db = PgDb::open(grant, &self.server, &self.base_dir, write).await?;
         Ok(Box::new(db))
     }
@@ -251,32 +339,8 @@ impl DbConnector for PgConnector {
 
 #[async_trait]
 impl DbSession for PgDb {
-    async fn privileges(&self) -> Result<Vec<String>, String> {
-        let (user, superuser): (String, bool) = sqlx::query_as(CURRENT_USER)
-            .persistent(false)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        // A superuser is a member of every role and may run everything.
-        if superuser {
-            return Ok(vec![format!("`{user}` is a superuser")]);
-        }
-        let roles: Vec<(String, bool)> = sqlx::query_as(PRIVILEGED_ROLES)
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        let functions: Vec<String> = sqlx::query_scalar(FILE_FUNCTIONS)
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        let roles = roles.into_iter().map(|(role, superuser)| match superuser {
-            true => format!("member of superuser `{role}`"),
-            false => format!("member of `{role}`"),
-        });
-        let functions = functions.into_iter().map(|f| format!("EXECUTE on {f}"));
-        Ok(roles.chain(functions).collect())
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
+        PgDb::privileges(self).await
     }
 
     fn refusal(&self, sql: &str) -> Option<String> {
@@ -290,31 +354,7 @@ impl DbSession for PgDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<QueryResult, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let mut rows = Collector::new(limits);
-        let mut columns = None;
-        let read = async {
-            let mut stream = sqlx::query_with(sql, arguments(params)?)
-                .persistent(false)
-                .fetch(&mut *conn);
-            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
-                if columns.is_none() {
-                    columns = Some(result_columns(row.columns())?);
-                }
-                rows.push(decode_row(&row)?)?;
-            }
-            Ok::<(), DbError>(())
-        }
-        .await;
-        let read = match (read, columns.is_none()) {
-            (Ok(()), true) => self.describe(&mut conn, sql, params).await.map(Some),
-            (outcome, _) => outcome.map(|()| columns),
-        };
-        let columns = self.end(&mut conn, write, read).await?;
-        Ok(QueryResult {
-            columns: columns.unwrap_or_default(),
-            rows: rows.rows,
-        })
+        PgDb::query(self, sql, params, write, limits).await
     }
 
     async fn execute(
@@ -324,16 +364,6 @@ impl DbSession for PgDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<u64, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let outcome = match arguments(params) {
-            Ok(args) => sqlx::query_with(sql, args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map(|done| done.rows_affected())
-                .map_err(|e| self.error(e)),
-            Err(e) => Err(e),
-        };
-        self.end(&mut conn, write, outcome).await
+        PgDb::execute(self, sql, params, write, limits).await
     }
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::ConnectorError;
 use super::server::{self, DbFailure};
+use super::{Cause, ConnectorError};
 use crate::config::{Secret, ServerEndpoint, TlsMode};
 use types::PgType;
 
@@ -109,7 +109,7 @@ impl Db {
         let endpoint = server::describe(role, "postgres", ep, port);
         let password = ep
             .password(base_dir)
-            .map_err(|m| ConnectorError::new(&endpoint, m))?;
+            .map_err(|e| ConnectorError::new(&endpoint, e.to_string()).because(&e))?;
         let options = connect_options(ep, port, password.as_ref(), extra);
         let fail = |e: &sqlx::Error| {
             server::connect_error(&endpoint, e, ep, port, password.as_ref(), classify)
@@ -169,6 +169,7 @@ impl Db {
         match err {
             sqlx::Error::Database(db) if classify(db.as_ref()) == Some(DbFailure::Permission) => {
                 server::denied(&self.endpoint, &self.ep.user, db.message(), grant)
+                    .caused_by(Cause::of(err, self.password.as_ref()))
             }
             _ => self.error(err),
         }
@@ -340,7 +341,10 @@ fn connect_options(
 pub(crate) fn prober(
     ep: &ServerEndpoint,
     base_dir: &Path,
-) -> (u16, Result<super::stall::Probe, String>) {
+) -> (
+    u16,
+    Result<super::stall::Probe, crate::config::PasswordError>,
+) {
     let port = ep.port.unwrap_or(DEFAULT_PORT);
     let probe = ep.password(base_dir).map(|password| {
         let options = connect_options(ep, port, password.as_ref(), &[]);
@@ -371,7 +375,7 @@ pub(crate) async fn capability_pool(
     let endpoint = server::describe(role, "postgres", ep, port);
     let password = ep
         .password(base_dir)
-        .map_err(|m| ConnectorError::new(&endpoint, m))?;
+        .map_err(|e| ConnectorError::new(&endpoint, e.to_string()).because(&e))?;
     let schema = ident(ep.schema.as_deref().unwrap_or("public"));
     let session: Vec<(&str, &str)> = [("search_path", schema.as_str())]
         .into_iter()

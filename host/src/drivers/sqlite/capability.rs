@@ -16,7 +16,7 @@ use sqlx::{Column as _, Executor, Row as _, Statement as _, TypeInfo as _};
 use async_trait::async_trait;
 
 use crate::capabilities::db::{
-    Collector, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
+    Collector, ConnectError, DbConnector, DbError, DbLimits, DbSession, QueryResult, column,
 };
 use crate::drivers::sqlite::{Query, bind_value, raw_value, type_from_declared};
 use crate::model::value::{Column, Value};
@@ -34,11 +34,11 @@ pub(crate) struct LiteDb {
 
 impl LiteDb {
     /// Opens `path`, which must exist; read-only unless `write`.
-    pub(super) async fn open(path: &Path, write: bool) -> Result<Self, String> {
+    pub(super) async fn open(path: &Path, write: bool) -> Result<Self, ConnectError> {
         if !path.is_file() {
-            return Err(
-                "its SQLite file does not exist (check the connection's `path`)".to_string(),
-            );
+            return Err(ConnectError::new(
+                "its SQLite file does not exist (check the connection's `path`)",
+            ));
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -53,7 +53,7 @@ impl LiteDb {
             .after_connect(|conn, _| Box::pin(forbid_attach(conn)))
             .connect_with(options)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ConnectError::caused(e.to_string(), e))?;
         Ok(Self { pool })
     }
 
@@ -264,7 +264,7 @@ pub(crate) struct LiteConnector {
 
 #[async_trait]
 impl DbConnector for LiteConnector {
-    async fn connect(&self, _grant: &str, write: bool) -> Result<Box<dyn DbSession>, String> {
+    async fn connect(&self, _grant: &str, write: bool) -> Result<Box<dyn DbSession>, ConnectError> {
         Ok(Box::new(LiteDb::open(&self.path, write).await?))
     }
 }
@@ -273,7 +273,7 @@ impl DbConnector for LiteConnector {
 /// is off, so a read-only grant needs no statement guard either.
 #[async_trait]
 impl DbSession for LiteDb {
-    async fn privileges(&self) -> Result<Vec<String>, String> {
+    async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
         Ok(Vec::new())
     }
 

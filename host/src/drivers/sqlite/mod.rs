@@ -75,7 +75,9 @@ pub fn declared_type(t: ColumnType) -> &'static str {
 }
 
 fn sql_error(endpoint: &str, err: sqlx::Error) -> ConnectorError {
-    ConnectorError::new(endpoint, err.to_string()).of_kind(failure_kind(&err))
+    ConnectorError::new(endpoint, err.to_string())
+        .of_kind(failure_kind(&err))
+        .because(&err)
 }
 
 /// What an SQLite error means for a run (the one place SQLite's failures
@@ -167,8 +169,18 @@ impl Db {
         format!("{} sqlite {}", self.role, self.path.display())
     }
 
-    fn error(&self, err: impl ToString) -> ConnectorError {
-        ConnectorError::new(self.describe(), err.to_string())
+    fn error(&self, err: sqlx::Error) -> ConnectorError {
+        self.failed("", err)
+    }
+
+    /// A driver error, its text after `context`.
+    fn failed(&self, context: &str, err: sqlx::Error) -> ConnectorError {
+        ConnectorError::new(self.describe(), format!("{context}{err}")).because(&err)
+    }
+
+    /// A failure no driver error caused.
+    fn refusal(&self, message: impl Into<String>) -> ConnectorError {
+        ConnectorError::new(self.describe(), message)
     }
 
     /// A driver error while writing `table`; a full disk says where to
@@ -185,7 +197,9 @@ impl Db {
             }
             _ => format!("table `{table}`: {err}"),
         };
-        ConnectorError::new(self.describe(), message).of_kind(kind)
+        ConnectorError::new(self.describe(), message)
+            .of_kind(kind)
+            .because(&err)
     }
 }
 
@@ -442,7 +456,7 @@ impl SqliteSink {
         let Some(existing) = existing else {
             return Err(self
                 .db
-                .error(format!("table `{table}` is gone; run again with --restart")));
+                .refusal(format!("table `{table}` is gone; run again with --restart")));
         };
         let missing: Vec<&str> = columns
             .iter()
@@ -452,7 +466,7 @@ impl SqliteSink {
         if missing.is_empty() {
             return Ok(());
         }
-        Err(self.db.error(format!(
+        Err(self.db.refusal(format!(
             "cannot append to `{table}`: it has no column(s) {}; rename them in the mapping, or choose another destination table",
             missing.join(", ")
         )))
@@ -573,7 +587,7 @@ impl Sink for SqliteSink {
         sqlx::query("CREATE TABLE _credvault_probe (x)")
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.db.error(format!("cannot create a table: {e}")))?;
+            .map_err(|e| self.db.failed("cannot create a table: ", e))?;
         tx.rollback().await.map_err(|e| self.db.error(e))
     }
 
@@ -583,7 +597,7 @@ impl Sink for SqliteSink {
         sqlx::query(&format!("INSERT INTO {t} SELECT * FROM {t} WHERE 0"))
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.db.error(format!("cannot write to `{table}`: {e}")))?;
+            .map_err(|e| self.db.failed(&format!("cannot write to `{table}`: "), e))?;
         tx.rollback().await.map_err(|e| self.db.error(e))
     }
 
@@ -688,8 +702,10 @@ impl Sink for SqliteSink {
             .fetch_optional(&self.db.pool)
             .await
             .map_err(|e| self.db.error(e))?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| self.db.error(e)))
-            .transpose()
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| self.db.refusal(e.to_string()).because(&e))
+        })
+        .transpose()
     }
 
     async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
@@ -766,7 +782,7 @@ impl Sink for SqliteSink {
         let Some(definition) = sql.as_deref().and_then(columns_part) else {
             return Err(self
                 .db
-                .error(format!("cannot read the definition of table `{table}`")));
+                .refusal(format!("cannot read the definition of table `{table}`")));
         };
         self.execute(&format!("DROP TABLE IF EXISTS {}", ident(copy)))
             .await?;

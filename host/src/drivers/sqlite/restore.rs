@@ -35,8 +35,18 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn error(&self, err: impl ToString) -> ConnectorError {
-        ConnectorError::new(&self.endpoint, err.to_string())
+    fn error(&self, err: sqlx::Error) -> ConnectorError {
+        self.failed("", err)
+    }
+
+    /// A driver error, its text after `context`.
+    fn failed(&self, context: &str, err: sqlx::Error) -> ConnectorError {
+        ConnectorError::new(&self.endpoint, format!("{context}{err}")).because(&err)
+    }
+
+    /// A failure no driver error caused.
+    fn refusal(&self, message: impl Into<String>) -> ConnectorError {
+        ConnectorError::new(&self.endpoint, message)
     }
 
     /// The statement that created `table`, if it exists.
@@ -127,7 +137,7 @@ impl RestoreStore for SqliteStore {
         sqlx::query(&sql)
             .execute(&self.pool)
             .await
-            .map_err(|e| self.error(format!("copying table `{table}`: {e}")))?;
+            .map_err(|e| self.failed(&format!("copying table `{table}`: "), e))?;
         Ok(Some(
             serde_json::to_string(&ddl).expect("strings serialize"),
         ))
@@ -141,12 +151,13 @@ impl RestoreStore for SqliteStore {
             .and_then(|d| serde_json::from_str(d).ok())
             .unwrap_or_default();
         let Some((create, others)) = ddl.split_first() else {
-            return Err(self.error(format!(
+            return Err(self.refusal(format!(
                 "restore point of `{table}` lacks its CREATE statement; it cannot be restored"
             )));
         };
         let same = self.table_sql(table).await?.as_ref() == Some(create);
-        let fail = |e: sqlx::Error| self.error(format!("restoring table `{table}`: {e}"));
+        let context = format!("restoring table `{table}`: ");
+        let fail = |e: sqlx::Error| self.failed(&context, e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         if same {
             let delete = format!("DELETE FROM {}", ident(table));
@@ -192,7 +203,7 @@ impl RestoreStore for SqliteStore {
         sqlx::query(&format!("DROP TABLE IF EXISTS {}", ident(table)))
             .execute(&self.pool)
             .await
-            .map_err(|e| self.error(format!("dropping table `{table}`: {e}")))?;
+            .map_err(|e| self.failed(&format!("dropping table `{table}`: "), e))?;
         Ok(())
     }
 }
