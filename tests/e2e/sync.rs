@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use credvault_tests::{Project, exec_sqlite};
 
 use super::project;
-use super::servers::{LogicalPg, Pg, PgDb, Scratch};
+use super::servers::{LogicalPg, Pg, PgDb, Scratch, TestDb};
 
 fn sqlite_sync(p: &Project, sync: &str, table: &str) {
     p.write(
@@ -564,4 +564,47 @@ fn a_job_plans_once_however_many_tables_it_syncs_and_validation_plans_nothing_ag
     assert_eq!(names, vec![vec![Some("C".into())], vec![Some("B".into())]]);
     let gone = p.query("vault.db", "SELECT count(*) FROM t4");
     assert_eq!(gone, vec![vec![Some("1".into())]]);
+}
+
+/// A sync that detects deletes copies the source's keys into a scratch
+/// table of their own. That copy has no transforms, so a decimal key keeps
+/// its precision there even when the table's transforms drop it from the
+/// table's own columns: keys of 38 digits fit MariaDB's DECIMAL(40,0), not
+/// the DECIMAL(65,30) a key without its precision gets, and a key the copy
+/// refused would read as deleted.
+#[test]
+fn a_transformed_table_with_a_wide_decimal_key_loses_no_row_to_delete_detection() {
+    let src = PgDb::new();
+    let source = src.connect();
+    source.exec(
+        "CREATE TABLE things (id numeric(40,0) PRIMARY KEY, name text, updated_at timestamptz NOT NULL);
+         INSERT INTO things SELECT 10::numeric ^ 37 + i, 'thing ' || i, '2024-01-01 00:00:00+00' FROM generate_series(1, 20) i",
+    );
+    let db = TestDb::new();
+    db.exec(
+        "CREATE TABLE things (id DECIMAL(40,0) PRIMARY KEY, name TEXT, updated_at DATETIME(6))",
+    );
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"wide-keys\"\n[source]\ntype = \"postgres\"\nhost = \"127.0.0.1\"\ndatabase = \"{}\"\nuser = \"postgres\"\nschema = \"public\"\n[destination]\n{}[settings]\non_error = \"skip\"\n[sync]\nmode = \"incremental\"\ndetect_deletes = true\n[[tables]]\nsource = \"things\"\nif_exists = \"append\"\ncursor = \"updated_at\"\n[[tables.transforms]]\nplugin = \"expr\"\nconfig.expressions = [\"name = upper(name)\"]\n",
+            src.name,
+            db.endpoint()
+        ),
+    );
+    p.run_ok(&["sync", "m.toml"]);
+    assert_eq!(db.value("SELECT count(*) FROM things"), "20");
+    source.exec("DELETE FROM things WHERE id = 10::numeric ^ 37 + 5");
+    let run = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        run.stdout.contains("0 new, 0 updated, 1 deleted"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(db.value("SELECT count(*) FROM things"), "19");
+    assert_eq!(
+        db.value("SELECT name FROM things ORDER BY id LIMIT 1"),
+        "THING 1"
+    );
 }

@@ -272,26 +272,24 @@ impl TablePlan {
 
     /// A plan for `spec`, which reads this plan's source table with no
     /// transforms (a sync's copy of the keys): mapped from the table as
-    /// discovered, without asking the source again.
-    pub fn untransformed(
+    /// discovered, without reading the catalogue again. Its native types
+    /// are asked of `source` as planning an untransformed table asks them,
+    /// so a decimal key keeps its precision even when this plan's
+    /// transforms made it drop it.
+    pub async fn untransformed(
         &self,
         spec: TableSpec,
         migration: &str,
+        source: &dyn Source,
     ) -> Result<TablePlan, Vec<String>> {
         assert!(spec.transforms.is_empty(), "a plan without transforms");
         let mapping = Mapping::new(&spec, &self.source)?;
         let key = key_columns(&spec, &self.source)?;
         let output = mapping.output.clone();
-        let natives = self
-            .natives
-            .iter()
-            .filter(|(name, native)| {
-                output
-                    .iter()
-                    .any(|c| &c.name == name && native.fits(c.type_))
-            })
-            .cloned()
-            .collect();
+        let natives = match spec.arrays_as_json {
+            true => Vec::new(),
+            false => native_columns(source, &self.source, &mapping, &output, true).await,
+        };
         let plan = self.restaged(spec, migration);
         Ok(TablePlan {
             mapping,

@@ -431,7 +431,8 @@ impl<'a> Table<'a> {
         }
         let plan = self
             .plan
-            .untransformed(spec, &self.step_name())
+            .untransformed(spec, &self.step_name(), self.source.as_ref())
+            .await
             .map_err(|problems| {
                 RunError::Plan(vec![PlanError {
                     table: self.plan.spec.source.clone(),
