@@ -608,3 +608,55 @@ fn a_transformed_table_with_a_wide_decimal_key_loses_no_row_to_delete_detection(
         "THING 1"
     );
 }
+
+/// Keys the delete detection's copy refuses are not read as deleted: a
+/// source without declared precision (SQLite) gives a decimal key no
+/// precision, so its copy of 38-digit keys in MariaDB's DECIMAL(65,30) is
+/// refused; the sync then deletes nothing and says why.
+#[test]
+fn keys_the_delete_detection_could_not_copy_are_not_deleted() {
+    let p = project();
+    let rows: Vec<String> = (1..=20)
+        .map(|i| format!("('1{i:037}', 'thing {i}', '2024-01-01')"))
+        .collect();
+    source(
+        &p,
+        &format!(
+            "CREATE TABLE things (id TEXT PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL);
+             INSERT INTO things VALUES {}",
+            rows.join(", ")
+        ),
+    );
+    let db = TestDb::new();
+    db.exec("CREATE TABLE things (id DECIMAL(40,0) PRIMARY KEY, name TEXT, updated_at TEXT)");
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"unkeyed\"\n[source]\ntype = \"sqlite\"\npath = \"src.db\"\n[destination]\n{}[settings]\non_error = \"skip\"\n[sync]\nmode = \"incremental\"\ndetect_deletes = true\n[[tables]]\nsource = \"things\"\nif_exists = \"append\"\ncursor = \"updated_at\"\n[tables.columns.id]\ntype = \"decimal\"\n",
+            db.endpoint()
+        ),
+    );
+    let first = p.run_ok(&["sync", "m.toml"]);
+    assert_eq!(
+        db.value("SELECT count(*) FROM things"),
+        "20",
+        "{}",
+        first.all()
+    );
+    source(&p, "DELETE FROM things WHERE name = 'thing 5'");
+    let second = p.run_ok(&["sync", "m.toml"]);
+    assert!(
+        second
+            .stderr
+            .contains("could not be copied for delete detection")
+            && second.stderr.contains("no row is deleted in this sync"),
+        "{}",
+        second.all()
+    );
+    assert_eq!(
+        db.value("SELECT count(*) FROM things"),
+        "20",
+        "{}",
+        second.all()
+    );
+}

@@ -26,7 +26,7 @@ use crate::drivers::merge::{Applied, Dialect};
 use crate::drivers::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source, owner};
 use crate::engine::{PlanError, TablePlan, plan};
 use crate::jobs::run::{Planned, run_planned};
-use crate::jobs::{Naming, Observer, RunError, RunOptions};
+use crate::jobs::{Naming, Observer, RunError, RunOptions, RunSummary};
 use crate::runtime::Runtime;
 use crate::state::{Hold, HoldError, StateStore};
 
@@ -402,16 +402,21 @@ impl<'a> Table<'a> {
             ..self.plan.spec.clone()
         };
         let plan = self.plan.restaged(spec, &self.step_name());
-        self.run_step(plan, runtime, state, observer).await
+        self.run_step(plan, runtime, state, observer).await?;
+        Ok(())
     }
 
-    /// Copies every source key, mapped, into its own scratch table.
+    /// Copies every source key, mapped, into its own scratch table; `None`
+    /// (the table dropped again) when the copy left a key out: a key it
+    /// refused would read as deleted, so deletes wait for a sync whose copy
+    /// holds every key.
     async fn stage_keys(
         &self,
+        sink: &mut dyn Sink,
         runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
-    ) -> Result<String, RunError> {
+    ) -> Result<Option<String>, RunError> {
         let keys = format!("{KEYS_PREFIX}{}", self.name);
         let mut spec = TableSpec {
             destination: Some(keys.clone()),
@@ -439,8 +444,17 @@ impl<'a> Table<'a> {
                     problems,
                 }])
             })?;
-        self.run_step(plan, runtime, state, observer).await?;
-        Ok(keys)
+        let copied = self.run_step(plan, runtime, state, observer).await?;
+        let left_out = copied.counts.skipped + copied.counts.flagged;
+        if left_out == 0 {
+            return Ok(Some(keys));
+        }
+        sink.drop_table(&keys).await?;
+        tracing::warn!(
+            "table `{}`: {left_out} source key(s) could not be copied for delete detection (skipped or flagged), so no row is deleted in this sync; deletes are applied once every key copies",
+            self.name
+        );
+        Ok(None)
     }
 
     /// The name a sync's steps are recorded under.
@@ -457,7 +471,7 @@ impl<'a> Table<'a> {
         runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
-    ) -> Result<(), RunError> {
+    ) -> Result<RunSummary, RunError> {
         let mut one = self.m.clone();
         one.name = self.step_name();
         one.tables = vec![plan.spec.clone()];
@@ -469,8 +483,7 @@ impl<'a> Table<'a> {
             plans: vec![plan],
             clock: self.clock,
         };
-        run_planned(&one, planned, runtime, state, self.naming, observer).await?;
-        Ok(())
+        run_planned(&one, planned, runtime, state, self.naming, observer).await
     }
 
     /// Copies the whole table, then swaps the copy in, if the migration
@@ -648,7 +661,10 @@ impl<'a> Table<'a> {
             return Ok(changed);
         }
         let keys = match self.m.sync.detect_deletes {
-            true => Some(self.stage_keys(runtime, state, observer).await?),
+            true => {
+                self.stage_keys(sink.as_mut(), runtime, state, observer)
+                    .await?
+            }
             false => None,
         };
         let changed = self
