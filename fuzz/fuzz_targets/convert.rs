@@ -1,4 +1,4 @@
-//! The value conversion layer (`credvault::pipeline::convert`): `convert`,
+//! The value conversion layer (`credvault::model::convert`): `convert`,
 //! `convert_ref`, `convert_lossy` and `from_text`, on values built with
 //! `arbitrary`.
 //!
@@ -17,8 +17,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use credvault::pipeline::convert::{convert, convert_lossy, convert_ref, convertible, from_text};
-use credvault::value::{ALL_TYPES, ColumnType, Value, to_text, value_type};
+use credvault::model::convert::{convert, convert_lossy, convert_ref, convertible, from_text};
+use credvault::model::value::{ALL_TYPES, ColumnType, Value, to_text, value_type};
 use libfuzzer_sys::fuzz_target;
 
 const MICROS_PER_DAY: i128 = 86_400_000_000;

@@ -1,5 +1,5 @@
 //! The CSV source as a run uses it: a file on disk opened through
-//! `credvault::connectors::open_reader` (the `[source] type = "csv"` path),
+//! `credvault::drivers::open_reader` (the `[source] type = "csv"` path),
 //! then `discover`, `count` and `read` in batches, resumed from a checkpoint
 //! and with a row limit, and what it read written back through the CSV sink
 //! and read again.
@@ -31,11 +31,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use credvault::config::{Endpoint, IfExists};
-use credvault::connectors::{
-    Checkpoint, ConnectorError, Prepare, ReadRequest, Source, SourceBatch, WriteBatch, open_reader,
-    open_writer,
+use credvault::drivers::{
+    Checkpoint, ConnectorError, Prepare, ReadRequest, Shape, Source, SourceBatch, WriteBatch,
+    open_reader, open_writer,
 };
-use credvault::value::{Column, Row, TableInfo, Value};
+use credvault::model::value::{Column, Row, TableInfo, Value};
 use libfuzzer_sys::fuzz_target;
 use tokio::sync::mpsc;
 
@@ -214,9 +214,14 @@ async fn through_sink(case: &Case, columns: &[Column], rows: &[Row]) -> (Vec<Str
     let mut sink = open_writer(&case.endpoint(out.clone()), scratch())
         .await
         .expect("open the sink");
-    sink.prepare("fuzz", "t", columns, Prepare::Fresh(IfExists::Replace))
-        .await
-        .expect("prepare the sink");
+    sink.prepare(
+        "fuzz",
+        "t",
+        Shape::plain(columns),
+        Prepare::Fresh(IfExists::Replace),
+    )
+    .await
+    .expect("prepare the sink");
     let checkpoint = Checkpoint {
         rows: rows.len() as u64,
         key: None,
