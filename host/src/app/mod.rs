@@ -42,11 +42,19 @@ impl Ran {
 }
 
 /// The pre-run checks of a migration, part by part when it has several
-/// sources.
-async fn checks(m: &Migration, runtime: &Runtime, resuming: bool) -> Vec<CheckResult> {
+/// sources, and the plan they made when every table planned (a single
+/// source only: a consolidation lays out its merges when it runs).
+async fn checks(
+    m: &Migration,
+    runtime: &Runtime,
+    resuming: bool,
+) -> (Vec<CheckResult>, Option<Planned>) {
     match m.is_multi_source() {
-        true => crate::jobs::consolidate::check(m, runtime, resuming).await,
-        false => jobs::check(m, runtime, resuming).await,
+        true => {
+            let results = crate::jobs::consolidate::check(m, runtime, resuming).await;
+            (results, None)
+        }
+        false => jobs::check_and_plan(m, runtime, resuming).await,
     }
 }
 
@@ -58,7 +66,8 @@ pub async fn check(
     state: &StateStore,
 ) -> Result<Vec<CheckResult>, StateError> {
     let resuming = resumable(state, m).await?;
-    record_checks(m, runtime, state, resuming, None).await
+    let (results, _) = record_checks(m, runtime, state, resuming, None).await?;
+    Ok(results)
 }
 
 /// Runs the checks before a run and records them in the audit log (with
@@ -77,14 +86,7 @@ pub async fn check_before_run(
         return Ok(Checked::default());
     }
     let resuming = !restart && resumable(state, m).await?;
-    let (results, plan) = match m.is_multi_source() {
-        true => (
-            crate::jobs::consolidate::check(m, runtime, resuming).await,
-            None,
-        ),
-        false => jobs::check_and_plan(m, runtime, resuming).await,
-    };
-    record(m, state, &results, Some(force)).await?;
+    let (results, plan) = record_checks(m, runtime, state, resuming, Some(force)).await?;
     Ok(Checked { results, plan })
 }
 
@@ -112,19 +114,8 @@ async fn record_checks(
     state: &StateStore,
     resuming: bool,
     before_run: Option<bool>,
-) -> Result<Vec<CheckResult>, StateError> {
-    let results = checks(m, runtime, resuming).await;
-    record(m, state, &results, before_run).await?;
-    Ok(results)
-}
-
-/// The `checked` audit event of `results`.
-async fn record(
-    m: &Migration,
-    state: &StateStore,
-    results: &[CheckResult],
-    before_run: Option<bool>,
-) -> Result<(), StateError> {
+) -> Result<(Vec<CheckResult>, Option<Planned>), StateError> {
+    let (results, plan) = checks(m, runtime, resuming).await;
     let failed: Vec<&str> = results
         .iter()
         .filter(|r| !r.passed)
@@ -136,7 +127,7 @@ async fn record(
         detail["forced"] = (force && !failed.is_empty()).into();
     }
     state.event(&m.name, None, "checked", &detail).await?;
-    Ok(())
+    Ok((results, plan))
 }
 
 /// Whether the next run of `m` resumes an interrupted one.

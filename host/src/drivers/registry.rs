@@ -134,21 +134,14 @@ pub fn nouns_without(feature: impl Fn(&Traits) -> bool) -> String {
 }
 
 /// The error of a driver handed an endpoint of another kind (a bug).
-pub(super) fn not_mine(driver: &dyn Driver, endpoint: &Endpoint) -> ConnectorError {
+pub(super) fn not_mine(own: &dyn Driver, endpoint: &Endpoint) -> ConnectorError {
     ConnectorError::new(
-        driver.name(),
+        own.name(),
         format!(
             "was handed a {} endpoint, which it cannot open",
-            driver_name(endpoint)
+            driver(endpoint).name()
         ),
     )
-}
-
-fn driver_name(endpoint: &Endpoint) -> &'static str {
-    DRIVERS
-        .iter()
-        .find(|d| d.handles(endpoint))
-        .map_or("unknown", |d| d.name())
 }
 
 #[cfg(test)]

@@ -327,25 +327,14 @@ pub async fn run_migration(
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
     let naming = Naming::default();
-    run_named_with(m, checked, runtime, state, options, &naming, observer).await
+    run_named(m, checked, runtime, state, options, &naming, observer).await
 }
 
-/// [`run_migration`] for a run that is one step of a larger job: its
-/// events name things as `naming` says.
+/// [`run_migration`] for a run that may be one step of a larger job: its
+/// events name things as `naming` says. It uses `checked`, a plan already
+/// made (by the pre-run checks, or to lay out a consolidation), if there
+/// is one, and plans otherwise.
 pub async fn run_named(
-    m: &Migration,
-    runtime: &Runtime,
-    state: &StateStore,
-    options: RunOptions,
-    naming: &Naming,
-    observer: &mut dyn Observer,
-) -> Result<RunSummary, RunError> {
-    run_named_with(m, None, runtime, state, options, naming, observer).await
-}
-
-/// [`run_named`] with a plan already made (by the pre-run checks, or to lay
-/// out a consolidation), if there is one.
-pub(crate) async fn run_named_with(
     m: &Migration,
     checked: Option<Planned>,
     runtime: &Runtime,

@@ -56,84 +56,11 @@ impl MyDb {
         })
     }
 
-    /// What the user may do beyond data, each named, from `SHOW GRANTS`:
-    /// global FILE, SUPER, `… ADMIN`, CREATE USER, SHUTDOWN, PROXY or ALL
-    /// PRIVILEGES, and roles (whose privileges the user cannot read, and
-    /// `SET ROLE` would take on). Empty for an ordinary user.
-    pub(super) async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
-        let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        let mut powers = Vec::new();
-        for row in &rows {
-            let raw = row.try_get_raw(0).map_err(|e| self.redact(e))?;
-            let bytes = <&[u8] as Decode<MySql>>::decode(raw)
-                .map_err(|e| ConnectError::new(e.to_string()))?;
-            powers.extend(privileged(&String::from_utf8_lossy(bytes)));
-        }
-        Ok(powers)
-    }
-
     /// A driver error, the password redacted from its text and its kept
     /// cause.
     fn redact(&self, err: sqlx::Error) -> ConnectError {
         let cause = Cause::of(&err, self.password.as_ref());
         ConnectError::caused(cause.to_string(), cause)
-    }
-
-    /// Runs a statement that returns rows.
-    pub(super) async fn query(
-        &self,
-        sql: &str,
-        params: &[Value],
-        write: bool,
-        limits: DbLimits,
-    ) -> Result<QueryResult, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let mut rows = Collector::new(limits);
-        let mut columns = None;
-        let read = async {
-            let mut stream = bind_all(sqlx::query(sql), params).fetch(&mut *conn);
-            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
-                if columns.is_none() {
-                    columns = Some(result_columns(row.columns()));
-                }
-                rows.push(decode_row(&row)?)?;
-            }
-            Ok::<(), DbError>(())
-        }
-        .await;
-        let read = match (read, columns.is_none()) {
-            (Ok(()), true) => (&mut *conn)
-                .prepare(sql)
-                .await
-                .map(|s| Some(result_columns(s.columns())))
-                .map_err(|e| self.error(e)),
-            (outcome, _) => outcome.map(|()| columns),
-        };
-        let columns = self.end(&mut conn, write, read).await?;
-        Ok(QueryResult {
-            columns: columns.unwrap_or_default(),
-            rows: rows.rows,
-        })
-    }
-
-    /// Runs a statement that changes rows.
-    pub(super) async fn execute(
-        &self,
-        sql: &str,
-        params: &[Value],
-        write: bool,
-        limits: DbLimits,
-    ) -> Result<u64, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let outcome = bind_all(sqlx::query(sql), params)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(|e| self.error(e));
-        self.end(&mut conn, write, outcome).await
     }
 
     /// A pooled connection with the session's access mode and timeout set
@@ -278,14 +205,30 @@ impl DbConnector for MyConnector {
 
 #[async_trait]
 impl DbSession for MyDb {
+    /// What the user may do beyond data, each named, from `SHOW GRANTS`:
+    /// global FILE, SUPER, `… ADMIN`, CREATE USER, SHUTDOWN, PROXY or ALL
+    /// PRIVILEGES, and roles (whose privileges the user cannot read, and
+    /// `SET ROLE` would take on). Empty for an ordinary user.
     async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
-        MyDb::privileges(self).await
+        let rows: Vec<MySqlRow> = sqlx::raw_sql("SHOW GRANTS")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let mut powers = Vec::new();
+        for row in &rows {
+            let raw = row.try_get_raw(0).map_err(|e| self.redact(e))?;
+            let bytes = <&[u8] as Decode<MySql>>::decode(raw)
+                .map_err(|e| ConnectError::new(e.to_string()))?;
+            powers.extend(privileged(&String::from_utf8_lossy(bytes)));
+        }
+        Ok(powers)
     }
 
     fn refusal(&self, sql: &str) -> Option<String> {
         guard::refusal(sql, Dialect::Mysql)
     }
 
+    /// Runs a statement that returns rows.
     async fn query(
         &self,
         sql: &str,
@@ -293,9 +236,36 @@ impl DbSession for MyDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<QueryResult, DbError> {
-        MyDb::query(self, sql, params, write, limits).await
+        let mut conn = self.begin(write, limits).await?;
+        let mut rows = Collector::new(limits);
+        let mut columns = None;
+        let read = async {
+            let mut stream = bind_all(sqlx::query(sql), params).fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
+                if columns.is_none() {
+                    columns = Some(result_columns(row.columns()));
+                }
+                rows.push(decode_row(&row)?)?;
+            }
+            Ok::<(), DbError>(())
+        }
+        .await;
+        let read = match (read, columns.is_none()) {
+            (Ok(()), true) => (&mut *conn)
+                .prepare(sql)
+                .await
+                .map(|s| Some(result_columns(s.columns())))
+                .map_err(|e| self.error(e)),
+            (outcome, _) => outcome.map(|()| columns),
+        };
+        let columns = self.end(&mut conn, write, read).await?;
+        Ok(QueryResult {
+            columns: columns.unwrap_or_default(),
+            rows: rows.rows,
+        })
     }
 
+    /// Runs a statement that changes rows.
     async fn execute(
         &self,
         sql: &str,
@@ -303,7 +273,13 @@ impl DbSession for MyDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<u64, DbError> {
-        MyDb::execute(self, sql, params, write, limits).await
+        let mut conn = self.begin(write, limits).await?;
+        let outcome = bind_all(sqlx::query(sql), params)
+            .execute(&mut *conn)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| self.error(e));
+        self.end(&mut conn, write, outcome).await
     }
 }
 

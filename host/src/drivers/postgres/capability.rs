@@ -72,99 +72,11 @@ impl PgDb {
         Ok(Self { pool, password })
     }
 
-    /// What the user may do beyond data, each named: being or becoming a
-    /// superuser or a member of the roles that read and write the server's
-    /// files and run programs, and executing the file functions. Empty for
-    /// an ordinary user.
-    pub(super) async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
-        let (user, superuser): (String, bool) = sqlx::query_as(CURRENT_USER)
-            .persistent(false)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        // A superuser is a member of every role and may run everything.
-        if superuser {
-            return Ok(vec![format!("`{user}` is a superuser")]);
-        }
-        let roles: Vec<(String, bool)> = sqlx::query_as(PRIVILEGED_ROLES)
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        let functions: Vec<String> = sqlx::query_scalar(FILE_FUNCTIONS)
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.redact(e))?;
-        let roles = roles.into_iter().map(|(role, superuser)| match superuser {
-            true => format!("member of superuser `{role}`"),
-            false => format!("member of `{role}`"),
-        });
-        let functions = functions.into_iter().map(|f| format!("EXECUTE on {f}"));
-        Ok(roles.chain(functions).collect())
-    }
-
     /// A driver error, the password redacted from its text and its kept
     /// cause.
     fn redact(&self, err: sqlx::Error) -> ConnectError {
         let cause = Cause::of(&err, self.password.as_ref());
         ConnectError::caused(cause.to_string(), cause)
-    }
-
-    /// Runs a statement that returns rows.
-    pub(super) async fn query(
-        &self,
-        sql: &str,
-        params: &[Value],
-        write: bool,
-        limits: DbLimits,
-    ) -> Result<QueryResult, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let mut rows = Collector::new(limits);
-        let mut columns = None;
-        let read = async {
-            let mut stream = sqlx::query_with(sql, arguments(params)?)
-                .persistent(false)
-                .fetch(&mut *conn);
-            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
-                if columns.is_none() {
-                    columns = Some(result_columns(row.columns())?);
-                }
-                rows.push(decode_row(&row)?)?;
-            }
-            Ok::<(), DbError>(())
-        }
-        .await;
-        let read = match (read, columns.is_none()) {
-            (Ok(()), true) => self.describe(&mut conn, sql, params).await.map(Some),
-            (outcome, _) => outcome.map(|()| columns),
-        };
-        let columns = self.end(&mut conn, write, read).await?;
-        Ok(QueryResult {
-            columns: columns.unwrap_or_default(),
-            rows: rows.rows,
-        })
-    }
-
-    /// Runs a statement that changes rows.
-    pub(super) async fn execute(
-        &self,
-        sql: &str,
-        params: &[Value],
-        write: bool,
-        limits: DbLimits,
-    ) -> Result<u64, DbError> {
-        let mut conn = self.begin(write, limits).await?;
-        let outcome = match arguments(params) {
-            Ok(args) => sqlx::query_with(sql, args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map(|done| done.rows_affected())
-                .map_err(|e| self.error(e)),
-            Err(e) => Err(e),
-        };
-        self.end(&mut conn, write, outcome).await
     }
 
     /// A pooled connection inside a fresh transaction: read-only unless
@@ -339,14 +251,43 @@ impl DbConnector for PgConnector {
 
 #[async_trait]
 impl DbSession for PgDb {
+    /// What the user may do beyond data, each named: being or becoming a
+    /// superuser or a member of the roles that read and write the server's
+    /// files and run programs, and executing the file functions. Empty for
+    /// an ordinary user.
     async fn privileges(&self) -> Result<Vec<String>, ConnectError> {
-        PgDb::privileges(self).await
+        let (user, superuser): (String, bool) = sqlx::query_as(CURRENT_USER)
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        // A superuser is a member of every role and may run everything.
+        if superuser {
+            return Ok(vec![format!("`{user}` is a superuser")]);
+        }
+        let roles: Vec<(String, bool)> = sqlx::query_as(PRIVILEGED_ROLES)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let functions: Vec<String> = sqlx::query_scalar(FILE_FUNCTIONS)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.redact(e))?;
+        let roles = roles.into_iter().map(|(role, superuser)| match superuser {
+            true => format!("member of superuser `{role}`"),
+            false => format!("member of `{role}`"),
+        });
+        let functions = functions.into_iter().map(|f| format!("EXECUTE on {f}"));
+        Ok(roles.chain(functions).collect())
     }
 
     fn refusal(&self, sql: &str) -> Option<String> {
         guard::refusal(sql, Dialect::Postgres)
     }
 
+    /// Runs a statement that returns rows.
     async fn query(
         &self,
         sql: &str,
@@ -354,9 +295,34 @@ impl DbSession for PgDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<QueryResult, DbError> {
-        PgDb::query(self, sql, params, write, limits).await
+        let mut conn = self.begin(write, limits).await?;
+        let mut rows = Collector::new(limits);
+        let mut columns = None;
+        let read = async {
+            let mut stream = sqlx::query_with(sql, arguments(params)?)
+                .persistent(false)
+                .fetch(&mut *conn);
+            while let Some(row) = stream.try_next().await.map_err(|e| self.error(e))? {
+                if columns.is_none() {
+                    columns = Some(result_columns(row.columns())?);
+                }
+                rows.push(decode_row(&row)?)?;
+            }
+            Ok::<(), DbError>(())
+        }
+        .await;
+        let read = match (read, columns.is_none()) {
+            (Ok(()), true) => self.describe(&mut conn, sql, params).await.map(Some),
+            (outcome, _) => outcome.map(|()| columns),
+        };
+        let columns = self.end(&mut conn, write, read).await?;
+        Ok(QueryResult {
+            columns: columns.unwrap_or_default(),
+            rows: rows.rows,
+        })
     }
 
+    /// Runs a statement that changes rows.
     async fn execute(
         &self,
         sql: &str,
@@ -364,6 +330,16 @@ impl DbSession for PgDb {
         write: bool,
         limits: DbLimits,
     ) -> Result<u64, DbError> {
-        PgDb::execute(self, sql, params, write, limits).await
+        let mut conn = self.begin(write, limits).await?;
+        let outcome = match arguments(params) {
+            Ok(args) => sqlx::query_with(sql, args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(|e| self.error(e)),
+            Err(e) => Err(e),
+        };
+        self.end(&mut conn, write, outcome).await
     }
 }

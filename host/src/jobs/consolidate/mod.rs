@@ -32,7 +32,7 @@ use crate::drivers::{
 };
 use crate::engine::{PlanError, plan};
 use crate::jobs::restore;
-use crate::jobs::run::{Planned, run_named_with};
+use crate::jobs::run::{Planned, run_named};
 use crate::jobs::sync::TableSync;
 use crate::jobs::validate::{Report, TableReport};
 use crate::jobs::{
@@ -324,8 +324,7 @@ async fn run_parts(
             Purpose::Run => planned.remove(&part.label),
             Purpose::Sync(_) => None,
         };
-        let summary =
-            run_named_with(to_run, plan, runtime, state, options, &naming, observer).await?;
+        let summary = run_named(to_run, plan, runtime, state, options, &naming, observer).await?;
         if summary.validation.as_ref().is_some_and(|r| !r.passed) {
             return Err(consolidation_error(format!(
                 "the tables from `{}` did not validate against their source (see its report above), so nothing was merged; fix the cause and run again",
