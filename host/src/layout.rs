@@ -64,6 +64,58 @@ mod tests {
         );
     }
 
+    /// The files outside `drivers/` allowed to name a database: the
+    /// migration file's endpoint kinds, and the state store (SQLite).
+    const NAMING_DATABASES: &[&str] = &["config/endpoint.rs", "state/mod.rs"];
+
+    /// What naming a database in code looks like: an endpoint variant, or
+    /// one of sqlx's database modules.
+    const DATABASE_NAMES: &[&str] = &[
+        "Endpoint::Postgres",
+        "Endpoint::Mysql",
+        "Endpoint::Sqlite",
+        "Endpoint::Csv",
+        "Endpoint::Plugin",
+        "sqlx::postgres",
+        "sqlx::mysql",
+        "sqlx::sqlite",
+        "sqlx::Postgres",
+        "sqlx::MySql",
+        "sqlx::Sqlite",
+        "PgChanges",
+    ];
+
+    #[test]
+    fn outside_drivers_only_the_endpoint_kinds_and_the_state_store_name_a_database() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut naming = Vec::new();
+        for file in rust_files(&src) {
+            let rel = file.strip_prefix(&src).expect("under src");
+            let shown = rel.display().to_string();
+            if rel.starts_with("drivers") || shown == "layout.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("readable source");
+            let code: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            let named: Vec<&str> = DATABASE_NAMES
+                .iter()
+                .copied()
+                .filter(|n| code.iter().any(|l| l.contains(n)))
+                .collect();
+            if !named.is_empty() && !NAMING_DATABASES.contains(&shown.as_str()) {
+                naming.push(format!("  {shown}: {}", named.join(", ")));
+            }
+        }
+        assert!(
+            naming.is_empty(),
+            "these files outside host/src/drivers name a database; ask the registry (drivers::registry::driver(endpoint)) or a method of Endpoint instead:\n{}",
+            naming.join("\n")
+        );
+    }
+
     #[test]
     fn a_cycle_is_found_and_named() {
         let mut graph = Graph::new();

@@ -330,3 +330,50 @@ fn a_stall_time_of_zero_or_over_a_day_is_refused_with_its_range() {
         );
     }
 }
+
+/// A CDC migration of `accounts` from `server` into SQLite, with
+/// `stall_seconds = 2`, synced once.
+fn synced_cdc(server: &LogicalPg) -> super::Project {
+    let pg = Pg::connect_at(server.port, "postgres");
+    pg.exec(
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text);
+         INSERT INTO accounts SELECT i, 'owner ' || i FROM generate_series(1, 100) i",
+    );
+    let p = project();
+    p.write(
+        "m.toml",
+        &format!(
+            "name = \"stall-cdc\"\n[source]\ntype = \"postgres\"\nport = {}\ndatabase = \"postgres\"\nuser = \"postgres\"\ntls = \"disable\"\n[destination]\ntype = \"sqlite\"\npath = \"vault.db\"\n[settings]\nstall_seconds = 2\n[sync]\nmode = \"cdc\"\n[[tables]]\nsource = \"accounts\"\n",
+            server.port
+        ),
+    );
+    let first = p.run_within(&["sync", "m.toml"], Duration::from_secs(120));
+    assert_eq!(first.code, 0, "{}", first.all());
+    p
+}
+
+#[test]
+fn a_cdc_source_that_stops_answering_is_given_up_on_when_its_slot_is_read() {
+    let server = LogicalPg::start();
+    let p = synced_cdc(&server);
+    let frozen = Frozen::postgres(&server);
+    // `status` reads the slot's health through the change feed alone (no
+    // catalogue, no reader): without the watchdog it would wait on the
+    // frozen server.
+    let status = p.run_within(&["status", "m.toml"], Duration::from_secs(45));
+    let removed = p.run_within(&["remove", "m.toml"], Duration::from_secs(45));
+    drop(frozen);
+    let named = format!(
+        "source postgres postgres@127.0.0.1:{}/postgres",
+        server.port
+    );
+    for out in [status.all(), removed.all()] {
+        assert!(
+            out.contains(&named)
+                && out.contains("stopped answering")
+                && out.contains("replication slot `credvault_stall_cdc`"),
+            "{out}"
+        );
+    }
+    assert_ne!(removed.code, 0, "{}", removed.all());
+}

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod consolidate;
+mod endpoint;
 mod limits;
 mod parts;
 mod secret;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use catalog::Catalog;
+pub use endpoint::{Endpoint, PluginEndpoint, ServerEndpoint, TlsMode};
 pub use limits::Limits;
 
 pub use parts::{Contributor, Part};
@@ -262,90 +264,6 @@ pub const DRY_RUN_PREFIX: &str = "credvault_dry_";
 /// rows are kept apart from the real ones.
 pub const DRY_RUN_SUFFIX: &str = "#dry-run";
 
-/// A source or destination (`[source]`, `[destination]`).
-///
-/// ```toml
-/// [source]
-/// type = "csv"        # csv | sqlite
-/// path = "data/"      # a .csv file, or a folder of them (one table each)
-/// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Endpoint {
-    /// CSV files: a file is one table named after the file; a folder holds
-    /// one table per `.csv` file.
-    Csv {
-        /// A `.csv` file or a folder.
-        path: PathBuf,
-        /// The field delimiter (one byte).
-        #[serde(default = "default_delimiter")]
-        delimiter: char,
-        /// The text that stands for NULL (unquoted). Default: the empty field.
-        #[serde(default)]
-        null: String,
-    },
-    /// An SQLite database file.
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-    },
-    /// A PostgreSQL server.
-    Postgres(ServerEndpoint),
-    /// A MySQL or MariaDB server (`type = "mysql"` or `"mariadb"`).
-    #[serde(alias = "mariadb")]
-    Mysql(ServerEndpoint),
-    /// A wasm source or sink plugin (`type = "plugin"`).
-    Plugin(PluginEndpoint),
-}
-
-/// A source or destination served by a wasm plugin.
-///
-/// ```toml
-/// [source]
-/// type = "plugin"
-/// plugin = "plugins/csv_source.wasm"     # a path, or a name installed with `credvault plugin install`
-/// sha256 = "…"                           # optional pin
-/// config = { dir = "data" }              # the plugin's own settings, as JSON
-/// grants = { dirs = [{ path = "data" }] }
-/// limits = { timeout_ms = 5_000 }        # over [limits]
-/// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginEndpoint {
-    /// A path ending in `.wasm` (relative to the migration file) or an
-    /// installed plugin's name.
-    pub plugin: String,
-    /// The plugin's own settings, passed to it as JSON.
-    #[serde(default = "empty_table")]
-    pub config: toml::Value,
-    /// What the plugin may reach; nothing by default.
-    #[serde(default)]
-    pub grants: GrantsSpec,
-    /// Limits for this plugin, over the migration's `[limits]`.
-    #[serde(default)]
-    pub limits: LimitsSpec,
-    /// The plugin file's SHA-256 (hex): a file that differs is refused.
-    pub sha256: Option<String>,
-    /// The migration's `[limits]`, filled in when the file loads.
-    #[serde(skip)]
-    pub defaults: Limits,
-    /// The migration's name, for the plugin's log lines.
-    #[serde(skip)]
-    pub migration: String,
-}
-
-impl PluginEndpoint {
-    /// The limits every call runs under.
-    pub fn effective_limits(&self) -> Limits {
-        self.limits.over(self.defaults)
-    }
-
-    /// The plugin's config as JSON text.
-    pub fn config_json(&self) -> String {
-        serde_json::to_string(&self.config).expect("TOML values serialize to JSON")
-    }
-}
-
 /// Capabilities granted to a plugin; each is denied unless listed here.
 ///
 /// ```toml
@@ -528,80 +446,6 @@ pub const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "H
 /// The methods that only read, granted when `grants.http.methods` is not
 /// given: a plugin limited to them may be called again without harm.
 pub const SAFE_METHODS: [&str; 2] = ["GET", "HEAD"];
-
-/// A database server (`type = "postgres"` or `"mysql"`/`"mariadb"`).
-///
-/// ```toml
-/// [source]
-/// type = "postgres"
-/// host = "db.internal"         # default 127.0.0.1
-/// port = 5432                  # default: the server type's port
-/// database = "crm"
-/// user = "reader"
-/// password_env = "CRM_DB_PASSWORD"    # or password_file = "secrets/crm.txt"
-/// schema = "public"            # PostgreSQL: the schema to read or write
-/// tls = "prefer"               # disable | prefer | require | verify-full
-/// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerEndpoint {
-    /// Host name or address.
-    #[serde(default = "default_host")]
-    pub host: String,
-    /// TCP port; default 5432 (PostgreSQL) or 3306 (MySQL/MariaDB).
-    pub port: Option<u16>,
-    /// The database to connect to.
-    pub database: String,
-    /// The user to connect as.
-    pub user: String,
-    /// An environment variable holding the password.
-    pub password_env: Option<String>,
-    /// A file holding the password (relative to the migration file).
-    pub password_file: Option<PathBuf>,
-    /// Never set: passwords do not belong in migration files. Present only
-    /// to refuse it with a helpful message.
-    #[serde(default)]
-    pub password: Option<toml::Value>,
-    /// PostgreSQL schema (default `public`).
-    pub schema: Option<String>,
-    /// Transport security.
-    #[serde(default)]
-    pub tls: TlsMode,
-}
-
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-
-/// Transport security for a server connection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TlsMode {
-    /// Never use TLS.
-    Disable,
-    /// Use TLS if the server offers it.
-    #[default]
-    Prefer,
-    /// Require TLS, without checking the certificate.
-    Require,
-    /// Require TLS with a certificate valid for the host.
-    VerifyFull,
-}
-
-impl ServerEndpoint {
-    /// The password, loaded from its variable or file.
-    pub fn password(&self, base_dir: &Path) -> Result<Option<Secret>, PasswordError> {
-        load_password(
-            self.password_env.as_deref(),
-            self.password_file.as_deref(),
-            base_dir,
-        )
-    }
-}
-
-fn default_delimiter() -> char {
-    ','
-}
 
 /// Run-wide settings (`[settings]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -1323,10 +1167,7 @@ fn plugin_endpoints<'a>(
         .chain(source.iter_mut())
         .chain([destination])
         .chain(connections.values_mut())
-        .filter_map(|e| match e {
-            Endpoint::Plugin(p) => Some(p),
-            _ => None,
-        })
+        .filter_map(Endpoint::plugin_mut)
 }
 
 #[cfg(test)]

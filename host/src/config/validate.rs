@@ -79,7 +79,7 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
             m.settings.restore_point_days
         ));
     }
-    if matches!(m.destination, super::Endpoint::Plugin(_)) && m.settings.validate {
+    if !m.destination.readable() && m.settings.validate {
         problems.push(
             "settings.validate: a plugin destination is write-only, so it cannot be read back and validated; set validate = false (and check the destination with a source plugin that reads it)".to_string(),
         );
@@ -121,27 +121,7 @@ pub(super) fn check(m: &Migration) -> Result<(), Vec<String>> {
         }
     }
     for (key, endpoint) in endpoints(m) {
-        // The CSV connectors take the delimiter as one byte; a quote or a
-        // line break as delimiter makes files that do not read back as written.
-        if let super::Endpoint::Csv { delimiter, .. } = endpoint
-            && (!delimiter.is_ascii() || ['"', '\n', '\r'].contains(delimiter))
-        {
-            problems.push(format!(
-                "{key}.delimiter: must be one ASCII character other than a quote or a line break, got {delimiter:?}"
-            ));
-        }
-        if let super::Endpoint::Postgres(server) | super::Endpoint::Mysql(server) = endpoint {
-            if server.password.is_some() {
-                problems.push(format!(
-                    "{key}.password: passwords are not kept in migration files; set {key}.password_env = \"VAR\" (an environment variable) or {key}.password_file = \"path\" instead"
-                ));
-            }
-            if server.password_env.is_some() && server.password_file.is_some() {
-                problems.push(format!(
-                    "{key}: set password_env or password_file, not both"
-                ));
-            }
-        }
+        problems.extend(endpoint.problems(&key));
     }
     check_sync(m, &mut problems);
     check_sources(m, &mut problems);
@@ -285,9 +265,7 @@ fn check_sync(m: &Migration, problems: &mut Vec<String>) {
             Some(c) => m.connections.get(c),
             None => m.source.as_ref(),
         };
-        if m.sync_mode(table) == SyncMode::Cdc
-            && !matches!(endpoint, None | Some(super::Endpoint::Postgres(_)))
-        {
+        if m.sync_mode(table) == SyncMode::Cdc && endpoint.is_some_and(|e| !e.has_change_log()) {
             problems.push(format!("tables[{i}] ({}).sync: CDC reads PostgreSQL's change log; this table's source is not PostgreSQL, so use incremental or full", table.source));
         }
     }
@@ -338,7 +316,7 @@ fn check_columns(at: &str, table: &super::TableSpec, problems: &mut Vec<String>)
 fn check_limits(m: &Migration, problems: &mut Vec<String>) {
     problems.extend(m.limits.problems("limits"));
     for (at, e) in endpoints(m) {
-        let super::Endpoint::Plugin(p) = e else {
+        let Some(p) = e.plugin() else {
             continue;
         };
         let at = format!("{at}.limits");
@@ -382,10 +360,7 @@ fn check_http_methods(at: &str, http: &super::HttpSpec, problems: &mut Vec<Strin
 fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
     let mut grants: Vec<(String, &super::GrantsSpec)> = endpoints(m)
         .into_iter()
-        .filter_map(|(at, e)| match e {
-            super::Endpoint::Plugin(p) => Some((format!("{at}.grants"), &p.grants)),
-            _ => None,
-        })
+        .filter_map(|(at, e)| Some((format!("{at}.grants"), &e.plugin()?.grants)))
         .collect();
     for (i, table) in m.tables.iter().enumerate() {
         for (j, t) in table.transforms.iter().enumerate() {
@@ -432,12 +407,7 @@ fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
                 .into_iter()
                 .chain(replacements)
             {
-                if !matches!(
-                    endpoint,
-                    super::Endpoint::Postgres(_)
-                        | super::Endpoint::Mysql(_)
-                        | super::Endpoint::Sqlite { .. }
-                ) {
+                if !endpoint.is_database() {
                     problems.push(format!(
                         "{at}.connection: {key} is not a database (a db grant opens PostgreSQL, MySQL/MariaDB or SQLite connections); grant it another way (a directory, say) or point it at a database"
                     ));

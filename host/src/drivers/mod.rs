@@ -53,6 +53,7 @@ macro_rules! bind_catalog_row {
 
 mod cause;
 mod csv;
+pub mod feed;
 pub(crate) mod guard;
 pub mod merge;
 pub(crate) mod mysql;

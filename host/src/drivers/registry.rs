@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::feed::ChangeFeed;
 use super::restore::RestoreStore;
 use super::{ConnectorError, Sink, Source};
 use crate::capabilities::db::DbConnector;
@@ -63,6 +64,17 @@ pub trait Driver: Sync {
         None
     }
 
+    /// Opens the change feed of `endpoint` read through `slot`, if it has
+    /// one (CDC syncs).
+    async fn change_feed(
+        &self,
+        _endpoint: &Endpoint,
+        _base_dir: &Path,
+        _slot: &str,
+    ) -> Option<Result<Box<dyn ChangeFeed>, ConnectorError>> {
+        None
+    }
+
     /// Opens its restore-point store, if it keeps restore points.
     async fn restore_store(
         &self,
@@ -91,6 +103,8 @@ pub struct Traits {
     pub restore_points: bool,
     /// Whether plugins may open it through a `db` grant.
     pub db_capability: bool,
+    /// Whether it has a change feed ([`Driver::change_feed`]): CDC syncs.
+    pub change_feed: bool,
 }
 
 /// The driver of `endpoint`.

@@ -9,6 +9,7 @@ use super::capability::PgConnector;
 use super::restore::PgStore;
 use crate::capabilities::db::DbConnector;
 use crate::config::Endpoint;
+use crate::drivers::feed::ChangeFeed;
 use crate::drivers::registry::{Driver, Traits, not_mine};
 use crate::drivers::restore::RestoreStore;
 use crate::drivers::{ConnectorError, Sink, Source};
@@ -38,6 +39,7 @@ impl Driver for Postgres {
             sql: true,
             restore_points: true,
             db_capability: true,
+            change_feed: true,
         }
     }
 
@@ -67,6 +69,19 @@ impl Driver for Postgres {
             server: server.clone(),
             base_dir: base_dir.to_path_buf(),
         }))
+    }
+
+    async fn change_feed(
+        &self,
+        e: &Endpoint,
+        base_dir: &Path,
+        slot: &str,
+    ) -> Option<Result<Box<dyn ChangeFeed>, ConnectorError>> {
+        let Endpoint::Postgres(ep) = e else {
+            return None;
+        };
+        let feed = super::PgChanges::open(ep, base_dir, slot).await;
+        Some(feed.map(|f| Box::new(f) as Box<dyn ChangeFeed>))
     }
 
     async fn restore_store(

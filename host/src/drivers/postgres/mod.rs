@@ -12,6 +12,7 @@ pub(crate) mod capability;
 mod cdc;
 mod copy;
 pub(crate) mod driver;
+mod feed;
 pub(crate) mod restore;
 mod sink;
 mod source;

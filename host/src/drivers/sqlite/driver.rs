@@ -41,6 +41,7 @@ impl Driver for Sqlite {
             sql: true,
             restore_points: true,
             db_capability: true,
+            change_feed: false,
         }
     }
 

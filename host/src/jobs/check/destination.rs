@@ -3,7 +3,7 @@
 //! and already holds their keys; then free space.
 
 use super::{CheckResult, keys, space};
-use crate::config::{Endpoint, ErrorPolicy, IfExists, Migration, SyncKind};
+use crate::config::{ErrorPolicy, IfExists, Migration, SyncKind};
 use crate::drivers::{
     Checkpoint, ConnectorError, Sink, Source, open_destination_reader, open_sink, owner,
 };
@@ -85,7 +85,7 @@ pub(super) async fn check(
     };
     results.push(can_create(sink.as_ref(), &targets).await);
     results.push(load_order(sink.as_ref(), plans).await);
-    if let Endpoint::Plugin(_) = m.destination {
+    if !m.destination.readable() {
         results.push(CheckResult::pass(
             "destination tables",
             "a plugin destination is write-only: the plugin checks existing tables itself when it prepares them",

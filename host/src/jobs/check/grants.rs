@@ -3,7 +3,7 @@
 //! data unless the grant says `allow_privileged = true`.
 
 use super::CheckResult;
-use crate::config::{Endpoint, GrantsSpec, Migration};
+use crate::config::{GrantsSpec, Migration};
 
 /// Opens every `db` grant of the file's plugins once and reports it.
 pub(super) async fn check(m: &Migration, results: &mut Vec<CheckResult>) {
@@ -31,10 +31,7 @@ fn plugin_grants(m: &Migration) -> Vec<(String, &GrantsSpec)> {
                 .map(|(n, e)| (format!("connections.{n}"), e)),
         );
     let mut all: Vec<(String, &GrantsSpec)> = endpoints
-        .filter_map(|(at, e)| match e {
-            Endpoint::Plugin(p) => Some((at, &p.grants)),
-            _ => None,
-        })
+        .filter_map(|(at, e)| Some((at, &e.plugin()?.grants)))
         .collect();
     for table in &m.tables {
         for (j, t) in table.transforms.iter().enumerate() {

@@ -1,5 +1,5 @@
-//! CDC syncs: a PostgreSQL source's committed inserts, updates and deletes,
-//! read from its logical replication slot, applied by key.
+//! CDC syncs: a source's committed inserts, updates and deletes, read from
+//! its change feed (PostgreSQL: a logical replication slot), applied by key.
 //!
 //! The first sync creates the slot, then copies the table in full (changes
 //! made during that copy arrive again through the slot and are applied by
@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::Table;
-use crate::config::{Endpoint, IfExists, Migration, ServerEndpoint, SyncMode, show_size};
+use crate::config::{Endpoint, IfExists, Migration, SyncMode, show_size};
 use crate::drivers::Shape;
+use crate::drivers::feed::{self, ChangeFeed};
 use crate::drivers::merge::Applied;
+use crate::drivers::registry::driver;
 use crate::drivers::{
-    Checkpoint, ConnectorError, Lsn, PgChanges, Prepare, Sink, SlotHealth, SourceBatch,
-    SourceChange, Step, WriteBatch, open_sink,
+    Checkpoint, ConnectorError, Lsn, Prepare, Sink, SlotHealth, SourceBatch, SourceChange, Step,
+    WriteBatch, open_sink,
 };
 use crate::engine::{Chain, Output, process};
 use crate::jobs::policy::{self, Counting, RowPolicy};
@@ -44,6 +46,14 @@ fn slot_name(m: &Migration) -> String {
     let mut slot = format!("credvault_{name}");
     slot.truncate(63);
     slot
+}
+
+/// Opens the change feed of `m`'s `source`, through the migration's slot.
+async fn open_feed(
+    m: &Migration,
+    source: &Endpoint,
+) -> Result<Box<dyn ChangeFeed>, ConnectorError> {
+    feed::open_feed(m, source, &slot_name(m)).await
 }
 
 /// How long a sync waits for the server session of a killed sync to let
@@ -113,7 +123,7 @@ pub async fn slot_reports(m: &Migration) -> Vec<SlotReport> {
     let mut reports = Vec::new();
     for (part, ep) in cdc_sources(m) {
         let slot = slot_name(&part);
-        let health = match PgChanges::open(&ep, &part.base_dir, &slot).await {
+        let health = match open_feed(&part, &ep).await {
             Ok(changes) => changes.health().await,
             Err(e) => Err(e),
         };
@@ -167,7 +177,7 @@ fn warnings_of(h: &SlotHealth, max_lag: u64) -> Vec<String> {
 pub async fn drop_slots(m: &Migration) -> Result<Vec<String>, ConnectorError> {
     let mut dropped = Vec::new();
     for (part, ep) in cdc_sources(m) {
-        let changes = PgChanges::open(&ep, &part.base_dir, &slot_name(&part)).await?;
+        let changes = open_feed(&part, &ep).await?;
         if changes.wait_free(SLOT_WAIT).await?.is_some() {
             changes.drop_slot().await?;
             dropped.push(changes.slot().to_string());
@@ -176,9 +186,10 @@ pub async fn drop_slots(m: &Migration) -> Result<Vec<String>, ConnectorError> {
     Ok(dropped)
 }
 
-/// The migrations that read a PostgreSQL source by CDC (the migration
-/// itself, or its parts when it has several sources), with that source.
-fn cdc_sources(m: &Migration) -> Vec<(Migration, ServerEndpoint)> {
+/// The migrations that read a source with a change feed by CDC (the
+/// migration itself, or its parts when it has several sources), with that
+/// source.
+fn cdc_sources(m: &Migration) -> Vec<(Migration, Endpoint)> {
     let parts = match m.is_multi_source() {
         true => m.parts().into_iter().map(|p| p.migration).collect(),
         false => vec![m.clone()],
@@ -188,12 +199,9 @@ fn cdc_sources(m: &Migration) -> Vec<(Migration, ServerEndpoint)> {
         .filter(|p| {
             p.sync.mode == SyncMode::Cdc || p.tables.iter().any(|t| p.sync_mode(t) == SyncMode::Cdc)
         })
-        .filter_map(|p| match &p.source {
-            Some(Endpoint::Postgres(ep)) => {
-                let ep = ep.clone();
-                Some((p, ep))
-            }
-            _ => None,
+        .filter_map(|p| {
+            let source = p.source.clone()?;
+            driver(&source).traits().change_feed.then_some((p, source))
         })
         .collect()
 }
@@ -206,10 +214,10 @@ impl Table<'_> {
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
-        let Some(Endpoint::Postgres(ep)) = &self.m.source else {
-            return Err(self.fail("CDC needs a PostgreSQL source"));
+        let Some(source) = &self.m.source else {
+            return Err(self.fail("CDC needs a [source] to read changes from"));
         };
-        let changes = PgChanges::open(ep, &self.m.base_dir, &slot_name(self.m)).await?;
+        let changes = open_feed(self.m, source).await?;
         let created = changes.ensure_slot().await?;
         changes.ready(SLOT_WAIT).await?;
         let mut sink = open_sink(self.m).await?;
@@ -234,7 +242,9 @@ impl Table<'_> {
         let recorded = format!("{}#sync", self.m.name);
         let events = Events::new(observer, self.naming);
         let mut run = CdcRun::new(self, &recorded, state, &events);
-        let applied = self.drain(&changes, sink.as_mut(), after, &mut run).await;
+        let applied = self
+            .drain(changes.as_ref(), sink.as_mut(), after, &mut run)
+            .await;
         // The sync's own error comes first: recording the run's end may
         // fail for the same cause.
         let ended = run.end(&applied).await;
@@ -247,7 +257,7 @@ impl Table<'_> {
     /// for this table, each batch under `run` (started by the first).
     async fn drain(
         &self,
-        changes: &PgChanges,
+        changes: &dyn ChangeFeed,
         sink: &mut dyn Sink,
         mut after: Option<Lsn>,
         run: &mut CdcRun<'_, '_>,
@@ -282,7 +292,7 @@ impl Table<'_> {
     /// changes it read over.
     async fn keep_seen(
         &self,
-        changes: &PgChanges,
+        changes: &dyn ChangeFeed,
         sink: &mut dyn Sink,
         after: Option<Lsn>,
     ) -> Result<(), RunError> {
@@ -305,7 +315,7 @@ impl Table<'_> {
     /// Lets the slot go up to what every CDC table of the migration has
     /// applied: the slot is shared, so one table may not release changes
     /// another has yet to read.
-    async fn release(&self, changes: &PgChanges, sink: &dyn Sink) -> Result<(), RunError> {
+    async fn release(&self, changes: &dyn ChangeFeed, sink: &dyn Sink) -> Result<(), RunError> {
         let mut oldest: Option<Lsn> = None;
         for checkpoint in &self.cdc_peers {
             let Some(cursor) = sink

@@ -201,7 +201,7 @@ async fn empty_before(m: &Migration, plans: &[TablePlan]) -> Result<HashSet<Stri
         .filter(|p| p.spec.if_exists == IfExists::Append)
         .map(|p| p.spec.destination())
         .collect();
-    if appended.is_empty() || matches!(m.destination, crate::config::Endpoint::Plugin(_)) {
+    if appended.is_empty() || !m.destination.readable() {
         return Ok(empty);
     }
     let sink = open_sink(m).await?;
