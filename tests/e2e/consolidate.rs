@@ -209,8 +209,14 @@ fn three_sources_become_one_table_with_the_latest_row_of_each_key() {
         "legacy/people.csv",
         "email,name,updated_at\nalan@example.com,Alan (legacy),2023-01-01T00:00:00Z\nbarbara@example.com,Barbara (legacy),2025-01-01T00:00:00Z\n",
     );
-    let sync = p.run_ok(&["sync", "m.toml"]);
+    let sync = p.run_ok(&["sync", "m.toml", "--log", "credvault=debug"]);
     assert!(sync.stdout.contains("customers"), "{}", sync.all());
+    assert_eq!(
+        sync.stderr.matches("discovering the source catalogue").count(),
+        3,
+        "a consolidated sync reads each of its three sources' catalogues once:\n{}",
+        sync.stderr
+    );
     let status = p.run_ok(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
     let last = &status[0];

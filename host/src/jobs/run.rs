@@ -386,6 +386,21 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// The plans of the tables whose destination `keep` takes, on the
+    /// same open source.
+    pub fn only(&self, keep: impl Fn(&str) -> bool) -> Self {
+        Self {
+            source: Arc::clone(&self.source),
+            plans: self
+                .plans
+                .iter()
+                .filter(|p| keep(p.spec.destination()))
+                .cloned()
+                .collect(),
+            clock: self.clock,
+        }
+    }
+
     /// This plan for a run that started at `clock` (a resumed run keeps
     /// its first start, which its transforms are told).
     pub fn at(mut self, clock: i64) -> Self {

@@ -34,6 +34,7 @@ use crate::engine::{PlanError, plan};
 use crate::jobs::restore;
 use crate::jobs::run::{Planned, run_named};
 use crate::jobs::sync::TableSync;
+use crate::jobs::sync::sync_tables;
 use crate::jobs::validate::{Report, TableReport};
 use crate::jobs::{
     Naming, Observer, RunError, RunEvent, RunOptions, RunSummary, record_validation,
@@ -306,24 +307,22 @@ async fn run_parts(
     for part in &m.parts() {
         let (staged, plain) = split(m, part);
         let naming = naming(job, part);
-        let (to_run, options) = match job.purpose {
-            Purpose::Run => (Some(&part.migration), options),
+        // Every part runs with the plan made to lay out the merges; a
+        // sync's part is split in two, each taking its tables' plans.
+        let plan = planned.remove(&part.label);
+        let (to_run, options, plan) = match job.purpose {
+            Purpose::Run => (Some(&part.migration), options, plan),
             Purpose::Sync(_) => {
                 if let Some(plain) = &plain {
-                    let sync =
-                        crate::jobs::sync::sync_tables(plain, runtime, state, &naming, observer);
+                    let own = plan.as_ref().map(|p| p.only(|t| !is_stage(m, t)));
+                    let sync = sync_tables(plain, own, runtime, state, &naming, observer);
                     synced.extend(sync.await?);
                 }
-                (staged.as_ref(), RunOptions { restart: true })
+                let own = plan.map(|p| p.only(|t| is_stage(m, t)));
+                (staged.as_ref(), RunOptions { restart: true }, own)
             }
         };
         let Some(to_run) = to_run else { continue };
-        // A run's part runs with the plan made to lay out the merges; a
-        // sync's staged part (a subset of its tables) plans its own.
-        let plan = match job.purpose {
-            Purpose::Run => planned.remove(&part.label),
-            Purpose::Sync(_) => None,
-        };
         let summary = run_named(to_run, plan, runtime, state, options, &naming, observer).await?;
         if summary.validation.as_ref().is_some_and(|r| !r.passed) {
             return Err(consolidation_error(format!(

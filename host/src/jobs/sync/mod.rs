@@ -190,7 +190,7 @@ pub async fn sync_migration_until(
                     sync: Some(number),
                     ..Naming::default()
                 };
-                sync_tables(m, runtime, state, &naming, observer).await
+                sync_tables(m, None, runtime, state, &naming, observer).await
             }
         }
     };
@@ -276,21 +276,25 @@ async fn sync_consolidated(
     Ok(tables)
 }
 
-/// Syncs every table of a single-source migration by its mode; its runs
-/// report themselves as `naming` says (a step of which sync, of which
-/// migration).
+/// Syncs every table of a single-source migration by its mode, with the
+/// plan its job made (`None`: plans it here); its runs report themselves
+/// as `naming` says (a step of which sync, of which migration).
 pub(crate) async fn sync_tables(
     m: &Migration,
+    planned: Option<Planned>,
     runtime: &Runtime,
     state: &StateStore,
     naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<Vec<TableSync>, RunError> {
-    let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
-    let clock = chrono::Utc::now().timestamp_micros();
-    let plans = plan(m, source.as_ref(), runtime, clock)
-        .await
-        .map_err(RunError::Plan)?;
+    let Planned {
+        source,
+        plans,
+        clock,
+    } = match planned {
+        Some(planned) => planned,
+        None => plan_afresh(m, runtime).await?,
+    };
     let cdc_peers: Vec<String> = plans
         .iter()
         .filter(|p| m.sync_mode(&p.spec) == SyncMode::Cdc)
@@ -316,6 +320,20 @@ pub(crate) async fn sync_tables(
         });
     }
     Ok(done)
+}
+
+/// Opens `m`'s source and plans its tables, now.
+async fn plan_afresh(m: &Migration, runtime: &Runtime) -> Result<Planned, RunError> {
+    let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
+    let clock = chrono::Utc::now().timestamp_micros();
+    let plans = plan(m, source.as_ref(), runtime, clock)
+        .await
+        .map_err(RunError::Plan)?;
+    Ok(Planned {
+        source,
+        plans,
+        clock,
+    })
 }
 
 /// One table being synced.
