@@ -212,7 +212,9 @@ fn three_sources_become_one_table_with_the_latest_row_of_each_key() {
     let sync = p.run_ok(&["sync", "m.toml", "--log", "credvault=debug"]);
     assert!(sync.stdout.contains("customers"), "{}", sync.all());
     assert_eq!(
-        sync.stderr.matches("discovering the source catalogue").count(),
+        sync.stderr
+            .matches("discovering the source catalogue")
+            .count(),
         3,
         "a consolidated sync reads each of its three sources' catalogues once:\n{}",
         sync.stderr

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use super::feed::ChangeFeed;
 use super::restore::RestoreStore;
+use super::stall::Probe;
 use super::{ConnectorError, Sink, Source};
 use crate::capabilities::db::DbConnector;
 use crate::config::Endpoint;
@@ -61,6 +62,18 @@ pub trait Driver: Sync {
         _endpoint: &Endpoint,
         _base_dir: &Path,
     ) -> Option<Arc<dyn DbConnector>> {
+        None
+    }
+
+    /// When `endpoint` is a database server: how messages name it in
+    /// `role` ("source", "destination"), and how the stall watchdog asks it
+    /// whether it still answers (a new connection running `SELECT 1`).
+    fn server(
+        &self,
+        _role: &str,
+        _endpoint: &Endpoint,
+        _base_dir: &Path,
+    ) -> Option<Result<(String, Probe), ConnectorError>> {
         None
     }
 

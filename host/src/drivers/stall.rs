@@ -24,13 +24,31 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use super::registry::driver;
 use super::{
     Bound, Checkpoint, ConnectorError, FreeSpace, Native, Prepare, ReadRequest, Rejected, Sink,
-    Source, SourceBatch, Step, WriteBatch, merge, mysql, postgres, server,
+    Source, SourceBatch, Step, WriteBatch, merge, server,
 };
-use crate::config::Endpoint;
+use crate::config::{Endpoint, PasswordError, ServerEndpoint};
 use crate::drivers::Shape;
 use crate::model::value::{Column, TableInfo};
+
+/// A server endpoint as messages name it (`source postgres
+/// user@host:port/db`), with its probe; the error of a password that cannot
+/// be read names it too.
+pub(crate) fn described(
+    role: &str,
+    kind: &str,
+    ep: &ServerEndpoint,
+    port: u16,
+    probe: Result<Probe, PasswordError>,
+) -> Result<(String, Probe), ConnectorError> {
+    let endpoint = server::describe(role, kind, ep, port);
+    match probe {
+        Ok(probe) => Ok((endpoint, probe)),
+        Err(e) => Err(ConnectorError::new(&endpoint, e.to_string()).because(&e)),
+    }
+}
 
 /// Connects anew to a server and asks it something trivial.
 pub(crate) type Probe =
@@ -56,19 +74,10 @@ impl Watchdog {
         base_dir: &Path,
         stall: Duration,
     ) -> Result<Option<Self>, ConnectorError> {
-        let (kind, ep, port, probe) = match endpoint {
-            Endpoint::Postgres(ep) => {
-                let (port, probe) = postgres::prober(ep, base_dir);
-                ("postgres", ep, port, probe)
-            }
-            Endpoint::Mysql(ep) => {
-                let (port, probe) = mysql::prober(ep, base_dir);
-                ("mariadb", ep, port, probe)
-            }
-            _ => return Ok(None),
+        let Some(server) = driver(endpoint).server(role, endpoint, base_dir) else {
+            return Ok(None);
         };
-        let endpoint = server::describe(role, kind, ep, port);
-        let probe = probe.map_err(|e| ConnectorError::new(&endpoint, e.to_string()).because(&e))?;
+        let (endpoint, probe) = server?;
         Ok(Some(Self::new(endpoint, stall, probe)))
     }
 

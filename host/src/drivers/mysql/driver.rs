@@ -12,6 +12,7 @@ use crate::capabilities::db::DbConnector;
 use crate::config::Endpoint;
 use crate::drivers::registry::{Driver, Traits, not_mine};
 use crate::drivers::restore::RestoreStore;
+use crate::drivers::stall::{Probe, described};
 use crate::drivers::{ConnectorError, Sink, Source};
 
 /// MariaDB and MySQL.
@@ -43,6 +44,19 @@ impl Driver for Mysql {
             db_capability: true,
             change_feed: false,
         }
+    }
+
+    fn server(
+        &self,
+        role: &str,
+        e: &Endpoint,
+        base_dir: &Path,
+    ) -> Option<Result<(String, Probe), ConnectorError>> {
+        let Endpoint::Mysql(ep) = e else {
+            return None;
+        };
+        let (port, probe) = super::prober(ep, base_dir);
+        Some(described(role, "mariadb", ep, port, probe))
     }
 
     async fn reader(

@@ -12,6 +12,7 @@ use crate::config::Endpoint;
 use crate::drivers::feed::ChangeFeed;
 use crate::drivers::registry::{Driver, Traits, not_mine};
 use crate::drivers::restore::RestoreStore;
+use crate::drivers::stall::{Probe, described};
 use crate::drivers::{ConnectorError, Sink, Source};
 
 /// PostgreSQL.
@@ -41,6 +42,19 @@ impl Driver for Postgres {
             db_capability: true,
             change_feed: true,
         }
+    }
+
+    fn server(
+        &self,
+        role: &str,
+        e: &Endpoint,
+        base_dir: &Path,
+    ) -> Option<Result<(String, Probe), ConnectorError>> {
+        let Endpoint::Postgres(ep) = e else {
+            return None;
+        };
+        let (port, probe) = super::prober(ep, base_dir);
+        Some(described(role, "postgres", ep, port, probe))
     }
 
     async fn reader(
