@@ -359,19 +359,9 @@ pub async fn run_named(
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
     let planned = match checked {
         Some(planned) => planned.at(clock),
-        None => {
-            let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
-            let plans = plan(m, source.as_ref(), runtime, clock)
-                .await
-                .map_err(RunError::Plan)?;
-            Planned {
-                source,
-                plans,
-                clock,
-            }
-        }
+        None => Planned::afresh(m, runtime, clock).await?,
     };
-    execute(m, planned, resumed, runtime, state, naming, observer).await
+    execute(m, planned, resumed, state, naming, observer).await
 }
 
 /// A job's plan: its source, open, and every table's plan, made once at
@@ -386,6 +376,20 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// Opens `m`'s source and plans its tables for a job that started at
+    /// `clock`.
+    pub async fn afresh(m: &Migration, runtime: &Runtime, clock: i64) -> Result<Self, RunError> {
+        let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
+        let plans = plan(m, source.as_ref(), runtime, clock)
+            .await
+            .map_err(RunError::Plan)?;
+        Ok(Self {
+            source,
+            plans,
+            clock,
+        })
+    }
+
     /// The plans of the tables whose destination `keep` takes, on the
     /// same open source.
     pub fn only(&self, keep: impl Fn(&str) -> bool) -> Self {
@@ -417,12 +421,11 @@ impl Planned {
 pub async fn run_planned(
     m: &Migration,
     planned: Planned,
-    runtime: &Runtime,
     state: &StateStore,
     naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
-    execute(m, planned, None, runtime, state, naming, observer).await
+    execute(m, planned, None, state, naming, observer).await
 }
 
 /// Runs `planned`, resuming `resumed` if given.
@@ -430,7 +433,6 @@ async fn execute(
     m: &Migration,
     planned: Planned,
     resumed: Option<LastRun>,
-    runtime: &Runtime,
     state: &StateStore,
     naming: &Naming,
     observer: &mut dyn Observer,
@@ -487,17 +489,9 @@ async fn execute(
                 plans: plans.clone(),
                 clock,
             };
-            validate_run(
-                m,
-                Against::Plan(&planned),
-                runtime,
-                state,
-                run_id,
-                naming,
-                observer,
-            )
-            .await
-            .map(Some)
+            validate_run(m, &planned, state, run_id, naming, observer)
+                .await
+                .map(Some)
         }
         (Ok(()), false) => Ok(None),
     };
@@ -536,22 +530,13 @@ async fn finish_validation(
     let clock = last
         .clock
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-    let report = validate_run(
-        m,
-        Against::Afresh(clock),
-        runtime,
-        state,
-        last.id,
-        naming,
-        observer,
-    )
-    .await;
+    // Planned once, as validation plans (transforms without their side
+    // effects), and the dry run's scratch tables dropped from that plan.
+    let m = &m.without_transform_effects();
+    let planned = Planned::afresh(m, runtime, clock).await?;
+    let report = validate_run(m, &planned, state, last.id, naming, observer).await;
     if m.dry_run {
-        let source = open_source(m).await?;
-        let plans = plan(m, source.as_ref(), runtime, clock)
-            .await
-            .map_err(RunError::Plan)?;
-        drop_scratch_tables(m, &plans).await?;
+        drop_scratch_tables(m, &planned.plans).await?;
     }
     Ok(RunSummary {
         run_id: last.id,
@@ -590,29 +575,16 @@ pub(super) fn own_copy(rows: u64) -> String {
     )
 }
 
-/// What a validation compares with: the run's own plan, or (for a run
-/// validated after a restart) a plan made afresh for the run's start.
-enum Against<'a> {
-    /// The plan the run used.
-    Plan(&'a Planned),
-    /// A new plan, for a run that started at this clock.
-    Afresh(i64),
-}
-
 /// Validates run `run_id`.
 async fn validate_run(
     m: &Migration,
-    against: Against<'_>,
-    runtime: &Runtime,
+    planned: &Planned,
     state: &StateStore,
     run_id: i64,
     naming: &Naming,
     observer: &mut dyn Observer,
 ) -> Result<Report, RunError> {
-    let clock = match &against {
-        Against::Plan(planned) => planned.clock,
-        Against::Afresh(clock) => *clock,
-    };
+    let clock = planned.clock;
     let options = validate::Options {
         sample: m.settings.validate_sample,
         run_started_at: clock,
@@ -626,12 +598,8 @@ async fn validate_run(
     state
         .event(&m.name, Some(run_id), "validating", &detail)
         .await?;
-    let report = match against {
-        Against::Plan(planned) => {
-            validate::validate_planned(m, planned.source.as_ref(), &planned.plans, options).await?
-        }
-        Against::Afresh(_) => validate::validate(m, runtime, options).await?,
-    };
+    let report =
+        validate::validate_planned(m, planned.source.as_ref(), &planned.plans, options).await?;
     record_validation(state, &report, Some(run_id)).await?;
     observer.on(&RunEvent::Validated {
         report: naming.report(report.clone()),

@@ -30,7 +30,6 @@ use crate::jobs::run::{Events, Opening, Record, close_record, open_record};
 use crate::jobs::{Observer, RunError, RunEvent};
 use crate::model::convert::convert_ref;
 use crate::model::value::{Column, Row};
-use crate::runtime::Runtime;
 use crate::state::{RunCounts, StateStore};
 
 /// The slot a migration reads its changes from.
@@ -210,7 +209,6 @@ impl Table<'_> {
     /// One CDC sync of this table.
     pub(super) async fn cdc(
         &self,
-        runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
@@ -229,7 +227,7 @@ impl Table<'_> {
         };
         let mut total = Applied::default();
         if after.is_none() {
-            total = self.full(runtime, state, observer).await?;
+            total = self.full(state, observer).await?;
             sink.run_script(&self.m.name, &self.checkpoint, &[], &Checkpoint::default())
                 .await?;
         }

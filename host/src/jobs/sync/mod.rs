@@ -23,8 +23,8 @@ pub use schedule::{
 
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};
 use crate::drivers::merge::{Applied, Dialect};
-use crate::drivers::{Checkpoint, Since, Sink, Source, Step, open_sink, open_source, owner};
-use crate::engine::{PlanError, TablePlan, plan};
+use crate::drivers::{Checkpoint, Since, Sink, Source, Step, open_sink, owner};
+use crate::engine::{PlanError, TablePlan};
 use crate::jobs::run::{Planned, run_planned};
 use crate::jobs::{Naming, Observer, RunError, RunOptions, RunSummary};
 use crate::runtime::Runtime;
@@ -293,7 +293,7 @@ pub(crate) async fn sync_tables(
         clock,
     } = match planned {
         Some(planned) => planned,
-        None => plan_afresh(m, runtime).await?,
+        None => Planned::afresh(m, runtime, chrono::Utc::now().timestamp_micros()).await?,
     };
     let cdc_peers: Vec<String> = plans
         .iter()
@@ -305,13 +305,9 @@ pub(crate) async fn sync_tables(
         let mut table = Table::new(m, plan, naming, Arc::clone(&source), clock);
         table.cdc_peers = cdc_peers.clone();
         let changed = match m.sync_mode(&plan.spec) {
-            SyncMode::Full => table.full(runtime, state, observer).await?,
-            SyncMode::Incremental => {
-                table
-                    .incremental(source.as_ref(), runtime, state, observer)
-                    .await?
-            }
-            SyncMode::Cdc => table.cdc(runtime, state, observer).await?,
+            SyncMode::Full => table.full(state, observer).await?,
+            SyncMode::Incremental => table.incremental(source.as_ref(), state, observer).await?,
+            SyncMode::Cdc => table.cdc(state, observer).await?,
         };
         done.push(TableSync {
             table: plan.spec.destination().to_string(),
@@ -320,20 +316,6 @@ pub(crate) async fn sync_tables(
         });
     }
     Ok(done)
-}
-
-/// Opens `m`'s source and plans its tables, now.
-async fn plan_afresh(m: &Migration, runtime: &Runtime) -> Result<Planned, RunError> {
-    let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
-    let clock = chrono::Utc::now().timestamp_micros();
-    let plans = plan(m, source.as_ref(), runtime, clock)
-        .await
-        .map_err(RunError::Plan)?;
-    Ok(Planned {
-        source,
-        plans,
-        clock,
-    })
 }
 
 /// One table being synced.
@@ -401,7 +383,6 @@ impl<'a> Table<'a> {
         &self,
         since: Option<Since>,
         theirs: Option<&mut dyn Sink>,
-        runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
@@ -420,7 +401,7 @@ impl<'a> Table<'a> {
             ..self.plan.spec.clone()
         };
         let plan = self.plan.restaged(spec, &self.step_name());
-        self.run_step(plan, runtime, state, observer).await?;
+        self.run_step(plan, state, observer).await?;
         Ok(())
     }
 
@@ -431,7 +412,6 @@ impl<'a> Table<'a> {
     async fn stage_keys(
         &self,
         sink: &mut dyn Sink,
-        runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Option<String>, RunError> {
@@ -462,7 +442,7 @@ impl<'a> Table<'a> {
                     problems,
                 }])
             })?;
-        let copied = self.run_step(plan, runtime, state, observer).await?;
+        let copied = self.run_step(plan, state, observer).await?;
         let left_out = copied.counts.skipped + copied.counts.flagged;
         if left_out == 0 {
             return Ok(Some(keys));
@@ -486,7 +466,6 @@ impl<'a> Table<'a> {
     async fn run_step(
         &self,
         plan: TablePlan,
-        runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<RunSummary, RunError> {
@@ -501,7 +480,7 @@ impl<'a> Table<'a> {
             plans: vec![plan],
             clock: self.clock,
         };
-        run_planned(&one, planned, runtime, state, self.naming, observer).await
+        run_planned(&one, planned, state, self.naming, observer).await
     }
 
     /// Copies the whole table, then swaps the copy in, if the migration
@@ -510,7 +489,6 @@ impl<'a> Table<'a> {
     /// elsewhere.
     async fn full(
         &self,
-        runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
@@ -521,7 +499,7 @@ impl<'a> Table<'a> {
         let exists = sink.existing_rows(&self.name).await?.is_some();
         if self.theirs(sink.as_ref(), exists).await? {
             self.need_key(sink.as_ref())?;
-            self.stage(None, Some(sink.as_mut()), runtime, state, observer)
+            self.stage(None, Some(sink.as_mut()), state, observer)
                 .await?;
             let deletes = self.m.sync.detect_deletes.then_some(self.stage.as_str());
             let reached = Checkpoint::default();
@@ -531,7 +509,7 @@ impl<'a> Table<'a> {
             sink.drop_table(&self.stage).await?;
             return Ok(changed);
         }
-        self.stage(None, None, runtime, state, observer).await?;
+        self.stage(None, None, state, observer).await?;
         let changed = match exists {
             false => self.all_new(sink.as_mut()).await?,
             true => {
@@ -620,7 +598,6 @@ impl<'a> Table<'a> {
     async fn incremental(
         &self,
         source: &dyn Source,
-        runtime: &Runtime,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
@@ -664,8 +641,7 @@ impl<'a> Table<'a> {
             true => Some(sink.as_mut()),
             false => None,
         };
-        self.stage(Some(since), like, runtime, state, observer)
-            .await?;
+        self.stage(Some(since), like, state, observer).await?;
         let reached = Checkpoint {
             cursor: Some(to),
             ..Checkpoint::default()
@@ -679,10 +655,7 @@ impl<'a> Table<'a> {
             return Ok(changed);
         }
         let keys = match self.m.sync.detect_deletes {
-            true => {
-                self.stage_keys(sink.as_mut(), runtime, state, observer)
-                    .await?
-            }
+            true => self.stage_keys(sink.as_mut(), state, observer).await?,
             false => None,
         };
         let changed = self
