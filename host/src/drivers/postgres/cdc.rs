@@ -137,6 +137,9 @@ impl fmt::Display for Lsn {
     }
 }
 
+/// Its error is still the message as a `String`: `jobs::sync::cdc` (being
+/// reworked elsewhere) hands it on as `&str`; it becomes a typed error once
+/// that call site takes one.
 impl FromStr for Lsn {
     type Err = String;
 
