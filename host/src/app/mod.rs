@@ -311,34 +311,65 @@ fn write_jsonl(rows: &[FlaggedRow], out: &mut Vec<u8>) {
     }
 }
 
+/// Why a file of fixed rows could not be read; `line` is 1-based.
+#[derive(Debug, thiserror::Error)]
+pub enum FixedError {
+    /// A line that is not JSON.
+    #[error(
+        "line {line}: {source} (fixed rows come as JSON lines, as `credvault flagged export --format jsonl` writes them)"
+    )]
+    NotJson {
+        /// The line.
+        line: usize,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A line without the flagged row's `id`.
+    #[error("line {0}: no flagged-row `id`; keep the `id` of each exported line")]
+    NoId(usize),
+    /// A line without its `row` object.
+    #[error("line {0}: no `row` object; fix the values inside the exported `row`")]
+    NoRow(usize),
+    /// A second line for one flagged row.
+    #[error("line {line}: flagged row #{id} comes twice")]
+    Twice {
+        /// The second line.
+        line: usize,
+        /// The flagged row's id.
+        id: i64,
+    },
+    /// No lines at all.
+    #[error("no fixed rows in it: keep the exported lines of the rows you fixed")]
+    Empty,
+}
+
 /// Reads fixed rows back from a JSON-lines export: each line's `row` by
 /// its flagged-row `id`. Other fields (the error, the key) are ignored.
-pub fn read_fixed(text: &str) -> Result<HashMap<i64, serde_json::Value>, String> {
+pub fn read_fixed(text: &str) -> Result<HashMap<i64, serde_json::Value>, FixedError> {
     let mut fixed = HashMap::new();
     for (n, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let at = |e: &str| format!("line {}: {e}", n + 1);
-        let entry: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-            at(&format!(
-                "{e} (fixed rows come as JSON lines, as `credvault flagged export --format jsonl` writes them)"
-            ))
-        })?;
-        let id = entry["id"]
-            .as_i64()
-            .ok_or_else(|| at("no flagged-row `id`; keep the `id` of each exported line"))?;
+        let line_no = n + 1;
+        let entry: serde_json::Value =
+            serde_json::from_str(line).map_err(|source| FixedError::NotJson {
+                line: line_no,
+                source,
+            })?;
+        let id = entry["id"].as_i64().ok_or(FixedError::NoId(line_no))?;
         let row = entry
             .get("row")
             .filter(|r| r.is_object())
-            .ok_or_else(|| at("no `row` object; fix the values inside the exported `row`"))?;
+            .ok_or(FixedError::NoRow(line_no))?;
         if fixed.insert(id, row.clone()).is_some() {
-            return Err(at(&format!("flagged row #{id} comes twice")));
+            return Err(FixedError::Twice { line: line_no, id });
         }
     }
     if fixed.is_empty() {
-        return Err("no fixed rows in it: keep the exported lines of the rows you fixed".into());
+        return Err(FixedError::Empty);
     }
     Ok(fixed)
 }
@@ -408,15 +439,16 @@ mod tests {
         let fixed = read_fixed(text).unwrap();
         assert_eq!(fixed[&4], serde_json::json!({ "score": "30" }));
         assert_eq!(fixed.len(), 2);
-        let twice = read_fixed("{\"id\":4,\"row\":{}}\n{\"id\":4,\"row\":{}}");
-        assert_eq!(twice, Err("line 2: flagged row #4 comes twice".into()));
-        let no_id = read_fixed("{\"row\":{}}").unwrap_err();
+        let message = |text: &str| read_fixed(text).unwrap_err().to_string();
+        let twice = message("{\"id\":4,\"row\":{}}\n{\"id\":4,\"row\":{}}");
+        assert_eq!(twice, "line 2: flagged row #4 comes twice");
+        let no_id = message("{\"row\":{}}");
         assert!(no_id.starts_with("line 1: no flagged-row `id`"), "{no_id}");
-        let no_row = read_fixed("{\"id\":1,\"row\":[1]}").unwrap_err();
+        let no_row = message("{\"id\":1,\"row\":[1]}");
         assert!(no_row.contains("no `row` object"), "{no_row}");
-        let empty = read_fixed("\n").unwrap_err();
+        let empty = message("\n");
         assert!(empty.starts_with("no fixed rows"), "{empty}");
-        let csv = read_fixed("id,score\n1,30").unwrap_err();
+        let csv = message("id,score\n1,30");
         assert!(csv.contains("flagged export --format jsonl"), "{csv}");
     }
 }

@@ -83,7 +83,7 @@ pub async fn fetch(
         .map_err(|e| CapabilityError::Failed(e.to_string()))?;
     let exchange = exchange(client, url, &host, port, request, grant.max_response_bytes);
     match tokio::time::timeout(grant.timeout, exchange).await {
-        Ok(result) => result.map_err(CapabilityError::Failed),
+        Ok(result) => result.map_err(|e| CapabilityError::Failed(e.to_string())),
         Err(_) => Err(CapabilityError::Failed(format!(
             "{host}:{port} did not answer within grants.http.timeout_ms = {}",
             grant.timeout.as_millis()
@@ -204,6 +204,52 @@ pub(super) fn build_client(
         .map_err(|source| ClientError::Build { source })
 }
 
+/// Why a request got no (acceptable) response; the text says what to
+/// check, and is what the plugin is told.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    /// The plugin named no HTTP method.
+    #[error("`{0}` is not an HTTP method")]
+    Method(String),
+    /// The server's certificate was refused.
+    #[error(
+        "TLS failed with {host}:{port}: the server's certificate is not trusted or not valid for `{host}` ({}); if a private CA signs it, set grants.http.ca_file to that CA's PEM certificate",
+        chain(source)
+    )]
+    Tls {
+        host: String,
+        port: u16,
+        source: reqwest::Error,
+    },
+    /// No connection could be made.
+    #[error("cannot connect to {host}:{port}: {}", chain(source))]
+    Connect {
+        host: String,
+        port: u16,
+        source: reqwest::Error,
+    },
+    /// The request could not be built (a bad header, say).
+    #[error("the request is malformed: {}", chain(source))]
+    Malformed { source: reqwest::Error },
+    /// Anything else that stopped the request.
+    #[error("the request to {host}:{port} failed: {}", chain(source))]
+    Send {
+        host: String,
+        port: u16,
+        source: reqwest::Error,
+    },
+    /// The response is over the grant's size cap (in KiB).
+    #[error("the response is larger than grants.http.max_response_kb ({0} KiB)")]
+    TooLarge(usize),
+    /// The response broke off while its body was read.
+    #[error("reading the response from {host}:{port}: {}", chain(source))]
+    Read {
+        host: String,
+        port: u16,
+        source: reqwest::Error,
+    },
+}
+
 async fn exchange(
     client: &reqwest::Client,
     url: url::Url,
@@ -211,9 +257,9 @@ async fn exchange(
     port: u16,
     request: Request,
     max_body: usize,
-) -> Result<Response, String> {
+) -> Result<Response, ExchangeError> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
+        .map_err(|_| ExchangeError::Method(request.method.clone()))?;
     let idempotent = matches!(method, reqwest::Method::GET | reqwest::Method::HEAD);
     let mut builder = client.request(method, url).body(request.body);
     for (name, value) in &request.headers {
@@ -226,13 +272,8 @@ async fn exchange(
         Err(e) if retry.is_some() && connection_dropped(&e) => retry.unwrap().send().await,
         sent => sent,
     }
-    .map_err(|e| send_error(&e, host, port))?;
-    let too_large = || {
-        format!(
-            "the response is larger than grants.http.max_response_kb ({} KiB)",
-            max_body / 1024
-        )
-    };
+    .map_err(|e| send_error(e, host, port))?;
+    let too_large = || ExchangeError::TooLarge(max_body / 1024);
     if response
         .content_length()
         .is_some_and(|n| n > max_body as u64)
@@ -252,7 +293,11 @@ async fn exchange(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading the response from {host}:{port}: {}", chain(&e)))?
+        .map_err(|source| ExchangeError::Read {
+            host: host.to_string(),
+            port,
+            source,
+        })?
     {
         if body.len() + chunk.len() > max_body {
             return Err(too_large());
@@ -285,20 +330,19 @@ fn connection_dropped(err: &reqwest::Error) -> bool {
 }
 
 /// Why a request got no response, saying what to check.
-fn send_error(err: &reqwest::Error, host: &str, port: u16) -> String {
-    let why = chain(err);
+fn send_error(source: reqwest::Error, host: &str, port: u16) -> ExchangeError {
+    let why = chain(&source);
+    let host = host.to_string();
     if why.contains("certificate") || why.contains("Certificate") {
-        return format!(
-            "TLS failed with {host}:{port}: the server's certificate is not trusted or not valid for `{host}` ({why}); if a private CA signs it, set grants.http.ca_file to that CA's PEM certificate"
-        );
+        return ExchangeError::Tls { host, port, source };
     }
-    if err.is_connect() {
-        return format!("cannot connect to {host}:{port}: {why}");
+    if source.is_connect() {
+        return ExchangeError::Connect { host, port, source };
     }
-    if err.is_builder() {
-        return format!("the request is malformed: {why}");
+    if source.is_builder() {
+        return ExchangeError::Malformed { source };
     }
-    format!("the request to {host}:{port} failed: {why}")
+    ExchangeError::Send { host, port, source }
 }
 
 /// An error with its causes, `outer: inner: innermost`.

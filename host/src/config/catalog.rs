@@ -5,7 +5,28 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::Migration;
+use super::{LoadError, Migration};
+
+/// Why a served migration's file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The file does not load (in the environment served).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The file now names another migration.
+    #[error(
+        "{} now names migration `{now}`, not `{name}`: restart serve to serve it under its new name",
+        path.display()
+    )]
+    Renamed {
+        /// The file.
+        path: PathBuf,
+        /// The name it gives now.
+        now: String,
+        /// The name it is served under.
+        name: String,
+    },
+}
 
 /// The migration files of one `serve`.
 pub struct Catalog {
@@ -24,7 +45,7 @@ struct Entry {
 impl Catalog {
     /// Reads every file once (in the environment `env`, if named); the
     /// first that does not read is the error.
-    pub fn load(files: &[PathBuf], env: Option<&str>) -> Result<Self, String> {
+    pub fn load(files: &[PathBuf], env: Option<&str>) -> Result<Self, LoadError> {
         let entries = files
             .iter()
             .map(|path| {
@@ -36,7 +57,7 @@ impl Catalog {
                     env: env.map(str::to_string),
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, LoadError>>()?;
         Ok(Self { entries })
     }
 
@@ -47,18 +68,17 @@ impl Catalog {
 
     /// A migration's file read again now. A file that no longer reads, or
     /// that now names another migration, is an error that says so.
-    pub fn current(&self, name: &str) -> Option<Result<Migration, String>> {
+    pub fn current(&self, name: &str) -> Option<Result<Migration, CatalogError>> {
         let entry = self.entries.iter().find(|e| e.name == name)?;
-        let read = Migration::load_in(&entry.path, entry.env.as_deref()).and_then(|m| {
-            match m.name == name {
-                true => Ok(m),
-                false => Err(format!(
-                    "{} now names migration `{}`, not `{name}`: restart serve to serve it under its new name",
-                    entry.path.display(),
-                    m.name
-                )),
-            }
-        });
+        let read = match Migration::load_in(&entry.path, entry.env.as_deref()) {
+            Ok(m) if m.name == name => Ok(m),
+            Ok(m) => Err(CatalogError::Renamed {
+                path: entry.path.clone(),
+                now: m.name,
+                name: name.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        };
         if let Ok(m) = &read {
             *entry.last.lock().expect("catalog lock") = m.clone();
         }

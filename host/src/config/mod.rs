@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use catalog::Catalog;
+pub use catalog::{Catalog, CatalogError};
 pub use endpoint::{Endpoint, PluginEndpoint, ServerEndpoint, TlsMode};
 pub use limits::Limits;
 
 pub use parts::{Contributor, Part};
 pub use secret::{PasswordError, Secret, load_password};
-pub use size::{parse_size, show_size};
+pub use size::{SizeError, parse_size, show_size};
 pub use validate::ConfigError;
 
 /// A migration file.
@@ -180,9 +180,103 @@ pub enum SyncMode {
     Cdc,
 }
 
+/// A `[sync]` setting that does not parse or is out of range; the message
+/// names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncSpecError {
+    /// `every` is not a duration.
+    #[error(
+        "sync.every: {every:?} is not a duration ({source}); write e.g. \"30s\", \"5m\", \"2h\", \"hourly\" or \"daily\""
+    )]
+    Every {
+        /// As written.
+        every: String,
+        /// The parser's error.
+        #[source]
+        source: humantime::DurationError,
+    },
+    /// `every` is under a second.
+    #[error("sync.every: {0:?} is shorter than a second")]
+    EveryTooShort(String),
+    /// `time_limit` is not a duration.
+    #[error("sync.time_limit: {text:?} is not a duration ({source}); write e.g. \"10m\" or \"2h\"")]
+    TimeLimit {
+        /// As written.
+        text: String,
+        /// The parser's error.
+        #[source]
+        source: humantime::DurationError,
+    },
+    /// `time_limit` is under a second.
+    #[error(
+        "sync.time_limit: {0:?} is shorter than a second; a sync needs at least that to connect"
+    )]
+    TimeLimitTooShort(String),
+    /// `max_lag` is not a byte size.
+    #[error("sync.max_lag: {0}")]
+    MaxLag(#[source] SizeError),
+    /// `cron` is not a cron expression.
+    #[error(
+        "sync.cron: {cron:?} is not a cron expression ({source}); write e.g. \"0 3 * * *\" for 03:00 UTC daily"
+    )]
+    Cron {
+        /// As written.
+        cron: String,
+        /// The parser's error.
+        #[source]
+        source: croner::errors::CronError,
+    },
+}
+
+/// Why a migration cannot be taken in a named environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvironmentError {
+    /// The file has no `[environments]` at all.
+    #[error(
+        "environment `{0}`: the migration file defines no environments; add an [environments.{0}] table with a destination"
+    )]
+    NoEnvironments(String),
+    /// The file has environments, but not this one.
+    #[error("environment `{name}` is not defined; the migration file has: {}", known.join(", "))]
+    Unknown {
+        /// The environment asked for.
+        name: String,
+        /// The environments the file defines.
+        known: Vec<String>,
+    },
+    /// The environment overrides a connection the file does not define.
+    #[error(
+        "environment `{name}`: connection `{connection}` is not defined at the top level; add [connections.{connection}] or fix the name"
+    )]
+    UnknownConnection {
+        /// The environment.
+        name: String,
+        /// The connection it overrides.
+        connection: String,
+    },
+}
+
+/// Why a migration file could not be loaded in an environment.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file does not read, parse or validate.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The environment named is not one the file can be taken in; the
+    /// message names the file.
+    #[error("{}: {source}", path.display())]
+    Environment {
+        /// The migration file.
+        path: PathBuf,
+        /// Why the environment cannot be entered.
+        #[source]
+        source: EnvironmentError,
+    },
+}
+
 impl SyncSpec {
     /// The wait between syncs, if the migration has one.
-    pub fn interval(&self) -> Result<Option<std::time::Duration>, String> {
+    pub fn interval(&self) -> Result<Option<std::time::Duration>, SyncSpecError> {
         let Some(every) = &self.every else {
             return Ok(None);
         };
@@ -192,44 +286,45 @@ impl SyncSpec {
             "weekly" => "7d",
             other => other,
         };
-        let interval = humantime::parse_duration(text)
-            .map_err(|e| format!("sync.every: {every:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"2h\", \"hourly\" or \"daily\""))?;
+        let interval = humantime::parse_duration(text).map_err(|source| SyncSpecError::Every {
+            every: every.clone(),
+            source,
+        })?;
         if interval < std::time::Duration::from_secs(1) {
-            return Err(format!("sync.every: {every:?} is shorter than a second"));
+            return Err(SyncSpecError::EveryTooShort(every.clone()));
         }
         Ok(Some(interval))
     }
 
     /// `time_limit` (the default when unset).
-    pub fn time_limit(&self) -> Result<std::time::Duration, String> {
+    pub fn time_limit(&self) -> Result<std::time::Duration, SyncSpecError> {
         let text = self.time_limit.as_deref().unwrap_or(DEFAULT_TIME_LIMIT);
-        let limit = humantime::parse_duration(text).map_err(|e| {
-            format!(
-                "sync.time_limit: {text:?} is not a duration ({e}); write e.g. \"10m\" or \"2h\""
-            )
+        let limit = humantime::parse_duration(text).map_err(|source| SyncSpecError::TimeLimit {
+            text: text.to_string(),
+            source,
         })?;
         if limit < std::time::Duration::from_secs(1) {
-            return Err(format!(
-                "sync.time_limit: {text:?} is shorter than a second; a sync needs at least that to connect"
-            ));
+            return Err(SyncSpecError::TimeLimitTooShort(text.to_string()));
         }
         Ok(limit)
     }
 
     /// `max_lag` in bytes (the default when unset).
-    pub fn max_lag_bytes(&self) -> Result<u64, String> {
+    pub fn max_lag_bytes(&self) -> Result<u64, SyncSpecError> {
         let text = self.max_lag.as_deref().unwrap_or(DEFAULT_MAX_LAG);
-        parse_size(text).map_err(|e| format!("sync.max_lag: {e}"))
+        parse_size(text).map_err(SyncSpecError::MaxLag)
     }
 
     /// The cron schedule, if the migration has one.
-    pub fn schedule(&self) -> Result<Option<croner::Cron>, String> {
+    pub fn schedule(&self) -> Result<Option<croner::Cron>, SyncSpecError> {
         self.cron
             .as_deref()
             .map(|c| {
-                c.parse::<croner::Cron>().map_err(|e| {
-                    format!("sync.cron: {c:?} is not a cron expression ({e}); write e.g. \"0 3 * * *\" for 03:00 UTC daily")
-                })
+                c.parse::<croner::Cron>()
+                    .map_err(|source| SyncSpecError::Cron {
+                        cron: c.to_string(),
+                        source,
+                    })
             })
             .transpose()
     }
@@ -983,12 +1078,15 @@ impl Migration {
 
     /// Reads a migration file in the environment `env`, if one is named;
     /// the error names the file.
-    pub fn load_in(path: &Path, env: Option<&str>) -> Result<Self, String> {
-        let m = Self::load(path).map_err(|e| e.to_string())?;
+    pub fn load_in(path: &Path, env: Option<&str>) -> Result<Self, LoadError> {
+        let m = Self::load(path)?;
         match env {
             Some(env) => m
                 .in_environment(env)
-                .map_err(|e| format!("{}: {e}", path.display())),
+                .map_err(|source| LoadError::Environment {
+                    path: path.to_path_buf(),
+                    source,
+                }),
             None => Ok(m),
         }
     }
@@ -1013,17 +1111,15 @@ impl Migration {
     /// top-level ones, and its runs, checkpoints and audit entries are kept
     /// under `<name>@<environment>` so environments never resume each
     /// other's runs.
-    pub fn in_environment(mut self, name: &str) -> Result<Self, String> {
+    pub fn in_environment(mut self, name: &str) -> Result<Self, EnvironmentError> {
         let Some(env) = self.environments.get(name).cloned() else {
-            let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+            let known: Vec<String> = self.environments.keys().cloned().collect();
             return Err(match known.is_empty() {
-                true => format!(
-                    "environment `{name}`: the migration file defines no environments; add an [environments.{name}] table with a destination"
-                ),
-                false => format!(
-                    "environment `{name}` is not defined; the migration file has: {}",
-                    known.join(", ")
-                ),
+                true => EnvironmentError::NoEnvironments(name.to_string()),
+                false => EnvironmentError::Unknown {
+                    name: name.to_string(),
+                    known,
+                },
             });
         };
         if let Some(source) = env.source {
@@ -1034,9 +1130,10 @@ impl Migration {
         }
         for (connection, endpoint) in env.connections {
             if !self.connections.contains_key(&connection) {
-                return Err(format!(
-                    "environment `{name}`: connection `{connection}` is not defined at the top level; add [connections.{connection}] or fix the name"
-                ));
+                return Err(EnvironmentError::UnknownConnection {
+                    name: name.to_string(),
+                    connection,
+                });
             }
             self.connections.insert(connection, endpoint);
         }

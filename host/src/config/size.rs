@@ -10,14 +10,17 @@ const UNITS: [(&str, u64); 5] = [
     ("B", 1),
 ];
 
+/// A byte size that does not parse: the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a byte size; write a number with a unit, e.g. \"1GB\", \"512MB\" or \"64kB\""
+)]
+pub struct SizeError(pub String);
+
 /// Parses `"1GB"`, `"512 MB"`, `"64kB"`, `"1.5GB"` or a plain number of
 /// bytes. Units are case-insensitive and may end in `iB` (`MiB`).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "{text:?} is not a byte size; write a number with a unit, e.g. \"1GB\", \"512MB\" or \"64kB\""
-        )
-    };
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let bad = || SizeError(text.to_string());
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -69,7 +72,7 @@ mod tests {
         assert_eq!(parse_size("1.5GB"), Ok(3 << 29));
         assert_eq!(parse_size("1000"), Ok(1000));
         for bad in ["", "GB", "1 GiGa", "-1GB", "1e3", "lots"] {
-            let err = parse_size(bad).expect_err(bad);
+            let err = parse_size(bad).expect_err(bad).to_string();
             assert!(err.contains("is not a byte size"), "{err}");
         }
         assert_eq!(show_size(0), "0 B");

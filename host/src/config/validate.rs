@@ -232,10 +232,10 @@ pub(super) fn is_plain_name(name: &str) -> bool {
 fn check_sync(m: &Migration, problems: &mut Vec<String>) {
     use super::{SyncKind, SyncMode};
     let spec = &m.sync;
-    problems.extend(spec.interval().err());
-    problems.extend(spec.schedule().err());
-    problems.extend(spec.max_lag_bytes().err());
-    problems.extend(spec.time_limit().err());
+    problems.extend(spec.interval().err().map(|e| e.to_string()));
+    problems.extend(spec.schedule().err().map(|e| e.to_string()));
+    problems.extend(spec.max_lag_bytes().err().map(|e| e.to_string()));
+    problems.extend(spec.time_limit().err().map(|e| e.to_string()));
     match spec.kind {
         SyncKind::Continuous if spec.every.is_none() => problems.push(
             "sync.every: a continuous migration needs an interval, e.g. every = \"5m\"".into(),

@@ -94,7 +94,7 @@ const MY_REFUSED_PAIRS: &[(&str, &str)] = &[
 pub(crate) fn refusal(sql: &str, dialect: Dialect) -> Option<String> {
     let words = match words(sql, dialect) {
         Ok(words) => words,
-        Err(why) => return Some(why),
+        Err(why) => return Some(why.to_string()),
     };
     let first = words.first().map(String::as_str);
     let second = words.get(1).map(String::as_str);
@@ -133,10 +133,31 @@ fn my_refusal(words: &[String], first: Option<&str>, second: Option<&str>) -> Op
         .map(|w| format!("`{w}`"))
 }
 
+/// What the guard cannot read safely, so it refuses the statement; its
+/// text is the refusal a read-only grant gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum GuardError {
+    /// PostgreSQL's `U&"…"`, whose escapes could spell any name.
+    #[error("Unicode-escaped names (`U&\"…\"`)")]
+    UnicodeName,
+    /// MySQL's `/*! */` and `/*M! */`, whose text the server runs.
+    #[error("executable comments (`/*! … */`)")]
+    ExecutableComment,
+    /// A `/*` without its `*/`.
+    #[error("an unterminated comment")]
+    UnterminatedComment,
+    /// A quote without its closing quote.
+    #[error("an unterminated quoted string or name")]
+    UnterminatedQuote,
+    /// A `$tag$` without its closing tag.
+    #[error("an unterminated dollar-quoted string")]
+    UnterminatedDollar,
+}
+
 /// The statement's words (keywords, names, quoted identifiers), lowercased,
 /// outside comments and string literals; an error for what cannot be read
 /// safely (an unterminated comment, MySQL's executable comments).
-fn words(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
+fn words(sql: &str, dialect: Dialect) -> Result<Vec<String>, GuardError> {
     let chars: Vec<char> = sql.chars().collect();
     let mut words = Vec::new();
     let mut i = 0;
@@ -166,7 +187,7 @@ fn words(sql: &str, dialect: Dialect) -> Result<Vec<String>, String> {
                 end
             }
             ('"', _) if dialect == Dialect::Postgres && unicode_prefix(&chars, i) => {
-                return Err("Unicode-escaped names (`U&\"…\"`)".to_string());
+                return Err(GuardError::UnicodeName);
             }
             ('"', _) | ('`', _) => {
                 let end = skip_quoted(&chars, i, c, false)?;
@@ -218,11 +239,11 @@ fn skip_line(chars: &[char], i: usize) -> usize {
 
 /// Past a `/* */` comment (nested in PostgreSQL). MySQL runs the text of
 /// `/*! */` and `/*M! */`, so those are refused rather than read.
-fn skip_block(chars: &[char], start: usize, dialect: Dialect) -> Result<usize, String> {
+fn skip_block(chars: &[char], start: usize, dialect: Dialect) -> Result<usize, GuardError> {
     if dialect == Dialect::Mysql && matches!(chars.get(start + 2), Some('!' | 'M' | 'm')) {
         let executable = chars.get(start + 2) == Some(&'!') || chars.get(start + 3) == Some(&'!');
         if executable {
-            return Err("executable comments (`/*! … */`)".to_string());
+            return Err(GuardError::ExecutableComment);
         }
     }
     let mut depth = 0;
@@ -243,7 +264,7 @@ fn skip_block(chars: &[char], start: usize, dialect: Dialect) -> Result<usize, S
             _ => i += 1,
         }
     }
-    Err("an unterminated comment".to_string())
+    Err(GuardError::UnterminatedComment)
 }
 
 /// Whether the quote at `i` opens a PostgreSQL Unicode-escaped name
@@ -262,7 +283,12 @@ fn e_prefix(chars: &[char], i: usize) -> bool {
 /// Past a quoted literal or identifier opened at `start`; the quote doubled
 /// stands for itself, and a backslash escapes the next character where
 /// `escapes`.
-fn skip_quoted(chars: &[char], start: usize, quote: char, escapes: bool) -> Result<usize, String> {
+fn skip_quoted(
+    chars: &[char],
+    start: usize,
+    quote: char,
+    escapes: bool,
+) -> Result<usize, GuardError> {
     let mut i = start + 1;
     while i < chars.len() {
         match chars[i] {
@@ -272,7 +298,7 @@ fn skip_quoted(chars: &[char], start: usize, quote: char, escapes: bool) -> Resu
             _ => i += 1,
         }
     }
-    Err("an unterminated quoted string or name".to_string())
+    Err(GuardError::UnterminatedQuote)
 }
 
 /// The text between the quotes of a literal that ends before `end`,
@@ -287,7 +313,7 @@ fn inner(chars: &[char], start: usize, end: usize) -> String {
 
 /// Past a dollar-quoted string (`$$…$$`, `$tag$…$tag$`); a `$` that opens
 /// none (a parameter `$1`) is passed over.
-fn skip_dollar(chars: &[char], start: usize) -> Result<usize, String> {
+fn skip_dollar(chars: &[char], start: usize) -> Result<usize, GuardError> {
     let tag_end =
         (start + 1..chars.len()).find(|&j| !(chars[j].is_alphanumeric() || chars[j] == '_'));
     let Some(tag_end) = tag_end.filter(|&j| chars[j] == '$') else {
@@ -301,7 +327,7 @@ fn skip_dollar(chars: &[char], start: usize) -> Result<usize, String> {
     (body..chars.len())
         .find(|&j| chars[j..].starts_with(tag))
         .map(|j| j + tag.len())
-        .ok_or_else(|| "an unterminated dollar-quoted string".to_string())
+        .ok_or(GuardError::UnterminatedDollar)
 }
 
 #[cfg(test)]

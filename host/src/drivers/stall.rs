@@ -124,19 +124,17 @@ impl Watchdog {
     /// Whether the server answers a probe on a new connection within the
     /// stall time. Any reply counts, a refusal too (too many connections,
     /// starting up): the server is there.
-    async fn answers(&self) -> Result<(), String> {
+    async fn answers(&self) -> Result<(), ProbeError> {
         match tokio::time::timeout(self.stall, (self.probe)()).await {
-            Err(_) => Err("a probe on a new connection got no answer either".into()),
+            Err(_) => Err(ProbeError::NoAnswer),
             Ok(Ok(())) | Ok(Err(sqlx::Error::Database(_))) => Ok(()),
-            Ok(Err(sqlx::Error::Io(io))) => {
-                Err(format!("a probe on a new connection failed too: {io}"))
-            }
-            Ok(Err(_)) => Err("a probe on a new connection failed too".into()),
+            Ok(Err(sqlx::Error::Io(io))) => Err(ProbeError::Io(io)),
+            Ok(Err(_)) => Err(ProbeError::Failed),
         }
     }
 
     /// The message for a server that stopped answering.
-    fn stopped(&self, doing: &str, why: &str) -> ConnectorError {
+    fn stopped(&self, doing: &str, why: &ProbeError) -> ConnectorError {
         let s = self.stall.as_secs();
         ConnectorError::new(
             &self.endpoint,
@@ -385,6 +383,21 @@ impl Sink for WatchedSink {
         let doing = table("swapping in the new", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
+}
+
+/// Why a probe on a new connection says the server is not there.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// No reply within the stall time.
+    #[error("a probe on a new connection got no answer either")]
+    NoAnswer,
+    /// The connection failed at the socket.
+    #[error("a probe on a new connection failed too: {0}")]
+    Io(#[source] std::io::Error),
+    /// It failed otherwise; the driver's error is left out, as it may
+    /// describe the connection.
+    #[error("a probe on a new connection failed too")]
+    Failed,
 }
 
 #[cfg(test)]

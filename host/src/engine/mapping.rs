@@ -47,6 +47,19 @@ struct ValueMap {
     default: Value,
 }
 
+/// A value that a value map does not list, under `unmapped = "error"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{key:?} is not in the value map (known: {}); add it to `map` or set `unmapped`",
+    known.join(", ")
+)]
+pub struct NotInMap {
+    /// The value, as text.
+    pub key: String,
+    /// The values the map lists, sorted.
+    pub known: Vec<String>,
+}
+
 /// A value that could not be mapped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapError {
@@ -198,7 +211,7 @@ impl MappedColumn {
         let mapped;
         let value = match &self.map {
             Some(map) => {
-                mapped = map.apply(source).map_err(|m| fail(source, m))?;
+                mapped = map.apply(source).map_err(|e| fail(source, e.to_string()))?;
                 &mapped
             }
             None => source,
@@ -207,12 +220,12 @@ impl MappedColumn {
             true => convert_lossy(value.clone(), self.to.type_),
             false => convert_ref(value, self.to.type_),
         }
-        .map_err(|m| fail(value, m))
+        .map_err(|e| fail(value, e.to_string()))
     }
 }
 
 impl ValueMap {
-    fn apply(&self, value: &Value) -> Result<Value, String> {
+    fn apply(&self, value: &Value) -> Result<Value, NotInMap> {
         let Some(key) = to_text(value) else {
             return Ok(Value::Null);
         };
@@ -221,12 +234,9 @@ impl ValueMap {
         }
         match self.unmapped {
             Unmapped::Error => {
-                let mut known: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+                let mut known: Vec<String> = self.entries.keys().cloned().collect();
                 known.sort();
-                Err(format!(
-                    "{key:?} is not in the value map (known: {}); add it to `map` or set `unmapped`",
-                    known.join(", ")
-                ))
+                Err(NotInMap { key, known })
             }
             Unmapped::Null => Ok(Value::Null),
             Unmapped::Keep => Ok(value.clone()),

@@ -46,6 +46,20 @@ pub struct PlanError {
     pub problems: Vec<String>,
 }
 
+/// Why a transform step could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    /// The plugin's file was not found or did not match its checksum.
+    #[error(transparent)]
+    Locate(#[from] plugins::LocateError),
+    /// The runtime could not load the plugin.
+    #[error(transparent)]
+    Load(#[from] crate::runtime::RuntimeError),
+    /// The plugin refused its settings or input schema, or failed.
+    #[error(transparent)]
+    Configure(#[from] crate::runtime::PluginFailure),
+}
+
 /// Plans every table of a migration; all problems are collected.
 pub async fn plan(
     m: &Migration,
@@ -200,19 +214,13 @@ async fn plan_step(
     ctx: &TransformContext,
     input: Vec<Column>,
     runtime: &Runtime,
-) -> Result<TransformStep, String> {
+) -> Result<TransformStep, StepError> {
     tracing::debug!(migration = %m.name, table = %ctx.table, "planning: configuring transform `{}`", t.plugin);
-    let (name, wasm) = plugins::locate(&t.plugin, &m.base_dir, runtime, t.sha256.as_deref())
-        .map_err(|e| e.to_string())?;
+    let (name, wasm) = plugins::locate(&t.plugin, &m.base_dir, runtime, t.sha256.as_deref())?;
     let grants = crate::drivers::grants(&t.grants, &m.base_dir);
-    let plugin = runtime
-        .load_transform(&name, &wasm, m.limits(t), grants)
-        .map_err(|e| e.to_string())?;
+    let plugin = runtime.load_transform(&name, &wasm, m.limits(t), grants)?;
     let config = serde_json::to_string(&t.config).expect("TOML values serialize to JSON");
-    let instance = plugin
-        .instantiate(ctx, &config, &input)
-        .await
-        .map_err(|e| e.to_string())?;
+    let instance = plugin.instantiate(ctx, &config, &input).await?;
     let output = instance.output_schema().to_vec();
     Ok(TransformStep {
         plugin,

@@ -518,7 +518,7 @@ impl<'a> Retrying<'a> {
                     return Err((Some(c.name.clone()), None, message));
                 };
                 from_json(value, c.type_)
-                    .map_err(|e| (Some(c.name.clone()), Some(value.to_string()), e))
+                    .map_err(|e| (Some(c.name.clone()), Some(value.to_string()), e.to_string()))
             })
             .collect()
     }

@@ -12,8 +12,30 @@ use crate::model::value::{
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// A value that cannot become the type asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// No exact (or opted-into lossy) conversion: `got` describes the
+    /// value, e.g. `text "12x"`.
+    #[error("expected {}{}, got {got}", type_name(*to), hint(*to))]
+    Mismatch {
+        /// The type asked for.
+        to: ColumnType,
+        /// The value, described.
+        got: String,
+    },
+    /// A JSON value (from a flagged-row export) that does not read as `to`.
+    #[error("{json} cannot be read as {}", type_name(*to))]
+    Json {
+        /// The JSON value, as text.
+        json: String,
+        /// The type asked for.
+        to: ColumnType,
+    },
+}
+
 /// Converts `value` to type `to`; null stays null.
-pub fn convert(value: Value, to: ColumnType) -> Result<Value, String> {
+pub fn convert(value: Value, to: ColumnType) -> Result<Value, ConvertError> {
     match value_type(&value) {
         None => Ok(Value::Null),
         Some(from) if from == to => Ok(value),
@@ -23,7 +45,7 @@ pub fn convert(value: Value, to: ColumnType) -> Result<Value, String> {
 
 /// Like [`convert`], for a borrowed value (cloned only when it already has
 /// the type).
-pub fn convert_ref(value: &Value, to: ColumnType) -> Result<Value, String> {
+pub fn convert_ref(value: &Value, to: ColumnType) -> Result<Value, ConvertError> {
     match value_type(value) {
         None => Ok(Value::Null),
         Some(from) if from == to => Ok(value.clone()),
@@ -35,7 +57,7 @@ pub fn convert_ref(value: &Value, to: ColumnType) -> Result<Value, String> {
 /// nearest one a user opted into with `lossy = true`: floats and decimals
 /// round to the nearest integer, decimals and big integers to the nearest
 /// float, date-times truncate to their (UTC) date.
-pub fn convert_lossy(value: Value, to: ColumnType) -> Result<Value, String> {
+pub fn convert_lossy(value: Value, to: ColumnType) -> Result<Value, ConvertError> {
     let nearest = match (&value, to) {
         (Value::Float(f), ColumnType::Int) if f.is_finite() && f.abs() < 9.2e18 => {
             Some(Value::Int(f.round() as i64))
@@ -50,7 +72,7 @@ pub fn convert_lossy(value: Value, to: ColumnType) -> Result<Value, String> {
     };
     match convert(value, to) {
         Ok(exact) => Ok(exact),
-        Err(message) => nearest.ok_or(message),
+        Err(err) => nearest.ok_or(err),
     }
 }
 
@@ -76,9 +98,17 @@ pub fn convertible(from: ColumnType, to: ColumnType, lossy: bool) -> bool {
         || (lossy && from == T::Timestamptz && to == T::Date)
 }
 
-/// The message for a value that cannot become `to`.
-pub fn mismatch(value: &Value, to: ColumnType) -> String {
-    let hint = match to {
+/// The error for a value that cannot become `to`.
+pub fn mismatch(value: &Value, to: ColumnType) -> ConvertError {
+    ConvertError::Mismatch {
+        to,
+        got: describe(value),
+    }
+}
+
+/// What a value of type `to` looks like, for [`ConvertError::Mismatch`].
+fn hint(to: ColumnType) -> &'static str {
+    match to {
         ColumnType::Date => " like 2024-01-31",
         ColumnType::Time => " like 13:45:00",
         ColumnType::Timestamp => " like 2024-01-31 13:45:00",
@@ -86,8 +116,7 @@ pub fn mismatch(value: &Value, to: ColumnType) -> String {
         ColumnType::Boolean => " (true/false, yes/no, 1/0)",
         ColumnType::Int => " (a whole number that fits in 64 bits)",
         _ => "",
-    };
-    format!("expected {}{hint}, got {}", type_name(to), describe(value))
+    }
 }
 
 fn convert_other(value: &Value, to: ColumnType) -> Option<Value> {
@@ -180,7 +209,7 @@ pub fn from_text(text: &str, to: ColumnType) -> Option<Value> {
 
 /// Reads back a value written by [`crate::model::value::to_json`] (or edited by a
 /// person in a flagged-row export) as a value of type `to`.
-pub fn from_json(json: &serde_json::Value, to: ColumnType) -> Result<Value, String> {
+pub fn from_json(json: &serde_json::Value, to: ColumnType) -> Result<Value, ConvertError> {
     use serde_json::Value as J;
     let value = match (json, to) {
         (J::Null, _) => Some(Value::Null),
@@ -193,7 +222,10 @@ pub fn from_json(json: &serde_json::Value, to: ColumnType) -> Result<Value, Stri
         (J::Array(_) | J::Object(_), ColumnType::Json) => Some(Value::Json(json.to_string())),
         _ => None,
     };
-    value.ok_or_else(|| format!("{json} cannot be read as {}", type_name(to)))
+    value.ok_or_else(|| ConvertError::Json {
+        json: json.to_string(),
+        to,
+    })
 }
 
 fn parse_bool(t: &str) -> Option<bool> {
@@ -330,7 +362,7 @@ mod tests {
             Ok(Value::Json(r#"{"a":1}"#.into()))
         );
         assert_eq!(
-            from_json(&serde_json::json!("x"), ColumnType::Int),
+            from_json(&serde_json::json!("x"), ColumnType::Int).map_err(|e| e.to_string()),
             Err(r#""x" cannot be read as int"#.into())
         );
     }
@@ -383,7 +415,9 @@ mod tests {
             convert(Value::Text("007.50".into()), ColumnType::Decimal),
             Ok(Value::Decimal("7.50".into()))
         );
-        let err = convert(Value::Text("12x".into()), ColumnType::Int).unwrap_err();
+        let err = convert(Value::Text("12x".into()), ColumnType::Int)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("expected int") && err.contains("\"12x\""),
             "{err}"
@@ -481,7 +515,9 @@ mod tests {
             Value::Timestamp(i64::MAX),
             Value::Timestamptz(i64::MIN),
         ] {
-            let err = convert(value.clone(), ColumnType::Text).unwrap_err();
+            let err = convert(value.clone(), ColumnType::Text)
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with("expected text, got "), "{err}");
         }
     }

@@ -110,7 +110,10 @@ impl SourcePlugin {
             &self.grants,
             &RandomUse::default(),
         )
-        .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
+        .map_err(|e| {
+            let message = e.to_string();
+            failure(&self.name, FailureKind::Config { message })
+        })?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
         let bindings =
             instantiated.map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
@@ -179,8 +182,11 @@ impl SourceInstance {
             return Err(self.failure(FailureKind::Contract { message }));
         }
         let rows: Vec<Row> = batch.rows.into_iter().map(from_wit_row).collect();
-        let bad = check_rows(&rows, columns)
-            .map_err(|message| self.failure(FailureKind::Contract { message }))?;
+        let bad = check_rows(&rows, columns).map_err(|e| {
+            self.failure(FailureKind::Contract {
+                message: e.to_string(),
+            })
+        })?;
         Ok(Some(SourceRows {
             rows,
             position: batch.position,
@@ -215,17 +221,26 @@ pub struct BadRow {
     pub message: String,
 }
 
+/// A row of another width than its table: the plugin broke its contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("row {row} has {values} values but the table has {columns} columns")]
+struct WidthError {
+    row: usize,
+    values: usize,
+    columns: usize,
+}
+
 /// Checks rows against the schema they claim: the width of every row (a
 /// contract error), then each value's type and NOT NULL (a bad row).
-fn check_rows(rows: &[Vec<Value>], columns: &[Column]) -> Result<Vec<BadRow>, String> {
+fn check_rows(rows: &[Vec<Value>], columns: &[Column]) -> Result<Vec<BadRow>, WidthError> {
     let mut bad = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if row.len() != columns.len() {
-            return Err(format!(
-                "row {i} has {} values but the table has {} columns",
-                row.len(),
-                columns.len()
-            ));
+            return Err(WidthError {
+                row: i,
+                values: row.len(),
+                columns: columns.len(),
+            });
         }
         bad.extend(check_row(i, row, columns));
     }
@@ -310,7 +325,10 @@ impl SinkPlugin {
             &self.grants,
             &RandomUse::default(),
         )
-        .map_err(|message| failure(&self.name, FailureKind::Config { message }))?;
+        .map_err(|e| {
+            let message = e.to_string();
+            failure(&self.name, FailureKind::Config { message })
+        })?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
         let bindings =
             instantiated.map_err(|err| failure(&self.name, classify(&store, self.limits, err)))?;
@@ -492,6 +510,9 @@ mod tests {
     fn a_row_of_the_wrong_width_breaks_the_contract() {
         let rows = vec![vec![Value::Int(1)]];
         let err = check_rows(&rows, &columns()).unwrap_err();
-        assert_eq!(err, "row 0 has 1 values but the table has 2 columns");
+        assert_eq!(
+            err.to_string(),
+            "row 0 has 1 values but the table has 2 columns"
+        );
     }
 }

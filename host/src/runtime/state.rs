@@ -46,6 +46,20 @@ pub(crate) struct PluginState {
     db_handles: usize,
 }
 
+/// A directory of the plugin's grants that could not be opened for it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot open the granted directory {} ({error:#}); create it or fix grants.dirs",
+    dir.display()
+)]
+pub(crate) struct GrantError {
+    /// The directory on the host.
+    dir: std::path::PathBuf,
+    /// Why WASI could not open it.
+    #[source]
+    error: wasmtime::Error,
+}
+
 impl PluginState {
     /// A state with no network, environment or real clock, and no files
     /// but the directories `grants` names.
@@ -56,7 +70,7 @@ impl PluginState {
         memory_cap: usize,
         grants: &Grants,
         random: &RandomUse,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, GrantError> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let (who, at) = (plugin.to_string(), scope.to_string());
         let mut wasi = WasiCtxBuilder::new();
@@ -66,11 +80,9 @@ impl PluginState {
                 false => FsPerms::ReadOnly,
             };
             wasi.preopened_dir(&dir.host, &dir.guest, perms)
-                .map_err(|e| {
-                    format!(
-                        "cannot open the granted directory {} ({e:#}); create it or fix grants.dirs",
-                        dir.host.display()
-                    )
+                .map_err(|error| GrantError {
+                    dir: dir.host.clone(),
+                    error,
                 })?;
         }
         let wasi = wasi

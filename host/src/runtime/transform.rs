@@ -11,7 +11,7 @@ use super::convert::{
     from_wit_columns, from_wit_result, give_back, lend, to_wit_columns, to_wit_context,
 };
 use super::limits::{FailureKind, Limits, PluginFailure};
-use super::state::{PluginState, RandomUse};
+use super::state::{GrantError, PluginState, RandomUse};
 use super::{EPOCH_TICK, deadline_ticks};
 use crate::capabilities::Grants;
 use crate::model::value::{
@@ -99,7 +99,11 @@ impl TransformPlugin {
             &self.grants,
             &self.random,
         )
-        .map_err(|message| self.failure(FailureKind::Config { message }))?;
+        .map_err(|e| {
+            self.failure(FailureKind::Config {
+                message: e.to_string(),
+            })
+        })?;
         let instantiated = with_timeout(self.limits, self.pre.instantiate_async(&mut store)).await;
         let bindings = match instantiated {
             Ok(bindings) => bindings,
@@ -173,35 +177,38 @@ impl TransformInstance {
             fuel: self.limits.fuel - self.store.get_fuel().unwrap_or(0),
             elapsed: started.elapsed(),
         };
-        self.check_contract(rows.len(), &results)
-            .map_err(|message| self.failure(FailureKind::Contract { message }))?;
+        self.check_contract(rows.len(), &results).map_err(|e| {
+            self.failure(FailureKind::Contract {
+                message: e.to_string(),
+            })
+        })?;
         Ok((results, stats))
     }
 
-    fn check_contract(&self, sent: usize, results: &[RowResult]) -> Result<(), String> {
+    fn check_contract(&self, sent: usize, results: &[RowResult]) -> Result<(), ContractError> {
         if results.len() != sent {
-            return Err(format!(
-                "returned {} results for {sent} rows",
-                results.len()
-            ));
+            return Err(ContractError::Results {
+                got: results.len(),
+                sent,
+            });
         }
         for (i, result) in results.iter().enumerate() {
             let RowResult::Ok(row) = result else { continue };
             if row.len() != self.output.len() {
-                return Err(format!(
-                    "row {i} has {} values but the declared output schema has {} columns",
-                    row.len(),
-                    self.output.len()
-                ));
+                return Err(ContractError::Width {
+                    row: i,
+                    values: row.len(),
+                    columns: self.output.len(),
+                });
             }
             for (value, column) in row.iter().zip(&self.output) {
                 if !conforms(value, column) {
-                    return Err(format!(
-                        "row {i}: column `{}` is declared {} but got {}",
-                        column.name,
-                        type_name(column.type_),
-                        describe(value)
-                    ));
+                    return Err(ContractError::Type {
+                        row: i,
+                        column: column.name.clone(),
+                        declared: type_name(column.type_),
+                        got: describe(value),
+                    });
                 }
             }
         }
@@ -216,6 +223,29 @@ impl TransformInstance {
     }
 }
 
+/// How a transform's answer broke its contract with the host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ContractError {
+    /// Not one result per row sent.
+    #[error("returned {got} results for {sent} rows")]
+    Results { got: usize, sent: usize },
+    /// A row of another width than the output schema.
+    #[error("row {row} has {values} values but the declared output schema has {columns} columns")]
+    Width {
+        row: usize,
+        values: usize,
+        columns: usize,
+    },
+    /// A value of another type than its column's.
+    #[error("row {row}: column `{column}` is declared {declared} but got {got}")]
+    Type {
+        row: usize,
+        column: String,
+        declared: &'static str,
+        got: String,
+    },
+}
+
 /// A store for one instance, with its grants, memory cap and deadline.
 pub(super) fn new_store(
     engine: &wasmtime::Engine,
@@ -224,7 +254,7 @@ pub(super) fn new_store(
     limits: Limits,
     grants: &Grants,
     random: &RandomUse,
-) -> Result<Store<PluginState>, String> {
+) -> Result<Store<PluginState>, GrantError> {
     let state = PluginState::new(plugin, scope, limits.memory_bytes(), grants, random)?;
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.memory);

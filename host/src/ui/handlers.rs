@@ -82,7 +82,7 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
 fn find(d: &Dashboard, name: &str) -> Result<Migration, Failure> {
     match d.migration(name) {
         Some(Ok(m)) => Ok(m),
-        Some(Err(why)) => Err(Failure(StatusCode::CONFLICT, why)),
+        Some(Err(why)) => Err(Failure(StatusCode::CONFLICT, why.to_string())),
         None => Err(Failure(
             StatusCode::NOT_FOUND,
             format!("no migration `{name}` is served here"),
@@ -239,9 +239,7 @@ pub async fn migration(State(d): Dash, Path(name): Path<String>) -> Result<Html<
         retryable_total: d.state.count_retryable(&m.name).await?,
         retryable: d.state.retryable_among(&m.name, &shown_ids).await?,
         flagged,
-        points: crate::jobs::restore::list(m)
-            .await
-            .map_err(|e| e.to_string()),
+        points: crate::jobs::restore::list(m).await,
         events: d.state.events(Some(&m.name), SHOWN_EVENTS).await?,
         slots: crate::jobs::sync::slot_reports(m).await,
     };
@@ -519,7 +517,7 @@ pub async fn retry_fixed(
     }
     let text = text.ok_or_else(|| refused("none was uploaded; choose the edited export".into()))?;
     let request = RetryRequest {
-        fixed: app::read_fixed(&text).map_err(refused)?,
+        fixed: app::read_fixed(&text).map_err(|e| refused(e.to_string()))?,
         ..RetryRequest::default()
     };
     retry_with(d, &name, request).await

@@ -16,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-use crate::config::{Catalog, Migration};
+use crate::config::{Catalog, CatalogError, Migration};
 use crate::jobs::sync::Turns;
 use crate::runtime::Runtime;
 use crate::state::StateStore;
@@ -97,7 +97,7 @@ impl Dashboard {
 
     /// A migration as its file reads now: pages and clicks act on the
     /// file as edited, as the CLI would.
-    fn migration(&self, name: &str) -> Option<Result<Migration, String>> {
+    fn migration(&self, name: &str) -> Option<Result<Migration, CatalogError>> {
         self.catalog.current(name)
     }
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 
 use crate::config::show_size;
 use crate::jobs::RetrySummary;
-use crate::jobs::restore::{Action, Listing, Point, Rollback};
+use crate::jobs::restore::{Action, Listing, Point, RestoreError, Rollback};
 use crate::jobs::sync::SlotReport;
 /// Escapes text for HTML (the validation report's escaping).
 pub(crate) use crate::jobs::validate::report::esc;
@@ -61,7 +61,7 @@ pub struct Page {
     /// Which of the rows shown it may retry.
     pub retryable: HashSet<i64>,
     /// Its restore points, or why they cannot be listed.
-    pub points: Result<Listing, String>,
+    pub points: Result<Listing, RestoreError>,
     /// Its audit log, oldest first.
     pub events: Vec<Event>,
     /// Its CDC replication slots (none unless it syncs by CDC).
@@ -458,12 +458,13 @@ fn retry_button(name: &str, id: i64, retryable: bool) -> String {
     }
 }
 
-fn points(body: &mut String, name: &str, points: &Result<Listing, String>) {
+fn points(body: &mut String, name: &str, points: &Result<Listing, RestoreError>) {
     body.push_str("<section id=\"restore-points\"><h2>Restore points</h2>");
     let listing = match points {
         Ok(listing) => listing,
         Err(why) => {
-            let _ = write!(body, "<p class=\"quiet\">{}</p></section>", esc(why));
+            let why = why.to_string();
+            let _ = write!(body, "<p class=\"quiet\">{}</p></section>", esc(&why));
             return;
         }
     };

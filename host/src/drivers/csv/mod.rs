@@ -84,28 +84,58 @@ impl CsvSource {
         let fail = |message: String| self.error(format!("{}: {message}", file.display()));
         let input = File::open(file).map_err(|e| fail(e.to_string()).because(&e))?;
         let mut records = Records::new(BufReader::new(input), self.delimiter);
-        let header = header_of(&mut records).map_err(fail)?;
+        let header = header_of(&mut records).map_err(|e| fail(e.to_string()).because(&e))?;
         records.set_width(header.len());
         Ok((records, header))
     }
 }
 
+/// Why a CSV file's header row gives no columns.
+#[derive(Debug, thiserror::Error)]
+enum HeaderError {
+    /// The file could not be read at the header row.
+    #[error("line {line}: cannot read the header row: {source}; fix the file, then run again")]
+    Read {
+        line: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The header row is not well-formed CSV.
+    #[error("line {line}: cannot read the header row: {message}; fix the file, then run again")]
+    Broken { line: u64, message: String },
+    /// The header row is not UTF-8.
+    #[error(
+        "line {0}: the header row is not UTF-8 text; save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+    )]
+    NotUtf8(u64),
+    /// No header row at all.
+    #[error("the file is empty: a CSV table needs a header row naming its columns")]
+    Empty,
+    /// Two columns of one name (1-based positions).
+    #[error(
+        "the header row names column {name:?} twice (columns {first} and {second}); give every column its own name"
+    )]
+    Twice {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+}
+
 /// The header row's names (untrimmed); an empty list for an empty file.
-fn header_of(records: &mut Records<BufReader<File>>) -> Result<Vec<String>, String> {
-    let fix = "fix the file, then run again";
+fn header_of(records: &mut Records<BufReader<File>>) -> Result<Vec<String>, HeaderError> {
     match records.next_record() {
-        Err(e) => Err(format!("line {}: cannot read the header row: {e}; {fix}", records.line())),
+        Err(source) => Err(HeaderError::Read {
+            line: records.line(),
+            source,
+        }),
         Ok(None) => Ok(Vec::new()),
-        Ok(Some(Record::Broken { line, message, .. })) => Err(format!(
-            "line {line}: cannot read the header row: {message}; {fix}"
-        )),
+        Ok(Some(Record::Broken { line, message, .. })) => {
+            Err(HeaderError::Broken { line, message })
+        }
         Ok(Some(Record::Fields { line, fields })) => fields
             .into_iter()
-            .map(|f| {
-                String::from_utf8(f).map_err(|_| {
-                    format!("line {line}: the header row is not UTF-8 text; save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
-                })
-            })
+            .map(|f| String::from_utf8(f).map_err(|_| HeaderError::NotUtf8(line)))
             .collect(),
     }
 }
@@ -187,20 +217,19 @@ impl Source for CsvSource {
 /// a repeated name (two empty ones included, as `a,,` gives) is refused
 /// rather than left to a later stage to trip over; so is a file with no
 /// header row, which would be a table without columns.
-fn columns_of(headers: &[String]) -> Result<Vec<Column>, String> {
+fn columns_of(headers: &[String]) -> Result<Vec<Column>, HeaderError> {
     if headers.is_empty() {
-        return Err("the file is empty: a CSV table needs a header row naming its columns".into());
+        return Err(HeaderError::Empty);
     }
     let mut columns: Vec<Column> = Vec::with_capacity(headers.len());
     for (i, header) in headers.iter().enumerate() {
         let name = header.trim();
         if let Some(first) = columns.iter().position(|c| c.name == name) {
-            return Err(format!(
-                "the header row names column {:?} twice (columns {} and {}); give every column its own name",
-                name,
-                first + 1,
-                i + 1
-            ));
+            return Err(HeaderError::Twice {
+                name: name.to_string(),
+                first: first + 1,
+                second: i + 1,
+            });
         }
         columns.push(Column {
             name: name.to_string(),

@@ -11,11 +11,38 @@ use crate::model::value::{
     Value, days_from_date, micros_from_time, micros_from_timestamp, parse_uuid,
 };
 
+/// Why a binary-protocol value's bytes could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// Decimal or JSON text that is not UTF-8.
+    #[error("text that is not UTF-8")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+    /// A fixed-size value of the wrong length.
+    #[error("{len} bytes where {expected} were expected")]
+    Size { len: usize, expected: usize },
+    /// An integer of a width the protocol does not send.
+    #[error("an integer of {0} bytes")]
+    IntWidth(usize),
+    /// A float whose shortest text does not parse back (never expected).
+    #[error("a float {value} without a decimal form")]
+    FloatForm {
+        value: String,
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    /// A date, date-time or time without its length byte (`what` names it).
+    #[error("an empty {0}")]
+    Empty(&'static str),
+    /// A date, date-time or time shorter than its length byte says.
+    #[error("a truncated {0}")]
+    Truncated(&'static str),
+}
+
 /// Decodes one non-null value. A value the row model cannot hold as its
 /// column's type (a zero date, a negative time, 2 in a `tinyint(1)`) is
 /// handed on as text or int, so the mapping reports it as a row error that
 /// names the value; `Err` means the bytes themselves are malformed.
-pub(super) fn decode(kind: Kind, raw: &[u8]) -> Result<Value, String> {
+pub(super) fn decode(kind: Kind, raw: &[u8]) -> Result<Value, DecodeError> {
     Ok(match kind {
         Kind::Bool => match int(raw, true)? {
             0 => Value::Boolean(false),
@@ -39,28 +66,28 @@ pub(super) fn decode(kind: Kind, raw: &[u8]) -> Result<Value, String> {
         Kind::Bytes => Value::Bytes(raw.to_vec()),
         Kind::Date => date(raw)?,
         Kind::Time => time(raw)?,
-        Kind::DateTime => datetime(raw)?.map_or_else(Value::Text, Value::Timestamp),
-        Kind::DateTimeUtc | Kind::Timestamp => {
-            datetime(raw)?.map_or_else(Value::Text, Value::Timestamptz)
-        }
+        Kind::DateTime => datetime(raw, Value::Timestamp)?,
+        Kind::DateTimeUtc | Kind::Timestamp => datetime(raw, Value::Timestamptz)?,
         Kind::Bit => bits(raw).map_or_else(|| Value::Bytes(raw.to_vec()), Value::Int),
         Kind::BitWide => Value::Decimal(bits_wide(raw).to_string()),
         Kind::Uuid => uuid(raw)?,
     })
 }
 
-fn text(raw: &[u8]) -> Result<String, String> {
-    String::from_utf8(raw.to_vec()).map_err(|_| "text that is not UTF-8".to_string())
+fn text(raw: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(raw.to_vec()).map_err(DecodeError::NotUtf8)
 }
 
-fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
-    raw.try_into()
-        .map_err(|_| format!("{} bytes where {N} were expected", raw.len()))
+fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], DecodeError> {
+    raw.try_into().map_err(|_| DecodeError::Size {
+        len: raw.len(),
+        expected: N,
+    })
 }
 
 /// A little-endian integer of 1, 2, 4 or 8 bytes (the width follows the
 /// column's wire type), sign-extended when `signed`.
-fn int(raw: &[u8], signed: bool) -> Result<i128, String> {
+fn int(raw: &[u8], signed: bool) -> Result<i128, DecodeError> {
     Ok(match (raw.len(), signed) {
         (1, true) => i128::from(raw[0] as i8),
         (1, false) => i128::from(raw[0]),
@@ -70,18 +97,21 @@ fn int(raw: &[u8], signed: bool) -> Result<i128, String> {
         (4, false) => i128::from(u32::from_le_bytes(fixed(raw)?)),
         (8, true) => i128::from(i64::from_le_bytes(fixed(raw)?)),
         (8, false) => i128::from(u64::from_le_bytes(fixed(raw)?)),
-        (n, _) => return Err(format!("an integer of {n} bytes")),
+        (n, _) => return Err(DecodeError::IntWidth(n)),
     })
 }
 
 /// A `float` becomes the double its shortest decimal form denotes (0.1, as
 /// the server prints it, not 0.10000000149011612): written back into a
 /// `float` it is the same number, and it reads as the user expects.
-fn single(raw: &[u8]) -> Result<f64, String> {
+fn single(raw: &[u8]) -> Result<f64, DecodeError> {
     let f = f32::from_le_bytes(fixed(raw)?);
     f.to_string()
         .parse()
-        .map_err(|_| format!("a float {f} without a decimal form"))
+        .map_err(|source| DecodeError::FloatForm {
+            value: f.to_string(),
+            source,
+        })
 }
 
 /// `bit(n)` arrives big-endian in ⌈n/8⌉ bytes.
@@ -96,9 +126,9 @@ fn bits_wide(raw: &[u8]) -> u64 {
 /// The parts of a binary DATE/DATETIME/TIMESTAMP: a length byte (0, 4, 7
 /// or 11), then year (2 bytes), month, day, hour, minute, second and
 /// microseconds (4 bytes), absent parts being zero.
-fn date_parts(raw: &[u8]) -> Result<[u32; 7], String> {
-    let len = usize::from(*raw.first().ok_or("an empty date")?);
-    let body = raw.get(1..1 + len).ok_or("a truncated date")?;
+fn date_parts(raw: &[u8]) -> Result<[u32; 7], DecodeError> {
+    let len = usize::from(*raw.first().ok_or(DecodeError::Empty("date"))?);
+    let body = raw.get(1..1 + len).ok_or(DecodeError::Truncated("date"))?;
     let mut parts = [0u32; 7];
     if len >= 4 {
         parts[0] = u32::from(u16::from_le_bytes([body[0], body[1]]));
@@ -122,7 +152,7 @@ fn date_text(p: &[u32; 7]) -> String {
     format!("{:04}-{:02}-{:02}", p[0], p[1], p[2])
 }
 
-fn date(raw: &[u8]) -> Result<Value, String> {
+fn date(raw: &[u8]) -> Result<Value, DecodeError> {
     let p = date_parts(raw)?;
     let valid = NaiveDate::from_ymd_opt(p[0] as i32, p[1], p[2]);
     Ok(valid.map_or_else(
@@ -131,19 +161,22 @@ fn date(raw: &[u8]) -> Result<Value, String> {
     ))
 }
 
-/// Microseconds since the epoch, or the server's text for an impossible
-/// date-time (a zero date, say).
-fn datetime(raw: &[u8]) -> Result<Result<i64, String>, String> {
+/// Microseconds since the epoch as the value `make` builds of them, or the
+/// server's text for an impossible date-time (a zero date, say).
+fn datetime(raw: &[u8], make: fn(i64) -> Value) -> Result<Value, DecodeError> {
     let p = date_parts(raw)?;
     let valid = NaiveDate::from_ymd_opt(p[0] as i32, p[1], p[2])
         .and_then(|d| d.and_hms_micro_opt(p[3], p[4], p[5], p[6]));
-    Ok(valid.map(micros_from_timestamp).ok_or_else(|| {
-        let mut text = format!("{} {:02}:{:02}:{:02}", date_text(&p), p[3], p[4], p[5]);
-        if p[6] != 0 {
-            text.push_str(&format!(".{:06}", p[6]));
-        }
-        text
-    }))
+    Ok(valid.map(micros_from_timestamp).map_or_else(
+        || {
+            let mut text = format!("{} {:02}:{:02}:{:02}", date_text(&p), p[3], p[4], p[5]);
+            if p[6] != 0 {
+                text.push_str(&format!(".{:06}", p[6]));
+            }
+            Value::Text(text)
+        },
+        make,
+    ))
 }
 
 /// A binary TIME: a length byte (0, 8 or 12), a sign byte, days (4 bytes),
@@ -151,9 +184,9 @@ fn datetime(raw: &[u8]) -> Result<Result<i64, String>, String> {
 /// `time`; a negative time or one of 24 h or more (MySQL's TIME is also an
 /// interval, up to 838:59:59) is handed on as its text, `-01:30:00` or
 /// `25:00:00`, which the mapping refuses as a time unless told otherwise.
-fn time(raw: &[u8]) -> Result<Value, String> {
-    let len = usize::from(*raw.first().ok_or("an empty time")?);
-    let body = raw.get(1..1 + len).ok_or("a truncated time")?;
+fn time(raw: &[u8]) -> Result<Value, DecodeError> {
+    let len = usize::from(*raw.first().ok_or(DecodeError::Empty("time"))?);
+    let body = raw.get(1..1 + len).ok_or(DecodeError::Truncated("time"))?;
     if len < 8 {
         return Ok(Value::Time(0));
     }
@@ -180,7 +213,7 @@ fn time(raw: &[u8]) -> Result<Value, String> {
 }
 
 /// MariaDB sends a UUID as its text; 16 raw bytes are accepted too.
-fn uuid(raw: &[u8]) -> Result<Value, String> {
+fn uuid(raw: &[u8]) -> Result<Value, DecodeError> {
     if raw.len() == 16 {
         let hi = u64::from_be_bytes(fixed(&raw[..8])?);
         let lo = u64::from_be_bytes(fixed(&raw[8..])?);

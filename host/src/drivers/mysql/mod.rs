@@ -272,7 +272,7 @@ pub(crate) fn result_type(type_name: &str) -> crate::model::value::ColumnType {
 pub(crate) fn decode_result(
     type_name: &str,
     raw: &[u8],
-) -> Result<crate::model::value::Value, String> {
+) -> Result<crate::model::value::Value, decode::DecodeError> {
     decode::decode(result_kind(type_name), raw)
 }
 

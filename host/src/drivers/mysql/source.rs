@@ -138,6 +138,25 @@ fn key_param(col: &ReadColumn, text: &str) -> Option<Param> {
     })
 }
 
+/// Why a read cannot resume where its checkpoint says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ResumeError {
+    /// The table's primary key names a column it no longer has.
+    #[error("the primary key names a column that is gone")]
+    KeyColumnGone,
+    /// The checkpoint's key has another number of parts than the key.
+    #[error(
+        "the checkpoint's key has {parts} part(s) but the primary key has {columns}; run again with --restart"
+    )]
+    KeyParts { parts: usize, columns: usize },
+    /// A key column is NULL in the checkpoint.
+    #[error("the checkpoint's key has NULL for `{0}`")]
+    NullKey(String),
+    /// A key value that the column's type does not take.
+    #[error("the checkpoint's key value {value:?} does not fit column `{column}`")]
+    Unfit { value: String, column: String },
+}
+
 /// The statement that reads a table, and the key values it binds.
 #[derive(Debug)]
 struct ReadSql {
@@ -150,7 +169,7 @@ struct ReadSql {
 /// (`a > ? OR (a = ? AND b > ?)`), behind `a >= ?` so the server scans a
 /// range of the index. A table without a primary key is ordered by all its
 /// columns and resumed by skipping the rows already consumed.
-fn read_sql(request: &ReadRequest, columns: &[ReadColumn]) -> Result<ReadSql, String> {
+fn read_sql(request: &ReadRequest, columns: &[ReadColumn]) -> Result<ReadSql, ResumeError> {
     let table = &request.table;
     let select: Vec<String> = columns.iter().map(|c| ident(&c.name)).collect();
     let key: Vec<&ReadColumn> = table
@@ -158,7 +177,7 @@ fn read_sql(request: &ReadRequest, columns: &[ReadColumn]) -> Result<ReadSql, St
         .iter()
         .map(|k| columns.iter().find(|c| &c.name == k))
         .collect::<Option<_>>()
-        .ok_or("the primary key names a column that is gone")?;
+        .ok_or(ResumeError::KeyColumnGone)?;
     let order: Vec<String> = match key.is_empty() {
         true => columns.iter().map(ReadColumn::total_order_expr).collect(),
         false => key.iter().map(|c| c.order_expr()).collect(),
@@ -211,24 +230,24 @@ fn read_sql(request: &ReadRequest, columns: &[ReadColumn]) -> Result<ReadSql, St
 }
 
 /// The filter `key > last` and its bound values.
-fn after_key(key: &[&ReadColumn], last: &[Option<String>]) -> Result<(String, Vec<Param>), String> {
+fn after_key(
+    key: &[&ReadColumn],
+    last: &[Option<String>],
+) -> Result<(String, Vec<Param>), ResumeError> {
     if last.len() != key.len() {
-        return Err(format!(
-            "the checkpoint's key has {} part(s) but the primary key has {}; run again with --restart",
-            last.len(),
-            key.len()
-        ));
+        return Err(ResumeError::KeyParts {
+            parts: last.len(),
+            columns: key.len(),
+        });
     }
     let mut params = Vec::with_capacity(key.len());
     for (col, text) in key.iter().zip(last) {
         let text = text
             .as_deref()
-            .ok_or_else(|| format!("the checkpoint's key has NULL for `{}`", col.name))?;
-        let param = key_param(col, text).ok_or_else(|| {
-            format!(
-                "the checkpoint's key value {text:?} does not fit column `{}`",
-                col.name
-            )
+            .ok_or_else(|| ResumeError::NullKey(col.name.clone()))?;
+        let param = key_param(col, text).ok_or_else(|| ResumeError::Unfit {
+            value: text.to_string(),
+            column: col.name.clone(),
         })?;
         params.push(param);
     }

@@ -7,20 +7,22 @@
 use serde_json::value::RawValue;
 
 use super::copy::encode_field;
+use super::error::EncodeError;
 use super::types::element;
 use crate::model::convert::from_text;
 use crate::model::value::{ColumnType, Value, type_name};
 
 /// Appends the binary form of the JSON array `json` as an array of the type
 /// with OID `elem`.
-pub(super) fn encode_array(json: &str, elem: u32, out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn encode_array(json: &str, elem: u32, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let Some(read) = element(elem) else {
-        return Err(format!("arrays of type OID {elem} cannot be written"));
+        return Err(EncodeError::ArrayType(elem));
     };
-    let items: Vec<&RawValue> = serde_json::from_str(json).map_err(|_| {
-        let shown: String = json.chars().take(40).collect();
-        format!("an array column takes a JSON array, got {shown:?}")
-    })?;
+    let items: Vec<&RawValue> =
+        serde_json::from_str(json).map_err(|source| EncodeError::NotAnArray {
+            shown: json.chars().take(40).collect(),
+            source,
+        })?;
     let values = items
         .iter()
         .map(|raw| element_value(raw.get(), read.column_type))
@@ -31,7 +33,7 @@ pub(super) fn encode_array(json: &str, elem: u32, out: &mut Vec<u8>) -> Result<(
     out.extend_from_slice(&i32::from(has_null).to_be_bytes());
     out.extend_from_slice(&elem.to_be_bytes());
     if dimensions == 1 {
-        let n = i32::try_from(values.len()).map_err(|_| "an array of over 2^31 elements")?;
+        let n = i32::try_from(values.len()).map_err(|_| EncodeError::ArrayTooLong)?;
         out.extend_from_slice(&n.to_be_bytes());
         out.extend_from_slice(&1i32.to_be_bytes());
     }
@@ -45,8 +47,11 @@ pub(super) fn encode_array(json: &str, elem: u32, out: &mut Vec<u8>) -> Result<(
 /// read the way `to_jsonb` writes that type: numbers as JSON numbers,
 /// booleans as booleans, everything else as strings in PostgreSQL's own
 /// text form.
-fn element_value(raw: &str, t: ColumnType) -> Result<Value, String> {
-    let bad = || format!("array element {raw} is not a {}", type_name(t));
+fn element_value(raw: &str, t: ColumnType) -> Result<Value, EncodeError> {
+    let bad = || EncodeError::Element {
+        raw: raw.to_string(),
+        type_name: type_name(t),
+    };
     if raw == "null" {
         return Ok(Value::Null);
     }
@@ -54,10 +59,7 @@ fn element_value(raw: &str, t: ColumnType) -> Result<Value, String> {
         return Ok(Value::Json(raw.to_string()));
     }
     match raw.as_bytes().first() {
-        Some(b'[') => Err(
-            "a multi-dimensional array cannot be written yet; set the column's type = \"json\" to land it as jsonb"
-                .into(),
-        ),
+        Some(b'[') => Err(EncodeError::MultiDimensional),
         Some(b'"') => {
             let text: String = serde_json::from_str(raw).map_err(|_| bad())?;
             from_text(&text, t).ok_or_else(bad)
@@ -112,10 +114,14 @@ mod tests {
     fn what_does_not_fit_the_element_type_is_refused_with_the_element() {
         let mut out = Vec::new();
         let err = encode_array(r#"[1, "two"]"#, oid::INT8, &mut out).unwrap_err();
-        assert_eq!(err, "array element \"two\" is not a int");
-        let err = encode_array("[[1], [2]]", oid::INT8, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "array element \"two\" is not a int");
+        let err = encode_array("[[1], [2]]", oid::INT8, &mut out)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("multi-dimensional"), "{err}");
-        let err = encode_array(r#"{"a": 1}"#, oid::INT8, &mut out).unwrap_err();
+        let err = encode_array(r#"{"a": 1}"#, oid::INT8, &mut out)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("takes a JSON array"), "{err}");
     }
 }

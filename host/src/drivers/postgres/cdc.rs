@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 
-use super::copy::infinite;
+use super::error::DecodeError;
 use super::types::{PgType, ReadAs, Select, read_as};
 use super::{CatalogTable, Db, ident, literal};
 use crate::config::ServerEndpoint;
@@ -137,12 +137,16 @@ impl fmt::Display for Lsn {
     }
 }
 
-impl FromStr for Lsn {
-    type Err = String;
+/// Text that is not a change position ([`Lsn`]'s text form).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a change position like 0/16B3748 or 0/16B3748#17@0/16A0000")]
+pub struct BadPosition(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{s:?} is not a change position like 0/16B3748 or 0/16B3748#17@0/16A0000");
+impl FromStr for Lsn {
+    type Err = BadPosition;
+
+    fn from_str(s: &str) -> Result<Self, BadPosition> {
+        let bad = || BadPosition(s.to_string());
         match s.split_once('#') {
             None => parse_wal(s).map(Lsn::transaction_end).ok_or_else(bad),
             Some((commit, rest)) => {
@@ -824,9 +828,99 @@ enum Line {
     Truncate,
 }
 
+/// Why a line of `test_decoding` output could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LineError {
+    /// A token the line's grammar needs next.
+    #[error("expected {token:?} at byte {at}")]
+    Expected { token: &'static str, at: usize },
+    /// An empty schema, table or column name.
+    #[error("expected a name at byte {0}")]
+    NoName(usize),
+    /// A quoted name or value without its closing quote.
+    #[error("an unterminated {quote} string at byte {at}")]
+    Unterminated { quote: char, at: usize },
+    /// A column's type name without its closing `]:`.
+    #[error("an unterminated type name at byte {0}")]
+    UnterminatedType(usize),
+    /// A column without its value.
+    #[error("a missing value at byte {0}")]
+    NoValue(usize),
+    /// `INSERT: (no-tuple-data)`.
+    #[error("an INSERT without its row")]
+    InsertWithoutRow,
+    /// `UPDATE: (no-tuple-data)`.
+    #[error("an UPDATE without its new row")]
+    UpdateWithoutRow,
+    /// An operation other than INSERT, UPDATE, DELETE and TRUNCATE.
+    #[error("an unknown change at byte {0}")]
+    UnknownChange(usize),
+    /// Text after the last field.
+    #[error("unexpected text at byte {0}")]
+    Trailing(usize),
+}
+
+/// Why the slot's output could not be turned into changes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum ChangeError {
+    /// A change line before any `BEGIN`.
+    #[error("a change at {} outside a transaction", wal_text(*.0))]
+    OutsideTransaction(u64),
+    /// A line about one of our tables that does not parse.
+    #[error("cannot read change {data:?}: {source}")]
+    Unreadable {
+        data: String,
+        #[source]
+        source: LineError,
+    },
+    /// A change of one of our tables that cannot be replayed.
+    #[error("table `{table}`, change at {lsn}: {problem}")]
+    Change {
+        table: String,
+        lsn: Lsn,
+        #[source]
+        problem: ChangeProblem,
+    },
+}
+
+/// What is wrong with one change of one of our tables.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum ChangeProblem {
+    /// A deleted row's old tuple lacks a key column.
+    #[error(
+        "the deleted row carries no value for key column `{0}`: the table's replica identity must include its primary key (ALTER TABLE … REPLICA IDENTITY DEFAULT)"
+    )]
+    NoKeyValue(String),
+    /// A changed row lacks a column the plan has.
+    #[error("the change carries no column `{0}`: the table's columns changed; discover it again")]
+    NoColumn(String),
+    /// An unchanged TOASTed value with no full old row to take it from.
+    #[error(
+        "column `{0}` kept a large (TOASTed) value the WAL does not carry, so the update cannot be replayed from the slot: run ALTER TABLE … REPLICA IDENTITY FULL on the source so updates log it, then copy the table again (restart the migration)"
+    )]
+    Toasted(String),
+    /// A column's text that does not decode.
+    #[error("column `{name}`: {source}")]
+    Column {
+        name: String,
+        #[source]
+        source: DecodeError,
+    },
+    /// A delete without any old tuple.
+    #[error(
+        "the delete carries no key (the table has no replica identity): run ALTER TABLE … REPLICA IDENTITY DEFAULT with a primary key, then copy the table again"
+    )]
+    NoKey,
+    /// A TRUNCATE of the table.
+    #[error(
+        "the table was truncated, which change data capture cannot replay row by row: empty the destination table and copy the source table again (restart the migration, which drops the slot)"
+    )]
+    Truncated,
+}
+
 /// A parsed `table schema.name[, …]: OP: …` line: the tables (more than
 /// one only for TRUNCATE) and the change.
-fn parse_line(data: &str) -> Result<(Vec<(String, String)>, Line), String> {
+fn parse_line(data: &str) -> Result<(Vec<(String, String)>, Line), LineError> {
     let mut p = Parser { s: data, at: 0 };
     p.expect("table ")?;
     let mut tables = Vec::new();
@@ -841,7 +935,7 @@ fn parse_line(data: &str) -> Result<(Vec<(String, String)>, Line), String> {
     }
     p.expect(":")?;
     let line = if p.eat(" INSERT:") {
-        Line::Insert(p.tuple()?.ok_or("an INSERT without its row")?)
+        Line::Insert(p.tuple()?.ok_or(LineError::InsertWithoutRow)?)
     } else if p.eat(" UPDATE:") {
         let old = if p.eat(" old-key:") {
             let old = p.fields()?;
@@ -852,17 +946,17 @@ fn parse_line(data: &str) -> Result<(Vec<(String, String)>, Line), String> {
         };
         Line::Update {
             old,
-            new: p.tuple()?.ok_or("an UPDATE without its new row")?,
+            new: p.tuple()?.ok_or(LineError::UpdateWithoutRow)?,
         }
     } else if p.eat(" DELETE:") {
         Line::Delete(p.tuple()?)
     } else if p.eat(" TRUNCATE:") {
         return Ok((tables, Line::Truncate));
     } else {
-        return Err(format!("an unknown change at byte {}", p.at));
+        return Err(LineError::UnknownChange(p.at));
     };
     if p.at != data.len() {
-        return Err(format!("unexpected text at byte {}", p.at));
+        return Err(LineError::Trailing(p.at));
     }
     Ok((tables, line))
 }
@@ -886,18 +980,18 @@ impl Parser<'_> {
         found
     }
 
-    fn expect(&mut self, token: &str) -> Result<(), String> {
+    fn expect(&mut self, token: &'static str) -> Result<(), LineError> {
         if self.eat(token) {
             Ok(())
         } else {
-            Err(format!("expected {token:?} at byte {}", self.at))
+            Err(LineError::Expected { token, at: self.at })
         }
     }
 
     /// A quoted (`"a ""b"""`) or plain identifier. Plain ones are what
     /// `quote_identifier` leaves unquoted: lowercase letters, digits, `_`
     /// and `$`, so they end at any other character.
-    fn identifier(&mut self) -> Result<String, String> {
+    fn identifier(&mut self) -> Result<String, LineError> {
         if self.eat("\"") {
             return self.quoted('"');
         }
@@ -906,7 +1000,7 @@ impl Parser<'_> {
             .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
             .unwrap_or(self.rest().len());
         if len == 0 {
-            return Err(format!("expected a name at byte {}", self.at));
+            return Err(LineError::NoName(self.at));
         }
         let name = self.rest()[..len].to_string();
         self.at += len;
@@ -915,15 +1009,12 @@ impl Parser<'_> {
 
     /// The rest of a string opened by `quote`, a doubled quote standing
     /// for one.
-    fn quoted(&mut self, quote: char) -> Result<String, String> {
+    fn quoted(&mut self, quote: char) -> Result<String, LineError> {
         let mut out = String::new();
         loop {
             let rest = self.rest();
             let Some(end) = rest.find(quote) else {
-                return Err(format!(
-                    "an unterminated {quote} string at byte {}",
-                    self.at
-                ));
+                return Err(LineError::Unterminated { quote, at: self.at });
             };
             out.push_str(&rest[..end]);
             self.at += end + 1;
@@ -937,7 +1028,7 @@ impl Parser<'_> {
     }
 
     /// ` (no-tuple-data)` or a tuple.
-    fn tuple(&mut self) -> Result<Option<Vec<Field>>, String> {
+    fn tuple(&mut self) -> Result<Option<Vec<Field>>, LineError> {
         if self.eat(" (no-tuple-data)") {
             return Ok(None);
         }
@@ -945,7 +1036,7 @@ impl Parser<'_> {
     }
 
     /// ` name[type]:value` fields until the end or ` new-tuple:`.
-    fn fields(&mut self) -> Result<Vec<Field>, String> {
+    fn fields(&mut self) -> Result<Vec<Field>, LineError> {
         let mut fields = Vec::new();
         while !self.rest().is_empty() && !self.rest().starts_with(" new-tuple:") {
             self.expect(" ")?;
@@ -960,7 +1051,7 @@ impl Parser<'_> {
 
     /// A type name up to `]:` (`integer[]`, `"My ]: type"`), consumed with
     /// the `]:`.
-    fn skip_type(&mut self) -> Result<(), String> {
+    fn skip_type(&mut self) -> Result<(), LineError> {
         loop {
             let rest = self.rest();
             if rest.starts_with("]:") {
@@ -968,7 +1059,7 @@ impl Parser<'_> {
                 return Ok(());
             }
             match rest.chars().next() {
-                None => return Err(format!("an unterminated type name at byte {}", self.at)),
+                None => return Err(LineError::UnterminatedType(self.at)),
                 Some('"') => {
                     self.at += 1;
                     self.quoted('"')?;
@@ -980,7 +1071,7 @@ impl Parser<'_> {
 
     /// `null`, `unchanged-toast-datum`, `'quoted'`, `B'0101'` (bit
     /// strings) or a bare token (numbers, `true`/`false`).
-    fn value(&mut self) -> Result<Token, String> {
+    fn value(&mut self) -> Result<Token, LineError> {
         if self.eat("'") {
             return self.quoted('\'').map(Token::Text);
         }
@@ -993,7 +1084,7 @@ impl Parser<'_> {
         Ok(match &self.s[start..self.at] {
             "null" => Token::Null,
             "unchanged-toast-datum" => Token::UnchangedToast,
-            "" => return Err(format!("a missing value at byte {}", self.at)),
+            "" => return Err(LineError::NoValue(self.at)),
             other => Token::Text(other.to_string()),
         })
     }
@@ -1068,7 +1159,7 @@ impl<'a> Collector<'a> {
     }
 
     /// One output row of the slot: its LSN and text.
-    fn feed(&mut self, lsn: u64, data: &str) -> Result<(), String> {
+    fn feed(&mut self, lsn: u64, data: &str) -> Result<(), ChangeError> {
         if data == "BEGIN" || data.starts_with("BEGIN ") {
             let skip_upto = match self.after {
                 Some(a) if !a.is_transaction_end() && a.begin == lsn => a.index,
@@ -1091,10 +1182,7 @@ impl<'a> Collector<'a> {
             return Ok(());
         }
         let Some(txn) = self.txn.as_mut() else {
-            return Err(format!(
-                "a change at {} outside a transaction",
-                wal_text(lsn)
-            ));
+            return Err(ChangeError::OutsideTransaction(lsn));
         };
         let ours = |(schema, table): &(String, String)| {
             schema == self.schema && self.plans.contains_key(table)
@@ -1104,7 +1192,12 @@ impl<'a> Collector<'a> {
             // A line we cannot read that cannot be about our tables must
             // not stop their stream.
             Err(_) if !self.plans.keys().any(|t| data.contains(t.as_str())) => return Ok(()),
-            Err(e) => return Err(format!("cannot read change {data:?}: {e}")),
+            Err(source) => {
+                return Err(ChangeError::Unreadable {
+                    data: data.to_string(),
+                    source,
+                });
+            }
         };
         let Some((_, table)) = tables.iter().find(|t| ours(t)) else {
             return Ok(());
@@ -1146,7 +1239,7 @@ impl<'a> Collector<'a> {
     }
 
     /// The end of a transaction that committed at `commit`.
-    fn commit(&mut self, commit: u64) -> Result<(), String> {
+    fn commit(&mut self, commit: u64) -> Result<(), ChangeError> {
         let Some(txn) = self.txn.take() else {
             return Ok(());
         };
@@ -1182,16 +1275,20 @@ impl<'a> Collector<'a> {
     }
 
     /// Decodes a change into `out`.
-    fn decode(&mut self, lsn: Lsn, pending: Pending) -> Result<(), String> {
+    fn decode(&mut self, lsn: Lsn, pending: Pending) -> Result<(), ChangeError> {
         let plan = &self.plans[&pending.table];
         let table = &pending.table;
-        let at = |m: String| format!("table `{table}`, change at {lsn}: {m}");
+        let at = |problem: ChangeProblem| ChangeError::Change {
+            table: table.clone(),
+            lsn,
+            problem,
+        };
         let change_index = self.out.len();
         let mut arrays = Vec::new();
         let mut row_of = |fields: &[Field],
                           fill: Option<&[Field]>,
                           only_key: bool|
-         -> Result<Row, String> {
+         -> Result<Row, ChangeError> {
             let mut row = vec![Value::Null; plan.columns.len()];
             for (i, (name, pg)) in plan.columns.iter().enumerate() {
                 if only_key && !plan.key.contains(&i) {
@@ -1211,22 +1308,16 @@ impl<'a> Collector<'a> {
                     // A FULL old tuple leaves NULLs out.
                     None if only_key && !plan.key.contains(&i) => &Token::Null,
                     None if only_key => {
-                        return Err(at(format!(
-                            "the deleted row carries no value for key column `{name}`: the table's replica identity must include its primary key (ALTER TABLE … REPLICA IDENTITY DEFAULT)"
-                        )));
+                        return Err(at(ChangeProblem::NoKeyValue(name.clone())));
                     }
                     None => {
-                        return Err(at(format!(
-                            "the change carries no column `{name}`: the table's columns changed; discover it again"
-                        )));
+                        return Err(at(ChangeProblem::NoColumn(name.clone())));
                     }
                 };
                 row[i] = match token {
                     Token::Null => Value::Null,
                     Token::UnchangedToast => {
-                        return Err(at(format!(
-                            "column `{name}` kept a large (TOASTed) value the WAL does not carry, so the update cannot be replayed from the slot: run ALTER TABLE … REPLICA IDENTITY FULL on the source so updates log it, then copy the table again (restart the migration)"
-                        )));
+                        return Err(at(ChangeProblem::Toasted(name.clone())));
                     }
                     Token::Text(text) => {
                         let how = read_as(pg);
@@ -1239,8 +1330,12 @@ impl<'a> Collector<'a> {
                             });
                             Value::Null
                         } else {
-                            decode_text(text, pg, how)
-                                .map_err(|m| at(format!("column `{name}`: {m}")))?
+                            decode_text(text, pg, how).map_err(|source| {
+                                at(ChangeProblem::Column {
+                                    name: name.clone(),
+                                    source,
+                                })
+                            })?
                         }
                     }
                 };
@@ -1254,16 +1349,10 @@ impl<'a> Collector<'a> {
             }
             PendingKind::Delete(Some(old)) => SourceChange::Delete(row_of(old, None, true)?),
             PendingKind::Delete(None) => {
-                return Err(at(
-                    "the delete carries no key (the table has no replica identity): run ALTER TABLE … REPLICA IDENTITY DEFAULT with a primary key, then copy the table again"
-                        .into(),
-                ));
+                return Err(at(ChangeProblem::NoKey));
             }
             PendingKind::Truncate => {
-                return Err(at(
-                    "the table was truncated, which change data capture cannot replay row by row: empty the destination table and copy the source table again (restart the migration, which drops the slot)"
-                        .into(),
-                ));
+                return Err(at(ChangeProblem::Truncated));
             }
         };
         self.arrays.extend(arrays);
@@ -1293,8 +1382,11 @@ fn key_changed(plan: &TablePlan, old: &[Field], new: &[Field]) -> bool {
 
 /// A value's text form (the type's output function, in this session's
 /// settings) as the value the PostgreSQL source reads for the same column.
-fn decode_text(text: &str, pg: &PgType, how: ReadAs) -> Result<Value, String> {
-    let bad = |what: &str| format!("{text:?} is not a {what}");
+fn decode_text(text: &str, pg: &PgType, how: ReadAs) -> Result<Value, DecodeError> {
+    let bad = |what: &'static str| DecodeError::NotA {
+        text: text.to_string(),
+        what,
+    };
     Ok(match how.column_type {
         ColumnType::Int => Value::Int(text.parse().map_err(|_| bad("whole number"))?),
         ColumnType::Boolean => match text {
@@ -1377,16 +1469,19 @@ fn beyond_dates(text: &str) -> bool {
 
 /// `2024-02-29`, `10000-01-01`, `0044-03-15 BC` (ISO DateStyle) as days
 /// since 1970; infinity is refused as the source refuses it.
-fn parse_date(text: &str) -> Result<i32, String> {
+fn parse_date(text: &str) -> Result<i32, DecodeError> {
     if text.ends_with("infinity") {
-        return Err(infinite("date"));
+        return Err(DecodeError::Infinite("date"));
     }
     let (date, bc) = match text.strip_suffix(" BC") {
         Some(d) => (d, true),
         None => (text, false),
     };
-    let days = date_days(date, bc).ok_or_else(|| format!("{text:?} is not a date"))?;
-    i32::try_from(days).map_err(|_| format!("date {text:?} is out of range"))
+    let days = date_days(date, bc).ok_or_else(|| DecodeError::NotA {
+        text: text.to_string(),
+        what: "date",
+    })?;
+    i32::try_from(days).map_err(|_| DecodeError::DateRange(text.to_string()))
 }
 
 fn date_days(date: &str, bc: bool) -> Option<i64> {
@@ -1403,8 +1498,11 @@ fn date_days(date: &str, bc: bool) -> Option<i64> {
 }
 
 /// `13:45:00`, `23:59:59.999999`, `24:00:00` as µs since midnight.
-fn parse_time(text: &str) -> Result<i64, String> {
-    let bad = || format!("{text:?} is not a time of day");
+fn parse_time(text: &str) -> Result<i64, DecodeError> {
+    let bad = || DecodeError::NotA {
+        text: text.to_string(),
+        what: "time of day",
+    };
     let mut parts = text.splitn(3, ':');
     let h: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     let m: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
@@ -1430,10 +1528,13 @@ fn parse_time(text: &str) -> Result<i64, String> {
 /// `2024-02-29 13:45:00.123456`, with `+00`/`+05:30`/`-03:00:00` for
 /// timestamptz and ` BC` for dates before year 1, as µs since 1970 (UTC
 /// for timestamptz); infinity is refused as the source refuses it.
-fn parse_timestamp(text: &str, zoned: bool) -> Result<i64, String> {
-    let bad = || format!("{text:?} is not a timestamp");
+fn parse_timestamp(text: &str, zoned: bool) -> Result<i64, DecodeError> {
+    let bad = || DecodeError::NotA {
+        text: text.to_string(),
+        what: "timestamp",
+    };
     if text.ends_with("infinity") {
-        return Err(infinite("timestamp"));
+        return Err(DecodeError::Infinite("timestamp"));
     }
     let (body, bc) = match text.strip_suffix(" BC") {
         Some(b) => (b, true),
@@ -1458,7 +1559,7 @@ fn parse_timestamp(text: &str, zoned: bool) -> Result<i64, String> {
         .checked_mul(MICROS_PER_DAY)
         .and_then(|d| d.checked_add(parse_time(time).ok()?))
         .and_then(|t| t.checked_sub(offset))
-        .ok_or_else(|| format!("timestamp {text:?} is out of range"))?;
+        .ok_or_else(|| DecodeError::TimestampRange(text.to_string()))?;
     Ok(micros)
 }
 
@@ -1784,7 +1885,7 @@ mod tests {
             "table public.t: UPDATE: id[integer]:1 v[text]:unchanged-toast-datum",
         )
         .unwrap();
-        let err = c.feed(3, "COMMIT").unwrap_err();
+        let err = c.feed(3, "COMMIT").unwrap_err().to_string();
         assert!(
             err.contains("REPLICA IDENTITY FULL") && err.contains("column `v`"),
             "{err}"

@@ -7,6 +7,7 @@
 
 use crate::model::value::{Row, Value, date_from_days, timestamp_from_micros, to_text};
 
+use super::error::{DecodeError, EncodeError};
 use super::types::Binary;
 
 /// The 11-byte signature that opens every binary COPY stream.
@@ -179,9 +180,9 @@ impl TupleReader {
                 continue;
             }
             let value =
-                decode_field(*layout, &self.buf[range.clone()]).map_err(|message| FieldError {
+                decode_field(*layout, &self.buf[range.clone()]).map_err(|err| FieldError {
                     column: Some(i),
-                    message,
+                    message: err.to_string(),
                 })?;
             row.push(value);
         }
@@ -194,17 +195,20 @@ fn be_u32(b: &[u8]) -> u32 {
 }
 
 /// `N` bytes of a fixed-size field, or an error naming the layout.
-fn fixed<const N: usize>(b: &[u8], what: &str) -> Result<[u8; N], String> {
-    b.try_into()
-        .map_err(|_| format!("a {what} field of {} bytes, expected {N}", b.len()))
+fn fixed<const N: usize>(b: &[u8], what: &'static str) -> Result<[u8; N], DecodeError> {
+    b.try_into().map_err(|_| DecodeError::FieldSize {
+        what,
+        len: b.len(),
+        expected: N,
+    })
 }
 
-fn utf8(b: &[u8]) -> Result<String, String> {
-    String::from_utf8(b.to_vec()).map_err(|e| format!("text that is not valid UTF-8 ({e})"))
+fn utf8(b: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(b.to_vec()).map_err(DecodeError::NotUtf8)
 }
 
 /// Decodes one non-NULL field.
-pub(super) fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
+pub(super) fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, DecodeError> {
     Ok(match layout {
         Binary::Bool => Value::Boolean(fixed::<1>(b, "bool")?[0] != 0),
         Binary::Int2 => Value::Int(i16::from_be_bytes(fixed(b, "int2")?).into()),
@@ -217,15 +221,13 @@ pub(super) fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
         Binary::Json => Value::Json(utf8(b)?),
         Binary::Jsonb => match b.split_first() {
             Some((1, text)) => Value::Json(utf8(text)?),
-            _ => return Err("a jsonb field with an unknown version".into()),
+            _ => return Err(DecodeError::JsonbVersion),
         },
         Binary::Bytea => Value::Bytes(b.to_vec()),
         Binary::Date => date_from_pg(i32::from_be_bytes(fixed(b, "date")?)),
         Binary::Time => {
             let micros = i64::from_be_bytes(fixed(b, "time")?);
-            Value::Time(
-                u64::try_from(micros).map_err(|_| format!("a negative time ({micros} µs)"))?,
-            )
+            Value::Time(u64::try_from(micros).map_err(|_| DecodeError::NegativeTime(micros))?)
         }
         Binary::Timestamp => timestamp_from_pg(i64::from_be_bytes(fixed(b, "timestamp")?), false),
         Binary::Timestamptz => {
@@ -236,7 +238,7 @@ pub(super) fn decode_field(layout: Binary, b: &[u8]) -> Result<Value, String> {
             Value::Uuid(((u >> 64) as u64, u as u64))
         }
         // Sources select arrays through `to_jsonb`, so none arrives raw.
-        Binary::Array(_) => return Err("an array arrived in binary form".into()),
+        Binary::Array(_) => return Err(DecodeError::RawArray),
     })
 }
 
@@ -318,34 +320,27 @@ fn pg_date_text(days: i64) -> [String; 2] {
     [format!("{year:04}-{month:02}-{day:02}"), bc.to_string()]
 }
 
-/// Why an infinite date or timestamp cannot be read.
-pub(super) fn infinite(what: &str) -> String {
-    format!(
-        "'infinity' has no {what} value in the row model; replace it (e.g. with NULL) in the source or read the table through a view that casts the column to text"
-    )
-}
-
 /// A binary numeric as canonical decimal text with its display scale, so
 /// `1.50` stays `1.50`. NaN and infinities keep PostgreSQL's spelling.
-pub(super) fn numeric_to_text(b: &[u8]) -> Result<String, String> {
+pub(super) fn numeric_to_text(b: &[u8]) -> Result<String, DecodeError> {
     if b.len() < 8 {
-        return Err(format!("a numeric field of {} bytes", b.len()));
+        return Err(DecodeError::NumericHeader(b.len()));
     }
     let word = |i: usize| u16::from_be_bytes([b[2 * i], b[2 * i + 1]]);
     let (ndigits, weight, sign, dscale) =
         (word(0) as usize, word(1) as i16, word(2), word(3) as usize);
     if b.len() != 8 + 2 * ndigits {
-        return Err(format!(
-            "a numeric field of {} bytes for {ndigits} digits",
-            b.len()
-        ));
+        return Err(DecodeError::NumericDigits {
+            len: b.len(),
+            digits: ndigits,
+        });
     }
     match sign {
         NUMERIC_NAN => return Ok("NaN".into()),
         NUMERIC_PINF => return Ok("Infinity".into()),
         NUMERIC_NINF => return Ok("-Infinity".into()),
         NUMERIC_POS | NUMERIC_NEG => {}
-        other => return Err(format!("a numeric with sign word {other:#06x}")),
+        other => return Err(DecodeError::NumericSign(other)),
     }
     let digit = |i: i64| -> u16 {
         usize::try_from(i)
@@ -381,8 +376,8 @@ pub(super) fn numeric_to_text(b: &[u8]) -> Result<String, String> {
 }
 
 /// Decimal text (`-12.50`, `1e-3`, `NaN`, `Infinity`) as a binary numeric.
-pub(super) fn numeric_from_text(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    let bad = || format!("{text:?} is not a decimal number");
+pub(super) fn numeric_from_text(text: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let bad = || EncodeError::NotADecimal(text.to_string());
     let t = text.trim();
     let special = match t.to_ascii_lowercase().as_str() {
         "nan" => Some(NUMERIC_NAN),
@@ -413,7 +408,7 @@ pub(super) fn numeric_from_text(text: &str, out: &mut Vec<u8>) -> Result<(), Str
     }
     let dscale = (frac.len() as i64 - exp).max(0);
     if dscale > 0x3FFF || exp.abs() > 100_000 {
-        return Err(format!("{text:?} is outside PostgreSQL's numeric range"));
+        return Err(EncodeError::NumericRange(text.to_string()));
     }
     let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|c| c - b'0').collect();
     // The decimal point sits after `point` digits; line it up on a 4-digit
@@ -444,8 +439,7 @@ pub(super) fn numeric_from_text(text: &str, out: &mut Vec<u8>) -> Result<(), Str
     if groups.is_empty() {
         weight = 0;
     }
-    let weight = i16::try_from(weight)
-        .map_err(|_| format!("{text:?} is outside PostgreSQL's numeric range"))?;
+    let weight = i16::try_from(weight).map_err(|_| EncodeError::NumericRange(text.to_string()))?;
     let sign = if negative && !groups.is_empty() {
         NUMERIC_NEG
     } else {
@@ -483,11 +477,11 @@ impl TupleWriter {
         self.buf
             .extend_from_slice(&(layouts.len() as i16).to_be_bytes());
         for (i, (value, layout)) in row.iter().zip(layouts).enumerate() {
-            if let Err(message) = encode_field(value, *layout, &mut self.buf) {
+            if let Err(err) = encode_field(value, *layout, &mut self.buf) {
                 self.buf.truncate(start);
                 return Err(FieldError {
                     column: Some(i),
-                    message,
+                    message: err.to_string(),
                 });
             }
         }
@@ -506,7 +500,11 @@ pub(super) fn header() -> Vec<u8> {
 pub(super) const TRAILER: [u8; 2] = [0xff, 0xff];
 
 /// Appends one field: its length word, then its bytes.
-pub(super) fn encode_field(value: &Value, layout: Binary, out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn encode_field(
+    value: &Value,
+    layout: Binary,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     if matches!(value, Value::Null) {
         out.extend_from_slice(&(-1i32).to_be_bytes());
         return Ok(());
@@ -514,27 +512,34 @@ pub(super) fn encode_field(value: &Value, layout: Binary, out: &mut Vec<u8>) -> 
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
     encode_value(value, layout, out)?;
-    let len =
-        i32::try_from(out.len() - len_at - 4).map_err(|_| "a value over 2 GiB".to_string())?;
+    let len = i32::try_from(out.len() - len_at - 4).map_err(|_| EncodeError::TooLong)?;
     out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
 
-pub(super) fn encode_value(value: &Value, layout: Binary, out: &mut Vec<u8>) -> Result<(), String> {
-    let mismatch = || {
-        format!(
-            "cannot write {} into a {layout:?} column",
-            crate::model::value::describe(value)
-        )
+pub(super) fn encode_value(
+    value: &Value,
+    layout: Binary,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let mismatch = || EncodeError::Mismatch {
+        value: crate::model::value::describe(value),
+        layout: format!("{layout:?}"),
     };
     match (layout, value) {
         (Binary::Bool, Value::Boolean(b)) => out.push(u8::from(*b)),
         (Binary::Int2, Value::Int(i)) => {
-            let v = i16::try_from(*i).map_err(|_| format!("{i} does not fit a smallint column"))?;
+            let v = i16::try_from(*i).map_err(|_| EncodeError::IntRange {
+                value: *i,
+                column: "a smallint",
+            })?;
             out.extend_from_slice(&v.to_be_bytes());
         }
         (Binary::Int4, Value::Int(i)) => {
-            let v = i32::try_from(*i).map_err(|_| format!("{i} does not fit an integer column"))?;
+            let v = i32::try_from(*i).map_err(|_| EncodeError::IntRange {
+                value: *i,
+                column: "an integer",
+            })?;
             out.extend_from_slice(&v.to_be_bytes());
         }
         (Binary::Int8, Value::Int(i)) => out.extend_from_slice(&i.to_be_bytes()),
@@ -544,7 +549,7 @@ pub(super) fn encode_value(value: &Value, layout: Binary, out: &mut Vec<u8>) -> 
         (Binary::Float4, Value::Float(f)) => {
             let narrow = *f as f32;
             if f64::from(narrow) != *f && !f.is_nan() {
-                return Err(format!("{f} does not fit a real (float4) column exactly"));
+                return Err(EncodeError::InexactReal(*f));
             }
             out.extend_from_slice(&narrow.to_be_bytes());
         }
@@ -561,17 +566,17 @@ pub(super) fn encode_value(value: &Value, layout: Binary, out: &mut Vec<u8>) -> 
         (Binary::Date, Value::Date(d)) => {
             let v = d
                 .checked_sub(EPOCH_DAYS)
-                .ok_or_else(|| format!("date {d} is out of range"))?;
+                .ok_or(EncodeError::DateRange(*d))?;
             out.extend_from_slice(&v.to_be_bytes());
         }
         (Binary::Time, Value::Time(t)) => {
-            let v = i64::try_from(*t).map_err(|_| format!("time {t} µs is out of range"))?;
+            let v = i64::try_from(*t).map_err(|_| EncodeError::TimeRange(*t))?;
             out.extend_from_slice(&v.to_be_bytes());
         }
         (Binary::Timestamp, Value::Timestamp(t)) | (Binary::Timestamptz, Value::Timestamptz(t)) => {
             let v = t
                 .checked_sub(EPOCH_MICROS)
-                .ok_or_else(|| format!("timestamp {t} µs is out of range"))?;
+                .ok_or(EncodeError::TimestampRange(*t))?;
             out.extend_from_slice(&v.to_be_bytes());
         }
         (Binary::Uuid, Value::Uuid((hi, lo))) => {

@@ -12,6 +12,7 @@ pub(crate) mod capability;
 mod cdc;
 mod copy;
 pub(crate) mod driver;
+mod error;
 mod feed;
 pub(crate) mod restore;
 mod sink;
@@ -408,8 +409,11 @@ pub(crate) fn result_type(oid: u32) -> Option<crate::model::value::ColumnType> {
 
 /// Decodes one non-NULL binary result value of a column of type `oid`
 /// (one [`result_type`] accepts).
-pub(crate) fn decode_result(oid: u32, bytes: &[u8]) -> Result<crate::model::value::Value, String> {
-    let read = types::element(oid).ok_or("a result column of a type without a binary decoder")?;
+pub(crate) fn decode_result(
+    oid: u32,
+    bytes: &[u8],
+) -> Result<crate::model::value::Value, error::DecodeError> {
+    let read = types::element(oid).ok_or(error::DecodeError::NoDecoder)?;
     copy::decode_field(read.binary, bytes)
 }
 
@@ -419,7 +423,7 @@ pub(crate) fn decode_result(oid: u32, bytes: &[u8]) -> Result<crate::model::valu
 pub(crate) fn encode_param(
     value: &crate::model::value::Value,
     out: &mut Vec<u8>,
-) -> Result<u32, String> {
+) -> Result<u32, error::EncodeError> {
     use crate::model::value::Value;
     use types::{Binary, oid};
     let (oid, layout) = match value {

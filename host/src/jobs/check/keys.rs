@@ -36,6 +36,32 @@ struct KeyColumns {
     dest: Vec<usize>,
 }
 
+/// Why the keys were not compared.
+#[derive(Debug, thiserror::Error)]
+enum KeyCheckError {
+    /// The table has no key to compare by.
+    #[error("the table has no key (set `key` to compare rows)")]
+    NoKey,
+    /// The mapping skips a key column.
+    #[error("key column `{0}` is skipped")]
+    Skipped(String),
+    /// A transform drops a key column.
+    #[error("a transform removes key column `{0}`")]
+    Removed(String),
+    /// The destination table lacks a key column.
+    #[error("the destination table has no column `{0}`")]
+    NoColumn(String),
+    /// The destination table could not be read.
+    #[error("reading the destination table: {0}")]
+    Destination(#[source] ConnectorError),
+    /// The source could not be read.
+    #[error(transparent)]
+    Source(ConnectorError),
+    /// The mapping or a transform failed beyond a row.
+    #[error(transparent)]
+    Process(#[from] crate::engine::batch::TableFailure),
+}
+
 /// What comparing the keys found.
 struct Found {
     compared: u64,
@@ -73,11 +99,11 @@ pub(super) async fn check(
                 ),
             );
         }
-        Err(e) => return CheckResult::fail(name, e),
+        Err(e) => return CheckResult::fail(name, e.to_string()),
     };
     match source_collisions(m, plan, source, &key, &held).await {
         Ok(found) => report(name, &key, &found, ours),
-        Err(e) => CheckResult::fail(name, e),
+        Err(e) => CheckResult::fail(name, e.to_string()),
     }
 }
 
@@ -106,9 +132,9 @@ fn report(name: String, key: &KeyColumns, found: &Found, ours: bool) -> CheckRes
 
 /// The key as it lands: the table's key columns through the mapping, found
 /// in the output and in the destination table.
-fn key_columns(plan: &TablePlan, dest: &TableInfo) -> Result<KeyColumns, String> {
+fn key_columns(plan: &TablePlan, dest: &TableInfo) -> Result<KeyColumns, KeyCheckError> {
     if plan.key.is_empty() {
-        return Err("the table has no key (set `key` to compare rows)".into());
+        return Err(KeyCheckError::NoKey);
     }
     let mut key = KeyColumns {
         names: Vec::new(),
@@ -120,11 +146,11 @@ fn key_columns(plan: &TablePlan, dest: &TableInfo) -> Result<KeyColumns, String>
         let source_name = &plan.source.columns[i].name;
         let mapped = plan.mapping.columns().iter().find(|c| c.source == i);
         let Some(mapped) = mapped else {
-            return Err(format!("key column `{source_name}` is skipped"));
+            return Err(KeyCheckError::Skipped(source_name.clone()));
         };
         let name = &mapped.to.name;
         let Some(out) = plan.output.iter().position(|c| &c.name == name) else {
-            return Err(format!("a transform removes key column `{name}`"));
+            return Err(KeyCheckError::Removed(name.clone()));
         };
         let found = dest
             .columns
@@ -136,7 +162,7 @@ fn key_columns(plan: &TablePlan, dest: &TableInfo) -> Result<KeyColumns, String>
                     .position(|c| c.name.eq_ignore_ascii_case(name))
             });
         let Some(at) = found else {
-            return Err(format!("the destination table has no column `{name}`"));
+            return Err(KeyCheckError::NoColumn(name.clone()));
         };
         key.names.push(name.clone());
         key.output.push(out);
@@ -179,12 +205,12 @@ async fn destination_keys(
     table: &TableInfo,
     key: &KeyColumns,
     m: &Migration,
-) -> Result<Option<HashSet<u64>>, String> {
+) -> Result<Option<HashSet<u64>>, KeyCheckError> {
     let (tx, mut rx) = mpsc::channel::<Result<SourceBatch, ConnectorError>>(2);
     let collect = async move {
         let mut held = HashSet::new();
         while let Some(batch) = rx.recv().await {
-            let batch = batch.map_err(|e| format!("reading the destination table: {e}"))?;
+            let batch = batch.map_err(KeyCheckError::Destination)?;
             held.extend(
                 batch
                     .rows
@@ -209,7 +235,7 @@ async fn source_collisions(
     source: &dyn Source,
     key: &KeyColumns,
     held: &HashSet<u64>,
-) -> Result<Found, String> {
+) -> Result<Found, KeyCheckError> {
     let (tx, mut rx) = mpsc::channel::<Result<SourceBatch, ConnectorError>>(2);
     let mut chain = Chain::new(
         plan.ctx.clone(),
@@ -224,10 +250,8 @@ async fn source_collisions(
             examples: Vec::new(),
         };
         while let Some(batch) = rx.recv().await {
-            let batch = batch.map_err(|e| e.to_string())?;
-            let processed = process(plan, &mut chain, batch)
-                .await
-                .map_err(|e| e.to_string())?;
+            let batch = batch.map_err(KeyCheckError::Source)?;
+            let processed = process(plan, &mut chain, batch).await?;
             let rows: Vec<&Row> = match &processed.output {
                 Output::Source => processed.source.rows.iter().collect(),
                 Output::Rows(rows) => rows.iter().map(|(_, r)| r).collect(),

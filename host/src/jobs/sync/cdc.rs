@@ -222,7 +222,9 @@ impl Table<'_> {
         let committed = sink.committed(&self.m.name, &self.checkpoint).await?;
         let exists = sink.existing_rows(&self.name).await?.is_some();
         let after = match (created, exists, committed.and_then(|c| c.cursor)) {
-            (false, true, Some(at)) => Some(at.parse::<Lsn>().map_err(|e| self.fail(&e))?),
+            (false, true, Some(at)) => {
+                Some(at.parse::<Lsn>().map_err(|e| self.fail(&e.to_string()))?)
+            }
             _ => None,
         };
         let mut total = Applied::default();
@@ -324,7 +326,9 @@ impl Table<'_> {
                 // Never synced: its first sync copies the table in full.
                 continue;
             };
-            let at = cursor.parse::<Lsn>().map_err(|e| self.fail(&e))?;
+            let at = cursor
+                .parse::<Lsn>()
+                .map_err(|e| self.fail(&e.to_string()))?;
             oldest = Some(oldest.map_or(at, |o| o.min(at)));
         }
         if let Some(at) = oldest {
@@ -480,7 +484,9 @@ impl Table<'_> {
                     .key
                     .iter()
                     .zip(columns)
-                    .map(|(&k, c)| convert_ref(&row[k], c.type_).map_err(|e| self.fail(&e)))
+                    .map(|(&k, c)| {
+                        convert_ref(&row[k], c.type_).map_err(|e| self.fail(&e.to_string()))
+                    })
                     .collect()
             })
             .collect()

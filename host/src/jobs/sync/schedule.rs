@@ -437,6 +437,7 @@ impl<'a> Scheduler<'a> {
         let m = match self.catalog.current(&last.name)? {
             Ok(m) => m,
             Err(why) => {
+                let why = why.to_string();
                 if book.unreadable.get(&last.name) != Some(&why) {
                     book.unreadable.insert(last.name.clone(), why.clone());
                     report(Served::Synced(last, Err(SyncError::Unreadable(why))));
