@@ -17,8 +17,8 @@ use super::progress::{Naming, Tallies, Tally, pace, row_name};
 use super::retry::settle_cycle;
 use crate::config::{ErrorPolicy, IfExists, Migration, OnOrphan};
 use crate::drivers::{
-    Checkpoint, ConnectorError, FailureKind, KeyRange, Prepare, ReadRequest, Sink, Source,
-    SourceBatch, WriteBatch, open_sink, open_source, owner,
+    Checkpoint, ConnectorError, FailureKind, KeyRange, Prepare, Prepared, ReadRequest, Sink,
+    Source, SourceBatch, WriteBatch, open_sink, open_source, owner,
 };
 use crate::engine::batch::{Output, Processed, RowFailure, TableFailure, process};
 use crate::engine::order::load_order;
@@ -950,7 +950,7 @@ async fn run_wave(
                 return (run.counts, Ok(()));
             }
             let outcome = match open_sink(m).await {
-                Ok(mut sink) => run.run(source, &mut sink, resuming, events).await,
+                Ok(sink) => run.run(source, sink, resuming, events).await,
                 Err(err) => Err(err.into()),
             };
             let outcome = outcome.map_err(|e| run.named(e));
@@ -970,6 +970,13 @@ async fn run_wave(
         .buffer_unordered(m.settings.parallel_tables.max(1))
         .collect()
         .await
+}
+
+/// A destination connection with the table prepared on it: what writing
+/// the table needs. A connection made after a lost one replaces both.
+struct Connection {
+    sink: Box<dyn Sink>,
+    table: Prepared,
 }
 
 /// A table's exact row count, counted on its own task alongside the copy
@@ -1167,55 +1174,78 @@ impl<'a> TableRun<'a> {
         self.slice.as_ref().map_or(self.table(), |s| &s.checkpoint)
     }
 
-    /// Prepares the destination table and returns where reading starts:
-    /// after the last committed checkpoint when resuming.
-    async fn start(&self, sink: &mut dyn Sink, resuming: bool) -> Result<Checkpoint, RunError> {
+    /// Prepares the destination table on `sink` and returns where reading
+    /// starts (after the last committed checkpoint when resuming) with the
+    /// connection to write through; none when the interrupted run finished
+    /// the table.
+    async fn start(
+        &self,
+        mut sink: Box<dyn Sink>,
+        resuming: bool,
+    ) -> Result<(Checkpoint, Option<Connection>), RunError> {
         let (name, table) = (&self.m.name, self.table());
         let committed = match resuming {
             true => sink.committed(name, table).await?,
             false => None,
         };
         if let Some(checkpoint) = committed {
-            if !checkpoint.done {
-                owner::check_resume(sink, name, table).await?;
-                sink.prepare(name, table, self.plan.shape(), Prepare::Resume)
-                    .await?;
+            if checkpoint.done {
+                return Ok((checkpoint, None));
             }
-            return Ok(checkpoint);
+            owner::check_resume(sink.as_ref(), name, table).await?;
+            let conn = self.resume(sink).await?;
+            return Ok((checkpoint, Some(conn)));
         }
         let if_exists = self.plan.spec.if_exists;
         let existed = sink.existing_rows(table).await?;
-        sink.prepare(name, table, self.plan.shape(), Prepare::Fresh(if_exists))
+        let prepared = sink
+            .prepare(name, table, self.plan.shape(), Prepare::Fresh(if_exists))
             .await?;
         let created = existed.is_none() || if_exists == IfExists::Replace;
         if created {
-            owner::claim(sink, name, table).await?;
+            owner::claim(sink.as_mut(), name, table).await?;
         }
         let rows_before = existed.filter(|_| !created).unwrap_or(0);
-        owner::mark_start(sink, name, table, rows_before).await?;
+        owner::mark_start(sink.as_mut(), name, table, rows_before).await?;
+        let mut conn = Connection {
+            sink,
+            table: prepared,
+        };
         let start = Checkpoint::default();
         // Committing an empty first batch records that the table is ours, so
         // a crash before the first real batch still resumes.
-        self.commit(sink, &[], &start, false).await?;
-        Ok(start)
+        self.commit(&mut conn, &[], &start, false).await?;
+        Ok((start, Some(conn)))
+    }
+
+    /// Prepares the table, which this run has started, on `sink`: a key
+    /// range's own connection, or one made after a lost one.
+    async fn resume(&self, mut sink: Box<dyn Sink>) -> Result<Connection, RunError> {
+        let (name, table) = (&self.m.name, self.table());
+        let shape = self.plan.shape();
+        let prepared = sink.prepare(name, table, shape, Prepare::Resume).await?;
+        Ok(Connection {
+            sink,
+            table: prepared,
+        })
     }
 
     async fn commit(
         &self,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         rows: &[Row],
         checkpoint: &Checkpoint,
         all_or_nothing: bool,
     ) -> Result<Vec<crate::drivers::Rejected>, RunError> {
         let name = self.checkpoint_name();
-        self.commit_as(sink, name, rows, checkpoint, all_or_nothing)
+        self.commit_as(conn, name, rows, checkpoint, all_or_nothing)
             .await
     }
 
     /// Writes rows to the table with a checkpoint kept under `name`.
     async fn commit_as(
         &self,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         name: &str,
         rows: &[Row],
         checkpoint: &Checkpoint,
@@ -1223,42 +1253,44 @@ impl<'a> TableRun<'a> {
     ) -> Result<Vec<crate::drivers::Rejected>, RunError> {
         let batch = WriteBatch {
             migration: &self.m.name,
-            table: self.table(),
+            prepared: &conn.table,
             checkpoint_name: name,
             columns: &self.plan.output,
             rows,
             all_or_nothing,
             checkpoint,
         };
-        Ok(sink.write(batch).await?)
+        Ok(conn.sink.write(batch).await?)
     }
 
     async fn run(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut Box<dyn Sink>,
+        sink: Box<dyn Sink>,
         resuming: bool,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let table = self.table().to_string();
-        let checkpoint = self.start(sink.as_mut(), resuming).await?;
-        if checkpoint.done {
+        let (checkpoint, conn) = self.start(sink, resuming).await?;
+        let Some(mut conn) = conn else {
             events.on(&RunEvent::TableSkipped {
                 table: events.table(self.plan),
                 source: events.source(),
                 reason: "completed by the interrupted run".into(),
             });
             return Ok(());
-        }
+        };
         let mut total = Total::count(source, &self.plan.source);
         let checkpoint = match self
-            .split(source, sink.as_mut(), &mut total, &checkpoint)
+            .split(source, &mut conn, &mut total, &checkpoint)
             .await?
         {
             Some(ranges) => {
                 let total = total.get().await?;
-                let committed = self.ranges_committed(sink.as_mut(), ranges.len()).await?;
+                let committed = self
+                    .ranges_committed(conn.sink.as_ref(), ranges.len())
+                    .await?;
                 events.on(&RunEvent::TableStarted {
                     table: events.table(self.plan),
                     source: events.source(),
@@ -1276,11 +1308,13 @@ impl<'a> TableRun<'a> {
                         .reread(&self.m.name, &table, checkpoint.rows)
                         .await?;
                 }
-                self.move_retrying(source, sink, checkpoint, &mut total, started, events)
+                self.move_retrying(source, &mut conn, checkpoint, &mut total, started, events)
                     .await?
             }
         };
-        sink.finish(&self.m.name, &table, &checkpoint).await?;
+        conn.sink
+            .finish(&self.m.name, conn.table, &checkpoint)
+            .await?;
         self.state
             .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
             .await?;
@@ -1301,11 +1335,7 @@ impl<'a> TableRun<'a> {
 
     /// The rows each of the table's `count` key ranges committed before
     /// this run (none, unless it resumes an interrupted one).
-    async fn ranges_committed(
-        &self,
-        sink: &mut dyn Sink,
-        count: usize,
-    ) -> Result<Vec<u64>, RunError> {
+    async fn ranges_committed(&self, sink: &dyn Sink, count: usize) -> Result<Vec<u64>, RunError> {
         let mut rows = Vec::with_capacity(count);
         for i in 0..count {
             let name = range_name(self.table(), i, count);
@@ -1322,18 +1352,18 @@ impl<'a> TableRun<'a> {
     async fn split(
         &self,
         source: &Arc<dyn Source>,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         total: &mut Total,
         checkpoint: &Checkpoint,
     ) -> Result<Option<Vec<KeyRange>>, RunError> {
         let plan_name = format!("{}#ranges", self.table());
-        if let Some(saved) = sink.committed(&self.m.name, &plan_name).await? {
+        if let Some(saved) = conn.sink.committed(&self.m.name, &plan_name).await? {
             return Ok(Some(KeyRange::decode(
                 saved.key.as_deref().unwrap_or_default(),
             )));
         }
         let split_rows = self.m.settings.split_rows;
-        if split_rows == 0 || checkpoint.rows > 0 || !sink.concurrent_writers() {
+        if split_rows == 0 || checkpoint.rows > 0 || !conn.sink.concurrent_writers() {
             return Ok(None);
         }
         let rows = match self.plan.source.approx_rows {
@@ -1351,7 +1381,7 @@ impl<'a> TableRun<'a> {
             key: Some(KeyRange::encode(&ranges)),
             ..Checkpoint::default()
         };
-        self.commit_as(sink, &plan_name, &[], &saved, false).await?;
+        self.commit_as(conn, &plan_name, &[], &saved, false).await?;
         Ok(Some(ranges))
     }
 
@@ -1426,7 +1456,7 @@ impl<'a> TableRun<'a> {
         started: Instant,
         events: &Events<'_>,
     ) -> Result<Checkpoint, RunError> {
-        let mut sink = open_sink(self.m).await?;
+        let sink = open_sink(self.m).await?;
         let name = self.checkpoint_name().to_string();
         let checkpoint = sink
             .committed(&self.m.name, &name)
@@ -1435,10 +1465,11 @@ impl<'a> TableRun<'a> {
         if checkpoint.done {
             return Ok(checkpoint);
         }
+        let mut conn = self.resume(sink).await?;
         let done = self
             .move_retrying(
                 source,
-                &mut sink,
+                &mut conn,
                 checkpoint,
                 &mut Total::known(total),
                 started,
@@ -1446,7 +1477,7 @@ impl<'a> TableRun<'a> {
             )
             .await?;
         let done = Checkpoint { done: true, ..done };
-        self.commit(sink.as_mut(), &[], &done, false).await?;
+        self.commit(&mut conn, &[], &done, false).await?;
         Ok(done)
     }
 
@@ -1454,10 +1485,11 @@ impl<'a> TableRun<'a> {
     /// reconnects and resumes after the destination's last committed
     /// checkpoint, up to `settings.retries` times in a row (a try that
     /// commits a batch starts the count afresh), waiting longer each time.
+    /// A new connection replaces `conn`.
     async fn move_retrying(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut Box<dyn Sink>,
+        conn: &mut Connection,
         checkpoint: Checkpoint,
         total: &mut Total,
         started: Instant,
@@ -1468,7 +1500,7 @@ impl<'a> TableRun<'a> {
         loop {
             let resumed = from.rows;
             let moved = self
-                .move_rows(source, sink.as_mut(), from.clone(), total, started, events)
+                .move_rows(source, conn, from.clone(), total, started, events)
                 .await;
             let mut err = match moved {
                 Ok(done) => return Ok(done),
@@ -1496,7 +1528,7 @@ impl<'a> TableRun<'a> {
                 match self.reconnect().await {
                     Ok((again, checkpoint)) => {
                         self.settle_in_doubt(Some(checkpoint.rows)).await;
-                        (*sink, from) = (again, checkpoint);
+                        (*conn, from) = (again, checkpoint);
                         break;
                     }
                     Err(e) => err = e,
@@ -1579,18 +1611,14 @@ impl<'a> TableRun<'a> {
     /// the destination's last committed checkpoint: the batch in flight
     /// when the connection broke may have committed or not, and only the
     /// destination knows.
-    async fn reconnect(&self) -> Result<(Box<dyn Sink>, Checkpoint), RunError> {
-        let mut sink = open_sink(self.m).await?;
-        if self.slice.is_none() {
-            let (name, table) = (&self.m.name, self.table());
-            sink.prepare(name, table, self.plan.shape(), Prepare::Resume)
-                .await?;
-        }
-        let checkpoint = sink
+    async fn reconnect(&self) -> Result<(Connection, Checkpoint), RunError> {
+        let conn = self.resume(open_sink(self.m).await?).await?;
+        let checkpoint = conn
+            .sink
             .committed(&self.m.name, self.checkpoint_name())
             .await?
             .unwrap_or_default();
-        Ok((sink, checkpoint))
+        Ok((conn, checkpoint))
     }
 
     /// Streams rows from the checkpoint on; on failure, takes back what was
@@ -1599,7 +1627,7 @@ impl<'a> TableRun<'a> {
     async fn move_rows(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         checkpoint: Checkpoint,
         total: &mut Total,
         started: Instant,
@@ -1609,7 +1637,7 @@ impl<'a> TableRun<'a> {
         self.committed_rows = checkpoint.rows;
         self.in_flight = None;
         let moved = self
-            .move_batches(source, sink, checkpoint, total, started, events)
+            .move_batches(source, conn, checkpoint, total, started, events)
             .await;
         if let Err(err) = &moved
             && !err.lost_connection()
@@ -1625,7 +1653,7 @@ impl<'a> TableRun<'a> {
     async fn move_batches(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         mut checkpoint: Checkpoint,
         total: &mut Total,
         started: Instant,
@@ -1678,7 +1706,7 @@ impl<'a> TableRun<'a> {
                 Output::Rows(rows) => rows.len(),
             } as u64;
             self.in_flight = Some((checkpoint.rows, landed));
-            self.write(sink, batch.output, &batch.source, &checkpoint, events)
+            self.write(conn, batch.output, &batch.source, &checkpoint, events)
                 .await?;
             self.in_flight = None;
             self.committed = self.counts;
@@ -1771,7 +1799,7 @@ impl<'a> TableRun<'a> {
 
     async fn write(
         &mut self,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         output: Output,
         source: &SourceBatch,
         checkpoint: &Checkpoint,
@@ -1788,7 +1816,7 @@ impl<'a> TableRun<'a> {
             }
         };
         let stop = self.plan.policy == ErrorPolicy::Stop;
-        let rejected = self.commit(sink, &rows, checkpoint, stop).await?;
+        let rejected = self.commit(conn, &rows, checkpoint, stop).await?;
         let refused = if stop && !rejected.is_empty() {
             rows.len()
         } else {
