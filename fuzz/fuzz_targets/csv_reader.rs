@@ -214,14 +214,15 @@ async fn through_sink(case: &Case, columns: &[Column], rows: &[Row]) -> (Vec<Str
     let mut sink = open_writer(&case.endpoint(out.clone()), scratch())
         .await
         .expect("open the sink");
-    sink.prepare(
-        "fuzz",
-        "t",
-        Shape::plain(columns),
-        Prepare::Fresh(IfExists::Replace),
-    )
-    .await
-    .expect("prepare the sink");
+    let prepared = sink
+        .prepare(
+            "fuzz",
+            "t",
+            Shape::plain(columns),
+            Prepare::Fresh(IfExists::Replace),
+        )
+        .await
+        .expect("prepare the sink");
     let checkpoint = Checkpoint {
         rows: rows.len() as u64,
         key: None,
@@ -231,7 +232,7 @@ async fn through_sink(case: &Case, columns: &[Column], rows: &[Row]) -> (Vec<Str
     };
     let batch = WriteBatch {
         migration: "fuzz",
-        table: "t",
+        prepared: &prepared,
         checkpoint_name: "t",
         columns,
         rows,
@@ -240,7 +241,7 @@ async fn through_sink(case: &Case, columns: &[Column], rows: &[Row]) -> (Vec<Str
     };
     let rejected = sink.write(batch).await.expect("write to the sink");
     assert!(rejected.is_empty());
-    sink.finish("fuzz", "t", &checkpoint)
+    sink.finish("fuzz", prepared, &checkpoint)
         .await
         .expect("finish the sink");
     let source = open_reader(&case.endpoint(out.join("t.csv")), scratch())

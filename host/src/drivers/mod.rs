@@ -414,8 +414,8 @@ pub enum Prepare {
 pub struct WriteBatch<'a> {
     /// The migration, which owns the checkpoint.
     pub migration: &'a str,
-    /// The destination table.
-    pub table: &'a str,
+    /// The destination table, as its sink prepared it.
+    pub prepared: &'a Prepared,
     /// The name the checkpoint is kept under: the table, or for one key
     /// range of a split table, `table#i/n`.
     pub checkpoint_name: &'a str,
@@ -427,6 +427,13 @@ pub struct WriteBatch<'a> {
     pub all_or_nothing: bool,
     /// Where the source stands once this batch is in.
     pub checkpoint: &'a Checkpoint,
+}
+
+impl<'a> WriteBatch<'a> {
+    /// The destination table.
+    pub fn table(&self) -> &'a str {
+        self.prepared.table()
+    }
 }
 
 /// Where rows come from.
@@ -574,7 +581,10 @@ pub(crate) fn misfits(dest: &TableInfo, columns: &[Column], ignore_case: bool) -
         .collect()
 }
 
-/// Where rows go.
+/// Where rows go: the write path and its checkpoints. What a destination
+/// offers beyond that is reached through optional capabilities, each
+/// `None` where it has none: the preflight probes ([`Sink::healthcheck`])
+/// and SQL for merges and swaps ([`Sink::sql`]).
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// A short name for messages: `destination sqlite vault.db`.
@@ -586,31 +596,20 @@ pub trait Sink: Send + Sync {
         false
     }
 
-    /// The number of rows in `table` if it exists.
+    /// The number of rows in `table` if it exists. On the write path (not
+    /// in [`Healthcheck`]): whether a table exists decides what a run
+    /// creates, claims and keeps a restore point of, and what a sync merges.
     async fn existing_rows(&self, table: &str) -> Result<Option<u64>, ConnectorError>;
 
-    /// Why the existing `table` cannot take rows of `columns` (columns it
-    /// lacks, types that do not take the values); empty if it can.
-    async fn misfits(&self, table: &str, columns: &[Column])
-    -> Result<Vec<String>, ConnectorError>;
-
-    /// Proves this user may create tables here, leaving none behind.
-    async fn probe_create(&self) -> Result<(), ConnectorError>;
-
-    /// Proves this user may add rows to the existing `table`, writing none.
-    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError>;
-
-    /// Free space where this destination keeps its data.
-    async fn free_space(&self) -> Result<FreeSpace, ConnectorError>;
-
-    /// Makes `table` ready for rows of `shape`.
+    /// Makes `table` ready for rows of `shape`, and returns the token that
+    /// writing and finishing it need.
     async fn prepare(
         &mut self,
         migration: &str,
         table: &str,
         shape: Shape<'_>,
         mode: Prepare,
-    ) -> Result<(), ConnectorError>;
+    ) -> Result<Prepared, ConnectorError>;
 
     /// Writes and commits a batch together with its checkpoint. With
     /// `all_or_nothing`, a refused row rolls the whole batch back and is
@@ -618,11 +617,12 @@ pub trait Sink: Send + Sync {
     /// ones returned.
     async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError>;
 
-    /// Marks a table complete (and makes it visible, for files).
+    /// Marks a table complete (and makes it visible, for files); the table
+    /// takes no more rows, so its token is spent.
     async fn finish(
         &mut self,
         migration: &str,
-        table: &str,
+        table: Prepared,
         checkpoint: &Checkpoint,
     ) -> Result<(), ConnectorError>;
 
@@ -639,41 +639,92 @@ pub trait Sink: Send + Sync {
     /// Drops `table` if it exists (a dry run's scratch tables).
     async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError>;
 
-    /// How this destination spells SQL for syncs, or `None` if it takes no
-    /// SQL (CSV files: full runs only).
-    fn dialect(&self) -> Option<merge::Dialect> {
+    /// Its preflight probes (`credvault check`, the checks before a run),
+    /// if it has them.
+    fn healthcheck(&self) -> Option<&dyn Healthcheck> {
         None
     }
 
-    /// A table's name as SQL writes it (quoted, with its schema).
-    fn sql_name(&self, table: &str) -> String {
-        table.to_string()
+    /// Its SQL side, if it is an SQL destination (syncs, consolidation,
+    /// retries); `None` for one that takes full runs only (CSV files,
+    /// plugin sinks). [`registry::Traits::sql`] says the same of its driver.
+    fn sql(&self) -> Option<&dyn SqlDestination> {
+        None
     }
+
+    /// [`Sink::sql`], to write through.
+    fn sql_mut(&mut self) -> Option<&mut dyn SqlDestination> {
+        None
+    }
+}
+
+/// A table a sink has made ready for rows ([`Sink::prepare`]). Writing
+/// ([`WriteBatch`]) and finishing need one, and only drivers make one, so
+/// nothing outside them writes a table that was not prepared.
+#[derive(Debug)]
+pub struct Prepared {
+    table: String,
+}
+
+impl Prepared {
+    /// The token for `table`, which its sink has just made ready.
+    fn new(table: &str) -> Self {
+        Self {
+            table: table.to_string(),
+        }
+    }
+
+    /// The prepared table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// A destination's preflight probes: what `credvault check` and the checks
+/// before a run ask of it, writing nothing.
+#[async_trait]
+pub trait Healthcheck: Send + Sync {
+    /// Why the existing `table` cannot take rows of `columns` (columns it
+    /// lacks, types that do not take the values); empty if it can.
+    async fn misfits(&self, table: &str, columns: &[Column])
+    -> Result<Vec<String>, ConnectorError>;
+
+    /// Proves this user may create tables here, leaving none behind.
+    async fn probe_create(&self) -> Result<(), ConnectorError>;
+
+    /// Proves this user may add rows to the existing `table`, writing none.
+    async fn probe_write(&self, table: &str) -> Result<(), ConnectorError>;
+
+    /// Free space where this destination keeps its data.
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError>;
+}
+
+/// An SQL destination: a sink that also merges a scratch table into a
+/// table by key, swaps one in, and runs a sync's statements together with
+/// its checkpoint (syncs, consolidation, retries). A sink, so code handed
+/// one writes and reads checkpoints through it too.
+#[async_trait]
+pub trait SqlDestination: Sink {
+    /// How this destination spells SQL.
+    fn dialect(&self) -> merge::Dialect;
+
+    /// A table's name as SQL writes it (quoted, with its schema).
+    fn sql_name(&self, table: &str) -> String;
 
     /// Runs `steps` in one transaction together with `checkpoint`, and
     /// returns each step's number: a count query's result, or the rows a
     /// statement changed.
     async fn run_script(
         &mut self,
-        _migration: &str,
-        _checkpoint_name: &str,
-        _steps: &[Step],
-        _checkpoint: &Checkpoint,
-    ) -> Result<Vec<u64>, ConnectorError> {
-        Err(ConnectorError::new(
-            self.describe(),
-            "this destination takes full runs only, not incremental or CDC syncs",
-        ))
-    }
+        migration: &str,
+        checkpoint_name: &str,
+        steps: &[Step],
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<u64>, ConnectorError>;
 
     /// Runs one statement on its own (DDL, which MySQL cannot keep inside
     /// a transaction).
-    async fn execute(&mut self, _sql: &str) -> Result<(), ConnectorError> {
-        Err(ConnectorError::new(
-            self.describe(),
-            "this destination takes no SQL",
-        ))
-    }
+    async fn execute(&mut self, sql: &str) -> Result<(), ConnectorError>;
 
     /// What tells this life of `table` from a table of the same name made
     /// after it was dropped (PostgreSQL: its oid), or `None` when the table
@@ -692,21 +743,60 @@ pub trait Sink: Send + Sync {
     /// Creates `copy`, empty, with the columns, defaults, NOT NULL, check
     /// and unique constraints of `table` (not its foreign keys), so rows
     /// staged there are refused as `table` would refuse them.
-    async fn create_like(&mut self, copy: &str, _table: &str) -> Result<(), ConnectorError> {
-        Err(ConnectorError::new(
-            self.describe(),
-            format!("cannot create `{copy}`: this destination takes full runs only"),
-        ))
-    }
+    async fn create_like(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError>;
 
     /// Puts `copy` in the place of `table` (dropping the old one) so that
     /// readers see the old table or the new one, never half of either.
-    async fn swap_tables(&mut self, copy: &str, _table: &str) -> Result<(), ConnectorError> {
-        Err(ConnectorError::new(
-            self.describe(),
-            format!("cannot swap in `{copy}`: this destination takes full runs only"),
-        ))
+    async fn swap_tables(&mut self, copy: &str, table: &str) -> Result<(), ConnectorError>;
+}
+
+/// What a destination that takes no SQL was asked to do, for its refusal
+/// ([`takes_no_sql`]).
+#[derive(Debug, Clone, Copy)]
+pub enum SqlAsk<'a> {
+    /// A sync's statements with its checkpoint (incremental, CDC).
+    Sync,
+    /// One statement.
+    Statement,
+    /// An empty copy of a table, to be named `copy`.
+    CreateLike {
+        /// The copy's name.
+        copy: &'a str,
+    },
+    /// Swapping `copy` in.
+    Swap {
+        /// The copy's name.
+        copy: &'a str,
+    },
+}
+
+/// The refusal of a destination that takes full runs only (no
+/// [`Sink::sql`]), asked `ask`: the one place its messages are made.
+pub fn takes_no_sql(sink: &dyn Sink, ask: SqlAsk<'_>) -> ConnectorError {
+    let message = match ask {
+        SqlAsk::Sync => {
+            "this destination takes full runs only, not incremental or CDC syncs".to_string()
+        }
+        SqlAsk::Statement => "this destination takes no SQL".to_string(),
+        SqlAsk::CreateLike { copy } => {
+            format!("cannot create `{copy}`: this destination takes full runs only")
+        }
+        SqlAsk::Swap { copy } => {
+            format!("cannot swap in `{copy}`: this destination takes full runs only")
+        }
+    };
+    ConnectorError::new(sink.describe(), message)
+}
+
+/// `sink`'s SQL side, or its refusal of `ask` when it takes full runs only.
+pub fn sql_of<'s>(
+    sink: &'s mut dyn Sink,
+    ask: SqlAsk<'_>,
+) -> Result<&'s mut dyn SqlDestination, ConnectorError> {
+    if sink.sql().is_none() {
+        return Err(takes_no_sql(sink, ask));
     }
+    Ok(sink.sql_mut().expect("`sql` and `sql_mut` agree"))
 }
 
 /// One statement of a sync script.

@@ -26,7 +26,16 @@ const LIFE: &str = "#life";
 /// Whether `sink` keeps a register (only SQL destinations do: files and
 /// plugin sinks are written whole by every run).
 fn keeps_register(sink: &dyn Sink) -> bool {
-    sink.dialect().is_some()
+    sink.sql().is_some()
+}
+
+/// The database's identity for `table` ([`super::SqlDestination::table_identity`]);
+/// `None` from a destination without SQL, which cannot tell.
+async fn identity(sink: &dyn Sink, table: &str) -> Result<Option<String>, ConnectorError> {
+    match sink.sql() {
+        Some(sql) => sql.table_identity(table).await,
+        None => Ok(None),
+    }
 }
 
 /// The register's entry for `table`: (owner, life), if one was made.
@@ -41,7 +50,7 @@ async fn entry(sink: &dyn Sink, table: &str) -> Result<Option<(String, String)>,
 /// register still describes this table, and the database's identity.
 /// `None` when the table is not there or the destination cannot tell.
 async fn life(sink: &dyn Sink, table: &str) -> Result<Option<String>, ConnectorError> {
-    let Some(identity) = sink.table_identity(table).await? else {
+    let Some(identity) = identity(sink, table).await? else {
         return Ok(None);
     };
     let registered = entry(sink, table)
@@ -62,10 +71,10 @@ pub async fn claim(
     migration: &str,
     table: &str,
 ) -> Result<(), ConnectorError> {
-    if !keeps_register(sink) {
+    let Some(sql) = sink.sql_mut() else {
         return Ok(());
-    }
-    let Some(identity) = sink.table_identity(table).await? else {
+    };
+    let Some(identity) = sql.table_identity(table).await? else {
         return Ok(());
     };
     let nanos = std::time::SystemTime::now()
@@ -77,7 +86,7 @@ pub async fn claim(
         cursor: Some(format!("{token} {identity}")),
         ..Checkpoint::default()
     };
-    sink.run_script(REGISTER, &format!("{table}{CREATED}"), &[], &entry)
+    sql.run_script(REGISTER, &format!("{table}{CREATED}"), &[], &entry)
         .await?;
     Ok(())
 }
@@ -98,7 +107,7 @@ pub async fn creator(sink: &dyn Sink, table: &str) -> Result<Option<String>, Con
         return Ok(None);
     }
     let (Some((owner, life)), Some(identity)) =
-        (entry(sink, table).await?, sink.table_identity(table).await?)
+        (entry(sink, table).await?, identity(sink, table).await?)
     else {
         return Ok(None);
     };
@@ -124,7 +133,10 @@ pub async fn mark_start(
         cursor: Some(life),
         ..Checkpoint::default()
     };
-    sink.run_script(migration, &format!("{table}{LIFE}"), &[], &mark)
+    let Some(sql) = sink.sql_mut() else {
+        return Ok(());
+    };
+    sql.run_script(migration, &format!("{table}{LIFE}"), &[], &mark)
         .await?;
     Ok(())
 }

@@ -110,7 +110,8 @@ pub struct Traits {
     pub keeps_negative_zero: bool,
     /// Whether it is an SQL destination: it merges a scratch table into a
     /// table by key, swaps one in, and takes single rows (syncs,
-    /// consolidation, retries), where its sink has a `dialect`.
+    /// consolidation, retries), where its sink offers an
+    /// [`SqlDestination`](super::SqlDestination) ([`Sink::sql`]).
     pub sql: bool,
     /// Whether it keeps restore points ([`Driver::restore_store`]).
     pub restore_points: bool,
@@ -192,11 +193,11 @@ mod tests {
         );
     }
 
-    /// A driver that says it is an SQL destination opens sinks that have
-    /// a dialect, and one that says not opens sinks that have none
+    /// A driver that says it is an SQL destination opens sinks that offer
+    /// an SQL side, and one that says not opens sinks that offer none
     /// (SQLite and CSV, which need no server).
     #[tokio::test]
-    async fn an_sql_destination_is_one_whose_sink_has_a_dialect() {
+    async fn an_sql_destination_is_one_whose_sink_offers_sql() {
         let dir = tempfile::tempdir().unwrap();
         let endpoints = [
             Endpoint::Sqlite {
@@ -212,7 +213,7 @@ mod tests {
             let driver = driver(&endpoint);
             let sink = driver.writer(&endpoint, dir.path()).await.unwrap();
             assert_eq!(
-                sink.dialect().is_some(),
+                sink.sql().is_some(),
                 driver.traits().sql,
                 "{}",
                 driver.name()

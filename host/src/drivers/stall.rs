@@ -26,8 +26,9 @@ use tokio::sync::mpsc;
 
 use super::registry::driver;
 use super::{
-    Bound, Checkpoint, ConnectorError, FreeSpace, Native, Prepare, ReadRequest, Rejected, Sink,
-    Source, SourceBatch, Step, WriteBatch, merge, server,
+    Bound, Checkpoint, ConnectorError, FreeSpace, Healthcheck, Native, Prepare, Prepared,
+    ReadRequest, Rejected, Sink, Source, SourceBatch, SqlDestination, Step, WriteBatch, merge,
+    server,
 };
 use crate::config::{Endpoint, PasswordError, ServerEndpoint};
 use crate::drivers::Shape;
@@ -233,11 +234,16 @@ impl Source for WatchedSource {
     }
 }
 
-/// A sink whose every step runs under a watchdog.
+/// A sink whose every step runs under a watchdog, those of its
+/// capabilities too: it offers a healthcheck and an SQL side exactly when
+/// the sink it wraps does, each step of them watched.
 pub(crate) struct WatchedSink {
     pub(crate) inner: Box<dyn Sink>,
     pub(crate) dog: Watchdog,
 }
+
+/// Why a watched sink's capability always finds the inner one.
+const OFFERED: &str = "a watched sink offers a capability only when its inner sink has it";
 
 #[async_trait]
 impl Sink for WatchedSink {
@@ -256,44 +262,20 @@ impl Sink for WatchedSink {
             .await
     }
 
-    async fn misfits(&self, t: &str, columns: &[Column]) -> Result<Vec<String>, ConnectorError> {
-        let step = self.inner.misfits(t, columns);
-        let doing = table("reading the columns of", t);
-        self.dog.watch(&doing, &NO_PROGRESS, step).await
-    }
-
-    async fn probe_create(&self) -> Result<(), ConnectorError> {
-        let step = self.inner.probe_create();
-        let doing = "trying to create a table";
-        self.dog.watch(doing, &NO_PROGRESS, step).await
-    }
-
-    async fn probe_write(&self, t: &str) -> Result<(), ConnectorError> {
-        let step = self.inner.probe_write(t);
-        let doing = table("checking the write privilege on", t);
-        self.dog.watch(&doing, &NO_PROGRESS, step).await
-    }
-
-    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
-        let step = self.inner.free_space();
-        let doing = "measuring the free space";
-        self.dog.watch(doing, &NO_PROGRESS, step).await
-    }
-
     async fn prepare(
         &mut self,
         migration: &str,
         t: &str,
         shape: Shape<'_>,
         mode: Prepare,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Prepared, ConnectorError> {
         let step = self.inner.prepare(migration, t, shape, mode);
         let doing = table("preparing", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
 
     async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
-        let doing = table("writing", batch.table);
+        let doing = table("writing", batch.table());
         let step = self.inner.write(batch);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
@@ -301,11 +283,11 @@ impl Sink for WatchedSink {
     async fn finish(
         &mut self,
         migration: &str,
-        t: &str,
+        t: Prepared,
         checkpoint: &Checkpoint,
     ) -> Result<(), ConnectorError> {
+        let doing = table("finishing", t.table());
         let step = self.inner.finish(migration, t, checkpoint);
-        let doing = table("finishing", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
 
@@ -331,12 +313,57 @@ impl Sink for WatchedSink {
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
 
-    fn dialect(&self) -> Option<merge::Dialect> {
-        self.inner.dialect()
+    fn healthcheck(&self) -> Option<&dyn Healthcheck> {
+        self.inner.healthcheck().map(|_| self as &dyn Healthcheck)
+    }
+
+    fn sql(&self) -> Option<&dyn SqlDestination> {
+        self.inner.sql().map(|_| self as &dyn SqlDestination)
+    }
+
+    fn sql_mut(&mut self) -> Option<&mut dyn SqlDestination> {
+        match self.inner.sql_mut() {
+            Some(_) => Some(self),
+            None => None,
+        }
+    }
+}
+
+#[async_trait]
+impl Healthcheck for WatchedSink {
+    async fn misfits(&self, t: &str, columns: &[Column]) -> Result<Vec<String>, ConnectorError> {
+        let step = self.inner.healthcheck().expect(OFFERED).misfits(t, columns);
+        let doing = table("reading the columns of", t);
+        self.dog.watch(&doing, &NO_PROGRESS, step).await
+    }
+
+    async fn probe_create(&self) -> Result<(), ConnectorError> {
+        let step = self.inner.healthcheck().expect(OFFERED).probe_create();
+        let doing = "trying to create a table";
+        self.dog.watch(doing, &NO_PROGRESS, step).await
+    }
+
+    async fn probe_write(&self, t: &str) -> Result<(), ConnectorError> {
+        let step = self.inner.healthcheck().expect(OFFERED).probe_write(t);
+        let doing = table("checking the write privilege on", t);
+        self.dog.watch(&doing, &NO_PROGRESS, step).await
+    }
+
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
+        let step = self.inner.healthcheck().expect(OFFERED).free_space();
+        let doing = "measuring the free space";
+        self.dog.watch(doing, &NO_PROGRESS, step).await
+    }
+}
+
+#[async_trait]
+impl SqlDestination for WatchedSink {
+    fn dialect(&self) -> merge::Dialect {
+        self.inner.sql().expect(OFFERED).dialect()
     }
 
     fn sql_name(&self, t: &str) -> String {
-        self.inner.sql_name(t)
+        self.inner.sql().expect(OFFERED).sql_name(t)
     }
 
     async fn run_script(
@@ -348,38 +375,37 @@ impl Sink for WatchedSink {
     ) -> Result<Vec<u64>, ConnectorError> {
         let name = checkpoint_name.split('#').next().unwrap_or(checkpoint_name);
         let doing = table("syncing", name);
-        let step = self
-            .inner
-            .run_script(migration, checkpoint_name, steps, checkpoint);
+        let inner = self.inner.sql_mut().expect(OFFERED);
+        let step = inner.run_script(migration, checkpoint_name, steps, checkpoint);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
 
     async fn execute(&mut self, sql: &str) -> Result<(), ConnectorError> {
-        let step = self.inner.execute(sql);
+        let step = self.inner.sql_mut().expect(OFFERED).execute(sql);
         let doing = "running a statement";
         self.dog.watch(doing, &NO_PROGRESS, step).await
     }
 
     async fn table_identity(&self, t: &str) -> Result<Option<String>, ConnectorError> {
-        let step = self.inner.table_identity(t);
+        let step = self.inner.sql().expect(OFFERED).table_identity(t);
         let doing = table("looking up", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
 
     async fn parents(&self, t: &str) -> Result<Vec<String>, ConnectorError> {
-        let step = self.inner.parents(t);
+        let step = self.inner.sql().expect(OFFERED).parents(t);
         let doing = table("reading the foreign keys of", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
 
     async fn create_like(&mut self, copy: &str, t: &str) -> Result<(), ConnectorError> {
-        let step = self.inner.create_like(copy, t);
+        let step = self.inner.sql_mut().expect(OFFERED).create_like(copy, t);
         let doing = table("creating a copy of", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }
 
     async fn swap_tables(&mut self, copy: &str, t: &str) -> Result<(), ConnectorError> {
-        let step = self.inner.swap_tables(copy, t);
+        let step = self.inner.sql_mut().expect(OFFERED).swap_tables(copy, t);
         let doing = table("swapping in the new", t);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
     }

@@ -36,7 +36,10 @@ pub async fn load_order<'a>(
     let mut parents = Vec::with_capacity(plans.len());
     let mut own_parent = Vec::new();
     for name in &names {
-        let refers = sink.parents(name).await?;
+        let refers = match sink.sql() {
+            Some(sql) => sql.parents(name).await?,
+            None => Vec::new(),
+        };
         if refers.iter().any(|r| r == name) {
             own_parent.push(name.to_string());
         }

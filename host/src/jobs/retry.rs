@@ -15,8 +15,8 @@ use super::run::{RunError, flagged};
 use crate::config::{IfExists, Migration};
 use crate::drivers::Shape;
 use crate::drivers::{
-    Checkpoint, ConnectorError, Prepare, Sink, SourceBatch, Step, WriteBatch, open_sink,
-    open_source, owner,
+    Checkpoint, ConnectorError, Prepare, Prepared, Sink, SourceBatch, SqlDestination, Step,
+    WriteBatch, open_sink, open_source, owner,
 };
 use crate::engine::RowFailure;
 use crate::engine::batch::{Output, process};
@@ -371,23 +371,24 @@ impl<'a> Retrying<'a> {
         all: &[i64],
         fixed: &HashMap<i64, serde_json::Value>,
     ) -> Result<(), RetryError> {
-        let mut sink = open_sink(self.m).await?;
-        if sink.dialect().is_none() {
+        let mut opened = open_sink(self.m).await?;
+        let Some(sink) = opened.sql_mut() else {
             return Err(RetryError::Refused(format!(
                 "{}: a retry adds single rows to the existing table, which needs a database destination ({}); fix the cause and run the migration again",
-                sink.describe(),
+                opened.describe(),
                 crate::drivers::registry::sql_destinations()
             )));
-        }
-        let rows = self.finish_cut_short(sink.as_ref(), rows, all).await?;
+        };
+        let rows = self.finish_cut_short(sink, rows, all).await?;
         let rows = self.drop_rebuilt(rows).await?;
-        sink.prepare(
-            &self.m.name,
-            self.table(),
-            self.plan.shape(),
-            Prepare::Resume,
-        )
-        .await?;
+        let prepared = sink
+            .prepare(
+                &self.m.name,
+                self.table(),
+                self.plan.shape(),
+                Prepare::Resume,
+            )
+            .await?;
         let mut chain = Chain::new(
             self.plan.ctx.clone(),
             self.plan.steps.clone(),
@@ -399,8 +400,8 @@ impl<'a> Retrying<'a> {
             self.counts.retried += chunk.len() as u64;
             let items = self.read_back(chunk, fixed).await?;
             let out = self.transform(&mut chain, items).await?;
-            let out = self.skip_present(sink.as_mut(), out).await?;
-            self.write(sink.as_mut(), out).await?;
+            let out = self.skip_present(sink, out).await?;
+            self.write(sink, &prepared, out).await?;
         }
         Ok(())
     }
@@ -562,7 +563,7 @@ impl<'a> Retrying<'a> {
     /// or a person wrote it since): a retry never overwrites a row.
     async fn skip_present(
         &mut self,
-        sink: &mut dyn Sink,
+        sink: &mut dyn SqlDestination,
         out: Vec<(Item, Row)>,
     ) -> Result<Vec<(Item, Row)>, RetryError> {
         let key = self.plan.output_key_names();
@@ -584,11 +585,11 @@ impl<'a> Retrying<'a> {
     /// a sync keeps it) so each row is a lookup, not a scan.
     async fn find_present(
         &self,
-        sink: &mut dyn Sink,
+        sink: &mut dyn SqlDestination,
         out: &[(Item, Row)],
         key: &[String],
     ) -> Result<Vec<bool>, RetryError> {
-        let dialect = sink.dialect().expect("checked before the first chunk");
+        let dialect = sink.dialect();
         let owner = format!("{}#retry", self.m.name);
         let scratch = format!("credvault_retry_{}", self.table());
         let mut columns = self.plan.output.clone();
@@ -606,16 +607,17 @@ impl<'a> Retrying<'a> {
                 row
             })
             .collect();
-        sink.prepare(
-            &owner,
-            &scratch,
-            Shape::plain(&columns),
-            Prepare::Fresh(IfExists::Replace),
-        )
-        .await?;
+        let prepared = sink
+            .prepare(
+                &owner,
+                &scratch,
+                Shape::plain(&columns),
+                Prepare::Fresh(IfExists::Replace),
+            )
+            .await?;
         let batch = WriteBatch {
             migration: &owner,
-            table: &scratch,
+            prepared: &prepared,
             checkpoint_name: &scratch,
             columns: &columns,
             rows: &rows,
@@ -666,6 +668,7 @@ impl<'a> Retrying<'a> {
     async fn write(
         &mut self,
         sink: &mut dyn Sink,
+        prepared: &Prepared,
         out: Vec<(Item, Row)>,
     ) -> Result<(), RetryError> {
         let (mut items, mut rows): (Vec<Item>, Vec<Row>) = out.into_iter().unzip();
@@ -678,7 +681,7 @@ impl<'a> Retrying<'a> {
             let name = self.checkpoint_name();
             let batch = WriteBatch {
                 migration: &self.m.name,
-                table: self.table(),
+                prepared,
                 checkpoint_name: &name,
                 columns: &self.plan.output,
                 rows: &rows,

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{
-    Batcher, Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Rejected, Sink, Source,
-    SourceBatch, SourceFault, WriteBatch, free_space_at,
+    Batcher, Checkpoint, ConnectorError, FreeSpace, Healthcheck, Prepare, Prepared, ReadRequest,
+    Rejected, Sink, Source, SourceBatch, SourceFault, WriteBatch, free_space_at,
 };
 use crate::config::IfExists;
 use crate::drivers::Shape;
@@ -551,6 +551,45 @@ impl CsvSink {
         self.open = Some((table.to_string(), writer));
         Ok(())
     }
+
+    /// Opens `table`'s partial file for rows of `columns`: the one left by
+    /// an interrupted run, a copy of the finished file to append to, or a
+    /// new one.
+    fn open_table(
+        &mut self,
+        migration: &str,
+        table: &str,
+        columns: &[Column],
+        mode: Prepare,
+    ) -> Result<(), ConnectorError> {
+        match mode {
+            Prepare::Resume => {
+                let progress = self.load(migration, table)?;
+                let Some(progress) = progress.filter(|_| self.partial(table).exists()) else {
+                    return Err(self.refusal(format!("cannot resume `{table}`: its partial file is gone; run again with --restart")));
+                };
+                self.open_partial(table, columns, Some(progress.bytes))
+            }
+            Prepare::Fresh(if_exists) => {
+                let exists = self.file(table).exists();
+                if exists && if_exists == IfExists::Fail {
+                    return Err(self.refusal(format!(
+                        "{} already exists; set if_exists = \"replace\" or \"append\" for this table, or choose another destination",
+                        self.file(table).display()
+                    )));
+                }
+                if exists && if_exists == IfExists::Append {
+                    std::fs::copy(self.file(table), self.partial(table))
+                        .map_err(|e| self.error(e))?;
+                    let bytes = std::fs::metadata(self.partial(table))
+                        .map_err(|e| self.error(e))?
+                        .len();
+                    return self.open_partial(table, columns, Some(bytes));
+                }
+                self.open_partial(table, columns, None)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -571,6 +610,84 @@ impl Sink for CsvSink {
         Ok(Some(reader.byte_records().count() as u64))
     }
 
+    async fn prepare(
+        &mut self,
+        migration: &str,
+        table: &str,
+        shape: Shape<'_>,
+        mode: Prepare,
+    ) -> Result<Prepared, ConnectorError> {
+        self.open_table(migration, table, shape.columns, mode)?;
+        Ok(Prepared::new(table))
+    }
+
+    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
+        let bytes = self.append(batch.table(), batch.rows)?;
+        let progress = Progress {
+            bytes,
+            checkpoint: batch.checkpoint.clone(),
+        };
+        self.save(batch.migration, batch.checkpoint_name, &progress)?;
+        Ok(Vec::new())
+    }
+
+    async fn finish(
+        &mut self,
+        migration: &str,
+        prepared: Prepared,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ConnectorError> {
+        let table = prepared.table();
+        if let Some((_, mut writer)) = self.open.take() {
+            writer.flush().map_err(|e| self.error(e))?;
+        }
+        std::fs::rename(self.partial(table), self.file(table)).map_err(|e| self.error(e))?;
+        let progress = Progress {
+            bytes: 0,
+            checkpoint: Checkpoint {
+                done: true,
+                ..checkpoint.clone()
+            },
+        };
+        self.save(migration, table, &progress)
+    }
+
+    async fn committed(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Option<Checkpoint>, ConnectorError> {
+        Ok(self.load(migration, table)?.map(|p| p.checkpoint))
+    }
+
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        for file in [self.file(table), self.partial(table)] {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(self.error(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
+        let prefix = format!("{migration}.");
+        let entries = std::fs::read_dir(self.dir.join(".credvault")).map_err(|e| self.error(e))?;
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(entry.path()).map_err(|e| self.error(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn healthcheck(&self) -> Option<&dyn Healthcheck> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Healthcheck for CsvSink {
     /// Rows are appended by position, so the header must name the columns
     /// in order; every value is text.
     async fn misfits(
@@ -619,102 +736,6 @@ impl Sink for CsvSink {
 
     async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
         Ok(free_space_at(&self.dir))
-    }
-
-    async fn prepare(
-        &mut self,
-        migration: &str,
-        table: &str,
-        shape: Shape<'_>,
-        mode: Prepare,
-    ) -> Result<(), ConnectorError> {
-        let columns = shape.columns;
-        match mode {
-            Prepare::Resume => {
-                let progress = self.load(migration, table)?;
-                let Some(progress) = progress.filter(|_| self.partial(table).exists()) else {
-                    return Err(self.refusal(format!("cannot resume `{table}`: its partial file is gone; run again with --restart")));
-                };
-                self.open_partial(table, columns, Some(progress.bytes))
-            }
-            Prepare::Fresh(if_exists) => {
-                let exists = self.file(table).exists();
-                if exists && if_exists == IfExists::Fail {
-                    return Err(self.refusal(format!(
-                        "{} already exists; set if_exists = \"replace\" or \"append\" for this table, or choose another destination",
-                        self.file(table).display()
-                    )));
-                }
-                if exists && if_exists == IfExists::Append {
-                    std::fs::copy(self.file(table), self.partial(table))
-                        .map_err(|e| self.error(e))?;
-                    let bytes = std::fs::metadata(self.partial(table))
-                        .map_err(|e| self.error(e))?
-                        .len();
-                    return self.open_partial(table, columns, Some(bytes));
-                }
-                self.open_partial(table, columns, None)
-            }
-        }
-    }
-
-    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
-        let bytes = self.append(batch.table, batch.rows)?;
-        let progress = Progress {
-            bytes,
-            checkpoint: batch.checkpoint.clone(),
-        };
-        self.save(batch.migration, batch.checkpoint_name, &progress)?;
-        Ok(Vec::new())
-    }
-
-    async fn finish(
-        &mut self,
-        migration: &str,
-        table: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), ConnectorError> {
-        if let Some((_, mut writer)) = self.open.take() {
-            writer.flush().map_err(|e| self.error(e))?;
-        }
-        std::fs::rename(self.partial(table), self.file(table)).map_err(|e| self.error(e))?;
-        let progress = Progress {
-            bytes: 0,
-            checkpoint: Checkpoint {
-                done: true,
-                ..checkpoint.clone()
-            },
-        };
-        self.save(migration, table, &progress)
-    }
-
-    async fn committed(
-        &self,
-        migration: &str,
-        table: &str,
-    ) -> Result<Option<Checkpoint>, ConnectorError> {
-        Ok(self.load(migration, table)?.map(|p| p.checkpoint))
-    }
-
-    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
-        for file in [self.file(table), self.partial(table)] {
-            match std::fs::remove_file(&file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(self.error(e)),
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
-        let prefix = format!("{migration}.");
-        let entries = std::fs::read_dir(self.dir.join(".credvault")).map_err(|e| self.error(e))?;
-        for entry in entries.filter_map(Result::ok) {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                std::fs::remove_file(entry.path()).map_err(|e| self.error(e))?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -17,8 +17,8 @@ use crate::drivers::Shape;
 use crate::drivers::Step;
 use crate::drivers::merge::Dialect;
 use crate::drivers::{
-    Checkpoint, ConnectorError, FreeSpace, Native, Prepare, Readiness, Rejected, Sink, WriteBatch,
-    misfits, native_of, readiness, server,
+    Checkpoint, ConnectorError, FreeSpace, Healthcheck, Native, Prepare, Prepared, Readiness,
+    Rejected, Sink, SqlDestination, WriteBatch, misfits, native_of, readiness, server,
 };
 use crate::model::value::{
     Column, Row, TableInfo, Value, date_from_days, time_from_micros, to_text,
@@ -145,7 +145,7 @@ impl MySqlSink {
         while start < batch.rows.len() {
             let end = chunk_end(batch.rows, start, batch.columns.len(), self.max_statement);
             let chunk = &batch.rows[start..end];
-            let sql = insert_sql(batch.table, batch.columns, chunk.len());
+            let sql = insert_sql(batch.table(), batch.columns, chunk.len());
             match bind_rows(sqlx::query(&sql), chunk)
                 .execute(&mut *conn)
                 .await
@@ -176,7 +176,7 @@ impl MySqlSink {
         batch: &WriteBatch<'_>,
     ) -> Result<Vec<Rejected>, ConnectorError> {
         let fail = |e| self.server.error(e);
-        let sql = insert_sql(batch.table, batch.columns, 1);
+        let sql = insert_sql(batch.table(), batch.columns, 1);
         let mut tx = self.server.pool.begin().await.map_err(fail)?;
         let mut rejected = Vec::new();
         for (i, row) in batch.rows.iter().enumerate() {
@@ -389,6 +389,134 @@ impl Sink for MySqlSink {
         Ok(Some(n.unsigned_abs()))
     }
 
+    async fn prepare(
+        &mut self,
+        _migration: &str,
+        table: &str,
+        shape: Shape<'_>,
+        mode: Prepare,
+    ) -> Result<Prepared, ConnectorError> {
+        let columns = shape.columns;
+        self.natives
+            .insert(table.to_string(), shape.natives.to_vec());
+        let existing = match mode {
+            Prepare::Fresh(_) => self.existing_rows(table).await?,
+            Prepare::Resume => None,
+        };
+        match readiness(mode, existing, table, self.describe())? {
+            Readiness::Adopt => self.check_append(table, columns).await?,
+            Readiness::Replace => {
+                self.server
+                    .pool
+                    .execute(format!("DROP TABLE {}", ident(table)).as_str())
+                    .await
+                    .map_err(|e| self.server.error(e))?;
+                self.create(table, columns).await?;
+            }
+            Readiness::Create => self.create(table, columns).await?,
+        }
+        Ok(Prepared::new(table))
+    }
+
+    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
+        let fail = |e| self.server.error(e);
+        let mut tx = self.server.pool.begin().await.map_err(fail)?;
+        match self.insert_all(&mut tx, &batch).await {
+            Ok(()) => {}
+            Err(Failure::Row) => {
+                tx.rollback().await.map_err(fail)?;
+                return self.write_row_by_row(&batch).await;
+            }
+            Err(Failure::Fatal(e)) => return Err(e),
+        }
+        save_checkpoint(
+            &mut tx,
+            batch.migration,
+            batch.checkpoint_name,
+            batch.checkpoint,
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(Vec::new())
+    }
+
+    async fn finish(
+        &mut self,
+        migration: &str,
+        prepared: Prepared,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ConnectorError> {
+        let table = prepared.table();
+        let done = Checkpoint {
+            done: true,
+            ..checkpoint.clone()
+        };
+        let mut conn = self
+            .server
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.server.error(e))?;
+        save_checkpoint(&mut conn, migration, table, &done)
+            .await
+            .map_err(|e| self.server.error(e))
+    }
+
+    async fn committed(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Option<Checkpoint>, ConnectorError> {
+        let sql = format!(
+            "SELECT checkpoint FROM {} WHERE migration = ? AND table_name = ?",
+            ident(CHECKPOINTS)
+        );
+        let row = sqlx::query(&sql)
+            .bind(migration)
+            .bind(table)
+            .fetch_optional(&self.server.pool)
+            .await
+            .map_err(|e| self.server.error(e))?;
+        row.and_then(|r| text(&r, 0))
+            .map(|j| {
+                serde_json::from_str(&j).map_err(|e| {
+                    self.server
+                        .message(format!("the checkpoint of `{table}` is unreadable: {e}"))
+                })
+            })
+            .transpose()
+    }
+
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        SqlDestination::execute(self, &format!("DROP TABLE IF EXISTS {}", ident(table))).await
+    }
+
+    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
+        let sql = format!("DELETE FROM {} WHERE migration = ?", ident(CHECKPOINTS));
+        sqlx::query(&sql)
+            .bind(migration)
+            .execute(&self.server.pool)
+            .await
+            .map_err(|e| self.server.error(e))?;
+        Ok(())
+    }
+
+    fn healthcheck(&self) -> Option<&dyn Healthcheck> {
+        Some(self)
+    }
+
+    fn sql(&self) -> Option<&dyn SqlDestination> {
+        Some(self)
+    }
+
+    fn sql_mut(&mut self) -> Option<&mut dyn SqlDestination> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Healthcheck for MySqlSink {
     /// Column names ignore case here.
     async fn misfits(
         &self,
@@ -455,115 +583,17 @@ impl Sink for MySqlSink {
         let dir = text(&row, 0).unwrap_or_default();
         Ok(server::data_dir_space(&self.server.ep.host, &dir))
     }
+}
 
-    async fn prepare(
-        &mut self,
-        _migration: &str,
-        table: &str,
-        shape: Shape<'_>,
-        mode: Prepare,
-    ) -> Result<(), ConnectorError> {
-        let columns = shape.columns;
-        self.natives
-            .insert(table.to_string(), shape.natives.to_vec());
-        let existing = match mode {
-            Prepare::Fresh(_) => self.existing_rows(table).await?,
-            Prepare::Resume => None,
-        };
-        match readiness(mode, existing, table, self.describe())? {
-            Readiness::Adopt => return self.check_append(table, columns).await,
-            Readiness::Replace => {
-                self.server
-                    .pool
-                    .execute(format!("DROP TABLE {}", ident(table)).as_str())
-                    .await
-                    .map_err(|e| self.server.error(e))?;
-            }
-            Readiness::Create => {}
-        }
-        self.create(table, columns).await
-    }
-
-    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
-        let fail = |e| self.server.error(e);
-        let mut tx = self.server.pool.begin().await.map_err(fail)?;
-        match self.insert_all(&mut tx, &batch).await {
-            Ok(()) => {}
-            Err(Failure::Row) => {
-                tx.rollback().await.map_err(fail)?;
-                return self.write_row_by_row(&batch).await;
-            }
-            Err(Failure::Fatal(e)) => return Err(e),
-        }
-        save_checkpoint(
-            &mut tx,
-            batch.migration,
-            batch.checkpoint_name,
-            batch.checkpoint,
-        )
-        .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
-        Ok(Vec::new())
-    }
-
-    async fn finish(
-        &mut self,
-        migration: &str,
-        table: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), ConnectorError> {
-        let done = Checkpoint {
-            done: true,
-            ..checkpoint.clone()
-        };
-        let mut conn = self
-            .server
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.server.error(e))?;
-        save_checkpoint(&mut conn, migration, table, &done)
-            .await
-            .map_err(|e| self.server.error(e))
-    }
-
-    async fn committed(
-        &self,
-        migration: &str,
-        table: &str,
-    ) -> Result<Option<Checkpoint>, ConnectorError> {
-        let sql = format!(
-            "SELECT checkpoint FROM {} WHERE migration = ? AND table_name = ?",
-            ident(CHECKPOINTS)
-        );
-        let row = sqlx::query(&sql)
-            .bind(migration)
-            .bind(table)
-            .fetch_optional(&self.server.pool)
-            .await
-            .map_err(|e| self.server.error(e))?;
-        row.and_then(|r| text(&r, 0))
-            .map(|j| {
-                serde_json::from_str(&j).map_err(|e| {
-                    self.server
-                        .message(format!("the checkpoint of `{table}` is unreadable: {e}"))
-                })
-            })
-            .transpose()
-    }
-
-    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
-        Sink::execute(self, &format!("DROP TABLE IF EXISTS {}", ident(table))).await
-    }
-
-    fn dialect(&self) -> Option<Dialect> {
-        Some(Dialect {
+#[async_trait]
+impl SqlDestination for MySqlSink {
+    fn dialect(&self) -> Dialect {
+        Dialect {
             quote: ident,
             same: "<=>",
             exact: binary,
             update_join: true,
-        })
+        }
     }
 
     fn sql_name(&self, table: &str) -> String {
@@ -656,16 +686,6 @@ impl Sink for MySqlSink {
                 .await
                 .map_err(|e| self.server.error(e))?;
         }
-        Ok(())
-    }
-
-    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
-        let sql = format!("DELETE FROM {} WHERE migration = ?", ident(CHECKPOINTS));
-        sqlx::query(&sql)
-            .bind(migration)
-            .execute(&self.server.pool)
-            .await
-            .map_err(|e| self.server.error(e))?;
         Ok(())
     }
 }

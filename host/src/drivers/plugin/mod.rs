@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{
-    Checkpoint, ConnectorError, FreeSpace, Prepare, ReadRequest, Rejected, Sink, Source,
-    SourceBatch, SourceFault, WriteBatch,
+    Checkpoint, ConnectorError, FreeSpace, Healthcheck, Prepare, Prepared, ReadRequest, Rejected,
+    Sink, Source, SourceBatch, SourceFault, WriteBatch,
 };
 use crate::config::PluginEndpoint;
 use crate::drivers::Shape;
@@ -341,32 +341,13 @@ impl Sink for PluginSink {
             .await
     }
 
-    /// A plugin's `prepare` checks the columns of a table it appends to.
-    async fn misfits(&self, _: &str, _: &[Column]) -> Result<Vec<String>, ConnectorError> {
-        Ok(Vec::new())
-    }
-
-    async fn probe_create(&self) -> Result<(), ConnectorError> {
-        self.with(|_| Box::pin(async { Ok(()) })).await
-    }
-
-    async fn probe_write(&self, _table: &str) -> Result<(), ConnectorError> {
-        self.with(|_| Box::pin(async { Ok(()) })).await
-    }
-
-    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
-        Ok(FreeSpace::Unknown(
-            "a plugin destination does not report its free space".into(),
-        ))
-    }
-
     async fn prepare(
         &mut self,
         migration: &str,
         table: &str,
         shape: Shape<'_>,
         mode: Prepare,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Prepared, ConnectorError> {
         let columns = shape.columns;
         let mode = match mode {
             Prepare::Fresh(if_exists) => SinkMode::Fresh(if_exists),
@@ -374,17 +355,19 @@ impl Sink for PluginSink {
         };
         let (migration, table, columns) =
             (migration.to_string(), table.to_string(), columns.to_vec());
+        let prepared = Prepared::new(&table);
         self.with(move |i| {
             Box::pin(async move { i.prepare(&migration, &table, &columns, mode).await })
         })
-        .await
+        .await?;
+        Ok(prepared)
     }
 
     async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
         let checkpoint = checkpoint_text(batch.checkpoint);
         let (migration, table, name) = (
             batch.migration.to_string(),
-            batch.table.to_string(),
+            batch.table().to_string(),
             batch.checkpoint_name.to_string(),
         );
         let mut rows = batch.rows.to_vec();
@@ -401,11 +384,11 @@ impl Sink for PluginSink {
     async fn finish(
         &mut self,
         migration: &str,
-        table: &str,
+        prepared: Prepared,
         checkpoint: &Checkpoint,
     ) -> Result<(), ConnectorError> {
         let checkpoint = checkpoint_text(checkpoint);
-        let (migration, table) = (migration.to_string(), table.to_string());
+        let (migration, table) = (migration.to_string(), prepared.table().to_string());
         self.with(move |i| Box::pin(async move { i.finish(&migration, &table, &checkpoint).await }))
             .await
     }
@@ -440,5 +423,31 @@ impl Sink for PluginSink {
         let table = table.to_string();
         self.with(move |i| Box::pin(async move { i.drop_table(&table).await }))
             .await
+    }
+
+    fn healthcheck(&self) -> Option<&dyn Healthcheck> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Healthcheck for PluginSink {
+    /// A plugin's `prepare` checks the columns of a table it appends to.
+    async fn misfits(&self, _: &str, _: &[Column]) -> Result<Vec<String>, ConnectorError> {
+        Ok(Vec::new())
+    }
+
+    async fn probe_create(&self) -> Result<(), ConnectorError> {
+        self.with(|_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn probe_write(&self, _table: &str) -> Result<(), ConnectorError> {
+        self.with(|_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn free_space(&self) -> Result<FreeSpace, ConnectorError> {
+        Ok(FreeSpace::Unknown(
+            "a plugin destination does not report its free space".into(),
+        ))
     }
 }

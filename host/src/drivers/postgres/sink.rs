@@ -25,8 +25,8 @@ use crate::drivers::Step;
 use crate::drivers::merge::Dialect;
 use crate::drivers::server::{self, DbFailure};
 use crate::drivers::{
-    Checkpoint, ConnectorError, FreeSpace, Native, Prepare, Readiness, Rejected, Sink, WriteBatch,
-    native_of, readiness,
+    Checkpoint, ConnectorError, FreeSpace, Healthcheck, Native, Prepare, Prepared, Readiness,
+    Rejected, Sink, SqlDestination, WriteBatch, native_of, readiness,
 };
 use crate::model::value::{Column, type_name};
 
@@ -169,7 +169,7 @@ impl PgSink {
         spans: &[Span],
         mut rejected: Vec<Rejected>,
     ) -> Result<Vec<Rejected>, ConnectorError> {
-        let fail = |e: &sqlx::Error| self.db.table_error(batch.table, e);
+        let fail = |e: &sqlx::Error| self.db.table_error(batch.table(), e);
         let mut tx = self.db.pool.begin().await.map_err(|e| fail(&e))?;
         let mut pending = halves(0..spans.len());
         while let Some(range) = pending.pop() {
@@ -381,6 +381,167 @@ impl Sink for PgSink {
         Ok(Some(u64::try_from(n).unwrap_or(0)))
     }
 
+    async fn prepare(
+        &mut self,
+        _migration: &str,
+        table: &str,
+        shape: Shape<'_>,
+        mode: Prepare,
+    ) -> Result<Prepared, ConnectorError> {
+        let columns = shape.columns;
+        self.natives
+            .insert(table.to_string(), shape.natives.to_vec());
+        let existing = match mode {
+            Prepare::Fresh(_) => self.existing_rows(table).await?,
+            Prepare::Resume => None,
+        };
+        let shown = format!("{}.{table}", self.db.schema);
+        match readiness(mode, existing, &shown, self.describe())? {
+            Readiness::Adopt => self.adopt(table, columns).await?,
+            Readiness::Replace => self.create(table, columns, true).await?,
+            Readiness::Create => self.create(table, columns, false).await?,
+        }
+        Ok(Prepared::new(table))
+    }
+
+    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
+        let layouts = self.layouts(batch.table(), batch.columns).await?;
+        let mut writer = TupleWriter::with_capacity(batch.rows.len() * 16 * layouts.len().max(1));
+        let mut spans = Vec::with_capacity(batch.rows.len());
+        let mut rejected = Vec::new();
+        for (i, row) in batch.rows.iter().enumerate() {
+            let start = writer.buf.len();
+            match writer.push(row, &layouts) {
+                Ok(()) => spans.push(Span {
+                    row: i,
+                    bytes: start..writer.buf.len(),
+                }),
+                Err(e) => {
+                    let column = e.column.map_or(String::new(), |c| {
+                        format!("column `{}`: ", batch.columns[c].name)
+                    });
+                    rejected.push((i, format!("{column}{}", e.message)));
+                }
+            }
+        }
+        if batch.all_or_nothing && !rejected.is_empty() {
+            rejected.truncate(1);
+            return Ok(rejected);
+        }
+        let names: Vec<String> = batch.columns.iter().map(|c| ident(&c.name)).collect();
+        let copy_sql = format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            self.db.qualified(batch.table()),
+            names.join(", ")
+        );
+        let fail = |e: &sqlx::Error| self.db.table_error(batch.table(), e);
+        let mut tx = self.db.pool.begin().await.map_err(|e| fail(&e))?;
+        if !spans.is_empty() {
+            match copy_in(&mut tx, &copy_sql, &writer.buf).await {
+                Ok(()) => {}
+                Err(e) if is_row_error(&e) => {
+                    tx.rollback().await.map_err(|e| fail(&e))?;
+                    return self
+                        .isolate(&batch, &copy_sql, &writer.buf, &spans, rejected)
+                        .await;
+                }
+                Err(e) => return Err(fail(&e)),
+            }
+        }
+        save_checkpoint(
+            &mut tx,
+            &self.db,
+            batch.migration,
+            batch.checkpoint_name,
+            batch.checkpoint,
+        )
+        .await?;
+        tx.commit().await.map_err(|e| fail(&e))?;
+        Ok(rejected)
+    }
+
+    async fn finish(
+        &mut self,
+        migration: &str,
+        prepared: Prepared,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ConnectorError> {
+        let table = prepared.table();
+        let done = Checkpoint {
+            done: true,
+            ..checkpoint.clone()
+        };
+        let fail = |e: &sqlx::Error| self.db.table_error(table, e);
+        let mut tx = self.db.pool.begin().await.map_err(|e| fail(&e))?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| fail(&e))?;
+        save_checkpoint(&mut tx, &self.db, migration, table, &done).await?;
+        tx.commit().await.map_err(|e| fail(&e))
+    }
+
+    async fn committed(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Option<Checkpoint>, ConnectorError> {
+        let sql = format!(
+            "SELECT checkpoint::text FROM {} WHERE migration = $1 AND table_name = $2",
+            self.db.qualified(CHECKPOINTS)
+        );
+        let json: Option<String> = sqlx::query_scalar(&sql)
+            .bind(migration)
+            .bind(table)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| self.db.table_error(table, &e))?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| {
+                self.db
+                    .fail(format!("table `{table}`: unreadable checkpoint {j}: {e}"))
+            })
+        })
+        .transpose()
+    }
+
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        let sql = format!("DROP TABLE IF EXISTS {}", self.db.qualified(table));
+        sqlx::query(&sql)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.table_error(table, &e))?;
+        Ok(())
+    }
+
+    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
+        let sql = format!(
+            "DELETE FROM {} WHERE migration = $1",
+            self.db.qualified(CHECKPOINTS)
+        );
+        sqlx::query(&sql)
+            .bind(migration)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(&e))?;
+        Ok(())
+    }
+
+    fn healthcheck(&self) -> Option<&dyn Healthcheck> {
+        Some(self)
+    }
+
+    fn sql(&self) -> Option<&dyn SqlDestination> {
+        Some(self)
+    }
+
+    fn sql_mut(&mut self) -> Option<&mut dyn SqlDestination> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Healthcheck for PgSink {
     async fn misfits(
         &self,
         table: &str,
@@ -447,145 +608,17 @@ impl Sink for PgSink {
             Err(e) => Err(self.db.error(&e)),
         }
     }
+}
 
-    async fn prepare(
-        &mut self,
-        _migration: &str,
-        table: &str,
-        shape: Shape<'_>,
-        mode: Prepare,
-    ) -> Result<(), ConnectorError> {
-        let columns = shape.columns;
-        self.natives
-            .insert(table.to_string(), shape.natives.to_vec());
-        let existing = match mode {
-            Prepare::Fresh(_) => self.existing_rows(table).await?,
-            Prepare::Resume => None,
-        };
-        let shown = format!("{}.{table}", self.db.schema);
-        match readiness(mode, existing, &shown, self.describe())? {
-            Readiness::Adopt => self.adopt(table, columns).await,
-            Readiness::Replace => self.create(table, columns, true).await,
-            Readiness::Create => self.create(table, columns, false).await,
-        }
-    }
-
-    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
-        let layouts = self.layouts(batch.table, batch.columns).await?;
-        let mut writer = TupleWriter::with_capacity(batch.rows.len() * 16 * layouts.len().max(1));
-        let mut spans = Vec::with_capacity(batch.rows.len());
-        let mut rejected = Vec::new();
-        for (i, row) in batch.rows.iter().enumerate() {
-            let start = writer.buf.len();
-            match writer.push(row, &layouts) {
-                Ok(()) => spans.push(Span {
-                    row: i,
-                    bytes: start..writer.buf.len(),
-                }),
-                Err(e) => {
-                    let column = e.column.map_or(String::new(), |c| {
-                        format!("column `{}`: ", batch.columns[c].name)
-                    });
-                    rejected.push((i, format!("{column}{}", e.message)));
-                }
-            }
-        }
-        if batch.all_or_nothing && !rejected.is_empty() {
-            rejected.truncate(1);
-            return Ok(rejected);
-        }
-        let names: Vec<String> = batch.columns.iter().map(|c| ident(&c.name)).collect();
-        let copy_sql = format!(
-            "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            self.db.qualified(batch.table),
-            names.join(", ")
-        );
-        let fail = |e: &sqlx::Error| self.db.table_error(batch.table, e);
-        let mut tx = self.db.pool.begin().await.map_err(|e| fail(&e))?;
-        if !spans.is_empty() {
-            match copy_in(&mut tx, &copy_sql, &writer.buf).await {
-                Ok(()) => {}
-                Err(e) if is_row_error(&e) => {
-                    tx.rollback().await.map_err(|e| fail(&e))?;
-                    return self
-                        .isolate(&batch, &copy_sql, &writer.buf, &spans, rejected)
-                        .await;
-                }
-                Err(e) => return Err(fail(&e)),
-            }
-        }
-        save_checkpoint(
-            &mut tx,
-            &self.db,
-            batch.migration,
-            batch.checkpoint_name,
-            batch.checkpoint,
-        )
-        .await?;
-        tx.commit().await.map_err(|e| fail(&e))?;
-        Ok(rejected)
-    }
-
-    async fn finish(
-        &mut self,
-        migration: &str,
-        table: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), ConnectorError> {
-        let done = Checkpoint {
-            done: true,
-            ..checkpoint.clone()
-        };
-        let fail = |e: &sqlx::Error| self.db.table_error(table, e);
-        let mut tx = self.db.pool.begin().await.map_err(|e| fail(&e))?;
-        sqlx::query("SET LOCAL synchronous_commit = on")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| fail(&e))?;
-        save_checkpoint(&mut tx, &self.db, migration, table, &done).await?;
-        tx.commit().await.map_err(|e| fail(&e))
-    }
-
-    async fn committed(
-        &self,
-        migration: &str,
-        table: &str,
-    ) -> Result<Option<Checkpoint>, ConnectorError> {
-        let sql = format!(
-            "SELECT checkpoint::text FROM {} WHERE migration = $1 AND table_name = $2",
-            self.db.qualified(CHECKPOINTS)
-        );
-        let json: Option<String> = sqlx::query_scalar(&sql)
-            .bind(migration)
-            .bind(table)
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(|e| self.db.table_error(table, &e))?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| {
-                self.db
-                    .fail(format!("table `{table}`: unreadable checkpoint {j}: {e}"))
-            })
-        })
-        .transpose()
-    }
-
-    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
-        let sql = format!("DROP TABLE IF EXISTS {}", self.db.qualified(table));
-        sqlx::query(&sql)
-            .execute(&self.db.pool)
-            .await
-            .map_err(|e| self.db.table_error(table, &e))?;
-        Ok(())
-    }
-
-    fn dialect(&self) -> Option<Dialect> {
-        Some(Dialect {
+#[async_trait]
+impl SqlDestination for PgSink {
+    fn dialect(&self) -> Dialect {
+        Dialect {
             quote: ident,
             same: "IS NOT DISTINCT FROM",
             exact: crate::drivers::merge::as_is,
             update_join: false,
-        })
+        }
     }
 
     fn sql_name(&self, table: &str) -> String {
@@ -662,19 +695,6 @@ impl Sink for PgSink {
         run_steps!(tx, &steps).map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         self.layouts.remove(table);
-        Ok(())
-    }
-
-    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
-        let sql = format!(
-            "DELETE FROM {} WHERE migration = $1",
-            self.db.qualified(CHECKPOINTS)
-        );
-        sqlx::query(&sql)
-            .bind(migration)
-            .execute(&self.db.pool)
-            .await
-            .map_err(|e| self.db.error(&e))?;
         Ok(())
     }
 }

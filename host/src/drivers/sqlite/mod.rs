@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 
 use super::merge::Dialect;
 use super::{
-    Batcher, Bound, Checkpoint, ConnectorError, FailureKind, FreeSpace, Prepare, ReadRequest,
-    Readiness, Rejected, Sink, Source, SourceBatch, Step, WriteBatch, free_space_at, integer_key,
-    misfits, readiness,
+    Batcher, Bound, Checkpoint, ConnectorError, FailureKind, FreeSpace, Healthcheck, Prepare,
+    Prepared, ReadRequest, Readiness, Rejected, Sink, Source, SourceBatch, SqlDestination, Step,
+    WriteBatch, free_space_at, integer_key, misfits, readiness,
 };
 use crate::drivers::Shape;
 use crate::model::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
@@ -472,14 +472,34 @@ impl SqliteSink {
         )))
     }
 
+    /// Creates `table` with `columns`, each of its declared type.
+    async fn create(&self, table: &str, columns: &[Column]) -> Result<(), ConnectorError> {
+        let defs: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let null = if c.nullable { "" } else { " NOT NULL" };
+                format!("{} {}{null}", ident(&c.name), declared_type(c.type_))
+            })
+            .collect();
+        sqlx::query(&format!(
+            "CREATE TABLE {} ({})",
+            ident(table),
+            defs.join(", ")
+        ))
+        .execute(&self.db.pool)
+        .await
+        .map_err(|e| self.db.write_error(table, e))?;
+        Ok(())
+    }
+
     /// Finds the rows the destination refuses. SQLite undoes only the failed
     /// statement, so the good rows stay in the transaction.
     async fn write_row_by_row(
         &mut self,
         batch: &WriteBatch<'_>,
     ) -> Result<Vec<Rejected>, ConnectorError> {
-        let sql = insert_sql(batch.table, batch.columns, 1);
-        let fail = |e| self.db.write_error(batch.table, e);
+        let sql = insert_sql(batch.table(), batch.columns, 1);
+        let fail = |e| self.db.write_error(batch.table(), e);
         let mut tx = self.db.pool.begin().await.map_err(fail)?;
         let mut rejected = Vec::new();
         for (i, row) in batch.rows.iter().enumerate() {
@@ -568,6 +588,124 @@ impl Sink for SqliteSink {
         Ok(Some(n as u64))
     }
 
+    async fn prepare(
+        &mut self,
+        _migration: &str,
+        table: &str,
+        shape: Shape<'_>,
+        mode: Prepare,
+    ) -> Result<Prepared, ConnectorError> {
+        let columns = shape.columns;
+        let existing = match mode {
+            Prepare::Fresh(_) => self.existing_rows(table).await?,
+            Prepare::Resume => None,
+        };
+        match readiness(mode, existing, table, self.describe())? {
+            Readiness::Adopt => self.check_append(table, columns).await?,
+            Readiness::Replace => {
+                sqlx::query(&format!("DROP TABLE {}", ident(table)))
+                    .execute(&self.db.pool)
+                    .await
+                    .map_err(|e| self.db.error(e))?;
+                self.create(table, columns).await?;
+            }
+            Readiness::Create => self.create(table, columns).await?,
+        }
+        Ok(Prepared::new(table))
+    }
+
+    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
+        let per_chunk = (MAX_PARAMS / batch.columns.len().max(1)).max(1);
+        let fail = |e| self.db.write_error(batch.table(), e);
+        let mut tx = self.db.pool.begin().await.map_err(fail)?;
+        for chunk in batch.rows.chunks(per_chunk) {
+            let sql = insert_sql(batch.table(), batch.columns, chunk.len());
+            if let Err(err) = bind_rows(sqlx::query(&sql), chunk).execute(&mut *tx).await {
+                tx.rollback().await.map_err(fail)?;
+                return match is_row_error(&err) {
+                    true => self.write_row_by_row(&batch).await,
+                    false => Err(fail(err)),
+                };
+            }
+        }
+        save_checkpoint(
+            &mut tx,
+            batch.migration,
+            batch.checkpoint_name,
+            batch.checkpoint,
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(Vec::new())
+    }
+
+    async fn finish(
+        &mut self,
+        migration: &str,
+        prepared: Prepared,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ConnectorError> {
+        let table = prepared.table();
+        let done = Checkpoint {
+            done: true,
+            ..checkpoint.clone()
+        };
+        let fail = |e| self.db.write_error(table, e);
+        let mut conn = self.db.pool.acquire().await.map_err(fail)?;
+        save_checkpoint(&mut conn, migration, table, &done)
+            .await
+            .map_err(fail)
+    }
+
+    async fn committed(
+        &self,
+        migration: &str,
+        table: &str,
+    ) -> Result<Option<Checkpoint>, ConnectorError> {
+        let sql =
+            format!("SELECT checkpoint FROM {CHECKPOINTS} WHERE migration = ? AND table_name = ?");
+        let json: Option<String> = sqlx::query_scalar(&sql)
+            .bind(migration)
+            .bind(table)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| self.db.refusal(e.to_string()).because(&e))
+        })
+        .transpose()
+    }
+
+    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
+        self.execute(&format!("DROP TABLE IF EXISTS {}", ident(table)))
+            .await
+    }
+
+    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
+        sqlx::query(&format!("DELETE FROM {CHECKPOINTS} WHERE migration = ?"))
+            .bind(migration)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        Ok(())
+    }
+
+    fn healthcheck(&self) -> Option<&dyn Healthcheck> {
+        Some(self)
+    }
+
+    fn sql(&self) -> Option<&dyn SqlDestination> {
+        Some(self)
+    }
+
+    fn sql_mut(&mut self) -> Option<&mut dyn SqlDestination> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Healthcheck for SqliteSink {
     /// SQLite column names ignore case, and a declared type decides how a
     /// value reads back.
     async fn misfits(
@@ -605,121 +743,17 @@ impl Sink for SqliteSink {
         let folder = self.db.path.parent().filter(|d| !d.as_os_str().is_empty());
         Ok(free_space_at(folder.unwrap_or(Path::new("."))))
     }
+}
 
-    async fn prepare(
-        &mut self,
-        _migration: &str,
-        table: &str,
-        shape: Shape<'_>,
-        mode: Prepare,
-    ) -> Result<(), ConnectorError> {
-        let columns = shape.columns;
-        let existing = match mode {
-            Prepare::Fresh(_) => self.existing_rows(table).await?,
-            Prepare::Resume => None,
-        };
-        match readiness(mode, existing, table, self.describe())? {
-            Readiness::Adopt => return self.check_append(table, columns).await,
-            Readiness::Replace => {
-                sqlx::query(&format!("DROP TABLE {}", ident(table)))
-                    .execute(&self.db.pool)
-                    .await
-                    .map_err(|e| self.db.error(e))?;
-            }
-            Readiness::Create => {}
-        }
-        let defs: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let null = if c.nullable { "" } else { " NOT NULL" };
-                format!("{} {}{null}", ident(&c.name), declared_type(c.type_))
-            })
-            .collect();
-        sqlx::query(&format!(
-            "CREATE TABLE {} ({})",
-            ident(table),
-            defs.join(", ")
-        ))
-        .execute(&self.db.pool)
-        .await
-        .map_err(|e| self.db.write_error(table, e))?;
-        Ok(())
-    }
-
-    async fn write(&mut self, batch: WriteBatch<'_>) -> Result<Vec<Rejected>, ConnectorError> {
-        let per_chunk = (MAX_PARAMS / batch.columns.len().max(1)).max(1);
-        let fail = |e| self.db.write_error(batch.table, e);
-        let mut tx = self.db.pool.begin().await.map_err(fail)?;
-        for chunk in batch.rows.chunks(per_chunk) {
-            let sql = insert_sql(batch.table, batch.columns, chunk.len());
-            if let Err(err) = bind_rows(sqlx::query(&sql), chunk).execute(&mut *tx).await {
-                tx.rollback().await.map_err(fail)?;
-                return match is_row_error(&err) {
-                    true => self.write_row_by_row(&batch).await,
-                    false => Err(fail(err)),
-                };
-            }
-        }
-        save_checkpoint(
-            &mut tx,
-            batch.migration,
-            batch.checkpoint_name,
-            batch.checkpoint,
-        )
-        .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
-        Ok(Vec::new())
-    }
-
-    async fn finish(
-        &mut self,
-        migration: &str,
-        table: &str,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), ConnectorError> {
-        let done = Checkpoint {
-            done: true,
-            ..checkpoint.clone()
-        };
-        let fail = |e| self.db.write_error(table, e);
-        let mut conn = self.db.pool.acquire().await.map_err(fail)?;
-        save_checkpoint(&mut conn, migration, table, &done)
-            .await
-            .map_err(fail)
-    }
-
-    async fn committed(
-        &self,
-        migration: &str,
-        table: &str,
-    ) -> Result<Option<Checkpoint>, ConnectorError> {
-        let sql =
-            format!("SELECT checkpoint FROM {CHECKPOINTS} WHERE migration = ? AND table_name = ?");
-        let json: Option<String> = sqlx::query_scalar(&sql)
-            .bind(migration)
-            .bind(table)
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(|e| self.db.error(e))?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| self.db.refusal(e.to_string()).because(&e))
-        })
-        .transpose()
-    }
-
-    async fn drop_table(&mut self, table: &str) -> Result<(), ConnectorError> {
-        self.execute(&format!("DROP TABLE IF EXISTS {}", ident(table)))
-            .await
-    }
-
-    fn dialect(&self) -> Option<Dialect> {
-        Some(Dialect {
+#[async_trait]
+impl SqlDestination for SqliteSink {
+    fn dialect(&self) -> Dialect {
+        Dialect {
             quote: ident,
             same: "IS",
             exact: crate::drivers::merge::as_is,
             update_join: false,
-        })
+        }
     }
 
     fn sql_name(&self, table: &str) -> String {
@@ -802,15 +836,6 @@ impl Sink for SqliteSink {
         ];
         run_steps!(tx, &steps).map_err(|e| self.db.error(e))?;
         tx.commit().await.map_err(|e| self.db.error(e))
-    }
-
-    async fn reset(&mut self, migration: &str) -> Result<(), ConnectorError> {
-        sqlx::query(&format!("DELETE FROM {CHECKPOINTS} WHERE migration = ?"))
-            .bind(migration)
-            .execute(&self.db.pool)
-            .await
-            .map_err(|e| self.db.error(e))?;
-        Ok(())
     }
 }
 

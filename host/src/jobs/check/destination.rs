@@ -172,7 +172,10 @@ async fn can_create(sink: &dyn Sink, targets: &[Target<'_>]) -> CheckResult {
         return CheckResult::pass(CREATE, "not needed: every table exists already");
     }
     let needed = format!("needed for {}", creating.join(", "));
-    match sink.probe_create().await {
+    let Some(check) = sink.healthcheck() else {
+        return unchecked(CREATE, sink);
+    };
+    match check.probe_create().await {
         Ok(()) => CheckResult::pass(CREATE, format!("yes ({needed})")),
         Err(e) => CheckResult::fail(CREATE, format!("{needed}: {e}")),
     }
@@ -239,7 +242,10 @@ fn conflict(m: &Migration, t: &Target<'_>) -> CheckResult {
 /// Every output column exists in the table with a type that takes it.
 async fn fits(sink: &dyn Sink, t: &Target<'_>) -> CheckResult {
     let name = format!("destination table {} columns", t.table());
-    match sink.misfits(t.table(), &t.plan.output).await {
+    let Some(check) = sink.healthcheck() else {
+        return unchecked(name, sink);
+    };
+    match check.misfits(t.table(), &t.plan.output).await {
         Ok(problems) if problems.is_empty() => CheckResult::pass(
             name,
             format!(
@@ -261,10 +267,23 @@ async fn fits(sink: &dyn Sink, t: &Target<'_>) -> CheckResult {
 
 async fn writable(sink: &dyn Sink, t: &Target<'_>) -> CheckResult {
     let name = format!("destination table {} writable", t.table());
-    match sink.probe_write(t.table()).await {
+    let Some(check) = sink.healthcheck() else {
+        return unchecked(name, sink);
+    };
+    match check.probe_write(t.table()).await {
         Ok(()) => CheckResult::pass(name, "this user may add rows (none written)"),
         Err(e) => CheckResult::fail(name, e.to_string()),
     }
+}
+
+/// A probe `sink` does not offer ([`Sink::healthcheck`]): nothing to
+/// check, so it passes, saying so.
+pub(super) fn unchecked(name: impl Into<String>, sink: &dyn Sink) -> CheckResult {
+    let detail = format!(
+        "not checked: {} offers no preflight probes",
+        sink.describe()
+    );
+    CheckResult::pass(name, detail)
 }
 
 /// Advice to replace a table, given only for a table the migration created:

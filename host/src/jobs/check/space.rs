@@ -48,7 +48,10 @@ pub(super) async fn check(
         Ok(need) => need,
         Err(e) => return CheckResult::fail(NAME, format!("cannot estimate the space needed: {e}")),
     };
-    match sink.free_space().await {
+    let Some(check) = sink.healthcheck() else {
+        return super::destination::unchecked(NAME, sink);
+    };
+    match check.free_space().await {
         Ok(free) => judge(&need, free),
         Err(e) => CheckResult::fail(NAME, e.to_string()),
     }

@@ -28,7 +28,8 @@ use crate::config::{IfExists, Migration, Part};
 use crate::drivers::Shape;
 use crate::drivers::merge::{Applied, Dialect};
 use crate::drivers::{
-    Checkpoint, ConnectorError, Prepare, Sink, Source, Step, open_sink, open_source, owner,
+    Checkpoint, ConnectorError, Prepare, Sink, Source, SqlDestination, Step, open_sink,
+    open_source, owner,
 };
 use crate::engine::{PlanError, plan};
 use crate::jobs::restore;
@@ -406,12 +407,8 @@ async fn ready(
     sink: &dyn Sink,
     purpose: Purpose,
 ) -> Result<(), RunError> {
-    if sink.dialect().is_none() {
-        return Err(consolidation_error(format!(
-            "{} cannot merge tables; consolidate into a database destination ({})",
-            sink.describe(),
-            crate::drivers::registry::sql_destinations()
-        )));
+    if sink.sql().is_none() {
+        return Err(cannot_merge(sink));
     }
     for u in unified {
         let table = m.final_name(&u.table);
@@ -441,6 +438,15 @@ async fn ready(
     Ok(())
 }
 
+/// The refusal of a destination that takes no SQL, so cannot merge.
+fn cannot_merge(sink: &dyn Sink) -> RunError {
+    consolidation_error(format!(
+        "{} cannot merge tables; consolidate into a database destination ({})",
+        sink.describe(),
+        crate::drivers::registry::sql_destinations()
+    ))
+}
+
 /// Merges one consolidated table's scratch tables into a new copy,
 /// validates it and swaps it in.
 async fn consolidate_table(
@@ -449,7 +455,10 @@ async fn consolidate_table(
     state: &StateStore,
     sink: &mut dyn Sink,
 ) -> Result<(Merged, Option<TableReport>), RunError> {
-    let dialect = sink.dialect().expect("checked by `ready`");
+    let Some(sink) = sink.sql_mut() else {
+        return Err(cannot_merge(sink));
+    };
+    let dialect = sink.dialect();
     let scratch = Scratch::of(&u.table);
     let table = m.final_name(&u.table);
     let numbers = merge_into_copy(m, u, &scratch, &dialect, sink).await?;
@@ -518,7 +527,7 @@ async fn merge_into_copy(
     u: &Unified,
     scratch: &Scratch,
     dialect: &Dialect,
-    sink: &mut dyn Sink,
+    sink: &mut dyn SqlDestination,
 ) -> Result<Vec<u64>, RunError> {
     let int = |name: &str| Column {
         name: name.into(),
@@ -530,6 +539,7 @@ async fn merge_into_copy(
     let mut ranked = union.clone();
     ranked.push(int(merge::RANK));
     let fresh = Prepare::Fresh(IfExists::Replace);
+    // Created empty here, filled by the merge's statements.
     for (table, columns) in [
         (&scratch.union, &union),
         (&scratch.ranked, &ranked),
@@ -594,12 +604,17 @@ async fn compare(
     table: &str,
     scratch: &Scratch,
     dialect: &Dialect,
-    sink: &mut dyn Sink,
+    sink: &mut dyn SqlDestination,
     rows: u64,
 ) -> Result<Applied, RunError> {
     let names = u.names();
     let existing = sink.existing_rows(table).await?;
-    let fits = existing.is_some() && sink.misfits(table, &u.columns).await?.is_empty();
+    // A destination that cannot tell whether the table takes the rows
+    // counts every row as replaced.
+    let fits = match (existing, sink.healthcheck()) {
+        (Some(_), Some(check)) => check.misfits(table, &u.columns).await?.is_empty(),
+        _ => false,
+    };
     if !fits {
         return Ok(Applied {
             inserted: rows,

@@ -21,8 +21,8 @@ use crate::drivers::feed::{self, ChangeFeed};
 use crate::drivers::merge::Applied;
 use crate::drivers::registry::driver;
 use crate::drivers::{
-    Checkpoint, ConnectorError, Lsn, Prepare, Sink, SlotHealth, SourceBatch, SourceChange, Step,
-    WriteBatch, open_sink,
+    Checkpoint, ConnectorError, Lsn, Prepare, Sink, SlotHealth, SourceBatch, SourceChange, SqlAsk,
+    Step, WriteBatch, open_sink, sql_of,
 };
 use crate::engine::{Chain, Output, process};
 use crate::jobs::policy::{self, Counting, RowPolicy};
@@ -230,14 +230,17 @@ impl Table<'_> {
         let mut total = Applied::default();
         if after.is_none() {
             total = self.full(state, observer).await?;
-            sink.run_script(&self.m.name, &self.checkpoint, &[], &Checkpoint::default())
+            sql_of(sink.as_mut(), SqlAsk::Sync)?
+                .run_script(&self.m.name, &self.checkpoint, &[], &Checkpoint::default())
                 .await?;
         }
         let dialect = sink
-            .dialect()
+            .sql()
+            .map(|sql| sql.dialect())
             .ok_or_else(|| self.fail("CDC needs a database destination"))?;
         if !self.theirs(sink.as_ref(), true).await? {
-            self.keep_key_index(sink.as_mut(), &dialect).await?;
+            let sql = sql_of(sink.as_mut(), SqlAsk::Statement)?;
+            self.keep_key_index(sql, &dialect).await?;
         }
         let recorded = format!("{}#sync", self.m.name);
         let events = Events::new(observer, self.naming);
@@ -307,7 +310,8 @@ impl Table<'_> {
             cursor: Some(seen.to_string()),
             ..Checkpoint::default()
         };
-        sink.run_script(&self.m.name, &self.checkpoint, &[], &reached)
+        sql_of(sink, SqlAsk::Sync)?
+            .run_script(&self.m.name, &self.checkpoint, &[], &reached)
             .await?;
         Ok(())
     }
@@ -361,9 +365,10 @@ impl Table<'_> {
             .await?;
         self.write_scratch(sink, &deletes_table, &key_columns, &keys)
             .await?;
-        let dialect = sink
-            .dialect()
-            .ok_or_else(|| self.fail("CDC needs a database destination"))?;
+        let Some(sink) = sink.sql_mut() else {
+            return Err(self.fail("CDC needs a database destination"));
+        };
+        let dialect = sink.dialect();
         self.index_scratch(sink, &dialect, &self.stage).await?;
         self.index_scratch(sink, &dialect, &deletes_table).await?;
         let (t, s, d, key, columns) = (
@@ -504,12 +509,13 @@ impl Table<'_> {
             columns,
             natives: &self.plan.natives,
         };
-        sink.prepare(&migration, table, shape, Prepare::Fresh(IfExists::Replace))
+        let prepared = sink
+            .prepare(&migration, table, shape, Prepare::Fresh(IfExists::Replace))
             .await?;
         let rejected = sink
             .write(WriteBatch {
                 migration: &migration,
-                table,
+                prepared: &prepared,
                 checkpoint_name: table,
                 columns,
                 rows,

@@ -23,7 +23,7 @@ pub use schedule::{
 
 use crate::config::{IfExists, Migration, SyncMode, TableSpec};
 use crate::drivers::merge::{Applied, Dialect};
-use crate::drivers::{Checkpoint, Since, Sink, Source, Step, open_sink, owner};
+use crate::drivers::{Checkpoint, Since, Sink, Source, SqlDestination, Step, open_sink, owner};
 use crate::engine::{PlanError, TablePlan};
 use crate::jobs::run::{Planned, run_planned};
 use crate::jobs::{Naming, Observer, RunError, RunOptions, RunSummary};
@@ -382,7 +382,7 @@ impl<'a> Table<'a> {
     async fn stage(
         &self,
         since: Option<Since>,
-        theirs: Option<&mut dyn Sink>,
+        theirs: Option<&mut dyn SqlDestination>,
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
@@ -492,36 +492,32 @@ impl<'a> Table<'a> {
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
-        let mut sink = open_sink(self.m).await?;
-        let Some(dialect) = sink.dialect() else {
-            return Err(self.no_sql(sink.as_ref()));
+        let mut opened = open_sink(self.m).await?;
+        let Some(sink) = opened.sql_mut() else {
+            return Err(self.no_sql(opened.as_ref()));
         };
+        let dialect = sink.dialect();
         let exists = sink.existing_rows(&self.name).await?.is_some();
-        if self.theirs(sink.as_ref(), exists).await? {
-            self.need_key(sink.as_ref())?;
-            self.stage(None, Some(sink.as_mut()), state, observer)
-                .await?;
+        if self.theirs(sink, exists).await? {
+            self.need_key(sink)?;
+            self.stage(None, Some(&mut *sink), state, observer).await?;
             let deletes = self.m.sync.detect_deletes.then_some(self.stage.as_str());
             let reached = Checkpoint::default();
-            let changed = self
-                .merge(sink.as_mut(), &dialect, deletes, &reached, true)
-                .await?;
+            let changed = self.merge(sink, &dialect, deletes, &reached, true).await?;
             sink.drop_table(&self.stage).await?;
             return Ok(changed);
         }
         self.stage(None, None, state, observer).await?;
         let changed = match exists {
-            false => self.all_new(sink.as_mut()).await?,
+            false => self.all_new(sink).await?,
             true => {
-                self.keep_key_index(sink.as_mut(), &dialect).await?;
-                self.index_scratch(sink.as_mut(), &dialect, &self.stage)
-                    .await?;
-                self.compare(sink.as_mut(), &dialect, &Checkpoint::default())
-                    .await?
+                self.keep_key_index(sink, &dialect).await?;
+                self.index_scratch(sink, &dialect, &self.stage).await?;
+                self.compare(sink, &dialect, &Checkpoint::default()).await?
             }
         };
         sink.swap_tables(&self.stage, &self.name).await?;
-        owner::claim(sink.as_mut(), &self.m.name, &self.name).await?;
+        owner::claim(sink, &self.m.name, &self.name).await?;
         Ok(changed)
     }
 
@@ -538,7 +534,7 @@ impl<'a> Table<'a> {
     /// scratch table are deleted.
     async fn merge(
         &self,
-        sink: &mut dyn Sink,
+        sink: &mut dyn SqlDestination,
         dialect: &Dialect,
         deletes: Option<&str>,
         reached: &Checkpoint,
@@ -602,10 +598,11 @@ impl<'a> Table<'a> {
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
         let column = self.plan.spec.cursor.clone().unwrap_or_default();
-        let mut sink = open_sink(self.m).await?;
-        let Some(dialect) = sink.dialect() else {
-            return Err(self.no_sql(sink.as_ref()));
+        let mut opened = open_sink(self.m).await?;
+        let Some(sink) = opened.sql_mut() else {
+            return Err(self.no_sql(opened.as_ref()));
         };
+        let dialect = sink.dialect();
         if self.key().is_empty() {
             return Err(RunError::Connector(crate::drivers::ConnectorError::new(
                 sink.describe(),
@@ -636,9 +633,9 @@ impl<'a> Table<'a> {
             from,
             to: to.clone(),
         };
-        let theirs = self.theirs(sink.as_ref(), exists).await?;
-        let like: Option<&mut dyn Sink> = match theirs {
-            true => Some(sink.as_mut()),
+        let theirs = self.theirs(sink, exists).await?;
+        let like: Option<&mut dyn SqlDestination> = match theirs {
+            true => Some(&mut *sink),
             false => None,
         };
         self.stage(Some(since), like, state, observer).await?;
@@ -647,19 +644,19 @@ impl<'a> Table<'a> {
             ..Checkpoint::default()
         };
         if !exists {
-            let changed = self.all_new(sink.as_mut()).await?;
+            let changed = self.all_new(sink).await?;
             sink.run_script(&self.m.name, &self.checkpoint, &[], &reached)
                 .await?;
             sink.swap_tables(&self.stage, &self.name).await?;
-            owner::claim(sink.as_mut(), &self.m.name, &self.name).await?;
+            owner::claim(sink, &self.m.name, &self.name).await?;
             return Ok(changed);
         }
         let keys = match self.m.sync.detect_deletes {
-            true => self.stage_keys(sink.as_mut(), state, observer).await?,
+            true => self.stage_keys(sink, state, observer).await?,
             false => None,
         };
         let changed = self
-            .merge(sink.as_mut(), &dialect, keys.as_deref(), &reached, theirs)
+            .merge(sink, &dialect, keys.as_deref(), &reached, theirs)
             .await?;
         sink.drop_table(&self.stage).await?;
         if let Some(keys) = &keys {
@@ -696,7 +693,7 @@ impl<'a> Table<'a> {
     /// rows by key.
     async fn index_scratch(
         &self,
-        sink: &mut dyn Sink,
+        sink: &mut dyn SqlDestination,
         dialect: &Dialect,
         scratch: &str,
     ) -> Result<(), RunError> {
@@ -711,7 +708,11 @@ impl<'a> Table<'a> {
     /// Indexes a destination table the migration made on the key, once:
     /// every later sync needs it too. Callers leave a table someone else
     /// made alone (see [`Table::theirs`]).
-    async fn keep_key_index(&self, sink: &mut dyn Sink, dialect: &Dialect) -> Result<(), RunError> {
+    async fn keep_key_index(
+        &self,
+        sink: &mut dyn SqlDestination,
+        dialect: &Dialect,
+    ) -> Result<(), RunError> {
         let key = self.key();
         if !key.is_empty() {
             let sql = dialect.key_index(&self.name, &sink.sql_name(&self.name), &key);
@@ -733,7 +734,7 @@ impl<'a> Table<'a> {
     /// other values (without a key: every row counts as replaced).
     async fn compare(
         &self,
-        sink: &mut dyn Sink,
+        sink: &mut dyn SqlDestination,
         dialect: &Dialect,
         reached: &Checkpoint,
     ) -> Result<Applied, RunError> {

@@ -1,35 +1,33 @@
 //! The executor: streams each table from source through mapping and
-//! transforms into the sink in bounded batches, applying the row-error
-//! policy and recording progress, checkpoints and flagged rows.
+//! transforms into the sink in bounded batches, in load-order waves,
+//! applying the row-error policy and recording progress, checkpoints and
+//! flagged rows.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::policy::{self, Counting, RowPolicy};
-use super::progress::{Naming, Tallies, Tally, pace, row_name};
-use super::retry::settle_cycle;
+use super::events::{Events, RunError, RunEvent};
 use crate::config::{ErrorPolicy, IfExists, Migration, OnOrphan};
 use crate::drivers::{
-    Checkpoint, ConnectorError, FailureKind, KeyRange, Prepare, ReadRequest, Sink, Source,
-    SourceBatch, WriteBatch, open_sink, open_source, owner,
+    Checkpoint, ConnectorError, FailureKind, KeyRange, Prepare, Prepared, ReadRequest, Sink,
+    Source, SourceBatch, WriteBatch, open_sink, owner,
 };
-use crate::engine::batch::{Output, Processed, RowFailure, TableFailure, process};
+use crate::engine::batch::{Output, Processed, RowFailure, process};
 use crate::engine::order::load_order;
-use crate::engine::plan::{PlanError, TablePlan, plan};
+use crate::engine::plan::TablePlan;
 use crate::engine::transforms::PluginStats;
-use crate::jobs::restore::{self, RestoreError, Taken};
-use crate::jobs::validate::{self, Report};
+use crate::jobs::policy::{self, Counting, RowPolicy};
+use crate::jobs::progress::{Tallies, Tally, pace};
+use crate::jobs::retry::settle_cycle;
 use crate::model::text::untrusted;
 use crate::model::value::{Row, TableInfo};
-use crate::runtime::Runtime;
-use crate::state::{FlaggedRow, LastRun, RunCounts, StateError, StateStore};
+use crate::state::{FlaggedRow, RunCounts, StateStore};
 
 /// Batches buffered between two stages: memory stays bounded by a few
 /// batches whatever the table's size.
@@ -39,646 +37,6 @@ const STATE_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_se
 /// The longest wait before trying a table again after a lost connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Why a run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The migration does not fit the real schemas or plugins.
-    #[error("the migration cannot be planned:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
-    Plan(Vec<PlanError>),
-    /// A source or destination failed.
-    #[error(transparent)]
-    Connector(#[from] ConnectorError),
-    /// The state store failed.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The restore point could not be made (nothing was written).
-    #[error("no restore point could be made, so nothing was written: {0}")]
-    RestorePoint(#[from] RestoreError),
-    /// A row failed in a table whose policy is `stop`.
-    #[error(
-        "stopped on a failed row (policy `stop`): {0}. Rows before its batch are committed; fix the row or choose on_error = \"skip\" or \"flag\", then run again"
-    )]
-    Stopped(Box<RowFailure>),
-    /// A plugin failed beyond what a row policy covers.
-    #[error(transparent)]
-    Plugin(#[from] TableFailure),
-    /// A table stopped on a failure that leaves what it committed in place
-    /// (its connection lost more than `settings.retries` times, a full
-    /// disk): the next run resumes after its last committed batch.
-    #[error(
-        "{source}{}; {}`credvault run FILE` resumes `{table}` after its last committed batch",
-        gave_up(*.retries),
-        resume_when(.source.kind)
-    )]
-    Resumable {
-        /// The table, as a person knows it.
-        table: String,
-        /// The tries made after the first loss.
-        retries: u32,
-        /// What failed.
-        source: ConnectorError,
-    },
-}
-
-impl RunError {
-    /// Whether a connection was lost, so a new one may carry on.
-    pub fn lost_connection(&self) -> bool {
-        matches!(self, RunError::Connector(e) if e.kind == FailureKind::ConnectionLost)
-    }
-}
-
-fn gave_up(retries: u32) -> String {
-    match retries {
-        0 => String::new(),
-        1 => " (gave up after 1 retry)".into(),
-        n => format!(" (gave up after {n} retries)"),
-    }
-}
-
-fn resume_when(kind: FailureKind) -> &'static str {
-    match kind {
-        FailureKind::ConnectionLost => "once the server is back, ",
-        FailureKind::Full => "then ",
-        FailureKind::Other => "",
-    }
-}
-
-/// What a run reports as it goes. A run that is one step of a larger job
-/// (a sync, one source of several) names what a person knows: the
-/// migration, the destination table and the source, never scratch names.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum RunEvent {
-    /// The run started.
-    RunStarted {
-        /// The run's id in the state store.
-        run_id: i64,
-        /// Its number among its migration's runs (1 for the first): the
-        /// one shown.
-        number: i64,
-        /// The migration.
-        migration: String,
-        /// Tables to move.
-        tables: usize,
-        /// The number of the interrupted run this one continues, if any.
-        resumed_from: Option<i64>,
-        /// The sync this run is a step of.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        sync: Option<i64>,
-        /// The source it reads, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-    },
-    /// The destination tables were copied into a restore point.
-    RestorePoint(Taken),
-    /// A table started.
-    TableStarted {
-        /// The destination table.
-        table: String,
-        /// The source it reads, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-        /// Rows in the source table.
-        total: u64,
-        /// Rows already committed by an interrupted run.
-        resumed_at: u64,
-        /// Key ranges it moves in side by side (0: in one stream).
-        ranges: usize,
-    },
-    /// A table needed no work.
-    TableSkipped {
-        /// The destination table.
-        table: String,
-        /// The source it reads, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-        /// Why.
-        reason: String,
-    },
-    /// A batch was committed. A table moved in key ranges reports the sum
-    /// over its ranges.
-    Progress {
-        /// The destination table.
-        table: String,
-        /// The source it reads, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-        /// Rows processed so far, with those an interrupted run committed.
-        done: u64,
-        /// Rows in the source table.
-        total: u64,
-        /// Rows written so far by this run.
-        written: u64,
-        /// Rows skipped or flagged so far by this run.
-        errors: u64,
-        /// Seconds since the table started.
-        elapsed_s: f64,
-        /// Rows committed by an interrupted run before this one started.
-        resumed_at: u64,
-        /// This run's pace: `(done - resumed_at) / elapsed_s`.
-        rows_per_s: f64,
-        /// Seconds left at this run's pace (unknown before it moved a row).
-        eta_s: Option<f64>,
-        /// The key range whose batch this was, e.g. `2/6`.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        range: Option<String>,
-    },
-    /// A table (or a key range of one) lost its connection and tries
-    /// again: it reconnects and resumes after its last committed batch.
-    Retrying {
-        /// The destination table.
-        table: String,
-        /// The source it reads, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-        /// The rows of the key range that lost it, e.g. `rows with id from
-        /// 1 to 250000`, when the table moves in ranges.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        range: Option<String>,
-        /// Which try this is, from 1.
-        attempt: u32,
-        /// Tries there are (`settings.retries`).
-        retries: u32,
-        /// Seconds until it tries.
-        delay_s: f64,
-        /// Rows committed before the loss (of the range, for a range).
-        committed: u64,
-        /// What failed.
-        error: String,
-    },
-    /// A row failed and its policy was applied.
-    RowFailed {
-        /// The failure.
-        failure: RowFailure,
-        /// The policy applied.
-        policy: ErrorPolicy,
-        /// The source it was read from, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-    },
-    /// Rows of a table on a foreign-key cycle that the destination refused
-    /// for a missing parent were written again once every table of the
-    /// cycle was in.
-    CycleSettled {
-        /// The destination table.
-        table: String,
-        /// The source it reads, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-        /// Rows written now.
-        written: u64,
-        /// Rows still refused (they stay skipped or flagged).
-        refused: u64,
-    },
-    /// A table finished.
-    TableFinished {
-        /// The destination table.
-        table: String,
-        /// The source it reads, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-        /// This run's counts.
-        counts: RunCounts,
-        /// Rows done, with those an interrupted run committed.
-        done: u64,
-        /// What each of its plugins consumed.
-        plugins: Vec<PluginStats>,
-        /// Seconds it took.
-        elapsed_s: f64,
-    },
-    /// The run ended.
-    RunFinished {
-        /// The run's id.
-        run_id: i64,
-        /// Its number among its migration's runs.
-        number: i64,
-        /// `succeeded` or `failed`.
-        status: String,
-        /// Totals.
-        counts: RunCounts,
-        /// Why it failed, if it did.
-        error: Option<String>,
-    },
-    /// The run's tables were validated.
-    Validated {
-        /// The report.
-        report: Report,
-        /// The source the run read, when the migration has several.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
-    },
-}
-
-impl RunEvent {
-    /// The progress row a table's event belongs to: the table, and for one
-    /// source of several, which (a consolidated table has one per source).
-    pub fn row(&self) -> Option<String> {
-        match self {
-            Self::TableStarted { table, source, .. }
-            | Self::Retrying { table, source, .. }
-            | Self::TableSkipped { table, source, .. }
-            | Self::Progress { table, source, .. }
-            | Self::CycleSettled { table, source, .. }
-            | Self::TableFinished { table, source, .. } => Some(row_name(table, source.as_deref())),
-            Self::RowFailed {
-                failure, source, ..
-            } => Some(row_name(&failure.table, source.as_deref())),
-            _ => None,
-        }
-    }
-}
-
-/// Receives run events (the CLI draws progress bars or prints JSON).
-pub trait Observer: Send {
-    /// Called for each event, in order.
-    fn on(&mut self, event: &RunEvent);
-}
-
-/// The result of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    /// The run's id.
-    pub run_id: i64,
-    /// Its number among its migration's runs (1 for the first).
-    pub number: i64,
-    /// Totals over all tables.
-    pub counts: RunCounts,
-    /// The validation that followed, unless `settings.validate = false`.
-    pub validation: Option<Report>,
-}
-
-/// How to run.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
-    /// Start over even if the last run was interrupted (by default it is
-    /// resumed from its checkpoints).
-    pub restart: bool,
-}
-
-/// Runs a migration: plans every table, then moves them one by one. If the
-/// last run of this migration did not finish, continues after the
-/// destination's last committed checkpoint of each table.
-pub async fn run_migration(
-    m: &Migration,
-    runtime: &Runtime,
-    state: &StateStore,
-    options: RunOptions,
-    checked: Option<Planned>,
-    observer: &mut dyn Observer,
-) -> Result<RunSummary, RunError> {
-    let naming = Naming::default();
-    run_named(m, checked, runtime, state, options, &naming, observer).await
-}
-
-/// [`run_migration`] for a run that may be one step of a larger job: its
-/// events name things as `naming` says. It uses `checked`, a plan already
-/// made (by the pre-run checks, or to lay out a consolidation), if there
-/// is one, and plans otherwise.
-pub async fn run_named(
-    m: &Migration,
-    checked: Option<Planned>,
-    runtime: &Runtime,
-    state: &StateStore,
-    options: RunOptions,
-    naming: &Naming,
-    observer: &mut dyn Observer,
-) -> Result<RunSummary, RunError> {
-    let last = match options.restart {
-        true => None,
-        false => state.last_run(&m.name).await?,
-    };
-    if let Some(last) = last.as_ref().filter(|r| r.awaits_validation())
-        && m.settings.validate
-    {
-        return finish_validation(m, runtime, state, last, naming, observer).await;
-    }
-    let resumed = last.filter(|r| r.resumable());
-    let clock = resumed
-        .as_ref()
-        .and_then(|r| r.clock)
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-    let planned = match checked {
-        Some(planned) => planned.at(clock),
-        None => Planned::afresh(m, runtime, clock).await?,
-    };
-    execute(m, planned, resumed, state, naming, observer).await
-}
-
-/// A job's plan: its source, open, and every table's plan, made once at
-/// `clock` (the run's start, which transforms are told).
-pub struct Planned {
-    /// The open source.
-    pub source: Arc<dyn Source>,
-    /// Every table's plan.
-    pub plans: Vec<TablePlan>,
-    /// When the job started, in microseconds since the epoch.
-    pub clock: i64,
-}
-
-impl Planned {
-    /// Opens `m`'s source and plans its tables for a job that started at
-    /// `clock`.
-    pub async fn afresh(m: &Migration, runtime: &Runtime, clock: i64) -> Result<Self, RunError> {
-        let source: Arc<dyn Source> = Arc::from(open_source(m).await?);
-        let plans = plan(m, source.as_ref(), runtime, clock)
-            .await
-            .map_err(RunError::Plan)?;
-        Ok(Self {
-            source,
-            plans,
-            clock,
-        })
-    }
-
-    /// The plans of the tables whose destination `keep` takes, on the
-    /// same open source.
-    pub fn only(&self, keep: impl Fn(&str) -> bool) -> Self {
-        Self {
-            source: Arc::clone(&self.source),
-            plans: self
-                .plans
-                .iter()
-                .filter(|p| keep(p.spec.destination()))
-                .cloned()
-                .collect(),
-            clock: self.clock,
-        }
-    }
-
-    /// This plan for a run that started at `clock` (a resumed run keeps
-    /// its first start, which its transforms are told).
-    pub fn at(mut self, clock: i64) -> Self {
-        self.clock = clock;
-        for plan in &mut self.plans {
-            plan.ctx.run_started_at = clock;
-        }
-        self
-    }
-}
-
-/// A fresh run of tables already planned (a step of a sync, say): nothing
-/// is discovered or configured again.
-pub async fn run_planned(
-    m: &Migration,
-    planned: Planned,
-    state: &StateStore,
-    naming: &Naming,
-    observer: &mut dyn Observer,
-) -> Result<RunSummary, RunError> {
-    execute(m, planned, None, state, naming, observer).await
-}
-
-/// Runs `planned`, resuming `resumed` if given.
-async fn execute(
-    m: &Migration,
-    planned: Planned,
-    resumed: Option<LastRun>,
-    state: &StateStore,
-    naming: &Naming,
-    observer: &mut dyn Observer,
-) -> Result<RunSummary, RunError> {
-    let Planned {
-        source,
-        plans,
-        clock,
-    } = planned;
-    let resumed_from = resumed.as_ref().map(|r| r.id);
-    if resumed_from.is_none() {
-        let mut sink = open_sink(m).await?;
-        refuse_own_copies(m, sink.as_ref(), &plans).await?;
-        sink.reset(&m.name).await?;
-    }
-    // A dry run writes only scratch tables: nothing to restore.
-    let point = match resumed_from.is_none() && !m.dry_run {
-        true => restore::before_run(m, &destinations(&plans), state).await?,
-        false => None,
-    };
-    let events = Events::new(observer, naming);
-    let opening = Opening {
-        recorded: &m.name,
-        clock,
-        tables: plans.len(),
-        resumed: resumed.as_ref().map(|r| (r.id, r.number)),
-        detail: serde_json::json!({ "tables": plans.len(), "resumed_from": resumed_from }),
-    };
-    let record = open_record(state, opening, &events).await?;
-    let (run_id, number) = (record.id, record.number);
-    if let Some(point) = point {
-        state.note_restore_point(run_id, &point.name).await?;
-        events.on(&RunEvent::RestorePoint(point));
-    }
-    let (totals, result) = run_tables(
-        m,
-        &plans,
-        &source,
-        state,
-        run_id,
-        resumed_from.is_some(),
-        &events,
-    )
-    .await;
-    let validating = result.is_ok() && m.settings.validate;
-    let error = result.as_ref().err().map(ToString::to_string);
-    close_record(state, &record, totals, error, validating, &events).await?;
-    let observer = events.observer.into_inner().expect("observer lock");
-    let validation = match (result, m.settings.validate) {
-        (Err(err), _) => Err(err),
-        (Ok(()), true) => {
-            let planned = Planned {
-                source,
-                plans: plans.clone(),
-                clock,
-            };
-            validate_run(m, &planned, state, run_id, naming, observer)
-                .await
-                .map(Some)
-        }
-        (Ok(()), false) => Ok(None),
-    };
-    if m.dry_run {
-        drop_scratch_tables(m, &plans).await?;
-    }
-    let validation = validation?;
-    Ok(RunSummary {
-        run_id,
-        number,
-        counts: totals,
-        validation,
-    })
-}
-
-/// Completes the validation of `last`, a run that copied everything but
-/// was cut off while validating (killed, say): nothing is copied again.
-async fn finish_validation(
-    m: &Migration,
-    runtime: &Runtime,
-    state: &StateStore,
-    last: &LastRun,
-    naming: &Naming,
-    observer: &mut dyn Observer,
-) -> Result<RunSummary, RunError> {
-    tracing::warn!(
-        "run {} copied every table but its validation did not complete; validating it now",
-        last.number
-    );
-    let counts = state
-        .runs(&m.name, 1)
-        .await?
-        .first()
-        .map(|r| r.counts)
-        .unwrap_or_default();
-    let clock = last
-        .clock
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
-    // Planned once, as validation plans (transforms without their side
-    // effects), and the dry run's scratch tables dropped from that plan.
-    let m = &m.without_transform_effects();
-    let planned = Planned::afresh(m, runtime, clock).await?;
-    let report = validate_run(m, &planned, state, last.id, naming, observer).await;
-    if m.dry_run {
-        drop_scratch_tables(m, &planned.plans).await?;
-    }
-    Ok(RunSummary {
-        run_id: last.id,
-        number: last.number,
-        counts,
-        validation: Some(report?),
-    })
-}
-
-/// Validates what a run wrote, keeps the report and records the outcome.
-/// Refuses, before anything is written, a fresh run into tables an earlier
-/// run of this migration made, unless `if_exists` says what to do with
-/// them: they are no user's, but they may hold what an application wrote
-/// since.
-async fn refuse_own_copies(
-    m: &Migration,
-    sink: &dyn Sink,
-    plans: &[TablePlan],
-) -> Result<(), RunError> {
-    for plan in plans.iter().filter(|p| p.spec.if_exists == IfExists::Fail) {
-        let table = plan.spec.destination();
-        if let Some(rows) = sink.existing_rows(table).await?
-            && owner::owns(sink, &m.name, table).await?
-        {
-            let message = format!("table `{table}` {}", own_copy(rows));
-            return Err(ConnectorError::new(sink.describe(), message).into());
-        }
-    }
-    Ok(())
-}
-
-/// Why a fresh run stops at a table an earlier run of the migration made.
-pub(super) fn own_copy(rows: u64) -> String {
-    format!(
-        "already exists with {rows} rows from an earlier run of this migration; `credvault sync` brings it up to date, or set if_exists = \"replace\" for a fresh copy (a restore point keeps the old rows)"
-    )
-}
-
-/// Validates run `run_id`.
-async fn validate_run(
-    m: &Migration,
-    planned: &Planned,
-    state: &StateStore,
-    run_id: i64,
-    naming: &Naming,
-    observer: &mut dyn Observer,
-) -> Result<Report, RunError> {
-    let clock = planned.clock;
-    let options = validate::Options {
-        sample: m.settings.validate_sample,
-        run_started_at: clock,
-        refused: state.refused(&m.name).await?,
-        dangling: state.refused_for_reference(&m.name).await?,
-        recorded: state.table_counts(&m.name).await?,
-    };
-    // Marks where a run killed from here on stopped (the run is already
-    // recorded as awaiting its validation).
-    let detail = serde_json::json!({ "sample": options.sample });
-    state
-        .event(&m.name, Some(run_id), "validating", &detail)
-        .await?;
-    let report =
-        validate::validate_planned(m, planned.source.as_ref(), &planned.plans, options).await?;
-    record_validation(state, &report, Some(run_id)).await?;
-    observer.on(&RunEvent::Validated {
-        report: naming.report(report.clone()),
-        source: naming.source.clone(),
-    });
-    Ok(report)
-}
-
-/// Records a run stopped by a signal as interrupted (not left `running`),
-/// with what it had committed (`committed`: a line per table), in its
-/// record and the audit log. The next run resumes it.
-pub async fn record_interrupted(
-    state: &StateStore,
-    migration: &str,
-    run_id: i64,
-    signal: &str,
-    counts: RunCounts,
-    committed: &[String],
-) -> Result<(), RunError> {
-    let error = format!("interrupted by {signal}; the next `credvault run` resumes it");
-    state
-        .finish_run(run_id, "interrupted", counts, Some(&error), false)
-        .await?;
-    let detail = serde_json::json!({ "signal": signal, "counts": counts, "tables": committed });
-    state
-        .event(migration, Some(run_id), "run_interrupted", &detail)
-        .await?;
-    Ok(())
-}
-
-/// Keeps a validation report in the state store with its audit event.
-pub async fn record_validation(
-    state: &StateStore,
-    report: &Report,
-    run_id: Option<i64>,
-) -> Result<(), RunError> {
-    let json = serde_json::to_value(report).expect("reports serialize");
-    state
-        .save_validation(&report.migration, run_id, report.passed, &json)
-        .await?;
-    if let Some(run_id) = run_id {
-        state.validated(run_id, report.passed).await?;
-    }
-    let failed: Vec<String> = report
-        .tables
-        .iter()
-        .flat_map(|t| {
-            t.lines
-                .iter()
-                .filter(|l| l.status == validate::Status::Fail)
-                .map(move |l| format!("{}: {}", t.table, l.check))
-        })
-        .collect();
-    let detail = serde_json::json!({
-        "passed": report.passed,
-        "tables": report.tables.len(),
-        "failed": failed,
-    });
-    state
-        .event(&report.migration, run_id, "validated", &detail)
-        .await?;
-    Ok(())
-}
-
-/// Drops a dry run's scratch tables and forgets its checkpoints.
-async fn drop_scratch_tables(m: &Migration, plans: &[TablePlan]) -> Result<(), RunError> {
-    let mut sink = open_sink(m).await?;
-    for plan in plans {
-        sink.drop_table(plan.spec.destination()).await?;
-    }
-    sink.reset(&m.name).await?;
-    Ok(())
-}
-
-/// The destination tables a run touches.
-fn destinations(plans: &[TablePlan]) -> Vec<&str> {
-    plans.iter().map(|p| p.spec.destination()).collect()
-}
-
 /// The reader task, the map-and-transform task (which returns its
 /// plugins' resource use) and the stream of processed batches.
 type Stages = (
@@ -687,134 +45,10 @@ type Stages = (
     mpsc::Receiver<Result<Processed, RunError>>,
 );
 
-/// Events from tables running side by side, to one observer, naming
-/// things as the run's [`Naming`] says.
-/// What a run's record starts with.
-pub(super) struct Opening<'a> {
-    /// The migration the run is recorded under (`NAME#sync` for a sync's).
-    pub(super) recorded: &'a str,
-    /// When the run started (its transforms are told).
-    pub(super) clock: i64,
-    /// How many tables it moves.
-    pub(super) tables: usize,
-    /// The run it resumes: its id and number.
-    pub(super) resumed: Option<(i64, i64)>,
-    /// The `run_started` audit event's detail.
-    pub(super) detail: serde_json::Value,
-}
-
-/// A run's record in the state store.
-pub(super) struct Record {
-    /// The migration it is recorded under.
-    pub(super) recorded: String,
-    /// Its id.
-    pub(super) id: i64,
-    /// Its number among its migration's runs.
-    pub(super) number: i64,
-}
-
-/// Starts a run's record: its row, its `run_started` audit event, and the
-/// observer's event. Every run, a sync's steps and CDC included, starts here.
-pub(super) async fn open_record(
-    state: &StateStore,
-    opening: Opening<'_>,
-    events: &Events<'_>,
-) -> Result<Record, RunError> {
-    let resumed_from = opening.resumed.map(|(id, _)| id);
-    let id = state
-        .start_run(opening.recorded, opening.clock, resumed_from)
-        .await?;
-    let number = state.run_number(id).await?;
-    state
-        .event(opening.recorded, Some(id), "run_started", &opening.detail)
-        .await?;
-    events.on(&RunEvent::RunStarted {
-        run_id: id,
-        number,
-        migration: events.migration(opening.recorded),
-        tables: opening.tables,
-        resumed_from: opening.resumed.map(|(_, number)| number),
-        sync: events.naming.sync,
-        source: events.source(),
-    });
-    Ok(Record {
-        recorded: opening.recorded.to_string(),
-        id,
-        number,
-    })
-}
-
-/// Ends a run's record: its status (failed when `error` says why), its
-/// counts, its `run_finished` audit event, and the observer's event.
-pub(super) async fn close_record(
-    state: &StateStore,
-    record: &Record,
-    counts: RunCounts,
-    error: Option<String>,
-    validating: bool,
-    events: &Events<'_>,
-) -> Result<(), RunError> {
-    let status = match error {
-        None => "succeeded",
-        Some(_) => "failed",
-    };
-    state
-        .finish_run(record.id, status, counts, error.as_deref(), validating)
-        .await?;
-    let detail = serde_json::json!({ "status": status, "counts": counts, "error": error });
-    state
-        .event(&record.recorded, Some(record.id), "run_finished", &detail)
-        .await?;
-    events.on(&RunEvent::RunFinished {
-        run_id: record.id,
-        number: record.number,
-        status: status.to_string(),
-        counts,
-        error,
-    });
-    Ok(())
-}
-
-pub(super) struct Events<'a> {
-    observer: Mutex<&'a mut dyn Observer>,
-    naming: &'a Naming,
-}
-
-impl<'a> Events<'a> {
-    /// Events to `observer`, naming things as `naming` says.
-    pub(super) fn new(observer: &'a mut dyn Observer, naming: &'a Naming) -> Self {
-        Self {
-            observer: Mutex::new(observer),
-            naming,
-        }
-    }
-
-    pub(super) fn on(&self, event: &RunEvent) {
-        self.observer.lock().expect("observer lock").on(event);
-    }
-
-    pub(super) fn table(&self, plan: &TablePlan) -> String {
-        self.naming.table(&plan.spec).to_string()
-    }
-
-    pub(super) fn source(&self) -> Option<String> {
-        self.naming.source.clone()
-    }
-
-    /// The migration as its events name it: the file's, for a run that is
-    /// a step of a larger job recorded under another name.
-    pub(super) fn migration(&self, recorded: &str) -> String {
-        self.naming
-            .migration
-            .clone()
-            .unwrap_or_else(|| recorded.to_string())
-    }
-}
-
 /// Moves the tables, `settings.parallel_tables` at a time, each with its
 /// own destination connection. After a table fails no new table starts;
 /// the first failure is the run's.
-async fn run_tables(
+pub(super) async fn run_tables(
     m: &Migration,
     plans: &[TablePlan],
     source: &Arc<dyn Source>,
@@ -933,7 +167,7 @@ async fn run_wave(
                 return (run.counts, Ok(()));
             }
             let outcome = match open_sink(m).await {
-                Ok(mut sink) => run.run(source, &mut sink, resuming, events).await,
+                Ok(sink) => run.run(source, sink, resuming, events).await,
                 Err(err) => Err(err.into()),
             };
             let outcome = outcome.map_err(|e| run.named(e));
@@ -953,6 +187,13 @@ async fn run_wave(
         .buffer_unordered(m.settings.parallel_tables.max(1))
         .collect()
         .await
+}
+
+/// A destination connection with the table prepared on it: what writing
+/// the table needs. A connection made after a lost one replaces both.
+struct Connection {
+    sink: Box<dyn Sink>,
+    table: Prepared,
 }
 
 /// A table's exact row count, counted on its own task alongside the copy
@@ -1150,55 +391,78 @@ impl<'a> TableRun<'a> {
         self.slice.as_ref().map_or(self.table(), |s| &s.checkpoint)
     }
 
-    /// Prepares the destination table and returns where reading starts:
-    /// after the last committed checkpoint when resuming.
-    async fn start(&self, sink: &mut dyn Sink, resuming: bool) -> Result<Checkpoint, RunError> {
+    /// Prepares the destination table on `sink` and returns where reading
+    /// starts (after the last committed checkpoint when resuming) with the
+    /// connection to write through; none when the interrupted run finished
+    /// the table.
+    async fn start(
+        &self,
+        mut sink: Box<dyn Sink>,
+        resuming: bool,
+    ) -> Result<(Checkpoint, Option<Connection>), RunError> {
         let (name, table) = (&self.m.name, self.table());
         let committed = match resuming {
             true => sink.committed(name, table).await?,
             false => None,
         };
         if let Some(checkpoint) = committed {
-            if !checkpoint.done {
-                owner::check_resume(sink, name, table).await?;
-                sink.prepare(name, table, self.plan.shape(), Prepare::Resume)
-                    .await?;
+            if checkpoint.done {
+                return Ok((checkpoint, None));
             }
-            return Ok(checkpoint);
+            owner::check_resume(sink.as_ref(), name, table).await?;
+            let conn = self.resume(sink).await?;
+            return Ok((checkpoint, Some(conn)));
         }
         let if_exists = self.plan.spec.if_exists;
         let existed = sink.existing_rows(table).await?;
-        sink.prepare(name, table, self.plan.shape(), Prepare::Fresh(if_exists))
+        let prepared = sink
+            .prepare(name, table, self.plan.shape(), Prepare::Fresh(if_exists))
             .await?;
         let created = existed.is_none() || if_exists == IfExists::Replace;
         if created {
-            owner::claim(sink, name, table).await?;
+            owner::claim(sink.as_mut(), name, table).await?;
         }
         let rows_before = existed.filter(|_| !created).unwrap_or(0);
-        owner::mark_start(sink, name, table, rows_before).await?;
+        owner::mark_start(sink.as_mut(), name, table, rows_before).await?;
+        let mut conn = Connection {
+            sink,
+            table: prepared,
+        };
         let start = Checkpoint::default();
         // Committing an empty first batch records that the table is ours, so
         // a crash before the first real batch still resumes.
-        self.commit(sink, &[], &start, false).await?;
-        Ok(start)
+        self.commit(&mut conn, &[], &start, false).await?;
+        Ok((start, Some(conn)))
+    }
+
+    /// Prepares the table, which this run has started, on `sink`: a key
+    /// range's own connection, or one made after a lost one.
+    async fn resume(&self, mut sink: Box<dyn Sink>) -> Result<Connection, RunError> {
+        let (name, table) = (&self.m.name, self.table());
+        let shape = self.plan.shape();
+        let prepared = sink.prepare(name, table, shape, Prepare::Resume).await?;
+        Ok(Connection {
+            sink,
+            table: prepared,
+        })
     }
 
     async fn commit(
         &self,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         rows: &[Row],
         checkpoint: &Checkpoint,
         all_or_nothing: bool,
     ) -> Result<Vec<crate::drivers::Rejected>, RunError> {
         let name = self.checkpoint_name();
-        self.commit_as(sink, name, rows, checkpoint, all_or_nothing)
+        self.commit_as(conn, name, rows, checkpoint, all_or_nothing)
             .await
     }
 
     /// Writes rows to the table with a checkpoint kept under `name`.
     async fn commit_as(
         &self,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         name: &str,
         rows: &[Row],
         checkpoint: &Checkpoint,
@@ -1206,42 +470,44 @@ impl<'a> TableRun<'a> {
     ) -> Result<Vec<crate::drivers::Rejected>, RunError> {
         let batch = WriteBatch {
             migration: &self.m.name,
-            table: self.table(),
+            prepared: &conn.table,
             checkpoint_name: name,
             columns: &self.plan.output,
             rows,
             all_or_nothing,
             checkpoint,
         };
-        Ok(sink.write(batch).await?)
+        Ok(conn.sink.write(batch).await?)
     }
 
     async fn run(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut Box<dyn Sink>,
+        sink: Box<dyn Sink>,
         resuming: bool,
         events: &Events<'_>,
     ) -> Result<(), RunError> {
         let started = Instant::now();
         let table = self.table().to_string();
-        let checkpoint = self.start(sink.as_mut(), resuming).await?;
-        if checkpoint.done {
+        let (checkpoint, conn) = self.start(sink, resuming).await?;
+        let Some(mut conn) = conn else {
             events.on(&RunEvent::TableSkipped {
                 table: events.table(self.plan),
                 source: events.source(),
                 reason: "completed by the interrupted run".into(),
             });
             return Ok(());
-        }
+        };
         let mut total = Total::count(source, &self.plan.source);
         let checkpoint = match self
-            .split(source, sink.as_mut(), &mut total, &checkpoint)
+            .split(source, &mut conn, &mut total, &checkpoint)
             .await?
         {
             Some(ranges) => {
                 let total = total.get().await?;
-                let committed = self.ranges_committed(sink.as_mut(), ranges.len()).await?;
+                let committed = self
+                    .ranges_committed(conn.sink.as_ref(), ranges.len())
+                    .await?;
                 events.on(&RunEvent::TableStarted {
                     table: events.table(self.plan),
                     source: events.source(),
@@ -1259,11 +525,13 @@ impl<'a> TableRun<'a> {
                         .reread(&self.m.name, &table, checkpoint.rows)
                         .await?;
                 }
-                self.move_retrying(source, sink, checkpoint, &mut total, started, events)
+                self.move_retrying(source, &mut conn, checkpoint, &mut total, started, events)
                     .await?
             }
         };
-        sink.finish(&self.m.name, &table, &checkpoint).await?;
+        conn.sink
+            .finish(&self.m.name, conn.table, &checkpoint)
+            .await?;
         self.state
             .checkpoint(&self.m.name, &table, self.run_id, checkpoint.rows)
             .await?;
@@ -1284,11 +552,7 @@ impl<'a> TableRun<'a> {
 
     /// The rows each of the table's `count` key ranges committed before
     /// this run (none, unless it resumes an interrupted one).
-    async fn ranges_committed(
-        &self,
-        sink: &mut dyn Sink,
-        count: usize,
-    ) -> Result<Vec<u64>, RunError> {
+    async fn ranges_committed(&self, sink: &dyn Sink, count: usize) -> Result<Vec<u64>, RunError> {
         let mut rows = Vec::with_capacity(count);
         for i in 0..count {
             let name = range_name(self.table(), i, count);
@@ -1305,18 +569,18 @@ impl<'a> TableRun<'a> {
     async fn split(
         &self,
         source: &Arc<dyn Source>,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         total: &mut Total,
         checkpoint: &Checkpoint,
     ) -> Result<Option<Vec<KeyRange>>, RunError> {
         let plan_name = format!("{}#ranges", self.table());
-        if let Some(saved) = sink.committed(&self.m.name, &plan_name).await? {
+        if let Some(saved) = conn.sink.committed(&self.m.name, &plan_name).await? {
             return Ok(Some(KeyRange::decode(
                 saved.key.as_deref().unwrap_or_default(),
             )));
         }
         let split_rows = self.m.settings.split_rows;
-        if split_rows == 0 || checkpoint.rows > 0 || !sink.concurrent_writers() {
+        if split_rows == 0 || checkpoint.rows > 0 || !conn.sink.concurrent_writers() {
             return Ok(None);
         }
         let rows = match self.plan.source.approx_rows {
@@ -1334,7 +598,7 @@ impl<'a> TableRun<'a> {
             key: Some(KeyRange::encode(&ranges)),
             ..Checkpoint::default()
         };
-        self.commit_as(sink, &plan_name, &[], &saved, false).await?;
+        self.commit_as(conn, &plan_name, &[], &saved, false).await?;
         Ok(Some(ranges))
     }
 
@@ -1409,7 +673,7 @@ impl<'a> TableRun<'a> {
         started: Instant,
         events: &Events<'_>,
     ) -> Result<Checkpoint, RunError> {
-        let mut sink = open_sink(self.m).await?;
+        let sink = open_sink(self.m).await?;
         let name = self.checkpoint_name().to_string();
         let checkpoint = sink
             .committed(&self.m.name, &name)
@@ -1418,10 +682,11 @@ impl<'a> TableRun<'a> {
         if checkpoint.done {
             return Ok(checkpoint);
         }
+        let mut conn = self.resume(sink).await?;
         let done = self
             .move_retrying(
                 source,
-                &mut sink,
+                &mut conn,
                 checkpoint,
                 &mut Total::known(total),
                 started,
@@ -1429,7 +694,7 @@ impl<'a> TableRun<'a> {
             )
             .await?;
         let done = Checkpoint { done: true, ..done };
-        self.commit(sink.as_mut(), &[], &done, false).await?;
+        self.commit(&mut conn, &[], &done, false).await?;
         Ok(done)
     }
 
@@ -1437,10 +702,11 @@ impl<'a> TableRun<'a> {
     /// reconnects and resumes after the destination's last committed
     /// checkpoint, up to `settings.retries` times in a row (a try that
     /// commits a batch starts the count afresh), waiting longer each time.
+    /// A new connection replaces `conn`.
     async fn move_retrying(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut Box<dyn Sink>,
+        conn: &mut Connection,
         checkpoint: Checkpoint,
         total: &mut Total,
         started: Instant,
@@ -1451,7 +717,7 @@ impl<'a> TableRun<'a> {
         loop {
             let resumed = from.rows;
             let moved = self
-                .move_rows(source, sink.as_mut(), from.clone(), total, started, events)
+                .move_rows(source, conn, from.clone(), total, started, events)
                 .await;
             let mut err = match moved {
                 Ok(done) => return Ok(done),
@@ -1479,7 +745,7 @@ impl<'a> TableRun<'a> {
                 match self.reconnect().await {
                     Ok((again, checkpoint)) => {
                         self.settle_in_doubt(Some(checkpoint.rows)).await;
-                        (*sink, from) = (again, checkpoint);
+                        (*conn, from) = (again, checkpoint);
                         break;
                     }
                     Err(e) => err = e,
@@ -1562,18 +828,14 @@ impl<'a> TableRun<'a> {
     /// the destination's last committed checkpoint: the batch in flight
     /// when the connection broke may have committed or not, and only the
     /// destination knows.
-    async fn reconnect(&self) -> Result<(Box<dyn Sink>, Checkpoint), RunError> {
-        let mut sink = open_sink(self.m).await?;
-        if self.slice.is_none() {
-            let (name, table) = (&self.m.name, self.table());
-            sink.prepare(name, table, self.plan.shape(), Prepare::Resume)
-                .await?;
-        }
-        let checkpoint = sink
+    async fn reconnect(&self) -> Result<(Connection, Checkpoint), RunError> {
+        let conn = self.resume(open_sink(self.m).await?).await?;
+        let checkpoint = conn
+            .sink
             .committed(&self.m.name, self.checkpoint_name())
             .await?
             .unwrap_or_default();
-        Ok((sink, checkpoint))
+        Ok((conn, checkpoint))
     }
 
     /// Streams rows from the checkpoint on; on failure, takes back what was
@@ -1582,7 +844,7 @@ impl<'a> TableRun<'a> {
     async fn move_rows(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         checkpoint: Checkpoint,
         total: &mut Total,
         started: Instant,
@@ -1592,7 +854,7 @@ impl<'a> TableRun<'a> {
         self.committed_rows = checkpoint.rows;
         self.in_flight = None;
         let moved = self
-            .move_batches(source, sink, checkpoint, total, started, events)
+            .move_batches(source, conn, checkpoint, total, started, events)
             .await;
         if let Err(err) = &moved
             && !err.lost_connection()
@@ -1608,7 +870,7 @@ impl<'a> TableRun<'a> {
     async fn move_batches(
         &mut self,
         source: &Arc<dyn Source>,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         mut checkpoint: Checkpoint,
         total: &mut Total,
         started: Instant,
@@ -1661,7 +923,7 @@ impl<'a> TableRun<'a> {
                 Output::Rows(rows) => rows.len(),
             } as u64;
             self.in_flight = Some((checkpoint.rows, landed));
-            self.write(sink, batch.output, &batch.source, &checkpoint, events)
+            self.write(conn, batch.output, &batch.source, &checkpoint, events)
                 .await?;
             self.in_flight = None;
             self.committed = self.counts;
@@ -1754,7 +1016,7 @@ impl<'a> TableRun<'a> {
 
     async fn write(
         &mut self,
-        sink: &mut dyn Sink,
+        conn: &mut Connection,
         output: Output,
         source: &SourceBatch,
         checkpoint: &Checkpoint,
@@ -1771,7 +1033,7 @@ impl<'a> TableRun<'a> {
             }
         };
         let stop = self.plan.policy == ErrorPolicy::Stop;
-        let rejected = self.commit(sink, &rows, checkpoint, stop).await?;
+        let rejected = self.commit(conn, &rows, checkpoint, stop).await?;
         let refused = if stop && !rejected.is_empty() {
             rows.len()
         } else {
