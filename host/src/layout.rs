@@ -68,21 +68,37 @@ mod tests {
     /// migration file's endpoint kinds, and the state store (SQLite).
     const NAMING_DATABASES: &[&str] = &["config/endpoint.rs", "state/mod.rs"];
 
-    /// What naming a database in code looks like: an endpoint variant, or
-    /// one of sqlx's database modules.
+    /// What naming a database in code looks like: an endpoint variant (or
+    /// all of them), a driver's folder or its types, one of sqlx's database
+    /// modules, or a database's name in a message.
     const DATABASE_NAMES: &[&str] = &[
         "Endpoint::Postgres",
         "Endpoint::Mysql",
         "Endpoint::Sqlite",
         "Endpoint::Csv",
         "Endpoint::Plugin",
+        "Endpoint::*",
+        "drivers::postgres",
+        "drivers::mysql",
+        "drivers::sqlite",
+        "drivers::csv",
+        "drivers::plugin",
+        "PgChanges",
+        "PgSink",
+        "PgStore",
+        "MySqlSink",
+        "SqliteSink",
         "sqlx::postgres",
         "sqlx::mysql",
         "sqlx::sqlite",
+        "sqlx::Pg",
         "sqlx::Postgres",
         "sqlx::MySql",
         "sqlx::Sqlite",
-        "PgChanges",
+        "PostgreSQL",
+        "MariaDB",
+        "MySQL",
+        "SQLite",
     ];
 
     #[test]

@@ -661,7 +661,7 @@ fn runtime(state: &Path) -> anyhow::Result<Runtime> {
         .with_context(|| format!("creating the plugin cache {}", cache.display()))?;
     let plugins = state.parent().unwrap_or(Path::new(".")).join("plugins");
     let runtime = Runtime::new(Some(&cache))?.with_plugin_dir(plugins);
-    crate::drivers::plugin::use_runtime(&runtime);
+    crate::drivers::use_runtime(&runtime);
     Ok(runtime)
 }
 

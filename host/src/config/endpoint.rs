@@ -184,24 +184,39 @@ impl Endpoint {
         }
     }
 
+    /// What its kind offers: one arm per kind and no catch-all, so a new
+    /// kind does not compile until it says.
+    fn facts(&self) -> Facts<'_> {
+        let (readable, database, change_log, server) = match self {
+            Endpoint::Csv { .. } => (true, false, false, None),
+            Endpoint::Sqlite { .. } => (true, true, false, None),
+            Endpoint::Postgres(server) => (true, true, true, Some(server)),
+            Endpoint::Mysql(server) => (true, true, false, Some(server)),
+            Endpoint::Plugin(_) => (false, false, false, None),
+        };
+        Facts {
+            readable,
+            database,
+            change_log,
+            server,
+        }
+    }
+
     /// Whether rows written here can be read back (validation, checks of
     /// existing tables): a plugin destination is write-only.
     pub fn readable(&self) -> bool {
-        !matches!(self, Endpoint::Plugin(_))
+        self.facts().readable
     }
 
-    /// Whether a plugin's `db` grant may open it: a database, not files or
-    /// another plugin.
+    /// Whether a plugin's `db` grant may open it ([`DATABASES`]): a
+    /// database, not files or another plugin.
     pub fn is_database(&self) -> bool {
-        matches!(
-            self,
-            Endpoint::Postgres(_) | Endpoint::Mysql(_) | Endpoint::Sqlite { .. }
-        )
+        self.facts().database
     }
 
-    /// Whether it has a change log a CDC sync reads.
+    /// Whether it has a change log a CDC sync reads ([`CHANGE_LOGS`]).
     pub fn has_change_log(&self) -> bool {
-        matches!(self, Endpoint::Postgres(_))
+        self.facts().change_log
     }
 
     /// What is wrong with how the file sets it, as messages naming `key`
@@ -217,7 +232,7 @@ impl Endpoint {
                 "{key}.delimiter: must be one ASCII character other than a quote or a line break, got {delimiter:?}"
             ));
         }
-        if let Endpoint::Postgres(server) | Endpoint::Mysql(server) = self {
+        if let Some(server) = self.facts().server {
             if server.password.is_some() {
                 problems.push(format!(
                     "{key}.password: passwords are not kept in migration files; set {key}.password_env = \"VAR\" (an environment variable) or {key}.password_file = \"path\" instead"
@@ -231,4 +246,19 @@ impl Endpoint {
         }
         problems
     }
+}
+
+/// The kinds a plugin's `db` grant opens, for messages.
+pub const DATABASES: &str = "PostgreSQL, MySQL/MariaDB or SQLite";
+
+/// The kinds with a change log CDC reads, for messages.
+pub const CHANGE_LOGS: &str = "PostgreSQL";
+
+/// What an endpoint's kind offers ([`Endpoint::facts`]).
+struct Facts<'a> {
+    readable: bool,
+    database: bool,
+    change_log: bool,
+    /// Its server settings, for a database server.
+    server: Option<&'a ServerEndpoint>,
 }

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::{Migration, Unmapped};
+use super::endpoint::{CHANGE_LOGS, DATABASES};
+use super::{Migration, SyncMode, Unmapped};
 use crate::model::value::parse_type_name;
 
 /// A migration file that cannot be used.
@@ -230,7 +231,7 @@ pub(super) fn is_plain_name(name: &str) -> bool {
 }
 
 fn check_sync(m: &Migration, problems: &mut Vec<String>) {
-    use super::{SyncKind, SyncMode};
+    use super::SyncKind;
     let spec = &m.sync;
     problems.extend(spec.interval().err().map(|e| e.to_string()));
     problems.extend(spec.schedule().err().map(|e| e.to_string()));
@@ -266,8 +267,15 @@ fn check_sync(m: &Migration, problems: &mut Vec<String>) {
             None => m.source.as_ref(),
         };
         if m.sync_mode(table) == SyncMode::Cdc && endpoint.is_some_and(|e| !e.has_change_log()) {
-            problems.push(format!("tables[{i}] ({}).sync: CDC reads PostgreSQL's change log; this table's source is not PostgreSQL, so use incremental or full", table.source));
+            problems.push(format!("tables[{i}] ({}).sync: CDC reads {CHANGE_LOGS}'s change log; this table's source is not {CHANGE_LOGS}, so use incremental or full", table.source));
         }
+    }
+    // Tables picked by [select] are known only once the source is read.
+    if m.sync.mode == SyncMode::Cdc
+        && !m.select.include.is_empty()
+        && m.source.as_ref().is_some_and(|e| !e.has_change_log())
+    {
+        problems.push(format!("sync.mode: CDC reads {CHANGE_LOGS}'s change log; the source is not {CHANGE_LOGS}, so use incremental or full for the tables [select] picks"));
     }
 }
 
@@ -409,7 +417,7 @@ fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
             {
                 if !endpoint.is_database() {
                     problems.push(format!(
-                        "{at}.connection: {key} is not a database (a db grant opens PostgreSQL, MySQL/MariaDB or SQLite connections); grant it another way (a directory, say) or point it at a database"
+                        "{at}.connection: {key} is not a database (a db grant opens {DATABASES} connections); grant it another way (a directory, say) or point it at a database"
                     ));
                 }
             }
@@ -422,6 +430,26 @@ mod tests {
     use std::path::Path;
 
     use crate::config::Migration;
+
+    #[test]
+    fn cdc_over_tables_picked_by_select_needs_a_source_with_a_change_log() {
+        let with = |source: &str| {
+            let text = format!(
+                "name = \"x\"\n[source]\n{source}\n[destination]\ntype = \"sqlite\"\npath = \"o.db\"\n[sync]\nmode = \"cdc\"\n[select]\ninclude = [\"*\"]\n"
+            );
+            Migration::parse(&text, Path::new("m.toml"), "/".into()).map(|_| ())
+        };
+        let err = with("type = \"mysql\"\ndatabase = \"d\"\nuser = \"u\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "sync.mode: CDC reads PostgreSQL's change log; the source is not PostgreSQL"
+            ),
+            "{err}"
+        );
+        with("type = \"postgres\"\ndatabase = \"d\"\nuser = \"u\"").unwrap();
+    }
 
     #[test]
     fn retries_are_bounded() {

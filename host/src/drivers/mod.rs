@@ -68,6 +68,7 @@ pub(crate) mod sqlite;
 pub(crate) mod stall;
 
 pub use cause::Cause;
+pub use plugin::use_runtime;
 pub use postgres::{Lsn, PgChanges, SlotHealth, SourceChange, TableChange};
 
 use std::path::{Path, PathBuf};

@@ -211,13 +211,49 @@ mod tests {
         ];
         for endpoint in endpoints {
             let driver = driver(&endpoint);
-            let sink = driver.writer(&endpoint, dir.path()).await.unwrap();
+            let mut sink = driver.writer(&endpoint, dir.path()).await.unwrap();
             assert_eq!(
                 sink.sql().is_some(),
                 driver.traits().sql,
                 "{}",
                 driver.name()
             );
+            let offered = sink.sql().is_some();
+            assert_eq!(sink.sql_mut().is_some(), offered, "{}", driver.name());
+        }
+    }
+
+    /// One endpoint of every kind, as a migration file spells it.
+    fn every_kind() -> Vec<Endpoint> {
+        let kinds = [
+            "type = \"csv\"\npath = \"out\"",
+            "type = \"sqlite\"\npath = \"vault.db\"",
+            "type = \"postgres\"\ndatabase = \"test\"\nuser = \"postgres\"",
+            "type = \"mysql\"\ndatabase = \"test\"\nuser = \"root\"",
+            "type = \"plugin\"\nplugin = \"sink.wasm\"",
+        ];
+        kinds.map(|k| toml::from_str(k).unwrap()).to_vec()
+    }
+
+    /// What the migration file's checks know of an endpoint kind (in
+    /// `config/endpoint.rs`, below the drivers) agrees with what its driver
+    /// says, and a driver without a change feed opens none.
+    #[tokio::test]
+    async fn the_file_checks_and_the_drivers_agree_on_what_each_kind_offers() {
+        let endpoints = every_kind();
+        assert_eq!(endpoints.len(), DRIVERS.len(), "one endpoint per driver");
+        for endpoint in &endpoints {
+            let driver = driver(endpoint);
+            let traits = driver.traits();
+            let name = driver.name();
+            assert_eq!(endpoint.has_change_log(), traits.change_feed, "{name}");
+            assert_eq!(endpoint.is_database(), traits.db_capability, "{name}");
+            if !traits.change_feed {
+                let feed = driver.change_feed(endpoint, Path::new("."), "slot").await;
+                assert!(feed.is_none(), "{name}");
+            }
+            let capability = driver.db_capability(endpoint, Path::new("."));
+            assert_eq!(capability.is_some(), traits.db_capability, "{name}");
         }
     }
 

@@ -762,6 +762,15 @@ pub struct SlotHealth {
     pub max_slot_wal_keep_size: Option<String>,
 }
 
+impl SlotHealth {
+    /// Its `wal_status`, or why there is none.
+    pub fn status(&self) -> &str {
+        self.wal_status
+            .as_deref()
+            .unwrap_or("unknown (before PostgreSQL 13)")
+    }
+}
+
 /// Whether a server error says a slot's WAL is gone.
 fn is_lost_wal(message: &str) -> bool {
     message.contains("has already been removed")

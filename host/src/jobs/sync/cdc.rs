@@ -19,7 +19,7 @@ use crate::config::{Endpoint, IfExists, Migration, SyncMode, show_size};
 use crate::drivers::Shape;
 use crate::drivers::feed::{self, ChangeFeed};
 use crate::drivers::merge::Applied;
-use crate::drivers::registry::driver;
+use crate::drivers::registry::{driver, names_with};
 use crate::drivers::{
     Checkpoint, ConnectorError, Lsn, Prepare, Sink, SlotHealth, SourceBatch, SourceChange, SqlAsk,
     Step, WriteBatch, open_sink, sql_of,
@@ -96,9 +96,7 @@ impl SlotReport {
             self.slot,
             bytes(h.retained_bytes),
             bytes(h.lag_bytes),
-            h.wal_status
-                .as_deref()
-                .unwrap_or("unknown (before PostgreSQL 13)")
+            h.status()
         );
         if let Some(safe) = h.safe_wal_size {
             line.push_str(&format!(
@@ -212,8 +210,10 @@ impl Table<'_> {
         state: &StateStore,
         observer: &mut dyn Observer,
     ) -> Result<Applied, RunError> {
-        let Some(source) = &self.m.source else {
-            return Err(self.fail("CDC needs a [source] to read changes from"));
+        let feeds = |s: &&Endpoint| driver(s).traits().change_feed;
+        let Some(source) = self.m.source.as_ref().filter(feeds) else {
+            let which = names_with(|t| t.change_feed);
+            return Err(self.fail(&format!("CDC needs a {which} source")));
         };
         let changes = open_feed(self.m, source).await?;
         let created = changes.ensure_slot().await?;
