@@ -1176,6 +1176,7 @@ mod tests {
         found.primary_key = None;
         found.checks[0].expression = "id >= 0".into();
         found.indexes[0].elements[0].descending = true;
+        found.indexes[0].elements[0].nulls_first = true;
         found.indexes.push(IndexDef {
             name: "extra".into(),
             ..found.indexes[0].clone()
