@@ -386,12 +386,9 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
         partial.predicate.as_deref(),
         Some("status = 'pending'::order_status")
     );
-    assert!(
-        partial
-            .definition
-            .starts_with("CREATE UNIQUE INDEX orders_one_pending_idx ON "),
-        "{}",
-        partial.definition
+    assert_eq!(
+        partial.definition,
+        "CREATE UNIQUE INDEX orders_one_pending_idx ON orders USING btree (customer_id) WHERE status = 'pending'::order_status"
     );
     assert_eq!(customers.indexes.len(), 3, "{:#?}", customers.indexes);
 
@@ -424,7 +421,13 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
         events.primary_key.as_ref().expect("a key").columns,
         ["id", "happened_at"]
     );
-    assert!(events.index("events_kind_idx").is_some());
+    assert_eq!(
+        events
+            .index("events_kind_idx")
+            .expect("the index")
+            .definition,
+        "CREATE INDEX events_kind_idx ON ONLY events USING btree (kind)"
+    );
 
     // Enum labels in order, domains with base, default, NOT NULL and checks.
     match schema.type_def("order_status") {
@@ -490,6 +493,14 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
         .expect("the check's function");
     assert_eq!(check_fn.arguments, "code text");
     assert_eq!(check_fn.language, "sql");
+    assert!(
+        check_fn.definition.starts_with(&format!(
+            "CREATE OR REPLACE FUNCTION {}.is_country_code(code text)",
+            s.schema
+        )),
+        "PostgreSQL qualifies a function's header whatever the search path: {}",
+        check_fn.definition
+    );
 
     let trigger = schema
         .trigger("customers", "customers_search")
@@ -502,12 +513,12 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
         "the trigger names its table and function unqualified"
     );
 
-    // Nothing anywhere names the source schema, but the two texts
-    // PostgreSQL always qualifies (an index's whole statement, a
-    // function's header): the rest can be replayed in another schema.
+    // Nothing anywhere names the source schema but the one text
+    // PostgreSQL always qualifies (a function's header): the rest can be
+    // replayed in another schema.
     let mut json: serde_json::Value = serde_json::to_value(&schema).expect("serializes");
     json["namespace"] = serde_json::Value::Null;
-    strip_always_qualified(&mut json);
+    strip_routines(&mut json);
     let text = json.to_string();
     assert!(
         !text.contains(&s.schema),
@@ -519,29 +530,24 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
     assert_eq!(back, schema);
 }
 
-/// Drops the texts PostgreSQL writes qualified whatever the search path:
-/// indexes' `definition` and routines' `definition`.
-fn strip_always_qualified(json: &mut serde_json::Value) {
-    match json {
-        serde_json::Value::Object(map) => {
-            let is_index = map.contains_key("elements");
-            let is_routine = map.contains_key("language");
-            if is_index || is_routine {
-                map.remove("definition");
-            }
-            for v in map.values_mut() {
-                strip_always_qualified(v);
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_always_qualified),
-        _ => {}
-    }
+/// Drops the routines, whose definitions PostgreSQL writes qualified
+/// whatever the search path (`CREATE OR REPLACE FUNCTION app.f(…)`).
+fn strip_routines(json: &mut serde_json::Value) {
+    let routines = json["routines"].as_array().map_or(0, Vec::len);
+    assert_eq!(routines, 2, "{json}");
+    json["routines"] = serde_json::Value::Null;
 }
 
 #[test]
 fn only_the_tables_asked_for_are_read_with_what_belongs_to_them() {
     let s = Scratch::new();
     s.exec(APP);
+    let other = Scratch::new();
+    other.exec("CREATE TYPE {s}.mood AS ENUM ('sad', 'ok')");
+    s.exec(&format!(
+        "ALTER TABLE {{s}}.products ADD COLUMN mood {}.mood",
+        other.schema
+    ));
     let text = format!(
         "name = \"schema-some\"\n{}[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[[tables]]\nsource = \"products\"\n",
         s.endpoint("source", "")
@@ -563,6 +569,17 @@ fn only_the_tables_asked_for_are_read_with_what_belongs_to_them() {
     let mut names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["order_lines", "products"]);
+    let mood = table(&schema, "products").column("mood").expect("mood");
+    let qualified = format!("{}.mood", other.schema);
+    assert_eq!(
+        mood.native.sql, qualified,
+        "a type of another schema stays qualified"
+    );
+    assert_eq!(mood.native.kind, TypeKind::Enum { name: qualified });
+    assert!(
+        schema.type_def("mood").is_none(),
+        "only the source schema's types are in the model"
+    );
     assert!(
         schema.triggers.is_empty(),
         "customers' trigger is not asked for"

@@ -509,9 +509,9 @@ pub struct IndexDef {
     pub include: Vec<String>,
     /// The condition of a partial index: `status = 'pending'::order_status`.
     pub predicate: Option<String>,
-    /// The source's whole statement. PostgreSQL's names the source schema
-    /// (`ON app.orders`), so a renderer for another schema builds the
-    /// statement from the parts instead.
+    /// The source's whole statement, unqualified for the source's schema.
+    /// PostgreSQL's, on a partitioned table, says `ON ONLY t` (the parent
+    /// alone, its partitions' indexes attached one by one).
     pub definition: String,
     /// Its comment.
     pub comment: Option<String>,
@@ -1041,7 +1041,7 @@ mod tests {
                 }],
                 include: Vec::new(),
                 predicate: Some("status = 'pending'::order_status".into()),
-                definition: "CREATE UNIQUE INDEX orders_one_pending_idx ON app.orders USING btree (customer_id) WHERE (status = 'pending'::order_status)".into(),
+                definition: "CREATE UNIQUE INDEX orders_one_pending_idx ON orders USING btree (customer_id) WHERE status = 'pending'::order_status".into(),
                 comment: None,
             }],
             comment: Some("what people bought".into()),

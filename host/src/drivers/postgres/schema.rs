@@ -7,9 +7,9 @@
 //! `pg_get_viewdef` and `pg_get_triggerdef` leave names in that schema
 //! unqualified (`nextval('orders_id_seq'::regclass)`, `order_status`) and
 //! their text can be replayed in another schema; names elsewhere stay
-//! qualified. Two texts qualify regardless: `pg_get_indexdef`'s whole
-//! statement (`ON app.orders`) and `pg_get_functiondef`'s header
-//! (`FUNCTION app.f(…)`); indexes are therefore also kept in parts.
+//! qualified. `pg_get_indexdef` does so only in its pretty form (plain, it
+//! writes `ON app.orders`). One text qualifies regardless:
+//! `pg_get_functiondef`'s header (`FUNCTION app.f(…)`).
 
 use std::collections::HashMap;
 
@@ -88,7 +88,7 @@ SELECT c.relname::text AS table_name, ic.relname::text AS name, i.indisunique AS
              FROM generate_series(1, i.indnkeyatts) k JOIN pg_opclass oc ON oc.oid = i.indclass[k - 1]
              ORDER BY k) AS opclasses,
        pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
-       pg_get_indexdef(i.indexrelid) AS definition,
+       pg_get_indexdef(i.indexrelid, 0, true) AS definition,
        obj_description(i.indexrelid, 'pg_class') AS comment
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
