@@ -40,7 +40,8 @@ CREATE TABLE customers (
   tags int[] NOT NULL DEFAULT '{}',
   search tsvector,
   profile jsonb DEFAULT '{}'::jsonb,
-  created_at timestamptz NOT NULL DEFAULT now()
+  created_at timestamptz NOT NULL DEFAULT now(),
+  email_domain text GENERATED ALWAYS AS (split_part(email, '@', 2)) STORED
 );
 CREATE UNIQUE INDEX customers_lower_email_idx ON customers (lower(email));
 CREATE INDEX customers_search_idx ON customers USING gin (search);
@@ -60,9 +61,16 @@ CREATE TABLE orders (
   total positive_amount,
   invoice_no bigint DEFAULT nextval('invoice_number_seq'),
   placed_at timestamp(3) with time zone NOT NULL DEFAULT now(),
-  coupon text
+  coupon text COLLATE "C"
 );
 CREATE UNIQUE INDEX orders_one_pending_idx ON orders (customer_id) WHERE status = 'pending';
+CREATE INDEX orders_customer_idx ON orders (customer_id) INCLUDE (total, coupon);
+CREATE TABLE bookings (
+  id int PRIMARY KEY,
+  room int NOT NULL,
+  during tstzrange NOT NULL,
+  CONSTRAINT bookings_no_overlap EXCLUDE USING gist (during WITH &&)
+);
 CREATE TABLE order_lines (
   order_id bigint REFERENCES orders (id) ON DELETE CASCADE,
   line smallint,
@@ -156,7 +164,14 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["customers", "events", "order_lines", "orders", "products"],
+        [
+            "bookings",
+            "customers",
+            "events",
+            "order_lines",
+            "orders",
+            "products"
+        ],
         "partitions come under their table, not as tables"
     );
 
@@ -247,6 +262,14 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
         }
     );
     assert_eq!(customers.comment.as_deref(), Some("People who buy"));
+    let generated = column(customers, "email_domain");
+    assert_eq!(
+        generated.generated.as_deref(),
+        Some("split_part((email)::text, '@'::text, 2)")
+    );
+    assert_eq!(generated.default, None, "a generated column has no default");
+    assert_eq!(column(orders, "coupon").collation.as_deref(), Some("C"));
+    assert_eq!(column(customers, "name").collation, None);
     assert_eq!(
         column(customers, "email").comment.as_deref(),
         Some("Login, unique ignoring case")
@@ -391,6 +414,21 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
         "CREATE UNIQUE INDEX orders_one_pending_idx ON orders USING btree (customer_id) WHERE status = 'pending'::order_status"
     );
     assert_eq!(customers.indexes.len(), 3, "{:#?}", customers.indexes);
+    let covering = orders
+        .index("orders_customer_idx")
+        .expect("the covering index");
+    assert_eq!(covering.elements.len(), 1);
+    assert_eq!(covering.include, ["total", "coupon"]);
+    let bookings = table(&schema, "bookings");
+    assert_eq!(bookings.exclusions.len(), 1);
+    assert_eq!(
+        bookings.exclusions[0].definition,
+        "EXCLUDE USING gist (during WITH &&)"
+    );
+    assert!(
+        bookings.indexes.is_empty(),
+        "an exclusion constraint's index is the constraint"
+    );
 
     // Partitioning.
     let parts = events.partitioning.as_ref().expect("events is partitioned");
