@@ -88,6 +88,10 @@ CREATE TABLE events (
 ) PARTITION BY RANGE (happened_at);
 CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01 00:00+00') TO ('2026-01-01 00:00+00');
 CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01 00:00+00') TO ('2027-01-01 00:00+00');
+CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01 00:00+00') TO ('2028-01-01 00:00+00')
+  PARTITION BY HASH (id);
+CREATE TABLE events_2027_even PARTITION OF events_2027 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE events_2027_odd PARTITION OF events_2027 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 CREATE TABLE events_other PARTITION OF events DEFAULT;
 CREATE INDEX events_kind_idx ON events (kind);
 CREATE VIEW paid_orders AS
@@ -439,6 +443,8 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
         .iter()
         .map(|p| (p.name.as_str(), p.parent.as_str(), p.bound.as_str()))
         .collect();
+    let keys: Vec<Option<&str>> = parts.partitions.iter().map(|p| p.key.as_deref()).collect();
+    assert_eq!(keys, [None, None, Some("HASH (id)"), None, None, None]);
     assert_eq!(
         bounds,
         [
@@ -452,7 +458,22 @@ fn the_postgres_source_reads_every_part_of_an_applications_schema() {
                 "events",
                 "FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')"
             ),
+            (
+                "events_2027",
+                "events",
+                "FOR VALUES FROM ('2027-01-01 00:00:00+00') TO ('2028-01-01 00:00:00+00')"
+            ),
             ("events_other", "events", "DEFAULT"),
+            (
+                "events_2027_even",
+                "events_2027",
+                "FOR VALUES WITH (modulus 2, remainder 0)"
+            ),
+            (
+                "events_2027_odd",
+                "events_2027",
+                "FOR VALUES WITH (modulus 2, remainder 1)"
+            ),
         ]
     );
     assert_eq!(

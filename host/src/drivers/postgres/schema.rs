@@ -217,7 +217,11 @@ ORDER BY c.relname, t.tgname";
 /// Reads the schema model of `tables` in `db`'s schema, with the schema's
 /// types, sequences, views and routines.
 pub(super) async fn read(db: &Db, tables: &[String]) -> Result<Schema, ConnectorError> {
-    let fail = |e: sqlx::Error| db.error(&e);
+    let fail = |e: sqlx::Error| {
+        let mut err = db.error(&e);
+        err.message = format!("reading the schema: {}", err.message);
+        err
+    };
     let mut tx = db.pool.begin().await.map_err(fail)?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -655,6 +659,7 @@ fn only_casts(rest: &str) -> bool {
         0 => part.is_empty(),
         _ => {
             !part.is_empty()
+                && !part.contains("COLLATE")
                 && part.chars().all(|c| {
                     c.is_alphanumeric()
                         || matches!(c, '_' | ' ' | '[' | ']' | '(' | ')' | ',' | '"' | '.')
@@ -1045,6 +1050,13 @@ mod tests {
         assert_eq!(default_kind("'0'::numeric(12,2)"), literal("0"));
         assert_eq!(default_kind("0"), literal("0"));
         assert_eq!(default_kind("'-1'::integer"), literal("-1"));
+        assert_eq!(default_kind("'5000000000'::bigint"), literal("5000000000"));
+        assert_eq!(default_kind("3.25"), literal("3.25"));
+        assert_eq!(default_kind("LOCALTIMESTAMP"), DefaultKind::Expression);
+        assert_eq!(
+            default_kind("'x'::text COLLATE \"C\""),
+            DefaultKind::Expression
+        );
         assert_eq!(default_kind("(-1.5)"), literal("-1.5"));
         assert_eq!(default_kind("true"), literal("true"));
         assert_eq!(
