@@ -22,6 +22,7 @@ mod progress;
 mod restore;
 mod resume;
 mod retry;
+mod schema;
 mod serve;
 mod servers;
 mod side_effects;

@@ -81,6 +81,7 @@ pub use crate::model::cursor::Since;
 
 use crate::capabilities::Grants;
 use crate::config::{Endpoint, GrantsSpec, IfExists, Migration};
+use crate::model::schema::Schema;
 use crate::model::value::{Column, ColumnType, Row, TableInfo, type_name};
 
 /// What a source column's native type says beyond its row-model type.
@@ -478,6 +479,16 @@ pub trait Source: Send + Sync {
         _table: &TableInfo,
     ) -> Result<Vec<Option<Native>>, ConnectorError> {
         Ok(Vec::new())
+    }
+
+    /// The schema of `tables` (exact types, defaults, identity, keys,
+    /// constraints, indexes, partitions, comments) with the objects around
+    /// them (enum types, domains, sequences, views, routines, triggers), so
+    /// a destination can recreate what an application relies on; `None`
+    /// when this source cannot say (files, plugins, and for now every
+    /// database but PostgreSQL).
+    async fn schema(&self, _tables: &[TableInfo]) -> Result<Option<Schema>, ConnectorError> {
+        Ok(None)
     }
 
     /// Streams a table in batches into `tx`, in primary-key order when the

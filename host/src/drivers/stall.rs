@@ -32,6 +32,7 @@ use super::{
 };
 use crate::config::{Endpoint, PasswordError, ServerEndpoint};
 use crate::drivers::Shape;
+use crate::model::schema::Schema;
 use crate::model::value::{Column, TableInfo};
 
 /// A server endpoint as messages name it (`source postgres
@@ -191,6 +192,13 @@ impl Source for WatchedSource {
         let step = self.inner.native_types(t);
         let doing = table("reading the column types of", &t.name);
         self.dog.watch(&doing, &NO_PROGRESS, step).await
+    }
+
+    async fn schema(&self, tables: &[TableInfo]) -> Result<Option<Schema>, ConnectorError> {
+        let step = self.inner.schema(tables);
+        self.dog
+            .watch("reading the schema", &NO_PROGRESS, step)
+            .await
     }
 
     /// Forwards the batches, each one progress, so a long read that keeps

@@ -15,6 +15,7 @@ pub(crate) mod driver;
 mod error;
 mod feed;
 pub(crate) mod restore;
+mod schema;
 mod sink;
 mod source;
 mod types;

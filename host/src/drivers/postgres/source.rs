@@ -15,6 +15,7 @@ use crate::drivers::{
     Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
     integer_key, read_one,
 };
+use crate::model::schema::Schema;
 use crate::model::value::{Column, TableInfo};
 
 /// Reads the tables of one schema.
@@ -316,6 +317,13 @@ impl Source for PgSource {
             .into_iter()
             .map(table_info)
             .collect())
+    }
+
+    /// Reads the tables' schema and the objects around them from the
+    /// catalog (see `schema.rs`).
+    async fn schema(&self, tables: &[TableInfo]) -> Result<Option<Schema>, ConnectorError> {
+        let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        super::schema::read(&self.db, &names).await.map(Some)
     }
 
     async fn native_types(&self, table: &TableInfo) -> Result<Vec<Option<Native>>, ConnectorError> {
