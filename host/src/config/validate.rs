@@ -429,6 +429,7 @@ fn check_db_grants(m: &Migration, problems: &mut Vec<String>) {
 mod tests {
     use std::path::Path;
 
+    use super::CHANGE_LOGS;
     use crate::config::Migration;
 
     #[test]
@@ -442,12 +443,10 @@ mod tests {
         let err = with("type = \"mysql\"\ndatabase = \"d\"\nuser = \"u\"")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains(
-                "sync.mode: CDC reads PostgreSQL's change log; the source is not PostgreSQL"
-            ),
-            "{err}"
+        let refusal = format!(
+            "sync.mode: CDC reads {CHANGE_LOGS}'s change log; the source is not {CHANGE_LOGS}"
         );
+        assert!(err.contains(&refusal), "{err}");
         with("type = \"postgres\"\ndatabase = \"d\"\nuser = \"u\"").unwrap();
     }
 
