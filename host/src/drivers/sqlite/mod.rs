@@ -4,6 +4,7 @@
 pub(crate) mod capability;
 pub(crate) mod driver;
 pub(crate) mod restore;
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -23,6 +24,7 @@ use super::{
     WriteBatch, free_space_at, integer_key, misfits, readiness,
 };
 use crate::drivers::Shape;
+use crate::model::schema::Schema;
 use crate::model::value::{Column, ColumnType, Row, TableInfo, Value, to_text};
 
 /// SQLite's limit on bound parameters in one statement.
@@ -380,6 +382,13 @@ impl Source for SqliteSource {
         if let Some(batch) = batches.finish() {
             let _ = tx.send(Ok(batch)).await;
         }
+    }
+
+    /// Reads the tables' schema, the views and the triggers from the
+    /// pragmas and `sqlite_schema` (see `schema.rs`).
+    async fn schema(&self, tables: &[TableInfo]) -> Result<Option<Schema>, ConnectorError> {
+        let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        schema::read(&self.db, &names).await.map(Some)
     }
 
     /// The pages of the table and its indexes, from SQLite's `dbstat`.
