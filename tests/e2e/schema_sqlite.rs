@@ -18,9 +18,9 @@ use super::servers::block_on;
 /// composite key, a unique constraint, a partial, an expression and a DESC
 /// index, named and unnamed checks, foreign keys that cascade and set
 /// NULL (one naming no columns), literal, NULL, current-time and
-/// expression defaults, a stored generated column, a view and a trigger;
-/// with rows, one customer deleted so the AUTOINCREMENT counter is past
-/// the largest id left.
+/// expression defaults, a stored and a virtual generated column, a view and
+/// a trigger; with rows, one customer deleted so the AUTOINCREMENT counter
+/// is past the largest id left.
 const APP: &str = r#"
 CREATE TABLE customers (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,6 +32,7 @@ CREATE TABLE customers (
   code TEXT DEFAULT (lower(hex(randomblob(4)))),
   balance NUMERIC(12,2) NOT NULL DEFAULT 0 CONSTRAINT balance_not_negative CHECK (balance >= 0),
   email_domain TEXT GENERATED ALWAYS AS (substr(email, instr(email, '@') + 1)) STORED,
+  name_length INT AS (length(name)),
   CHECK (length(email) > 3)
 );
 CREATE UNIQUE INDEX customers_lower_email ON customers (lower(email));
@@ -201,6 +202,11 @@ fn the_sqlite_source_reads_every_part_of_an_applications_schema() {
         Some("substr(email, instr(email, '@') + 1)")
     );
     assert_eq!(generated.default, None);
+    assert_eq!(
+        column(customers, "name_length").generated.as_deref(),
+        Some("length(name)"),
+        "a VIRTUAL generated column"
+    );
     assert_eq!(column(customers, "email").generated, None);
 
     // AUTOINCREMENT with its counter past every id handed out (3, though

@@ -217,7 +217,8 @@ pub struct ColumnDef {
     pub default: Option<DefaultDef>,
     /// How its values are generated from a sequence, if they are.
     pub identity: Option<Identity>,
-    /// The expression of a stored generated column.
+    /// The expression of a stored generated column (SQLite's VIRTUAL
+    /// ones too: the model does not tell them apart).
     pub generated: Option<String>,
     /// Its collation, when not its type's default.
     pub collation: Option<String>,
@@ -356,7 +357,9 @@ pub struct Identity {
     /// Which kind of generation.
     pub generation: Generation,
     /// The sequence behind it with its current value (none for
-    /// AUTO_INCREMENT, whose counter is the table's).
+    /// AUTO_INCREMENT, whose counter is the table's, and for SQLite's plain
+    /// rowid alias; SQLite's AUTOINCREMENT counter, the table's row of
+    /// `sqlite_sequence`, comes as one named `sqlite_sequence`).
     pub sequence: Option<SequenceDef>,
 }
 
