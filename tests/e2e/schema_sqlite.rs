@@ -25,7 +25,7 @@ const APP: &str = r#"
 CREATE TABLE customers (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   email VARCHAR(120) NOT NULL,
-  name TEXT NOT NULL DEFAULT 'x',
+  name TEXT NOT NULL DEFAULT 'x' COLLATE NOCASE,
   visits INT NOT NULL DEFAULT 0,
   note TEXT DEFAULT NULL,
   created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
@@ -54,7 +54,8 @@ CREATE TABLE order_lines (
   product_id INTEGER,
   quantity INTEGER NOT NULL CHECK (quantity > 0),
   PRIMARY KEY (order_id, line),
-  CONSTRAINT lines_order FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE,
+  CONSTRAINT lines_order FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE
+    DEFERRABLE INITIALLY DEFERRED,
   FOREIGN KEY (product_id) REFERENCES products ON DELETE SET NULL ON UPDATE CASCADE
 );
 CREATE VIEW paid_orders AS
@@ -72,6 +73,12 @@ INSERT INTO order_lines VALUES (1, 1, 1, 2);
 /// Builds `APP` in `path`, then reads the model the migration's SQLite
 /// source gives of every table it discovers there.
 fn read_schema(path: &Path) -> Schema {
+    build(path);
+    read_tables(path, |_| true)
+}
+
+/// Builds `APP` in a new SQLite file at `path`.
+fn build(path: &Path) {
     block_on(async {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -85,6 +92,10 @@ fn read_schema(path: &Path) -> Schema {
             .expect("the schema builds");
         conn.close().await.expect("closes");
     });
+}
+
+/// The model of the tables in `path` that `wanted` keeps.
+fn read_tables(path: &Path, wanted: impl Fn(&str) -> bool) -> Schema {
     let text = format!(
         "name = \"schema-read\"\n[source]\ntype = \"sqlite\"\npath = {:?}\n[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[[tables]]\nsource = \"customers\"\n",
         path.display().to_string()
@@ -92,7 +103,13 @@ fn read_schema(path: &Path) -> Schema {
     let m = Migration::parse(&text, Path::new("schema.toml"), ".".into()).expect("a migration");
     block_on(async {
         let source = open_source(&m).await.expect("the source opens");
-        let tables = source.discover().await.expect("discover");
+        let tables: Vec<_> = source
+            .discover()
+            .await
+            .expect("discover")
+            .into_iter()
+            .filter(|t| wanted(&t.name))
+            .collect();
         source
             .schema(&tables)
             .await
@@ -169,6 +186,11 @@ fn the_sqlite_source_reads_every_part_of_an_applications_schema() {
 
     // NOT NULL, and the defaults: literal, NULL, current time, expression.
     assert!(column(customers, "email").not_null);
+    assert_eq!(
+        column(customers, "name").collation.as_deref(),
+        Some("NOCASE")
+    );
+    assert_eq!(column(customers, "email").collation, None);
     assert!(!column(customers, "note").not_null);
     assert!(
         column(customers, "id").not_null,
@@ -312,7 +334,15 @@ fn the_sqlite_source_reads_every_part_of_an_applications_schema() {
     );
     let names: Vec<&str> = lines.foreign_keys.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["lines_order", "order_lines_product_id_fkey"]);
-    assert_eq!(lines.foreign_keys[0].on_delete, FkAction::Cascade);
+    let deferred = &lines.foreign_keys[0];
+    assert_eq!(
+        (deferred.on_delete, deferred.deferrable),
+        (FkAction::Cascade, Deferrable::InitiallyDeferred)
+    );
+    assert_eq!(
+        deferred.definition,
+        "FOREIGN KEY (order_id) REFERENCES orders(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED"
+    );
     let set_null = &lines.foreign_keys[1];
     assert_eq!(
         (set_null.on_delete, set_null.on_update, set_null.deferrable),
@@ -395,4 +425,30 @@ fn the_sqlite_source_reads_every_part_of_an_applications_schema() {
     let back: Schema =
         serde_json::from_value(serde_json::to_value(&schema).expect("json")).expect("deserializes");
     assert_eq!(back, schema);
+}
+
+#[test]
+fn only_the_tables_asked_for_are_read_with_their_triggers() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("app.db");
+    build(&path);
+    let schema = read_tables(&path, |t| t == "products" || t == "order_lines");
+    let mut names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["order_lines", "products"]);
+    assert!(
+        schema.triggers.is_empty(),
+        "orders' trigger is not asked for"
+    );
+    assert_eq!(
+        table(&schema, "order_lines")
+            .foreign_key("lines_order")
+            .expect("a key to a table not asked for is still the table's")
+            .ref_table,
+        "orders"
+    );
+    assert!(
+        schema.view("paid_orders").is_some(),
+        "views come whatever the tables"
+    );
 }
