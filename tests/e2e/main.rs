@@ -23,6 +23,7 @@ mod restore;
 mod resume;
 mod retry;
 mod schema;
+mod schema_mariadb;
 mod serve;
 mod servers;
 mod side_effects;
