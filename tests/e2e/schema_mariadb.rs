@@ -67,6 +67,11 @@ CREATE TABLE events (
   PARTITION p2025 VALUES LESS THAN (2026),
   PARTITION p2026 VALUES LESS THAN (2027),
   PARTITION pmax VALUES LESS THAN MAXVALUE);
+CREATE TABLE regional (
+  id INT NOT NULL, region CHAR(2) NOT NULL, PRIMARY KEY (id, region)
+) PARTITION BY LIST COLUMNS (region) SUBPARTITION BY HASH (id) SUBPARTITIONS 2 (
+  PARTITION p_eu VALUES IN ('FR', 'DE'),
+  PARTITION p_us VALUES IN ('US'));
 CREATE VIEW active_customers AS SELECT id, email FROM customers WHERE status = 'active';
 CREATE FUNCTION order_total(o BIGINT) RETURNS DECIMAL(12,2) READS SQL DATA
   RETURN (SELECT total FROM orders WHERE id = o);
@@ -117,7 +122,14 @@ fn the_mariadb_source_reads_every_part_of_an_applications_schema() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["customers", "events", "order_lines", "orders", "places"],
+        [
+            "customers",
+            "events",
+            "order_lines",
+            "orders",
+            "places",
+            "regional"
+        ],
         "the view is not a table"
     );
 
@@ -288,6 +300,11 @@ fn the_mariadb_source_reads_every_part_of_an_applications_schema() {
     let total = orders.check("total").expect("the column check");
     assert_eq!(total.expression, "`total` >= 0");
     assert_eq!(total.definition, "CHECK (`total` >= 0)");
+    assert_eq!(
+        customers.check("profile").expect("JSON's check").expression,
+        "json_valid(`profile`)",
+        "MariaDB's JSON check is kept, so the same dialect gets JSON back"
+    );
 
     let fk = orders
         .foreign_key("orders_customer_fk")
@@ -388,6 +405,43 @@ fn the_mariadb_source_reads_every_part_of_an_applications_schema() {
         ]
     );
     assert_eq!(orders.partitioning, None);
+    let regional = table(&schema, "regional")
+        .partitioning
+        .as_ref()
+        .expect("partitioned by list");
+    assert_eq!(
+        (regional.strategy, regional.key.as_str()),
+        (PartitionStrategy::List, "LIST COLUMNS (`region`)")
+    );
+    let partitions: Vec<(&str, &str, &str, Option<&str>)> = regional
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.parent.as_str(),
+                p.bound.as_str(),
+                p.key.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        partitions,
+        [
+            (
+                "p_eu",
+                "regional",
+                "VALUES IN ('FR','DE')",
+                Some("HASH (`id`)")
+            ),
+            ("p_eusp0", "p_eu", "", None),
+            ("p_eusp1", "p_eu", "", None),
+            ("p_us", "regional", "VALUES IN ('US')", Some("HASH (`id`)")),
+            ("p_ussp0", "p_us", "", None),
+            ("p_ussp1", "p_us", "", None),
+        ],
+        "subpartitions come after their partition"
+    );
 
     // The view, unqualified, with what it reads; routines; the trigger.
     let view = schema.view("active_customers").expect("the view");

@@ -219,7 +219,7 @@ impl Catalog {
             .map(|r| col(r, 0))
             .collect();
         Schema {
-            dialect: "mariadb".into(),
+            dialect: if mariadb { "mariadb" } else { "mysql" }.into(),
             namespace: Some(database.into()),
             types,
             sequences: Vec::new(),
@@ -884,6 +884,26 @@ mod tests {
             default_kind("(rand())", false, "default_generated"),
             DefaultKind::Expression
         );
+    }
+
+    #[test]
+    fn partition_bounds_are_written_as_create_table_writes_them() {
+        let some = |d: &str| Some(d.to_string());
+        assert_eq!(bound("RANGE", some("2026")), "VALUES LESS THAN (2026)");
+        assert_eq!(
+            bound("RANGE", some("MAXVALUE")),
+            "VALUES LESS THAN MAXVALUE"
+        );
+        assert_eq!(
+            bound("RANGE COLUMNS", some("'2026-01-01',MAXVALUE")),
+            "VALUES LESS THAN ('2026-01-01',MAXVALUE)"
+        );
+        assert_eq!(
+            bound("LIST COLUMNS", some("'FR','DE'")),
+            "VALUES IN ('FR','DE')"
+        );
+        assert_eq!(bound("HASH", None), "");
+        assert_eq!(strategy("LINEAR KEY"), PartitionStrategy::Hash);
     }
 
     #[test]
