@@ -89,6 +89,11 @@ INSERT INTO events VALUES (1, '2025-03-01', 'signup'), (2, '2030-01-01', 'far');
 /// The model the migration's MariaDB source reads of every table it
 /// discovers in the test database.
 fn read_schema(db: &TestDb) -> Schema {
+    read_tables(db, None)
+}
+
+/// The model of the tables called `only` (every table discovered if none).
+fn read_tables(db: &TestDb, only: Option<&[&str]>) -> Schema {
     let text = format!(
         "name = \"schema-read\"\n[source]\n{}[destination]\ntype = \"sqlite\"\npath = \"out/vault.db\"\n[[tables]]\nsource = \"customers\"\n",
         db.endpoint()
@@ -96,7 +101,10 @@ fn read_schema(db: &TestDb) -> Schema {
     let m = Migration::parse(&text, Path::new("schema.toml"), ".".into()).expect("a migration");
     block_on(async {
         let source = open_source(&m).await.expect("the source opens");
-        let tables = source.discover().await.expect("discover");
+        let mut tables = source.discover().await.expect("discover");
+        if let Some(only) = only {
+            tables.retain(|t| only.contains(&t.name.as_str()));
+        }
         source
             .schema(&tables)
             .await
@@ -484,4 +492,41 @@ fn the_mariadb_source_reads_every_part_of_an_applications_schema() {
     );
     assert!(trigger.enabled);
     assert!(schema.sequences.is_empty());
+}
+
+#[test]
+fn only_the_tables_asked_for_are_read_with_what_belongs_to_them() {
+    let db = TestDb::new();
+    db.exec(APP);
+    let schema = read_tables(&db, Some(&["orders"]));
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["orders"]);
+    assert!(
+        schema.types.is_empty(),
+        "no enum of a table not asked for: {:?}",
+        schema.types
+    );
+    assert!(
+        schema.triggers.is_empty(),
+        "no trigger of a table not asked for: {:?}",
+        schema.triggers
+    );
+    let orders = table(&schema, "orders");
+    assert_eq!(
+        orders
+            .foreign_key("orders_customer_fk")
+            .expect("its foreign key, to a table not asked for")
+            .ref_table,
+        "customers"
+    );
+    assert_eq!(
+        orders.check("total").expect("its own check").columns,
+        ["total"]
+    );
+    assert!(orders.check("customers_country_check").is_none());
+    assert!(
+        schema.view("active_customers").is_some(),
+        "views are the database's"
+    );
+    assert!(schema.routine("order_total").is_some(), "so are routines");
 }
