@@ -791,7 +791,7 @@ fn view_def(row: &MySqlRow, database: &str, known: &[String]) -> ViewDef {
         .collect();
     depends_on.sort();
     depends_on.dedup();
-    let mut definition = raw.replace(&qualifier, "");
+    let mut definition = unqualified(&raw, &qualifier);
     match col(row, 2).as_str() {
         "CASCADED" => definition.push_str(" WITH CASCADED CHECK OPTION"),
         "LOCAL" => definition.push_str(" WITH LOCAL CHECK OPTION"),
@@ -805,6 +805,38 @@ fn view_def(row: &MySqlRow, database: &str, known: &[String]) -> ViewDef {
         indexes: Vec::new(),
         comment: None,
     }
+}
+
+/// `sql` without `qualifier` (`` `db`. ``) wherever it is outside a
+/// string literal.
+fn unqualified(sql: &str, qualifier: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if quote.is_none() && rest.starts_with(qualifier) {
+            rest = &rest[qualifier.len()..];
+            continue;
+        }
+        match (quote, c) {
+            (Some('\''), '\\') => {
+                // An escaped character inside a literal, taken as it is.
+                out.push(c);
+                rest = &rest[1..];
+                if let Some(n) = rest.chars().next() {
+                    out.push(n);
+                    rest = &rest[n.len_utf8()..];
+                }
+                continue;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '`') => quote = Some(c),
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// A routine with its `CREATE` statement, made from its parameters,
@@ -924,6 +956,17 @@ mod tests {
         );
         assert_eq!(bound("HASH", None), "");
         assert_eq!(strategy("LINEAR KEY"), PartitionStrategy::Hash);
+    }
+
+    #[test]
+    fn a_view_loses_its_database_outside_literals_only() {
+        assert_eq!(
+            unqualified(
+                "select `d`.`t`.`a` AS `a` from `d`.`t` where `d`.`t`.`b` = '`d`.x\\'`d`.'",
+                "`d`."
+            ),
+            "select `t`.`a` AS `a` from `t` where `t`.`b` = '`d`.x\\'`d`.'"
+        );
     }
 
     #[test]
