@@ -55,6 +55,15 @@ SELECT CAST(TABLE_NAME AS CHAR), CAST(INDEX_NAME AS CHAR), CAST(NON_UNIQUE AS CH
 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
 ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX";
 
+/// MySQL 8's index parts, with the expression of a functional part (whose
+/// `COLUMN_NAME` is NULL); MariaDB has no such parts nor column.
+const MYSQL_INDEXES_SQL: &str = "
+SELECT CAST(TABLE_NAME AS CHAR), CAST(INDEX_NAME AS CHAR), CAST(NON_UNIQUE AS CHAR),
+       CAST(COLUMN_NAME AS CHAR), CAST(COLLATION AS CHAR), CAST(SUB_PART AS CHAR),
+       CAST(INDEX_TYPE AS CHAR), CAST(INDEX_COMMENT AS CHAR), CAST(EXPRESSION AS CHAR)
+FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()
+ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX";
+
 /// Foreign keys column by column, with their actions.
 const FOREIGN_KEYS_SQL: &str = "
 SELECT CAST(k.TABLE_NAME AS CHAR), CAST(k.CONSTRAINT_NAME AS CHAR), CAST(k.COLUMN_NAME AS CHAR),
@@ -178,7 +187,15 @@ impl Catalog {
         Ok(Self {
             tables: fetch(conn, TABLES_SQL).await?,
             columns: fetch(conn, COLUMNS_SQL).await?,
-            indexes: fetch(conn, INDEXES_SQL).await?,
+            indexes: fetch(
+                conn,
+                if mariadb {
+                    INDEXES_SQL
+                } else {
+                    MYSQL_INDEXES_SQL
+                },
+            )
+            .await?,
             foreign_keys: fetch(conn, FOREIGN_KEYS_SQL).await?,
             checks: fetch_checks(conn, checks).await?,
             uniques: fetch(conn, UNIQUES_SQL).await?,
@@ -582,8 +599,14 @@ fn index_rows(rows: &[MySqlRow]) -> Vec<IndexRows> {
         let prefix = opt(r, 5)
             .filter(|_| index.method != "spatial")
             .and_then(|n| n.parse().ok());
+        let key = match (opt(r, 3), opt(r, 8)) {
+            (None, Some(sql)) => IndexKey::Expression { sql },
+            (name, _) => IndexKey::Column {
+                name: name.unwrap_or_default(),
+            },
+        };
         index.elements.push(IndexElement {
-            key: IndexKey::Column { name: col(r, 3) },
+            key,
             descending,
             // MariaDB/MySQL sort NULLs first ascending, last descending.
             nulls_first: !descending,
