@@ -23,6 +23,7 @@ mod restore;
 mod resume;
 mod retry;
 mod schema;
+mod schema_mariadb;
 mod schema_sqlite;
 mod serve;
 mod servers;

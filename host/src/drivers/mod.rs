@@ -485,8 +485,7 @@ pub trait Source: Send + Sync {
     /// constraints, indexes, partitions, comments) with the objects around
     /// them (enum types, domains, sequences, views, routines, triggers), so
     /// a destination can recreate what an application relies on; `None`
-    /// when this source cannot say (files, plugins, and for now
-    /// MariaDB/MySQL).
+    /// when this source cannot say (files, plugins).
     async fn schema(&self, _tables: &[TableInfo]) -> Result<Option<Schema>, ConnectorError> {
         Ok(None)
     }

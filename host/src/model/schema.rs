@@ -220,6 +220,10 @@ pub struct ColumnDef {
     /// The expression of a stored generated column (SQLite's VIRTUAL
     /// ones too: the model does not tell them apart).
     pub generated: Option<String>,
+    /// What an update of the row sets it to when the update does not
+    /// (MariaDB/MySQL `ON UPDATE current_timestamp()`).
+    #[serde(default)]
+    pub on_update: Option<DefaultDef>,
     /// Its collation, when not its type's default.
     pub collation: Option<String>,
     /// Its comment.
@@ -361,6 +365,11 @@ pub struct Identity {
     /// rowid alias; SQLite's AUTOINCREMENT counter, the table's row of
     /// `sqlite_sequence`, comes as one named `sqlite_sequence`).
     pub sequence: Option<SequenceDef>,
+    /// The value the next row gets when the counter is the table's
+    /// (MariaDB/MySQL `AUTO_INCREMENT`, past the rows there); `None` when
+    /// a sequence holds it.
+    #[serde(default)]
+    pub next: Option<i64>,
 }
 
 /// The kinds of generated keys.
@@ -531,6 +540,10 @@ pub struct IndexElement {
     pub nulls_first: bool,
     /// Its operator class, when not the type's default.
     pub opclass: Option<String>,
+    /// How many leading characters (or bytes) of the column it keys on,
+    /// when not the whole value (MariaDB/MySQL prefix indexes).
+    #[serde(default)]
+    pub prefix: Option<u32>,
 }
 
 /// What an index element keys on.
@@ -798,6 +811,7 @@ fn column_diff(e: &ColumnDef, f: &ColumnDef) -> Vec<String> {
         }
     };
     let default = |c: &ColumnDef| opt(&c.default.as_ref().map(|d| d.sql.clone()));
+    let on_update = |c: &ColumnDef| opt(&c.on_update.as_ref().map(|d| d.sql.clone()));
     let identity = |c: &ColumnDef| {
         c.identity
             .as_ref()
@@ -809,6 +823,7 @@ fn column_diff(e: &ColumnDef, f: &ColumnDef) -> Vec<String> {
         differs("default", &default(e), &default(f)),
         differs("identity", &identity(e), &identity(f)),
         differs("generated as", &opt(&e.generated), &opt(&f.generated)),
+        differs("on update", &on_update(e), &on_update(f)),
         differs("collation", &opt(&e.collation), &opt(&f.collation)),
         differs("comment", &opt(&e.comment), &opt(&f.comment)),
     ]
@@ -897,6 +912,9 @@ fn show_element(e: &IndexElement) -> String {
         IndexKey::Column { name } => name.clone(),
         IndexKey::Expression { sql } => format!("({sql})"),
     };
+    if let Some(prefix) = e.prefix {
+        text.push_str(&format!("({prefix})"));
+    }
     if let Some(opclass) = &e.opclass {
         text.push_str(&format!(" {opclass}"));
     }
@@ -960,6 +978,7 @@ mod tests {
             default: None,
             identity: None,
             generated: None,
+            on_update: None,
             collation: None,
             comment: None,
         }
@@ -999,6 +1018,7 @@ mod tests {
                 owned_by: None,
                 comment: None,
             }),
+            next: None,
         });
         TableDef {
             name: "orders".into(),
@@ -1041,6 +1061,7 @@ mod tests {
                     descending: false,
                     nulls_first: false,
                     opclass: None,
+                    prefix: None,
                 }],
                 include: Vec::new(),
                 predicate: Some("status = 'pending'::order_status".into()),

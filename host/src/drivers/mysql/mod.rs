@@ -12,6 +12,7 @@ pub(crate) mod capability;
 mod decode;
 pub(crate) mod driver;
 pub(crate) mod restore;
+mod schema;
 mod sink;
 mod source;
 mod types;

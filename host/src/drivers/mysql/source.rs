@@ -18,6 +18,7 @@ use crate::drivers::{
     Batcher, Bound, Checkpoint, ConnectorError, Native, ReadRequest, Source, SourceBatch,
     integer_key, read_one,
 };
+use crate::model::schema::Schema;
 use crate::model::value::{Column, Row, TableInfo, Value};
 
 /// Source sessions: strict, and patient with a slow consumer. The server
@@ -527,6 +528,13 @@ impl Source for MySqlSource {
                 name,
             })
             .collect())
+    }
+
+    /// Reads the tables' schema and the objects around them from
+    /// `information_schema` (see `schema.rs`).
+    async fn schema(&self, tables: &[TableInfo]) -> Result<Option<Schema>, ConnectorError> {
+        let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        super::schema::read(&self.server, &names).await.map(Some)
     }
 
     async fn native_types(&self, table: &TableInfo) -> Result<Vec<Option<Native>>, ConnectorError> {

@@ -442,11 +442,13 @@ fn column_def(row: &PgRow, table: &str, sequences: &mut Vec<Sequence>) -> Column
         (Some(generation), _) => Some(Identity {
             generation,
             sequence: take(sequences, |s| owned_by("i", s)),
+            next: None,
         }),
         (None, Some(DefaultKind::Sequence { name: seq })) => {
             take(sequences, |s| s.def.name == *seq && owned_by("a", s)).map(|sequence| Identity {
                 generation: Generation::Serial,
                 sequence: Some(sequence),
+                next: None,
             })
         }
         _ => None,
@@ -456,6 +458,7 @@ fn column_def(row: &PgRow, table: &str, sequences: &mut Vec<Sequence>) -> Column
         default,
         identity,
         generated,
+        on_update: None,
         collation: text(row, "collation"),
         comment: text(row, "comment"),
         native,
@@ -809,6 +812,7 @@ fn index_def(row: &PgRow) -> IndexDef {
                 descending: option & DESC != 0,
                 nulls_first: option & NULLS_FIRST != 0,
                 opclass: opclasses.get(k).cloned().flatten(),
+                prefix: None,
             }
         })
         .collect();

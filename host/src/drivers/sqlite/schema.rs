@@ -249,6 +249,7 @@ impl Catalog {
             },
             collation: parsed.and_then(|c| c.collation.clone()),
             comment: None,
+            on_update: None,
             name,
         }
     }
@@ -262,6 +263,7 @@ fn identity(table: &str, column: &str, autoincrement: bool, last: Option<&i64>) 
         return Identity {
             generation: Generation::ByDefault,
             sequence: None,
+            next: None,
         };
     }
     Identity {
@@ -282,6 +284,7 @@ fn identity(table: &str, column: &str, autoincrement: bool, last: Option<&i64>) 
             }),
             comment: None,
         }),
+        next: None,
     }
 }
 
@@ -552,6 +555,7 @@ fn index_def(name: &str, rows: &[&SqliteRow], sql: &str) -> IndexDef {
                 descending,
                 nulls_first: !descending,
                 opclass: None,
+                prefix: None,
             }
         })
         .collect();
