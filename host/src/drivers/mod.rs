@@ -55,6 +55,7 @@ mod cause;
 mod csv;
 pub mod feed;
 pub(crate) mod guard;
+mod literal;
 pub mod merge;
 pub(crate) mod mysql;
 pub mod owner;

@@ -18,6 +18,7 @@ use sqlx::{PgConnection, Row};
 
 use super::{Db, ident};
 use crate::drivers::ConnectorError;
+use crate::drivers::literal::quoted;
 use crate::model::schema::{
     CheckDef, ColumnDef, ColumnRef, DefaultDef, DefaultKind, Deferrable, DomainDef, EnumDef,
     ExclusionDef, FkAction, FkMatch, ForeignKeyDef, Generation, Identity, IndexDef, IndexElement,
@@ -635,24 +636,6 @@ fn default_kind(sql: &str) -> DefaultKind {
         };
     }
     DefaultKind::Expression
-}
-
-/// A leading SQL string literal, unquoted, and the text after it.
-fn quoted(sql: &str) -> Option<(String, &str)> {
-    let body = sql.strip_prefix('\'')?;
-    let mut value = String::new();
-    let mut chars = body.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '\'' {
-            value.push(c);
-        } else if chars.peek().is_some_and(|(_, n)| *n == '\'') {
-            value.push('\'');
-            chars.next();
-        } else {
-            return Some((value, &body[i + 1..]));
-        }
-    }
-    None
 }
 
 /// Whether `rest` is nothing but casts: `::integer[]`, `::numeric(12,2)`,

@@ -24,6 +24,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::{Db, ident};
 use crate::drivers::ConnectorError;
+use crate::drivers::literal::quoted;
 use crate::model::schema::{
     CheckDef, ColumnDef, ColumnRef, DefaultDef, DefaultKind, Deferrable, FkAction, FkMatch,
     ForeignKeyDef, Generation, Identity, IndexDef, IndexElement, IndexKey, KeyDef, NativeType,
@@ -477,24 +478,6 @@ fn is_number(t: &str) -> bool {
                 && unsigned.parse::<f64>().is_ok_and(f64::is_finite)
         }
     }
-}
-
-/// A leading SQL string literal, unquoted, and the text after it.
-fn quoted(sql: &str) -> Option<(String, &str)> {
-    let body = sql.strip_prefix('\'')?;
-    let mut value = String::new();
-    let mut chars = body.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '\'' {
-            value.push(c);
-        } else if chars.peek().is_some_and(|(_, n)| *n == '\'') {
-            value.push('\'');
-            chars.next();
-        } else {
-            return Some((value, &body[i + 1..]));
-        }
-    }
-    None
 }
 
 /// Unique constraints (`origin` u), the key's index of a table without a
